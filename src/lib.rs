@@ -1,0 +1,8 @@
+//! actsearch: discover neural-network activation functions and prove whether they help.
+//!
+//! The crate reads top-down along the pipeline of `DESIGN.md`:
+//! `expr` (formulas) → `space` (op tables) → `model` (CIFAR ResNets) → `kernels`
+//! (tensor evaluation of activations) → `data` (datasets and batches) → `train` (the one
+//! training loop) → `cli` (the only module that knows about argv and prints).
+
+pub mod observer;
