@@ -1,0 +1,156 @@
+//! Semantics-preserving simplification of formulas.
+//!
+//! Bottom-up rewriting: constant folding (only where the result is finite), `a + 0`, `0 + a`,
+//! `a - 0`, `0 - a` → `-a`, `a*1`, `1*a`, `a/1`, `a*(-1)` → `-a`, `--a`, `-(number)`, `a^1`,
+//! and sign normalization (`a + -b` → `a - b`, `a - -b` → `a + b`, `a + (-2)` → `a - 2`).
+//! Parameters are never removed or reordered, so the parameter slots stay as they are.
+
+use super::{BinOp, Expr, Formula};
+use crate::space::ops::powi_eval;
+
+impl Formula {
+    /// The simplified formula; it evaluates to the same values as `self`.
+    pub fn canonical(&self) -> Formula {
+        Formula {
+            expr: simplify(&self.expr),
+            params: self.params.clone(),
+        }
+    }
+}
+
+/// Simplifies the children, then the node itself.
+fn simplify(e: &Expr) -> Expr {
+    let e = match e {
+        Expr::X | Expr::Num(_) | Expr::Param(_) => e.clone(),
+        Expr::Neg(a) => Expr::Neg(Box::new(simplify(a))),
+        Expr::Pow(a, n) => Expr::Pow(Box::new(simplify(a)), *n),
+        Expr::Call(f, a) => Expr::Call(*f, Box::new(simplify(a))),
+        Expr::Bin(op, a, b) => Expr::Bin(*op, Box::new(simplify(a)), Box::new(simplify(b))),
+    };
+    rewrite(e)
+}
+
+/// Applies the rewrite rules at the top of `e`, whose children are already simplified.
+fn rewrite(e: Expr) -> Expr {
+    if let Some(folded) = fold(&e) {
+        return Expr::Num(folded);
+    }
+    match e {
+        Expr::Neg(a) => match *a {
+            Expr::Neg(inner) => *inner,
+            other => Expr::Neg(Box::new(other)),
+        },
+        Expr::Pow(a, 1) => *a,
+        Expr::Bin(op, a, b) => rewrite_bin(op, *a, *b),
+        other => other,
+    }
+}
+
+fn rewrite_bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+    use BinOp::*;
+    match (op, a, b) {
+        (Add, a, b) if is_num(&b, 0.0) => a,
+        (Add, a, b) if is_num(&a, 0.0) => b,
+        (Sub, a, b) if is_num(&b, 0.0) => a,
+        (Sub, a, b) if is_num(&a, 0.0) => rewrite(Expr::Neg(Box::new(b))),
+        (Mul, a, b) if is_num(&b, 1.0) => a,
+        (Mul, a, b) if is_num(&a, 1.0) => b,
+        (Mul, a, b) if is_num(&b, -1.0) => rewrite(Expr::Neg(Box::new(a))),
+        (Mul, a, b) if is_num(&a, -1.0) => rewrite(Expr::Neg(Box::new(b))),
+        (Div, a, b) if is_num(&b, 1.0) => a,
+        (Add, a, Expr::Neg(b)) => rewrite_bin(Sub, a, *b),
+        (Sub, a, Expr::Neg(b)) => rewrite_bin(Add, a, *b),
+        (Add, a, Expr::Num(v)) if v < 0.0 => Expr::Bin(Sub, Box::new(a), Box::new(Expr::Num(-v))),
+        (Sub, a, Expr::Num(v)) if v < 0.0 => Expr::Bin(Add, Box::new(a), Box::new(Expr::Num(-v))),
+        (op, a, b) => Expr::Bin(op, Box::new(a), Box::new(b)),
+    }
+}
+
+fn is_num(e: &Expr, v: f64) -> bool {
+    matches!(e, Expr::Num(c) if *c == v)
+}
+
+/// The value of a node whose operands are all numbers, if it is finite.
+fn fold(e: &Expr) -> Option<f64> {
+    let v = match e {
+        Expr::Neg(a) => -num(a)?,
+        Expr::Pow(a, n) => powi_eval(num(a)?, *n).0,
+        Expr::Call(f, a) => f.value(num(a)?),
+        Expr::Bin(op, a, b) => op.eval(num(a)?, num(b)?).0,
+        Expr::X | Expr::Num(_) | Expr::Param(_) => return None,
+    };
+    v.is_finite().then_some(v)
+}
+
+fn num(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::Num(v) => Some(*v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::random_tree::TreeGen;
+    use super::*;
+
+    fn canon(s: &str) -> String {
+        Formula::parse(s).unwrap().canonical().to_string()
+    }
+
+    #[test]
+    fn simplifies_the_listed_patterns() {
+        assert_eq!(canon("x + 0"), "x");
+        assert_eq!(canon("0 + x"), "x");
+        assert_eq!(canon("x - 0"), "x");
+        assert_eq!(canon("0 - x"), "-x");
+        assert_eq!(canon("x*1"), "x");
+        assert_eq!(canon("1*x"), "x");
+        assert_eq!(canon("x/1"), "x");
+        assert_eq!(canon("--x"), "x");
+        assert_eq!(canon("---x"), "-x");
+        assert_eq!(canon("x^1"), "x");
+        assert_eq!(canon("2*3 + x"), "6 + x");
+        assert_eq!(canon("sqrt(4)*x"), "2*x");
+        assert_eq!(canon("-(2)*x"), "-2*x");
+        assert_eq!(canon("x + -b"), "x - b");
+        assert_eq!(canon("x - -x"), "x + x");
+        assert_eq!(canon("x + (-2)"), "x - 2");
+        assert_eq!(canon("x*(-1)"), "-x");
+        assert_eq!(canon("1*(x - 0)^1 + 0*1"), "x");
+        assert_eq!(canon("(1 - 1)*b + x"), "0*b + x");
+        assert_eq!(canon("1/0 + x"), "1/0 + x");
+        assert_eq!(
+            canon("b1*x + (abs(x)*abs(x) + b2)"),
+            "b1*x + (abs(x)*abs(x) + b2)"
+        );
+    }
+
+    #[test]
+    fn keeps_parameters_and_values() {
+        let f = Formula::parse("b*0 + b1 + b^1 - -b1").unwrap();
+        let c = f.canonical();
+        assert_eq!(c.params, f.params);
+        assert_eq!(c.to_string(), "b*0 + b1 + b + b1");
+    }
+
+    #[test]
+    fn random_trees_keep_values_round_trip_and_are_idempotent() {
+        let mut g = TreeGen::new(5, false);
+        for _ in 0..3000 {
+            let f = g.formula(5);
+            let c = f.canonical();
+            assert_eq!(c.params, f.params);
+            assert_eq!(c.canonical(), c, "{f} -> {c}");
+            assert_eq!(Formula::parse(&c.to_string()).as_ref(), Ok(&c), "{c}");
+            let params: Vec<f64> = (0..f.num_params()).map(|i| 0.5 + 0.25 * i as f64).collect();
+            for x in [-2.2, -0.3, 0.0, 0.8, 3.1] {
+                let (a, b) = (f.eval(x, &params), c.eval(x, &params));
+                let same = a == b
+                    || (a.is_nan() && b.is_nan())
+                    || (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+                assert!(same, "{f} -> {c} at {x}: {a} vs {b}");
+            }
+        }
+    }
+}

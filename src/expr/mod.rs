@@ -1,0 +1,115 @@
+//! Formulas: the infix language activation functions are written in.
+//!
+//! A formula is an expression in `x` with numbers, per-channel trainable parameters,
+//! `+ - * /`, integer powers `^`, unary minus, `|...|`, calls of every [`Func`] by name and the
+//! two-argument calls `max(a, b)` / `min(a, b)`. For example `x*sigmoid(b*x)`.
+//!
+//! Parameters: each occurrence of `b` (or `beta`) is its own parameter; `b1`, `b2`, ... (or
+//! `beta1`, ...) are named and shared by all their occurrences. All start at 1. Parameter slots
+//! are numbered in order of first appearance reading left to right.
+//!
+//! - [`parse`]: text → [`Formula`] (tokens from `lex`); [`parse_error`]: one-line errors
+//!   that name the problem, its column and a fix.
+//! - [`print`]: the canonical text of a [`Formula`] (`Display`); `parse(print(f)) == f`.
+//! - [`canonical`]: semantics-preserving simplification.
+//! - [`eval`]: value, derivatives (all from the `space::ops` table) and numeric fingerprint.
+//! - [`named`]: the named activations (`relu`, `mish`, the seed's searched functions, ...).
+
+pub mod canonical;
+pub mod eval;
+mod lex;
+pub mod named;
+pub mod parse;
+pub mod parse_error;
+pub mod print;
+#[cfg(test)]
+mod random_tree;
+
+pub use crate::space::ops::{BinOp, Func, Real};
+pub use named::{NAMED, NamedFn, lookup, resolve};
+pub use parse_error::ParseError;
+
+/// An expression tree.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// The input.
+    X,
+    /// A constant.
+    Num(f64),
+    /// A trainable parameter: an index into [`Formula::params`].
+    Param(usize),
+    /// Unary minus.
+    Neg(Box<Expr>),
+    /// An integer power.
+    Pow(Box<Expr>, i32),
+    /// A unary function call.
+    Call(Func, Box<Expr>),
+    /// A binary operation (infix `+ - * /`, or the calls `max`/`min`).
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+}
+
+/// How a parameter slot is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamName {
+    /// `b` (or `beta`): one slot per occurrence.
+    Anon,
+    /// `b<N>` (or `beta<N>`): one slot shared by every occurrence.
+    Named(u32),
+}
+
+/// A parsed formula: its expression and the names of its parameter slots.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Formula {
+    pub expr: Expr,
+    pub params: Vec<ParamName>,
+}
+
+impl Formula {
+    /// Number of parameter slots (each initialized to 1).
+    pub fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// True if the formula depends on `x` syntactically (`b + 1` does not).
+    pub fn uses_x(&self) -> bool {
+        self.expr.uses_x()
+    }
+}
+
+impl Expr {
+    /// True if `X` occurs in this expression.
+    pub fn uses_x(&self) -> bool {
+        match self {
+            Expr::X => true,
+            Expr::Num(_) | Expr::Param(_) => false,
+            Expr::Neg(a) | Expr::Pow(a, _) | Expr::Call(_, a) => a.uses_x(),
+            Expr::Bin(_, a, b) => a.uses_x() || b.uses_x(),
+        }
+    }
+
+    /// True if a parameter occurs in this expression.
+    pub fn uses_params(&self) -> bool {
+        match self {
+            Expr::Param(_) => true,
+            Expr::X | Expr::Num(_) => false,
+            Expr::Neg(a) | Expr::Pow(a, _) | Expr::Call(_, a) => a.uses_params(),
+            Expr::Bin(_, a, b) => a.uses_params() || b.uses_params(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uses_x_and_params() {
+        let f = Formula::parse("b + 1").unwrap();
+        assert!(!f.uses_x());
+        assert_eq!(f.num_params(), 1);
+        let f = Formula::parse("x*sigmoid(x)").unwrap();
+        assert!(f.uses_x());
+        assert_eq!(f.num_params(), 0);
+        assert!(!f.expr.uses_params());
+    }
+}
