@@ -1,0 +1,439 @@
+//! CIFAR-10 and CIFAR-100 in the official binary layout: locating (and if needed extracting)
+//! the files under the data directory, and parsing their fixed-size records.
+//!
+//! CIFAR-10 records are 1 label byte + 3072 CHW bytes; CIFAR-100 records are 1 coarse label
+//! byte + 1 fine label byte + 3072 CHW bytes (the fine label is used).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::archive::{
+    ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_tar_gz, verify_archive,
+};
+use super::image_set::{IMAGE_BYTES, ImageSet};
+use crate::observer::{Event, Observer};
+
+/// Which CIFAR dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CifarKind {
+    Cifar10,
+    Cifar100,
+}
+
+impl CifarKind {
+    /// The human name, e.g. `CIFAR-10`.
+    pub fn title(self) -> &'static str {
+        match self {
+            CifarKind::Cifar10 => "CIFAR-10",
+            CifarKind::Cifar100 => "CIFAR-100",
+        }
+    }
+
+    /// The command-line name, e.g. `cifar10`.
+    pub fn cli_name(self) -> &'static str {
+        self.archive().fetch_arg
+    }
+
+    /// The official archive holding this dataset.
+    pub fn archive(self) -> ArchiveInfo {
+        match self {
+            CifarKind::Cifar10 => CIFAR10_ARCHIVE,
+            CifarKind::Cifar100 => CIFAR100_ARCHIVE,
+        }
+    }
+
+    /// The folder the archive extracts to, relative to the data directory.
+    pub fn folder(self) -> &'static str {
+        match self {
+            CifarKind::Cifar10 => "cifar-10-batches-bin",
+            CifarKind::Cifar100 => "cifar-100-binary",
+        }
+    }
+
+    /// Number of (fine) classes.
+    pub fn num_classes(self) -> usize {
+        match self {
+            CifarKind::Cifar10 => 10,
+            CifarKind::Cifar100 => 100,
+        }
+    }
+
+    fn train_files(self) -> &'static [&'static str] {
+        match self {
+            CifarKind::Cifar10 => &[
+                "data_batch_1.bin",
+                "data_batch_2.bin",
+                "data_batch_3.bin",
+                "data_batch_4.bin",
+                "data_batch_5.bin",
+            ],
+            CifarKind::Cifar100 => &["train.bin"],
+        }
+    }
+
+    fn test_files(self) -> &'static [&'static str] {
+        match self {
+            CifarKind::Cifar10 => &["test_batch.bin"],
+            CifarKind::Cifar100 => &["test.bin"],
+        }
+    }
+
+    fn class_names_file(self) -> &'static str {
+        match self {
+            CifarKind::Cifar10 => "batches.meta.txt",
+            CifarKind::Cifar100 => "fine_label_names.txt",
+        }
+    }
+
+    /// Label bytes before the image in each record.
+    fn label_bytes(self) -> usize {
+        match self {
+            CifarKind::Cifar10 => 1,
+            CifarKind::Cifar100 => 2,
+        }
+    }
+
+    /// Bytes in one record.
+    pub fn record_bytes(self) -> usize {
+        self.label_bytes() + IMAGE_BYTES
+    }
+
+    /// The command that fixes a missing or damaged file under `data_dir`.
+    fn fetch_command(self, data_dir: &Path) -> String {
+        format!(
+            "actsearch data fetch {} --data-dir {}",
+            self.cli_name(),
+            data_dir.display()
+        )
+    }
+}
+
+/// Loads the (train, test) sets of `kind` from `data_dir`, extracting the official archive
+/// first when only the archive is there.
+pub fn load_cifar(
+    kind: CifarKind,
+    data_dir: &Path,
+    obs: &dyn Observer,
+) -> Result<(ImageSet, ImageSet)> {
+    let folder = prepare_cifar(kind, data_dir, obs)?;
+    let classes = read_class_names(kind, data_dir, &folder)?;
+    let train = read_records(kind, data_dir, &folder, kind.train_files(), &classes)?;
+    let test = read_records(kind, data_dir, &folder, kind.test_files(), &classes)?;
+    obs.event(Event::Info(format!(
+        "{}: {} training and {} test images from {}",
+        kind.title(),
+        train.len(),
+        test.len(),
+        folder.display()
+    )));
+    Ok((train, test))
+}
+
+/// Makes sure the extracted folder of `kind` exists under `data_dir` and returns it: if only
+/// the archive is present, it is verified and extracted; if neither is, the error says how to
+/// get the data.
+pub fn prepare_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<PathBuf> {
+    prepare_from(kind, data_dir, &kind.archive(), obs)
+}
+
+/// [`prepare_cifar`] with the archive described by `info` (tests use small fake archives).
+fn prepare_from(
+    kind: CifarKind,
+    data_dir: &Path,
+    info: &ArchiveInfo,
+    obs: &dyn Observer,
+) -> Result<PathBuf> {
+    let folder = data_dir.join(kind.folder());
+    if folder.is_dir() {
+        return Ok(folder);
+    }
+    let archive = data_dir.join(info.file_name);
+    if !archive.is_file() {
+        let offline = match kind {
+            CifarKind::Cifar10 => " (offline: tar -xJf ../shared/data/cifar10-images.tar.xz)",
+            CifarKind::Cifar100 => "",
+        };
+        bail!(
+            "{} not found in {}: run `{}`, or pass --dataset PATH to an image folder{offline}",
+            kind.title(),
+            data_dir.display(),
+            kind.fetch_command(data_dir)
+        );
+    }
+    obs.event(Event::Info(format!("verifying {}", archive.display())));
+    verify_archive(&archive, info.size, info.md5)?;
+    obs.event(Event::TaskStart {
+        id: "extract",
+        label: format!("extracting {}", info.file_name),
+        total: 1,
+    });
+    let extracted = extract_tar_gz(&archive, data_dir);
+    obs.event(Event::TaskAdvance {
+        id: "extract",
+        n: 1,
+    });
+    obs.event(Event::TaskEnd { id: "extract" });
+    extracted?;
+    if !folder.is_dir() {
+        bail!(
+            "archive {} did not contain {}/; delete it and run `{}`",
+            archive.display(),
+            kind.folder(),
+            kind.fetch_command(data_dir)
+        );
+    }
+    Ok(folder)
+}
+
+/// Reads the class names: the first `num_classes` non-empty lines of the names file.
+fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<Vec<String>> {
+    let path = folder.join(kind.class_names_file());
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} class names from {}: delete {} and run `{}`",
+            kind.title(),
+            path.display(),
+            folder.display(),
+            kind.fetch_command(data_dir)
+        )
+    })?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if names.len() < kind.num_classes() {
+        bail!(
+            "{} lists {} class names but {} has {}; delete {} and run `{}`",
+            path.display(),
+            names.len(),
+            kind.title(),
+            kind.num_classes(),
+            folder.display(),
+            kind.fetch_command(data_dir)
+        );
+    }
+    Ok(names.into_iter().take(kind.num_classes()).collect())
+}
+
+/// Reads and concatenates the records of `files`.
+fn read_records(
+    kind: CifarKind,
+    data_dir: &Path,
+    folder: &Path,
+    files: &[&str],
+    classes: &[String],
+) -> Result<ImageSet> {
+    let mut set = ImageSet {
+        classes: classes.to_vec(),
+        ..ImageSet::default()
+    };
+    for name in files {
+        let path = folder.join(name);
+        let bytes = fs::read(&path).with_context(|| {
+            format!(
+                "cannot read CIFAR file {}: delete {} and run `{}`",
+                path.display(),
+                folder.display(),
+                kind.fetch_command(data_dir)
+            )
+        })?;
+        parse_records(kind, &path, &bytes, &mut set).map_err(|e| {
+            anyhow::anyhow!("{e}; delete it and run `{}`", kind.fetch_command(data_dir))
+        })?;
+    }
+    Ok(set)
+}
+
+/// Appends the records in `bytes` (the contents of `path`) to `set`, checking the file size
+/// and every label. Errors name the file and the problem (the caller appends the fix).
+fn parse_records(kind: CifarKind, path: &Path, bytes: &[u8], set: &mut ImageSet) -> Result<()> {
+    let record = kind.record_bytes();
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
+        bail!(
+            "CIFAR file {} is truncated: {} bytes is not a multiple of the {record}-byte record",
+            path.display(),
+            bytes.len()
+        );
+    }
+    let n = bytes.len() / record;
+    set.images.reserve(n * IMAGE_BYTES);
+    set.labels.reserve(n);
+    for (i, rec) in bytes.chunks_exact(record).enumerate() {
+        let (labels, image) = rec.split_at(kind.label_bytes());
+        let label = labels[labels.len() - 1] as usize;
+        if label >= kind.num_classes() {
+            bail!(
+                "CIFAR file {} is corrupt: record {i} has label {label} but {} has {} classes",
+                path.display(),
+                kind.title(),
+                kind.num_classes()
+            );
+        }
+        if kind == CifarKind::Cifar100 && labels[0] >= 20 {
+            bail!(
+                "CIFAR file {} is corrupt: record {i} has coarse label {} but CIFAR-100 has 20 \
+                 superclasses",
+                path.display(),
+                labels[0]
+            );
+        }
+        set.labels.push(label as u32);
+        set.images.extend_from_slice(image);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::{
+        synthetic_image, write_synthetic_cifar10, write_synthetic_cifar100,
+    };
+    use crate::observer::Silent;
+
+    #[test]
+    fn synthetic_cifar10_parses_with_labels_and_pixels() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar10(tmp.path(), 23).unwrap();
+        let (train, test) = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent).unwrap();
+        assert_eq!(train.len(), 5 * 23);
+        assert_eq!(test.len(), 23);
+        assert_eq!(train.classes.len(), 10);
+        assert_eq!(train.classes[0], "airplane");
+        assert_eq!(train.classes[9], "truck");
+        assert_eq!(train.images.len(), train.len() * IMAGE_BYTES);
+        // The writer's contract: record i of file f has label (i + f) % classes and the
+        // pixels of synthetic_image(label, classes, seed f * 1_000_000 + i).
+        for (i, &label) in train.labels.iter().enumerate() {
+            let (f, r) = (i / 23, i % 23);
+            assert_eq!(label as usize, (r + f) % 10);
+            assert_eq!(
+                train.image(i),
+                &synthetic_image(label as usize, 10, (f * 1_000_000 + r) as u64)[..]
+            );
+        }
+        assert_eq!(
+            test.image(5),
+            &synthetic_image(test.labels[5] as usize, 10, 5_000_005)[..]
+        );
+    }
+
+    #[test]
+    fn synthetic_cifar100_parses_fine_labels() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar100(tmp.path(), 250).unwrap();
+        let (train, test) = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent).unwrap();
+        assert_eq!((train.len(), test.len()), (250, 250));
+        assert_eq!(train.classes.len(), 100);
+        assert_eq!(train.labels[0..3], [0, 1, 2]);
+        assert_eq!(train.labels[199], 99);
+        assert_eq!(train.image(7), &synthetic_image(7, 100, 7)[..]);
+    }
+
+    #[test]
+    fn truncated_file_error_names_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar10(tmp.path(), 4).unwrap();
+        let path = tmp.path().join("cifar-10-batches-bin/data_batch_3.bin");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data_batch_3.bin is truncated"), "{err}");
+        assert!(err.contains(&format!("{} bytes", bytes.len() - 1)), "{err}");
+        assert!(err.contains("actsearch data fetch cifar10"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn label_out_of_range_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar10(tmp.path(), 4).unwrap();
+        let path = tmp.path().join("cifar-10-batches-bin/test_batch.bin");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[2 * 3073] = 10;
+        fs::write(&path, &bytes).unwrap();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test_batch.bin") && err.contains("record 2 has label 10"),
+            "{err}"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar100(tmp.path(), 4).unwrap();
+        let path = tmp.path().join("cifar-100-binary/train.bin");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[3074 + 1] = 100;
+        fs::write(&path, &bytes).unwrap();
+        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.bin") && err.contains("record 1 has label 100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_data_says_how_to_get_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("CIFAR-10 not found in"), "{err}");
+        assert!(
+            err.contains("actsearch data fetch cifar10 --data-dir"),
+            "{err}"
+        );
+        assert!(err.contains("cifar10-images.tar.xz"), "{err}");
+    }
+
+    #[test]
+    fn archive_alone_is_verified_and_extracted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        write_synthetic_cifar10(&src, 3).unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let archive = data.join("fake.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&archive).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        builder
+            .append_dir_all("cifar-10-batches-bin", src.join("cifar-10-batches-bin"))
+            .unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+        let md5 = crate::data::archive::md5_hex(&archive).unwrap();
+        let info = ArchiveInfo {
+            file_name: "fake.tar.gz",
+            size: fs::metadata(&archive).unwrap().len(),
+            md5: Box::leak(md5.into_boxed_str()),
+            ..CIFAR10_ARCHIVE
+        };
+        let folder = prepare_from(CifarKind::Cifar10, &data, &info, &Silent).unwrap();
+        assert_eq!(folder, data.join("cifar-10-batches-bin"));
+        let (train, _) = load_cifar(CifarKind::Cifar10, &data, &Silent).unwrap();
+        let (expected, _) = load_cifar(CifarKind::Cifar10, &src, &Silent).unwrap();
+        assert_eq!(train, expected);
+    }
+
+    #[test]
+    fn bad_archive_is_verified_before_extraction() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(CIFAR100_ARCHIVE.file_name), b"junk").unwrap();
+        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cifar-100-binary.tar.gz has 4 bytes"), "{err}");
+        assert!(!tmp.path().join("cifar-100-binary").exists());
+    }
+}

@@ -1,0 +1,224 @@
+//! Downloading the official CIFAR archives: streamed to a `.part` file with progress, checked
+//! (size, then MD5) and only then renamed into place. A valid archive already present is kept.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::archive::{ArchiveInfo, mismatch, verify_archive};
+use super::cifar::CifarKind;
+use crate::observer::{Event, Observer};
+
+/// Makes sure the official archive of `kind` is in `data_dir` and valid, downloading it when
+/// missing or damaged. Returns its path.
+pub fn fetch(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<PathBuf> {
+    fetch_archive(&kind.archive(), data_dir, obs)
+}
+
+/// [`fetch`] for any archive description (tests point it at a local server).
+fn fetch_archive(info: &ArchiveInfo, data_dir: &Path, obs: &dyn Observer) -> Result<PathBuf> {
+    fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}: check the path and permissions",
+            data_dir.display()
+        )
+    })?;
+    let path = data_dir.join(info.file_name);
+    if path.is_file() {
+        match verify_archive(&path, info.size, info.md5) {
+            Ok(()) => {
+                obs.event(Event::Info(format!(
+                    "{} is already present and valid",
+                    path.display()
+                )));
+                return Ok(path);
+            }
+            Err(e) => obs.event(Event::Info(format!("{e}; downloading it again"))),
+        }
+    }
+    let part = data_dir.join(format!("{}.part", info.file_name));
+    let downloaded =
+        download(info, &part, obs).and_then(|()| check_download(info, &part, data_dir));
+    if let Err(e) = downloaded {
+        let _ = fs::remove_file(&part);
+        return Err(e);
+    }
+    fs::rename(&part, &path)
+        .with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))?;
+    obs.event(Event::Info(format!("downloaded {}", path.display())));
+    Ok(path)
+}
+
+/// Checks the size and MD5 of a finished download.
+fn check_download(info: &ArchiveInfo, part: &Path, data_dir: &Path) -> Result<()> {
+    let problem = mismatch(part, info.size, info.md5)
+        .with_context(|| format!("cannot read the downloaded {}", part.display()))?;
+    match problem {
+        None => Ok(()),
+        Some(problem) => bail!(
+            "the download of {} {problem} (corrupt download, deleted); run `actsearch data fetch \
+             {} --data-dir {}` again",
+            info.url,
+            info.fetch_arg,
+            data_dir.display()
+        ),
+    }
+}
+
+/// Streams `info.url` into `part`, reporting bytes as progress.
+fn download(info: &ArchiveInfo, part: &Path, obs: &dyn Observer) -> Result<()> {
+    let manual = format!(
+        "check the network connection, or download {} by hand into {}",
+        info.url,
+        part.parent().unwrap_or(Path::new(".")).display()
+    );
+    let response = ureq::get(info.url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("cannot download {}: {e}; {manual}", info.url))?;
+    let total = response.body().content_length().unwrap_or(info.size);
+    let mut body = response.into_body().into_reader();
+    let file = File::create(part)
+        .with_context(|| format!("cannot create {}: check permissions", part.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    obs.event(Event::TaskStart {
+        id: "download",
+        label: format!("downloading {}", info.file_name),
+        total,
+    });
+    let copied = copy_with_progress(&mut body, &mut out, obs);
+    obs.event(Event::TaskEnd { id: "download" });
+    let copied = copied
+        .map_err(|e| anyhow::anyhow!("download of {} was interrupted ({e}); {manual}", info.url))?;
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}: check free disk space", part.display()))?;
+    if copied == 0 {
+        bail!("download of {} returned no data; {manual}", info.url);
+    }
+    Ok(())
+}
+
+fn copy_with_progress(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    obs: &dyn Observer,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut copied = 0u64;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(copied);
+        }
+        to.write_all(&buf[..n])?;
+        copied += n as u64;
+        obs.event(Event::TaskAdvance {
+            id: "download",
+            n: n as u64,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::test_observer::Recorder;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+
+    /// Serves `body` to each of `requests` HTTP requests on a local port; returns the URL.
+    fn serve(body: Vec<u8>, requests: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&body).unwrap();
+            }
+        });
+        format!("http://{addr}/archive.tar.gz")
+    }
+
+    fn info(url: &str, size: u64, md5: &str) -> ArchiveInfo {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        ArchiveInfo {
+            file_name: "cifar-10-binary.tar.gz",
+            url: leak(url.into()),
+            size,
+            md5: leak(md5.into()),
+            fetch_arg: "cifar10",
+        }
+    }
+
+    #[test]
+    fn downloads_verifies_and_keeps_a_valid_archive() {
+        let body = b"pretend archive bytes".to_vec();
+        let url = serve(body.clone(), 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = tmp.path().join("probe");
+        fs::write(&probe, &body).unwrap();
+        let md5 = crate::data::archive::md5_hex(&probe).unwrap();
+        let rec = Recorder::default();
+        let a = info(&url, body.len() as u64, &md5);
+        let path = fetch_archive(&a, &tmp.path().join("data"), &rec).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), body);
+        assert_eq!(rec.advanced("download"), body.len() as u64);
+        assert!(!tmp.path().join("data/cifar-10-binary.tar.gz.part").exists());
+        // The server is gone now (it served one request): a second fetch must not download.
+        let rec = Recorder::default();
+        fetch_archive(&a, &tmp.path().join("data"), &rec).unwrap();
+        assert!(
+            rec.infos()[0].contains("already present"),
+            "{:?}",
+            rec.infos()
+        );
+    }
+
+    #[test]
+    fn checksum_mismatch_is_an_error_and_leaves_nothing() {
+        let body = b"tampered bytes".to_vec();
+        let url = serve(body.clone(), 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let a = info(&url, body.len() as u64, "00000000000000000000000000000000");
+        let err = fetch_archive(&a, tmp.path(), &Recorder::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("00000000000000000000000000000000") && err.contains("has MD5"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&url) && err.contains("actsearch data fetch cifar10"),
+            "{err}"
+        );
+        assert!(fs::read_dir(tmp.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn unreachable_server_is_a_clear_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/x.tar.gz", listener.local_addr().unwrap());
+        drop(listener);
+        let tmp = tempfile::tempdir().unwrap();
+        let err = fetch_archive(&info(&url, 10, "x"), tmp.path(), &Recorder::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot download") && err.contains("check the network"),
+            "{err}"
+        );
+    }
+}
