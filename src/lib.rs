@@ -7,5 +7,7 @@
 
 pub mod data;
 pub mod expr;
+pub mod kernels;
+pub mod model;
 pub mod observer;
 pub mod space;

@@ -1,0 +1,4 @@
+//! Evaluating activations on tensors. `reference` composes burn tensor ops (every backend,
+//! autodiff for free, the test oracle); the op semantics come from `space::ops`.
+
+pub mod reference;

@@ -1,0 +1,10 @@
+//! The networks: CIFAR ResNet-(6n+2) whose every activation site holds its own instance of a
+//! pluggable activation, plus the PyTorch-compatible naming of their weights.
+
+pub mod activation;
+pub mod init;
+pub mod resnet;
+pub mod state;
+
+pub use activation::Activation;
+pub use resnet::{Network, ResNet};

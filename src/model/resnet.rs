@@ -1,0 +1,218 @@
+//! CIFAR ResNet-(6n+2) (He et al. 2016, section 4.2): a 3x3 stem with 16 channels, three
+//! stages of n BasicBlocks with 16/32/64 channels (stride 2 at the start of stages 2 and 3),
+//! global average pooling and a linear classifier. A 1x1 conv + BN projection shortcut is used
+//! where the shape changes. Every activation site (the stem's and both of each block's) holds
+//! its own `Activation` instance.
+//!
+//! Field names are chosen so that `model::state` can map them one-to-one onto the PyTorch
+//! reference model's `state_dict` names.
+
+use anyhow::{Result, bail};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
+use burn::module::Param;
+use burn::prelude::*;
+
+use super::activation::Activation;
+use super::init::Init;
+use crate::expr::Formula;
+
+/// The supported depths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    Resnet8,
+    Resnet20,
+    Resnet32,
+    Resnet44,
+    Resnet56,
+    Resnet110,
+}
+
+impl Network {
+    pub const ALL: [Network; 6] = [
+        Network::Resnet8,
+        Network::Resnet20,
+        Network::Resnet32,
+        Network::Resnet44,
+        Network::Resnet56,
+        Network::Resnet110,
+    ];
+
+    pub fn parse(name: &str) -> Result<Network> {
+        for n in Network::ALL {
+            if n.name() == name.to_ascii_lowercase() {
+                return Ok(n);
+            }
+        }
+        bail!("unknown network '{name}': use one of resnet8, resnet20, resnet32, resnet44, resnet56, resnet110")
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Resnet8 => "resnet8",
+            Network::Resnet20 => "resnet20",
+            Network::Resnet32 => "resnet32",
+            Network::Resnet44 => "resnet44",
+            Network::Resnet56 => "resnet56",
+            Network::Resnet110 => "resnet110",
+        }
+    }
+
+    /// Blocks per stage: depth = 6n + 2.
+    pub fn blocks_per_stage(self) -> usize {
+        match self {
+            Network::Resnet8 => 1,
+            Network::Resnet20 => 3,
+            Network::Resnet32 => 5,
+            Network::Resnet44 => 7,
+            Network::Resnet56 => 9,
+            Network::Resnet110 => 18,
+        }
+    }
+
+    /// Channels of each activation site, in forward order (stem, then act1/act2 per block).
+    pub fn site_channels(self) -> Vec<usize> {
+        let n = self.blocks_per_stage();
+        let mut sites = vec![16];
+        for c in [16, 32, 64] {
+            for _ in 0..n {
+                sites.extend([c, c]);
+            }
+        }
+        sites
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Shortcut {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm,
+    pub act1: Activation,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm,
+    pub act2: Activation,
+    pub short: Option<Shortcut>,
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet {
+    pub stem_conv: Conv2d,
+    pub stem_bn: BatchNorm,
+    pub act: Activation,
+    pub blocks: Vec<Block>,
+    pub fc: Linear,
+}
+
+impl ResNet {
+    /// A freshly initialised network with `formula` at every activation site.
+    pub fn new(
+        network: Network,
+        formula: &Formula,
+        num_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> ResNet {
+        let mut init = Init::new(seed);
+        let mut blocks = Vec::new();
+        let mut cin = 16;
+        for (stage, cout) in [16usize, 32, 64].into_iter().enumerate() {
+            for i in 0..network.blocks_per_stage() {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(Block::new(cin, cout, stride, formula, &mut init, device));
+                cin = cout;
+            }
+        }
+        let fc_weight = init.uniform(&[64, num_classes], 64);
+        let fc_bias = init.uniform(&[num_classes], 64);
+        ResNet {
+            stem_conv: conv(&mut init, 3, 16, 3, 1, device),
+            stem_bn: bn(16, device),
+            act: Activation::new(formula, 16, device),
+            blocks,
+            fc: Linear {
+                weight: Param::from_data(TensorData::new(fc_weight, [64, num_classes]), device),
+                bias: Some(Param::from_data(TensorData::new(fc_bias, [num_classes]), device)),
+            },
+        }
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, 3, 32, 32]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = self.act.forward(self.stem_bn.forward(self.stem_conv.forward(images)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let [batch, channels, _, _] = x.dims();
+        let pooled = x.mean_dims(&[2, 3]).reshape([batch, channels]);
+        self.fc.forward(pooled)
+    }
+
+    /// All activation sites in forward order.
+    pub fn activations(&self) -> Vec<&Activation> {
+        let mut sites = vec![&self.act];
+        for b in &self.blocks {
+            sites.extend([&b.act1, &b.act2]);
+        }
+        sites
+    }
+}
+
+impl Block {
+    fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        formula: &Formula,
+        init: &mut Init,
+        device: &Device,
+    ) -> Block {
+        let short = (stride != 1 || cin != cout).then(|| Shortcut {
+            conv: conv(init, cin, cout, 1, stride, device),
+            bn: bn(cout, device),
+        });
+        Block {
+            conv1: conv(init, cin, cout, 3, stride, device),
+            bn1: bn(cout, device),
+            act1: Activation::new(formula, cout, device),
+            conv2: conv(init, cout, cout, 3, 1, device),
+            bn2: bn(cout, device),
+            act2: Activation::new(formula, cout, device),
+            short,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.act1.forward(self.bn1.forward(self.conv1.forward(x.clone())));
+        let y = self.bn2.forward(self.conv2.forward(y));
+        let shortcut = match &self.short {
+            Some(s) => s.bn.forward(s.conv.forward(x)),
+            None => x,
+        };
+        self.act2.forward(y + shortcut)
+    }
+}
+
+/// A bias-free convolution with "same" padding for odd kernels.
+fn conv(init: &mut Init, cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    let pad = k / 2;
+    Conv2d {
+        weight: init.conv([cout, cin, k, k], device),
+        bias: None,
+        stride: [stride, stride],
+        kernel_size: [k, k],
+        dilation: [1, 1],
+        groups: 1,
+        padding: PaddingConfig2d::Explicit(pad, pad, pad, pad),
+    }
+}
+
+fn bn(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels).init(device)
+}
