@@ -11,3 +11,4 @@ pub mod kernels;
 pub mod model;
 pub mod observer;
 pub mod space;
+pub mod train;

@@ -1,0 +1,52 @@
+//! The per-epoch checkpoint (`checkpoint.safetensors`): model weights under PyTorch names, the
+//! optimizer's momentum buffers, and as metadata the epoch reached, the BatchNorm step count,
+//! the metrics history and the configuration that produced it. It is rewritten atomically
+//! after every epoch, so a killed run always leaves the last good epoch behind.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+
+use super::config::TrainConfig;
+use super::history::History;
+use crate::model::state::{NamedTensor, read_safetensors, write_safetensors};
+
+pub const FILE: &str = "checkpoint.safetensors";
+
+/// Everything a checkpoint holds besides the tensors.
+pub struct CheckpointMeta {
+    pub epoch: usize,
+    pub batches_tracked: i64,
+    pub history: History,
+    pub config: TrainConfig,
+}
+
+pub fn save(dir: &Path, tensors: &[NamedTensor], meta: &CheckpointMeta) -> Result<()> {
+    let metadata = HashMap::from([
+        ("format".to_string(), "actsearch-checkpoint-1".to_string()),
+        ("epoch".to_string(), meta.epoch.to_string()),
+        ("batches_tracked".to_string(), meta.batches_tracked.to_string()),
+        ("history".to_string(), serde_json::to_string(&meta.history)?),
+        ("config".to_string(), serde_json::to_string(&meta.config)?),
+    ]);
+    write_safetensors(&dir.join(FILE), tensors, metadata)
+}
+
+pub fn load(dir: &Path) -> Result<(HashMap<String, NamedTensor>, CheckpointMeta)> {
+    let path = dir.join(FILE);
+    let (tensors, metadata) = read_safetensors(&path)?;
+    let field = |key: &str| {
+        metadata
+            .get(key)
+            .ok_or_else(|| anyhow!("{} has no '{key}' entry; it is not an actsearch checkpoint", path.display()))
+    };
+    let bad = || format!("{} has corrupt metadata; delete it to start the run afresh", path.display());
+    let meta = CheckpointMeta {
+        epoch: field("epoch")?.parse().with_context(bad)?,
+        batches_tracked: field("batches_tracked")?.parse().with_context(bad)?,
+        history: serde_json::from_str(field("history")?).with_context(bad)?,
+        config: serde_json::from_str(field("config")?).with_context(bad)?,
+    };
+    Ok((tensors, meta))
+}

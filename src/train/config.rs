@@ -1,0 +1,100 @@
+//! The fully resolved configuration of one training run, written to `config.json`.
+//! The cli builds it from flags and presets; nothing here parses argv.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::schedule::Schedule;
+use crate::model::Network;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub network: Network,
+    /// What the user passed to `--activation` (a name, a formula or a genotype path).
+    pub activation_spec: String,
+    /// The canonical formula that is trained.
+    pub activation: String,
+    /// `cifar10`, `cifar100` or the image-folder path.
+    pub dataset: String,
+    pub data_dir: PathBuf,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this value (none: no clipping).
+    pub grad_clip: Option<f64>,
+    pub augment: bool,
+    pub train_portion: f64,
+    pub subset: Option<usize>,
+    pub test_subset: Option<usize>,
+    pub seed: u64,
+    pub backend: String,
+    pub threads: usize,
+    pub out: PathBuf,
+}
+
+/// Named sets of defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Common CIFAR ResNet practice: batch 128, lr 0.1, momentum 0.9, wd 5e-4, cosine, 200
+    /// epochs, all training images for training.
+    Standard,
+    /// The seed project's eval setup: 100 epochs, batch 64, lr 0.025, momentum 0.9,
+    /// wd 3e-4, cosine, train portion 0.8.
+    Seed,
+    /// A run that finishes in minutes on a laptop CPU: 3 epochs on 5000 training and 1000
+    /// test images.
+    Quick,
+}
+
+/// The values a preset supplies when a flag is not given.
+#[derive(Clone, Copy, Debug)]
+pub struct Defaults {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub train_portion: f64,
+    pub subset: Option<usize>,
+    pub test_subset: Option<usize>,
+}
+
+impl Preset {
+    pub fn defaults(self) -> Defaults {
+        let standard = Defaults {
+            epochs: 200,
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            schedule: Schedule::Cosine,
+            train_portion: 1.0,
+            subset: None,
+            test_subset: None,
+        };
+        match self {
+            Preset::Standard => standard,
+            Preset::Seed => Defaults {
+                epochs: 100,
+                batch_size: 64,
+                lr: 0.025,
+                weight_decay: 3e-4,
+                train_portion: 0.8,
+                ..standard
+            },
+            Preset::Quick => Defaults {
+                epochs: 3,
+                subset: Some(5000),
+                test_subset: Some(1000),
+                ..standard
+            },
+        }
+    }
+}

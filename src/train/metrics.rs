@@ -1,0 +1,61 @@
+//! Loss and top-1/top-5 accuracy accumulated over the batches of an epoch.
+
+/// Running sums over one pass of a split.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Meter {
+    pub loss_sum: f64,
+    pub top1: usize,
+    pub top5: usize,
+    pub count: usize,
+}
+
+impl Meter {
+    /// Add a batch: `logits` is row-major `[n, classes]`, `loss` the batch's mean loss.
+    pub fn add(&mut self, logits: &[f32], labels: &[i64], loss: f64) {
+        let n = labels.len();
+        if n == 0 {
+            return;
+        }
+        let classes = logits.len() / n;
+        for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+            let target = row[label as usize];
+            // Rank of the target: how many classes score strictly higher.
+            let higher = row.iter().filter(|&&v| v > target).count();
+            self.top1 += (higher == 0) as usize;
+            self.top5 += (higher < 5) as usize;
+        }
+        self.loss_sum += loss * n as f64;
+        self.count += n;
+    }
+
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+
+    /// Top-1 accuracy in percent.
+    pub fn acc(&self) -> f64 {
+        100.0 * self.top1 as f64 / self.count.max(1) as f64
+    }
+
+    /// Top-5 accuracy in percent.
+    pub fn acc5(&self) -> f64 {
+        100.0 * self.top5 as f64 / self.count.max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_top1_and_top5() {
+        let mut m = Meter::default();
+        // Two samples, 6 classes: the first is right, the second's label ranks 6th.
+        let logits = [5.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        m.add(&logits, &[0, 0], 1.0);
+        assert_eq!(m.top1, 1);
+        assert_eq!(m.top5, 1);
+        assert_eq!(m.acc(), 50.0);
+        assert_eq!(m.loss(), 1.0);
+    }
+}

@@ -1,0 +1,14 @@
+//! The one training loop shared by `eval` (and later the searches): optimizer, learning-rate
+//! schedules, metrics, `errors.json`, checkpoints and resume, and multi-seed summaries.
+
+pub mod checkpoint;
+pub mod config;
+pub mod history;
+pub mod metrics;
+pub mod run;
+pub mod schedule;
+pub mod seeds;
+pub mod sgd;
+
+pub use config::TrainConfig;
+pub use run::{RunOutcome, train};

@@ -1,0 +1,323 @@
+//! One training run from scratch (or resumed): data → model → epochs of SGD → evaluation on
+//! the validation and test splits → `errors.json`, `log.log`, `checkpoint.safetensors`
+//! after every epoch and `model.safetensors` at the end.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+
+use super::checkpoint::{self, CheckpointMeta};
+use super::config::TrainConfig;
+use super::history::{History, write_json};
+use super::metrics::Meter;
+use super::sgd::{Sgd, SgdConfig};
+use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
+use crate::expr::Formula;
+use crate::model::ResNet;
+use crate::model::state::{host_f32, load_state_dict, state_dict, write_safetensors};
+use crate::observer::{BatchProgress, EpochSummary, Event, Observer};
+
+/// What a finished run reports back.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub out: PathBuf,
+    pub history: History,
+}
+
+impl RunOutcome {
+    pub fn final_test_acc(&self) -> f64 {
+        self.history.test_acc.last().copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// Train `formula` as configured. `device` is the plain (non-autodiff) device.
+pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: bool, obs: &dyn Observer) -> Result<RunOutcome> {
+    let out = &config.out;
+    let resuming = prepare_out_dir(out, resume)?;
+    let mut log = RunLog::open(&out.join("log.log"), obs)?;
+
+    let spec = data::DatasetSpec::parse(&config.dataset)?;
+    let split = SplitConfig {
+        train_portion: config.train_portion,
+        subset: config.subset,
+        test_subset: config.test_subset,
+        seed: config.seed,
+    };
+    let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
+    let train_set = Arc::new(splits.train);
+    let valid_set = splits.valid.map(Arc::new);
+    let test_set = Arc::new(splits.test);
+
+    let train_device = device.clone().autodiff();
+    let mut model = ResNet::new(config.network, formula, splits.num_classes, config.seed, &train_device);
+    let mut sgd = Sgd::new(SgdConfig {
+        momentum: config.momentum,
+        nesterov: config.nesterov,
+        weight_decay: config.weight_decay,
+        grad_clip: config.grad_clip,
+    });
+    let mut history = History {
+        seed: config.seed,
+        network: config.network.name().to_string(),
+        dataset: config.dataset.clone(),
+        activation: config.activation.clone(),
+        params: trainable_params(&model),
+        ..History::default()
+    };
+    let mut start_epoch = 0;
+    let mut batches_tracked: i64 = 0;
+
+    if resuming {
+        let (tensors, meta) = checkpoint::load(out)?;
+        check_same_run(&meta.config, config)?;
+        model = load_state_dict(model, &tensors)?;
+        sgd.load_state(&tensors, device);
+        start_epoch = meta.epoch;
+        batches_tracked = meta.batches_tracked;
+        history = meta.history;
+        log.line(&format!("resumed from the checkpoint of epoch {start_epoch}"))?;
+    } else {
+        write_json(&out.join("config.json"), config)?;
+        log.line(&format!(
+            "training {} with activation {} on {} ({} train / {} valid / {} test images), seed {}",
+            config.network.name(),
+            config.activation,
+            config.dataset,
+            train_set.len(),
+            valid_set.as_ref().map_or(0, |v| v.len()),
+            test_set.len(),
+            config.seed
+        ))?;
+    }
+
+    let started = Instant::now();
+    let time_before = history.runtime.last().copied().unwrap_or(0.0);
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    for epoch in start_epoch..config.epochs {
+        let lr = config.schedule.lr(config.lr, epoch, config.epochs);
+        let loader = data::batches(
+            train_set.clone(),
+            splits.norm,
+            LoaderConfig {
+                batch_size: config.batch_size,
+                shuffle: true,
+                augment: config.augment,
+                drop_last: false,
+                seed: config.seed,
+                epoch: epoch as u64,
+            },
+        );
+        let batches = loader.len();
+        let mut meter = Meter::default();
+        let epoch_start = Instant::now();
+        for (index, batch) in loader.enumerate() {
+            let n = batch.size;
+            let (images, labels) = to_tensors(&batch, &train_device);
+            let logits = model.forward(images);
+            let loss = loss_fn.forward(logits.clone(), labels);
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                let kept = if epoch == 0 { "no checkpoint was written yet".to_string() } else { format!("the checkpoint of epoch {epoch} in {} is kept", out.display()) };
+                bail!(
+                    "training diverged: the loss became {loss_value} in epoch {} batch {}; {kept}; lower --lr or use a bounded activation",
+                    epoch + 1,
+                    index + 1
+                );
+            }
+            let host_logits = host_f32(logits.inner());
+            meter.add(&host_logits, &batch.labels, loss_value);
+            let grads = loss.backward();
+            model = sgd.step(model, grads, lr);
+            batches_tracked += 1;
+            if obs.should_stop() {
+                bail!(
+                    "stopped in epoch {} batch {}; the last checkpoint in {} is kept: rerun with --resume to continue",
+                    epoch + 1,
+                    index + 1,
+                    out.display()
+                );
+            }
+            obs.event(Event::Batch(BatchProgress {
+                epoch: epoch + 1,
+                epochs: config.epochs,
+                batch: index + 1,
+                batches,
+                loss: meter.loss(),
+                acc: meter.acc(),
+                images_per_sec: meter.count as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
+                images: n,
+            }));
+        }
+        let train_time = epoch_start.elapsed().as_secs_f64();
+
+        let frozen = model.valid();
+        let valid = valid_set.as_ref().map(|v| evaluate(&frozen, v, splits.norm, config.eval_batch_size, device));
+        let test = evaluate(&frozen, &test_set, splits.norm, config.eval_batch_size, device);
+
+        history.train_acc.push(meter.acc());
+        history.train_loss.push(meter.loss());
+        history.train_acc_top5.push(meter.acc5());
+        if let Some(v) = &valid {
+            history.valid_acc.push(v.acc());
+            history.valid_loss.push(v.loss());
+            history.valid_acc_top5.push(v.acc5());
+        }
+        history.test_acc.push(test.acc());
+        history.test_loss.push(test.loss());
+        history.test_acc_top5.push(test.acc5());
+        history.train_time.push(train_time);
+        history.runtime.push(time_before + started.elapsed().as_secs_f64());
+        history.lr.push(lr);
+        history.write(&out.join("errors.json"))?;
+
+        let mut tensors = state_dict(&model, batches_tracked);
+        tensors.extend(sgd.state());
+        let meta = CheckpointMeta { epoch: epoch + 1, batches_tracked, history: history.clone(), config: config.clone() };
+        checkpoint::save(out, &tensors, &meta)?;
+
+        let valid_text = valid.map(|v| format!(" | valid loss {:.4} acc {:.2}%", v.loss(), v.acc())).unwrap_or_default();
+        let line = format!(
+            "epoch {}/{} | lr {:.5} | train loss {:.4} acc {:.2}%{} | test loss {:.4} acc {:.2}% top5 {:.2}% | {:.1}s",
+            epoch + 1,
+            config.epochs,
+            lr,
+            meter.loss(),
+            meter.acc(),
+            valid_text,
+            test.loss(),
+            test.acc(),
+            test.acc5(),
+            train_time
+        );
+        log.write(&line)?;
+        obs.event(Event::Epoch(EpochSummary { epoch: epoch + 1, epochs: config.epochs, line }));
+    }
+
+    let metadata = std::collections::HashMap::from([
+        ("activation".to_string(), config.activation.clone()),
+        ("network".to_string(), config.network.name().to_string()),
+        ("num_classes".to_string(), splits.num_classes.to_string()),
+    ]);
+    write_safetensors(&out.join("model.safetensors"), &state_dict(&model, batches_tracked), metadata)?;
+    log.line(&format!(
+        "finished: final test accuracy {:.2}% ({})",
+        history.test_acc.last().copied().unwrap_or(f64::NAN),
+        config.activation
+    ))?;
+    Ok(RunOutcome { out: out.clone(), history })
+}
+
+/// Creates the output directory. Returns whether an existing run is to be resumed.
+/// An existing run is never overwritten: without `--resume` it is an error.
+fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
+    let has_checkpoint = out.join(checkpoint::FILE).exists();
+    let has_run = has_checkpoint || out.join("errors.json").exists();
+    if has_run && !resume {
+        bail!(
+            "{} already holds a run; pass --resume to continue it, or choose another --out",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
+    Ok(resume && has_checkpoint)
+}
+
+/// A resumed run must be the same run: only the thread count, backend and output path may
+/// differ.
+fn check_same_run(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
+    let normalize = |c: &TrainConfig| TrainConfig { threads: 0, backend: String::new(), out: PathBuf::new(), data_dir: PathBuf::new(), ..c.clone() };
+    if normalize(saved) != normalize(now) {
+        let a = serde_json::to_value(normalize(saved))?;
+        let b = serde_json::to_value(normalize(now))?;
+        let mut diffs = Vec::new();
+        if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+            for (key, va) in a {
+                if b.get(key) != Some(va) {
+                    diffs.push(format!("{key}: {va} in the checkpoint vs {} now", b.get(key).cloned().unwrap_or_default()));
+                }
+            }
+        }
+        bail!(
+            "--resume: the settings differ from the run being resumed ({}); rerun with the original flags or choose another --out",
+            diffs.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let n = batch.size;
+    let images = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), [n, 3, 32, 32]), device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
+    (images, labels)
+}
+
+/// Loss and accuracy of `model` (in inference mode) over a whole split.
+pub fn evaluate(model: &ResNet, set: &Arc<ImageSet>, norm: Normalization, batch_size: usize, device: &Device) -> Meter {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut meter = Meter::default();
+    let loader = data::batches(
+        set.clone(),
+        norm,
+        LoaderConfig { batch_size, shuffle: false, augment: false, drop_last: false, seed: 0, epoch: 0 },
+    );
+    for batch in loader {
+        let (images, labels) = to_tensors(&batch, device);
+        let logits = model.forward(images);
+        let loss = loss_fn.forward(logits.clone(), labels).into_scalar::<f32>() as f64;
+        let host = host_f32(logits);
+        meter.add(&host, &batch.labels, loss);
+    }
+    meter
+}
+
+/// Number of trainable parameters (BatchNorm running statistics excluded).
+pub fn trainable_params<M: Module>(module: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.is_require_grad() {
+                self.0 += param.lazy_shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    module.visit(&mut count);
+    count.0
+}
+
+/// `log.log`: appended to, one line per event, and mirrored to the observer.
+struct RunLog<'a> {
+    file: File,
+    obs: &'a dyn Observer,
+}
+
+impl<'a> RunLog<'a> {
+    fn open(path: &Path, obs: &'a dyn Observer) -> Result<RunLog<'a>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(RunLog { file, obs })
+    }
+
+    /// Write to the log file only (the observer gets the line another way).
+    fn write(&mut self, line: &str) -> Result<()> {
+        writeln!(self.file, "{line}").context("cannot write log.log")
+    }
+
+    /// Write to the log file and tell the observer.
+    fn line(&mut self, line: &str) -> Result<()> {
+        self.write(line)?;
+        self.obs.event(Event::Info(line.to_string()));
+        Ok(())
+    }
+}

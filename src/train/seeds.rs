@@ -1,0 +1,100 @@
+//! Several seeds of the same run: each seed trains into its own `seed-N` subfolder, and
+//! `summary.json` holds the mean and standard deviation of the final test accuracy.
+
+use std::path::Path;
+
+use anyhow::Result;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::history::write_json;
+use super::run::{RunOutcome, train};
+use crate::expr::Formula;
+use crate::observer::{Event, Observer};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub network: String,
+    pub dataset: String,
+    pub activation: String,
+    pub epochs: usize,
+    pub seeds: Vec<u64>,
+    /// Final test top-1 accuracy (percent) of each seed, in `seeds` order.
+    pub test_acc: Vec<f64>,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 in the denominator); 0 for a single seed.
+    pub std: f64,
+    /// Run directories, relative to the summary's directory.
+    pub runs: Vec<String>,
+}
+
+/// The directory of one seed's run: the output directory itself for a single seed.
+pub fn seed_dir(out: &Path, seed: u64, seeds: usize) -> std::path::PathBuf {
+    if seeds == 1 { out.to_path_buf() } else { out.join(format!("seed-{seed}")) }
+}
+
+/// Train every seed in turn and write `summary.json` into `base.out`.
+pub fn train_seeds(
+    base: &TrainConfig,
+    seeds: &[u64],
+    formula: &Formula,
+    device: &Device,
+    resume: bool,
+    obs: &dyn Observer,
+) -> Result<(Summary, Vec<RunOutcome>)> {
+    let mut outcomes = Vec::new();
+    for &seed in seeds {
+        let config = TrainConfig { seed, out: seed_dir(&base.out, seed, seeds.len()), ..base.clone() };
+        if seeds.len() > 1 {
+            obs.event(Event::Info(format!("seed {seed}: {}", config.out.display())));
+        }
+        outcomes.push(train(&config, formula, device, resume, obs)?);
+    }
+    let test_acc: Vec<f64> = outcomes.iter().map(|o| o.final_test_acc()).collect();
+    let (mean, std) = mean_std(&test_acc);
+    let summary = Summary {
+        network: base.network.name().to_string(),
+        dataset: base.dataset.clone(),
+        activation: base.activation.clone(),
+        epochs: base.epochs,
+        seeds: seeds.to_vec(),
+        test_acc,
+        mean,
+        std,
+        runs: seeds
+            .iter()
+            .map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") })
+            .collect(),
+    };
+    std::fs::create_dir_all(&base.out)?;
+    write_json(&base.out.join("summary.json"), &summary)?;
+    Ok((summary, outcomes))
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[90.0, 92.0, 94.0]);
+        assert!((m - 92.0).abs() < 1e-12);
+        assert!((s - 2.0).abs() < 1e-12);
+        assert_eq!(mean_std(&[91.0]), (91.0, 0.0));
+    }
+}
