@@ -1,0 +1,239 @@
+//! `actsearch eval`: train a CIFAR ResNet from scratch with any activation (a name, a formula
+//! or a searched genotype) over one or more seeds.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::backend::{self, Backend};
+use super::progress::Progress;
+use crate::expr::named;
+use crate::model::Network;
+use crate::train::config::Preset;
+use crate::train::schedule::Schedule;
+use crate::train::{TrainConfig, seeds};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// Common CIFAR ResNet practice: batch 128, lr 0.1, momentum 0.9, wd 5e-4, cosine, 200 epochs.
+    Standard,
+    /// The seed project's eval setup: 100 epochs, batch 64, lr 0.025, wd 3e-4, train portion 0.8.
+    Seed,
+    /// Minutes on a CPU: 3 epochs on 5000 training and 1000 test images.
+    Quick,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Augment {
+    /// Pad 4, random 32x32 crop, random horizontal flip.
+    Standard,
+    /// No augmentation.
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The CIFAR ResNet to train.
+    #[arg(long, default_value = "resnet20", value_parser = parse_network)]
+    pub network: Network,
+    /// A named activation (see `actsearch functions`), a formula such as "x*sigmoid(b*x)",
+    /// or PATH/genotype.json from a search.
+    #[arg(long)]
+    pub activation: String,
+    /// cifar10, cifar100, or PATH to an image folder with train/<class>/ and test/<class>/.
+    #[arg(long, default_value = "cifar10")]
+    pub dataset: String,
+    /// Where datasets are downloaded and decoded images are cached.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Defaults for the training recipe; explicit flags override them.
+    #[arg(long, value_enum, default_value = "standard")]
+    pub preset: PresetArg,
+    /// Training epochs [preset: standard 200, seed 100, quick 3].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training batch size [preset: standard 128, seed 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate [preset: standard 0.1, seed 0.025].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum [preset: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Use Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// L2 weight decay [preset: standard 5e-4, seed 3e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate schedule, stepped per epoch [preset: cosine].
+    #[arg(long, value_parser = Schedule::parse)]
+    pub schedule: Option<Schedule>,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// Training-data augmentation.
+    #[arg(long, value_enum, default_value = "standard")]
+    pub augment: Augment,
+    /// Fraction of the training images used for training; the rest is the validation split
+    /// [preset: standard 1.0 (no validation split), seed 0.8].
+    #[arg(long)]
+    pub train_portion: Option<f64>,
+    /// Use only the first N training images after a seeded shuffle.
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Use only the first N test images after a seeded shuffle.
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    /// Comma-separated seeds; each trains into its own seed-N subfolder of --out.
+    #[arg(long, default_value = "0", value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Output directory [default: runs/eval-NETWORK-ACTIVATION].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: Backend,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Batch size for evaluating the validation and test splits.
+    #[arg(long, default_value_t = 500)]
+    pub eval_batch_size: usize,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+fn parse_network(s: &str) -> Result<Network> {
+    Network::parse(s)
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let formula = named::resolve(&args.activation)?;
+    let config = build_config(&args, formula.to_string())?;
+    let device = args.backend.device()?;
+    let threads = backend::set_threads(args.threads)?;
+    let config = TrainConfig { threads, ..config };
+
+    let progress = Progress::new();
+    progress.println(&format!(
+        "actsearch eval: {} with {} on {} ({} epochs, backend {}, {} threads) -> {}",
+        config.network.name(),
+        config.activation,
+        config.dataset,
+        config.epochs,
+        config.backend,
+        threads,
+        config.out.display()
+    ));
+    let (summary, _) = seeds::train_seeds(&config, &args.seeds, &formula, &device, args.resume, &progress)?;
+    progress.finish();
+    let per_seed: Vec<String> =
+        summary.seeds.iter().zip(&summary.test_acc).map(|(s, a)| format!("seed {s}: {a:.2}%")).collect();
+    println!(
+        "{} | {} | {}: test accuracy {:.2} ± {:.2}% over {} seed(s) ({})",
+        summary.network,
+        summary.dataset,
+        summary.activation,
+        summary.mean,
+        summary.std,
+        summary.seeds.len(),
+        per_seed.join(", ")
+    );
+    println!("results in {}", config.out.display());
+    Ok(())
+}
+
+/// Flags over preset defaults, validated.
+fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
+    let preset = match args.preset {
+        PresetArg::Standard => Preset::Standard,
+        PresetArg::Seed => Preset::Seed,
+        PresetArg::Quick => Preset::Quick,
+    };
+    let d = preset.defaults();
+    let config = TrainConfig {
+        network: args.network,
+        activation_spec: args.activation.clone(),
+        activation,
+        dataset: args.dataset.clone(),
+        data_dir: args.data_dir.clone(),
+        epochs: args.epochs.unwrap_or(d.epochs),
+        batch_size: args.batch_size.unwrap_or(d.batch_size),
+        eval_batch_size: args.eval_batch_size,
+        lr: args.lr.unwrap_or(d.lr),
+        momentum: args.momentum.unwrap_or(d.momentum),
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
+        schedule: args.schedule.unwrap_or(d.schedule),
+        grad_clip: args.grad_clip,
+        augment: args.augment == Augment::Standard,
+        train_portion: args.train_portion.unwrap_or(d.train_portion),
+        subset: args.subset.or(d.subset),
+        test_subset: args.test_subset.or(d.test_subset),
+        seed: args.seeds.first().copied().unwrap_or(0),
+        backend: args.backend.name().to_string(),
+        threads: 0,
+        out: args.out.clone().unwrap_or_else(|| default_out(args)),
+    };
+    validate(&config, args)?;
+    Ok(config)
+}
+
+fn default_out(args: &EvalArgs) -> PathBuf {
+    let slug: String = args
+        .activation
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' })
+        .take(48)
+        .collect();
+    PathBuf::from("runs").join(format!("eval-{}-{}", args.network.name(), slug))
+}
+
+fn validate(c: &TrainConfig, args: &EvalArgs) -> Result<()> {
+    if c.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if c.batch_size < 2 {
+        bail!("--batch-size must be at least 2 (BatchNorm needs two images to train)");
+    }
+    if c.eval_batch_size == 0 {
+        bail!("--eval-batch-size must be at least 1");
+    }
+    if !(c.lr > 0.0 && c.lr.is_finite()) {
+        bail!("--lr must be a positive number, got {}", c.lr);
+    }
+    if !(0.0..1.0).contains(&c.momentum) {
+        bail!("--momentum must be in [0, 1), got {}", c.momentum);
+    }
+    if c.nesterov && c.momentum == 0.0 {
+        bail!("--nesterov needs a non-zero --momentum");
+    }
+    if !(c.weight_decay >= 0.0 && c.weight_decay.is_finite()) {
+        bail!("--weight-decay must be zero or positive, got {}", c.weight_decay);
+    }
+    if let Some(clip) = c.grad_clip {
+        if !(clip > 0.0 && clip.is_finite()) {
+            bail!("--grad-clip must be a positive number, got {clip}");
+        }
+    }
+    if !(c.train_portion > 0.0 && c.train_portion <= 1.0) {
+        bail!("--train-portion must be in (0, 1], got {}", c.train_portion);
+    }
+    if c.subset == Some(0) || c.test_subset == Some(0) {
+        bail!("--subset and --test-subset must be at least 1");
+    }
+    if args.seeds.is_empty() {
+        bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");
+    }
+    let mut unique = args.seeds.clone();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != args.seeds.len() {
+        bail!("--seeds lists a seed twice: {:?}", args.seeds);
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The command-line front end: the only module that knows about argv and the only one that
+//! prints. Each subcommand turns its flags into a library configuration and renders progress
+//! events with indicatif.
+
+mod backend;
+mod data;
+mod eval;
+mod functions;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// Discover neural-network activation functions and prove whether they help.
+#[derive(Parser, Debug)]
+#[command(name = "actsearch", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a CIFAR ResNet from scratch with an activation function and report its accuracy.
+    Eval(eval::EvalArgs),
+    /// List every named activation and every function usable in formulas.
+    Functions,
+    /// Download and verify datasets.
+    Data(data::DataArgs),
+}
+
+/// Run the program; returns the process exit code. Every error is one line on stderr.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Functions => functions::run(),
+        Command::Data(args) => data::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// An error and its causes on one line, without repeating a cause already in the message.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}

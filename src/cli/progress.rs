@@ -1,0 +1,130 @@
+//! Renders library events on the terminal: a bar per long task (downloads, image decoding),
+//! an epoch bar and a batch bar with loss, accuracy and images per second during training,
+//! and plain lines for messages. When stderr is not a terminal, bars are hidden and only the
+//! lines are printed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::observer::{Event, Observer};
+
+pub struct Progress {
+    multi: MultiProgress,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: HashMap<&'static str, ProgressBar>,
+    epoch_bar: Option<ProgressBar>,
+    batch_bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+        Progress { multi, state: Mutex::new(State::default()) }
+    }
+
+    /// Print a line above the bars (or plainly when there are none).
+    pub fn println(&self, line: &str) {
+        if self.multi.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
+    }
+
+    /// Remove all bars (before the final summary).
+    pub fn finish(&self) {
+        let mut state = self.state.lock().unwrap();
+        for bar in state.tasks.values() {
+            bar.finish_and_clear();
+        }
+        state.tasks.clear();
+        if let Some(bar) = state.batch_bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some(bar) = state.epoch_bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn task_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg:>24} [{bar:30.cyan/blue}] {human_pos}/{human_len} ({eta})")
+        .unwrap()
+        .progress_chars("=> ")
+}
+
+fn epoch_style() -> ProgressStyle {
+    ProgressStyle::with_template("epoch {pos:>3}/{len} [{bar:30.green/white}] {elapsed_precise} (eta {eta}) {msg}")
+        .unwrap()
+        .progress_chars("=> ")
+}
+
+fn batch_style() -> ProgressStyle {
+    ProgressStyle::with_template("batch {pos:>4}/{len:4} [{bar:30.cyan/blue}] {msg}").unwrap().progress_chars("=> ")
+}
+
+impl Observer for Progress {
+    fn event(&self, event: Event) {
+        let mut state = self.state.lock().unwrap();
+        match event {
+            Event::TaskStart { id, label, total } => {
+                let bar = self.multi.add(ProgressBar::new(total).with_style(task_style()).with_message(label));
+                bar.enable_steady_tick(Duration::from_millis(250));
+                state.tasks.insert(id, bar);
+            }
+            Event::TaskAdvance { id, n } => {
+                if let Some(bar) = state.tasks.get(id) {
+                    bar.inc(n);
+                }
+            }
+            Event::TaskEnd { id } => {
+                if let Some(bar) = state.tasks.remove(id) {
+                    bar.finish_and_clear();
+                }
+            }
+            Event::Info(line) => {
+                drop(state);
+                self.println(&line);
+            }
+            Event::Batch(p) => {
+                let epoch_bar = state.epoch_bar.get_or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new(p.epochs as u64).with_style(epoch_style()));
+                    bar.set_position(p.epoch as u64 - 1);
+                    bar
+                });
+                epoch_bar.set_length(p.epochs as u64);
+                let batch_bar = state.batch_bar.get_or_insert_with(|| {
+                    self.multi.add(ProgressBar::new(p.batches as u64).with_style(batch_style()))
+                });
+                batch_bar.set_length(p.batches as u64);
+                batch_bar.set_position(p.batch as u64);
+                batch_bar.set_message(format!(
+                    "loss {:.4} | acc {:.2}% | {:.0} img/s",
+                    p.loss, p.acc, p.images_per_sec
+                ));
+            }
+            Event::Epoch(summary) => {
+                if let Some(bar) = &state.epoch_bar {
+                    bar.set_position(summary.epoch as u64);
+                }
+                if let Some(bar) = state.batch_bar.take() {
+                    bar.finish_and_clear();
+                }
+                if summary.epoch == summary.epochs {
+                    if let Some(bar) = state.epoch_bar.take() {
+                        bar.finish_and_clear();
+                    }
+                }
+                drop(state);
+                self.println(&summary.line);
+            }
+        }
+    }
+}
