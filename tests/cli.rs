@@ -1,0 +1,120 @@
+//! The binary as a user runs it: bad input gives one clear `error:` line and a non-zero exit
+//! code, never a panic; a good run writes every output file.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn actsearch(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
+}
+
+/// Asserts a clean failure: exit code 1 or 2, one `error:` line mentioning `needle`, no panic.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    assert!(errors[0].contains(needle), "error line {:?} does not mention {needle:?}", errors[0]);
+}
+
+#[test]
+fn malformed_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "x*sigmoid(b*x", "--dataset", "cifar10"], dir.path());
+    assert_clean_error(&out, "column");
+}
+
+#[test]
+fn unknown_activation_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "relu2"], dir.path());
+    assert_clean_error(&out, "actsearch functions");
+}
+
+#[test]
+fn unknown_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "relu", "--network", "resnet21"], dir.path());
+    assert_clean_error(&out, "resnet20");
+}
+
+#[test]
+fn missing_dataset_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "relu", "--dataset", "no/such/folder"], dir.path());
+    assert_clean_error(&out, "no/such/folder");
+}
+
+#[test]
+fn cifar_not_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "relu", "--dataset", "cifar10", "--data-dir", "empty"], dir.path());
+    assert_clean_error(&out, "actsearch data fetch");
+}
+
+#[test]
+fn truncated_cifar_file() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 8);
+    let file = dir.path().join("data/cifar-10-batches-bin/data_batch_2.bin");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+    let out = actsearch(&["eval", "--activation", "relu", "--epochs", "1"], dir.path());
+    assert_clean_error(&out, "data_batch_2.bin");
+}
+
+#[test]
+fn backend_not_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "relu", "--backend", "cuda"], dir.path());
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    assert_clean_error(&out, "--features cuda");
+}
+
+#[test]
+fn impossible_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["eval", "--activation", "relu", "--train-portion", "1.5"], dir.path());
+    assert_clean_error(&out, "--train-portion");
+    let out = actsearch(&["eval", "--activation", "relu", "--nesterov", "--momentum", "0"], dir.path());
+    assert_clean_error(&out, "--nesterov");
+    let out = actsearch(&["eval", "--activation", "relu", "--seeds", "1,1"], dir.path());
+    assert_clean_error(&out, "--seeds");
+}
+
+#[test]
+fn eval_writes_every_file_for_each_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let out = actsearch(
+        &[
+            "eval", "--network", "resnet8", "--activation", "gdas_simple_r", "--epochs", "1", "--batch-size", "16",
+            "--seeds", "0,1", "--out", "runs/x", "--train-portion", "0.75",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("over 2 seed(s)"), "{stdout}");
+    for seed in ["seed-0", "seed-1"] {
+        for file in ["config.json", "errors.json", "log.log", "model.safetensors", "checkpoint.safetensors"] {
+            assert!(dir.path().join("runs/x").join(seed).join(file).exists(), "{seed}/{file} missing");
+        }
+        let errors: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/x").join(seed).join("errors.json")).unwrap())
+                .unwrap();
+        for key in ["train_acc", "train_loss", "valid_acc", "valid_loss", "test_acc", "test_loss", "runtime", "train_time", "train_acc_top5", "valid_acc_top5", "test_acc_top5"] {
+            assert_eq!(errors[key].as_array().map(|a| a.len()), Some(1), "{key}");
+        }
+        assert_eq!(errors["activation"], "sigmoid(sigmoid(x))*sigmoid(x)");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/x/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["seeds"].as_array().unwrap().len(), 2);
+    assert!(summary["mean"].as_f64().is_some());
+}

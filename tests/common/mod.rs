@@ -1,0 +1,43 @@
+//! Shared helpers for the integration tests: tiny synthetic datasets and configs.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use actsearch::model::Network;
+use actsearch::train::TrainConfig;
+use actsearch::train::schedule::Schedule;
+
+/// Write a synthetic CIFAR-10 in the official binary layout (`n` images per batch file).
+pub fn synthetic_cifar10(dir: &Path, n: usize) {
+    actsearch::data::synthetic::write_synthetic_cifar10(dir, n).expect("write synthetic CIFAR-10");
+}
+
+/// A small, fast training config on synthetic CIFAR-10 in `data_dir`.
+pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize) -> TrainConfig {
+    let formula = actsearch::expr::resolve(activation).expect("formula");
+    TrainConfig {
+        network: Network::Resnet8,
+        activation_spec: activation.to_string(),
+        activation: formula.to_string(),
+        dataset: "cifar10".to_string(),
+        data_dir: data_dir.to_path_buf(),
+        epochs,
+        batch_size: 32,
+        eval_batch_size: 100,
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 5e-4,
+        schedule: Schedule::Cosine,
+        grad_clip: None,
+        augment: true,
+        train_portion: 0.8,
+        subset: None,
+        test_subset: None,
+        seed: 3,
+        backend: "flex".to_string(),
+        threads: 2,
+        out: out.to_path_buf(),
+    }
+}
