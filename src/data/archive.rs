@@ -107,14 +107,15 @@ pub fn md5_hex(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
-/// Extracts the gzip-compressed tar `archive` into `target_dir` (created if missing).
+/// Extracts the tar archive `archive` (.tar.gz, .tar.xz or .tar) into `target_dir` (created if
+/// missing).
 ///
 /// Every entry is checked first: absolute paths, `..` components and links that point outside
 /// the target are refused with an error naming the entry. The archive is unpacked into a
 /// temporary directory inside `target_dir`; only when all entries succeeded are its top-level
 /// entries renamed into place, so a failure leaves nothing half-written. A top-level entry that
 /// already exists in `target_dir` is an error (nothing is overwritten).
-pub fn extract_tar_gz(archive: &Path, target_dir: &Path) -> Result<()> {
+pub fn extract_archive(archive: &Path, target_dir: &Path) -> Result<()> {
     fs::create_dir_all(target_dir)
         .with_context(|| format!("cannot create directory {}", target_dir.display()))?;
     let staging = Staging::create(target_dir)?;
@@ -159,7 +160,7 @@ impl Drop for Staging {
 fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
     let bad_archive = |e: &dyn std::fmt::Display| {
         format!(
-            "archive {} cannot be read as .tar.gz ({e}); {}",
+            "archive {} cannot be read as a tar archive ({e}); {}",
             archive.display(),
             refetch_hint(archive)
         )
@@ -171,7 +172,7 @@ fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
             refetch_hint(archive)
         )
     })?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    let mut tar = tar::Archive::new(decompressed(archive, file)?);
     tar.set_preserve_permissions(false);
     tar.set_overwrite(false);
     let entries = tar
@@ -223,6 +224,30 @@ fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The tar stream of `archive`, by extension: `.tar.gz`/`.tgz` (streamed), `.tar.xz`
+/// (decompressed into memory with the pure-Rust lzma-rs, which has no streaming reader) or
+/// plain `.tar`.
+fn decompressed(archive: &Path, file: File) -> Result<Box<dyn std::io::Read>> {
+    let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+    if name.ends_with(".tar.xz") || name.ends_with(".txz") {
+        let mut tar = Vec::new();
+        lzma_rs::xz_decompress(&mut BufReader::new(file), &mut tar).map_err(|e| {
+            anyhow::anyhow!("archive {} is not a valid .tar.xz file ({e}); {}", archive.display(), refetch_hint(archive))
+        })?;
+        Ok(Box::new(std::io::Cursor::new(tar)))
+    } else if name.ends_with(".tar") {
+        Ok(Box::new(BufReader::new(file)))
+    } else {
+        Ok(Box::new(flate2::read::GzDecoder::new(BufReader::new(file))))
+    }
+}
+
+/// Whether `path` names an archive that [`extract_archive`] can unpack.
+pub fn is_archive(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+    [".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar"].iter().any(|ext| name.ends_with(ext))
 }
 
 /// Refuses entry paths that are absolute or climb with `..`.
@@ -357,13 +382,13 @@ mod tests {
             ],
         );
         let target = tmp.path().join("out");
-        extract_tar_gz(&archive, &target).unwrap();
+        extract_archive(&archive, &target).unwrap();
         assert_eq!(listing(&target), vec!["top"]);
         assert_eq!(fs::read(target.join("top/a.txt")).unwrap(), b"hello");
         assert_eq!(fs::read(target.join("top/sub/b.txt")).unwrap(), b"world");
         assert_eq!(fs::read(target.join("top/sub/link")).unwrap(), b"hello");
         // A second extraction must not overwrite what is there.
-        let err = extract_tar_gz(&archive, &target).unwrap_err().to_string();
+        let err = extract_archive(&archive, &target).unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
         assert_eq!(listing(&target), vec!["top"]);
     }
@@ -380,7 +405,7 @@ mod tests {
             ],
         );
         let target = tmp.path().join("out");
-        let err = extract_tar_gz(&archive, &target).unwrap_err().to_string();
+        let err = extract_archive(&archive, &target).unwrap_err().to_string();
         assert!(err.contains("../evil.txt"), "{err}");
         assert!(err.contains("evil.tar.gz"), "{err}");
         assert!(!tmp.path().join("evil.txt").exists());
@@ -394,7 +419,7 @@ mod tests {
         let victim = tmp.path().join("victim.txt");
         let name = victim.to_str().unwrap().to_string();
         write_tar_gz(&archive, &[(&name, tar::EntryType::Regular, "", b"pwned")]);
-        let err = extract_tar_gz(&archive, &tmp.path().join("out"))
+        let err = extract_archive(&archive, &tmp.path().join("out"))
             .unwrap_err()
             .to_string();
         assert!(err.contains(&name), "{err}");
@@ -415,7 +440,7 @@ mod tests {
             let archive = tmp.path().join(format!("link{i}.tar.gz"));
             write_tar_gz(&archive, &[("dir/link", kind, link, b"")]);
             let target = tmp.path().join(format!("out{i}"));
-            let err = extract_tar_gz(&archive, &target).unwrap_err().to_string();
+            let err = extract_archive(&archive, &target).unwrap_err().to_string();
             assert!(err.contains("dir/link") && err.contains(link), "{err}");
             assert!(listing(&target).is_empty());
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::archive::{
-    ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_tar_gz, verify_archive,
+    ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_archive, verify_archive,
 };
 use super::image_set::{IMAGE_BYTES, ImageSet};
 use crate::observer::{Event, Observer};
@@ -169,7 +169,7 @@ fn prepare_from(
         label: format!("extracting {}", info.file_name),
         total: 1,
     });
-    let extracted = extract_tar_gz(&archive, data_dir);
+    let extracted = extract_archive(&archive, data_dir);
     obs.event(Event::TaskAdvance {
         id: "extract",
         n: 1,

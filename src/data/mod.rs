@@ -11,6 +11,7 @@ pub mod augment;
 pub mod cifar;
 pub mod download;
 pub mod folder;
+pub mod folder_archive;
 mod folder_cache;
 pub mod image_set;
 pub mod loader;
@@ -20,10 +21,11 @@ pub mod synthetic;
 #[cfg(test)]
 mod test_observer;
 
-pub use archive::{extract_tar_gz, verify_archive};
+pub use archive::{extract_archive, is_archive, verify_archive};
 pub use cifar::{CifarKind, load_cifar, prepare_cifar};
 pub use download::fetch;
 pub use folder::load_folder;
+pub use folder_archive::prepare_folder_archive;
 pub use image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
 pub use loader::{Batch, Loader, LoaderConfig, batches};
 pub use split::{DatasetSpec, Normalization, SplitConfig, Splits, load_splits};

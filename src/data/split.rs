@@ -12,7 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::cifar::{CifarKind, load_cifar};
+use super::archive::is_archive;
 use super::folder::load_folder;
+use super::folder_archive::prepare_folder_archive;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
 use crate::observer::{Event, Observer};
 
@@ -22,6 +24,8 @@ pub enum DatasetSpec {
     Cifar10,
     Cifar100,
     Folder(PathBuf),
+    /// An image folder packed as `.tar.xz`/`.tar.gz`/`.tar` (extracted once into the data dir).
+    FolderArchive(PathBuf),
 }
 
 impl DatasetSpec {
@@ -33,11 +37,14 @@ impl DatasetSpec {
             _ => {}
         }
         let path = PathBuf::from(text);
+        if path.is_file() && is_archive(&path) {
+            return Ok(DatasetSpec::FolderArchive(path));
+        }
         if !path.is_dir() {
             bail!(
-                "dataset '{text}' is neither cifar10, cifar100 nor an existing folder; pass \
-                 --dataset cifar10, --dataset cifar100 or --dataset PATH to a folder holding \
-                 train/<class>/ and test/<class>/ images"
+                "dataset '{text}' is neither cifar10, cifar100 nor an existing folder or archive; pass \
+                 --dataset cifar10, --dataset cifar100 or --dataset PATH to a folder (or a \
+                 .tar.xz/.tar.gz of one) holding train/<class>/ and test/<class>/ images"
             );
         }
         Ok(DatasetSpec::Folder(path))
@@ -50,7 +57,7 @@ impl fmt::Display for DatasetSpec {
         match self {
             DatasetSpec::Cifar10 => f.write_str("cifar10"),
             DatasetSpec::Cifar100 => f.write_str("cifar100"),
-            DatasetSpec::Folder(path) => write!(f, "{}", path.display()),
+            DatasetSpec::Folder(path) | DatasetSpec::FolderArchive(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -150,6 +157,10 @@ pub fn load_splits(
         DatasetSpec::Cifar10 => load_cifar(CifarKind::Cifar10, data_dir, obs)?,
         DatasetSpec::Cifar100 => load_cifar(CifarKind::Cifar100, data_dir, obs)?,
         DatasetSpec::Folder(path) => load_folder(path, &data_dir.join("cache"), obs)?,
+        DatasetSpec::FolderArchive(archive) => {
+            let folder = prepare_folder_archive(archive, data_dir, obs)?;
+            load_folder(&folder, &data_dir.join("cache"), obs)?
+        }
     };
     cut(spec, train_all, test_all, cfg, obs)
 }
