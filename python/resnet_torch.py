@@ -4,10 +4,12 @@ actsearch writes weights under this module's `state_dict` names (the same layout
 `../shared/reference/pytorch_bench.py`: `stem.0`/`stem.1` for the stem conv/BN, `blocks.N.*`,
 `fc`). Each activation site holds its per-channel parameters in `params.K`, shape [C].
 
-Usage (needs torch and safetensors):
-    python3 python/resnet_torch.py RUN_DIR/model.safetensors [--network resnet20]
-loads the file with `load_state_dict(strict=True)` and runs one forward pass. Only activations
-without parameters are evaluated here (relu, silu, ...): the point is to check names and shapes.
+Usage (needs torch and safetensors; --images also needs numpy and pillow):
+    python3 python/resnet_torch.py RUN_DIR/model.safetensors [--images FOLDER]
+loads the file with `load_state_dict(strict=True)` and runs one forward pass; with --images it
+also reports the top-1 accuracy on FOLDER/test/<class>/*, normalized with the statistics stored
+in the file's metadata. Activations are evaluated as ReLU here, so only a ReLU run's accuracy is
+meaningful; for others the point is to check names and shapes.
 """
 import argparse
 import sys
@@ -67,6 +69,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("weights")
     ap.add_argument("--network", default=None, help="default: read from the file's metadata")
+    ap.add_argument("--images", default=None, help="image folder whose test/ split to score")
     args = ap.parse_args()
     state = load_file(args.weights)
     from safetensors import safe_open
@@ -80,4 +83,23 @@ if __name__ == "__main__":
     model.eval()
     out = model(torch.randn(2, 3, 32, 32))
     print(f"loaded {len(state)} tensors into {network} (strict); logits shape {tuple(out.shape)}")
+    if args.images:
+        import json
+        import os
+        import numpy as np
+        from PIL import Image
+        mean = torch.tensor(json.loads(meta["normalize_mean"])).view(1, 3, 1, 1)
+        std = torch.tensor(json.loads(meta["normalize_std"])).view(1, 3, 1, 1)
+        classes = json.loads(meta["classes"])
+        correct = total = 0
+        for label, name in enumerate(classes):
+            folder = os.path.join(args.images, "test", name)
+            files = sorted(os.listdir(folder))
+            batch = np.stack([np.asarray(Image.open(os.path.join(folder, f)).convert("RGB")) for f in files])
+            x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255 - mean) / std
+            with torch.no_grad():
+                pred = model(x).argmax(1)
+            correct += int((pred == label).sum())
+            total += len(files)
+        print(f"test accuracy in PyTorch: {100 * correct / total:.2f}% on {total} images")
     sys.exit(0)

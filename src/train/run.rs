@@ -204,6 +204,10 @@ pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: b
         ("activation".to_string(), config.activation.clone()),
         ("network".to_string(), config.network.name().to_string()),
         ("num_classes".to_string(), splits.num_classes.to_string()),
+        ("classes".to_string(), serde_json::to_string(&splits.classes)?),
+        // Inputs are (pixel/255 - mean) / std per channel, with these training-split statistics.
+        ("normalize_mean".to_string(), serde_json::to_string(&splits.norm.mean)?),
+        ("normalize_std".to_string(), serde_json::to_string(&splits.norm.std)?),
     ]);
     write_safetensors(&out.join("model.safetensors"), &state_dict(&model, batches_tracked), metadata)?;
     log.line(&format!(
