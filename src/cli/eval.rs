@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::backend::{self, Backend};
 use super::progress::Progress;
-use crate::expr::named;
+use crate::space::genotype::resolve_activation;
 use crate::model::Network;
 use crate::train::config::Preset;
 use crate::train::schedule::Schedule;
@@ -18,7 +18,7 @@ use crate::train::{TrainConfig, seeds};
 pub enum PresetArg {
     /// Common CIFAR ResNet practice: batch 128, lr 0.1, momentum 0.9, wd 5e-4, cosine, 200 epochs.
     Standard,
-    /// The seed project's eval setup: 100 epochs, batch 64, lr 0.025, wd 3e-4, train portion 0.8.
+    /// The seed project's eval setup: 100 epochs, batch 64, lr 0.025, wd 3e-4, grad clip 5, train portion 0.8.
     Seed,
     /// Minutes on a CPU: 3 epochs on 5000 training and 1000 test images.
     Quick,
@@ -71,7 +71,7 @@ pub struct EvalArgs {
     /// Learning-rate schedule, stepped per epoch [preset: cosine].
     #[arg(long, value_parser = Schedule::parse)]
     pub schedule: Option<Schedule>,
-    /// Clip the global gradient norm to this value.
+    /// Clip the global gradient norm to this value [preset: seed 5, others none].
     #[arg(long)]
     pub grad_clip: Option<f64>,
     /// Training-data augmentation.
@@ -112,7 +112,7 @@ fn parse_network(s: &str) -> Result<Network> {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let formula = named::resolve(&args.activation)?;
+    let formula = resolve_activation(&args.activation)?;
     let config = build_config(&args, formula.to_string())?;
     let device = args.backend.device()?;
     let threads = backend::set_threads(args.threads)?;
@@ -169,7 +169,7 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
         nesterov: args.nesterov,
         weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
         schedule: args.schedule.unwrap_or(d.schedule),
-        grad_clip: args.grad_clip,
+        grad_clip: args.grad_clip.or(d.grad_clip),
         augment: args.augment == Augment::Standard,
         train_portion: args.train_portion.unwrap_or(d.train_portion),
         subset: args.subset.or(d.subset),
