@@ -74,7 +74,14 @@ fn download(info: &ArchiveInfo, part: &Path, obs: &dyn Observer) -> Result<()> {
         info.url,
         part.parent().unwrap_or(Path::new(".")).display()
     );
-    let response = ureq::get(info.url)
+    // A connection that never answers must not hang a run forever.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(30)))
+        .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let response = agent
+        .get(info.url)
         .call()
         .map_err(|e| anyhow::anyhow!("cannot download {}: {e}; {manual}", info.url))?;
     let total = response.body().content_length().unwrap_or(info.size);

@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::cifar::{CifarKind, load_cifar};
+use super::download::fetch;
 use super::archive::is_archive;
 use super::folder::load_folder;
 use super::folder_archive::prepare_folder_archive;
@@ -154,8 +155,8 @@ pub fn load_splits(
 ) -> Result<Splits> {
     check_config(cfg)?;
     let (train_all, test_all) = match spec {
-        DatasetSpec::Cifar10 => load_cifar(CifarKind::Cifar10, data_dir, obs)?,
-        DatasetSpec::Cifar100 => load_cifar(CifarKind::Cifar100, data_dir, obs)?,
+        DatasetSpec::Cifar10 => load_cifar_or_download(CifarKind::Cifar10, data_dir, obs)?,
+        DatasetSpec::Cifar100 => load_cifar_or_download(CifarKind::Cifar100, data_dir, obs)?,
         DatasetSpec::Folder(path) => load_folder(path, &data_dir.join("cache"), obs)?,
         DatasetSpec::FolderArchive(archive) => {
             let folder = prepare_folder_archive(archive, data_dir, obs)?;
@@ -163,6 +164,29 @@ pub fn load_splits(
         }
     };
     cut(spec, train_all, test_all, cfg, obs)
+}
+
+/// CIFAR from `data_dir`, downloading the official archive first when neither it nor the
+/// extracted folder is there.
+fn load_cifar_or_download(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
+    let info = kind.archive();
+    if !data_dir.join(kind.folder()).is_dir() && !data_dir.join(info.file_name).is_file() {
+        obs.event(Event::Info(format!(
+            "{} is not in {}: downloading {} ({} MB)",
+            kind.title(),
+            data_dir.display(),
+            info.url,
+            info.size / 1_000_000
+        )));
+        fetch(kind, data_dir, obs).map_err(|e| {
+            let offline = match kind {
+                CifarKind::Cifar10 => " or its .tar.xz (offline: --dataset ../shared/data/cifar10-images.tar.xz)",
+                CifarKind::Cifar100 => "",
+            };
+            anyhow::anyhow!("{e:#}; or pass --dataset PATH to an image folder{offline}")
+        })?;
+    }
+    load_cifar(kind, data_dir, obs)
 }
 
 fn check_config(cfg: &SplitConfig) -> Result<()> {
