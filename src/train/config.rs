@@ -44,8 +44,8 @@ pub enum Preset {
     /// Common CIFAR ResNet practice: batch 128, lr 0.1, momentum 0.9, wd 5e-4, cosine, 200
     /// epochs, all training images for training.
     Standard,
-    /// The seed project's eval setup: 100 epochs, batch 64, lr 0.025, momentum 0.9,
-    /// wd 3e-4, cosine, train portion 0.8.
+    /// The seed project's eval setup (NASLib's defaults): 100 epochs, batch 64, lr 0.025,
+    /// momentum 0.9, wd 3e-4, cosine, gradient-norm clip 5, train portion 0.8.
     Seed,
     /// A run that finishes in minutes on a laptop CPU: 3 epochs on 5000 training and 1000
     /// test images.
@@ -64,6 +64,7 @@ pub struct Defaults {
     pub train_portion: f64,
     pub subset: Option<usize>,
     pub test_subset: Option<usize>,
+    pub grad_clip: Option<f64>,
 }
 
 impl Preset {
@@ -78,6 +79,7 @@ impl Preset {
             train_portion: 1.0,
             subset: None,
             test_subset: None,
+            grad_clip: None,
         };
         match self {
             Preset::Standard => standard,
@@ -87,6 +89,7 @@ impl Preset {
                 lr: 0.025,
                 weight_decay: 3e-4,
                 train_portion: 0.8,
+                grad_clip: Some(5.0),
                 ..standard
             },
             Preset::Quick => Defaults {

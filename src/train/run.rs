@@ -124,7 +124,7 @@ pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: b
             let loss = loss_fn.forward(logits.clone(), labels);
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
-                let kept = if epoch == 0 { "no checkpoint was written yet".to_string() } else { format!("the checkpoint of epoch {epoch} in {} is kept", out.display()) };
+                let kept = checkpoint_note(epoch, out);
                 bail!(
                     "training diverged: the loss became {loss_value} in epoch {} batch {}; {kept}; lower --lr or use a bounded activation",
                     epoch + 1,
@@ -160,6 +160,17 @@ pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: b
         let frozen = model.valid();
         let valid = valid_set.as_ref().map(|v| evaluate(&frozen, v, splits.norm, config.eval_batch_size, device));
         let test = evaluate(&frozen, &test_set, splits.norm, config.eval_batch_size, device);
+        for (split, split_meter) in [("validation", valid.as_ref()), ("test", Some(&test))] {
+            if let Some(m) = split_meter.filter(|m| !m.loss().is_finite()) {
+                let kept = checkpoint_note(epoch, out);
+                bail!(
+                    "training diverged: after epoch {} the {split} loss is {} (train loss {:.4}); {kept}; lower --lr (the seed preset uses 0.025) or add --grad-clip 5",
+                    epoch + 1,
+                    m.loss(),
+                    meter.loss(),
+                );
+            }
+        }
 
         history.train_acc.push(meter.acc());
         history.train_loss.push(meter.loss());
@@ -216,6 +227,15 @@ pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: b
         config.activation
     ))?;
     Ok(RunOutcome { out: out.clone(), history })
+}
+
+/// What is left after a failure in epoch `epoch` (0-based).
+fn checkpoint_note(epoch: usize, out: &Path) -> String {
+    if epoch == 0 {
+        "no checkpoint was written yet".to_string()
+    } else {
+        format!("the checkpoint of epoch {epoch} in {} is kept", out.display())
+    }
 }
 
 /// Creates the output directory. Returns whether an existing run is to be resumed.
