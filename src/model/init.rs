@@ -17,12 +17,13 @@ impl Init {
         Init { rng: ChaCha8Rng::seed_from_u64(seed ^ 0x1a17_5ea2) }
     }
 
-    /// Kaiming-normal with fan-out (torchvision's ResNet convention): N(0, 2 / (cout*k*k)).
+    /// PyTorch's `nn.Conv2d` default (kaiming-uniform with a = sqrt(5)):
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = cin*k*k. Matching PyTorch's default keeps
+    /// results comparable with the PyTorch twin and the seed project; with BatchNorm after
+    /// every convolution, the scale of the weights sets their effective learning rate.
     pub fn conv(&mut self, shape: [usize; 4], device: &Device) -> Param<Tensor<4>> {
-        let fan_out = (shape[0] * shape[2] * shape[3]) as f64;
-        let std = (2.0 / fan_out).sqrt();
-        let n = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| (self.normal() * std) as f32).collect();
+        let fan_in = shape[1] * shape[2] * shape[3];
+        let values = self.uniform(&shape, fan_in);
         Param::from_data(TensorData::new(values, shape), device)
     }
 
@@ -31,12 +32,5 @@ impl Init {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let n = shape.iter().product();
         (0..n).map(|_| self.rng.random_range(-bound..bound) as f32).collect()
-    }
-
-    /// A standard normal sample (Box-Muller).
-    fn normal(&mut self) -> f64 {
-        let u1: f64 = 1.0 - self.rng.random::<f64>();
-        let u2: f64 = self.rng.random::<f64>();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
