@@ -45,15 +45,19 @@ impl Backend {
     }
 }
 
-/// Size the CPU thread pool (rayon's global pool, which burn-flex and our kernels use).
-/// `None` uses every core. Returns the number of threads in use.
-pub fn set_threads(threads: Option<usize>) -> Result<usize> {
+/// The CPU thread pool (rayon, which burn-flex and our kernels use) with `threads` threads,
+/// every core by default. Run the work with `pool.install(..)`: the training loop then runs on
+/// a pool thread, so each parallel tensor op starts without a cross-thread hand-off and the
+/// loop's own thread takes part in it.
+pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     let n = match threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(n) => n,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
-    // A second call (e.g. in tests) keeps the first pool; that is fine.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    Ok(rayon::current_num_threads())
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("actsearch-{i}"))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))
 }

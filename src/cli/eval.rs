@@ -115,8 +115,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let formula = resolve_activation(&args.activation)?;
     let config = build_config(&args, formula.to_string())?;
     let device = args.backend.device()?;
-    let threads = backend::set_threads(args.threads)?;
-    let config = TrainConfig { threads, ..config };
+    let pool = backend::thread_pool(args.threads)?;
+    let config = TrainConfig { threads: pool.current_num_threads(), ..config };
+    let threads = config.threads;
 
     let progress = Progress::new();
     progress.println(&format!(
@@ -129,7 +130,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         threads,
         config.out.display()
     ));
-    let (summary, _) = seeds::train_seeds(&config, &args.seeds, &formula, &device, args.resume, &progress)?;
+    let (summary, _) =
+        pool.install(|| seeds::train_seeds(&config, &args.seeds, &formula, &device, args.resume, &progress))?;
     progress.finish();
     let per_seed: Vec<String> =
         summary.seeds.iter().zip(&summary.test_acc).map(|(s, a)| format!("seed {s}: {a:.2}%")).collect();
