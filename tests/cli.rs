@@ -95,8 +95,21 @@ fn eval_writes_every_file_for_each_seed() {
     common::synthetic_cifar10(&dir.path().join("data"), 16);
     let out = actsearch(
         &[
-            "eval", "--network", "resnet8", "--activation", "gdas_simple_r", "--epochs", "1", "--batch-size", "16",
-            "--seeds", "0,1", "--out", "runs/x", "--train-portion", "0.75",
+            "eval",
+            "--network",
+            "resnet8",
+            "--activation",
+            "gdas_simple_r",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--seeds",
+            "0,1",
+            "--out",
+            "runs/x",
+            "--train-portion",
+            "0.75",
         ],
         dir.path(),
     );
@@ -107,10 +120,23 @@ fn eval_writes_every_file_for_each_seed() {
         for file in ["config.json", "errors.json", "log.log", "model.safetensors", "checkpoint.safetensors"] {
             assert!(dir.path().join("runs/x").join(seed).join(file).exists(), "{seed}/{file} missing");
         }
-        let errors: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/x").join(seed).join("errors.json")).unwrap())
-                .unwrap();
-        for key in ["train_acc", "train_loss", "valid_acc", "valid_loss", "test_acc", "test_loss", "runtime", "train_time", "train_acc_top5", "valid_acc_top5", "test_acc_top5"] {
+        let errors: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("runs/x").join(seed).join("errors.json")).unwrap(),
+        )
+        .unwrap();
+        for key in [
+            "train_acc",
+            "train_loss",
+            "valid_acc",
+            "valid_loss",
+            "test_acc",
+            "test_loss",
+            "runtime",
+            "train_time",
+            "train_acc_top5",
+            "valid_acc_top5",
+            "test_acc_top5",
+        ] {
             assert_eq!(errors[key].as_array().map(|a| a.len()), Some(1), "{key}");
         }
         assert_eq!(errors["activation"], "sigmoid(sigmoid(x))*sigmoid(x)");

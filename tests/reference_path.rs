@@ -3,6 +3,7 @@
 
 use actsearch::expr::{Formula, NAMED, resolve};
 use actsearch::kernels::reference;
+use actsearch::model::state::host_f32;
 use actsearch::space::ops::{BinOp, Func};
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -25,9 +26,9 @@ fn tensor_value_and_grad(xs: &[f32], apply: impl Fn(Tensor<1>) -> Tensor<1>) -> 
     let device = Device::flex().autodiff();
     let x = Tensor::<1>::from_data(TensorData::new(xs.to_vec(), [xs.len()]), &device).require_grad();
     let y = apply(x.clone());
-    let values = y.clone().inner().into_data().to_vec::<f32>().unwrap();
+    let values = host_f32(y.clone().inner());
     let grads = y.sum().backward();
-    let dx = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    let dx = host_f32(x.grad(&grads).unwrap());
     (values, dx)
 }
 
@@ -62,10 +63,10 @@ fn every_binop_tensor_form_matches_the_table() {
         let a = Tensor::<1>::from_data(TensorData::new(a_vals.clone(), [50]), &device).require_grad();
         let b = Tensor::<1>::from_data(TensorData::new(b_vals.clone(), [50]), &device).require_grad();
         let y = op.tensor(a.clone(), b.clone());
-        let values = y.clone().inner().into_data().to_vec::<f32>().unwrap();
+        let values = host_f32(y.clone().inner());
         let grads = y.sum().backward();
-        let da = a.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
-        let db = b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        let da = host_f32(a.grad(&grads).unwrap());
+        let db = host_f32(b.grad(&grads).unwrap());
         for i in 0..50 {
             let (v, ga, gb) = op.eval(a_vals[i] as f64, b_vals[i] as f64);
             if op == BinOp::Div && (b_vals[i] as f64).abs() < 0.05 {
@@ -87,9 +88,9 @@ fn formula_on_tensors(f: &Formula, xs: &[f32], p: &[f32]) -> (Vec<f32>, Vec<f32>
     let params: Vec<Tensor<1>> =
         p.iter().map(|&v| Tensor::<1>::from_data(TensorData::new(vec![v], [1]), &device).require_grad()).collect();
     let y = reference::eval(f, x.clone(), &params);
-    let values = y.clone().inner().into_data().to_vec::<f32>().unwrap();
+    let values = host_f32(y.clone().inner());
     let grads = y.sum().backward();
-    let dx = x.grad(&grads).map(|g| g.into_data().to_vec::<f32>().unwrap()).unwrap_or(vec![0.0; n]);
+    let dx = x.grad(&grads).map(host_f32).unwrap_or(vec![0.0; n]);
     let dp = params.iter().map(|t| t.grad(&grads).map(|g| g.into_scalar::<f32>()).unwrap_or(0.0)).collect();
     (values, dx, dp)
 }
@@ -97,7 +98,14 @@ fn formula_on_tensors(f: &Formula, xs: &[f32], p: &[f32]) -> (Vec<f32>, Vec<f32>
 #[test]
 fn formulas_on_tensors_match_scalar_evaluation_and_gradients() {
     let mut formulas: Vec<Formula> = NAMED.iter().map(|n| resolve(n.name).unwrap()).collect();
-    for text in ["x*sigmoid(b*x)", "b1*x + b2*tanh(x)^2 - b1", "max(x, b)*min(x, 1) + x/(abs(x) + 1)", "b", "sinc(x)*b + 2", "-x^3 + (x - 1)^2/4"] {
+    for text in [
+        "x*sigmoid(b*x)",
+        "b1*x + b2*tanh(x)^2 - b1",
+        "max(x, b)*min(x, 1) + x/(abs(x) + 1)",
+        "b",
+        "sinc(x)*b + 2",
+        "-x^3 + (x - 1)^2/4",
+    ] {
         formulas.push(Formula::parse(text).unwrap());
     }
     let xs: Vec<f32> = (0..41).map(|i| -4.0 + 0.2 * i as f32 + 0.037).collect();
@@ -124,7 +132,9 @@ fn formulas_on_tensors_match_scalar_evaluation_and_gradients() {
 #[test]
 fn reference_gradients_match_finite_differences() {
     let device = Device::flex();
-    for text in ["x*sigmoid(b*x)", "(x + b)^2", "b1*x + (abs(x)*abs(x) + b2)", "x*tanh(softplus(x))", "gelu(x) + atan(b*x)"] {
+    for text in
+        ["x*sigmoid(b*x)", "(x + b)^2", "b1*x + (abs(x)*abs(x) + b2)", "x*tanh(softplus(x))", "gelu(x) + atan(b*x)"]
+    {
         let f = Formula::parse(text).unwrap();
         let xs: Vec<f32> = vec![-2.3, -0.7, 0.4, 1.9];
         let p: Vec<f32> = (0..f.num_params()).map(|i| 0.8 + 0.1 * i as f32).collect();

@@ -18,15 +18,16 @@ use common::{synthetic_cifar10, tiny_config};
 fn a_short_training_run_lowers_the_loss() {
     let dir = tempfile::tempdir().unwrap();
     synthetic_cifar10(dir.path(), 64);
-    let config = TrainConfig { batch_size: 16, lr: 0.1, augment: false, ..tiny_config(dir.path(), &dir.path().join("run"), "relu", 6) };
+    let config = TrainConfig {
+        batch_size: 16,
+        lr: 0.1,
+        augment: false,
+        ..tiny_config(dir.path(), &dir.path().join("run"), "relu", 6)
+    };
     let outcome = train(&config, &resolve("relu").unwrap(), &Device::flex(), false, &Silent).unwrap();
     let h = &outcome.history;
     assert_eq!(h.train_loss.len(), 6);
-    assert!(
-        h.train_loss[5] < 0.7 * h.train_loss[0],
-        "train loss did not fall: {:?} {:?}",
-        h.train_loss, h.test_acc
-    );
+    assert!(h.train_loss[5] < 0.7 * h.train_loss[0], "train loss did not fall: {:?} {:?}", h.train_loss, h.test_acc);
     assert!(h.test_acc[5] > 30.0, "synthetic classes are easy; test accuracy {:?}", h.test_acc);
     for file in ["config.json", "errors.json", "log.log", "model.safetensors", "checkpoint.safetensors"] {
         assert!(outcome.out.join(file).exists(), "{file} missing");
@@ -44,10 +45,11 @@ struct StopAt {
 
 impl Observer for StopAt {
     fn event(&self, event: Event) {
-        if let Event::Batch(p) = event {
-            if p.epoch == self.epoch && p.batch == self.batch {
-                self.seen.store(1, Ordering::SeqCst);
-            }
+        if let Event::Batch(p) = event
+            && p.epoch == self.epoch
+            && p.batch == self.batch
+        {
+            self.seen.store(1, Ordering::SeqCst);
         }
     }
     fn should_stop(&self) -> bool {

@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 
 use super::backend::{self, Backend};
 use super::progress::Progress;
-use crate::space::genotype::resolve_activation;
 use crate::model::Network;
+use crate::space::genotype::resolve_activation;
 use crate::train::config::Preset;
 use crate::train::schedule::Schedule;
 use crate::train::{TrainConfig, seeds};
@@ -186,12 +186,8 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
 }
 
 fn default_out(args: &EvalArgs) -> PathBuf {
-    let slug: String = args
-        .activation
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' })
-        .take(48)
-        .collect();
+    let slug: String =
+        args.activation.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).take(48).collect();
     PathBuf::from("runs").join(format!("eval-{}-{}", args.network.name(), slug))
 }
 
@@ -217,10 +213,10 @@ fn validate(c: &TrainConfig, args: &EvalArgs) -> Result<()> {
     if !(c.weight_decay >= 0.0 && c.weight_decay.is_finite()) {
         bail!("--weight-decay must be zero or positive, got {}", c.weight_decay);
     }
-    if let Some(clip) = c.grad_clip {
-        if !(clip > 0.0 && clip.is_finite()) {
-            bail!("--grad-clip must be a positive number, got {clip}");
-        }
+    if let Some(clip) = c.grad_clip
+        && !(clip > 0.0 && clip.is_finite())
+    {
+        bail!("--grad-clip must be a positive number, got {clip}");
     }
     if !(c.train_portion > 0.0 && c.train_portion <= 1.0) {
         bail!("--train-portion must be in (0, 1], got {}", c.train_portion);

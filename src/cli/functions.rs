@@ -17,8 +17,8 @@ pub fn run() -> Result<()> {
     for f in Func::ALL {
         println!("  {:10}  {}", f.name(), f.doc());
     }
-    println!("  {:10}  {}", "max(a, b)", "larger of a and b");
-    println!("  {:10}  {}", "min(a, b)", "smaller of a and b");
+    println!("  {:10}  larger of a and b", "max(a, b)");
+    println!("  {:10}  smaller of a and b", "min(a, b)");
     println!();
     println!("Operators: + - * / ^ (integer powers), unary minus, |a| for abs(a).");
     println!("Parameters: each `b` (or `beta`) is its own trainable per-channel parameter, initialised");

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a CIFAR ResNet from scratch with an activation function and report its accuracy.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// List every named activation and every function usable in formulas.
     Functions,
     /// Download and verify datasets.
@@ -39,7 +39,7 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => eval::run(*args),
         Command::Functions => functions::run(),
         Command::Data(args) => data::run(args),
     };

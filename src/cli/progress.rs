@@ -105,10 +105,8 @@ impl Observer for Progress {
                 });
                 batch_bar.set_length(p.batches as u64);
                 batch_bar.set_position(p.batch as u64);
-                batch_bar.set_message(format!(
-                    "loss {:.4} | acc {:.2}% | {:.0} img/s",
-                    p.loss, p.acc, p.images_per_sec
-                ));
+                batch_bar
+                    .set_message(format!("loss {:.4} | acc {:.2}% | {:.0} img/s", p.loss, p.acc, p.images_per_sec));
             }
             Event::Epoch(summary) => {
                 if let Some(bar) = &state.epoch_bar {
@@ -117,10 +115,10 @@ impl Observer for Progress {
                 if let Some(bar) = state.batch_bar.take() {
                     bar.finish_and_clear();
                 }
-                if summary.epoch == summary.epochs {
-                    if let Some(bar) = state.epoch_bar.take() {
-                        bar.finish_and_clear();
-                    }
+                if summary.epoch == summary.epochs
+                    && let Some(bar) = state.epoch_bar.take()
+                {
+                    bar.finish_and_clear();
                 }
                 drop(state);
                 self.println(&summary.line);

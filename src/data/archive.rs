@@ -43,10 +43,7 @@ pub fn verify_archive(path: &Path, expected_size: u64, expected_md5: &str) -> Re
     let fix = refetch_hint(path);
     match mismatch(path, expected_size, expected_md5) {
         Ok(None) => Ok(()),
-        Ok(Some(problem)) => bail!(
-            "archive {} {problem} (corrupt or incomplete download); {fix}",
-            path.display()
-        ),
+        Ok(Some(problem)) => bail!("archive {} {problem} (corrupt or incomplete download); {fix}", path.display()),
         Err(e) => bail!("cannot read archive {} ({e}); {fix}", path.display()),
     }
 }
@@ -56,15 +53,11 @@ pub fn verify_archive(path: &Path, expected_size: u64, expected_md5: &str) -> Re
 pub fn mismatch(path: &Path, expected_size: u64, expected_md5: &str) -> Result<Option<String>> {
     let size = fs::metadata(path)?.len();
     if size != expected_size {
-        return Ok(Some(format!(
-            "has {size} bytes but {expected_size} were expected"
-        )));
+        return Ok(Some(format!("has {size} bytes but {expected_size} were expected")));
     }
     let actual = md5_hex(path)?;
     if !actual.eq_ignore_ascii_case(expected_md5) {
-        return Ok(Some(format!(
-            "has MD5 {actual} but {expected_md5} was expected"
-        )));
+        return Ok(Some(format!("has MD5 {actual} but {expected_md5} was expected")));
     }
     Ok(None)
 }
@@ -72,19 +65,9 @@ pub fn mismatch(path: &Path, expected_size: u64, expected_md5: &str) -> Result<O
 /// The fix for a bad archive: the exact fetch command when it is an official archive.
 fn refetch_hint(path: &Path) -> String {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    match [CIFAR10_ARCHIVE, CIFAR100_ARCHIVE]
-        .iter()
-        .find(|a| a.file_name == name)
-    {
-        Some(a) => format!(
-            "delete it and run `actsearch data fetch {} --data-dir {}`",
-            a.fetch_arg,
-            dir.display()
-        ),
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match [CIFAR10_ARCHIVE, CIFAR100_ARCHIVE].iter().find(|a| a.file_name == name) {
+        Some(a) => format!("delete it and run `actsearch data fetch {} --data-dir {}`", a.fetch_arg, dir.display()),
         None => "delete it and download it again".to_string(),
     }
 }
@@ -96,9 +79,7 @@ pub fn md5_hex(path: &Path) -> Result<String> {
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let n = reader.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -116,8 +97,7 @@ pub fn md5_hex(path: &Path) -> Result<String> {
 /// entries renamed into place, so a failure leaves nothing half-written. A top-level entry that
 /// already exists in `target_dir` is an error (nothing is overwritten).
 pub fn extract_archive(archive: &Path, target_dir: &Path) -> Result<()> {
-    fs::create_dir_all(target_dir)
-        .with_context(|| format!("cannot create directory {}", target_dir.display()))?;
+    fs::create_dir_all(target_dir).with_context(|| format!("cannot create directory {}", target_dir.display()))?;
     let staging = Staging::create(target_dir)?;
     unpack_checked(archive, &staging.path)?;
     move_into_place(archive, &staging.path, target_dir)?;
@@ -159,25 +139,14 @@ impl Drop for Staging {
 /// Unpacks every entry of `archive` into `dest` after checking that it stays inside.
 fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
     let bad_archive = |e: &dyn std::fmt::Display| {
-        format!(
-            "archive {} cannot be read as a tar archive ({e}); {}",
-            archive.display(),
-            refetch_hint(archive)
-        )
+        format!("archive {} cannot be read as a tar archive ({e}); {}", archive.display(), refetch_hint(archive))
     };
-    let file = File::open(archive).with_context(|| {
-        format!(
-            "cannot open archive {}: {}",
-            archive.display(),
-            refetch_hint(archive)
-        )
-    })?;
+    let file = File::open(archive)
+        .with_context(|| format!("cannot open archive {}: {}", archive.display(), refetch_hint(archive)))?;
     let mut tar = tar::Archive::new(decompressed(archive, file)?);
     tar.set_preserve_permissions(false);
     tar.set_overwrite(false);
-    let entries = tar
-        .entries()
-        .map_err(|e| anyhow::anyhow!(bad_archive(&e)))?;
+    let entries = tar.entries().map_err(|e| anyhow::anyhow!(bad_archive(&e)))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| anyhow::anyhow!(bad_archive(&e)))?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -185,10 +154,7 @@ fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
         if kind.is_pax_global_extensions() {
             continue;
         }
-        let path = entry
-            .path()
-            .map_err(|e| anyhow::anyhow!(bad_archive(&e)))?
-            .into_owned();
+        let path = entry.path().map_err(|e| anyhow::anyhow!(bad_archive(&e)))?.into_owned();
         check_entry_path(archive, &name, &path)?;
         if kind.is_symlink() || kind.is_hard_link() {
             let link = entry
@@ -197,11 +163,7 @@ fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
                 .map(|l| l.into_owned())
                 .unwrap_or_default();
             // A symlink is resolved from its own directory, a hard link from the archive root.
-            let base = if kind.is_symlink() {
-                path.parent().unwrap_or(Path::new(""))
-            } else {
-                Path::new("")
-            };
+            let base = if kind.is_symlink() { path.parent().unwrap_or(Path::new("")) } else { Path::new("") };
             check_link(archive, &name, base, &link)?;
         }
         let unpacked = entry.unpack_in(dest).map_err(|e| {
@@ -234,7 +196,11 @@ fn decompressed(archive: &Path, file: File) -> Result<Box<dyn std::io::Read>> {
     if name.ends_with(".tar.xz") || name.ends_with(".txz") {
         let mut tar = Vec::new();
         lzma_rs::xz_decompress(&mut BufReader::new(file), &mut tar).map_err(|e| {
-            anyhow::anyhow!("archive {} is not a valid .tar.xz file ({e}); {}", archive.display(), refetch_hint(archive))
+            anyhow::anyhow!(
+                "archive {} is not a valid .tar.xz file ({e}); {}",
+                archive.display(),
+                refetch_hint(archive)
+            )
         })?;
         Ok(Box::new(std::io::Cursor::new(tar)))
     } else if name.ends_with(".tar") {
@@ -268,10 +234,7 @@ fn check_entry_path(archive: &Path, name: &str, path: &Path) -> Result<()> {
 
 /// Refuses links whose target, resolved from `base` inside the target directory, leaves it.
 fn check_link(archive: &Path, name: &str, base: &Path, link: &Path) -> Result<()> {
-    let mut depth = base
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .count() as i64;
+    let mut depth = base.components().filter(|c| matches!(c, Component::Normal(_))).count() as i64;
     let mut escapes = link.as_os_str().is_empty();
     for component in link.components() {
         match component {
@@ -305,21 +268,13 @@ fn move_into_place(archive: &Path, staging: &Path, target_dir: &Path) -> Result<
     for name in &names {
         let dest = target_dir.join(name);
         if fs::symlink_metadata(&dest).is_ok() {
-            bail!(
-                "cannot extract archive {}: {} already exists; delete it first",
-                archive.display(),
-                dest.display()
-            );
+            bail!("cannot extract archive {}: {} already exists; delete it first", archive.display(), dest.display());
         }
     }
     for name in &names {
         let dest = target_dir.join(name);
-        fs::rename(staging.join(name), &dest).with_context(|| {
-            format!(
-                "cannot move extracted {} into place: check permissions",
-                dest.display()
-            )
-        })?;
+        fs::rename(staging.join(name), &dest)
+            .with_context(|| format!("cannot move extracted {} into place: check permissions", dest.display()))?;
     }
     Ok(())
 }
@@ -332,8 +287,7 @@ mod tests {
     /// Builds a .tar.gz from (raw name, kind, link target, contents), bypassing the tar crate's
     /// own path checks so that hostile names can be written.
     fn write_tar_gz(path: &Path, entries: &[(&str, tar::EntryType, &str, &[u8])]) {
-        let gz =
-            flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
+        let gz = flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
         let mut builder = tar::Builder::new(gz);
         for (name, kind, link, data) in entries {
             let mut header = tar::Header::new_gnu();
@@ -350,20 +304,12 @@ mod tests {
             header.set_cksum();
             builder.append(&header, *data).unwrap();
         }
-        builder
-            .into_inner()
-            .unwrap()
-            .finish()
-            .unwrap()
-            .flush()
-            .unwrap();
+        builder.into_inner().unwrap().finish().unwrap().flush().unwrap();
     }
 
     fn listing(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }
@@ -399,10 +345,7 @@ mod tests {
         let archive = tmp.path().join("evil.tar.gz");
         write_tar_gz(
             &archive,
-            &[
-                ("fine.txt", tar::EntryType::Regular, "", b"ok"),
-                ("../evil.txt", tar::EntryType::Regular, "", b"pwned"),
-            ],
+            &[("fine.txt", tar::EntryType::Regular, "", b"ok"), ("../evil.txt", tar::EntryType::Regular, "", b"pwned")],
         );
         let target = tmp.path().join("out");
         let err = extract_archive(&archive, &target).unwrap_err().to_string();
@@ -419,9 +362,7 @@ mod tests {
         let victim = tmp.path().join("victim.txt");
         let name = victim.to_str().unwrap().to_string();
         write_tar_gz(&archive, &[(&name, tar::EntryType::Regular, "", b"pwned")]);
-        let err = extract_archive(&archive, &tmp.path().join("out"))
-            .unwrap_err()
-            .to_string();
+        let err = extract_archive(&archive, &tmp.path().join("out")).unwrap_err().to_string();
         assert!(err.contains(&name), "{err}");
         assert!(!victim.exists());
     }
@@ -451,21 +392,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(CIFAR10_ARCHIVE.file_name);
         fs::write(&path, b"not really an archive").unwrap();
-        let err = verify_archive(&path, 5, CIFAR10_ARCHIVE.md5)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("21 bytes") && err.contains("5 were expected"),
-            "{err}"
-        );
-        let err = verify_archive(&path, 21, CIFAR10_ARCHIVE.md5)
-            .unwrap_err()
-            .to_string();
+        let err = verify_archive(&path, 5, CIFAR10_ARCHIVE.md5).unwrap_err().to_string();
+        assert!(err.contains("21 bytes") && err.contains("5 were expected"), "{err}");
+        let err = verify_archive(&path, 21, CIFAR10_ARCHIVE.md5).unwrap_err().to_string();
         let actual = md5_hex(&path).unwrap();
-        assert!(
-            err.contains(&actual) && err.contains(CIFAR10_ARCHIVE.md5),
-            "{err}"
-        );
+        assert!(err.contains(&actual) && err.contains(CIFAR10_ARCHIVE.md5), "{err}");
         assert!(err.contains("cifar-10-binary.tar.gz"), "{err}");
         assert!(err.contains("actsearch data fetch cifar10"), "{err}");
         verify_archive(&path, 21, &actual).unwrap();

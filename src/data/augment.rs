@@ -29,11 +29,7 @@ pub struct CropFlip {
 
 impl CropFlip {
     /// No change.
-    pub const IDENTITY: CropFlip = CropFlip {
-        x: PAD,
-        y: PAD,
-        flip: false,
-    };
+    pub const IDENTITY: CropFlip = CropFlip { x: PAD, y: PAD, flip: false };
 
     /// The parameters of image `index` in `epoch` of a run seeded with `seed`.
     pub fn draw(seed: u64, epoch: u64, index: usize) -> CropFlip {
@@ -42,11 +38,7 @@ impl CropFlip {
         rng.set_word_pos(index as u128 * 2);
         let v = rng.next_u64();
         let span = (2 * PAD + 1) as u64;
-        CropFlip {
-            x: (v % span) as usize,
-            y: (v / span % span) as usize,
-            flip: v >> 63 == 1,
-        }
+        CropFlip { x: (v % span) as usize, y: (v / span % span) as usize, flip: v >> 63 == 1 }
     }
 }
 
@@ -64,17 +56,9 @@ pub fn crop_flip(src: &[u8], p: CropFlip, out: &mut [u8]) {
                 continue;
             }
             for (x, value) in row.iter_mut().enumerate() {
-                let cx = if p.flip {
-                    side - 1 - x as isize
-                } else {
-                    x as isize
-                };
+                let cx = if p.flip { side - 1 - x as isize } else { x as isize };
                 let sx = cx + p.x as isize - PAD as isize;
-                *value = if (0..side).contains(&sx) {
-                    plane[(sy * side + sx) as usize]
-                } else {
-                    0
-                };
+                *value = if (0..side).contains(&sx) { plane[(sy * side + sx) as usize] } else { 0 };
             }
         }
     }
@@ -101,10 +85,7 @@ impl NormTable {
         let plane = IMAGE_BYTES / 3;
         for c in 0..3 {
             let table = &self.table[c];
-            for (o, &v) in out[c * plane..(c + 1) * plane]
-                .iter_mut()
-                .zip(&src[c * plane..(c + 1) * plane])
-            {
+            for (o, &v) in out[c * plane..(c + 1) * plane].iter_mut().zip(&src[c * plane..(c + 1) * plane]) {
                 *o = table[v as usize];
             }
         }
@@ -136,14 +117,7 @@ mod tests {
     fn flip_mirrors_rows() {
         let src = known_image();
         let mut out = vec![0; IMAGE_BYTES];
-        crop_flip(
-            &src,
-            CropFlip {
-                flip: true,
-                ..CropFlip::IDENTITY
-            },
-            &mut out,
-        );
+        crop_flip(&src, CropFlip { flip: true, ..CropFlip::IDENTITY }, &mut out);
         for (c, y, x) in [(0, 0, 0), (1, 5, 7), (2, 31, 31)] {
             assert_eq!(px(&out, c, y, x), px(&src, c, y, 31 - x));
         }
@@ -154,37 +128,17 @@ mod tests {
         let src = known_image();
         let mut out = vec![0; IMAGE_BYTES];
         // Crop starting at padded (x=0, y=8): content moves right by 4 and up by 4.
-        crop_flip(
-            &src,
-            CropFlip {
-                x: 0,
-                y: 8,
-                flip: false,
-            },
-            &mut out,
-        );
+        crop_flip(&src, CropFlip { x: 0, y: 8, flip: false }, &mut out);
         for c in 0..3 {
             for y in 0..32 {
                 for x in 0..32 {
-                    let expected = if x < 4 || y >= 28 {
-                        0
-                    } else {
-                        px(&src, c, y + 4, x - 4)
-                    };
+                    let expected = if x < 4 || y >= 28 { 0 } else { px(&src, c, y + 4, x - 4) };
                     assert_eq!(px(&out, c, y, x), expected, "({c},{y},{x})");
                 }
             }
         }
         // Crop then flip: the zero columns end up on the right.
-        crop_flip(
-            &src,
-            CropFlip {
-                x: 0,
-                y: 8,
-                flip: true,
-            },
-            &mut out,
-        );
+        crop_flip(&src, CropFlip { x: 0, y: 8, flip: true }, &mut out);
         assert_eq!(px(&out, 0, 0, 31), 0);
         assert_eq!(px(&out, 0, 0, 27), px(&src, 0, 4, 0));
         assert_eq!(px(&out, 0, 0, 0), px(&src, 0, 4, 27));
@@ -206,10 +160,7 @@ mod tests {
 
     #[test]
     fn normalization_table_maps_bytes() {
-        let norm = Normalization {
-            mean: [0.5, 0.0, 1.0],
-            std: [0.25, 1.0, 0.5],
-        };
+        let norm = Normalization { mean: [0.5, 0.0, 1.0], std: [0.25, 1.0, 0.5] };
         let table = NormTable::new(&norm);
         let mut src = vec![0u8; IMAGE_BYTES];
         src[0] = 255;

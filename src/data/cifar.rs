@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::archive::{
-    ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_archive, verify_archive,
-};
+use super::archive::{ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_archive, verify_archive};
 use super::image_set::{IMAGE_BYTES, ImageSet};
 use crate::observer::{Event, Observer};
 
@@ -62,13 +60,9 @@ impl CifarKind {
 
     fn train_files(self) -> &'static [&'static str] {
         match self {
-            CifarKind::Cifar10 => &[
-                "data_batch_1.bin",
-                "data_batch_2.bin",
-                "data_batch_3.bin",
-                "data_batch_4.bin",
-                "data_batch_5.bin",
-            ],
+            CifarKind::Cifar10 => {
+                &["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"]
+            }
             CifarKind::Cifar100 => &["train.bin"],
         }
     }
@@ -102,21 +96,13 @@ impl CifarKind {
 
     /// The command that fixes a missing or damaged file under `data_dir`.
     fn fetch_command(self, data_dir: &Path) -> String {
-        format!(
-            "actsearch data fetch {} --data-dir {}",
-            self.cli_name(),
-            data_dir.display()
-        )
+        format!("actsearch data fetch {} --data-dir {}", self.cli_name(), data_dir.display())
     }
 }
 
 /// Loads the (train, test) sets of `kind` from `data_dir`, extracting the official archive
 /// first when only the archive is there.
-pub fn load_cifar(
-    kind: CifarKind,
-    data_dir: &Path,
-    obs: &dyn Observer,
-) -> Result<(ImageSet, ImageSet)> {
+pub fn load_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
     let folder = prepare_cifar(kind, data_dir, obs)?;
     let classes = read_class_names(kind, data_dir, &folder)?;
     let train = read_records(kind, data_dir, &folder, kind.train_files(), &classes)?;
@@ -139,12 +125,7 @@ pub fn prepare_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Re
 }
 
 /// [`prepare_cifar`] with the archive described by `info` (tests use small fake archives).
-fn prepare_from(
-    kind: CifarKind,
-    data_dir: &Path,
-    info: &ArchiveInfo,
-    obs: &dyn Observer,
-) -> Result<PathBuf> {
+fn prepare_from(kind: CifarKind, data_dir: &Path, info: &ArchiveInfo, obs: &dyn Observer) -> Result<PathBuf> {
     let folder = data_dir.join(kind.folder());
     if folder.is_dir() {
         return Ok(folder);
@@ -164,16 +145,9 @@ fn prepare_from(
     }
     obs.event(Event::Info(format!("verifying {}", archive.display())));
     verify_archive(&archive, info.size, info.md5)?;
-    obs.event(Event::TaskStart {
-        id: "extract",
-        label: format!("extracting {}", info.file_name),
-        total: 1,
-    });
+    obs.event(Event::TaskStart { id: "extract", label: format!("extracting {}", info.file_name), total: 1 });
     let extracted = extract_archive(&archive, data_dir);
-    obs.event(Event::TaskAdvance {
-        id: "extract",
-        n: 1,
-    });
+    obs.event(Event::TaskAdvance { id: "extract", n: 1 });
     obs.event(Event::TaskEnd { id: "extract" });
     extracted?;
     if !folder.is_dir() {
@@ -199,12 +173,7 @@ fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<V
             kind.fetch_command(data_dir)
         )
     })?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if names.len() < kind.num_classes() {
         bail!(
             "{} lists {} class names but {} has {}; delete {} and run `{}`",
@@ -227,10 +196,7 @@ fn read_records(
     files: &[&str],
     classes: &[String],
 ) -> Result<ImageSet> {
-    let mut set = ImageSet {
-        classes: classes.to_vec(),
-        ..ImageSet::default()
-    };
+    let mut set = ImageSet { classes: classes.to_vec(), ..ImageSet::default() };
     for name in files {
         let path = folder.join(name);
         let bytes = fs::read(&path).with_context(|| {
@@ -241,9 +207,8 @@ fn read_records(
                 kind.fetch_command(data_dir)
             )
         })?;
-        parse_records(kind, &path, &bytes, &mut set).map_err(|e| {
-            anyhow::anyhow!("{e}; delete it and run `{}`", kind.fetch_command(data_dir))
-        })?;
+        parse_records(kind, &path, &bytes, &mut set)
+            .map_err(|e| anyhow::anyhow!("{e}; delete it and run `{}`", kind.fetch_command(data_dir)))?;
     }
     Ok(set)
 }
@@ -290,9 +255,7 @@ fn parse_records(kind: CifarKind, path: &Path, bytes: &[u8], set: &mut ImageSet)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::synthetic::{
-        synthetic_image, write_synthetic_cifar10, write_synthetic_cifar100,
-    };
+    use crate::data::synthetic::{synthetic_image, write_synthetic_cifar10, write_synthetic_cifar100};
     use crate::observer::Silent;
 
     #[test]
@@ -311,15 +274,9 @@ mod tests {
         for (i, &label) in train.labels.iter().enumerate() {
             let (f, r) = (i / 23, i % 23);
             assert_eq!(label as usize, (r + f) % 10);
-            assert_eq!(
-                train.image(i),
-                &synthetic_image(label as usize, 10, (f * 1_000_000 + r) as u64)[..]
-            );
+            assert_eq!(train.image(i), &synthetic_image(label as usize, 10, (f * 1_000_000 + r) as u64)[..]);
         }
-        assert_eq!(
-            test.image(5),
-            &synthetic_image(test.labels[5] as usize, 10, 5_000_005)[..]
-        );
+        assert_eq!(test.image(5), &synthetic_image(test.labels[5] as usize, 10, 5_000_005)[..]);
     }
 
     #[test]
@@ -341,9 +298,7 @@ mod tests {
         let path = tmp.path().join("cifar-10-batches-bin/data_batch_3.bin");
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent)
-            .unwrap_err()
-            .to_string();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent).unwrap_err().to_string();
         assert!(err.contains("data_batch_3.bin is truncated"), "{err}");
         assert!(err.contains(&format!("{} bytes", bytes.len() - 1)), "{err}");
         assert!(err.contains("actsearch data fetch cifar10"), "{err}");
@@ -358,13 +313,8 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[2 * 3073] = 10;
         fs::write(&path, &bytes).unwrap();
-        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("test_batch.bin") && err.contains("record 2 has label 10"),
-            "{err}"
-        );
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent).unwrap_err().to_string();
+        assert!(err.contains("test_batch.bin") && err.contains("record 2 has label 10"), "{err}");
 
         let tmp = tempfile::tempdir().unwrap();
         write_synthetic_cifar100(tmp.path(), 4).unwrap();
@@ -372,26 +322,16 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[3074 + 1] = 100;
         fs::write(&path, &bytes).unwrap();
-        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("train.bin") && err.contains("record 1 has label 100"),
-            "{err}"
-        );
+        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent).unwrap_err().to_string();
+        assert!(err.contains("train.bin") && err.contains("record 1 has label 100"), "{err}");
     }
 
     #[test]
     fn missing_data_says_how_to_get_it() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent)
-            .unwrap_err()
-            .to_string();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent).unwrap_err().to_string();
         assert!(err.starts_with("CIFAR-10 not found in"), "{err}");
-        assert!(
-            err.contains("actsearch data fetch cifar10 --data-dir"),
-            "{err}"
-        );
+        assert!(err.contains("actsearch data fetch cifar10 --data-dir"), "{err}");
         assert!(err.contains("cifar10-images.tar.xz"), "{err}");
     }
 
@@ -403,14 +343,9 @@ mod tests {
         let data = tmp.path().join("data");
         fs::create_dir_all(&data).unwrap();
         let archive = data.join("fake.tar.gz");
-        let gz = flate2::write::GzEncoder::new(
-            fs::File::create(&archive).unwrap(),
-            flate2::Compression::fast(),
-        );
+        let gz = flate2::write::GzEncoder::new(fs::File::create(&archive).unwrap(), flate2::Compression::fast());
         let mut builder = tar::Builder::new(gz);
-        builder
-            .append_dir_all("cifar-10-batches-bin", src.join("cifar-10-batches-bin"))
-            .unwrap();
+        builder.append_dir_all("cifar-10-batches-bin", src.join("cifar-10-batches-bin")).unwrap();
         builder.into_inner().unwrap().finish().unwrap();
         let md5 = crate::data::archive::md5_hex(&archive).unwrap();
         let info = ArchiveInfo {
@@ -430,9 +365,7 @@ mod tests {
     fn bad_archive_is_verified_before_extraction() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join(CIFAR100_ARCHIVE.file_name), b"junk").unwrap();
-        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent)
-            .unwrap_err()
-            .to_string();
+        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent).unwrap_err().to_string();
         assert!(err.contains("cifar-100-binary.tar.gz has 4 bytes"), "{err}");
         assert!(!tmp.path().join("cifar-100-binary").exists());
     }

@@ -20,33 +20,25 @@ pub fn fetch(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<Pat
 /// [`fetch`] for any archive description (tests point it at a local server).
 fn fetch_archive(info: &ArchiveInfo, data_dir: &Path, obs: &dyn Observer) -> Result<PathBuf> {
     fs::create_dir_all(data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {}: check the path and permissions",
-            data_dir.display()
-        )
+        format!("cannot create data directory {}: check the path and permissions", data_dir.display())
     })?;
     let path = data_dir.join(info.file_name);
     if path.is_file() {
         match verify_archive(&path, info.size, info.md5) {
             Ok(()) => {
-                obs.event(Event::Info(format!(
-                    "{} is already present and valid",
-                    path.display()
-                )));
+                obs.event(Event::Info(format!("{} is already present and valid", path.display())));
                 return Ok(path);
             }
             Err(e) => obs.event(Event::Info(format!("{e}; downloading it again"))),
         }
     }
     let part = data_dir.join(format!("{}.part", info.file_name));
-    let downloaded =
-        download(info, &part, obs).and_then(|()| check_download(info, &part, data_dir));
+    let downloaded = download(info, &part, obs).and_then(|()| check_download(info, &part, data_dir));
     if let Err(e) = downloaded {
         let _ = fs::remove_file(&part);
         return Err(e);
     }
-    fs::rename(&part, &path)
-        .with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))?;
+    fs::rename(&part, &path).with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))?;
     obs.event(Event::Info(format!("downloaded {}", path.display())));
     Ok(path)
 }
@@ -80,24 +72,16 @@ fn download(info: &ArchiveInfo, part: &Path, obs: &dyn Observer) -> Result<()> {
         .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
         .build()
         .into();
-    let response = agent
-        .get(info.url)
-        .call()
-        .map_err(|e| anyhow::anyhow!("cannot download {}: {e}; {manual}", info.url))?;
+    let response =
+        agent.get(info.url).call().map_err(|e| anyhow::anyhow!("cannot download {}: {e}; {manual}", info.url))?;
     let total = response.body().content_length().unwrap_or(info.size);
     let mut body = response.into_body().into_reader();
-    let file = File::create(part)
-        .with_context(|| format!("cannot create {}: check permissions", part.display()))?;
+    let file = File::create(part).with_context(|| format!("cannot create {}: check permissions", part.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    obs.event(Event::TaskStart {
-        id: "download",
-        label: format!("downloading {}", info.file_name),
-        total,
-    });
+    obs.event(Event::TaskStart { id: "download", label: format!("downloading {}", info.file_name), total });
     let copied = copy_with_progress(&mut body, &mut out, obs);
     obs.event(Event::TaskEnd { id: "download" });
-    let copied = copied
-        .map_err(|e| anyhow::anyhow!("download of {} was interrupted ({e}); {manual}", info.url))?;
+    let copied = copied.map_err(|e| anyhow::anyhow!("download of {} was interrupted ({e}); {manual}", info.url))?;
     out.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
@@ -108,11 +92,7 @@ fn download(info: &ArchiveInfo, part: &Path, obs: &dyn Observer) -> Result<()> {
     Ok(())
 }
 
-fn copy_with_progress(
-    from: &mut impl Read,
-    to: &mut impl Write,
-    obs: &dyn Observer,
-) -> std::io::Result<u64> {
+fn copy_with_progress(from: &mut impl Read, to: &mut impl Write, obs: &dyn Observer) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 16];
     let mut copied = 0u64;
     loop {
@@ -122,10 +102,7 @@ fn copy_with_progress(
         }
         to.write_all(&buf[..n])?;
         copied += n as u64;
-        obs.event(Event::TaskAdvance {
-            id: "download",
-            n: n as u64,
-        });
+        obs.event(Event::TaskAdvance { id: "download", n: n as u64 });
     }
 }
 
@@ -148,10 +125,7 @@ mod tests {
                 while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
                     line.clear();
                 }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 stream.write_all(head.as_bytes()).unwrap();
                 stream.write_all(&body).unwrap();
             }
@@ -187,11 +161,7 @@ mod tests {
         // The server is gone now (it served one request): a second fetch must not download.
         let rec = Recorder::default();
         fetch_archive(&a, &tmp.path().join("data"), &rec).unwrap();
-        assert!(
-            rec.infos()[0].contains("already present"),
-            "{:?}",
-            rec.infos()
-        );
+        assert!(rec.infos()[0].contains("already present"), "{:?}", rec.infos());
     }
 
     #[test]
@@ -200,17 +170,9 @@ mod tests {
         let url = serve(body.clone(), 1);
         let tmp = tempfile::tempdir().unwrap();
         let a = info(&url, body.len() as u64, "00000000000000000000000000000000");
-        let err = fetch_archive(&a, tmp.path(), &Recorder::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("00000000000000000000000000000000") && err.contains("has MD5"),
-            "{err}"
-        );
-        assert!(
-            err.contains(&url) && err.contains("actsearch data fetch cifar10"),
-            "{err}"
-        );
+        let err = fetch_archive(&a, tmp.path(), &Recorder::default()).unwrap_err().to_string();
+        assert!(err.contains("00000000000000000000000000000000") && err.contains("has MD5"), "{err}");
+        assert!(err.contains(&url) && err.contains("actsearch data fetch cifar10"), "{err}");
         assert!(fs::read_dir(tmp.path()).unwrap().next().is_none());
     }
 
@@ -220,12 +182,7 @@ mod tests {
         let url = format!("http://{}/x.tar.gz", listener.local_addr().unwrap());
         drop(listener);
         let tmp = tempfile::tempdir().unwrap();
-        let err = fetch_archive(&info(&url, 10, "x"), tmp.path(), &Recorder::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("cannot download") && err.contains("check the network"),
-            "{err}"
-        );
+        let err = fetch_archive(&info(&url, 10, "x"), tmp.path(), &Recorder::default()).unwrap_err().to_string();
+        assert!(err.starts_with("cannot download") && err.contains("check the network"), "{err}");
     }
 }

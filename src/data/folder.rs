@@ -20,11 +20,7 @@ const CHUNK: usize = 256;
 
 /// Loads the (train, test) sets of the image folder at `path`, using (and refreshing) the
 /// decoded cache in `cache_dir`. Class labels follow the sorted class folder names.
-pub fn load_folder(
-    path: &Path,
-    cache_dir: &Path,
-    obs: &dyn Observer,
-) -> Result<(ImageSet, ImageSet)> {
+pub fn load_folder(path: &Path, cache_dir: &Path, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
     let listing = Listing::scan(path)?;
     let key = listing.cache_key();
     let cache_path = cache_dir.join(format!("folder-{key}.bin"));
@@ -64,31 +60,17 @@ pub fn load_folder(
 }
 
 /// Writes the cache and removes stale ones of the same folder; failures are only reported.
-fn save_cache(
-    cache_path: &Path,
-    cache_dir: &Path,
-    listing: &Listing,
-    sets: &(ImageSet, ImageSet),
-    obs: &dyn Observer,
-) {
+fn save_cache(cache_path: &Path, cache_dir: &Path, listing: &Listing, sets: &(ImageSet, ImageSet), obs: &dyn Observer) {
     match folder_cache::write(cache_path, &listing.root_text(), &sets.0, &sets.1) {
-        Ok(()) => obs.event(Event::Info(format!(
-            "cached decoded images in {}",
-            cache_path.display()
-        ))),
+        Ok(()) => obs.event(Event::Info(format!("cached decoded images in {}", cache_path.display()))),
         Err(e) => {
-            obs.event(Event::Info(format!(
-                "could not write decoded-image cache ({e}); continuing without it"
-            )));
+            obs.event(Event::Info(format!("could not write decoded-image cache ({e}); continuing without it")));
             return;
         }
     }
     for old in folder_cache::stale(cache_dir, &listing.root_text(), cache_path) {
         if fs::remove_file(&old).is_ok() {
-            obs.event(Event::Info(format!(
-                "removed stale cache {}",
-                old.display()
-            )));
+            obs.event(Event::Info(format!("removed stale cache {}", old.display())));
         }
     }
 }
@@ -132,14 +114,8 @@ impl Listing {
         }
         let test_classes = class_names(&test_dir)?;
         if test_classes != classes {
-            let missing: Vec<&String> = classes
-                .iter()
-                .filter(|c| !test_classes.contains(c))
-                .collect();
-            let extra: Vec<&String> = test_classes
-                .iter()
-                .filter(|c| !classes.contains(c))
-                .collect();
+            let missing: Vec<&String> = classes.iter().filter(|c| !test_classes.contains(c)).collect();
+            let extra: Vec<&String> = test_classes.iter().filter(|c| !classes.contains(c)).collect();
             bail!(
                 "image folder {}: test/ and train/ must hold the same class folders, but test/ \
                  lacks {missing:?} and has extra {extra:?}; add or remove class folders to match",
@@ -148,12 +124,7 @@ impl Listing {
         }
         let train = list_files(&root, "train", &classes)?;
         let test = list_files(&root, "test", &classes)?;
-        Ok(Listing {
-            root,
-            classes,
-            train,
-            test,
-        })
+        Ok(Listing { root, classes, train, test })
     }
 
     fn root_text(&self) -> String {
@@ -163,10 +134,7 @@ impl Listing {
     /// An MD5 over the folder's canonical path and every file's relative path, size and mtime.
     fn cache_key(&self) -> String {
         let mut hasher = Md5::new();
-        hasher.update(format!(
-            "actsearch folder cache v{}\n",
-            folder_cache::VERSION
-        ));
+        hasher.update(format!("actsearch folder cache v{}\n", folder_cache::VERSION));
         hasher.update(self.root_text());
         hasher.update(b"\n");
         for e in self.train.iter().chain(&self.test) {
@@ -215,11 +183,9 @@ fn split_dir(path: &Path, root: &Path, name: &str) -> Result<PathBuf> {
 /// Sorted names of the (non-hidden) subdirectories of `dir`.
 fn class_names(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    let entries = fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}: check permissions", dir.display()))?;
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}: check permissions", dir.display()))?;
     for entry in entries {
-        let entry =
-            entry.with_context(|| format!("cannot list {}: check permissions", dir.display()))?;
+        let entry = entry.with_context(|| format!("cannot list {}: check permissions", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with('.') && entry.path().is_dir() {
             names.push(name);
@@ -232,9 +198,7 @@ fn class_names(dir: &Path) -> Result<Vec<String>> {
 /// True for file names ending in .png, .jpg or .jpeg (any case).
 fn is_image_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    [".png", ".jpg", ".jpeg"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
+    [".png", ".jpg", ".jpeg"].iter().any(|ext| lower.ends_with(ext))
 }
 
 /// The image files of every class under `root/split/`, sorted by class then file name.
@@ -242,16 +206,10 @@ fn list_files(root: &Path, split: &str, classes: &[String]) -> Result<Vec<FileEn
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let dir = root.join(split).join(class);
-        let unreadable = |e: std::io::Error| {
-            anyhow::anyhow!("cannot list {}: {e}; check permissions", dir.display())
-        };
+        let unreadable = |e: std::io::Error| anyhow::anyhow!("cannot list {}: {e}; check permissions", dir.display());
         let mut names = Vec::new();
         for entry in fs::read_dir(&dir).map_err(unreadable)? {
-            let name = entry
-                .map_err(unreadable)?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
+            let name = entry.map_err(unreadable)?.file_name().to_string_lossy().into_owned();
             if is_image_name(&name) && dir.join(&name).is_file() {
                 names.push(name);
             }
@@ -266,13 +224,9 @@ fn list_files(root: &Path, split: &str, classes: &[String]) -> Result<Vec<FileEn
         names.sort();
         for name in names {
             let path = dir.join(&name);
-            let meta =
-                fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let mtime_ns = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
+            let meta = fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mtime_ns =
+                meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
             files.push(FileEntry {
                 rel: format!("{split}/{class}/{name}"),
                 path,
@@ -288,40 +242,24 @@ fn list_files(root: &Path, split: &str, classes: &[String]) -> Result<Vec<FileEn
 /// Decodes `files` in parallel into one set, reporting progress per chunk.
 fn decode_set(files: &[FileEntry], classes: &[String], obs: &dyn Observer) -> Result<ImageSet> {
     let mut images = vec![0u8; files.len() * IMAGE_BYTES];
-    images
-        .par_chunks_mut(CHUNK * IMAGE_BYTES)
-        .zip(files.par_chunks(CHUNK))
-        .try_for_each(|(out, chunk)| {
-            for (entry, slot) in chunk.iter().zip(out.chunks_exact_mut(IMAGE_BYTES)) {
-                decode_file(&entry.path, slot)?;
-            }
-            obs.event(Event::TaskAdvance {
-                id: "decode",
-                n: chunk.len() as u64,
-            });
-            Ok::<(), anyhow::Error>(())
-        })?;
-    Ok(ImageSet {
-        images,
-        labels: files.iter().map(|e| e.label).collect(),
-        classes: classes.to_vec(),
-    })
+    images.par_chunks_mut(CHUNK * IMAGE_BYTES).zip(files.par_chunks(CHUNK)).try_for_each(|(out, chunk)| {
+        for (entry, slot) in chunk.iter().zip(out.chunks_exact_mut(IMAGE_BYTES)) {
+            decode_file(&entry.path, slot)?;
+        }
+        obs.event(Event::TaskAdvance { id: "decode", n: chunk.len() as u64 });
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(ImageSet { images, labels: files.iter().map(|e| e.label).collect(), classes: classes.to_vec() })
 }
 
 /// Decodes one PNG/JPEG into `out` as 32×32 CHW RGB.
 fn decode_file(path: &Path, out: &mut [u8]) -> Result<()> {
-    let bytes =
-        fs::read(path).with_context(|| format!("cannot read image file {}", path.display()))?;
+    let bytes = fs::read(path).with_context(|| format!("cannot read image file {}", path.display()))?;
     let decoded = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(anyhow::Error::from)
         .and_then(|r| Ok(r.decode()?))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "image file {} cannot be decoded ({e}); delete or replace it",
-                path.display()
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("image file {} cannot be decoded ({e}); delete or replace it", path.display()))?;
     let mut rgb = decoded.to_rgb8();
     let side = IMAGE_SIDE as u32;
     if rgb.dimensions() != (side, side) {
@@ -352,14 +290,7 @@ mod tests {
     fn mixed_folder(dir: &Path) {
         write_synthetic_folder(dir, &["zebra", "ant", "moth"], 3, 2).unwrap();
         let jpeg = hwc_from_chw(&synthetic_image(1, 3, 77));
-        image::save_buffer(
-            dir.join("train/ant/x.JPG"),
-            &jpeg,
-            32,
-            32,
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
+        image::save_buffer(dir.join("train/ant/x.JPG"), &jpeg, 32, 32, image::ExtendedColorType::Rgb8).unwrap();
         let big = image::RgbaImage::from_pixel(40, 24, image::Rgba([200, 100, 50, 255]));
         big.save(dir.join("train/moth/big.png")).unwrap();
         let gray = image::GrayImage::from_pixel(32, 32, image::Luma([77]));
@@ -383,12 +314,7 @@ mod tests {
         assert_eq!(train.image(8), &synthetic_image(0, 3, 0)[..]);
         // The JPEG is close to its source.
         let src = synthetic_image(1, 3, 77);
-        let err: f64 = train
-            .image(3)
-            .iter()
-            .zip(&src)
-            .map(|(&a, &b)| (a as f64 - b as f64).abs())
-            .sum::<f64>()
+        let err: f64 = train.image(3).iter().zip(&src).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>()
             / IMAGE_BYTES as f64;
         assert!(err < 20.0, "mean JPEG error {err}");
         // The resized uniform image stays uniform; RGBA and gray become RGB.
@@ -406,36 +332,16 @@ mod tests {
         mixed_folder(&dir);
         let rec = Recorder::default();
         let first = load_folder(&dir, &cache, &rec).unwrap();
-        assert!(
-            infos(&rec)
-                .iter()
-                .any(|m| m.starts_with("cached decoded images")),
-            "{:?}",
-            infos(&rec)
-        );
+        assert!(infos(&rec).iter().any(|m| m.starts_with("cached decoded images")), "{:?}", infos(&rec));
         assert_eq!(rec.advanced("decode"), 18);
-        let files: Vec<PathBuf> = fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let files: Vec<PathBuf> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(files.len(), 1);
-        assert!(
-            files[0]
-                .file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("folder-")
-        );
+        assert!(files[0].file_name().unwrap().to_str().unwrap().starts_with("folder-"));
 
         let rec = Recorder::default();
         let second = load_folder(&dir, &cache, &rec).unwrap();
         assert_eq!(first, second);
-        assert!(
-            infos(&rec).iter().any(|m| m.contains("from cache")),
-            "{:?}",
-            infos(&rec)
-        );
+        assert!(infos(&rec).iter().any(|m| m.contains("from cache")), "{:?}", infos(&rec));
         assert_eq!(rec.advanced("decode"), 0);
 
         // Corrupt: truncate the cache; it must be ignored (with a message) and rebuilt.
@@ -444,13 +350,7 @@ mod tests {
         let rec = Recorder::default();
         let third = load_folder(&dir, &cache, &rec).unwrap();
         assert_eq!(first, third);
-        assert!(
-            infos(&rec)
-                .iter()
-                .any(|m| m.starts_with("ignoring decoded-image cache")),
-            "{:?}",
-            infos(&rec)
-        );
+        assert!(infos(&rec).iter().any(|m| m.starts_with("ignoring decoded-image cache")), "{:?}", infos(&rec));
         assert_eq!(fs::read(&files[0]).unwrap(), bytes);
 
         // Garbage of the right length with a bad magic is also ignored.
@@ -462,17 +362,8 @@ mod tests {
         let rec = Recorder::default();
         let fourth = load_folder(&dir, &cache, &rec).unwrap();
         assert_eq!(fourth.0.len(), first.0.len() - 1);
-        assert!(
-            infos(&rec)
-                .iter()
-                .any(|m| m.contains("changed since it was cached")),
-            "{:?}",
-            infos(&rec)
-        );
-        let files: Vec<PathBuf> = fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        assert!(infos(&rec).iter().any(|m| m.contains("changed since it was cached")), "{:?}", infos(&rec));
+        let files: Vec<PathBuf> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(files.len(), 1);
     }
 
@@ -482,13 +373,8 @@ mod tests {
         let dir = tmp.path().join("imgs");
         write_synthetic_folder(&dir, &["a", "b"], 2, 1).unwrap();
         fs::write(dir.join("train/b/broken.png"), b"\x89PNG but not really").unwrap();
-        let err = load_folder(&dir, &tmp.path().join("cache"), &Silent)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("broken.png") && err.contains("cannot be decoded"),
-            "{err}"
-        );
+        let err = load_folder(&dir, &tmp.path().join("cache"), &Silent).unwrap_err().to_string();
+        assert!(err.contains("broken.png") && err.contains("cannot be decoded"), "{err}");
     }
 
     #[test]
@@ -497,32 +383,20 @@ mod tests {
         let cache = tmp.path().join("cache");
         let dir = tmp.path().join("outer/inner");
         write_synthetic_folder(&dir, &["a", "b"], 1, 1).unwrap();
-        let err = load_folder(&tmp.path().join("outer"), &cache, &Silent)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("has no train/ directory") && err.contains("did you mean"),
-            "{err}"
-        );
+        let err = load_folder(&tmp.path().join("outer"), &cache, &Silent).unwrap_err().to_string();
+        assert!(err.contains("has no train/ directory") && err.contains("did you mean"), "{err}");
 
         fs::remove_dir_all(dir.join("test/b")).unwrap();
         let err = load_folder(&dir, &cache, &Silent).unwrap_err().to_string();
-        assert!(
-            err.contains("same class folders") && err.contains("\"b\""),
-            "{err}"
-        );
+        assert!(err.contains("same class folders") && err.contains("\"b\""), "{err}");
 
         let empty = tmp.path().join("empty");
         fs::create_dir_all(empty.join("train")).unwrap();
         fs::create_dir_all(empty.join("test")).unwrap();
-        let err = load_folder(&empty, &cache, &Silent)
-            .unwrap_err()
-            .to_string();
+        let err = load_folder(&empty, &cache, &Silent).unwrap_err().to_string();
         assert!(err.contains("no class folders"), "{err}");
 
-        let err = load_folder(&tmp.path().join("nope"), &cache, &Silent)
-            .unwrap_err()
-            .to_string();
+        let err = load_folder(&tmp.path().join("nope"), &cache, &Silent).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
     }
 
@@ -531,8 +405,7 @@ mod tests {
     #[test]
     #[ignore = "needs the extracted CIFAR-10 image folders"]
     fn real_cifar10_folder_loads_and_caches() {
-        let dir =
-            std::env::var("ACTSEARCH_CIFAR_FOLDER").unwrap_or_else(|_| "/tmp/cifar/cifar10".into());
+        let dir = std::env::var("ACTSEARCH_CIFAR_FOLDER").unwrap_or_else(|_| "/tmp/cifar/cifar10".into());
         let cache = tempfile::tempdir().unwrap();
         let rec = Recorder::default();
         let first = load_folder(Path::new(&dir), cache.path(), &rec).unwrap();
@@ -545,12 +418,7 @@ mod tests {
         assert!(first == second);
         // The well-known CIFAR-10 training statistics (JPEG changes them only slightly).
         let norm = crate::data::Normalization::of(&first.0);
-        for (got, want) in norm
-            .mean
-            .iter()
-            .chain(&norm.std)
-            .zip([0.4914, 0.4822, 0.4465, 0.2470, 0.2435, 0.2616])
-        {
+        for (got, want) in norm.mean.iter().chain(&norm.std).zip([0.4914, 0.4822, 0.4465, 0.2470, 0.2435, 0.2616]) {
             assert!((got - want).abs() < 0.01, "{norm:?}");
         }
     }

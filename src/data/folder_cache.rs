@@ -41,10 +41,7 @@ pub fn read(
     }
     let n_classes = read_u32(&mut r)? as usize;
     if n_classes != classes.len() {
-        bail!(
-            "it has {n_classes} classes, the folder has {}",
-            classes.len()
-        );
+        bail!("it has {n_classes} classes, the folder has {}", classes.len());
     }
     for class in classes {
         if &read_string(&mut r)? != class {
@@ -55,8 +52,7 @@ pub fn read(
     if (train_len, test_len) != (n_train as u64, n_test as u64) {
         bail!("it holds {train_len}+{test_len} images, the folder has {n_train}+{n_test}");
     }
-    let header_len =
-        16 + 8 + root.len() + 4 + classes.iter().map(|c| 4 + c.len()).sum::<usize>() + 16;
+    let header_len = 16 + 8 + root.len() + 4 + classes.iter().map(|c| 4 + c.len()).sum::<usize>() + 16;
     let expected = (header_len + (n_train + n_test) * (4 + IMAGE_BYTES)) as u64;
     if file_len != expected {
         bail!("it has {file_len} bytes instead of {expected} (truncated or corrupt)");
@@ -67,15 +63,8 @@ pub fn read(
     let mut test_images = vec![0u8; n_test * IMAGE_BYTES];
     r.read_exact(&mut train_images)?;
     r.read_exact(&mut test_images)?;
-    let set = |images, labels| ImageSet {
-        images,
-        labels,
-        classes: classes.to_vec(),
-    };
-    Ok(Some((
-        set(train_images, train_labels),
-        set(test_images, test_labels),
-    )))
+    let set = |images, labels| ImageSet { images, labels, classes: classes.to_vec() };
+    Ok(Some((set(train_images, train_labels), set(test_images, test_labels))))
 }
 
 /// Writes both sets to `path` atomically (a temporary file renamed into place).
@@ -83,10 +72,8 @@ pub fn write(path: &Path, root: &str, train: &ImageSet, test: &ImageSet) -> Resu
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = path.with_extension(format!("bin.tmp{}", std::process::id()));
-    let written = write_file(&tmp, root, train, test).and_then(|()| {
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} into place", tmp.display()))
-    });
+    let written = write_file(&tmp, root, train, test)
+        .and_then(|()| fs::rename(&tmp, path).with_context(|| format!("cannot rename {} into place", tmp.display())));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -129,10 +116,7 @@ pub fn stale(cache_dir: &Path, root: &str, except: &Path) -> Vec<PathBuf> {
             name.starts_with("folder-") && name.ends_with(".bin")
         })
         .filter(|p| {
-            File::open(p)
-                .ok()
-                .and_then(|f| read_header_root(&mut BufReader::new(f)).ok())
-                .is_some_and(|r| r == root)
+            File::open(p).ok().and_then(|f| read_header_root(&mut BufReader::new(f)).ok()).is_some_and(|r| r == root)
         })
         .collect();
     found.sort();
@@ -152,10 +136,7 @@ fn read_header_root(r: &mut impl Read) -> Result<String> {
 fn read_labels(r: &mut impl Read, n: usize, n_classes: usize) -> Result<Vec<u32>> {
     let mut bytes = vec![0u8; n * 4];
     r.read_exact(&mut bytes)?;
-    let labels: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let labels: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     if labels.iter().any(|&l| l as usize >= n_classes) {
         bail!("it holds a label outside the class range");
     }

@@ -42,11 +42,7 @@ impl ImageSet {
         for &i in idx {
             images.extend_from_slice(self.image(i));
         }
-        ImageSet {
-            images,
-            labels: idx.iter().map(|&i| self.labels[i]).collect(),
-            classes: self.classes.clone(),
-        }
+        ImageSet { images, labels: idx.iter().map(|&i| self.labels[i]).collect(), classes: self.classes.clone() }
     }
 }
 
@@ -83,11 +79,7 @@ mod tests {
         for v in [10u8, 20, 30] {
             images.extend(std::iter::repeat_n(v, IMAGE_BYTES));
         }
-        ImageSet {
-            images,
-            labels: vec![0, 1, 2],
-            classes: vec!["a".into(), "b".into(), "c".into()],
-        }
+        ImageSet { images, labels: vec![0, 1, 2], classes: vec!["a".into(), "b".into(), "c".into()] }
     }
 
     #[test]

@@ -74,27 +74,13 @@ pub fn batches(set: Arc<ImageSet>, norm: Normalization, cfg: LoaderConfig) -> Lo
         order.shuffle(&mut rng);
     }
     let count = cfg.num_batches(set.len());
-    let job = Arc::new(Job {
-        set,
-        order,
-        count,
-        table: NormTable::new(&norm),
-        cfg,
-    });
+    let job = Arc::new(Job { set, order, count, table: NormTable::new(&norm), cfg });
     let (tx, rx) = sync_channel(PREFETCH);
     let worker_job = Arc::clone(&job);
-    let worker = std::thread::Builder::new()
-        .name("actsearch-loader".into())
-        .spawn(move || worker_job.produce(tx))
-        .ok();
+    let worker = std::thread::Builder::new().name("actsearch-loader".into()).spawn(move || worker_job.produce(tx)).ok();
     // Without a thread (spawn failed), batches are built on demand in `next`.
     let rx = worker.as_ref().map(|_| rx);
-    Loader {
-        job,
-        rx,
-        worker,
-        next: 0,
-    }
+    Loader { job, rx, worker, next: 0 }
 }
 
 impl Iterator for Loader {
@@ -154,28 +140,17 @@ impl Job {
         let start = k * size;
         let idx = &self.order[start..(start + size).min(self.order.len())];
         let mut images = vec![0.0f32; idx.len() * IMAGE_BYTES];
-        images
-            .par_chunks_mut(IMAGE_BYTES)
-            .zip(idx.par_iter())
-            .for_each(|(out, &i)| {
-                let src = self.set.image(i);
-                if self.cfg.augment {
-                    let mut moved = [0u8; IMAGE_BYTES];
-                    crop_flip(
-                        src,
-                        CropFlip::draw(self.cfg.seed, self.cfg.epoch, i),
-                        &mut moved,
-                    );
-                    self.table.apply(&moved, out);
-                } else {
-                    self.table.apply(src, out);
-                }
-            });
-        Batch {
-            images,
-            labels: idx.iter().map(|&i| self.set.labels[i] as i64).collect(),
-            size: idx.len(),
-        }
+        images.par_chunks_mut(IMAGE_BYTES).zip(idx.par_iter()).for_each(|(out, &i)| {
+            let src = self.set.image(i);
+            if self.cfg.augment {
+                let mut moved = [0u8; IMAGE_BYTES];
+                crop_flip(src, CropFlip::draw(self.cfg.seed, self.cfg.epoch, i), &mut moved);
+                self.table.apply(&moved, out);
+            } else {
+                self.table.apply(src, out);
+            }
+        });
+        Batch { images, labels: idx.iter().map(|&i| self.set.labels[i] as i64).collect(), size: idx.len() }
     }
 }
 
@@ -185,36 +160,14 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn set(n: usize) -> Arc<ImageSet> {
-        let images = (0..n * IMAGE_BYTES)
-            .map(|i| ((i / IMAGE_BYTES) * 7 + i % 13) as u8)
-            .collect();
-        Arc::new(ImageSet {
-            images,
-            labels: (0..n as u32).collect(),
-            classes: (0..n).map(|k| k.to_string()).collect(),
-        })
+        let images = (0..n * IMAGE_BYTES).map(|i| ((i / IMAGE_BYTES) * 7 + i % 13) as u8).collect();
+        Arc::new(ImageSet { images, labels: (0..n as u32).collect(), classes: (0..n).map(|k| k.to_string()).collect() })
     }
 
-    const NORM: Normalization = Normalization {
-        mean: [0.5; 3],
-        std: [0.25; 3],
-    };
+    const NORM: Normalization = Normalization { mean: [0.5; 3], std: [0.25; 3] };
 
-    fn cfg(
-        batch_size: usize,
-        shuffle: bool,
-        augment: bool,
-        drop_last: bool,
-        epoch: u64,
-    ) -> LoaderConfig {
-        LoaderConfig {
-            batch_size,
-            shuffle,
-            augment,
-            drop_last,
-            seed: 11,
-            epoch,
-        }
+    fn cfg(batch_size: usize, shuffle: bool, augment: bool, drop_last: bool, epoch: u64) -> LoaderConfig {
+        LoaderConfig { batch_size, shuffle, augment, drop_last, seed: 11, epoch }
     }
 
     fn all(set: &Arc<ImageSet>, c: LoaderConfig) -> Vec<Batch> {
@@ -260,13 +213,7 @@ mod tests {
         let mut sorted = labels(&c);
         sorted.sort();
         assert_eq!(sorted, (0..50).collect::<Vec<i64>>());
-        let other_seed = all(
-            &s,
-            LoaderConfig {
-                seed: 12,
-                ..cfg(8, true, true, false, 3)
-            },
-        );
+        let other_seed = all(&s, LoaderConfig { seed: 12, ..cfg(8, true, true, false, 3) });
         assert_ne!(labels(&a), labels(&other_seed));
     }
 
@@ -283,10 +230,7 @@ mod tests {
         crop_flip(s.image(5), CropFlip::draw(11, 0, 5), &mut moved);
         let mut expected = vec![0.0; IMAGE_BYTES];
         NormTable::new(&NORM).apply(&moved, &mut expected);
-        assert_eq!(
-            &aug[0].images[5 * IMAGE_BYTES..6 * IMAGE_BYTES],
-            &expected[..]
-        );
+        assert_eq!(&aug[0].images[5 * IMAGE_BYTES..6 * IMAGE_BYTES], &expected[..]);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::archive::is_archive;
 use super::cifar::{CifarKind, load_cifar};
 use super::download::fetch;
-use super::archive::is_archive;
 use super::folder::load_folder;
 use super::folder_archive::prepare_folder_archive;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
@@ -78,12 +78,7 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig {
-            train_portion: 1.0,
-            subset: None,
-            test_subset: None,
-            seed: 0,
-        }
+        SplitConfig { train_portion: 1.0, subset: None, test_subset: None, seed: 0 }
     }
 }
 
@@ -113,16 +108,10 @@ impl Normalization {
                 (s, q)
             })
             .reduce(zero, |(a, b), (c, d)| {
-                (
-                    [a[0] + c[0], a[1] + c[1], a[2] + c[2]],
-                    [b[0] + d[0], b[1] + d[1], b[2] + d[2]],
-                )
+                ([a[0] + c[0], a[1] + c[1], a[2] + c[2]], [b[0] + d[0], b[1] + d[1], b[2] + d[2]])
             });
         let count = (set.len() * plane).max(1) as f64;
-        let mut norm = Normalization {
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        };
+        let mut norm = Normalization { mean: [0.0; 3], std: [1.0; 3] };
         for c in 0..3 {
             let mean = sum[c] as f64 / count;
             let var = (sum_sq[c] as f64 / count - mean * mean).max(0.0);
@@ -147,12 +136,7 @@ pub struct Splits {
 /// Loads `spec` (from `data_dir`; image-folder caches go to `data_dir/cache`) and cuts it as
 /// `cfg` says: subset and train/valid split from one seeded shuffle of the training images,
 /// test subset from another.
-pub fn load_splits(
-    spec: &DatasetSpec,
-    data_dir: &Path,
-    cfg: &SplitConfig,
-    obs: &dyn Observer,
-) -> Result<Splits> {
+pub fn load_splits(spec: &DatasetSpec, data_dir: &Path, cfg: &SplitConfig, obs: &dyn Observer) -> Result<Splits> {
     check_config(cfg)?;
     let (train_all, test_all) = match spec {
         DatasetSpec::Cifar10 => load_cifar_or_download(CifarKind::Cifar10, data_dir, obs)?,
@@ -191,10 +175,7 @@ fn load_cifar_or_download(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) 
 
 fn check_config(cfg: &SplitConfig) -> Result<()> {
     if !(cfg.train_portion > 0.0 && cfg.train_portion <= 1.0) {
-        bail!(
-            "--train-portion {} is outside (0, 1]; pass a fraction such as 0.5 or 1",
-            cfg.train_portion
-        );
+        bail!("--train-portion {} is outside (0, 1]; pass a fraction such as 0.5 or 1", cfg.train_portion);
     }
     if cfg.subset == Some(0) {
         bail!("--subset 0 leaves no training images; pass a positive number or leave it out");
@@ -250,14 +231,7 @@ fn cut(
         None => test_all,
     };
     let classes = train.classes.clone();
-    Ok(Splits {
-        norm: Normalization::of(&train),
-        num_classes: classes.len(),
-        classes,
-        train,
-        valid,
-        test,
-    })
+    Ok(Splits { norm: Normalization::of(&train), num_classes: classes.len(), classes, train, valid, test })
 }
 
 /// `0..n` shuffled by ChaCha8 seeded with `seed`, on its own `stream`.
@@ -270,13 +244,7 @@ fn shuffled(n: usize, seed: u64, stream: u64) -> Vec<usize> {
 }
 
 /// The requested subset size, clamped (with a message) to what is available.
-fn clamp_subset(
-    flag: &str,
-    wanted: Option<usize>,
-    available: usize,
-    spec: &DatasetSpec,
-    obs: &dyn Observer,
-) -> usize {
+fn clamp_subset(flag: &str, wanted: Option<usize>, available: usize, spec: &DatasetSpec, obs: &dyn Observer) -> usize {
     match wanted {
         Some(n) if n > available => {
             obs.event(Event::Info(format!(
@@ -302,65 +270,34 @@ mod tests {
         tmp
     }
 
-    fn cfg(
-        portion: f64,
-        subset: Option<usize>,
-        test_subset: Option<usize>,
-        seed: u64,
-    ) -> SplitConfig {
-        SplitConfig {
-            train_portion: portion,
-            subset,
-            test_subset,
-            seed,
-        }
+    fn cfg(portion: f64, subset: Option<usize>, test_subset: Option<usize>, seed: u64) -> SplitConfig {
+        SplitConfig { train_portion: portion, subset, test_subset, seed }
     }
 
     #[test]
     fn parse_names_and_paths() {
         assert_eq!(DatasetSpec::parse("cifar10").unwrap(), DatasetSpec::Cifar10);
-        assert_eq!(
-            DatasetSpec::parse("CIFAR-100").unwrap(),
-            DatasetSpec::Cifar100
-        );
+        assert_eq!(DatasetSpec::parse("CIFAR-100").unwrap(), DatasetSpec::Cifar100);
         let tmp = tempfile::tempdir().unwrap();
         let spec = DatasetSpec::parse(tmp.path().to_str().unwrap()).unwrap();
         assert_eq!(spec, DatasetSpec::Folder(tmp.path().to_path_buf()));
         let err = DatasetSpec::parse("cifar1O").unwrap_err().to_string();
-        assert!(
-            err.contains("'cifar1O'") && err.contains("--dataset cifar10"),
-            "{err}"
-        );
+        assert!(err.contains("'cifar1O'") && err.contains("--dataset cifar10"), "{err}");
         assert_eq!(DatasetSpec::Cifar100.to_string(), "cifar100");
     }
 
     #[test]
     fn sizes_follow_subset_and_portion() {
         let tmp = data();
-        let s = load_splits(
-            &DatasetSpec::Cifar10,
-            tmp.path(),
-            &cfg(0.7, Some(101), Some(17), 3),
-            &Silent,
-        )
-        .unwrap();
+        let s = load_splits(&DatasetSpec::Cifar10, tmp.path(), &cfg(0.7, Some(101), Some(17), 3), &Silent).unwrap();
         assert_eq!(s.train.len(), 71);
         assert_eq!(s.valid.as_ref().unwrap().len(), 30);
         assert_eq!(s.test.len(), 17);
         assert_eq!(s.num_classes, 10);
         assert_eq!(s.classes[3], "cat");
 
-        let s = load_splits(
-            &DatasetSpec::Cifar10,
-            tmp.path(),
-            &cfg(1.0, None, None, 3),
-            &Silent,
-        )
-        .unwrap();
-        assert_eq!(
-            (s.train.len(), s.valid.is_none(), s.test.len()),
-            (200, true, 40)
-        );
+        let s = load_splits(&DatasetSpec::Cifar10, tmp.path(), &cfg(1.0, None, None, 3), &Silent).unwrap();
+        assert_eq!((s.train.len(), s.valid.is_none(), s.test.len()), (200, true, 40));
         // Without a test subset the test set keeps its file order.
         assert_eq!(s.test.labels[..3], [5, 6, 7]);
     }
@@ -369,13 +306,7 @@ mod tests {
     fn splits_are_disjoint_and_seeded() {
         let tmp = data();
         let load = |seed| {
-            load_splits(
-                &DatasetSpec::Cifar10,
-                tmp.path(),
-                &cfg(0.5, Some(120), Some(10), seed),
-                &Silent,
-            )
-            .unwrap()
+            load_splits(&DatasetSpec::Cifar10, tmp.path(), &cfg(0.5, Some(120), Some(10), seed), &Silent).unwrap()
         };
         let (a, b, c) = (load(1), load(1), load(2));
         assert_eq!(a.train, b.train);
@@ -400,51 +331,17 @@ mod tests {
             let err = run(cfg(bad, None, None, 0)).unwrap_err().to_string();
             assert!(err.contains("--train-portion"), "{err}");
         }
-        assert!(
-            run(cfg(1.0, Some(0), None, 0))
-                .unwrap_err()
-                .to_string()
-                .contains("--subset 0")
-        );
-        assert!(
-            run(cfg(1.0, None, Some(0), 0))
-                .unwrap_err()
-                .to_string()
-                .contains("--test-subset 0")
-        );
-        assert!(
-            run(cfg(0.99, Some(10), None, 0))
-                .unwrap_err()
-                .to_string()
-                .contains("no validation images")
-        );
-        assert!(
-            run(cfg(0.01, Some(10), None, 0))
-                .unwrap_err()
-                .to_string()
-                .contains("no training images")
-        );
+        assert!(run(cfg(1.0, Some(0), None, 0)).unwrap_err().to_string().contains("--subset 0"));
+        assert!(run(cfg(1.0, None, Some(0), 0)).unwrap_err().to_string().contains("--test-subset 0"));
+        assert!(run(cfg(0.99, Some(10), None, 0)).unwrap_err().to_string().contains("no validation images"));
+        assert!(run(cfg(0.01, Some(10), None, 0)).unwrap_err().to_string().contains("no training images"));
 
         let rec = Recorder::default();
-        let s = load_splits(
-            &DatasetSpec::Cifar10,
-            tmp.path(),
-            &cfg(1.0, Some(5000), Some(99), 0),
-            &rec,
-        )
-        .unwrap();
+        let s = load_splits(&DatasetSpec::Cifar10, tmp.path(), &cfg(1.0, Some(5000), Some(99), 0), &rec).unwrap();
         assert_eq!((s.train.len(), s.test.len()), (200, 40));
         let infos = rec.infos();
-        assert!(
-            infos
-                .iter()
-                .any(|m| m.starts_with("--subset 5000 is larger than the 200")),
-            "{infos:?}"
-        );
-        assert!(
-            infos.iter().any(|m| m.starts_with("--test-subset 99")),
-            "{infos:?}"
-        );
+        assert!(infos.iter().any(|m| m.starts_with("--subset 5000 is larger than the 200")), "{infos:?}");
+        assert!(infos.iter().any(|m| m.starts_with("--test-subset 99")), "{infos:?}");
     }
 
     #[test]
@@ -452,41 +349,19 @@ mod tests {
         let mut images = vec![0u8; 2 * IMAGE_BYTES];
         images[..1024].fill(255); // image 0: R = 255
         images[IMAGE_BYTES + 1024..IMAGE_BYTES + 2048].fill(51); // image 1: G = 51
-        let set = ImageSet {
-            images,
-            labels: vec![0, 0],
-            classes: vec!["x".into()],
-        };
+        let set = ImageSet { images, labels: vec![0, 0], classes: vec!["x".into()] };
         let n = Normalization::of(&set);
-        assert!(
-            (n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6,
-            "{n:?}"
-        );
-        assert!(
-            (n.mean[1] - 0.1).abs() < 1e-6 && (n.std[1] - 0.1).abs() < 1e-6,
-            "{n:?}"
-        );
+        assert!((n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6, "{n:?}");
+        assert!((n.mean[1] - 0.1).abs() < 1e-6 && (n.std[1] - 0.1).abs() < 1e-6, "{n:?}");
         assert_eq!(n.mean[2], 0.0);
         assert!((n.std[2] - 1.0 / 255.0).abs() < 1e-9);
 
         let tmp = data();
-        let s = load_splits(
-            &DatasetSpec::Cifar10,
-            tmp.path(),
-            &cfg(0.5, None, None, 4),
-            &Silent,
-        )
-        .unwrap();
-        let direct: f64 = (0..s.train.len())
-            .map(|i| {
-                s.train.image(i)[2048..]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / (s.train.len() * 1024) as f64
-            / 255.0;
+        let s = load_splits(&DatasetSpec::Cifar10, tmp.path(), &cfg(0.5, None, None, 4), &Silent).unwrap();
+        let direct: f64 =
+            (0..s.train.len()).map(|i| s.train.image(i)[2048..].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>()
+                / (s.train.len() * 1024) as f64
+                / 255.0;
         assert!((s.norm.mean[2] as f64 - direct).abs() < 1e-6);
     }
 }

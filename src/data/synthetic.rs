@@ -12,18 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, hwc_from_chw};
 
 /// CIFAR-10's class names in label order.
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// One synthetic image of `class` (CHW bytes), deterministic in `seed`.
 ///
@@ -38,14 +28,9 @@ pub fn synthetic_image(class: usize, num_classes: usize, seed: u64) -> Vec<u8> {
     for c in 0..3 {
         for y in 0..IMAGE_SIDE {
             for x in 0..IMAGE_SIDE {
-                let lit = colour & (1 << c) != 0
-                    && (top..top + 8).contains(&y)
-                    && (left..left + 8).contains(&x);
-                image[(c * IMAGE_SIDE + y) * IMAGE_SIDE + x] = if lit {
-                    rng.random_range(192..=255)
-                } else {
-                    rng.random_range(0..64)
-                };
+                let lit = colour & (1 << c) != 0 && (top..top + 8).contains(&y) && (left..left + 8).contains(&x);
+                image[(c * IMAGE_SIDE + y) * IMAGE_SIDE + x] =
+                    if lit { rng.random_range(192..=255) } else { rng.random_range(0..64) };
             }
         }
     }
@@ -59,14 +44,7 @@ pub fn synthetic_image(class: usize, num_classes: usize, seed: u64) -> Vec<u8> {
 pub fn write_synthetic_cifar10(data_dir: &Path, n_per_file: usize) -> Result<()> {
     let folder = data_dir.join("cifar-10-batches-bin");
     fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
-    let files = [
-        "data_batch_1",
-        "data_batch_2",
-        "data_batch_3",
-        "data_batch_4",
-        "data_batch_5",
-        "test_batch",
-    ];
+    let files = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"];
     for (f, name) in files.iter().enumerate() {
         let bytes = records(f, n_per_file, 10, |label, image| {
             let mut rec = vec![label as u8];
@@ -75,10 +53,7 @@ pub fn write_synthetic_cifar10(data_dir: &Path, n_per_file: usize) -> Result<()>
         });
         write(&folder.join(format!("{name}.bin")), &bytes)?;
     }
-    write(
-        &folder.join("batches.meta.txt"),
-        format!("{}\n\n", CIFAR10_CLASSES.join("\n")).as_bytes(),
-    )
+    write(&folder.join("batches.meta.txt"), format!("{}\n\n", CIFAR10_CLASSES.join("\n")).as_bytes())
 }
 
 /// Writes a synthetic CIFAR-100 under `data_dir/cifar-100-binary/`: `train.bin` (file 0) and
@@ -97,14 +72,8 @@ pub fn write_synthetic_cifar100(data_dir: &Path, n_per_file: usize) -> Result<()
     }
     let fine: Vec<String> = (0..100).map(|k| format!("fine_{k:02}")).collect();
     let coarse: Vec<String> = (0..20).map(|k| format!("coarse_{k:02}")).collect();
-    write(
-        &folder.join("fine_label_names.txt"),
-        (fine.join("\n") + "\n").as_bytes(),
-    )?;
-    write(
-        &folder.join("coarse_label_names.txt"),
-        (coarse.join("\n") + "\n").as_bytes(),
-    )
+    write(&folder.join("fine_label_names.txt"), (fine.join("\n") + "\n").as_bytes())?;
+    write(&folder.join("coarse_label_names.txt"), (coarse.join("\n") + "\n").as_bytes())
 }
 
 /// Writes a synthetic image folder: `dir/train/<class>/NNNN.png` and `dir/test/<class>/NNNN.png`
@@ -115,26 +84,17 @@ pub fn write_synthetic_folder(
     n_train_per_class: usize,
     n_test_per_class: usize,
 ) -> Result<()> {
-    for (split_index, (split, n)) in [("train", n_train_per_class), ("test", n_test_per_class)]
-        .into_iter()
-        .enumerate()
+    for (split_index, (split, n)) in [("train", n_train_per_class), ("test", n_test_per_class)].into_iter().enumerate()
     {
         for (k, class) in classes.iter().enumerate() {
             let class_dir = dir.join(split).join(class);
-            fs::create_dir_all(&class_dir)
-                .with_context(|| format!("cannot create {}", class_dir.display()))?;
+            fs::create_dir_all(&class_dir).with_context(|| format!("cannot create {}", class_dir.display()))?;
             for j in 0..n {
                 let seed = (split_index * 1_000_000 + k * 10_000 + j) as u64;
                 let image = synthetic_image(k, classes.len(), seed);
                 let path = class_dir.join(format!("{j:04}.png"));
-                image::save_buffer(
-                    &path,
-                    &hwc_from_chw(&image),
-                    32,
-                    32,
-                    image::ExtendedColorType::Rgb8,
-                )
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                image::save_buffer(&path, &hwc_from_chw(&image), 32, 32, image::ExtendedColorType::Rgb8)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
         }
     }
@@ -142,19 +102,11 @@ pub fn write_synthetic_folder(
 }
 
 /// The bytes of one synthetic file: `n` records built by `record(label, image)`.
-fn records(
-    file: usize,
-    n: usize,
-    num_classes: usize,
-    record: impl Fn(usize, &[u8]) -> Vec<u8>,
-) -> Vec<u8> {
+fn records(file: usize, n: usize, num_classes: usize, record: impl Fn(usize, &[u8]) -> Vec<u8>) -> Vec<u8> {
     let mut bytes = Vec::new();
     for i in 0..n {
         let label = (i + file) % num_classes;
-        bytes.extend(record(
-            label,
-            &synthetic_image(label, num_classes, (file * 1_000_000 + i) as u64),
-        ));
+        bytes.extend(record(label, &synthetic_image(label, num_classes, (file * 1_000_000 + i) as u64)));
     }
     bytes
 }

@@ -13,16 +13,7 @@ impl Recorder {
     /// The `Info` messages, in order.
     pub fn infos(&self) -> Vec<String> {
         let events = self.events.lock().unwrap();
-        events
-            .iter()
-            .filter_map(|e| {
-                if let Event::Info(m) = e {
-                    Some(m.clone())
-                } else {
-                    None
-                }
-            })
-            .collect()
+        events.iter().filter_map(|e| if let Event::Info(m) = e { Some(m.clone()) } else { None }).collect()
     }
 
     /// The total `TaskAdvance` of task `id`.
@@ -30,13 +21,7 @@ impl Recorder {
         let events = self.events.lock().unwrap();
         events
             .iter()
-            .map(|e| {
-                if let Event::TaskAdvance { id: i, n } = e {
-                    if *i == id { *n } else { 0 }
-                } else {
-                    0
-                }
-            })
+            .map(|e| if let Event::TaskAdvance { id: i, n } = e { if *i == id { *n } else { 0 } } else { 0 })
             .sum()
     }
 }

@@ -11,10 +11,7 @@ use crate::space::ops::powi_eval;
 impl Formula {
     /// The simplified formula; it evaluates to the same values as `self`.
     pub fn canonical(&self) -> Formula {
-        Formula {
-            expr: simplify(&self.expr),
-            params: self.params.clone(),
-        }
+        Formula { expr: simplify(&self.expr), params: self.params.clone() }
     }
 }
 
@@ -120,10 +117,7 @@ mod tests {
         assert_eq!(canon("1*(x - 0)^1 + 0*1"), "x");
         assert_eq!(canon("(1 - 1)*b + x"), "0*b + x");
         assert_eq!(canon("1/0 + x"), "1/0 + x");
-        assert_eq!(
-            canon("b1*x + (abs(x)*abs(x) + b2)"),
-            "b1*x + (abs(x)*abs(x) + b2)"
-        );
+        assert_eq!(canon("b1*x + (abs(x)*abs(x) + b2)"), "b1*x + (abs(x)*abs(x) + b2)");
     }
 
     #[test]
@@ -146,9 +140,7 @@ mod tests {
             let params: Vec<f64> = (0..f.num_params()).map(|i| 0.5 + 0.25 * i as f64).collect();
             for x in [-2.2, -0.3, 0.0, 0.8, 3.1] {
                 let (a, b) = (f.eval(x, &params), c.eval(x, &params));
-                let same = a == b
-                    || (a.is_nan() && b.is_nan())
-                    || (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+                let same = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
                 assert!(same, "{f} -> {c} at {x}: {a} vs {b}");
             }
         }

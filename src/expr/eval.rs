@@ -16,12 +16,7 @@ impl Formula {
     /// Returns `(value, d/dx)` at `x` by forward mode, and adds `d value / d params[i]` to
     /// `dparams[i]` for every slot (a reverse sweep over a tape of local partials).
     pub fn eval_grad<T: Real>(&self, x: T, params: &[T], dparams: &mut [T]) -> (T, T) {
-        let mut sweep = Sweep {
-            x,
-            params,
-            record: !self.params.is_empty(),
-            tape: Vec::new(),
-        };
+        let mut sweep = Sweep { x, params, record: !self.params.is_empty(), tape: Vec::new() };
         let (v, dx) = sweep.forward(&self.expr);
         if sweep.record {
             backward(&self.expr, &sweep.tape, sweep.tape.len(), T::one(), dparams);
@@ -43,11 +38,7 @@ impl Formula {
                 return None;
             }
             // Values that differ from 0 by rounding noise count as 0 (and -0 as 0).
-            let rounded = if v.abs() < 1e-9 {
-                "0".to_string()
-            } else {
-                format!("{v:.5e}")
-            };
+            let rounded = if v.abs() < 1e-9 { "0".to_string() } else { format!("{v:.5e}") };
             hash.write(rounded.as_bytes());
             hash.write(b";");
         }
@@ -135,12 +126,7 @@ impl<T: Real> Sweep<'_, T> {
                 }
             };
             let size = n - start + 1;
-            self.tape.push(Local {
-                da,
-                db,
-                size,
-                has_param,
-            });
+            self.tape.push(Local { da, db, size, has_param });
         }
         (v, dx)
     }
@@ -208,10 +194,7 @@ mod tests {
     fn values_match_hand_computation() {
         let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
         assert_eq!(parse("(x + b)^2").eval(2.0, &[1.0]), 9.0);
-        assert_eq!(
-            parse("b1*x + (abs(x)*abs(x) + b2)").eval(-3.0, &[2.0, 0.5]),
-            -6.0 + 9.0 + 0.5
-        );
+        assert_eq!(parse("b1*x + (abs(x)*abs(x) + b2)").eval(-3.0, &[2.0, 0.5]), -6.0 + 9.0 + 0.5);
         assert_eq!(parse("max(x, 0) + max(x, 0)").eval(-1.5, &[]), 0.0);
         assert_eq!(parse("max(x, 0) + max(x, 0)").eval(1.5, &[]), 3.0);
         assert_eq!(parse("x + (min(-x, sqrt(x)) + b)").eval(4.0, &[0.5]), 0.5);
@@ -237,11 +220,7 @@ mod tests {
             for x in [-2.5f32, -0.4, 0.3, 1.7] {
                 let a = f.eval(x, &p32) as f64;
                 let b = f.eval(x as f64, &p64);
-                assert!(
-                    (a - b).abs() <= 1e-5 * b.abs().max(1e-3),
-                    "{}: {a} vs {b}",
-                    named.name
-                );
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{}: {a} vs {b}", named.name);
             }
         }
     }
@@ -261,11 +240,7 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let fd = (f.eval(x, &up) - f.eval(x, &down)) / (2.0 * h);
-            assert!(
-                (dparams[i] - fd).abs() <= tol(fd),
-                "{f} d/dp{i} at {x}: {} vs {fd}",
-                dparams[i]
-            );
+            assert!((dparams[i] - fd).abs() <= tol(fd), "{f} d/dp{i} at {x}: {} vs {fd}", dparams[i]);
         }
     }
 

@@ -72,9 +72,7 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
         } else if let Some(tok) = simple {
             tokens.push(Token { tok, col });
             i += 1;
-        } else if c.is_ascii_digit()
-            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        {
+        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
             let (tok, end) = lex_number(text, &chars, i)?;
             tokens.push(Token { tok, col });
             i = end;
@@ -83,18 +81,12 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
                 i += 1;
             }
-            tokens.push(Token {
-                tok: Tok::Ident(chars[start..i].iter().collect()),
-                col,
-            });
+            tokens.push(Token { tok: Tok::Ident(chars[start..i].iter().collect()), col });
         } else {
             return Err(ParseError::new(text, col, Problem::BadChar(c)));
         }
     }
-    tokens.push(Token {
-        tok: Tok::End,
-        col: chars.len() + 1,
-    });
+    tokens.push(Token { tok: Tok::End, col: chars.len() + 1 });
     Ok(tokens)
 }
 
@@ -123,11 +115,7 @@ fn lex_number(text: &str, chars: &[char], start: usize) -> Result<(Tok, usize), 
     }
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok((Tok::Num(v, s), i)),
-        Ok(_) => Err(ParseError::new(
-            text,
-            start + 1,
-            Problem::NumberOutOfRange(s),
-        )),
+        Ok(_) => Err(ParseError::new(text, start + 1, Problem::NumberOutOfRange(s))),
         Err(_) => Err(ParseError::new(text, start + 1, Problem::BadNumber(s))),
     }
 }

@@ -13,62 +13,26 @@ pub struct NamedFn {
 }
 
 const fn named(name: &'static str, formula: &'static str, about: &'static str) -> NamedFn {
-    NamedFn {
-        name,
-        formula,
-        about,
-    }
+    NamedFn { name, formula, about }
 }
 
 /// Every named activation.
 pub const NAMED: &[NamedFn] = &[
     named("relu", "relu(x)", "rectified linear unit, max(x, 0)"),
-    named(
-        "silu",
-        "silu(x)",
-        "sigmoid-weighted linear unit, x*sigmoid(x)",
-    ),
+    named("silu", "silu(x)", "sigmoid-weighted linear unit, x*sigmoid(x)"),
     named("swish", "silu(x)", "alias of silu (swish with beta = 1)"),
-    named(
-        "gelu",
-        "gelu(x)",
-        "Gaussian error linear unit, x*Phi(x) (exact erf form)",
-    ),
+    named("gelu", "gelu(x)", "Gaussian error linear unit, x*Phi(x) (exact erf form)"),
     named("elu", "elu(x)", "exponential linear unit with alpha = 1"),
-    named(
-        "leaky_relu",
-        "leaky_relu(x)",
-        "leaky ReLU with negative slope 0.01",
-    ),
+    named("leaky_relu", "leaky_relu(x)", "leaky ReLU with negative slope 0.01"),
     named("tanh", "tanh(x)", "hyperbolic tangent"),
     named("sigmoid", "sigmoid(x)", "logistic function 1/(1 + e^-x)"),
     named("softplus", "softplus(x)", "log(1 + e^x)"),
     named("mish", "x*tanh(softplus(x))", "Mish (Misra 2019)"),
-    named(
-        "darts_simple_r",
-        "(x + b)^2",
-        "found by DARTS in the small space (seed project)",
-    ),
-    named(
-        "darts_complex_r",
-        "b1*x + (abs(x)*abs(x) + b2)",
-        "found by DARTS in the huge space (seed project)",
-    ),
-    named(
-        "drnas_simple_r",
-        "max(x, 0) + max(x, 0)",
-        "found by DrNAS in the small space (seed project)",
-    ),
-    named(
-        "drnas_complex_r",
-        "x + (min(-x, sqrt(x)) + b)",
-        "found by DrNAS in the huge space (seed project)",
-    ),
-    named(
-        "gdas_simple_r",
-        "sigmoid(sigmoid(x))*sigmoid(x)",
-        "found by GDAS in the small space (seed project)",
-    ),
+    named("darts_simple_r", "(x + b)^2", "found by DARTS in the small space (seed project)"),
+    named("darts_complex_r", "b1*x + (abs(x)*abs(x) + b2)", "found by DARTS in the huge space (seed project)"),
+    named("drnas_simple_r", "max(x, 0) + max(x, 0)", "found by DrNAS in the small space (seed project)"),
+    named("drnas_complex_r", "x + (min(-x, sqrt(x)) + b)", "found by DrNAS in the huge space (seed project)"),
+    named("gdas_simple_r", "sigmoid(sigmoid(x))*sigmoid(x)", "found by GDAS in the small space (seed project)"),
 ];
 
 /// The named activation called `name` (case-insensitive, surrounding spaces ignored).
@@ -102,11 +66,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_lookup_ignores_case() {
         for (i, a) in NAMED.iter().enumerate() {
-            assert!(
-                NAMED[i + 1..].iter().all(|b| b.name != a.name),
-                "{}",
-                a.name
-            );
+            assert!(NAMED[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
         }
         assert_eq!(lookup("ReLU").map(|n| n.name), Some("relu"));
         assert_eq!(lookup(" swish ").map(|n| n.formula), Some("silu(x)"));
@@ -115,10 +75,7 @@ mod tests {
 
     #[test]
     fn resolve_takes_names_or_formulas() {
-        assert_eq!(
-            resolve("Mish").unwrap(),
-            Formula::parse("x*tanh(softplus(x))").unwrap()
-        );
+        assert_eq!(resolve("Mish").unwrap(), Formula::parse("x*tanh(softplus(x))").unwrap());
         assert_eq!(resolve("darts_complex_r").unwrap().num_params(), 2);
         assert_eq!(resolve("x*sigmoid(b*x)").unwrap().num_params(), 1);
         let e = resolve("relu2").unwrap_err().to_string();

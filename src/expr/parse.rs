@@ -42,13 +42,8 @@ impl Formula {
             error: None,
         };
         match parser.formula() {
-            Ok(expr) => Ok(Formula {
-                expr,
-                params: parser.params,
-            }),
-            Err(Failed) => Err(parser
-                .error
-                .unwrap_or_else(|| ParseError::new(text, 1, Problem::Empty))),
+            Ok(expr) => Ok(Formula { expr, params: parser.params }),
+            Err(Failed) => Err(parser.error.unwrap_or_else(|| ParseError::new(text, 1, Problem::Empty))),
         }
     }
 }
@@ -340,9 +335,7 @@ fn param_name(name: &str) -> Option<Option<ParamName>> {
     if name == "b" || name == "beta" {
         return Some(Some(ParamName::Anon));
     }
-    let digits = name
-        .strip_prefix("beta")
-        .or_else(|| name.strip_prefix('b'))?;
+    let digits = name.strip_prefix("beta").or_else(|| name.strip_prefix('b'))?;
     if digits.is_empty() || !digits.bytes().all(|d| d.is_ascii_digit()) {
         return None;
     }
@@ -386,11 +379,7 @@ mod tests {
         check("", 1, "empty formula");
         check("   ", 1, "empty formula");
         check("x + ", 5, "expected an expression, found the end");
-        check(
-            "x^0.5",
-            3,
-            "exponents must be integers; for x^0.5 use sqrt(x)",
-        );
+        check("x^0.5", 3, "exponents must be integers; for x^0.5 use sqrt(x)");
         check("max(x)", 1, "max takes 2 arguments, got 1");
         check("sigmoid(x, x)", 1, "sigmoid takes 1 argument, got 2");
         check("tanh()", 1, "tanh takes 1 argument, got 0");
@@ -399,11 +388,7 @@ mod tests {
         check("2x", 2, "missing operator after the number '2'");
         check("1.2.3 + x", 1, "bad number '1.2.3'");
         check("x # 2", 3, "unexpected character '#'");
-        check(
-            "sigmoid + x",
-            1,
-            "function 'sigmoid' needs its argument in parentheses",
-        );
+        check("sigmoid + x", 1, "function 'sigmoid' needs its argument in parentheses");
         check("|x", 3, "expected '|'");
         check("x^b", 3, "expected an integer exponent");
         check("x^2^3", 4, "chained powers are ambiguous");
@@ -454,15 +439,11 @@ mod tests {
     #[test]
     fn random_garbage_never_panics() {
         use rand::{Rng, SeedableRng};
-        let alphabet: Vec<char> = "x b1b2(),|+-*/^ .0123456789e sigmoid max min abs beta é"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> = "x b1b2(),|+-*/^ .0123456789e sigmoid max min abs beta é".chars().collect();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for _ in 0..20_000 {
             let len = rng.random_range(0..16);
-            let text: String = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                .collect();
+            let text: String = (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
             if let Ok(f) = Formula::parse(&text) {
                 assert_eq!(Formula::parse(&f.to_string()), Ok(f), "{text:?}");
             }
@@ -478,30 +459,11 @@ mod tests {
         let f = Formula::parse("beta1*x + b1 + beta").unwrap();
         assert_eq!(f.params, vec![ParamName::Named(1), ParamName::Anon]);
         let f = Formula::parse("b2*x + b + b2 + beta + b1").unwrap();
-        assert_eq!(
-            f.params,
-            vec![
-                ParamName::Named(2),
-                ParamName::Anon,
-                ParamName::Anon,
-                ParamName::Named(1)
-            ]
-        );
+        assert_eq!(f.params, vec![ParamName::Named(2), ParamName::Anon, ParamName::Anon, ParamName::Named(1)]);
         let p = |i| Box::new(Expr::Param(i));
         let sum = |a, b| Box::new(Expr::Bin(BinOp::Add, a, b));
-        let expected = sum(
-            sum(
-                sum(
-                    sum(
-                        Box::new(Expr::Bin(BinOp::Mul, p(0), Box::new(Expr::X))),
-                        p(1),
-                    ),
-                    p(0),
-                ),
-                p(2),
-            ),
-            p(3),
-        );
+        let expected =
+            sum(sum(sum(sum(Box::new(Expr::Bin(BinOp::Mul, p(0), Box::new(Expr::X))), p(1)), p(0)), p(2)), p(3));
         assert_eq!(f.expr, *expected);
     }
 
@@ -525,14 +487,8 @@ mod tests {
         assert_eq!(parse("1 + 2*x"), parse("1 + (2*x)"));
         assert_eq!(parse("|x|*|x|"), parse("abs(x)*abs(x)"));
         assert_eq!(parse("||x| - 1|"), parse("abs(abs(x) - 1)"));
-        assert_eq!(
-            parse("x*-x"),
-            Expr::Bin(BinOp::Mul, x(), Box::new(Expr::Neg(x())))
-        );
-        assert_eq!(
-            parse(".5 + 1e-3 + 2E+2 + 5."),
-            parse("0.5 + 0.001 + 200 + 5")
-        );
+        assert_eq!(parse("x*-x"), Expr::Bin(BinOp::Mul, x(), Box::new(Expr::Neg(x()))));
+        assert_eq!(parse(".5 + 1e-3 + 2E+2 + 5."), parse("0.5 + 0.001 + 200 + 5"));
         assert_eq!(parse("max(x, 0)"), Expr::Bin(BinOp::Max, x(), num(0.0)));
     }
 }

@@ -34,12 +34,7 @@ impl ParseError {
     #[inline(never)]
     pub(super) fn new(source: &str, column: usize, problem: Problem) -> ParseError {
         let (problem, fix) = problem.explain();
-        ParseError {
-            source: source.to_string(),
-            column,
-            problem,
-            fix,
-        }
+        ParseError { source: source.to_string(), column, problem, fix }
     }
 }
 
@@ -50,11 +45,7 @@ impl fmt::Display for ParseError {
         if shown.len() < self.source.len() {
             shown.push_str("...");
         }
-        write!(
-            f,
-            "malformed formula {:?}: {} at column {}",
-            shown, self.problem, self.column
-        )?;
+        write!(f, "malformed formula {:?}: {} at column {}", shown, self.problem, self.column)?;
         if !self.fix.is_empty() {
             write!(f, " ({})", self.fix)?;
         }
@@ -99,17 +90,12 @@ impl Problem {
     /// `(problem, fix)` texts.
     fn explain(self) -> (String, String) {
         let example = |name: &str, arity: usize| {
-            if arity == 1 {
-                format!("write {name}(x)")
-            } else {
-                format!("write {name}(a, b)")
-            }
+            if arity == 1 { format!("write {name}(x)") } else { format!("write {name}(a, b)") }
         };
         match self {
             Problem::Empty => (
                 "empty formula".into(),
-                "write an expression in x such as x*sigmoid(x), or a named activation such as relu"
-                    .into(),
+                "write an expression in x such as x*sigmoid(x), or a named activation such as relu".into(),
             ),
             Problem::BadChar(c) => (
                 format!("unexpected character {c:?}"),
@@ -119,14 +105,10 @@ impl Problem {
                 format!("missing operator after the number '{s}'"),
                 format!("multiplication must be written out, as in {s}*x"),
             ),
-            Problem::NumberOutOfRange(s) => (
-                format!("number '{s}' is out of range"),
-                "numbers must be below about 1.8e308".into(),
-            ),
-            Problem::BadNumber(s) => (
-                format!("bad number '{s}'"),
-                "write numbers like 2, 0.5 or 1e-3".into(),
-            ),
+            Problem::NumberOutOfRange(s) => {
+                (format!("number '{s}' is out of range"), "numbers must be below about 1.8e308".into())
+            }
+            Problem::BadNumber(s) => (format!("bad number '{s}'"), "write numbers like 2, 0.5 or 1e-3".into()),
             Problem::Trailing(tok @ (Tok::Num(..) | Tok::Ident(_) | Tok::LParen)) => (
                 format!("unexpected {}", tok.describe()),
                 "missing operator? multiplication must be written out, as in 2*x".into(),
@@ -136,58 +118,42 @@ impl Problem {
                 "expected an operator (+ - * / ^) or the end of the formula".into(),
             ),
             Problem::UnmatchedClose => ("unexpected ')'".into(), "no '(' is open here".into()),
-            Problem::ExpectedOperand(Tok::End) => (
-                "expected an expression, found the end of the formula".into(),
-                "the formula is incomplete".into(),
-            ),
+            Problem::ExpectedOperand(Tok::End) => {
+                ("expected an expression, found the end of the formula".into(), "the formula is incomplete".into())
+            }
             Problem::ExpectedOperand(tok) => (
                 format!("expected an expression, found {}", tok.describe()),
-                "an operand (x, a number, a parameter, a call or a parenthesis) must come here"
-                    .into(),
+                "an operand (x, a number, a parameter, a call or a parenthesis) must come here".into(),
             ),
-            Problem::ExpectedClose(Tok::End, open) => (
-                "expected ')'".into(),
-                format!("close the '(' opened at column {open}"),
-            ),
-            Problem::ExpectedClose(tok, open) => (
-                format!("expected ')', found {}", tok.describe()),
-                format!("close the '(' opened at column {open}"),
-            ),
-            Problem::ExpectedBar(tok, open) => (
-                format!("expected '|', found {}", tok.describe()),
-                format!("close the '|' opened at column {open}"),
-            ),
-            Problem::ChainedPower => (
-                "chained powers are ambiguous".into(),
-                "add parentheses, as in (x^2)^3".into(),
-            ),
-            Problem::NonIntegerExponent(s) => (
-                format!("non-integer exponent '{s}'"),
-                "exponents must be integers; for x^0.5 use sqrt(x)".into(),
-            ),
-            Problem::ExponentTooLarge(s) => (
-                format!("exponent '{s}' is too large"),
-                "exponents are at most 1000 in magnitude".into(),
-            ),
+            Problem::ExpectedClose(Tok::End, open) => {
+                ("expected ')'".into(), format!("close the '(' opened at column {open}"))
+            }
+            Problem::ExpectedClose(tok, open) => {
+                (format!("expected ')', found {}", tok.describe()), format!("close the '(' opened at column {open}"))
+            }
+            Problem::ExpectedBar(tok, open) => {
+                (format!("expected '|', found {}", tok.describe()), format!("close the '|' opened at column {open}"))
+            }
+            Problem::ChainedPower => ("chained powers are ambiguous".into(), "add parentheses, as in (x^2)^3".into()),
+            Problem::NonIntegerExponent(s) => {
+                (format!("non-integer exponent '{s}'"), "exponents must be integers; for x^0.5 use sqrt(x)".into())
+            }
+            Problem::ExponentTooLarge(s) => {
+                (format!("exponent '{s}' is too large"), "exponents are at most 1000 in magnitude".into())
+            }
             Problem::ExponentNotLiteral(tok) => (
                 format!("expected an integer exponent, found {}", tok.describe()),
-                "exponents must be integer literals such as x^2 or x^-1; for x^0.5 use sqrt(x)"
-                    .into(),
+                "exponents must be integer literals such as x^2 or x^-1; for x^0.5 use sqrt(x)".into(),
             ),
-            Problem::ParamNumberTooLarge(name) => (
-                format!("parameter number in '{name}' is too large"),
-                "use b1, b2, ...".into(),
-            ),
-            Problem::NoParens(name, arity) => (
-                format!("function '{name}' needs its argument in parentheses"),
-                example(&name, arity),
-            ),
+            Problem::ParamNumberTooLarge(name) => {
+                (format!("parameter number in '{name}' is too large"), "use b1, b2, ...".into())
+            }
+            Problem::NoParens(name, arity) => {
+                (format!("function '{name}' needs its argument in parentheses"), example(&name, arity))
+            }
             Problem::Arity(name, arity, got) => {
                 let plural = if arity == 1 { "argument" } else { "arguments" };
-                (
-                    format!("{name} takes {arity} {plural}, got {got}"),
-                    example(&name, arity),
-                )
+                (format!("{name} takes {arity} {plural}, got {got}"), example(&name, arity))
             }
             Problem::NamedNotFunction(name) => {
                 let formula = named::lookup(&name).map_or("", |n| n.formula);

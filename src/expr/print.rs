@@ -52,13 +52,7 @@ fn write_bare(out: &mut String, e: &Expr, params: &[ParamName]) {
     match e {
         Expr::X => out.push('x'),
         Expr::Num(v) => out.push_str(&format_number(*v)),
-        Expr::Param(i) => out.push_str(
-            &params
-                .get(*i)
-                .copied()
-                .unwrap_or(ParamName::Anon)
-                .to_string(),
-        ),
+        Expr::Param(i) => out.push_str(&params.get(*i).copied().unwrap_or(ParamName::Anon).to_string()),
         Expr::Neg(a) => {
             out.push('-');
             if let Expr::Num(v) = **a {
@@ -128,11 +122,7 @@ fn precedence(e: &Expr) -> u8 {
 /// very large or very small magnitudes (`1e-7`, not `0.0000001`).
 pub fn format_number(v: f64) -> String {
     let a = v.abs();
-    if a != 0.0 && !(1e-5..1e16).contains(&a) {
-        format!("{v:e}")
-    } else {
-        format!("{v}")
-    }
+    if a != 0.0 && !(1e-5..1e16).contains(&a) { format!("{v:e}") } else { format!("{v}") }
 }
 
 #[cfg(test)]
@@ -261,16 +251,8 @@ mod tests {
             *bin(BinOp::Div, x(), bin(BinOp::Mul, x(), num(1.0))),
             *bin(BinOp::Mul, num(-1.0), bin(BinOp::Add, num(-3.0), num(-4.0))),
             *bin(BinOp::Sub, num(-1.0), num(-1.0)),
-            *bin(
-                BinOp::Add,
-                Box::new(Expr::Neg(num(1.0))),
-                Box::new(Expr::Neg(x())),
-            ),
-            *bin(
-                BinOp::Max,
-                num(-1e-7),
-                Box::new(Expr::Call(Func::Abs, num(-1e30))),
-            ),
+            *bin(BinOp::Add, Box::new(Expr::Neg(num(1.0))), Box::new(Expr::Neg(x()))),
+            *bin(BinOp::Max, num(-1e-7), Box::new(Expr::Call(Func::Abs, num(-1e30)))),
             Expr::Pow(Box::new(Expr::Pow(x(), 2)), 3),
             Expr::Num(f64::MAX),
             Expr::Num(f64::MIN_POSITIVE),
@@ -278,10 +260,7 @@ mod tests {
             Expr::Num(-0.0),
         ];
         for expr in trees {
-            round_trip(&Formula {
-                expr,
-                params: vec![],
-            });
+            round_trip(&Formula { expr, params: vec![] });
         }
     }
 

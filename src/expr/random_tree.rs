@@ -52,12 +52,7 @@ pub struct TreeGen {
 
 impl TreeGen {
     pub fn new(seed: u64, smooth: bool) -> Self {
-        TreeGen {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            smooth,
-            params: Vec::new(),
-            named: HashMap::new(),
-        }
+        TreeGen { rng: ChaCha8Rng::seed_from_u64(seed), smooth, params: Vec::new(), named: HashMap::new() }
     }
 
     /// A fresh formula of at most `depth` levels.
@@ -65,10 +60,7 @@ impl TreeGen {
         self.params.clear();
         self.named.clear();
         let expr = self.expr(depth);
-        Formula {
-            expr,
-            params: std::mem::take(&mut self.params),
-        }
+        Formula { expr, params: std::mem::take(&mut self.params) }
     }
 
     fn expr(&mut self, depth: u32) -> Expr {
@@ -78,11 +70,7 @@ impl TreeGen {
         match self.rng.random_range(0..5) {
             0 => Expr::Neg(Box::new(self.expr(depth - 1))),
             1 => {
-                let n = if self.smooth {
-                    self.rng.random_range(0..=3)
-                } else {
-                    self.rng.random_range(-3..=3)
-                };
+                let n = if self.smooth { self.rng.random_range(0..=3) } else { self.rng.random_range(-3..=3) };
                 Expr::Pow(Box::new(self.expr(depth - 1)), n)
             }
             2 => {
@@ -91,11 +79,7 @@ impl TreeGen {
                 Expr::Call(f, Box::new(self.expr(depth - 1)))
             }
             _ => {
-                let ops: &[BinOp] = if self.smooth {
-                    &[BinOp::Add, BinOp::Sub, BinOp::Mul]
-                } else {
-                    BinOp::ALL
-                };
+                let ops: &[BinOp] = if self.smooth { &[BinOp::Add, BinOp::Sub, BinOp::Mul] } else { BinOp::ALL };
                 let op = ops[self.rng.random_range(0..ops.len())];
                 // Left operand first: slots follow reading order.
                 let a = self.expr(depth - 1);
@@ -111,11 +95,7 @@ impl TreeGen {
             2 => {
                 let v = NUMBERS[self.rng.random_range(0..NUMBERS.len())];
                 let v = if self.smooth { v.min(3.0) } else { v };
-                Expr::Num(if !self.smooth && self.rng.random_bool(0.3) {
-                    -v
-                } else {
-                    v
-                })
+                Expr::Num(if !self.smooth && self.rng.random_bool(0.3) { -v } else { v })
             }
             _ => {
                 if self.rng.random_bool(0.5) {

@@ -10,6 +10,8 @@ use crate::expr::{Expr, Formula};
 use crate::space::ops::BinOp;
 
 /// A partially evaluated sub-expression: a scalar constant or a tensor broadcastable to `x`.
+/// Short-lived values on the stack of one evaluation, so the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Val<const D: usize> {
     Num(f64),
     T(Tensor<D>),

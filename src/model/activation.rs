@@ -28,8 +28,7 @@ impl Activation {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let channels = x.dims()[1];
-        let params: Vec<Tensor<4>> =
-            self.params.iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
+        let params: Vec<Tensor<4>> = self.params.iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
         reference::eval(&self.formula, x, &params)
     }
 }

@@ -8,9 +8,9 @@
 //! reference model's `state_dict` names.
 
 use anyhow::{Result, bail};
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
-use burn::module::Param;
 use burn::prelude::*;
 
 use super::activation::Activation;
@@ -112,13 +112,7 @@ pub struct ResNet {
 
 impl ResNet {
     /// A freshly initialised network with `formula` at every activation site.
-    pub fn new(
-        network: Network,
-        formula: &Formula,
-        num_classes: usize,
-        seed: u64,
-        device: &Device,
-    ) -> ResNet {
+    pub fn new(network: Network, formula: &Formula, num_classes: usize, seed: u64, device: &Device) -> ResNet {
         let mut init = Init::new(seed);
         let mut blocks = Vec::new();
         let mut cin = 16;
@@ -165,18 +159,9 @@ impl ResNet {
 }
 
 impl Block {
-    fn new(
-        cin: usize,
-        cout: usize,
-        stride: usize,
-        formula: &Formula,
-        init: &mut Init,
-        device: &Device,
-    ) -> Block {
-        let short = (stride != 1 || cin != cout).then(|| Shortcut {
-            conv: conv(init, cin, cout, 1, stride, device),
-            bn: bn(cout, device),
-        });
+    fn new(cin: usize, cout: usize, stride: usize, formula: &Formula, init: &mut Init, device: &Device) -> Block {
+        let short = (stride != 1 || cin != cout)
+            .then(|| Shortcut { conv: conv(init, cin, cout, 1, stride, device), bn: bn(cout, device) });
         Block {
             conv1: conv(init, cin, cout, 3, stride, device),
             bn1: bn(cout, device),

@@ -69,9 +69,7 @@ pub fn state_dict<M: Module>(module: &M, batches_tracked: i64) -> Vec<NamedTenso
             shape.swap(0, 1);
         }
         let name = torch_name(&path);
-        let tracked = name
-            .strip_suffix(".running_var")
-            .map(|prefix| format!("{prefix}.num_batches_tracked"));
+        let tracked = name.strip_suffix(".running_var").map(|prefix| format!("{prefix}.num_batches_tracked"));
         out.push(NamedTensor { name, shape, values: Values::F32(values) });
         if let Some(tracked) = tracked {
             out.push(NamedTensor { name: tracked, shape: vec![], values: Values::I64(vec![batches_tracked]) });
@@ -181,8 +179,12 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: HashMap
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|t| match &t.values {
-            Values::F32(v) => (t.name.clone(), Dtype::F32, t.shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            Values::I64(v) => (t.name.clone(), Dtype::I64, t.shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Values::F32(v) => {
+                (t.name.clone(), Dtype::F32, t.shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
+            Values::I64(v) => {
+                (t.name.clone(), Dtype::I64, t.shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
         })
         .collect();
     let views = bytes
@@ -210,8 +212,12 @@ pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, NamedTensor>, Ha
     for (name, view) in file.tensors() {
         let data = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => Values::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()),
-            Dtype::I64 => Values::I64(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()),
+            Dtype::F32 => {
+                Values::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+            }
+            Dtype::I64 => {
+                Values::I64(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect())
+            }
             other => bail!("{}: tensor '{name}' has unsupported dtype {other:?}", path.display()),
         };
         out.insert(name.clone(), NamedTensor { name, shape: view.shape().to_vec(), values });

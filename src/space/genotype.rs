@@ -10,14 +10,14 @@ use crate::expr::{Formula, resolve};
 
 /// The formula stored in a genotype file.
 pub fn load_formula(path: &Path) -> Result<Formula> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read genotype {}: check the path (it is written by `actsearch search`)", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read genotype {}: check the path (it is written by `actsearch search`)", path.display())
+    })?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let formula = value
-        .get("formula")
-        .and_then(|f| f.as_str())
-        .ok_or_else(|| anyhow!("{} has no \"formula\" string; is it a genotype.json from `actsearch search`?", path.display()))?;
+    let formula = value.get("formula").and_then(|f| f.as_str()).ok_or_else(|| {
+        anyhow!("{} has no \"formula\" string; is it a genotype.json from `actsearch search`?", path.display())
+    })?;
     resolve(formula).with_context(|| format!("the formula in {}", path.display()))
 }
 
@@ -46,10 +46,14 @@ mod tests {
     fn bad_genotypes_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.json");
-        assert!(resolve_activation(missing.to_str().unwrap()).unwrap_err().to_string().contains("cannot read genotype"));
+        assert!(
+            resolve_activation(missing.to_str().unwrap()).unwrap_err().to_string().contains("cannot read genotype")
+        );
         let no_formula = dir.path().join("g.json");
         std::fs::write(&no_formula, r#"{"ops": []}"#).unwrap();
-        assert!(format!("{:#}", resolve_activation(no_formula.to_str().unwrap()).unwrap_err()).contains("no \"formula\""));
+        assert!(
+            format!("{:#}", resolve_activation(no_formula.to_str().unwrap()).unwrap_err()).contains("no \"formula\"")
+        );
         let bad = dir.path().join("b.json");
         std::fs::write(&bad, r#"{"formula": "x*("}"#).unwrap();
         assert!(format!("{:#}", resolve_activation(bad.to_str().unwrap()).unwrap_err()).contains("column"));

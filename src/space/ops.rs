@@ -12,8 +12,8 @@
 //! the result exceeds the type's range (f32: |x| above about 88.7; f64: above about 709.8);
 //! every other function is finite for every finite input.
 
-use num_traits::Float;
 use burn::prelude::Tensor;
+use num_traits::Float;
 
 /// Lower clamp of `sqrt` and `log` inputs (the seed's `EPS`).
 pub const EPS: f64 = 1e-10;
@@ -140,10 +140,7 @@ impl Func {
             Func::Asinh => (x.asinh(), one / (one + x * x).sqrt()),
             Func::Atan => (x.atan(), one / (one + x * x)),
             Func::Sinc => sinc(x),
-            Func::Erf => (
-                Real::erf(x),
-                T::c(std::f64::consts::FRAC_2_SQRT_PI) * (-x * x).exp(),
-            ),
+            Func::Erf => (Real::erf(x), T::c(std::f64::consts::FRAC_2_SQRT_PI) * (-x * x).exp()),
             Func::Sigmoid => {
                 let s = sigmoid(x);
                 (s, s * (one - s))
@@ -175,11 +172,7 @@ impl Func {
             }
             Func::LeakyRelu => {
                 let slope = T::c(0.01);
-                if x > zero {
-                    (x, one)
-                } else {
-                    (slope * x, slope)
-                }
+                if x > zero { (x, one) } else { (slope * x, slope) }
             }
         }
     }
@@ -261,14 +254,7 @@ pub enum BinOp {
 
 impl BinOp {
     /// Every binary operation.
-    pub const ALL: &[BinOp] = &[
-        BinOp::Add,
-        BinOp::Sub,
-        BinOp::Mul,
-        BinOp::Div,
-        BinOp::Max,
-        BinOp::Min,
-    ];
+    pub const ALL: &[BinOp] = &[BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div, BinOp::Max, BinOp::Min];
 
     /// `(value, d/da, d/db)`. A tie of `max`/`min` splits the gradient 0.5/0.5
     /// (as `torch.maximum`); a NaN operand gives NaN. Division is plain `a/b`.
@@ -382,16 +368,12 @@ fn sinc<T: Real>(x: T) -> (T, T) {
             - u2 / T::c(6.0)
                 * (T::one()
                     - u2 / T::c(20.0)
-                        * (T::one()
-                            - u2 / T::c(42.0)
-                                * (T::one() - u2 / T::c(72.0) * (T::one() - u2 / T::c(110.0)))));
+                        * (T::one() - u2 / T::c(42.0) * (T::one() - u2 / T::c(72.0) * (T::one() - u2 / T::c(110.0)))));
         // d/du of the series above.
         let du = -u / T::c(3.0)
             * (T::one()
                 - u2 / T::c(10.0)
-                    * (T::one()
-                        - u2 / T::c(28.0)
-                            * (T::one() - u2 / T::c(54.0) * (T::one() - u2 / T::c(88.0)))));
+                    * (T::one() - u2 / T::c(28.0) * (T::one() - u2 / T::c(54.0) * (T::one() - u2 / T::c(88.0)))));
         (value, du * pi)
     } else {
         let (s, c) = sin_cos_pi(x);
@@ -422,6 +404,72 @@ fn sin_cos_pi<T: Real>(x: T) -> (T, T) {
     (s, if flip { -c } else { c })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The tensor form of each op (reference path, every backend, autodiff). Semantics must match
+// `eval` above; tests compare the autodiff gradient of this form with `eval`'s derivative.
+
+impl Func {
+    pub fn tensor<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        use burn::tensor::activation as act;
+        match self {
+            Func::Abs => x.abs(),
+            Func::Sqrt => x.clamp_min(EPS).sqrt(),
+            Func::Exp => x.exp(),
+            Func::Log => x.clamp_min(EPS).log(),
+            Func::Sin => x.sin(),
+            Func::Cos => x.cos(),
+            Func::Sinh => x.sinh(),
+            Func::Cosh => x.cosh(),
+            Func::Tanh => x.tanh(),
+            Func::Asinh => x.asinh(),
+            Func::Atan => x.atan(),
+            Func::Sinc => sinc_tensor(x),
+            Func::Erf => x.erf(),
+            Func::Sigmoid => act::sigmoid(x),
+            Func::Softplus => act::softplus(x, 1.0),
+            Func::Relu => act::relu(x),
+            Func::Silu => act::silu(x),
+            Func::Gelu => act::gelu(x),
+            Func::Elu => act::elu(x, 1.0),
+            Func::LeakyRelu => act::leaky_relu(x, 0.01),
+        }
+    }
+}
+
+impl BinOp {
+    pub fn tensor<const D: usize>(self, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+        match self {
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div => a / b,
+            BinOp::Max => a.max_pair(b),
+            BinOp::Min => a.min_pair(b),
+        }
+    }
+}
+
+/// x^n for an integer n, as products where that is cheapest.
+pub fn powi_tensor<const D: usize>(x: Tensor<D>, n: i32) -> Tensor<D> {
+    match n {
+        0 => x.ones_like(),
+        1 => x,
+        2 => x.clone() * x,
+        3 => x.clone() * x.clone() * x,
+        _ => x.powi_scalar(n),
+    }
+}
+
+/// Normalized sinc sin(pi x)/(pi x), with sinc(0) = 1 and a finite gradient at 0.
+fn sinc_tensor<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let px = x.mul_scalar(std::f64::consts::PI);
+    let near_zero = px.clone().abs().lower_elem(1e-4);
+    // Where |pi x| is tiny, evaluate at a safe point and then replace by the limit 1.
+    let safe = px.clone().mask_fill(near_zero.clone(), 1.0);
+    let value = safe.clone().sin() / safe;
+    value.mask_fill(near_zero, 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,9 +478,7 @@ mod tests {
     fn points() -> Vec<f64> {
         let mut v: Vec<f64> = (0..=120).map(|i| -6.0 + 0.1 * i as f64 + 0.0123).collect();
         v.extend([-50.0, 50.0, -37.5, 37.5, -20.25, 20.25]);
-        v.extend([
-            1e-3, -1e-3, 1e-2, -1e-2, 0.03, -0.03, 0.05, -0.05, 0.1, -0.1, 0.0999, 0.1001,
-        ]);
+        v.extend([1e-3, -1e-3, 1e-2, -1e-2, 0.03, -0.03, 0.05, -0.05, 0.1, -0.1, 0.0999, 0.1001]);
         v.extend([1e-5, -1e-5, 1e-8, -1e-8]);
         v
     }
@@ -449,21 +495,14 @@ mod tests {
 
     /// Central-difference step: relative to |x| near 0, where `sqrt` and `log` are steep.
     fn step(x: f64) -> f64 {
-        if x.abs() < 1e-3 {
-            1e-4 * x.abs()
-        } else {
-            1e-6 * x.abs().max(1.0)
-        }
+        if x.abs() < 1e-3 { 1e-4 * x.abs() } else { 1e-6 * x.abs().max(1.0) }
     }
 
     /// `got` matches the finite difference `want` to 1e-5 relative, allowing for the rounding
     /// noise of a difference quotient of values of size `v` over step `h`.
     fn assert_close(what: &str, x: f64, got: f64, want: f64, v: f64, h: f64) {
         let tol = 1e-5 * want.abs() + 1e-14 * v.abs() / h + 1e-12;
-        assert!(
-            (got - want).abs() <= tol,
-            "{what} at x = {x}: got {got}, finite difference {want}"
-        );
+        assert!((got - want).abs() <= tol, "{what} at x = {x}: got {got}, finite difference {want}");
     }
 
     #[test]
@@ -547,11 +586,7 @@ mod tests {
                 let x32 = x as f32;
                 let v32 = f.value(x32) as f64;
                 let v64 = f.value(x32 as f64);
-                assert!(
-                    (v32 - v64).abs() <= 1e-5 * v64.abs() + 1e-30,
-                    "{} at {x}: f32 {v32} vs f64 {v64}",
-                    f.name()
-                );
+                assert!((v32 - v64).abs() <= 1e-5 * v64.abs() + 1e-30, "{} at {x}: f32 {v32} vs f64 {v64}", f.name());
             }
         }
         for &op in BinOp::ALL {
@@ -564,14 +599,7 @@ mod tests {
     #[test]
     fn saturating_functions_stay_finite() {
         for x in [-100.0f64, 100.0, -1e6, 1e6] {
-            for f in [
-                Func::Sigmoid,
-                Func::Softplus,
-                Func::Silu,
-                Func::Tanh,
-                Func::Gelu,
-                Func::Elu,
-            ] {
+            for f in [Func::Sigmoid, Func::Softplus, Func::Silu, Func::Tanh, Func::Gelu, Func::Elu] {
                 let (v, d) = f.eval(x);
                 assert!(v.is_finite() && d.is_finite(), "{} at {x}", f.name());
                 let (v, d) = f.eval(x as f32);
@@ -590,23 +618,10 @@ mod tests {
     #[test]
     fn every_finite_input_is_finite_except_exp_sinh_cosh() {
         for &f in Func::ALL {
-            for x in [
-                -1e30f64,
-                -710.0,
-                -89.0,
-                89.0,
-                710.0,
-                1e30,
-                f64::MIN_POSITIVE,
-                -0.0,
-            ] {
+            for x in [-1e30f64, -710.0, -89.0, 89.0, 710.0, 1e30, f64::MIN_POSITIVE, -0.0] {
                 let (v, d) = f.eval(x);
                 let overflows = matches!(f, Func::Exp | Func::Sinh | Func::Cosh) && x.abs() > 709.0;
-                assert!(
-                    overflows || (v.is_finite() && d.is_finite()),
-                    "{} at {x}",
-                    f.name()
-                );
+                assert!(overflows || (v.is_finite() && d.is_finite()), "{} at {x}", f.name());
             }
         }
     }
@@ -636,70 +651,4 @@ mod tests {
         assert_eq!(BinOp::Mul.symbol(), Some("*"));
         assert_eq!(BinOp::Max.symbol(), None);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The tensor form of each op (reference path, every backend, autodiff). Semantics must match
-// `eval` above; tests compare the autodiff gradient of this form with `eval`'s derivative.
-
-impl Func {
-    pub fn tensor<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
-        use burn::tensor::activation as act;
-        match self {
-            Func::Abs => x.abs(),
-            Func::Sqrt => x.clamp_min(EPS).sqrt(),
-            Func::Exp => x.exp(),
-            Func::Log => x.clamp_min(EPS).log(),
-            Func::Sin => x.sin(),
-            Func::Cos => x.cos(),
-            Func::Sinh => x.sinh(),
-            Func::Cosh => x.cosh(),
-            Func::Tanh => x.tanh(),
-            Func::Asinh => x.asinh(),
-            Func::Atan => x.atan(),
-            Func::Sinc => sinc_tensor(x),
-            Func::Erf => x.erf(),
-            Func::Sigmoid => act::sigmoid(x),
-            Func::Softplus => act::softplus(x, 1.0),
-            Func::Relu => act::relu(x),
-            Func::Silu => act::silu(x),
-            Func::Gelu => act::gelu(x),
-            Func::Elu => act::elu(x, 1.0),
-            Func::LeakyRelu => act::leaky_relu(x, 0.01),
-        }
-    }
-}
-
-impl BinOp {
-    pub fn tensor<const D: usize>(self, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
-        match self {
-            BinOp::Add => a + b,
-            BinOp::Sub => a - b,
-            BinOp::Mul => a * b,
-            BinOp::Div => a / b,
-            BinOp::Max => a.max_pair(b),
-            BinOp::Min => a.min_pair(b),
-        }
-    }
-}
-
-/// x^n for an integer n, as products where that is cheapest.
-pub fn powi_tensor<const D: usize>(x: Tensor<D>, n: i32) -> Tensor<D> {
-    match n {
-        0 => x.ones_like(),
-        1 => x,
-        2 => x.clone() * x,
-        3 => x.clone() * x.clone() * x,
-        _ => x.powi_scalar(n),
-    }
-}
-
-/// Normalized sinc sin(pi x)/(pi x), with sinc(0) = 1 and a finite gradient at 0.
-fn sinc_tensor<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let px = x.mul_scalar(std::f64::consts::PI);
-    let near_zero = px.clone().abs().lower_elem(1e-4);
-    // Where |pi x| is tiny, evaluate at a safe point and then replace by the limit 1.
-    let safe = px.clone().mask_fill(near_zero.clone(), 1.0);
-    let value = safe.clone().sin() / safe;
-    value.mask_fill(near_zero, 1.0)
 }

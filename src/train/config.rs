@@ -92,12 +92,7 @@ impl Preset {
                 grad_clip: Some(5.0),
                 ..standard
             },
-            Preset::Quick => Defaults {
-                epochs: 3,
-                subset: Some(5000),
-                test_subset: Some(1000),
-                ..standard
-            },
+            Preset::Quick => Defaults { epochs: 3, subset: Some(5000), test_subset: Some(1000), ..standard },
         }
     }
 }

@@ -38,7 +38,13 @@ impl RunOutcome {
 }
 
 /// Train `formula` as configured. `device` is the plain (non-autodiff) device.
-pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: bool, obs: &dyn Observer) -> Result<RunOutcome> {
+pub fn train(
+    config: &TrainConfig,
+    formula: &Formula,
+    device: &Device,
+    resume: bool,
+    obs: &dyn Observer,
+) -> Result<RunOutcome> {
     let out = &config.out;
     let resuming = prepare_out_dir(out, resume)?;
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
@@ -190,10 +196,12 @@ pub fn train(config: &TrainConfig, formula: &Formula, device: &Device, resume: b
 
         let mut tensors = state_dict(&model, batches_tracked);
         tensors.extend(sgd.state());
-        let meta = CheckpointMeta { epoch: epoch + 1, batches_tracked, history: history.clone(), config: config.clone() };
+        let meta =
+            CheckpointMeta { epoch: epoch + 1, batches_tracked, history: history.clone(), config: config.clone() };
         checkpoint::save(out, &tensors, &meta)?;
 
-        let valid_text = valid.map(|v| format!(" | valid loss {:.4} acc {:.2}%", v.loss(), v.acc())).unwrap_or_default();
+        let valid_text =
+            valid.map(|v| format!(" | valid loss {:.4} acc {:.2}%", v.loss(), v.acc())).unwrap_or_default();
         let line = format!(
             "epoch {}/{} | lr {:.5} | train loss {:.4} acc {:.2}%{} | test loss {:.4} acc {:.2}% top5 {:.2}% | {:.1}s",
             epoch + 1,
@@ -244,10 +252,7 @@ fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
     let has_checkpoint = out.join(checkpoint::FILE).exists();
     let has_run = has_checkpoint || out.join("errors.json").exists();
     if has_run && !resume {
-        bail!(
-            "{} already holds a run; pass --resume to continue it, or choose another --out",
-            out.display()
-        );
+        bail!("{} already holds a run; pass --resume to continue it, or choose another --out", out.display());
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
     Ok(resume && has_checkpoint)
@@ -256,7 +261,13 @@ fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
 /// A resumed run must be the same run: only the thread count, backend and output path may
 /// differ.
 fn check_same_run(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
-    let normalize = |c: &TrainConfig| TrainConfig { threads: 0, backend: String::new(), out: PathBuf::new(), data_dir: PathBuf::new(), ..c.clone() };
+    let normalize = |c: &TrainConfig| TrainConfig {
+        threads: 0,
+        backend: String::new(),
+        out: PathBuf::new(),
+        data_dir: PathBuf::new(),
+        ..c.clone()
+    };
     if normalize(saved) != normalize(now) {
         let a = serde_json::to_value(normalize(saved))?;
         let b = serde_json::to_value(normalize(now))?;
@@ -264,7 +275,10 @@ fn check_same_run(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
         if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
             for (key, va) in a {
                 if b.get(key) != Some(va) {
-                    diffs.push(format!("{key}: {va} in the checkpoint vs {} now", b.get(key).cloned().unwrap_or_default()));
+                    diffs.push(format!(
+                        "{key}: {va} in the checkpoint vs {} now",
+                        b.get(key).cloned().unwrap_or_default()
+                    ));
                 }
             }
         }

@@ -62,10 +62,7 @@ pub fn train_seeds(
         test_acc,
         mean,
         std,
-        runs: seeds
-            .iter()
-            .map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") })
-            .collect(),
+        runs: seeds.iter().map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") }).collect(),
     };
     std::fs::create_dir_all(&base.out)?;
     write_json(&base.out.join("summary.json"), &summary)?;
