@@ -146,3 +146,50 @@ fn eval_writes_every_file_for_each_seed() {
     assert_eq!(summary["seeds"].as_array().unwrap().len(), 2);
     assert!(summary["mean"].as_f64().is_some());
 }
+
+#[test]
+fn functions_lists_named_activations_and_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["functions"], dir.path());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "darts_simple_r",
+        "darts_complex_r",
+        "drnas_simple_r",
+        "drnas_complex_r",
+        "gdas_simple_r",
+        "mish",
+        "leaky_relu",
+        "sinc",
+    ] {
+        assert!(text.contains(name), "{name} missing from `actsearch functions`");
+    }
+    assert!(text.contains("(x + b)^2"));
+}
+
+#[test]
+fn eval_accepts_a_genotype_file() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 8);
+    std::fs::write(dir.path().join("genotype.json"), r#"{"formula": "x*sigmoid(b1*x) + b2"}"#).unwrap();
+    let out = actsearch(
+        &[
+            "eval",
+            "--network",
+            "resnet8",
+            "--activation",
+            "genotype.json",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            "g",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let errors = std::fs::read_to_string(dir.path().join("g/errors.json")).unwrap();
+    assert!(errors.contains("x*sigmoid(b1*x) + b2"), "{errors}");
+}

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::progress::Progress;
+use super::stdout;
 use crate::data::{self, CifarKind};
 
 #[derive(Args, Debug)]
@@ -44,14 +45,13 @@ pub fn run(args: DataArgs) -> Result<()> {
             data::fetch(kind, &data_dir, &progress)?;
             let (train, test) = data::load_cifar(kind, &data_dir, &progress)?;
             progress.finish();
-            println!(
-                "{} ready in {}: {} training and {} test images",
-                dataset.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+            stdout(&format!(
+                "{} ready in {}: {} training and {} test images\n",
+                kind.title(),
                 data_dir.display(),
                 train.len(),
                 test.len()
-            );
-            Ok(())
+            ))
         }
     }
 }

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::backend::{self, Backend};
 use super::progress::Progress;
+use super::stdout;
 use crate::model::Network;
 use crate::space::genotype::resolve_activation;
 use crate::train::config::Preset;
@@ -135,17 +136,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
     progress.finish();
     let per_seed: Vec<String> =
         summary.seeds.iter().zip(&summary.test_acc).map(|(s, a)| format!("seed {s}: {a:.2}%")).collect();
-    println!(
-        "{} | {} | {}: test accuracy {:.2} ± {:.2}% over {} seed(s) ({})",
+    stdout(&format!(
+        "{} | {} | {}: test accuracy {:.2} ± {:.2}% over {} seed(s) ({})\nresults in {}\n",
         summary.network,
         summary.dataset,
         summary.activation,
         summary.mean,
         summary.std,
         summary.seeds.len(),
-        per_seed.join(", ")
-    );
-    println!("results in {}", config.out.display());
+        per_seed.join(", "),
+        config.out.display()
+    ))?;
     Ok(())
 }
 

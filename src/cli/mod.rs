@@ -52,6 +52,15 @@ pub fn main() -> i32 {
     }
 }
 
+/// Write results to stdout. A closed pipe (`actsearch functions | head`) is not an error.
+fn stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// An error and its causes on one line, without repeating a cause already in the message.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
