@@ -2,23 +2,37 @@
 //!
 //! Bottom-up rewriting: constant folding (only where the result is finite), `a + 0`, `0 + a`,
 //! `a - 0`, `0 - a` → `-a`, `a*1`, `1*a`, `a/1`, `a*(-1)` → `-a`, `--a`, `-(number)`, `a^1`,
-//! and sign normalization (`a + -b` → `a - b`, `a - -b` → `a + b`, `a + (-2)` → `a - 2`).
-//! Parameters are never removed or reordered, so the parameter slots stay as they are.
+//! sign normalization (`a + -b` → `a - b`, `a - -b` → `a + b`, `a + (-2)` → `a - 2`), and
+//! clamps that cannot bind (`min(a, c)` → `a` when `a <= c` everywhere, by [`range`]; likewise
+//! `max`), which strips the GRAFS clamp from bounded ops such as `tanh`.
+//!
+//! Rewriting never removes a parameter occurrence. Then the slot renumbering pass of
+//! [`slots`](super::slots) puts the slots in reading order and names them (`b2*x + b1` →
+//! `b1*x + b2`); for a parsed formula the slots keep their order.
 
+use super::range::range;
+use super::slots::renumber;
 use super::{BinOp, Expr, Formula};
 use crate::space::ops::powi_eval;
 
 impl Formula {
-    /// The simplified formula; it evaluates to the same values as `self`.
+    /// The simplified formula; it evaluates to the same values as `self` (with the parameter
+    /// values permuted as [`Formula::canonical_traced`] says; parsed formulas keep their order).
     pub fn canonical(&self) -> Formula {
-        Formula { expr: simplify(&self.expr), params: self.params.clone() }
+        self.canonical_traced().0
+    }
+
+    /// [`Formula::canonical`], also returning for each slot of the result the slot of `self` it
+    /// came from.
+    pub fn canonical_traced(&self) -> (Formula, Vec<usize>) {
+        renumber(&simplify(&self.expr), &self.params)
     }
 }
 
 /// Simplifies the children, then the node itself.
 fn simplify(e: &Expr) -> Expr {
     let e = match e {
-        Expr::X | Expr::Num(_) | Expr::Param(_) => e.clone(),
+        Expr::X | Expr::Num(_) | Expr::Param(_) | Expr::Arg(_) => e.clone(),
         Expr::Neg(a) => Expr::Neg(Box::new(simplify(a))),
         Expr::Pow(a, n) => Expr::Pow(Box::new(simplify(a)), *n),
         Expr::Call(f, a) => Expr::Call(*f, Box::new(simplify(a))),
@@ -59,6 +73,8 @@ fn rewrite_bin(op: BinOp, a: Expr, b: Expr) -> Expr {
         (Sub, a, Expr::Neg(b)) => rewrite_bin(Add, a, *b),
         (Add, a, Expr::Num(v)) if v < 0.0 => Expr::Bin(Sub, Box::new(a), Box::new(Expr::Num(-v))),
         (Sub, a, Expr::Num(v)) if v < 0.0 => Expr::Bin(Add, Box::new(a), Box::new(Expr::Num(-v))),
+        (Min, a, Expr::Num(c)) | (Min, Expr::Num(c), a) if range(&a).hi <= c => a,
+        (Max, a, Expr::Num(c)) | (Max, Expr::Num(c), a) if range(&a).lo >= c => a,
         (op, a, b) => Expr::Bin(op, Box::new(a), Box::new(b)),
     }
 }
@@ -74,7 +90,7 @@ fn fold(e: &Expr) -> Option<f64> {
         Expr::Pow(a, n) => powi_eval(num(a)?, *n).0,
         Expr::Call(f, a) => f.value(num(a)?),
         Expr::Bin(op, a, b) => op.eval(num(a)?, num(b)?).0,
-        Expr::X | Expr::Num(_) | Expr::Param(_) => return None,
+        Expr::X | Expr::Num(_) | Expr::Param(_) | Expr::Arg(_) => return None,
     };
     v.is_finite().then_some(v)
 }
@@ -88,6 +104,7 @@ fn num(e: &Expr) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ParamName;
     use super::super::random_tree::TreeGen;
     use super::*;
 
@@ -121,6 +138,36 @@ mod tests {
     }
 
     #[test]
+    fn drops_clamps_that_cannot_bind() {
+        assert_eq!(canon("max(min(tanh(x), 10), -10)"), "tanh(x)");
+        assert_eq!(canon("max(min(x, 10), -10)"), "max(min(x, 10), -10)");
+        assert_eq!(canon("max(min(sqrt(max(x, 0.001)), 10), -10)"), "min(sqrt(max(x, 0.001)), 10)");
+        assert_eq!(canon("max(-10, min(10, sigmoid(x)*max(min(x, 10), -10)))"), "sigmoid(x)*max(min(x, 10), -10)");
+        assert_eq!(canon("max(x^2, 0)"), "x^2");
+        assert_eq!(canon("min(x^2, 0)"), "min(x^2, 0)");
+        assert_eq!(canon("max(b, 0)"), "max(b, 0)");
+    }
+
+    #[test]
+    fn renumbers_named_parameters_in_reading_order() {
+        assert_eq!(canon("b2*x + b1"), "b1*x + b2");
+        assert_eq!(canon("b2*x + b + b2 + beta + b7"), "b1*x + b + b1 + b + b2");
+        // Slots are already in reading order after parsing: the slot order is kept.
+        let (c, trace) = Formula::parse("b3*x + b + b3").unwrap().canonical_traced();
+        assert_eq!(c.to_string(), "b1*x + b + b1");
+        assert_eq!(trace, vec![0, 1]);
+        // A hand-built formula with slots out of reading order gets them reordered.
+        let f = Formula {
+            expr: Expr::Bin(BinOp::Add, Box::new(Expr::Param(1)), Box::new(Expr::Param(0))),
+            params: vec![ParamName::Anon, ParamName::Named(4)],
+        };
+        let (c, trace) = f.canonical_traced();
+        assert_eq!(c.to_string(), "b1 + b");
+        assert_eq!(trace, vec![1, 0]);
+        assert_eq!(Formula::parse(&c.to_string()).unwrap(), c);
+    }
+
+    #[test]
     fn keeps_parameters_and_values() {
         let f = Formula::parse("b*0 + b1 + b^1 - -b1").unwrap();
         let c = f.canonical();
@@ -134,7 +181,8 @@ mod tests {
         for _ in 0..3000 {
             let f = g.formula(5);
             let c = f.canonical();
-            assert_eq!(c.params, f.params);
+            let anon = |f: &Formula| f.params.iter().map(|p| *p == ParamName::Anon).collect::<Vec<_>>();
+            assert_eq!(anon(&c), anon(&f), "{f} -> {c}");
             assert_eq!(c.canonical(), c, "{f} -> {c}");
             assert_eq!(Formula::parse(&c.to_string()).as_ref(), Ok(&c), "{c}");
             let params: Vec<f64> = (0..f.num_params()).map(|i| 0.5 + 0.25 * i as f64).collect();

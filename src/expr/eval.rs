@@ -2,7 +2,9 @@
 //!
 //! Every value and derivative comes from the `space::ops` table ([`Func::eval`],
 //! [`BinOp::eval`], [`powi_eval`]), so formulas mean exactly what the kernels compute.
-//! A parameter index beyond the given slice reads as NaN, and its gradient is dropped.
+//! A parameter or template argument index beyond the given slice reads as NaN, and its gradient
+//! is dropped; so [`Formula::eval`] of a template (which passes no arguments) is NaN, never a
+//! panic.
 
 use super::{Expr, Formula};
 use crate::space::ops::{Real, powi_eval};
@@ -10,16 +12,36 @@ use crate::space::ops::{Real, powi_eval};
 impl Formula {
     /// The value at `x` with parameter values `params` (one per slot).
     pub fn eval<T: Real>(&self, x: T, params: &[T]) -> T {
-        value(&self.expr, x, params)
+        value(&self.expr, x, &[], params)
+    }
+
+    /// The value of a template at `x` with argument `k` ([`Expr::Arg`]) set to `args[k]`.
+    pub fn eval_args<T: Real>(&self, x: T, args: &[T], params: &[T]) -> T {
+        value(&self.expr, x, args, params)
     }
 
     /// Returns `(value, d/dx)` at `x` by forward mode, and adds `d value / d params[i]` to
     /// `dparams[i]` for every slot (a reverse sweep over a tape of local partials).
     pub fn eval_grad<T: Real>(&self, x: T, params: &[T], dparams: &mut [T]) -> (T, T) {
-        let mut sweep = Sweep { x, params, record: !self.params.is_empty(), tape: Vec::new() };
+        self.eval_args_grad(x, &[], params, &mut [], dparams)
+    }
+
+    /// [`Formula::eval_grad`] of a template: also adds `d value / d args[k]` to `dargs[k]`.
+    /// The returned `d/dx` is the derivative with respect to `x` alone (arguments held fixed).
+    pub fn eval_args_grad<T: Real>(
+        &self,
+        x: T,
+        args: &[T],
+        params: &[T],
+        dargs: &mut [T],
+        dparams: &mut [T],
+    ) -> (T, T) {
+        let record = !self.params.is_empty() || !dargs.is_empty();
+        let mut sweep = Sweep { x, args, params, record, tape: Vec::new() };
         let (v, dx) = sweep.forward(&self.expr);
         if sweep.record {
-            backward(&self.expr, &sweep.tape, sweep.tape.len(), T::one(), dparams);
+            let mut grads = Grads { dargs, dparams };
+            backward(&self.expr, &sweep.tape, sweep.tape.len(), T::one(), &mut grads);
         }
         (v, dx)
     }
@@ -46,20 +68,22 @@ impl Formula {
     }
 }
 
-fn value<T: Real>(e: &Expr, x: T, params: &[T]) -> T {
+fn value<T: Real>(e: &Expr, x: T, args: &[T], params: &[T]) -> T {
     match e {
         Expr::X => x,
+        Expr::Arg(k) => slot(args, *k),
         Expr::Num(c) => T::c(*c),
-        Expr::Param(i) => param(params, *i),
-        Expr::Neg(a) => -value(a, x, params),
-        Expr::Pow(a, n) => powi_eval(value(a, x, params), *n).0,
-        Expr::Call(f, a) => f.value(value(a, x, params)),
-        Expr::Bin(op, a, b) => op.eval(value(a, x, params), value(b, x, params)).0,
+        Expr::Param(i) => slot(params, *i),
+        Expr::Neg(a) => -value(a, x, args, params),
+        Expr::Pow(a, n) => powi_eval(value(a, x, args, params), *n).0,
+        Expr::Call(f, a) => f.value(value(a, x, args, params)),
+        Expr::Bin(op, a, b) => op.eval(value(a, x, args, params), value(b, x, args, params)).0,
     }
 }
 
-fn param<T: Real>(params: &[T], i: usize) -> T {
-    params.get(i).copied().unwrap_or_else(T::nan)
+/// `values[i]`, or NaN past the end.
+fn slot<T: Real>(values: &[T], i: usize) -> T {
+    values.get(i).copied().unwrap_or_else(T::nan)
 }
 
 /// The local partial derivatives of one node with respect to its operands, recorded in
@@ -72,12 +96,13 @@ struct Local<T> {
     db: T,
     /// Number of tape entries of this node's subtree, itself included.
     size: usize,
-    /// True if a parameter occurs in the subtree.
-    has_param: bool,
+    /// True if a parameter or an argument occurs in the subtree.
+    has_leaf: bool,
 }
 
 struct Sweep<'a, T> {
     x: T,
+    args: &'a [T],
     params: &'a [T],
     record: bool,
     tape: Vec<Local<T>>,
@@ -91,8 +116,9 @@ impl<T: Real> Sweep<'_, T> {
         let start = self.tape.len();
         let (v, dx, da, db) = match e {
             Expr::X => (self.x, one, zero, zero),
+            Expr::Arg(k) => (slot(self.args, *k), zero, zero, zero),
             Expr::Num(c) => (T::c(*c), zero, zero, zero),
-            Expr::Param(i) => (param(self.params, *i), zero, zero, zero),
+            Expr::Param(i) => (slot(self.params, *i), zero, zero, zero),
             Expr::Neg(a) => {
                 let (va, dxa) = self.forward(a);
                 (-va, -dxa, -one, zero)
@@ -116,17 +142,17 @@ impl<T: Real> Sweep<'_, T> {
         };
         if self.record {
             let n = self.tape.len();
-            let has_param = match e {
-                Expr::Param(_) => true,
+            let has_leaf = match e {
+                Expr::Param(_) | Expr::Arg(_) => true,
                 Expr::X | Expr::Num(_) => false,
-                Expr::Neg(_) | Expr::Pow(..) | Expr::Call(..) => self.tape[n - 1].has_param,
+                Expr::Neg(_) | Expr::Pow(..) | Expr::Call(..) => self.tape[n - 1].has_leaf,
                 Expr::Bin(..) => {
                     let b = self.tape[n - 1];
-                    b.has_param || self.tape[n - 1 - b.size].has_param
+                    b.has_leaf || self.tape[n - 1 - b.size].has_leaf
                 }
             };
             let size = n - start + 1;
-            self.tape.push(Local { da, db, size, has_param });
+            self.tape.push(Local { da, db, size, has_leaf });
         }
         (v, dx)
     }
@@ -138,29 +164,39 @@ fn chain<T: Real>(d: T, inner: T) -> T {
     if d == T::zero() { d } else { d * inner }
 }
 
-/// Adds `scale * d e / d param` to `dparams` for the subtree `e` whose tape entries end
-/// (exclusive) at `end`.
-fn backward<T: Real>(e: &Expr, tape: &[Local<T>], end: usize, scale: T, dparams: &mut [T]) {
+/// Where the reverse sweep accumulates gradients.
+struct Grads<'a, T> {
+    dargs: &'a mut [T],
+    dparams: &'a mut [T],
+}
+
+/// Adds `scale * d e / d leaf` to the gradients of the parameters and arguments in the subtree
+/// `e` whose tape entries end (exclusive) at `end`.
+fn backward<T: Real>(e: &Expr, tape: &[Local<T>], end: usize, scale: T, grads: &mut Grads<T>) {
     let k = end - 1;
     let local = tape[k];
-    if !local.has_param || scale == T::zero() {
+    if !local.has_leaf || scale == T::zero() {
         return;
     }
     match e {
-        Expr::Param(i) => {
-            if let Some(d) = dparams.get_mut(*i) {
-                *d = *d + scale;
-            }
-        }
+        Expr::Param(i) => add(grads.dparams, *i, scale),
+        Expr::Arg(i) => add(grads.dargs, *i, scale),
         Expr::X | Expr::Num(_) => {}
         Expr::Neg(a) | Expr::Pow(a, _) | Expr::Call(_, a) => {
-            backward(a, tape, k, chain(local.da, scale), dparams);
+            backward(a, tape, k, chain(local.da, scale), grads);
         }
         Expr::Bin(_, a, b) => {
             let b_size = tape[k - 1].size;
-            backward(b, tape, k, chain(local.db, scale), dparams);
-            backward(a, tape, k - b_size, chain(local.da, scale), dparams);
+            backward(b, tape, k, chain(local.db, scale), grads);
+            backward(a, tape, k - b_size, chain(local.da, scale), grads);
         }
+    }
+}
+
+/// `grads[i] += v`, ignoring indices past the end.
+fn add<T: Real>(grads: &mut [T], i: usize, v: T) {
+    if let Some(d) = grads.get_mut(i) {
+        *d = *d + v;
     }
 }
 
@@ -280,6 +316,35 @@ mod tests {
         let mut d = vec![0.0; 2];
         let (_, dx) = f.eval_grad(3.0, &[2.0, 1.0], &mut d);
         assert_eq!((dx, d), (2.0, vec![3.0, 0.0]));
+    }
+
+    #[test]
+    fn template_gradients_match_finite_differences() {
+        let h = 1e-6;
+        for text in ["b1*x1 + (1 - b1)*x2", "sigmoid(x1)*x2", "exp(-b*(x1 - x2)^2)", "x1/(x2 + 3) + b*x"] {
+            let t = Formula::parse_template(text, &["x1", "x2"]).unwrap();
+            let params: Vec<f64> = (0..t.num_params()).map(|i| 0.7 + 0.2 * i as f64).collect();
+            for (x, args) in [(0.3, [0.4, -1.1]), (-1.2, [-0.8, 0.9]), (2.0, [1.7, 0.2])] {
+                let mut dargs = [0.0; 2];
+                let mut dparams = vec![0.0; params.len()];
+                let (v, dx) = t.eval_args_grad(x, &args, &params, &mut dargs, &mut dparams);
+                assert_eq!(v, t.eval_args(x, &args, &params));
+                let fd_x = (t.eval_args(x + h, &args, &params) - t.eval_args(x - h, &args, &params)) / (2.0 * h);
+                assert!((dx - fd_x).abs() < 1e-6, "{text} d/dx");
+                for k in 0..2 {
+                    let (mut up, mut down) = (args, args);
+                    up[k] += h;
+                    down[k] -= h;
+                    let fd = (t.eval_args(x, &up, &params) - t.eval_args(x, &down, &params)) / (2.0 * h);
+                    assert!((dargs[k] - fd).abs() < 1e-6, "{text} d/dx{}: {} vs {fd}", k + 1, dargs[k]);
+                }
+                let mut dp = vec![0.0; params.len()];
+                t.eval_args_grad(x, &args, &params, &mut [], &mut dp);
+                assert_eq!(dp, dparams, "{text}: parameter gradients without argument gradients");
+            }
+        }
+        // Without arguments a template evaluates to NaN instead of panicking.
+        assert!(Formula::parse_template("x1 + 1", &["x1"]).unwrap().eval(1.0f32, &[]).is_nan());
     }
 
     #[test]

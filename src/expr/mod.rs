@@ -4,6 +4,10 @@
 //! `+ - * /`, integer powers `^`, unary minus, `|...|`, calls of every [`Func`] by name and the
 //! two-argument calls `max(a, b)` / `min(a, b)`. For example `x*sigmoid(b*x)`.
 //!
+//! Cell op templates ([`Formula::parse_template`]) also contain arguments `x1`, `x2`, ...
+//! ([`Expr::Arg`]); [`Formula::substitute`] plugs formulas into them. Users' activations never
+//! contain arguments: [`Formula::parse`] rejects `x1`.
+//!
 //! Parameters: each occurrence of `b` (or `beta`) is its own parameter; `b1`, `b2`, ... (or
 //! `beta1`, ...) are named and shared by all their occurrences. All start at 1. Parameter slots
 //! are numbered in order of first appearance reading left to right.
@@ -11,7 +15,9 @@
 //! - [`parse`]: text → [`Formula`] (tokens from `lex`); [`parse_error`]: one-line errors
 //!   that name the problem, its column and a fix.
 //! - [`print`]: the canonical text of a [`Formula`] (`Display`); `parse(print(f)) == f`.
-//! - [`canonical`]: semantics-preserving simplification.
+//! - [`canonical`]: semantics-preserving simplification, ending with [`slots`]' renumbering.
+//! - [`slots`]: substitution of formulas into templates and the slot renumbering pass.
+//! - [`range`]: the interval of values an expression can take (drops redundant clamps).
 //! - [`eval`]: value, derivatives (all from the `space::ops` table) and numeric fingerprint.
 //! - [`named`]: the named activations (`relu`, `mish`, the seed's searched functions, ...).
 
@@ -24,6 +30,8 @@ pub mod parse_error;
 pub mod print;
 #[cfg(test)]
 mod random_tree;
+pub mod range;
+pub mod slots;
 
 pub use crate::space::ops::{BinOp, Func, Real};
 pub use named::{NAMED, NamedFn, lookup, resolve};
@@ -34,6 +42,8 @@ pub use parse_error::ParseError;
 pub enum Expr {
     /// The input.
     X,
+    /// The k-th argument of a cell op template (printed `x{k+1}`); see [`Formula::parse_template`].
+    Arg(usize),
     /// A constant.
     Num(f64),
     /// A trainable parameter: an index into [`Formula::params`].
@@ -74,6 +84,11 @@ impl Formula {
     pub fn uses_x(&self) -> bool {
         self.expr.uses_x()
     }
+
+    /// One more than the highest argument index (`x1` is argument 0); 0 for a plain formula.
+    pub fn num_args(&self) -> usize {
+        self.expr.max_arg().map_or(0, |k| k + 1)
+    }
 }
 
 impl Expr {
@@ -81,7 +96,7 @@ impl Expr {
     pub fn uses_x(&self) -> bool {
         match self {
             Expr::X => true,
-            Expr::Num(_) | Expr::Param(_) => false,
+            Expr::Num(_) | Expr::Param(_) | Expr::Arg(_) => false,
             Expr::Neg(a) | Expr::Pow(a, _) | Expr::Call(_, a) => a.uses_x(),
             Expr::Bin(_, a, b) => a.uses_x() || b.uses_x(),
         }
@@ -91,9 +106,19 @@ impl Expr {
     pub fn uses_params(&self) -> bool {
         match self {
             Expr::Param(_) => true,
-            Expr::X | Expr::Num(_) => false,
+            Expr::X | Expr::Num(_) | Expr::Arg(_) => false,
             Expr::Neg(a) | Expr::Pow(a, _) | Expr::Call(_, a) => a.uses_params(),
             Expr::Bin(_, a, b) => a.uses_params() || b.uses_params(),
+        }
+    }
+
+    /// The highest argument index in this expression, if any argument occurs.
+    pub fn max_arg(&self) -> Option<usize> {
+        match self {
+            Expr::Arg(k) => Some(*k),
+            Expr::X | Expr::Num(_) | Expr::Param(_) => None,
+            Expr::Neg(a) | Expr::Pow(a, _) | Expr::Call(_, a) => a.max_arg(),
+            Expr::Bin(_, a, b) => a.max_arg().max(b.max_arg()),
         }
     }
 }

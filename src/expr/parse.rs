@@ -30,10 +30,19 @@ const MAX_HEIGHT: usize = 1000;
 const MAX_EXPONENT: f64 = 1000.0;
 
 impl Formula {
-    /// Parses formula text such as `x*sigmoid(b*x)`.
+    /// Parses formula text such as `x*sigmoid(b*x)`. Names such as `x1` are unknown here:
+    /// arguments only exist in templates ([`Formula::parse_template`]).
     pub fn parse(text: &str) -> Result<Formula, ParseError> {
+        Formula::parse_template(text, &[])
+    }
+
+    /// Parses a cell op template whose argument names are `args`: `args[k]` becomes
+    /// [`Expr::Arg`]`(k)`. For example `parse_template("sigmoid(x1)*x2", &["x1", "x2"])`.
+    /// Argument names take precedence over every other name (so `&["x"]` makes `x` an argument).
+    pub fn parse_template(text: &str, args: &[&str]) -> Result<Formula, ParseError> {
         let mut parser = Parser {
             text,
+            args,
             tokens: lex(text)?,
             pos: 0,
             nesting: 0,
@@ -61,6 +70,8 @@ struct Failed;
 
 struct Parser<'a> {
     text: &'a str,
+    /// Names that stand for template arguments, in argument order.
+    args: &'a [&'a str],
     tokens: Vec<Token>,
     pos: usize,
     nesting: usize,
@@ -203,8 +214,11 @@ impl Parser<'_> {
         }
     }
 
-    /// `x`, a parameter, or a call.
+    /// A template argument, `x`, a parameter, or a call.
     fn name(&mut self, name: String, col: usize) -> Parsed<Node> {
+        if let Some(k) = self.args.iter().position(|a| *a == name) {
+            return Ok((Expr::Arg(k), 1));
+        }
         if name == "x" {
             return Ok((Expr::X, 1));
         }
@@ -465,6 +479,31 @@ mod tests {
         let expected =
             sum(sum(sum(sum(Box::new(Expr::Bin(BinOp::Mul, p(0), Box::new(Expr::X))), p(1)), p(0)), p(2)), p(3));
         assert_eq!(f.expr, *expected);
+    }
+
+    #[test]
+    fn templates_have_arguments_and_formulas_do_not() {
+        let t = Formula::parse_template("sigmoid(x1)*x2 + b*x", &["x1", "x2"]).unwrap();
+        let expected = Expr::Bin(
+            BinOp::Add,
+            Box::new(Expr::Bin(
+                BinOp::Mul,
+                Box::new(Expr::Call(Func::Sigmoid, Box::new(Expr::Arg(0)))),
+                Box::new(Expr::Arg(1)),
+            )),
+            Box::new(Expr::Bin(BinOp::Mul, Box::new(Expr::Param(0)), Box::new(Expr::X))),
+        );
+        assert_eq!(t.expr, expected);
+        assert_eq!(t.num_args(), 2);
+        assert_eq!(t.to_string(), "sigmoid(x1)*x2 + b*x");
+        assert_eq!(Formula::parse_template(&t.to_string(), &["x1", "x2"]).unwrap(), t);
+        // A unary template over `x`: `x` is its argument, printed `x1`.
+        let u = Formula::parse_template("sin(x)", &["x"]).unwrap();
+        assert_eq!(u.expr, Expr::Call(Func::Sin, Box::new(Expr::Arg(0))));
+        assert_eq!(Formula::parse_template(&u.to_string(), &["x1"]).unwrap(), u);
+        assert_eq!(Formula::parse("x*sin(x)").unwrap().num_args(), 0);
+        check("x1 + x", 1, "unknown name 'x1'");
+        check("sigmoid(x2)*x", 9, "unknown name 'x2'");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The canonical text of a formula: minimal parentheses from precedence and associativity,
-//! `+`/`-` spaced, `* / ^` tight, `abs(...)` for absolute values, parameters as `b` / `b1`.
+//! `+`/`-` spaced, `* / ^` tight, `abs(...)` for absolute values, parameters as `b` / `b1`,
+//! template arguments as `x1`, `x2`, ... (`parse_template(print(t), &["x1", "x2", ...]) == t`).
 //!
 //! Printing then parsing gives back the identical tree and parameter slots
 //! (`parse(print(f)) == f`) for every formula the parser or [`Formula::canonical`] produces, as
@@ -51,6 +52,10 @@ fn write_expr(out: &mut String, e: &Expr, params: &[ParamName], min: u8, no_unar
 fn write_bare(out: &mut String, e: &Expr, params: &[ParamName]) {
     match e {
         Expr::X => out.push('x'),
+        Expr::Arg(k) => {
+            out.push('x');
+            out.push_str(&(k + 1).to_string());
+        }
         Expr::Num(v) => out.push_str(&format_number(*v)),
         Expr::Param(i) => out.push_str(&params.get(*i).copied().unwrap_or(ParamName::Anon).to_string()),
         Expr::Neg(a) => {
@@ -102,7 +107,7 @@ fn write_bare(out: &mut String, e: &Expr, params: &[ParamName]) {
 
 fn precedence(e: &Expr) -> u8 {
     match e {
-        Expr::X | Expr::Param(_) | Expr::Call(..) => ATOM,
+        Expr::X | Expr::Arg(_) | Expr::Param(_) | Expr::Call(..) => ATOM,
         Expr::Num(v) => {
             if v.is_sign_negative() {
                 UNARY

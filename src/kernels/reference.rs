@@ -20,32 +20,63 @@ enum Val<const D: usize> {
 /// Evaluate `formula` at `x`, with `params[i]` the (broadcastable) value of parameter slot i.
 /// The result has the shape of `x`.
 pub fn eval<const D: usize>(formula: &Formula, x: Tensor<D>, params: &[Tensor<D>]) -> Tensor<D> {
+    eval_args(formula, x, &[], params)
+}
+
+/// Evaluate a cell op template at `x` with argument `k` (`x{k+1}`) set to `args[k]`
+/// (broadcastable to `x`). A missing argument or parameter reads as NaN, as in `Formula::eval`.
+/// The result has the shape of `x`.
+pub fn eval_args<const D: usize>(
+    formula: &Formula,
+    x: Tensor<D>,
+    args: &[Tensor<D>],
+    params: &[Tensor<D>],
+) -> Tensor<D> {
     let dims = x.dims();
-    match eval_expr(&formula.expr, &x, params) {
+    let inputs = Inputs { x: &x, args, params };
+    match inputs.eval(&formula.expr) {
         Val::T(t) if t.dims() == dims => t,
         Val::T(t) => t.expand(dims),
         Val::Num(c) => x.zeros_like().add_scalar(c),
     }
 }
 
-fn eval_expr<const D: usize>(e: &Expr, x: &Tensor<D>, params: &[Tensor<D>]) -> Val<D> {
-    match e {
-        Expr::X => Val::T(x.clone()),
-        Expr::Num(c) => Val::Num(*c),
-        Expr::Param(i) => Val::T(params[*i].clone()),
-        Expr::Neg(a) => match eval_expr(a, x, params) {
-            Val::Num(c) => Val::Num(-c),
-            Val::T(t) => Val::T(t.neg()),
-        },
-        Expr::Pow(a, n) => match eval_expr(a, x, params) {
-            Val::Num(c) => Val::Num(crate::space::ops::powi_eval(c, *n).0),
-            Val::T(t) => Val::T(crate::space::ops::powi_tensor(t, *n)),
-        },
-        Expr::Call(f, a) => match eval_expr(a, x, params) {
-            Val::Num(c) => Val::Num(f.value(c)),
-            Val::T(t) => Val::T(f.tensor(t)),
-        },
-        Expr::Bin(op, a, b) => binary(*op, eval_expr(a, x, params), eval_expr(b, x, params)),
+/// What the leaves of an expression read.
+struct Inputs<'a, const D: usize> {
+    x: &'a Tensor<D>,
+    args: &'a [Tensor<D>],
+    params: &'a [Tensor<D>],
+}
+
+impl<const D: usize> Inputs<'_, D> {
+    fn eval(&self, e: &Expr) -> Val<D> {
+        match e {
+            Expr::X => Val::T(self.x.clone()),
+            Expr::Arg(k) => self.leaf(self.args, *k),
+            Expr::Num(c) => Val::Num(*c),
+            Expr::Param(i) => self.leaf(self.params, *i),
+            Expr::Neg(a) => match self.eval(a) {
+                Val::Num(c) => Val::Num(-c),
+                Val::T(t) => Val::T(t.neg()),
+            },
+            Expr::Pow(a, n) => match self.eval(a) {
+                Val::Num(c) => Val::Num(crate::space::ops::powi_eval(c, *n).0),
+                Val::T(t) => Val::T(crate::space::ops::powi_tensor(t, *n)),
+            },
+            Expr::Call(f, a) => match self.eval(a) {
+                Val::Num(c) => Val::Num(f.value(c)),
+                Val::T(t) => Val::T(f.tensor(t)),
+            },
+            Expr::Bin(op, a, b) => binary(*op, self.eval(a), self.eval(b)),
+        }
+    }
+
+    /// `values[i]`, or NaN past the end.
+    fn leaf(&self, values: &[Tensor<D>], i: usize) -> Val<D> {
+        match values.get(i) {
+            Some(t) => Val::T(t.clone()),
+            None => Val::Num(f64::NAN),
+        }
     }
 }
 
