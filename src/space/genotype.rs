@@ -1,18 +1,88 @@
-//! `genotype.json`, the result of a search: at least the discretized `formula` (plus, from
-//! the searches, the op names per position and learned parameter values). `eval` accepts the
-//! file wherever it accepts a formula.
+//! `genotype.json`, the result of a search: the space, the op chosen at each position, the
+//! discretized canonical `formula`, and per parameter slot its printed name, initial value,
+//! origin and (filled in by the search) learned per-channel values. `eval` accepts the file
+//! wherever it accepts a formula, and reads only its `formula`.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
 
 use crate::expr::{Formula, resolve};
 
+/// A discretized cell (written by `CellSpace::genotype`, read back by `eval`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Genotype {
+    /// The space searched: `small`, `huge`, `grafs`, `core1`, `core2` or a cell file's path.
+    pub space: String,
+    /// The op chosen at each position, in evaluation order.
+    pub ops: Vec<PositionChoice>,
+    /// The canonical formula of the cell.
+    pub formula: String,
+    /// One entry per parameter slot of `formula`, in slot order (first appearance reading the
+    /// formula left to right; several anonymous slots all print as `b`).
+    pub params: Vec<ParamInfo>,
+}
+
+/// The op chosen at one position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionChoice {
+    pub position: String,
+    pub op: String,
+}
+
+/// One parameter slot of a genotype's formula.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamInfo {
+    /// The name as printed in the formula: `b`, `b1`, ...
+    pub name: String,
+    /// The value it starts from when the formula is trained from scratch.
+    pub init: f64,
+    /// The position whose op owns the parameter, and its slot in that op's template.
+    pub position: String,
+    pub slot: usize,
+    /// The learned values, per activation site then per channel (filled in by the search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Vec<Vec<f32>>>,
+}
+
+impl Genotype {
+    /// Writes the genotype as pretty-printed JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).context("serializing the genotype")?;
+        std::fs::write(path, text + "\n").with_context(|| {
+            format!("cannot write {} (check that its directory exists and is writable)", path.display())
+        })
+    }
+
+    /// Reads a genotype written by [`Genotype::save`].
+    pub fn load(path: &Path) -> Result<Genotype> {
+        let text = read(path)?;
+        serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a complete genotype (it needs space, ops, formula and params)", path.display())
+        })
+    }
+
+    /// The formula, parsed.
+    pub fn parsed(&self) -> Result<Formula> {
+        Formula::parse(&self.formula).context("the genotype's formula")
+    }
+
+    /// The initial value of each parameter slot.
+    pub fn init_values(&self) -> Vec<f64> {
+        self.params.iter().map(|p| p.init).collect()
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read genotype {}: check the path (it is written by `actsearch search`)", path.display())
+    })
+}
+
 /// The formula stored in a genotype file.
 pub fn load_formula(path: &Path) -> Result<Formula> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!("cannot read genotype {}: check the path (it is written by `actsearch search`)", path.display())
-    })?;
+    let text = read(path)?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let formula = value.get("formula").and_then(|f| f.as_str()).ok_or_else(|| {
@@ -40,6 +110,30 @@ mod tests {
         let path = dir.path().join("genotype.json");
         std::fs::write(&path, r#"{"formula": "x*sigmoid(b*x)", "ops": [["mul"]]}"#).unwrap();
         assert_eq!(resolve_activation(path.to_str().unwrap()).unwrap().to_string(), "x*sigmoid(b*x)");
+    }
+
+    #[test]
+    fn genotypes_round_trip_and_resolve_to_their_formula() {
+        use crate::space::cell::CellSpace;
+        let dir = tempfile::tempdir().unwrap();
+        let space = CellSpace::parse("grafs").unwrap();
+        let mut g = space.genotype(&[7, 6, 6, 0, 8, 1]).unwrap();
+        assert_eq!(g.params.len(), 4);
+        g.params[0].learned = Some(vec![vec![0.5, -1.25], vec![2.0, 0.0]]);
+        let path = dir.path().join("genotype.json");
+        g.save(&path).unwrap();
+        assert_eq!(Genotype::load(&path).unwrap(), g);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\n  \"space\": \"grafs\""), "{text}");
+        let f = resolve_activation(path.to_str().unwrap()).unwrap();
+        assert_eq!(f, g.parsed().unwrap());
+        assert_eq!(f.to_string(), g.formula);
+        assert_eq!(f.num_params(), g.params.len());
+        assert_eq!(g.init_values(), [0.0, 1.0, 1.0, 1.0]);
+        // A file with only a formula is still accepted by eval, but is not a full genotype.
+        let short = dir.path().join("short.json");
+        std::fs::write(&short, r#"{"formula": "x"}"#).unwrap();
+        assert!(format!("{:#}", Genotype::load(&short).unwrap_err()).contains("is not a complete genotype"));
     }
 
     #[test]
