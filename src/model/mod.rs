@@ -2,9 +2,11 @@
 //! pluggable activation, plus the PyTorch-compatible naming of their weights.
 
 pub mod activation;
+pub mod cell;
 pub mod init;
 pub mod resnet;
 pub mod state;
 
 pub use activation::Activation;
-pub use resnet::{Network, ResNet};
+pub use cell::MixedCell;
+pub use resnet::{Network, ResNet, Site};

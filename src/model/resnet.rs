@@ -90,45 +90,80 @@ pub struct Shortcut {
     pub bn: BatchNorm,
 }
 
+/// What sits at an activation site: a fixed formula ([`Activation`]) or a searchable cell
+/// (`model::cell::MixedCell`).
+pub trait Site: Module {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4>;
+}
+
+impl Site for Activation {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        Activation::forward(self, x)
+    }
+}
+
+impl Site for crate::model::cell::MixedCell {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::model::cell::MixedCell::forward(self, x)
+    }
+}
+
 #[derive(Module, Debug)]
-pub struct Block {
+pub struct Block<A: Site> {
     pub conv1: Conv2d,
     pub bn1: BatchNorm,
-    pub act1: Activation,
+    pub act1: A,
     pub conv2: Conv2d,
     pub bn2: BatchNorm,
-    pub act2: Activation,
+    pub act2: A,
     pub short: Option<Shortcut>,
 }
 
 #[derive(Module, Debug)]
-pub struct ResNet {
+pub struct ResNet<A: Site> {
     pub stem_conv: Conv2d,
     pub stem_bn: BatchNorm,
-    pub act: Activation,
-    pub blocks: Vec<Block>,
+    pub act: A,
+    pub blocks: Vec<Block<A>>,
     pub fc: Linear,
 }
 
-impl ResNet {
+impl ResNet<Activation> {
     /// A freshly initialised network with `formula` at every activation site.
-    pub fn new(network: Network, formula: &Formula, num_classes: usize, seed: u64, device: &Device) -> ResNet {
+    pub fn new(network: Network, formula: &Formula, num_classes: usize, seed: u64, device: &Device) -> Self {
+        ResNet::with_sites(network, num_classes, seed, device, |channels| Activation::new(formula, channels, device))
+    }
+}
+
+impl<A: Site> ResNet<A> {
+    /// A freshly initialised network whose sites come from `site(channels)`, called in forward
+    /// order (stem, then act1 and act2 of each block).
+    pub fn with_sites(
+        network: Network,
+        num_classes: usize,
+        seed: u64,
+        device: &Device,
+        mut site: impl FnMut(usize) -> A,
+    ) -> Self {
+        // The draw order (blocks, classifier, stem) is part of what a seed means: keep it.
         let mut init = Init::new(seed);
+        let act = site(16);
         let mut blocks = Vec::new();
         let mut cin = 16;
         for (stage, cout) in [16usize, 32, 64].into_iter().enumerate() {
             for i in 0..network.blocks_per_stage() {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                blocks.push(Block::new(cin, cout, stride, formula, &mut init, device));
+                blocks.push(Block::new(cin, cout, stride, &mut site, &mut init, device));
                 cin = cout;
             }
         }
         let fc_weight = init.uniform(&[64, num_classes], 64);
         let fc_bias = init.uniform(&[num_classes], 64);
+        let stem_conv = conv(&mut init, 3, 16, 3, 1, device);
         ResNet {
-            stem_conv: conv(&mut init, 3, 16, 3, 1, device),
+            stem_conv,
             stem_bn: bn(16, device),
-            act: Activation::new(formula, 16, device),
+            act,
             blocks,
             fc: Linear {
                 weight: Param::from_data(TensorData::new(fc_weight, [64, num_classes]), device),
@@ -149,7 +184,7 @@ impl ResNet {
     }
 
     /// All activation sites in forward order.
-    pub fn activations(&self) -> Vec<&Activation> {
+    pub fn sites(&self) -> Vec<&A> {
         let mut sites = vec![&self.act];
         for b in &self.blocks {
             sites.extend([&b.act1, &b.act2]);
@@ -158,19 +193,22 @@ impl ResNet {
     }
 }
 
-impl Block {
-    fn new(cin: usize, cout: usize, stride: usize, formula: &Formula, init: &mut Init, device: &Device) -> Block {
+impl<A: Site> Block<A> {
+    fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        site: &mut impl FnMut(usize) -> A,
+        init: &mut Init,
+        device: &Device,
+    ) -> Self {
         let short = (stride != 1 || cin != cout)
             .then(|| Shortcut { conv: conv(init, cin, cout, 1, stride, device), bn: bn(cout, device) });
-        Block {
-            conv1: conv(init, cin, cout, 3, stride, device),
-            bn1: bn(cout, device),
-            act1: Activation::new(formula, cout, device),
-            conv2: conv(init, cout, cout, 3, 1, device),
-            bn2: bn(cout, device),
-            act2: Activation::new(formula, cout, device),
-            short,
-        }
+        let conv1 = conv(init, cin, cout, 3, stride, device);
+        let act1 = site(cout);
+        let conv2 = conv(init, cout, cout, 3, 1, device);
+        let act2 = site(cout);
+        Block { conv1, bn1: bn(cout, device), act1, conv2, bn2: bn(cout, device), act2, short }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {

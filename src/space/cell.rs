@@ -52,6 +52,16 @@ impl CellShape {
         }
     }
 
+    /// Where each position's arguments come from, parallel to [`Self::layout`]: the cell input
+    /// or the output of an earlier position. Mirrors [`Self::compose`].
+    pub fn wiring(self) -> &'static [&'static [Source]] {
+        use Source::{Input, Pos};
+        match self {
+            CellShape::Small => &[&[Input], &[Input], &[Pos(0), Pos(1)]],
+            CellShape::Huge => &[&[Input], &[Input], &[Pos(0), Pos(1)], &[Pos(2)], &[Input], &[Pos(3), Pos(4)]],
+        }
+    }
+
     /// The cell's formula: `pieces[i]` is the op chosen at position `i` of [`Self::layout`].
     fn compose(self, pieces: Vec<Piece>) -> Piece {
         let x = || Piece { formula: Formula { expr: Expr::X, params: Vec::new() }, origin: Vec::new() };
@@ -67,6 +77,15 @@ impl CellShape {
             }
         }
     }
+}
+
+/// The source of one argument of a position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The cell's input `x`.
+    Input,
+    /// The output of position `i`.
+    Pos(usize),
 }
 
 /// A formula being composed, with the origin `(position, slot of its op)` of each slot.
