@@ -1,6 +1,7 @@
 //! The one training loop shared by `eval` (and later the searches): optimizer, learning-rate
 //! schedules, metrics, `errors.json`, checkpoints and resume, and multi-seed summaries.
 
+pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod history;
@@ -9,6 +10,7 @@ pub mod run;
 pub mod schedule;
 pub mod seeds;
 pub mod sgd;
+pub mod update;
 
 pub use config::TrainConfig;
 pub use run::{RunOutcome, train};

@@ -18,10 +18,11 @@ use super::config::TrainConfig;
 use super::history::{History, write_json};
 use super::metrics::Meter;
 use super::sgd::{Sgd, SgdConfig};
+use super::update::Group;
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
-use crate::model::ResNet;
 use crate::model::state::{host_f32, load_state_dict, state_dict, write_safetensors};
+use crate::model::{ResNet, Site};
 use crate::observer::{BatchProgress, EpochSummary, Event, Observer};
 
 /// What a finished run reports back.
@@ -68,6 +69,7 @@ pub fn train(
         nesterov: config.nesterov,
         weight_decay: config.weight_decay,
         grad_clip: config.grad_clip,
+        group: Group::All,
     });
     let mut history = History {
         seed: config.seed,
@@ -298,7 +300,13 @@ fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
 }
 
 /// Loss and accuracy of `model` (in inference mode) over a whole split.
-pub fn evaluate(model: &ResNet, set: &Arc<ImageSet>, norm: Normalization, batch_size: usize, device: &Device) -> Meter {
+pub fn evaluate<A: Site>(
+    model: &ResNet<A>,
+    set: &Arc<ImageSet>,
+    norm: Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Meter {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut meter = Meter::default();
     let loader = data::batches(
