@@ -33,4 +33,15 @@ impl Init {
         let n = shape.iter().product();
         (0..n).map(|_| self.rng.random_range(-bound..bound) as f32).collect()
     }
+
+    /// `n` samples of N(0, std^2) (Box-Muller).
+    pub fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u1: f64 = 1.0 - self.rng.random::<f64>();
+                let u2: f64 = self.rng.random::<f64>();
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
+            })
+            .collect()
+    }
 }

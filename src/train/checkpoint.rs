@@ -8,32 +8,35 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::config::TrainConfig;
 use super::history::History;
 use crate::model::state::{NamedTensor, read_safetensors, write_safetensors};
 
 pub const FILE: &str = "checkpoint.safetensors";
 
-/// Everything a checkpoint holds besides the tensors.
-pub struct CheckpointMeta {
+/// Everything a checkpoint holds besides the tensors; `C` is the run's configuration type
+/// (`TrainConfig` for eval, `SearchConfig` for one-shot search).
+pub struct CheckpointMeta<C> {
     pub epoch: usize,
     pub batches_tracked: i64,
     pub history: History,
-    pub config: TrainConfig,
+    pub config: C,
+    /// Steps of the architecture optimizer (searches; 0 otherwise).
+    pub arch_steps: u64,
 }
 
-pub fn save(dir: &Path, tensors: &[NamedTensor], meta: &CheckpointMeta) -> Result<()> {
+pub fn save<C: serde::Serialize>(dir: &Path, tensors: &[NamedTensor], meta: &CheckpointMeta<C>) -> Result<()> {
     let metadata = HashMap::from([
         ("format".to_string(), "actsearch-checkpoint-1".to_string()),
         ("epoch".to_string(), meta.epoch.to_string()),
         ("batches_tracked".to_string(), meta.batches_tracked.to_string()),
         ("history".to_string(), serde_json::to_string(&meta.history)?),
         ("config".to_string(), serde_json::to_string(&meta.config)?),
+        ("arch_steps".to_string(), meta.arch_steps.to_string()),
     ]);
     write_safetensors(&dir.join(FILE), tensors, metadata)
 }
 
-pub fn load(dir: &Path) -> Result<(HashMap<String, NamedTensor>, CheckpointMeta)> {
+pub fn load<C: serde::de::DeserializeOwned>(dir: &Path) -> Result<(HashMap<String, NamedTensor>, CheckpointMeta<C>)> {
     let path = dir.join(FILE);
     let (tensors, metadata) = read_safetensors(&path)?;
     let field = |key: &str| {
@@ -47,6 +50,7 @@ pub fn load(dir: &Path) -> Result<(HashMap<String, NamedTensor>, CheckpointMeta)
         batches_tracked: field("batches_tracked")?.parse().with_context(bad)?,
         history: serde_json::from_str(field("history")?).with_context(bad)?,
         config: serde_json::from_str(field("config")?).with_context(bad)?,
+        arch_steps: metadata.get("arch_steps").map_or(Ok(0), |s| s.parse()).with_context(bad)?,
     };
     Ok((tensors, meta))
 }

@@ -30,6 +30,9 @@ pub struct History {
     /// Learning rate used in each epoch.
     #[serde(default)]
     pub lr: Vec<f64>,
+    /// Searches: the discretized (argmax) formula after each epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formula: Vec<String>,
 }
 
 impl History {

@@ -83,7 +83,7 @@ pub fn train(
     let mut batches_tracked: i64 = 0;
 
     if resuming {
-        let (tensors, meta) = checkpoint::load(out)?;
+        let (tensors, meta) = checkpoint::load::<TrainConfig>(out)?;
         check_same_run(&meta.config, config)?;
         model = load_state_dict(model, &tensors)?;
         sgd.load_state(&tensors, device);
@@ -198,8 +198,13 @@ pub fn train(
 
         let mut tensors = state_dict(&model, batches_tracked);
         tensors.extend(sgd.state());
-        let meta =
-            CheckpointMeta { epoch: epoch + 1, batches_tracked, history: history.clone(), config: config.clone() };
+        let meta = CheckpointMeta {
+            epoch: epoch + 1,
+            batches_tracked,
+            history: history.clone(),
+            config: config.clone(),
+            arch_steps: 0,
+        };
         checkpoint::save(out, &tensors, &meta)?;
 
         let valid_text =
@@ -240,7 +245,7 @@ pub fn train(
 }
 
 /// What is left after a failure in epoch `epoch` (0-based).
-fn checkpoint_note(epoch: usize, out: &Path) -> String {
+pub(crate) fn checkpoint_note(epoch: usize, out: &Path) -> String {
     if epoch == 0 {
         "no checkpoint was written yet".to_string()
     } else {
@@ -250,7 +255,7 @@ fn checkpoint_note(epoch: usize, out: &Path) -> String {
 
 /// Creates the output directory. Returns whether an existing run is to be resumed.
 /// An existing run is never overwritten: without `--resume` it is an error.
-fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
+pub(crate) fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
     let has_checkpoint = out.join(checkpoint::FILE).exists();
     let has_run = has_checkpoint || out.join("errors.json").exists();
     if has_run && !resume {
@@ -260,30 +265,17 @@ fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
     Ok(resume && has_checkpoint)
 }
 
-/// A resumed run must be the same run: only the thread count, backend and output path may
-/// differ.
-fn check_same_run(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
-    let normalize = |c: &TrainConfig| TrainConfig {
-        threads: 0,
-        backend: String::new(),
-        out: PathBuf::new(),
-        data_dir: PathBuf::new(),
-        ..c.clone()
-    };
-    if normalize(saved) != normalize(now) {
-        let a = serde_json::to_value(normalize(saved))?;
-        let b = serde_json::to_value(normalize(now))?;
-        let mut diffs = Vec::new();
-        if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
-            for (key, va) in a {
-                if b.get(key) != Some(va) {
-                    diffs.push(format!(
-                        "{key}: {va} in the checkpoint vs {} now",
-                        b.get(key).cloned().unwrap_or_default()
-                    ));
-                }
-            }
-        }
+/// A resumed run must be the same run: only the thread count, backend and paths may differ.
+pub(crate) fn check_same_run<C: serde::Serialize>(saved: &C, now: &C) -> Result<()> {
+    const VOLATILE: [&str; 4] = ["threads", "backend", "out", "data_dir"];
+    let (a, b) = (serde_json::to_value(saved)?, serde_json::to_value(now)?);
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return Ok(()) };
+    let diffs: Vec<String> = a
+        .iter()
+        .filter(|(key, va)| !VOLATILE.contains(&key.as_str()) && b.get(key.as_str()) != Some(va))
+        .map(|(key, va)| format!("{key}: {va} in the checkpoint vs {} now", b.get(key).cloned().unwrap_or_default()))
+        .collect();
+    if !diffs.is_empty() {
         bail!(
             "--resume: the settings differ from the run being resumed ({}); rerun with the original flags or choose another --out",
             diffs.join(", ")
@@ -292,7 +284,7 @@ fn check_same_run(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+pub(crate) fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let n = batch.size;
     let images = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), [n, 3, 32, 32]), device);
     let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
@@ -340,13 +332,13 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
 }
 
 /// `log.log`: appended to, one line per event, and mirrored to the observer.
-struct RunLog<'a> {
+pub(crate) struct RunLog<'a> {
     file: File,
     obs: &'a dyn Observer,
 }
 
 impl<'a> RunLog<'a> {
-    fn open(path: &Path, obs: &'a dyn Observer) -> Result<RunLog<'a>> {
+    pub(crate) fn open(path: &Path, obs: &'a dyn Observer) -> Result<RunLog<'a>> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -356,12 +348,12 @@ impl<'a> RunLog<'a> {
     }
 
     /// Write to the log file only (the observer gets the line another way).
-    fn write(&mut self, line: &str) -> Result<()> {
+    pub(crate) fn write(&mut self, line: &str) -> Result<()> {
         writeln!(self.file, "{line}").context("cannot write log.log")
     }
 
     /// Write to the log file and tell the observer.
-    fn line(&mut self, line: &str) -> Result<()> {
+    pub(crate) fn line(&mut self, line: &str) -> Result<()> {
         self.write(line)?;
         self.obs.event(Event::Info(line.to_string()));
         Ok(())

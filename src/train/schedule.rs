@@ -27,11 +27,17 @@ impl Schedule {
 
     /// The learning rate during epoch `epoch` (0-based) of `epochs`.
     pub fn lr(self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        self.lr_with_floor(base, 0.0, epoch, epochs)
+    }
+
+    /// As [`Schedule::lr`], with cosine annealing towards `floor` instead of 0 (DARTS anneals
+    /// the weights' learning rate to 0.001).
+    pub fn lr_with_floor(self, base: f64, floor: f64, epoch: usize, epochs: usize) -> f64 {
         match self {
             Schedule::Constant => base,
             Schedule::Cosine => {
                 let t = epoch as f64 / epochs.max(1) as f64;
-                0.5 * base * (1.0 + (std::f64::consts::PI * t).cos())
+                floor + 0.5 * (base - floor) * (1.0 + (std::f64::consts::PI * t).cos())
             }
             Schedule::Step => {
                 let mut lr = base;
