@@ -11,5 +11,6 @@ pub mod expr;
 pub mod kernels;
 pub mod model;
 pub mod observer;
+pub mod search;
 pub mod space;
 pub mod train;

@@ -7,6 +7,7 @@ mod data;
 mod eval;
 mod functions;
 mod progress;
+mod search;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ pub struct Cli {
 enum Command {
     /// Train a CIFAR ResNet from scratch with an activation function and report its accuracy.
     Eval(Box<eval::EvalArgs>),
+    /// Search for an activation function (one-shot: the network's activations become mixed cells).
+    Search(Box<search::SearchArgs>),
     /// List every named activation and every function usable in formulas.
     Functions,
     /// Download and verify datasets.
@@ -40,6 +43,7 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Eval(args) => eval::run(*args),
+        Command::Search(args) => search::run(*args),
         Command::Functions => functions::run(),
         Command::Data(args) => data::run(args),
     };
