@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::metrics::Meter;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub seed: u64,
@@ -36,6 +38,35 @@ pub struct History {
 }
 
 impl History {
+    /// Record one finished epoch: the training meter, the validation and test meters where
+    /// the run has those splits, the epoch's training time, the cumulative runtime and the lr.
+    pub fn push_epoch(
+        &mut self,
+        train: &Meter,
+        valid: Option<&Meter>,
+        test: Option<&Meter>,
+        train_time: f64,
+        runtime: f64,
+        lr: f64,
+    ) {
+        self.train_acc.push(train.acc());
+        self.train_loss.push(train.loss());
+        self.train_acc_top5.push(train.acc5());
+        if let Some(v) = valid {
+            self.valid_acc.push(v.acc());
+            self.valid_loss.push(v.loss());
+            self.valid_acc_top5.push(v.acc5());
+        }
+        if let Some(t) = test {
+            self.test_acc.push(t.acc());
+            self.test_loss.push(t.loss());
+            self.test_acc_top5.push(t.acc5());
+        }
+        self.train_time.push(train_time);
+        self.runtime.push(runtime);
+        self.lr.push(lr);
+    }
+
     pub fn epochs_done(&self) -> usize {
         self.train_acc.len()
     }

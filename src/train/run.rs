@@ -180,20 +180,8 @@ pub fn train(
             }
         }
 
-        history.train_acc.push(meter.acc());
-        history.train_loss.push(meter.loss());
-        history.train_acc_top5.push(meter.acc5());
-        if let Some(v) = &valid {
-            history.valid_acc.push(v.acc());
-            history.valid_loss.push(v.loss());
-            history.valid_acc_top5.push(v.acc5());
-        }
-        history.test_acc.push(test.acc());
-        history.test_loss.push(test.loss());
-        history.test_acc_top5.push(test.acc5());
-        history.train_time.push(train_time);
-        history.runtime.push(time_before + started.elapsed().as_secs_f64());
-        history.lr.push(lr);
+        let runtime = time_before + started.elapsed().as_secs_f64();
+        history.push_epoch(&meter, valid.as_ref(), Some(&test), train_time, runtime, lr);
         history.write(&out.join("errors.json"))?;
 
         let mut tensors = state_dict(&model, batches_tracked);

@@ -199,15 +199,8 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         let current = record::genotype(&space, &model, &weights)?;
         record::append_alphas(&out.join("alphas.jsonl"), epoch + 1, &current.formula, &space, &weights)?;
 
-        history.train_acc.push(meter.acc());
-        history.train_loss.push(meter.loss());
-        history.train_acc_top5.push(meter.acc5());
-        history.valid_acc.push(valid.acc());
-        history.valid_loss.push(valid.loss());
-        history.valid_acc_top5.push(valid.acc5());
-        history.train_time.push(train_time);
-        history.runtime.push(time_before + started.elapsed().as_secs_f64());
-        history.lr.push(lr);
+        let runtime = time_before + started.elapsed().as_secs_f64();
+        history.push_epoch(&meter, Some(&valid), None, train_time, runtime, lr);
         history.formula.push(current.formula.clone());
         history.write(&out.join("errors.json"))?;
 
