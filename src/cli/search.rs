@@ -68,11 +68,13 @@ pub struct SearchArgs {
     /// Training-data augmentation (pad 4, random crop, flip).
     #[arg(long, default_value = "standard", value_parser = ["standard", "none"])]
     pub augment: String,
+    /// Seed for the weights, the alphas, the split and the augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory [default: runs/search-METHOD-SPACE].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: Backend,
     /// CPU threads [default: all cores].
