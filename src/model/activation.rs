@@ -19,9 +19,16 @@ pub struct Activation {
 }
 
 impl Activation {
+    /// Every parameter starts at 1.
     pub fn new(formula: &Formula, channels: usize, device: &Device) -> Self {
-        let params = (0..formula.params.len())
-            .map(|_| Param::from_data(TensorData::new(vec![1.0f32; channels], [channels]), device))
+        Activation::with_init(formula, &vec![1.0; formula.num_params()], channels, device)
+    }
+
+    /// Parameter slot `i` starts at `init[i]` in every channel.
+    pub fn with_init(formula: &Formula, init: &[f64], channels: usize, device: &Device) -> Self {
+        let params = init
+            .iter()
+            .map(|&v| Param::from_data(TensorData::new(vec![v as f32; channels], [channels]), device))
             .collect();
         Activation { params, formula: formula.clone() }
     }

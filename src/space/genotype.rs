@@ -80,6 +80,16 @@ fn read(path: &Path) -> Result<String> {
     })
 }
 
+/// The initial value of each parameter slot of the activation `spec`: a full genotype's
+/// `init` values (e.g. 0 for GRAFS' gate, so sigmoid(g) starts at 0.5), else 1 for every slot.
+pub fn initial_values(spec: &str, formula: &Formula) -> Vec<f64> {
+    let from_genotype = spec.ends_with(".json").then(|| Genotype::load(Path::new(spec)).ok()).flatten();
+    match from_genotype {
+        Some(g) if g.params.len() == formula.num_params() => g.init_values(),
+        _ => vec![1.0; formula.num_params()],
+    }
+}
+
 /// The formula stored in a genotype file.
 pub fn load_formula(path: &Path) -> Result<Formula> {
     let text = read(path)?;
@@ -151,5 +161,28 @@ mod tests {
         let bad = dir.path().join("b.json");
         std::fs::write(&bad, r#"{"formula": "x*("}"#).unwrap();
         assert!(format!("{:#}", resolve_activation(bad.to_str().unwrap()).unwrap_err()).contains("column"));
+    }
+}
+
+#[cfg(test)]
+mod init_tests {
+    use super::*;
+    use crate::space::cell::CellSpace;
+
+    #[test]
+    fn a_grafs_gate_starts_at_its_genotype_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = CellSpace::parse("grafs").unwrap();
+        let gate = space.positions()[2].ops.iter().position(|o| o == "gate_mix").unwrap();
+        let mut choice = vec![0; space.positions().len()];
+        choice[2] = gate;
+        let genotype = space.genotype(&choice).unwrap();
+        let path = dir.path().join("genotype.json");
+        genotype.save(&path).unwrap();
+        let spec = path.to_str().unwrap();
+        let formula = resolve_activation(spec).unwrap();
+        let init = initial_values(spec, &formula);
+        assert!(init.contains(&0.0), "{} {init:?}", genotype.formula);
+        assert_eq!(initial_values("x*sigmoid(b*x)", &resolve_activation("x*sigmoid(b*x)").unwrap()), vec![1.0]);
     }
 }

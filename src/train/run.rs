@@ -22,8 +22,9 @@ use super::update::Group;
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
 use crate::model::state::{host_f32, load_state_dict, state_dict, write_safetensors};
-use crate::model::{ResNet, Site};
+use crate::model::{Activation, ResNet, Site};
 use crate::observer::{BatchProgress, EpochSummary, Event, Observer};
+use crate::space::genotype::initial_values;
 
 /// What a finished run reports back.
 #[derive(Clone, Debug)]
@@ -63,7 +64,10 @@ pub fn train(
     let test_set = Arc::new(splits.test);
 
     let train_device = device.clone().autodiff();
-    let mut model = ResNet::new(config.network, formula, splits.num_classes, config.seed, &train_device);
+    let init = initial_values(&config.activation_spec, formula);
+    let mut model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |channels| {
+        Activation::with_init(formula, &init, channels, &train_device)
+    });
     let mut sgd = Sgd::new(SgdConfig {
         momentum: config.momentum,
         nesterov: config.nesterov,
