@@ -2,7 +2,9 @@
 
 use anyhow::{Result, bail};
 use burn::prelude::Device;
-use clap::ValueEnum;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -60,4 +62,29 @@ pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
         .thread_name(|i| format!("actsearch-{i}"))
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))
+}
+
+/// Flags every training command shares: where the data is and what computes.
+#[derive(Args, Debug)]
+pub struct DataAndCompute {
+    /// cifar10, cifar100, or PATH to an image folder with train/<class>/ and test/<class>/ (or a
+    /// .tar.xz/.tar.gz of one).
+    #[arg(long, default_value = "cifar10")]
+    pub dataset: String,
+    /// Where datasets are downloaded and decoded images are cached.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: Backend,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl DataAndCompute {
+    /// The device and a thread pool to run the work in (see [`thread_pool`]).
+    pub fn device_and_pool(&self) -> Result<(Device, rayon::ThreadPool)> {
+        Ok((self.backend.device()?, thread_pool(self.threads)?))
+    }
 }

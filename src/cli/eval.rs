@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
-use super::backend::{self, Backend};
+use super::backend::DataAndCompute;
 use super::progress::Progress;
 use super::stdout;
 use crate::model::Network;
@@ -42,12 +42,6 @@ pub struct EvalArgs {
     /// or PATH/genotype.json from a search.
     #[arg(long)]
     pub activation: String,
-    /// cifar10, cifar100, or PATH to an image folder with train/<class>/ and test/<class>/.
-    #[arg(long, default_value = "cifar10")]
-    pub dataset: String,
-    /// Where datasets are downloaded and decoded images are cached.
-    #[arg(long, default_value = "data")]
-    pub data_dir: PathBuf,
     /// Defaults for the training recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "standard")]
     pub preset: PresetArg,
@@ -94,18 +88,14 @@ pub struct EvalArgs {
     /// Output directory [default: runs/eval-NETWORK-ACTIVATION].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "flex")]
-    pub backend: Backend,
-    /// CPU threads [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Batch size for evaluating the validation and test splits.
     #[arg(long, default_value_t = 500)]
     pub eval_batch_size: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub common: DataAndCompute,
 }
 
 fn parse_network(s: &str) -> Result<Network> {
@@ -115,8 +105,7 @@ fn parse_network(s: &str) -> Result<Network> {
 pub fn run(args: EvalArgs) -> Result<()> {
     let formula = resolve_activation(&args.activation)?;
     let config = build_config(&args, formula.to_string())?;
-    let device = args.backend.device()?;
-    let pool = backend::thread_pool(args.threads)?;
+    let (device, pool) = args.common.device_and_pool()?;
     let config = TrainConfig { threads: pool.current_num_threads(), ..config };
     let threads = config.threads;
 
@@ -162,8 +151,8 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
         network: args.network,
         activation_spec: args.activation.clone(),
         activation,
-        dataset: args.dataset.clone(),
-        data_dir: args.data_dir.clone(),
+        dataset: args.common.dataset.clone(),
+        data_dir: args.common.data_dir.clone(),
         epochs: args.epochs.unwrap_or(d.epochs),
         batch_size: args.batch_size.unwrap_or(d.batch_size),
         eval_batch_size: args.eval_batch_size,
@@ -178,7 +167,7 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
         subset: args.subset.or(d.subset),
         test_subset: args.test_subset.or(d.test_subset),
         seed: args.seeds.first().copied().unwrap_or(0),
-        backend: args.backend.name().to_string(),
+        backend: args.common.backend.name().to_string(),
         threads: 0,
         out: args.out.clone().unwrap_or_else(|| default_out(args)),
     };

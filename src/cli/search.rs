@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use super::backend::{self, Backend};
+use super::backend::DataAndCompute;
 use super::progress::Progress;
 use super::stdout;
 use crate::model::Network;
@@ -38,12 +38,6 @@ pub struct SearchArgs {
     /// The CIFAR ResNet whose activation sites become cells.
     #[arg(long, default_value = "resnet8", value_parser = Network::parse)]
     pub network: Network,
-    /// cifar10, cifar100, or PATH to an image folder (or its .tar.xz/.tar.gz).
-    #[arg(long, default_value = "cifar10")]
-    pub dataset: String,
-    /// Where datasets are downloaded and decoded images are cached.
-    #[arg(long, default_value = "data")]
-    pub data_dir: PathBuf,
     /// Defaults for the recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: PresetArg,
@@ -74,15 +68,11 @@ pub struct SearchArgs {
     /// Output directory [default: runs/search-METHOD-SPACE].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "flex")]
-    pub backend: Backend,
-    /// CPU threads [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Continue the search in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub common: DataAndCompute,
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
@@ -92,14 +82,13 @@ pub fn run(args: SearchArgs) -> Result<()> {
     };
     let (epochs, batch_size, lr, subset) = preset.defaults();
     let method = args.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-    let device = args.backend.device()?;
-    let pool = backend::thread_pool(args.threads)?;
+    let (device, pool) = args.common.device_and_pool()?;
     let config = SearchConfig {
         method: method.clone(),
         space: args.space.clone(),
         network: args.network,
-        dataset: args.dataset.clone(),
-        data_dir: args.data_dir.clone(),
+        dataset: args.common.dataset.clone(),
+        data_dir: args.common.data_dir.clone(),
         epochs: args.epochs.unwrap_or(epochs),
         batch_size: args.batch_size.unwrap_or(batch_size),
         lr: args.lr.unwrap_or(lr),
@@ -114,7 +103,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         subset: args.subset.or(subset),
         augment: args.augment == "standard",
         seed: args.seed,
-        backend: args.backend.name().to_string(),
+        backend: args.common.backend.name().to_string(),
         threads: pool.current_num_threads(),
         out: args.out.clone().unwrap_or_else(|| default_out(&method, &args.space)),
     };
