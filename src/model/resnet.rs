@@ -92,7 +92,7 @@ pub struct Shortcut {
 
 /// What sits at an activation site: a fixed formula ([`Activation`]) or a searchable cell
 /// (`model::cell::MixedCell`).
-pub trait Site: Module {
+pub trait Site: Module + burn::module::ModuleDisplay {
     fn forward(&self, x: Tensor<4>) -> Tensor<4>;
 }
 
@@ -181,6 +181,22 @@ impl<A: Site> ResNet<A> {
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dims(&[2, 3]).reshape([batch, channels]);
         self.fc.forward(pooled)
+    }
+
+    /// Replace every activation site by `f(index, site)`, in forward order.
+    pub fn map_sites(self, mut f: impl FnMut(usize, A) -> A) -> Self {
+        let act = f(0, self.act);
+        let mut next = 1;
+        let blocks = self
+            .blocks
+            .into_iter()
+            .map(|b| {
+                let (act1, act2) = (f(next, b.act1), f(next + 1, b.act2));
+                next += 2;
+                Block { act1, act2, ..b }
+            })
+            .collect();
+        ResNet { act, blocks, ..self }
     }
 
     /// All activation sites in forward order.

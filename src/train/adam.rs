@@ -10,10 +10,9 @@ use std::collections::HashMap;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::Gradients;
 
 use super::sgd::{load_named_state, named_state};
-use super::update::{self, Group};
+use super::update::{self, Grads, Group};
 use crate::model::state::NamedTensor;
 
 #[derive(Clone, Copy, Debug)]
@@ -37,14 +36,14 @@ impl Adam {
         Adam { config, steps: 0, m: HashMap::new(), v: HashMap::new() }
     }
 
-    pub fn step<M: Module>(&mut self, module: M, mut grads: Gradients, lr: f64) -> M {
+    pub fn step<M: Module>(&mut self, module: M, grads: &Grads, lr: f64) -> M {
         let c = self.config;
         self.steps += 1;
         let (b1, b2) = c.betas;
         let correction1 = 1.0 - b1.powi(self.steps as i32);
         let correction2 = 1.0 - b2.powi(self.steps as i32);
         let (ms, vs) = (&mut self.m, &mut self.v);
-        update::apply(module, &mut grads, c.group, &mut |name, p, grad| {
+        update::apply(module, grads, c.group, &mut |name, p, grad| {
             let g = if c.weight_decay != 0.0 { grad + p.clone().mul_scalar(c.weight_decay) } else { grad };
             let m = match ms.remove(name) {
                 Some(m) => m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
@@ -100,7 +99,8 @@ mod tests {
         for t in 1..=3 {
             let coef = Tensor::<1>::from_data(TensorData::new(vec![c[0] as f32, c[1] as f32], [2]), &device);
             let loss = (model.alphas.val() * coef).sum() + model.other.val().sum();
-            model = adam.step(model, loss.backward(), 0.01);
+            let grads = Grads::of(&model, &loss.backward(), Group::Arch);
+            model = adam.step(model, &grads, 0.01);
             for i in 0..2 {
                 let g = c[i] + 1e-3 * p[i];
                 m[i] = 0.5 * m[i] + 0.5 * g;

@@ -1,7 +1,8 @@
 //! The per-epoch checkpoint (`checkpoint.safetensors`): model weights under PyTorch names, the
 //! optimizer's momentum buffers, and as metadata the epoch reached, the BatchNorm step count,
-//! the metrics history and the configuration that produced it. It is rewritten atomically
-//! after every epoch, so a killed run always leaves the last good epoch behind.
+//! the metrics history, the configuration that produced it and the strategy's state (see
+//! `train::driver`). It is rewritten atomically after every epoch, so a killed run always
+//! leaves the last good epoch behind.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,8 +21,8 @@ pub struct CheckpointMeta<C> {
     pub batches_tracked: i64,
     pub history: History,
     pub config: C,
-    /// Steps of the architecture optimizer (searches; 0 otherwise).
-    pub arch_steps: u64,
+    /// The run strategy's own state (optimizer step counts, search masks, ...).
+    pub state: serde_json::Value,
 }
 
 pub fn save<C: serde::Serialize>(dir: &Path, tensors: &[NamedTensor], meta: &CheckpointMeta<C>) -> Result<()> {
@@ -31,7 +32,7 @@ pub fn save<C: serde::Serialize>(dir: &Path, tensors: &[NamedTensor], meta: &Che
         ("batches_tracked".to_string(), meta.batches_tracked.to_string()),
         ("history".to_string(), serde_json::to_string(&meta.history)?),
         ("config".to_string(), serde_json::to_string(&meta.config)?),
-        ("arch_steps".to_string(), meta.arch_steps.to_string()),
+        ("state".to_string(), serde_json::to_string(&meta.state)?),
     ]);
     write_safetensors(&dir.join(FILE), tensors, metadata)
 }
@@ -50,7 +51,10 @@ pub fn load<C: serde::de::DeserializeOwned>(dir: &Path) -> Result<(HashMap<Strin
         batches_tracked: field("batches_tracked")?.parse().with_context(bad)?,
         history: serde_json::from_str(field("history")?).with_context(bad)?,
         config: serde_json::from_str(field("config")?).with_context(bad)?,
-        arch_steps: metadata.get("arch_steps").map_or(Ok(0), |s| s.parse()).with_context(bad)?,
+        state: match metadata.get("state") {
+            Some(s) => serde_json::from_str(s).with_context(bad)?,
+            None => serde_json::Value::Null,
+        },
     };
     Ok((tensors, meta))
 }

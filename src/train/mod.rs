@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
+pub mod driver;
 pub mod history;
 pub mod metrics;
 pub mod run;

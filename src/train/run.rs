@@ -1,29 +1,32 @@
-//! One training run from scratch (or resumed): data → model → epochs of SGD → evaluation on
-//! the validation and test splits → `errors.json`, `log.log`, `checkpoint.safetensors`
-//! after every epoch and `model.safetensors` at the end.
+//! One eval run from scratch (or resumed): data → model → epochs of SGD through the shared
+//! epoch driver (`train::driver`) → evaluation on the validation and test splits →
+//! `errors.json`, `log.log`, `checkpoint.safetensors` after every epoch and
+//! `model.safetensors` at the end. Also the helpers every run uses (output directory, resume
+//! check, `log.log`, evaluation of a split).
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
 
-use super::checkpoint::{self, CheckpointMeta};
+use super::checkpoint;
 use super::config::TrainConfig;
-use super::history::{History, write_json};
+use super::driver::{At, Job, StepReport, Strategy, Trained, run_epochs};
+use super::history::History;
 use super::metrics::Meter;
 use super::sgd::{Sgd, SgdConfig};
-use super::update::Group;
+use super::update::{Grads, Group};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
-use crate::model::state::{host_f32, load_state_dict, state_dict, write_safetensors};
+use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
 use crate::model::{Activation, ResNet, Site};
-use crate::observer::{BatchProgress, EpochSummary, Event, Observer};
+use crate::observer::{Event, Observer};
 use crate::space::genotype::initial_values;
 
 /// What a finished run reports back.
@@ -65,17 +68,10 @@ pub fn train(
 
     let train_device = device.clone().autodiff();
     let init = initial_values(&config.activation_spec, formula);
-    let mut model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |channels| {
+    let model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |channels| {
         Activation::with_init(formula, &init, channels, &train_device)
     });
-    let mut sgd = Sgd::new(SgdConfig {
-        momentum: config.momentum,
-        nesterov: config.nesterov,
-        weight_decay: config.weight_decay,
-        grad_clip: config.grad_clip,
-        group: Group::All,
-    });
-    let mut history = History {
+    let history = History {
         seed: config.seed,
         network: config.network.name().to_string(),
         dataset: config.dataset.clone(),
@@ -83,21 +79,16 @@ pub fn train(
         params: trainable_params(&model),
         ..History::default()
     };
-    let mut start_epoch = 0;
-    let mut batches_tracked: i64 = 0;
-
-    if resuming {
-        let (tensors, meta) = checkpoint::load::<TrainConfig>(out)?;
-        check_same_run(&meta.config, config)?;
-        model = load_state_dict(model, &tensors)?;
-        sgd.load_state(&tensors, device);
-        start_epoch = meta.epoch;
-        batches_tracked = meta.batches_tracked;
-        history = meta.history;
-        log.line(&format!("resumed from the checkpoint of epoch {start_epoch}"))?;
-    } else {
-        write_json(&out.join("config.json"), config)?;
-        log.line(&format!(
+    let job = Job {
+        out,
+        config,
+        epochs: config.epochs,
+        train: train_set.clone(),
+        norm: splits.norm,
+        batch_size: config.batch_size,
+        augment: config.augment,
+        seed: config.seed,
+        intro: format!(
             "training {} with activation {} on {} ({} train / {} valid / {} test images), seed {}",
             config.network.name(),
             config.activation,
@@ -106,117 +97,25 @@ pub fn train(
             valid_set.as_ref().map_or(0, |v| v.len()),
             test_set.len(),
             config.seed
-        ))?;
-    }
-
-    let started = Instant::now();
-    let time_before = history.runtime.last().copied().unwrap_or(0.0);
-    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
-    for epoch in start_epoch..config.epochs {
-        let lr = config.schedule.lr(config.lr, epoch, config.epochs);
-        let loader = data::batches(
-            train_set.clone(),
-            splits.norm,
-            LoaderConfig {
-                batch_size: config.batch_size,
-                shuffle: true,
-                augment: config.augment,
-                drop_last: false,
-                seed: config.seed,
-                epoch: epoch as u64,
-            },
-        );
-        let batches = loader.len();
-        let mut meter = Meter::default();
-        let epoch_start = Instant::now();
-        for (index, batch) in loader.enumerate() {
-            let n = batch.size;
-            let (images, labels) = to_tensors(&batch, &train_device);
-            let logits = model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), labels);
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            if !loss_value.is_finite() {
-                let kept = checkpoint_note(epoch, out);
-                bail!(
-                    "training diverged: the loss became {loss_value} in epoch {} batch {}; {kept}; lower --lr or use a bounded activation",
-                    epoch + 1,
-                    index + 1
-                );
-            }
-            let host_logits = host_f32(logits.inner());
-            meter.add(&host_logits, &batch.labels, loss_value);
-            let grads = loss.backward();
-            model = sgd.step(model, grads, lr);
-            batches_tracked += 1;
-            if obs.should_stop() {
-                bail!(
-                    "stopped in epoch {} batch {}; the last checkpoint in {} is kept: rerun with --resume to continue",
-                    epoch + 1,
-                    index + 1,
-                    out.display()
-                );
-            }
-            obs.event(Event::Batch(BatchProgress {
-                epoch: epoch + 1,
-                epochs: config.epochs,
-                batch: index + 1,
-                batches,
-                loss: meter.loss(),
-                acc: meter.acc(),
-                images_per_sec: meter.count as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
-                images: n,
-            }));
-        }
-        let train_time = epoch_start.elapsed().as_secs_f64();
-
-        let frozen = model.valid();
-        let valid = valid_set.as_ref().map(|v| evaluate(&frozen, v, splits.norm, config.eval_batch_size, device));
-        let test = evaluate(&frozen, &test_set, splits.norm, config.eval_batch_size, device);
-        for (split, split_meter) in [("validation", valid.as_ref()), ("test", Some(&test))] {
-            if let Some(m) = split_meter.filter(|m| !m.loss().is_finite()) {
-                let kept = checkpoint_note(epoch, out);
-                bail!(
-                    "training diverged: after epoch {} the {split} loss is {} (train loss {:.4}); {kept}; lower --lr (the seed preset uses 0.025) or add --grad-clip 5",
-                    epoch + 1,
-                    m.loss(),
-                    meter.loss(),
-                );
-            }
-        }
-
-        let runtime = time_before + started.elapsed().as_secs_f64();
-        history.push_epoch(&meter, valid.as_ref(), Some(&test), train_time, runtime, lr);
-        history.write(&out.join("errors.json"))?;
-
-        let mut tensors = state_dict(&model, batches_tracked);
-        tensors.extend(sgd.state());
-        let meta = CheckpointMeta {
-            epoch: epoch + 1,
-            batches_tracked,
-            history: history.clone(),
-            config: config.clone(),
-            arch_steps: 0,
-        };
-        checkpoint::save(out, &tensors, &meta)?;
-
-        let valid_text =
-            valid.map(|v| format!(" | valid loss {:.4} acc {:.2}%", v.loss(), v.acc())).unwrap_or_default();
-        let line = format!(
-            "epoch {}/{} | lr {:.5} | train loss {:.4} acc {:.2}%{} | test loss {:.4} acc {:.2}% top5 {:.2}% | {:.1}s",
-            epoch + 1,
-            config.epochs,
-            lr,
-            meter.loss(),
-            meter.acc(),
-            valid_text,
-            test.loss(),
-            test.acc(),
-            test.acc5(),
-            train_time
-        );
-        log.write(&line)?;
-        obs.event(Event::Epoch(EpochSummary { epoch: epoch + 1, epochs: config.epochs, line }));
-    }
+        ),
+    };
+    let mut strategy = WeightSteps {
+        config,
+        sgd: Sgd::new(SgdConfig {
+            momentum: config.momentum,
+            nesterov: config.nesterov,
+            weight_decay: config.weight_decay,
+            grad_clip: config.grad_clip,
+            group: Group::All,
+        }),
+        loss_fn: CrossEntropyLossConfig::new().init(&train_device),
+        valid: valid_set,
+        test: test_set,
+        norm: splits.norm,
+        device: device.clone(),
+    };
+    let Trained { model, history, batches_tracked } =
+        run_epochs(&job, model, history, &mut strategy, resuming, &mut log, obs)?;
 
     let metadata = std::collections::HashMap::from([
         ("activation".to_string(), config.activation.clone()),
@@ -234,6 +133,61 @@ pub fn train(
         config.activation
     ))?;
     Ok(RunOutcome { out: out.clone(), history })
+}
+
+/// Eval's strategy: one SGD step of every weight per batch; valid and test every epoch.
+struct WeightSteps<'a> {
+    config: &'a TrainConfig,
+    sgd: Sgd,
+    loss_fn: CrossEntropyLoss,
+    valid: Option<Arc<ImageSet>>,
+    test: Arc<ImageSet>,
+    norm: Normalization,
+    device: Device,
+}
+
+impl Strategy<Activation> for WeightSteps<'_> {
+    type Config = TrainConfig;
+
+    fn lr(&self, epoch: usize) -> f64 {
+        self.config.schedule.lr(self.config.lr, epoch, self.config.epochs)
+    }
+
+    fn step(&mut self, model: ResNet<Activation>, batch: &Batch, at: At) -> Result<(ResNet<Activation>, StepReport)> {
+        let (images, labels) = to_tensors(batch, &model.devices()[0]);
+        let logits = model.forward(images);
+        let loss = self.loss_fn.forward(logits.clone(), labels);
+        let report = StepReport { loss: loss.clone().into_scalar::<f32>() as f64, logits: host_f32(logits.inner()) };
+        if !report.loss.is_finite() {
+            return Ok((model, report));
+        }
+        let grads = Grads::of(&model, &loss.backward(), Group::All);
+        Ok((self.sgd.step(model, &grads, at.lr), report))
+    }
+
+    fn evaluate(&mut self, model: &ResNet<Activation>) -> Result<(Option<Meter>, Option<Meter>)> {
+        let frozen = model.valid();
+        let batch = self.config.eval_batch_size;
+        let valid = self.valid.as_ref().map(|v| evaluate(&frozen, v, self.norm, batch, &self.device));
+        Ok((valid, Some(evaluate(&frozen, &self.test, self.norm, batch, &self.device))))
+    }
+
+    fn end_epoch(&mut self, _model: &ResNet<Activation>, _epoch: usize, _history: &mut History) -> Result<String> {
+        Ok(String::new())
+    }
+
+    fn state(&self) -> (Vec<NamedTensor>, serde_json::Value) {
+        (self.sgd.state(), serde_json::Value::Null)
+    }
+
+    fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, _state: &serde_json::Value) -> Result<()> {
+        self.sgd.load_state(tensors, &self.device);
+        Ok(())
+    }
+
+    fn divergence_hint(&self) -> &'static str {
+        "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation"
+    }
 }
 
 /// What is left after a failure in epoch `epoch` (0-based).
@@ -324,13 +278,13 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
 }
 
 /// `log.log`: appended to, one line per event, and mirrored to the observer.
-pub(crate) struct RunLog<'a> {
+pub struct RunLog<'a> {
     file: File,
     obs: &'a dyn Observer,
 }
 
 impl<'a> RunLog<'a> {
-    pub(crate) fn open(path: &Path, obs: &'a dyn Observer) -> Result<RunLog<'a>> {
+    pub fn open(path: &Path, obs: &'a dyn Observer) -> Result<RunLog<'a>> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -340,12 +294,12 @@ impl<'a> RunLog<'a> {
     }
 
     /// Write to the log file only (the observer gets the line another way).
-    pub(crate) fn write(&mut self, line: &str) -> Result<()> {
+    pub fn write(&mut self, line: &str) -> Result<()> {
         writeln!(self.file, "{line}").context("cannot write log.log")
     }
 
     /// Write to the log file and tell the observer.
-    pub(crate) fn line(&mut self, line: &str) -> Result<()> {
+    pub fn line(&mut self, line: &str) -> Result<()> {
         self.write(line)?;
         self.obs.event(Event::Info(line.to_string()));
         Ok(())

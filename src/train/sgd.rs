@@ -13,9 +13,8 @@ use std::collections::HashMap;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::Gradients;
 
-use super::update::{self, Group};
+use super::update::{self, Grads, Group};
 use crate::model::state::{NamedTensor, Values, host_f32};
 
 #[derive(Clone, Copy, Debug)]
@@ -40,17 +39,11 @@ impl Sgd {
     }
 
     /// One update of every parameter of the group that has a gradient in `grads`.
-    pub fn step<M: Module>(&mut self, module: M, mut grads: Gradients, lr: f64) -> M {
+    pub fn step<M: Module>(&mut self, module: M, grads: &Grads, lr: f64) -> M {
         let c = self.config;
-        let scale = match c.grad_clip {
-            Some(max_norm) => {
-                let norm = update::grad_norm(&module, &grads, c.group);
-                if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
-            }
-            None => 1.0,
-        };
+        let scale = self.clip_scale(grads);
         let buffers = &mut self.buffers;
-        update::apply(module, &mut grads, c.group, &mut |name, p, grad| {
+        update::apply(module, grads, c.group, &mut |name, p, grad| {
             let mut g = if scale != 1.0 { grad.mul_scalar(scale) } else { grad };
             if c.weight_decay != 0.0 {
                 g = g + p.clone().mul_scalar(c.weight_decay);
@@ -65,6 +58,31 @@ impl Sgd {
             }
             p - g.mul_scalar(lr)
         })
+    }
+
+    /// The weights one step would give, without changing the optimizer's state: second-order
+    /// DARTS' unrolled model `w - lr * (momentum * buf + grad + wd * w)` (no clipping, as in
+    /// the DARTS code).
+    pub fn virtual_step<M: Module>(&self, module: M, grads: &Grads, lr: f64) -> M {
+        let c = self.config;
+        update::apply(module, grads, c.group, &mut |name, p, g| {
+            let mut d = g + p.clone().mul_scalar(c.weight_decay);
+            if let Some(buf) = self.buffers.get(name).filter(|_| c.momentum != 0.0) {
+                d = d + buf.clone().mul_scalar(c.momentum);
+            }
+            p - d.mul_scalar(lr)
+        })
+    }
+
+    /// The factor that brings the gradient norm down to the clip threshold (1 if below).
+    fn clip_scale(&self, grads: &Grads) -> f64 {
+        match self.config.grad_clip {
+            Some(max_norm) => {
+                let norm = grads.norm();
+                if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
+            }
+            None => 1.0,
+        }
     }
 
     /// The momentum buffers as named host tensors (for checkpoints).

@@ -2,8 +2,12 @@
 //!
 //! Parameters are split into two groups by name: architecture parameters (any path with an
 //! `alphas` component, the mixing logits of searchable cells) and network weights
-//! (everything else). Each optimizer sees its group only, as flat `[numel]` tensors keyed by
-//! the parameter's PyTorch name, so optimizer state is a plain map of named tensors.
+//! (everything else). Gradients are taken out of burn's autodiff `Gradients` as [`Grads`]:
+//! flat `[numel]` tensors keyed by the parameter's PyTorch name. Optimizers, gradient
+//! accumulation and second-order DARTS all work on that one representation, so optimizer
+//! state is a plain map of named tensors.
+
+use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -33,11 +37,69 @@ impl Group {
     }
 }
 
-/// Replace each trainable parameter `p` of `group` that has a gradient `g` by
-/// `update(name, p, g)` (flat tensors, no autodiff). Gradients of the group are consumed.
+/// Gradients of one group of parameters: flat tensors (no autodiff) by PyTorch name.
+#[derive(Clone, Debug, Default)]
+pub struct Grads(pub HashMap<String, Tensor<1>>);
+
+impl Grads {
+    /// The gradients of `group`'s trainable parameters of `module` found in `grads`.
+    pub fn of<M: Module>(module: &M, grads: &Gradients, group: Group) -> Grads {
+        struct Collect<'a> {
+            grads: &'a Gradients,
+            group: Group,
+            path: Vec<String>,
+            out: HashMap<String, Tensor<1>>,
+        }
+        impl ModuleVisitor for Collect<'_> {
+            fn enter_module(&mut self, name: &str, _container: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let path = self.path.join(".");
+                if !param.is_require_grad() || !self.group.contains(&path) {
+                    return;
+                }
+                if let Some(g) = param.val().grad(self.grads) {
+                    let numel = g.dims().iter().product::<usize>();
+                    self.out.insert(torch_name(&path), g.reshape([numel]));
+                }
+            }
+        }
+        let mut collect = Collect { grads, group, path: Vec::new(), out: HashMap::new() };
+        module.visit(&mut collect);
+        Grads(collect.out)
+    }
+
+    /// The global L2 norm.
+    pub fn norm(&self) -> f64 {
+        self.0.values().map(|g| g.clone().square().sum().into_scalar::<f32>() as f64).sum::<f64>().sqrt()
+    }
+
+    /// `self + other` by name (names in only one of them keep their value).
+    pub fn plus(mut self, other: Grads) -> Grads {
+        for (name, g) in other.0 {
+            let sum = match self.0.remove(&name) {
+                Some(a) => a + g,
+                None => g,
+            };
+            self.0.insert(name, sum);
+        }
+        self
+    }
+
+    pub fn scale(self, s: f64) -> Grads {
+        Grads(self.0.into_iter().map(|(n, g)| (n, g.mul_scalar(s))).collect())
+    }
+}
+
+/// Replace each trainable parameter `p` of `group` that has a gradient `g` in `grads` by
+/// `update(name, p, g)` (flat tensors, no autodiff).
 pub fn apply<M: Module>(
     module: M,
-    grads: &mut Gradients,
+    grads: &Grads,
     group: Group,
     update: &mut dyn FnMut(&str, Tensor<1>, Tensor<1>) -> Tensor<1>,
 ) -> M {
@@ -45,37 +107,8 @@ pub fn apply<M: Module>(
     module.map(&mut mapper)
 }
 
-/// The global L2 norm of the gradients of `group`.
-pub fn grad_norm<M: Module>(module: &M, grads: &Gradients, group: Group) -> f64 {
-    struct Norm<'a> {
-        grads: &'a Gradients,
-        group: Group,
-        path: Vec<String>,
-        sum: f64,
-    }
-    impl ModuleVisitor for Norm<'_> {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if !self.group.contains(&self.path.join(".")) {
-                return;
-            }
-            if let Some(g) = param.val().grad(self.grads) {
-                self.sum += g.square().sum().into_scalar::<f32>() as f64;
-            }
-        }
-    }
-    let mut norm = Norm { grads, group, path: Vec::new(), sum: 0.0 };
-    module.visit(&mut norm);
-    norm.sum.sqrt()
-}
-
 struct Updater<'a> {
-    grads: &'a mut Gradients,
+    grads: &'a Grads,
     group: Group,
     update: &'a mut dyn FnMut(&str, Tensor<1>, Tensor<1>) -> Tensor<1>,
     path: Vec<String>,
@@ -96,12 +129,13 @@ impl ModuleMapper for Updater<'_> {
         if !tensor.is_require_grad() || !self.group.contains(&path) {
             return Param::from_mapped_value(id, tensor, mapper);
         }
-        let Some(grad) = tensor.grad_remove(self.grads) else {
+        let name = torch_name(&path);
+        let Some(grad) = self.grads.0.get(&name) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let dims = tensor.dims();
         let numel: usize = dims.iter().product();
-        let updated = (self.update)(&torch_name(&path), tensor.inner().reshape([numel]), grad.reshape([numel]));
+        let updated = (self.update)(&name, tensor.inner().reshape([numel]), grad.clone());
         Param::from_mapped_value(id, Tensor::from_inner(updated.reshape(dims)).require_grad(), mapper)
     }
 }
