@@ -13,9 +13,9 @@ use actsearch::search::oneshot::{SearchConfig, search};
 use actsearch::space::genotype::resolve_activation;
 use burn::prelude::*;
 
-fn config(data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
+fn method_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
     SearchConfig {
-        method: "darts".to_string(),
+        method: method.to_string(),
         space: space.to_string(),
         network: Network::Resnet8,
         dataset: "cifar10".to_string(),
@@ -30,6 +30,9 @@ fn config(data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
         arch_lr: 3e-3,
         arch_betas: (0.5, 0.999),
         arch_weight_decay: 1e-3,
+        kl_scale: 1e-3,
+        shared_cell: false,
+        accumulate: 1,
         train_portion: 0.5,
         subset: None,
         augment: true,
@@ -41,14 +44,23 @@ fn config(data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
 }
 
 #[test]
-fn darts_searches_every_space_and_eval_accepts_the_result() {
+fn every_method_searches_every_space_and_eval_accepts_the_result() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(dir.path(), 12);
-    for space in ["small", "huge", "grafs"] {
-        let out = dir.path().join(space);
-        let outcome = search(&config(dir.path(), &out, space, 1), &Device::flex(), false, &Silent).unwrap();
+    for method in ["darts", "darts2", "gdas", "drnas", "grafs"] {
+        for space in ["small", "huge", "grafs"] {
+            check_one_epoch(dir.path(), method, space);
+        }
+    }
+}
+
+fn check_one_epoch(data: &Path, method: &str, space: &str) {
+    {
+        let out = data.join(format!("{method}-{space}"));
+        let outcome = search(&method_config(method, data, &out, space, 1), &Device::flex(), false, &Silent)
+            .unwrap_or_else(|e| panic!("{method} on {space}: {e:#}"));
         let h = &outcome.history;
-        assert!(h.train_loss.iter().chain(&h.valid_loss).all(|v| v.is_finite()), "{space}: {h:?}");
+        assert!(h.train_loss.iter().chain(&h.valid_loss).all(|v| v.is_finite()), "{method} {space}: {h:?}");
         for file in [
             "config.json",
             "errors.json",
@@ -97,20 +109,63 @@ impl Observer for StopAtEpoch {
 fn search_resume_equals_uninterrupted() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(dir.path(), 12);
-    let device = Device::flex();
-    let a = search(&config(dir.path(), &dir.path().join("a"), "small", 2), &device, false, &Silent).unwrap();
-    let b_config = config(dir.path(), &dir.path().join("b"), "small", 2);
-    let stop = StopAtEpoch(2, AtomicBool::new(false));
-    assert!(search(&b_config, &device, false, &stop).is_err());
-    let b = search(&b_config, &device, true, &Silent).unwrap();
-    assert_eq!(a.history.train_loss, b.history.train_loss);
-    assert_eq!(a.history.valid_acc, b.history.valid_acc);
-    assert_eq!(a.genotype, b.genotype);
-    let alphas = |d: &str| std::fs::read_to_string(dir.path().join(d).join("alphas.jsonl")).unwrap();
-    assert_eq!(alphas("a"), alphas("b"));
-    let (wa, _) = read_safetensors(&dir.path().join("a/model.safetensors")).unwrap();
-    let (wb, _) = read_safetensors(&dir.path().join("b/model.safetensors")).unwrap();
-    for (name, t) in &wa {
-        assert_eq!(Some(t), wb.get(name), "{name} differs after resume");
+    // darts: plain; gdas: Gumbel samples and temperature; grafs: warm start, Dirichlet
+    // samples, shrinking masks and the best-epoch genotype, with a shared cell.
+    for (method, shared, epochs) in [("darts", false, 2), ("gdas", false, 2), ("grafs", true, 3)] {
+        let config = |name: &str| {
+            let mut c = method_config(method, dir.path(), &dir.path().join(name), "small", epochs);
+            c.shared_cell = shared;
+            c
+        };
+        let a_name = format!("{method}-a");
+        let b_name = format!("{method}-b");
+        let device = Device::flex();
+        let a = search(&config(&a_name), &device, false, &Silent).unwrap();
+        let stop = StopAtEpoch(2, AtomicBool::new(false));
+        assert!(search(&config(&b_name), &device, false, &stop).is_err());
+        let b = search(&config(&b_name), &device, true, &Silent).unwrap();
+        assert_eq!(a.history.train_loss, b.history.train_loss, "{method}");
+        assert_eq!(a.history.valid_acc, b.history.valid_acc, "{method}");
+        assert_eq!(a.genotype, b.genotype, "{method}");
+        let alphas = |d: &str| std::fs::read_to_string(dir.path().join(d).join("alphas.jsonl")).unwrap();
+        assert_eq!(alphas(&a_name), alphas(&b_name), "{method}");
+        let (wa, _) = read_safetensors(&dir.path().join(&a_name).join("model.safetensors")).unwrap();
+        let (wb, _) = read_safetensors(&dir.path().join(&b_name).join("model.safetensors")).unwrap();
+        for (name, t) in &wa {
+            assert_eq!(Some(t), wb.get(name), "{method}: {name} differs after resume");
+        }
     }
+}
+
+/// GRAFS over 3 epochs with a shared cell: one set of alphas (at the stem site), every site
+/// recording the same weights, and progressive shrinking down to one op per position in the
+/// last epoch (the other ops' weights are exactly 0).
+#[test]
+fn grafs_shares_one_cell_and_shrinks_to_one_op_per_position() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(dir.path(), 12);
+    let out = dir.path().join("grafs");
+    let mut config = method_config("grafs", dir.path(), &out, "small", 3);
+    config.shared_cell = true;
+    config.accumulate = 2;
+    search(&config, &Device::flex(), false, &Silent).unwrap();
+    let (tensors, _) = read_safetensors(&out.join("model.safetensors")).unwrap();
+    let alpha_names: Vec<&String> = tensors.keys().filter(|n| n.contains("alphas")).collect();
+    assert!(!alpha_names.is_empty() && alpha_names.iter().all(|n| n.starts_with("act.")), "{alpha_names:?}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("alphas.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let sites = lines[2]["weights"].as_array().unwrap();
+    assert!(sites.iter().all(|s| s == &sites[0]), "a shared cell records the same weights at every site");
+    for row in sites[0].as_array().unwrap() {
+        let nonzero = row.as_array().unwrap().iter().filter(|v| v.as_f64().unwrap() > 0.0).count();
+        assert_eq!(nonzero, 1, "the last epoch keeps one op per position: {row}");
+    }
+    let first = lines[0]["weights"][0].as_array().unwrap();
+    assert!(first.iter().all(|row| row.as_array().unwrap().iter().all(|v| v.as_f64().unwrap() > 0.0)));
+    let log = std::fs::read_to_string(out.join("log.log")).unwrap();
+    assert!(log.contains("warm start") && log.contains("progressive shrinking"), "{log}");
 }

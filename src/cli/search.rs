@@ -17,12 +17,27 @@ pub enum Method {
     /// First-order DARTS: alternate Adam steps of the alphas on validation batches and SGD
     /// steps of the weights on training batches.
     Darts,
+    /// Second-order DARTS: the unrolled one-step gradient with a finite-difference
+    /// Hessian-vector product (about 2.5x the work of darts per batch).
+    Darts2,
+    /// GDAS: one op per position sampled by a hard Gumbel-softmax (straight-through, tau
+    /// 10 -> 0.1); only the sampled op is computed, so it is the cheapest in time and memory.
+    Gdas,
+    /// DrNAS: mixing weights sampled from Dirichlet(ELU(alpha)+1), reparameterized, with a
+    /// KL anchor towards Dirichlet(1).
+    Drnas,
+    /// GRAFS: DrNAS plus a ReLU warm start (epoch 1), outputs bounded to +-10, independent
+    /// samples per site, progressive shrinking from epoch 2 and the best-validation genotype.
+    Grafs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PresetArg {
     /// The seed project's search: ResNet-8, batch 64, 100 epochs, lr 0.025, 50/50 split.
     Seed,
+    /// GRAFS: ResNet-20, batch 64 x 2 accumulation steps, 75/25 split, 50 epochs, arch lr
+    /// 6e-4, lr 0.1, weight decay 1e-4, one shared cell.
+    Grafs,
     /// Minutes on a CPU: the seed recipe for 2 epochs on 5000 training images.
     Quick,
 }
@@ -35,27 +50,41 @@ pub struct SearchArgs {
     /// Cell space: small, huge, grafs, or PATH.toml (see README).
     #[arg(long)]
     pub space: String,
-    /// The CIFAR ResNet whose activation sites become cells.
-    #[arg(long, default_value = "resnet8", value_parser = Network::parse)]
-    pub network: Network,
+    /// The CIFAR ResNet whose activation sites become cells [preset: seed resnet8, grafs resnet20].
+    #[arg(long, value_parser = Network::parse)]
+    pub network: Option<Network>,
     /// Defaults for the recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: PresetArg,
-    /// Search epochs [preset: seed 100, quick 2].
+    /// Search epochs [preset: seed 100, grafs 50, quick 2].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Batch size of both the training and the validation batches [preset: 64].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Weights' learning rate, cosine-annealed to 0.001 [preset: 0.025].
+    /// Average the gradients of N batches into one step [preset: seed 1, grafs 2].
+    #[arg(long)]
+    pub accumulate: Option<usize>,
+    /// Weights' learning rate, cosine-annealed to 0.001 [preset: seed 0.025, grafs 0.1].
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Alphas' learning rate (Adam).
-    #[arg(long, default_value_t = 3e-4)]
-    pub arch_lr: f64,
-    /// Fraction of the training images that train the weights; the rest trains the alphas.
-    #[arg(long, default_value_t = 0.5)]
-    pub train_portion: f64,
+    /// Weights' weight decay [preset: seed 3e-4, grafs 1e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Alphas' learning rate (Adam, betas (0.5, 0.999), weight decay 1e-3) [preset: seed 3e-4, grafs 6e-4].
+    #[arg(long)]
+    pub arch_lr: Option<f64>,
+    /// Scale of the KL term towards Dirichlet(1) for drnas and grafs (0 turns it off).
+    #[arg(long, default_value_t = 1e-3)]
+    pub kl_scale: f64,
+    /// One set of alphas shared by every activation site (the GRAFS setting) instead of one
+    /// set per site [preset: grafs].
+    #[arg(long)]
+    pub shared_cell: bool,
+    /// Fraction of the training images that train the weights; the rest trains the alphas
+    /// [preset: seed 0.5, grafs 0.75].
+    #[arg(long)]
+    pub train_portion: Option<f64>,
     /// Use only the first N training images after a seeded shuffle [preset: quick 5000].
     #[arg(long)]
     pub subset: Option<usize>,
@@ -78,29 +107,33 @@ pub struct SearchArgs {
 pub fn run(args: SearchArgs) -> Result<()> {
     let preset = match args.preset {
         PresetArg::Seed => SearchPreset::Seed,
+        PresetArg::Grafs => SearchPreset::Grafs,
         PresetArg::Quick => SearchPreset::Quick,
     };
-    let (epochs, batch_size, lr, subset) = preset.defaults();
+    let defaults = preset.defaults();
     let method = args.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
     let (device, pool) = args.common.device_and_pool()?;
     let config = SearchConfig {
         method: method.clone(),
         space: args.space.clone(),
-        network: args.network,
+        network: args.network.unwrap_or(defaults.network),
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
-        epochs: args.epochs.unwrap_or(epochs),
-        batch_size: args.batch_size.unwrap_or(batch_size),
-        lr: args.lr.unwrap_or(lr),
+        epochs: args.epochs.unwrap_or(defaults.epochs),
+        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
+        lr: args.lr.unwrap_or(defaults.lr),
         lr_min: 0.001,
         momentum: 0.9,
-        weight_decay: 3e-4,
+        weight_decay: args.weight_decay.unwrap_or(defaults.weight_decay),
         grad_clip: 5.0,
-        arch_lr: args.arch_lr,
+        arch_lr: args.arch_lr.unwrap_or(defaults.arch_lr),
         arch_betas: (0.5, 0.999),
         arch_weight_decay: 1e-3,
-        train_portion: args.train_portion,
-        subset: args.subset.or(subset),
+        kl_scale: args.kl_scale,
+        shared_cell: args.shared_cell || defaults.shared_cell,
+        accumulate: args.accumulate.unwrap_or(defaults.accumulate),
+        train_portion: args.train_portion.unwrap_or(defaults.train_portion),
+        subset: args.subset.or(defaults.subset),
         augment: args.augment == "standard",
         seed: args.seed,
         backend: args.common.backend.name().to_string(),
@@ -149,6 +182,12 @@ fn validate(c: &SearchConfig) -> Result<()> {
     }
     if !(c.train_portion > 0.0 && c.train_portion < 1.0) {
         anyhow::bail!("--train-portion must be in (0, 1) for a search, got {}", c.train_portion);
+    }
+    if !(c.weight_decay >= 0.0 && c.kl_scale >= 0.0 && c.weight_decay.is_finite() && c.kl_scale.is_finite()) {
+        anyhow::bail!("--weight-decay and --kl-scale must be finite and not negative");
+    }
+    if c.accumulate == 0 {
+        anyhow::bail!("--accumulate must be at least 1");
     }
     if c.subset == Some(0) {
         anyhow::bail!("--subset must be at least 1");

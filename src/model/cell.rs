@@ -1,7 +1,9 @@
 //! A searchable activation site: every position of a cell is a DARTS mixed op, the
 //! softmax(alpha)-weighted sum of all its candidate ops (`u1`, `u2`, `b`, ...), evaluated on
-//! tensors through the reference path. Each site owns its mixing logits (`alphas`) and the
-//! per-channel parameters of every candidate op.
+//! tensors through the reference path. Each site owns the per-channel parameters of every
+//! candidate op and (unless the cell is shared) its mixing logits (`alphas`). How the ops are
+//! mixed in a forward pass is a [`Mix`] installed by the search: soft weights (DARTS, DrNAS)
+//! over the ops still in play, or a single sampled path (GDAS).
 //!
 //! Parameters whose path contains `alphas` are architecture parameters; everything else is a
 //! network weight (see `train::groups`).
@@ -13,19 +15,52 @@ use burn::tensor::activation::softmax;
 use crate::kernels::reference;
 use crate::space::cell::{CellSpace, Source};
 
+/// How a cell mixes its candidate ops in the next forward pass. The search installs one
+/// before every forward (`search::oneshot::mixing`), because the weights depend on the method
+/// (softmax, Gumbel sample, Dirichlet sample) and may come from another site's alphas.
+#[derive(Clone, Debug, Default)]
+pub enum Mix {
+    /// The softmax of the cell's own alphas over all ops (DARTS; the default).
+    #[default]
+    Own,
+    /// The cell is ReLU (GRAFS' warm start trains the weights with ReLU first).
+    Relu,
+    /// One mixing rule per position.
+    Positions(Vec<PositionMix>),
+}
+
+/// The mixing rule of one position. `ops` lists the candidate ops still in play (indices into
+/// the position's op list); weights are aligned with it.
+#[derive(Clone, Debug)]
+pub enum PositionMix {
+    /// The weighted sum of every op in `ops`.
+    Soft { ops: Vec<usize>, weights: Tensor<1> },
+    /// Only `ops[chosen]` is computed and multiplied by `gates[chosen]`; the other gates are
+    /// added as constants, so that their gradients flow while their value (0 in the forward,
+    /// for a straight-through one-hot) costs nothing. GDAS' single path.
+    Hard { ops: Vec<usize>, chosen: usize, gates: Tensor<1> },
+}
+
 #[derive(Module, Debug)]
 pub struct MixedCell {
-    /// Mixing logits per position, one per candidate op (DARTS' alpha, initialised 1e-3*N(0,1)).
+    /// Mixing logits per position, one per candidate op (DARTS' alpha, initialised
+    /// 1e-3*N(0,1)). Empty at every site but the first when the cell is shared.
     pub alphas: Vec<Param<Tensor<1>>>,
     /// `params[position][op][slot]`: per-channel values of each candidate op's parameters.
     pub params: Vec<Vec<Vec<Param<Tensor<1>>>>>,
     #[module(skip)]
     pub space: CellSpace,
+    /// Clamp every position's output to `[-bound, bound]` (GRAFS' bounded outputs).
+    #[module(skip)]
+    pub bound: Option<f64>,
+    #[module(skip)]
+    pub mix: Mix,
 }
 
 impl MixedCell {
     /// A cell over `space` for `channels` channels; `alpha_init` gives the initial logits of
-    /// each position (their lengths must match the positions' op counts).
+    /// each position (their lengths must match the positions' op counts), or nothing for a
+    /// site that uses another site's alphas.
     pub fn new(space: &CellSpace, channels: usize, alpha_init: Vec<Vec<f32>>, device: &Device) -> MixedCell {
         let alphas =
             alpha_init.into_iter().map(|a| Param::from_data(TensorData::new(a.clone(), [a.len()]), device)).collect();
@@ -44,19 +79,37 @@ impl MixedCell {
                     .collect()
             })
             .collect();
-        MixedCell { alphas, params, space: space.clone() }
+        MixedCell { alphas, params, space: space.clone(), bound: None, mix: Mix::Own }
     }
 
-    /// The softmaxed mixing weights of each position.
+    /// The same cell with clamped position outputs.
+    pub fn bounded(self, bound: Option<f64>) -> MixedCell {
+        MixedCell { bound, ..self }
+    }
+
+    /// The same cell, mixing by `mix` from now on.
+    pub fn with_mix(self, mix: Mix) -> MixedCell {
+        MixedCell { mix, ..self }
+    }
+
+    /// The softmaxed mixing weights of each position of this cell's own alphas.
     pub fn weights(&self) -> Vec<Tensor<1>> {
         self.alphas.iter().map(|a| softmax(a.val(), 0)).collect()
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let channels = x.dims()[1];
+        let mixes = match &self.mix {
+            Mix::Relu => return burn::tensor::activation::relu(x),
+            Mix::Own => self
+                .weights()
+                .into_iter()
+                .map(|weights| PositionMix::Soft { ops: (0..weights.dims()[0]).collect(), weights })
+                .collect(),
+            Mix::Positions(p) => p.clone(),
+        };
         let wiring = self.space.shape.wiring();
         let mut outputs: Vec<Tensor<4>> = Vec::with_capacity(wiring.len());
-        for (i, (position, weights)) in self.space.positions().iter().zip(self.weights()).enumerate() {
+        for (i, mix) in mixes.into_iter().enumerate() {
             let args: Vec<Tensor<4>> = wiring[i]
                 .iter()
                 .map(|source| match source {
@@ -64,20 +117,35 @@ impl MixedCell {
                     Source::Pos(j) => outputs[*j].clone(),
                 })
                 .collect();
-            let mut mixed: Option<Tensor<4>> = None;
-            for k in 0..position.ops.len() {
-                let params: Vec<Tensor<4>> =
-                    self.params[i][k].iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
-                let out = reference::eval_args(self.space.op_template(i, k), x.clone(), &args, &params);
-                let term = out * weights.clone().slice(k..k + 1).reshape([1, 1, 1, 1]);
-                mixed = Some(match mixed {
-                    Some(m) => m + term,
-                    None => term,
-                });
+            let op = |k: usize| self.op(i, k, &x, &args);
+            let scalar = |t: Tensor<1>| t.reshape([1, 1, 1, 1]);
+            let mut out = match mix {
+                PositionMix::Soft { ops, weights } => ops
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &k)| op(k) * scalar(weights.clone().slice(j..j + 1)))
+                    .reduce(|a, b| a + b)
+                    .expect("a position has at least one op"),
+                PositionMix::Hard { ops, chosen, gates } => {
+                    let n = ops.len();
+                    let path = op(ops[chosen]) * scalar(gates.clone().slice(chosen..chosen + 1));
+                    let others = gates.clone().sum() - gates.slice(chosen..chosen + 1);
+                    if n > 1 { path + scalar(others) } else { path }
+                }
+            };
+            if let Some(b) = self.bound {
+                out = out.clamp(-b, b);
             }
-            outputs.push(mixed.expect("a position has at least one op"));
+            outputs.push(out);
         }
         outputs.pop().expect("a cell has at least one position")
+    }
+
+    /// Candidate op `k` of position `i` on its arguments.
+    fn op(&self, i: usize, k: usize, x: &Tensor<4>, args: &[Tensor<4>]) -> Tensor<4> {
+        let channels = x.dims()[1];
+        let params: Vec<Tensor<4>> = self.params[i][k].iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
+        reference::eval_args(self.space.op_template(i, k), x.clone(), args, &params)
     }
 }
 

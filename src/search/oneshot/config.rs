@@ -8,7 +8,7 @@ use crate::model::Network;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchConfig {
-    /// `darts` (first-order DARTS).
+    /// `darts`, `darts2`, `gdas`, `drnas` or `grafs` (see `search::oneshot::mixing`).
     pub method: String,
     /// `small`, `huge`, `grafs` or a cell file path.
     pub space: String,
@@ -27,6 +27,12 @@ pub struct SearchConfig {
     pub arch_lr: f64,
     pub arch_betas: (f64, f64),
     pub arch_weight_decay: f64,
+    /// Scale of DrNAS' KL term towards Dirichlet(1) (drnas, grafs; 0 turns it off).
+    pub kl_scale: f64,
+    /// One set of alphas for every site (GRAFS) instead of one per site (the seed's setting).
+    pub shared_cell: bool,
+    /// Batches whose gradients are averaged into one optimizer step.
+    pub accumulate: usize,
     /// Fraction of the training images that train the weights; the rest trains the alphas.
     pub train_portion: f64,
     pub subset: Option<usize>,
@@ -42,18 +48,58 @@ pub struct SearchConfig {
 pub enum SearchPreset {
     /// The seed project's search: ResNet-8, batch 64, 100 epochs, lr 0.025 (DARTS defaults:
     /// cosine to 0.001, momentum 0.9, wd 3e-4, clip 5; arch Adam 3e-4, betas (0.5, 0.999),
-    /// wd 1e-3), 50/50 train/valid.
+    /// wd 1e-3), 50/50 train/valid, per-site alphas.
     Seed,
+    /// GRAFS (Strack et al. 2024): ResNet-20, batch 64 with 2 accumulation steps, 75/25
+    /// train/valid, 50 epochs, arch Adam lr 6e-4, weights SGD lr 0.1 wd 1e-4, shared cell.
+    Grafs,
     /// Minutes on a CPU: the seed recipe for 2 epochs on 5000 training images.
     Quick,
 }
 
+/// What a preset sets; explicit flags override each field.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PresetDefaults {
+    pub network: Network,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub accumulate: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub arch_lr: f64,
+    pub train_portion: f64,
+    pub subset: Option<usize>,
+    pub shared_cell: bool,
+}
+
 impl SearchPreset {
-    /// (epochs, batch size, lr, subset)
-    pub fn defaults(self) -> (usize, usize, f64, Option<usize>) {
+    pub fn defaults(self) -> PresetDefaults {
+        let seed = PresetDefaults {
+            network: Network::Resnet8,
+            epochs: 100,
+            batch_size: 64,
+            accumulate: 1,
+            lr: 0.025,
+            weight_decay: 3e-4,
+            arch_lr: 3e-4,
+            train_portion: 0.5,
+            subset: None,
+            shared_cell: false,
+        };
         match self {
-            SearchPreset::Seed => (100, 64, 0.025, None),
-            SearchPreset::Quick => (2, 64, 0.025, Some(5000)),
+            SearchPreset::Seed => seed,
+            SearchPreset::Grafs => PresetDefaults {
+                network: Network::Resnet20,
+                epochs: 50,
+                accumulate: 2,
+                lr: 0.1,
+                weight_decay: 1e-4,
+                arch_lr: 6e-4,
+                train_portion: 0.75,
+                shared_cell: true,
+                ..seed
+            },
+            SearchPreset::Quick => PresetDefaults { epochs: 2, subset: Some(5000), ..seed },
         }
     }
 }

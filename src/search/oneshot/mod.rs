@@ -1,10 +1,15 @@
 //! One-shot search: the activation sites of a ResNet become mixed cells whose mixing logits
 //! (alphas) are trained on validation batches while the weights train on training batches;
-//! the result is discretized into a formula (`genotype.json`).
+//! the result is discretized into a formula (`genotype.json`). Methods: DARTS (first and
+//! second order), GDAS, DrNAS and GRAFS (`mixing` says how each one mixes).
 
 pub mod config;
-pub mod darts;
+pub mod dirichlet;
+pub mod mixing;
 pub mod record;
+pub mod run;
+pub mod shrink;
 
 pub use config::SearchConfig;
-pub use darts::{SearchOutcome, search};
+pub use mixing::Method;
+pub use run::{SearchOutcome, search};

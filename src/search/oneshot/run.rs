@@ -1,0 +1,487 @@
+//! One one-shot search through the shared epoch driver (`train::driver`). Per training
+//! batch, one architecture step on the next validation batch (the validation loader is
+//! iterated alongside the training loader, restarted only when it runs out), then one weight
+//! step on the training batch:
+//!
+//! - `darts`: the gradient of the validation loss with respect to the alphas (first order);
+//! - `darts2`: the unrolled one-step gradient of DARTS' second order, with the
+//!   finite-difference Hessian-vector product `(g(w+) - g(w-)) / 2r`, `r = 0.01 / |dw'|`;
+//! - `gdas`: the same with a hard Gumbel-softmax path per position (tau 10 → 0.1 linearly);
+//! - `drnas`: Dirichlet-sampled weights plus a KL anchor to Dirichlet(1);
+//! - `grafs`: DrNAS with a ReLU warm start for the weights in epoch 1, bounded outputs,
+//!   independent samples per site, progressive shrinking from epoch 2 and the genotype of
+//!   the epoch with the best validation accuracy.
+//!
+//! After every epoch: validation metrics, the argmax formula, `alphas.jsonl`, `errors.json`
+//! and a checkpoint; at the end `genotype.json`, `model.safetensors`, and `log.log` ends with
+//! the final formula.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::config::SearchConfig;
+use super::mixing::{Method, Mixer, Pass};
+use super::{record, shrink};
+use crate::data::{self, Batch, DatasetSpec, ImageSet, Loader, LoaderConfig, Normalization, SplitConfig};
+use crate::model::init::Init;
+use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
+use crate::model::{MixedCell, ResNet};
+use crate::observer::Observer;
+use crate::space::cell::CellSpace;
+use crate::space::genotype::Genotype;
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::driver::{At, Job, StepReport, Strategy, Trained, run_epochs};
+use crate::train::history::History;
+use crate::train::metrics::Meter;
+use crate::train::run::{RunLog, checkpoint_note, evaluate, prepare_out_dir, to_tensors, trainable_params};
+use crate::train::schedule::Schedule;
+use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::update::{self, Grads, Group};
+
+/// GRAFS' bound on every position's output when searching a space without built-in bounds.
+const GRAFS_BOUND: f64 = 10.0;
+
+/// A finished search.
+#[derive(Clone, Debug)]
+pub struct SearchOutcome {
+    pub out: PathBuf,
+    pub genotype: Genotype,
+    pub history: History,
+}
+
+pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Observer) -> Result<SearchOutcome> {
+    let method = Method::parse(&config.method)?;
+    if !(config.train_portion > 0.0 && config.train_portion < 1.0) {
+        bail!("--train-portion must be in (0, 1) for a search: the rest of the training set trains the alphas");
+    }
+    if config.accumulate == 0 {
+        bail!("--accumulate must be at least 1");
+    }
+    let space = CellSpace::parse(&config.space)?;
+    let out = &config.out;
+    let resuming = prepare_out_dir(out, resume)?;
+    let mut log = RunLog::open(&out.join("log.log"), obs)?;
+
+    let split = SplitConfig {
+        train_portion: config.train_portion,
+        subset: config.subset,
+        test_subset: Some(1),
+        seed: config.seed,
+    };
+    let splits = data::load_splits(&DatasetSpec::parse(&config.dataset)?, &config.data_dir, &split, obs)?;
+    let train_set = Arc::new(splits.train);
+    let valid_set = Arc::new(splits.valid.expect("train portion < 1 leaves a validation split"));
+
+    let train_device = device.clone().autodiff();
+    let mut alpha_init = Init::new(config.seed ^ 0xa1fa);
+    let bound = (method == Method::Grafs).then_some(GRAFS_BOUND);
+    let mut site = 0;
+    let model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |channels| {
+        let owns_alphas = !config.shared_cell || site == 0;
+        site += 1;
+        let alphas = match owns_alphas {
+            true => space.positions().iter().map(|p| alpha_init.normal(p.ops.len(), 1e-3)).collect(),
+            false => Vec::new(),
+        };
+        MixedCell::new(&space, channels, alphas, &train_device).bounded(bound)
+    });
+    let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
+    let history = History {
+        seed: config.seed,
+        network: config.network.name().to_string(),
+        dataset: config.dataset.clone(),
+        activation: format!("{} cell ({})", space.name, method.name()),
+        params: trainable_params(&model),
+        ..History::default()
+    };
+    let job = Job {
+        out,
+        config,
+        epochs: config.epochs,
+        train: train_set.clone(),
+        norm: splits.norm,
+        batch_size: config.batch_size,
+        augment: config.augment,
+        seed: config.seed,
+        intro: format!(
+            "searching the {} space with {} on {} {} ({} train / {} valid images, {} cell{}), seed {}",
+            space.name,
+            method.name(),
+            config.dataset,
+            config.network.name(),
+            train_set.len(),
+            valid_set.len(),
+            if config.shared_cell { "one shared" } else { "a per-site" },
+            bound.map(|b| format!(", outputs bounded to ±{b}")).unwrap_or_default(),
+            config.seed
+        ),
+    };
+    let mut strategy = OneShot {
+        config,
+        space: space.clone(),
+        mixer: Mixer::new(method, config.shared_cell, &op_counts, model.sites().len()),
+        sgd: Sgd::new(SgdConfig {
+            momentum: config.momentum,
+            nesterov: false,
+            weight_decay: config.weight_decay,
+            grad_clip: Some(config.grad_clip),
+            group: Group::Weights,
+        }),
+        adam: Adam::new(AdamConfig {
+            betas: config.arch_betas,
+            eps: 1e-8,
+            weight_decay: config.arch_weight_decay,
+            group: Group::Arch,
+        }),
+        loss_fn: CrossEntropyLossConfig::new().init(&train_device),
+        valid: valid_set,
+        valid_batches: None,
+        norm: splits.norm,
+        device: device.clone(),
+        pending: None,
+        best: None,
+        last: None,
+        epochs_recorded: 0,
+    };
+    let Trained { model, history, batches_tracked } =
+        run_epochs(&job, model, history, &mut strategy, resuming, &mut log, obs)?;
+
+    let genotype = match (method, strategy.best.take(), strategy.last.take()) {
+        (Method::Grafs, Some(best), _) => {
+            log.line(&format!(
+                "the genotype of epoch {} has the best validation accuracy ({:.2}%)",
+                best.epoch, best.valid_acc
+            ))?;
+            best.genotype
+        }
+        (_, _, Some(last)) => last,
+        _ => record::genotype(&space, &model, &strategy.mixer.weights(&model))?,
+    };
+    genotype.save(&out.join("genotype.json"))?;
+    let metadata = HashMap::from([
+        ("space".to_string(), space.name.clone()),
+        ("method".to_string(), method.name().to_string()),
+        ("network".to_string(), config.network.name().to_string()),
+        ("formula".to_string(), genotype.formula.clone()),
+    ]);
+    write_safetensors(&out.join("model.safetensors"), &state_dict(&model, batches_tracked), metadata)?;
+    log.line(&format!("final formula: {}", genotype.formula))?;
+    Ok(SearchOutcome { out: out.clone(), genotype, history })
+}
+
+/// The genotype of the epoch with the best validation accuracy so far (GRAFS).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Best {
+    epoch: usize,
+    valid_acc: f64,
+    genotype: Genotype,
+}
+
+/// The search state that checkpoints keep besides tensors.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    arch_steps: u64,
+    mixer: Mixer,
+    best: Option<Best>,
+    last: Option<Genotype>,
+    /// Lines in `alphas.jsonl` (one per finished epoch).
+    epochs: usize,
+}
+
+/// Gradients summed over the batches of one accumulation window.
+struct Pending {
+    arch: Grads,
+    weights: Grads,
+    batches: usize,
+}
+
+struct OneShot<'a> {
+    config: &'a SearchConfig,
+    space: CellSpace,
+    mixer: Mixer,
+    sgd: Sgd,
+    adam: Adam,
+    loss_fn: CrossEntropyLoss,
+    valid: Arc<ImageSet>,
+    /// The validation batches of the current epoch and how many times they restarted.
+    valid_batches: Option<(Loader, usize)>,
+    norm: Normalization,
+    device: Device,
+    pending: Option<Pending>,
+    best: Option<Best>,
+    last: Option<Genotype>,
+    epochs_recorded: usize,
+}
+
+/// Purposes of the samples drawn for one batch.
+const ARCH: u64 = 1;
+const WEIGHTS: u64 = 2;
+const PLUS: u64 = 3;
+const MINUS: u64 = 4;
+
+impl OneShot<'_> {
+    fn method(&self) -> Method {
+        self.mixer.method
+    }
+
+    /// The seed of the samples for `purpose` in batch `at`: a resumed run draws the same.
+    fn sample_seed(&self, at: At, purpose: u64) -> u64 {
+        let mut h = self.config.seed ^ 0x6d78_5f73_6565_6473;
+        for v in [at.epoch as u64, at.index as u64, purpose] {
+            h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        h
+    }
+
+    fn loader(&self, epoch: u64) -> Loader {
+        data::batches(
+            self.valid.clone(),
+            self.norm,
+            LoaderConfig {
+                batch_size: self.config.batch_size,
+                shuffle: true,
+                augment: self.config.augment,
+                drop_last: false,
+                seed: self.config.seed ^ 0x5a1d,
+                epoch,
+            },
+        )
+    }
+
+    /// The next validation batch of `epoch`, restarting the loader when it runs out.
+    fn next_valid(&mut self, epoch: usize) -> Batch {
+        let (mut batches, mut restarts) = match self.valid_batches.take() {
+            Some(v) => v,
+            None => (self.loader(epoch as u64), 0),
+        };
+        let batch = match batches.next() {
+            Some(b) => b,
+            None => {
+                restarts += 1;
+                batches = self.loader((epoch + 1000 * restarts) as u64);
+                batches.next().expect("the validation split is not empty")
+            }
+        };
+        self.valid_batches = Some((batches, restarts));
+        batch
+    }
+
+    /// Cross-entropy of `model` (with its installed mix) on `batch`, and its value.
+    fn loss(&self, model: &ResNet<MixedCell>, batch: &Batch) -> (Tensor<1>, Tensor<2>, f64) {
+        let (images, labels) = to_tensors(batch, &model.devices()[0]);
+        let logits = model.forward(images);
+        let loss = self.loss_fn.forward(logits.clone(), labels);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        (loss, logits, value)
+    }
+
+    /// The architecture gradient of one validation batch, for every method but darts2.
+    fn arch_grads(&self, model: ResNet<MixedCell>, valid: &Batch, at: At) -> Result<(ResNet<MixedCell>, Grads)> {
+        let model = self.mixer.install(model, Pass::Train, self.sample_seed(at, ARCH));
+        let (mut loss, _, value) = self.loss(&model, valid);
+        guard(value, "validation (architecture)", at, &self.config.out)?;
+        if let Some(kl) = self.mixer.kl(&model).filter(|_| self.config.kl_scale > 0.0) {
+            loss = loss + kl.mul_scalar(self.config.kl_scale);
+        }
+        let grads = Grads::of(&model, &loss.backward(), Group::Arch);
+        Ok((model, grads))
+    }
+
+    /// DARTS' second-order architecture gradient: the validation gradient at the unrolled
+    /// weights `w' = w - lr * (momentum buffer + grad_train(w) + wd * w)`, minus `lr` times the
+    /// finite-difference Hessian-vector product `(grad_alpha L_train(w+) - grad_alpha
+    /// L_train(w-)) / 2r` with `w± = w ± r dw'` and `r = 0.01 / |dw'|`.
+    fn unrolled_arch_grads(
+        &self,
+        model: ResNet<MixedCell>,
+        valid: &Batch,
+        train: &Batch,
+        at: At,
+    ) -> Result<(ResNet<MixedCell>, Grads)> {
+        let model = self.mixer.install(model, Pass::Train, self.sample_seed(at, ARCH));
+        let (loss, _, value) = self.loss(&model, train);
+        guard(value, "training (unrolling)", at, &self.config.out)?;
+        let train_grads = Grads::of(&model, &loss.backward(), Group::Weights);
+
+        let unrolled = self.sgd.virtual_step(model.clone(), &train_grads, at.lr);
+        let unrolled = self.mixer.install(unrolled, Pass::Train, self.sample_seed(at, ARCH));
+        let (loss, _, value) = self.loss(&unrolled, valid);
+        guard(value, "validation (architecture)", at, &self.config.out)?;
+        let grads = loss.backward();
+        let d_alpha = Grads::of(&unrolled, &grads, Group::Arch);
+        let d_weights = Grads::of(&unrolled, &grads, Group::Weights);
+
+        let r = 0.01 / d_weights.norm().max(1e-12);
+        let shifted_alpha_grads = |sign: f64, purpose: u64| -> Result<Grads> {
+            let shifted =
+                update::apply(model.clone(), &d_weights, Group::Weights, &mut |_, p, d| p + d.mul_scalar(sign * r));
+            let shifted = self.mixer.install(shifted, Pass::Train, self.sample_seed(at, purpose));
+            let (loss, _, value) = self.loss(&shifted, train);
+            guard(value, "training (Hessian-vector product)", at, &self.config.out)?;
+            Ok(Grads::of(&shifted, &loss.backward(), Group::Arch))
+        };
+        let hessian = shifted_alpha_grads(1.0, PLUS)?.plus(shifted_alpha_grads(-1.0, MINUS)?.scale(-1.0));
+        Ok((model, d_alpha.plus(hessian.scale(-at.lr / (2.0 * r)))))
+    }
+}
+
+impl Strategy<MixedCell> for OneShot<'_> {
+    type Config = SearchConfig;
+
+    fn lr(&self, epoch: usize) -> f64 {
+        Schedule::Cosine.lr_with_floor(self.config.lr, self.config.lr_min, epoch, self.config.epochs)
+    }
+
+    fn begin_epoch(&mut self, model: ResNet<MixedCell>, epoch: usize) -> Result<(ResNet<MixedCell>, Option<String>)> {
+        self.valid_batches = None;
+        let epochs = self.config.epochs;
+        self.mixer.tau = match epochs {
+            1 => 10.0,
+            _ => 10.0 - (10.0 - 0.1) * epoch as f64 / (epochs - 1) as f64,
+        };
+        let note = match self.method() {
+            Method::Grafs if epoch == 0 => {
+                Some("epoch 1 is the warm start: the weights train with ReLU while the alphas learn".to_string())
+            }
+            Method::Grafs => self.shrink(&model, epoch),
+            Method::Gdas => Some(format!("epoch {}: Gumbel-softmax temperature {:.3}", epoch + 1, self.mixer.tau)),
+            _ => None,
+        };
+        Ok((model, note))
+    }
+
+    fn step(&mut self, model: ResNet<MixedCell>, batch: &Batch, at: At) -> Result<(ResNet<MixedCell>, StepReport)> {
+        let valid = self.next_valid(at.epoch);
+        let (model, arch) = match self.method() {
+            Method::Darts2 => self.unrolled_arch_grads(model, &valid, batch, at)?,
+            _ => self.arch_grads(model, &valid, at)?,
+        };
+        let window_ends = (at.index + 1).is_multiple_of(self.config.accumulate) || at.index + 1 == at.batches;
+        let mut pending =
+            self.pending.take().unwrap_or(Pending { arch: Grads::default(), weights: Grads::default(), batches: 0 });
+        pending.arch = pending.arch.plus(arch);
+        pending.batches += 1;
+        let mut model = model;
+        if window_ends {
+            let arch = std::mem::take(&mut pending.arch).scale(1.0 / pending.batches as f64);
+            model = self.adam.step(model, &arch, self.config.arch_lr);
+        }
+
+        let warm_start = self.method() == Method::Grafs && at.epoch == 0;
+        let model = match warm_start {
+            true => Mixer::install_relu(model),
+            false => self.mixer.install(model, Pass::Train, self.sample_seed(at, WEIGHTS)),
+        };
+        let (loss, logits, value) = self.loss(&model, batch);
+        let report = StepReport { loss: value, logits: host_f32(logits.inner()) };
+        if !value.is_finite() {
+            return Ok((model, report));
+        }
+        pending.weights = pending.weights.plus(Grads::of(&model, &loss.backward(), Group::Weights));
+        if !window_ends {
+            self.pending = Some(pending);
+            return Ok((model, report));
+        }
+        let weights = pending.weights.scale(1.0 / pending.batches as f64);
+        Ok((self.sgd.step(model, &weights, at.lr), report))
+    }
+
+    fn passes(&self) -> f64 {
+        2.0
+    }
+
+    fn evaluate(&mut self, model: &ResNet<MixedCell>) -> Result<(Option<Meter>, Option<Meter>)> {
+        let frozen = self.mixer.install(model.valid(), Pass::Eval, 0);
+        Ok((Some(evaluate(&frozen, &self.valid, self.norm, 500, &self.device)), None))
+    }
+
+    fn end_epoch(&mut self, model: &ResNet<MixedCell>, epoch: usize, history: &mut History) -> Result<String> {
+        let weights = self.mixer.weights(model);
+        let current = record::genotype(&self.space, model, &weights)?;
+        record::append_alphas(
+            &self.config.out.join("alphas.jsonl"),
+            epoch + 1,
+            &current.formula,
+            &self.space,
+            &weights,
+        )?;
+        history.formula.push(current.formula.clone());
+        let valid_acc = history.valid_acc.last().copied().unwrap_or(f64::NAN);
+        if self.best.as_ref().is_none_or(|b| valid_acc > b.valid_acc) {
+            self.best = Some(Best { epoch: epoch + 1, valid_acc, genotype: current.clone() });
+        }
+        let formula = current.formula.clone();
+        self.last = Some(current);
+        self.epochs_recorded = epoch + 1;
+        Ok(formula)
+    }
+
+    fn state(&self) -> (Vec<NamedTensor>, serde_json::Value) {
+        let mut tensors = self.sgd.state();
+        tensors.extend(self.adam.state());
+        let saved = SavedState {
+            arch_steps: self.adam.steps,
+            mixer: self.mixer.clone(),
+            best: self.best.clone(),
+            last: self.last.clone(),
+            epochs: self.epochs_recorded,
+        };
+        (tensors, serde_json::to_value(saved).unwrap_or_default())
+    }
+
+    fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, state: &serde_json::Value) -> Result<()> {
+        let saved: SavedState = serde_json::from_value(state.clone())
+            .map_err(|e| anyhow::anyhow!("the checkpoint's search state is unreadable ({e}); start a new --out"))?;
+        self.sgd.load_state(tensors, &self.device);
+        self.adam.load_state(tensors, saved.arch_steps, &self.device);
+        (self.mixer, self.best, self.last, self.epochs_recorded) = (saved.mixer, saved.best, saved.last, saved.epochs);
+        record::truncate_alphas(&self.config.out.join("alphas.jsonl"), saved.epochs)?;
+        Ok(())
+    }
+
+    fn divergence_hint(&self) -> &'static str {
+        "lower --lr or --arch-lr"
+    }
+}
+
+impl OneShot<'_> {
+    /// GRAFS' progressive shrinking at the start of `epoch` (0-based, >= 1).
+    fn shrink(&mut self, model: &ResNet<MixedCell>, epoch: usize) -> Option<String> {
+        let weights = self.mixer.weights(model);
+        let positions = self.space.positions();
+        let mut dropped_total = 0;
+        let mut left = 0;
+        for (set, active) in self.mixer.active.iter_mut().enumerate() {
+            let total: usize = active.iter().map(Vec::len).sum();
+            let target = shrink::ops_in_play(total, positions.len(), epoch, self.config.epochs);
+            // Set `set` is first read by site `set` (site 0 for a shared cell).
+            dropped_total += shrink::shrink(active, &weights[set], target).len();
+            left = target;
+        }
+        (dropped_total > 0).then(|| {
+            format!(
+                "epoch {}: progressive shrinking dropped {dropped_total} ops; {left} ops in play per cell",
+                epoch + 1
+            )
+        })
+    }
+}
+
+/// Stop with a clear message (keeping the last checkpoint) when a loss is not finite.
+fn guard(loss: f64, which: &str, at: At, out: &std::path::Path) -> Result<()> {
+    if !loss.is_finite() {
+        bail!(
+            "the search diverged: the {which} loss became {loss} in epoch {} batch {}; {}; lower --lr or --arch-lr",
+            at.epoch + 1,
+            at.index + 1,
+            checkpoint_note(at.epoch, out)
+        );
+    }
+    Ok(())
+}
