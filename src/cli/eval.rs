@@ -10,7 +10,7 @@ use super::backend::DataAndCompute;
 use super::progress::Progress;
 use super::stdout;
 use crate::model::Network;
-use crate::space::genotype::resolve_activation;
+use crate::space::genotype::{InitParams, resolve_activation, site_values};
 use crate::train::config::Preset;
 use crate::train::schedule::Schedule;
 use crate::train::{TrainConfig, seeds};
@@ -23,6 +23,13 @@ pub enum PresetArg {
     Seed,
     /// Minutes on a CPU: 3 epochs on 5000 training and 1000 test images.
     Quick,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitParamsArg {
+    Init,
+    Learned,
+    LearnedMean,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -42,6 +49,12 @@ pub struct EvalArgs {
     /// or PATH/genotype.json from a search.
     #[arg(long)]
     pub activation: String,
+    /// Where the activation's parameters (b, g, ...) start when --activation is a genotype:
+    /// `init` (the op's initial value, as from scratch), `learned` (the values the search
+    /// learned, per site and channel; needs the search's network) or `learned-mean` (each
+    /// parameter at the mean of its learned values; any network).
+    #[arg(long, value_enum, default_value = "init")]
+    pub init_params: InitParamsArg,
     /// Defaults for the training recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "standard")]
     pub preset: PresetArg,
@@ -105,6 +118,8 @@ fn parse_network(s: &str) -> Result<Network> {
 pub fn run(args: EvalArgs) -> Result<()> {
     let formula = resolve_activation(&args.activation)?;
     let config = build_config(&args, formula.to_string())?;
+    // A genotype without usable learned values fails here, before anything is written.
+    site_values(&args.activation, &formula, config.init_params, &config.network.site_channels())?;
     let (device, pool) = args.common.device_and_pool()?;
     let config = TrainConfig { threads: pool.current_num_threads(), ..config };
     let threads = config.threads;
@@ -151,6 +166,11 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
         network: args.network,
         activation_spec: args.activation.clone(),
         activation,
+        init_params: match args.init_params {
+            InitParamsArg::Init => InitParams::Init,
+            InitParamsArg::Learned => InitParams::Learned,
+            InitParamsArg::LearnedMean => InitParams::LearnedMean,
+        },
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
         epochs: args.epochs.unwrap_or(d.epochs),

@@ -33,6 +33,12 @@ impl Activation {
         Activation { params, formula: formula.clone() }
     }
 
+    /// Slot `i` starts at the per-channel values `values[i]`.
+    pub fn with_values(formula: &Formula, values: &[Vec<f32>], device: &Device) -> Self {
+        let params = values.iter().map(|v| Param::from_data(TensorData::new(v.clone(), [v.len()]), device)).collect();
+        Activation { params, formula: formula.clone() }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let channels = x.dims()[1];
         let params: Vec<Tensor<4>> = self.params.iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();

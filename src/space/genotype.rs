@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::expr::{Formula, resolve};
@@ -87,6 +87,93 @@ pub fn initial_values(spec: &str, formula: &Formula) -> Vec<f64> {
     match from_genotype {
         Some(g) if g.params.len() == formula.num_params() => g.init_values(),
         _ => vec![1.0; formula.num_params()],
+    }
+}
+
+/// Where an eval's activation parameters start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitParams {
+    /// The genotype's init values (1 for every slot of a formula given by name or text).
+    #[default]
+    Init,
+    /// The values the search learned, per site and per channel (same network as the search).
+    Learned,
+    /// The mean of the learned values of each parameter, in every site and channel (any network).
+    LearnedMean,
+}
+
+/// The starting values `[site][slot][channel]` of the activation `spec` for a network whose
+/// sites have `site_channels` channels.
+pub fn site_values(
+    spec: &str,
+    formula: &Formula,
+    mode: InitParams,
+    site_channels: &[usize],
+) -> Result<Vec<Vec<Vec<f32>>>> {
+    let broadcast = |values: Vec<f64>| -> Vec<Vec<Vec<f32>>> {
+        site_channels.iter().map(|&c| values.iter().map(|&v| vec![v as f32; c]).collect()).collect()
+    };
+    if mode == InitParams::Init {
+        return Ok(broadcast(initial_values(spec, formula)));
+    }
+    if !spec.ends_with(".json") {
+        bail!(
+            "--init-params {} needs --activation PATH/genotype.json from a search; '{spec}' is not a genotype",
+            mode_name(mode)
+        );
+    }
+    let genotype = Genotype::load(Path::new(spec))?;
+    if genotype.params.len() != formula.num_params() {
+        bail!(
+            "{spec}: the genotype lists {} parameters but its formula has {}; use --init-params init",
+            genotype.params.len(),
+            formula.num_params()
+        );
+    }
+    let mut learned = Vec::with_capacity(genotype.params.len());
+    for p in &genotype.params {
+        match &p.learned {
+            Some(values) if !values.is_empty() => learned.push(values),
+            _ => bail!(
+                "{spec}: parameter {} has no learned values (the search did not record them); use --init-params init",
+                p.name
+            ),
+        }
+    }
+    match mode {
+        InitParams::LearnedMean => Ok(broadcast(
+            learned
+                .iter()
+                .map(|sites| {
+                    let all: Vec<f64> = sites.iter().flatten().map(|&v| v as f64).collect();
+                    all.iter().sum::<f64>() / all.len().max(1) as f64
+                })
+                .collect(),
+        )),
+        _ => {
+            let shape: Vec<usize> = learned[0].iter().map(Vec::len).collect();
+            if learned.iter().any(|sites| sites.iter().map(Vec::len).collect::<Vec<_>>() != shape)
+                || shape != site_channels
+            {
+                bail!(
+                    "{spec}: the learned values are for {} activation sites with {:?} channels, this network has {} sites with {:?}; eval the search's network or use --init-params learned-mean",
+                    shape.len(),
+                    shape,
+                    site_channels.len(),
+                    site_channels
+                );
+            }
+            Ok((0..site_channels.len()).map(|site| learned.iter().map(|sites| sites[site].clone()).collect()).collect())
+        }
+    }
+}
+
+fn mode_name(mode: InitParams) -> &'static str {
+    match mode {
+        InitParams::Init => "init",
+        InitParams::Learned => "learned",
+        InitParams::LearnedMean => "learned-mean",
     }
 }
 
@@ -184,5 +271,36 @@ mod init_tests {
         let init = initial_values(spec, &formula);
         assert!(init.contains(&0.0), "{} {init:?}", genotype.formula);
         assert_eq!(initial_values("x*sigmoid(b*x)", &resolve_activation("x*sigmoid(b*x)").unwrap()), vec![1.0]);
+    }
+
+    /// `learned` starts every site and channel at the search's values, `learned-mean` at each
+    /// parameter's mean; a network with other sites, or a genotype without learned values, is
+    /// a clear error.
+    #[test]
+    fn learned_values_start_an_eval_where_the_search_left_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = CellSpace::parse("small").unwrap();
+        let mut genotype = space.genotype(&[7, 8, 0]).unwrap(); // beta_mul, add_beta, add
+        assert_eq!(genotype.params.len(), 2, "{}", genotype.formula);
+        let path = dir.path().join("genotype.json");
+        genotype.save(&path).unwrap();
+        let spec = path.to_str().unwrap();
+        let formula = resolve_activation(spec).unwrap();
+        let err = site_values(spec, &formula, InitParams::Learned, &[2, 3]).unwrap_err().to_string();
+        assert!(err.contains("no learned values") && err.contains("--init-params init"), "{err}");
+
+        genotype.params[0].learned = Some(vec![vec![0.5, 1.5], vec![2.0, 2.0, 2.0]]);
+        genotype.params[1].learned = Some(vec![vec![-1.0, 1.0], vec![0.0, 0.0, 3.0]]);
+        genotype.save(&path).unwrap();
+        let exact = site_values(spec, &formula, InitParams::Learned, &[2, 3]).unwrap();
+        assert_eq!(exact[1], vec![vec![2.0, 2.0, 2.0], vec![0.0, 0.0, 3.0]]);
+        assert_eq!(exact[0][1], vec![-1.0, 1.0]);
+        let mean = site_values(spec, &formula, InitParams::LearnedMean, &[4]).unwrap();
+        assert_eq!(mean, vec![vec![vec![1.6; 4], vec![0.6; 4]]]);
+        let err = site_values(spec, &formula, InitParams::Learned, &[16, 16, 16]).unwrap_err().to_string();
+        assert!(err.contains("learned-mean"), "{err}");
+        let err = site_values("silu", &resolve_activation("silu").unwrap(), InitParams::Learned, &[2]).unwrap_err();
+        assert!(err.to_string().contains("genotype"), "{err}");
+        assert_eq!(site_values(spec, &formula, InitParams::Init, &[1]).unwrap(), vec![vec![vec![1.0], vec![1.0]]]);
     }
 }

@@ -15,6 +15,9 @@ pub struct TrainConfig {
     pub activation_spec: String,
     /// The canonical formula that is trained.
     pub activation: String,
+    /// Where the activation's parameters start (a genotype's init or learned values).
+    #[serde(default)]
+    pub init_params: crate::space::genotype::InitParams,
     /// `cifar10`, `cifar100` or the image-folder path.
     pub dataset: String,
     pub data_dir: PathBuf,

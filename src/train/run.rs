@@ -27,7 +27,7 @@ use crate::expr::Formula;
 use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
 use crate::model::{Activation, ResNet, Site};
 use crate::observer::{Event, Observer};
-use crate::space::genotype::initial_values;
+use crate::space::genotype::site_values;
 
 /// What a finished run reports back.
 #[derive(Clone, Debug)]
@@ -67,9 +67,11 @@ pub fn train(
     let test_set = Arc::new(splits.test);
 
     let train_device = device.clone().autodiff();
-    let init = initial_values(&config.activation_spec, formula);
-    let model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |channels| {
-        Activation::with_init(formula, &init, channels, &train_device)
+    let values = site_values(&config.activation_spec, formula, config.init_params, &config.network.site_channels())?;
+    let mut site = 0;
+    let model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |_| {
+        site += 1;
+        Activation::with_values(formula, &values[site - 1], &train_device)
     });
     let history = History {
         seed: config.seed,

@@ -20,6 +20,7 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         network: Network::Resnet8,
         activation_spec: activation.to_string(),
         activation: formula.to_string(),
+        init_params: Default::default(),
         dataset: "cifar10".to_string(),
         data_dir: data_dir.to_path_buf(),
         epochs,
