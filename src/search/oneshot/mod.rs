@@ -9,6 +9,7 @@ pub mod mixing;
 pub mod record;
 pub mod run;
 pub mod shrink;
+pub mod unrolled;
 
 pub use config::SearchConfig;
 pub use mixing::Method;

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
 use super::mixing::{Method, Mixer, Pass};
-use super::{record, shrink};
+use super::{record, shrink, unrolled};
 use crate::data::{self, Batch, DatasetSpec, ImageSet, Loader, LoaderConfig, Normalization, SplitConfig};
 use crate::model::init::Init;
 use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
@@ -42,7 +42,7 @@ use crate::train::metrics::Meter;
 use crate::train::run::{RunLog, checkpoint_note, evaluate, prepare_out_dir, to_tensors, trainable_params};
 use crate::train::schedule::Schedule;
 use crate::train::sgd::{Sgd, SgdConfig};
-use crate::train::update::{self, Grads, Group};
+use crate::train::update::{Grads, Group};
 
 /// GRAFS' bound on every position's output when searching a space without built-in bounds.
 const GRAFS_BOUND: f64 = 10.0;
@@ -222,8 +222,6 @@ struct OneShot<'a> {
 /// Purposes of the samples drawn for one batch.
 const ARCH: u64 = 1;
 const WEIGHTS: u64 = 2;
-const PLUS: u64 = 3;
-const MINUS: u64 = 4;
 
 impl OneShot<'_> {
     fn method(&self) -> Method {
@@ -293,10 +291,7 @@ impl OneShot<'_> {
         Ok((model, grads))
     }
 
-    /// DARTS' second-order architecture gradient: the validation gradient at the unrolled
-    /// weights `w' = w - lr * (momentum buffer + grad_train(w) + wd * w)`, minus `lr` times the
-    /// finite-difference Hessian-vector product `(grad_alpha L_train(w+) - grad_alpha
-    /// L_train(w-)) / 2r` with `w± = w ± r dw'` and `r = 0.01 / |dw'|`.
+    /// DARTS' second-order architecture gradient (see `unrolled`).
     fn unrolled_arch_grads(
         &self,
         model: ResNet<MixedCell>,
@@ -304,30 +299,20 @@ impl OneShot<'_> {
         train: &Batch,
         at: At,
     ) -> Result<(ResNet<MixedCell>, Grads)> {
-        let model = self.mixer.install(model, Pass::Train, self.sample_seed(at, ARCH));
-        let (loss, _, value) = self.loss(&model, train);
-        guard(value, "training (unrolling)", at, &self.config.out)?;
-        let train_grads = Grads::of(&model, &loss.backward(), Group::Weights);
-
-        let unrolled = self.sgd.virtual_step(model.clone(), &train_grads, at.lr);
-        let unrolled = self.mixer.install(unrolled, Pass::Train, self.sample_seed(at, ARCH));
-        let (loss, _, value) = self.loss(&unrolled, valid);
-        guard(value, "validation (architecture)", at, &self.config.out)?;
-        let grads = loss.backward();
-        let d_alpha = Grads::of(&unrolled, &grads, Group::Arch);
-        let d_weights = Grads::of(&unrolled, &grads, Group::Weights);
-
-        let r = 0.01 / d_weights.norm().max(1e-12);
-        let shifted_alpha_grads = |sign: f64, purpose: u64| -> Result<Grads> {
-            let shifted =
-                update::apply(model.clone(), &d_weights, Group::Weights, &mut |_, p, d| p + d.mul_scalar(sign * r));
-            let shifted = self.mixer.install(shifted, Pass::Train, self.sample_seed(at, purpose));
-            let (loss, _, value) = self.loss(&shifted, train);
-            guard(value, "training (Hessian-vector product)", at, &self.config.out)?;
-            Ok(Grads::of(&shifted, &loss.backward(), Group::Arch))
+        let evaluate = |m: ResNet<MixedCell>, batch: &Batch, which: &str| -> Result<(ResNet<MixedCell>, Tensor<1>)> {
+            let m = self.mixer.install(m, Pass::Train, self.sample_seed(at, ARCH));
+            let (loss, _, value) = self.loss(&m, batch);
+            guard(value, which, at, &self.config.out)?;
+            Ok((m, loss))
         };
-        let hessian = shifted_alpha_grads(1.0, PLUS)?.plus(shifted_alpha_grads(-1.0, MINUS)?.scale(-1.0));
-        Ok((model, d_alpha.plus(hessian.scale(-at.lr / (2.0 * r)))))
+        let grads = unrolled::second_order_arch_grads(
+            &model,
+            &self.sgd,
+            at.lr,
+            |m| evaluate(m, train, "training (unrolled step)"),
+            |m| evaluate(m, valid, "validation (architecture)"),
+        )?;
+        Ok((model, grads))
     }
 }
 
