@@ -5,6 +5,7 @@
 //! (tensor evaluation of activations) → `data` (datasets and batches) → `train` (the one
 //! training loop) → `cli` (the only module that knows about argv and prints).
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod expr;

@@ -3,6 +3,7 @@
 //! events with indicatif.
 
 mod backend;
+mod bench;
 mod data;
 mod eval;
 mod functions;
@@ -29,6 +30,9 @@ enum Command {
     Functions,
     /// Download and verify datasets.
     Data(data::DataArgs),
+    /// Time the reference workloads (w1: ResNet-20 training step; w2: DARTS step with the
+    /// small cell), optionally side by side with PyTorch.
+    Bench(bench::BenchArgs),
 }
 
 /// Run the program; returns the process exit code. Every error is one line on stderr.
@@ -46,6 +50,7 @@ pub fn main() -> i32 {
         Command::Search(args) => search::run(*args),
         Command::Functions => functions::run(),
         Command::Data(args) => data::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,193 @@
+//! The two speed workloads that actsearch is measured on, with exactly the shapes and
+//! optimizers of `../shared/reference/pytorch_bench.py`:
+//!
+//! - `w1`: one training step of CIFAR ResNet-20 with ReLU (batch 128, SGD lr 0.1, momentum
+//!   0.9, wd 5e-4); 3 warm-up steps, 10 timed.
+//! - `w2`: one first-order DARTS step on ResNet-8 whose 7 sites are `small` cells (batch 64):
+//!   Adam step of the alphas on a validation batch, then SGD step of the weights (clip 5) on a
+//!   training batch; 2 warm-up steps, 8 timed.
+//!
+//! Inputs are random with a fixed seed: only speed is measured.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::expr::named::resolve;
+use crate::model::init::Init;
+use crate::model::{MixedCell, Network, ResNet};
+use crate::search::oneshot::mixing::{Method, Mixer, Pass};
+use crate::space::cell::CellSpace;
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::update::{Grads, Group};
+
+/// The workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    W1,
+    W2,
+}
+
+impl Workload {
+    pub fn parse(name: &str) -> Result<Vec<Workload>> {
+        Ok(match name {
+            "w1" => vec![Workload::W1],
+            "w2" => vec![Workload::W2],
+            "all" => vec![Workload::W1, Workload::W2],
+            _ => bail!("unknown workload '{name}': use w1, w2 or all"),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "w1",
+            Workload::W2 => "w2",
+        }
+    }
+}
+
+/// One workload's timings, as the reference script prints them plus our peak memory.
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    pub workload: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub steps: usize,
+    pub threads: usize,
+    /// Peak resident set size of this process so far, in MB.
+    pub peak_rss_mb: f64,
+    /// Process CPU time over wall time during the timed steps (200 = two cores busy).
+    pub cpu_percent: f64,
+}
+
+/// Run `workload` on `device` (plain, not autodiff); `threads` is only recorded.
+pub fn run(workload: Workload, device: &Device, threads: usize) -> Result<Timing> {
+    let (times, cpu_percent) = match workload {
+        Workload::W1 => w1(device)?,
+        Workload::W2 => w2(device)?,
+    };
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 { sorted[n / 2] } else { 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]) };
+    Ok(Timing {
+        workload: workload.name().to_string(),
+        median_ms: round2(median),
+        min_ms: round2(sorted[0]),
+        steps: n,
+        threads,
+        peak_rss_mb: round2(peak_rss_mb()),
+        cpu_percent: cpu_percent.round(),
+    })
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Milliseconds of each of `steps` calls of `step` after `warmup` untimed ones, and the CPU
+/// utilization (percent) over the timed calls.
+fn timed(warmup: usize, steps: usize, mut step: impl FnMut() -> Result<()>) -> Result<(Vec<f64>, f64)> {
+    let mut times = Vec::with_capacity(steps);
+    let (mut cpu_start, mut wall_start) = (0.0, Instant::now());
+    for i in 0..warmup + steps {
+        if i == warmup {
+            (cpu_start, wall_start) = (cpu_seconds(), Instant::now());
+        }
+        let start = Instant::now();
+        step()?;
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let cpu = 100.0 * (cpu_seconds() - cpu_start) / wall_start.elapsed().as_secs_f64().max(1e-9);
+    Ok((times, cpu))
+}
+
+/// User + system CPU time of this process in seconds (from /proc; 0 where unavailable).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux reports in USER_HZ, which is 100 on every mainstream architecture.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Random images `[n, 3, 32, 32]` and labels in 0..10.
+fn batch(rng: &mut ChaCha8Rng, n: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let images: Vec<f32> = (0..n * 3 * 32 * 32).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    let labels: Vec<i64> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    (
+        Tensor::from_data(TensorData::new(images, [n, 3, 32, 32]), device),
+        Tensor::from_data(TensorData::new(labels, [n]), device),
+    )
+}
+
+fn w1(device: &Device) -> Result<(Vec<f64>, f64)> {
+    let device = device.clone().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut model = ResNet::new(Network::Resnet20, &resolve("relu")?, 10, 0, &device);
+    let (x, y) = batch(&mut rng, 128, &device);
+    let mut sgd =
+        Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: None, group: Group::All });
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    timed(3, 10, || {
+        let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
+        let grads = Grads::of(&model, &loss.backward(), Group::All);
+        model = sgd.step(model.clone(), &grads, 0.1);
+        Ok(())
+    })
+}
+
+fn w2(device: &Device) -> Result<(Vec<f64>, f64)> {
+    let device = device.clone().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let space = CellSpace::parse("small")?;
+    let mut alpha_init = Init::new(0xa1fa);
+    let mut model = ResNet::with_sites(Network::Resnet8, 10, 0, &device, |channels| {
+        let alphas = space.positions().iter().map(|p| alpha_init.normal(p.ops.len(), 1e-3)).collect();
+        MixedCell::new(&space, channels, alphas, &device)
+    });
+    let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
+    let mixer = Mixer::new(Method::Darts, false, &op_counts, model.sites().len());
+    let (xt, yt) = batch(&mut rng, 64, &device);
+    let (xv, yv) = batch(&mut rng, 64, &device);
+    let mut adam = Adam::new(AdamConfig { betas: (0.5, 0.999), eps: 1e-8, weight_decay: 1e-3, group: Group::Arch });
+    let mut sgd = Sgd::new(SgdConfig {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 3e-4,
+        grad_clip: Some(5.0),
+        group: Group::Weights,
+    });
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    timed(2, 8, || {
+        let m = mixer.install(model.clone(), Pass::Train, 0);
+        let loss = loss_fn.forward(m.forward(xv.clone()), yv.clone());
+        let grads = Grads::of(&m, &loss.backward(), Group::Arch);
+        let m = adam.step(m, &grads, 3e-4);
+        let m = mixer.install(m, Pass::Train, 0);
+        let loss = loss_fn.forward(m.forward(xt.clone()), yt.clone());
+        let grads = Grads::of(&m, &loss.backward(), Group::Weights);
+        model = sgd.step(m, &grads, 0.025);
+        Ok(())
+    })
+}
+
+/// Peak resident set size of this process (VmHWM) in MB; 0 where /proc is not available.
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
