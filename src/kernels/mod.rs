@@ -1,4 +1,5 @@
 //! Evaluating activations on tensors. `reference` composes burn tensor ops (every backend,
 //! autodiff for free, the test oracle); the op semantics come from `space::ops`.
 
+pub mod fast32;
 pub mod reference;

@@ -13,50 +13,162 @@
 //! every other function is finite for every finite input.
 
 use burn::prelude::Tensor;
-use num_traits::Float;
 
 /// Lower clamp of `sqrt` and `log` inputs (the seed's `EPS`).
 pub const EPS: f64 = 1e-10;
 
-/// A floating-point scalar the op table is evaluated on: `f32` or `f64`.
-pub trait Real: Float + Copy + Send + Sync + std::fmt::Debug + 'static {
+/// A floating-point scalar the op table is evaluated on: `f32` and `f64` (through the
+/// standard library), and `kernels::fast32::F32x` (branch-free polynomial versions of the
+/// same functions, so that loops of op-table evaluations vectorize in the fused kernels).
+pub trait Real:
+    Copy
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
+    /// Converts a constant.
+    fn c(v: f64) -> Self;
+    fn zero() -> Self {
+        Self::c(0.0)
+    }
+    fn one() -> Self {
+        Self::c(1.0)
+    }
+    fn nan() -> Self {
+        Self::c(f64::NAN)
+    }
+    fn abs(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn exp(self) -> Self;
+    fn exp_m1(self) -> Self;
+    fn ln(self) -> Self;
+    fn ln_1p(self) -> Self;
+    fn sin(self) -> Self;
+    fn cos(self) -> Self;
+    fn sinh(self) -> Self;
+    fn cosh(self) -> Self;
+    fn tanh(self) -> Self;
+    fn asinh(self) -> Self;
+    fn atan(self) -> Self;
     /// The error function.
     fn erf(self) -> Self;
     /// The complementary error function `1 - erf(x)`, accurate where `erf(x)` is near 1.
     fn erfc(self) -> Self;
-    /// Converts a constant.
-    fn c(v: f64) -> Self;
+    /// The larger of two values; NaN only if both are NaN (IEEE maxNum).
+    fn max(self, other: Self) -> Self;
+    fn min(self, other: Self) -> Self;
+    fn powi(self, n: i32) -> Self;
+    /// Round half away from zero.
+    fn round(self) -> Self;
+    fn is_finite(self) -> bool;
+    fn is_nan(self) -> bool;
 }
 
-impl Real for f32 {
-    #[inline]
-    fn erf(self) -> Self {
-        libm::erff(self)
-    }
-    #[inline]
-    fn erfc(self) -> Self {
-        libm::erfcf(self)
-    }
-    #[inline]
-    fn c(v: f64) -> Self {
-        v as f32
-    }
+/// `Real` for a standard float type, each method calling the inherent one.
+macro_rules! std_real {
+    ($t:ty, $erf:path, $erfc:path) => {
+        impl Real for $t {
+            #[inline]
+            fn c(v: f64) -> Self {
+                v as $t
+            }
+            #[inline]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline]
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            #[inline]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            #[inline]
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            #[inline]
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            #[inline]
+            fn sinh(self) -> Self {
+                <$t>::sinh(self)
+            }
+            #[inline]
+            fn cosh(self) -> Self {
+                <$t>::cosh(self)
+            }
+            #[inline]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline]
+            fn asinh(self) -> Self {
+                <$t>::asinh(self)
+            }
+            #[inline]
+            fn atan(self) -> Self {
+                <$t>::atan(self)
+            }
+            #[inline]
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            #[inline]
+            fn erfc(self) -> Self {
+                $erfc(self)
+            }
+            #[inline]
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            #[inline]
+            fn min(self, other: Self) -> Self {
+                <$t>::min(self, other)
+            }
+            #[inline]
+            fn powi(self, n: i32) -> Self {
+                <$t>::powi(self, n)
+            }
+            #[inline]
+            fn round(self) -> Self {
+                <$t>::round(self)
+            }
+            #[inline]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    #[inline]
-    fn erf(self) -> Self {
-        libm::erf(self)
-    }
-    #[inline]
-    fn erfc(self) -> Self {
-        libm::erfc(self)
-    }
-    #[inline]
-    fn c(v: f64) -> Self {
-        v
-    }
-}
+std_real!(f32, libm::erff, libm::erfcf);
+std_real!(f64, libm::erf, libm::erfc);
 
 /// The parameter-free unary functions callable by name in formulas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
