@@ -2,4 +2,6 @@
 //! autodiff for free, the test oracle); the op semantics come from `space::ops`.
 
 pub mod fast32;
+pub mod fused;
+pub mod program;
 pub mod reference;

@@ -1,0 +1,661 @@
+//! A compiled activation: a straight-line program over per-element registers, evaluated in
+//! one pass over memory by [`Program::forward_plane`] and differentiated in reverse mode by
+//! [`Program::backward_plane`] (which recomputes the forward from the saved input, in the
+//! style of llm.c: each instruction's value and local derivative come from the op table,
+//! `space::ops`, so the fused path and the reference path share one definition).
+//!
+//! A fixed formula compiles to a few instructions; a mixed cell compiles to every candidate
+//! op of every position, each multiplied by its mixing weight (an input like the per-channel
+//! parameters) and summed. The interpreter works on one channel plane at a time, in chunks
+//! of [`LANES`] elements: each instruction is a tight loop over the chunk (on
+//! `kernels::fast32::Fast`, so it vectorizes), and values that are the same for every
+//! element of the chunk (constants, parameters, weights and what depends only on them) are
+//! computed once as scalars ("uniform" registers).
+
+use super::fast32::Fast;
+use crate::expr::{Expr, Formula};
+use crate::space::ops::{BinOp, Func, powi_eval};
+
+/// `match f` with each arm binding the constant `F`, so that the closure in the arm is
+/// specialized to one function and its loop vectorizes.
+macro_rules! with_func {
+    ($f:expr, $g:ident => $body:expr) => {
+        match $f {
+            Func::Abs => {
+                const $g: Func = Func::Abs;
+                $body
+            }
+            Func::Sqrt => {
+                const $g: Func = Func::Sqrt;
+                $body
+            }
+            Func::Exp => {
+                const $g: Func = Func::Exp;
+                $body
+            }
+            Func::Log => {
+                const $g: Func = Func::Log;
+                $body
+            }
+            Func::Sin => {
+                const $g: Func = Func::Sin;
+                $body
+            }
+            Func::Cos => {
+                const $g: Func = Func::Cos;
+                $body
+            }
+            Func::Sinh => {
+                const $g: Func = Func::Sinh;
+                $body
+            }
+            Func::Cosh => {
+                const $g: Func = Func::Cosh;
+                $body
+            }
+            Func::Tanh => {
+                const $g: Func = Func::Tanh;
+                $body
+            }
+            Func::Asinh => {
+                const $g: Func = Func::Asinh;
+                $body
+            }
+            Func::Atan => {
+                const $g: Func = Func::Atan;
+                $body
+            }
+            Func::Sinc => {
+                const $g: Func = Func::Sinc;
+                $body
+            }
+            Func::Erf => {
+                const $g: Func = Func::Erf;
+                $body
+            }
+            Func::Sigmoid => {
+                const $g: Func = Func::Sigmoid;
+                $body
+            }
+            Func::Softplus => {
+                const $g: Func = Func::Softplus;
+                $body
+            }
+            Func::Relu => {
+                const $g: Func = Func::Relu;
+                $body
+            }
+            Func::Silu => {
+                const $g: Func = Func::Silu;
+                $body
+            }
+            Func::Gelu => {
+                const $g: Func = Func::Gelu;
+                $body
+            }
+            Func::Elu => {
+                const $g: Func = Func::Elu;
+                $body
+            }
+            Func::LeakyRelu => {
+                const $g: Func = Func::LeakyRelu;
+                $body
+            }
+        }
+    };
+}
+
+/// `match op` with each arm binding the constant `O` (see [`with_func`]).
+macro_rules! with_binop {
+    ($op:expr, $o:ident => $body:expr) => {
+        match $op {
+            BinOp::Add => {
+                const $o: BinOp = BinOp::Add;
+                $body
+            }
+            BinOp::Sub => {
+                const $o: BinOp = BinOp::Sub;
+                $body
+            }
+            BinOp::Mul => {
+                const $o: BinOp = BinOp::Mul;
+                $body
+            }
+            BinOp::Div => {
+                const $o: BinOp = BinOp::Div;
+                $body
+            }
+            BinOp::Max => {
+                const $o: BinOp = BinOp::Max;
+                $body
+            }
+            BinOp::Min => {
+                const $o: BinOp = BinOp::Min;
+                $body
+            }
+        }
+    };
+}
+
+/// `out[l] = body(Fast(a[l]))` for every lane, written out in place (no closure), so the
+/// op-table code is inlined into the loop and vectorizes.
+macro_rules! lanes1 {
+    ($out:expr, $a:expr, |$v:ident| $body:expr) => {{
+        for (o, &x) in $out.iter_mut().zip($a) {
+            let $v = Fast(x);
+            *o = ($body).0;
+        }
+    }};
+}
+
+/// `out[l] = body(Fast(a[l]), Fast(b[l]))` for every lane.
+macro_rules! lanes2 {
+    ($out:expr, $a:expr, $b:expr, |$p:ident, $q:ident| $body:expr) => {{
+        for ((o, &x), &y) in $out.iter_mut().zip($a).zip($b) {
+            let ($p, $q) = (Fast(x), Fast(y));
+            *o = ($body).0;
+        }
+    }};
+}
+
+/// Reverse step into a vector register: `adj[a] += body(value[a], adj[i])` per lane.
+macro_rules! chain1 {
+    ($s:expr, $i:expr, $a:expr, $n:expr, |$v:ident, $g:ident| $body:expr) => {{
+        let (i, a, n) = ($i, $a, $n);
+        let first = !$s.touched[a];
+        $s.touched[a] = true;
+        let (lo, hi) = $s.adj.split_at_mut(i * LANES);
+        let grads = &hi[..n];
+        let out = &mut lo[a * LANES..a * LANES + n];
+        let vals = &$s.vals[a * LANES..a * LANES + n];
+        if first {
+            for ((o, &$g), &$v) in out.iter_mut().zip(grads).zip(vals) {
+                *o = $body;
+            }
+        } else {
+            for ((o, &$g), &$v) in out.iter_mut().zip(grads).zip(vals) {
+                *o += $body;
+            }
+        }
+    }};
+}
+
+/// Reverse step into two vector registers: `(da, db) = body(value[a], value[b])`,
+/// `adj[a] += g*da`, `adj[b] += g*db` per lane.
+macro_rules! chain2 {
+    ($s:expr, $i:expr, $a:expr, $b:expr, $n:expr, |$p:ident, $q:ident| $body:expr) => {{
+        let (i, a, b, n) = ($i, $a, $b, $n);
+        if a == b {
+            chain1!($s, i, a, n, |v, g| {
+                let ($p, $q) = (v, v);
+                let (da, db) = $body;
+                g * (da + db)
+            })
+        } else {
+            let (fa, fb) = (!$s.touched[a], !$s.touched[b]);
+            $s.touched[a] = true;
+            $s.touched[b] = true;
+            let (lo, hi) = $s.adj.split_at_mut(i * LANES);
+            let grads = &hi[..n];
+            let (first, second) = (a.min(b), a.max(b));
+            let (l1, l2) = lo.split_at_mut(second * LANES);
+            let (o1, o2) = (&mut l1[first * LANES..first * LANES + n], &mut l2[..n]);
+            let (out_a, out_b) = if a < b { (o1, o2) } else { (o2, o1) };
+            let (va, vb) = (&$s.vals[a * LANES..a * LANES + n], &$s.vals[b * LANES..b * LANES + n]);
+            for l in 0..n {
+                let ($p, $q) = (va[l], vb[l]);
+                let (da, db) = $body;
+                let (ga, gb) = (grads[l] * da, grads[l] * db);
+                out_a[l] = if fa { ga } else { out_a[l] + ga };
+                out_b[l] = if fb { gb } else { out_b[l] + gb };
+            }
+        }
+    }};
+}
+
+/// Reverse step into vector register `v` and uniform register `u`: `(dv, du) = body(value[v])`,
+/// `adj[v] += g*dv` per lane, `adj[u] += sum(g*du)`.
+macro_rules! chain_mixed {
+    ($s:expr, $i:expr, $v:expr, $u:expr, $n:expr, |$x:ident| $body:expr) => {{
+        let (i, v, u, n) = ($i, $v, $u, $n);
+        let first = !$s.touched[v];
+        $s.touched[v] = true;
+        let (lo, hi) = $s.adj.split_at_mut(i * LANES);
+        let grads = &hi[..n];
+        let out = &mut lo[v * LANES..v * LANES + n];
+        let vals = &$s.vals[v * LANES..v * LANES + n];
+        // Eight partial sums, so that the reduction vectorizes (a single running sum is a
+        // serial dependency chain).
+        let mut sums = [0.0f32; 8];
+        for l in 0..n {
+            let $x = vals[l];
+            let (dv, du) = $body;
+            let gv = grads[l] * dv;
+            out[l] = if first { gv } else { out[l] + gv };
+            sums[l % 8] += grads[l] * du;
+        }
+        $s.add_scalar(u, sums.iter().sum());
+    }};
+}
+
+/// Elements per chunk: every register of a chunk stays in the L1/L2 cache.
+pub const LANES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Inst {
+    /// The input element.
+    X,
+    Const(f32),
+    /// Row `k` of the per-channel parameter table, at this plane's channel.
+    Param(usize),
+    /// Mixing weight `j`.
+    Weight(usize),
+    Neg(usize),
+    Pow(usize, i32),
+    Call(Func, usize),
+    Bin(BinOp, usize, usize),
+    /// Clamp to `[lo, hi]`; derivative 1 strictly inside, 0 outside.
+    Clamp(usize, f32, f32),
+}
+
+/// Registers are instruction indices; register 0 is always [`Inst::X`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub insts: Vec<Inst>,
+    /// Whether the register is the same for every element of a plane.
+    pub uniform: Vec<bool>,
+    /// The register holding the result.
+    pub output: usize,
+    /// Rows of the parameter table and entries of the weight vector the program reads.
+    pub params: usize,
+    pub weights: usize,
+}
+
+impl Default for Program {
+    fn default() -> Program {
+        Program { insts: vec![Inst::X], uniform: vec![false], output: 0, params: 0, weights: 0 }
+    }
+}
+
+impl Program {
+    /// The program of a fixed formula; parameter slot `i` reads row `i`.
+    pub fn from_formula(formula: &Formula) -> Program {
+        let mut p = Program::default();
+        let slots: Vec<usize> = (0..formula.num_params()).collect();
+        p.output = p.emit(&formula.expr, &[], &slots);
+        p
+    }
+
+    /// Append an instruction; returns its register.
+    pub fn push(&mut self, inst: Inst) -> usize {
+        let u = &self.uniform;
+        let uniform = match inst {
+            Inst::X => false,
+            Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => true,
+            Inst::Neg(a) | Inst::Pow(a, _) | Inst::Call(_, a) | Inst::Clamp(a, _, _) => u[a],
+            Inst::Bin(_, a, b) => u[a] && u[b],
+        };
+        match inst {
+            Inst::Param(k) => self.params = self.params.max(k + 1),
+            Inst::Weight(j) => self.weights = self.weights.max(j + 1),
+            _ => {}
+        }
+        self.insts.push(inst);
+        self.uniform.push(uniform);
+        self.insts.len() - 1
+    }
+
+    /// Emit `e` with `x{k+1}` read from register `args[k]` and parameter slot `i` from table
+    /// row `params[i]` (missing ones read as NaN, as in `Formula::eval`). Returns the register.
+    pub fn emit(&mut self, e: &Expr, args: &[usize], params: &[usize]) -> usize {
+        match e {
+            Expr::X => 0,
+            Expr::Arg(k) => match args.get(*k) {
+                Some(&r) => r,
+                None => self.push(Inst::Const(f32::NAN)),
+            },
+            Expr::Num(c) => self.push(Inst::Const(*c as f32)),
+            Expr::Param(i) => match params.get(*i) {
+                Some(&row) => self.push(Inst::Param(row)),
+                None => self.push(Inst::Const(f32::NAN)),
+            },
+            Expr::Neg(a) => {
+                let a = self.emit(a, args, params);
+                self.push(Inst::Neg(a))
+            }
+            Expr::Pow(a, n) => {
+                let a = self.emit(a, args, params);
+                self.push(Inst::Pow(a, *n))
+            }
+            Expr::Call(f, a) => {
+                let a = self.emit(a, args, params);
+                self.push(Inst::Call(*f, a))
+            }
+            Expr::Bin(op, a, b) => {
+                let a = self.emit(a, args, params);
+                let b = self.emit(b, args, params);
+                self.push(Inst::Bin(*op, a, b))
+            }
+        }
+    }
+
+    /// `y = f(x)` for one channel plane; `params[k]` is row k at this channel.
+    pub fn forward_plane(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.forward_plane_avx2(x, y, params, weights, s) };
+        }
+        self.forward_plane_impl(x, y, params, weights, s)
+    }
+
+    /// [`Program::forward_plane`] compiled for AVX2 (8 lanes instead of SSE's 4).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_plane_avx2(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+        self.forward_plane_impl(x, y, params, weights, s)
+    }
+
+    #[inline(always)]
+    fn forward_plane_impl(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+        s.ensure(self.insts.len());
+        for (xc, yc) in x.chunks(LANES).zip(y.chunks_mut(LANES)) {
+            self.run(xc, params, weights, s);
+            let n = xc.len();
+            if self.uniform[self.output] {
+                yc.fill(s.scalars[self.output]);
+            } else {
+                yc.copy_from_slice(&s.vals[self.output * LANES..self.output * LANES + n]);
+            }
+        }
+    }
+
+    /// The gradient for one channel plane: writes `dx`, adds this plane's contributions to
+    /// `dparams[k]` (row k at this channel) and `dweights[j]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_plane(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        params: &[f32],
+        weights: &[f32],
+        dparams: &mut [f64],
+        dweights: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.backward_plane_avx2(x, dy, dx, params, weights, dparams, dweights, s) };
+        }
+        self.backward_plane_impl(x, dy, dx, params, weights, dparams, dweights, s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn backward_plane_avx2(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        params: &[f32],
+        weights: &[f32],
+        dparams: &mut [f64],
+        dweights: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        self.backward_plane_impl(x, dy, dx, params, weights, dparams, dweights, s)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn backward_plane_impl(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        params: &[f32],
+        weights: &[f32],
+        dparams: &mut [f64],
+        dweights: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        s.ensure(self.insts.len());
+        for ((xc, dyc), dxc) in x.chunks(LANES).zip(dy.chunks(LANES)).zip(dx.chunks_mut(LANES)) {
+            self.run(xc, params, weights, s);
+            self.sweep(dyc, s);
+            if s.touched[0] {
+                dxc.copy_from_slice(&s.adj[..xc.len()]);
+            } else {
+                dxc.fill(0.0);
+            }
+            for (i, inst) in self.insts.iter().enumerate() {
+                if !s.touched[i] {
+                    continue;
+                }
+                match *inst {
+                    Inst::Param(k) => dparams[k] += s.scalar_adj[i] as f64,
+                    Inst::Weight(j) => dweights[j] += s.scalar_adj[i] as f64,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Every register's value for one chunk.
+    #[inline(always)]
+    fn run(&self, x: &[f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+        let n = x.len();
+        for (i, inst) in self.insts.iter().enumerate() {
+            if self.uniform[i] {
+                let v = |r: usize| Fast(s.scalars[r]);
+                let value = match *inst {
+                    Inst::X => unreachable!("x is not uniform"),
+                    Inst::Const(c) => c,
+                    Inst::Param(k) => params[k],
+                    Inst::Weight(j) => weights[j],
+                    Inst::Neg(a) => -s.scalars[a],
+                    Inst::Pow(a, p) => powi_eval(v(a), p).0.0,
+                    Inst::Call(f, a) => f.value(v(a)).0,
+                    Inst::Bin(op, a, b) => op.eval(v(a), v(b)).0.0,
+                    Inst::Clamp(a, lo, hi) => s.scalars[a].clamp(lo, hi),
+                };
+                s.scalars[i] = value;
+                continue;
+            }
+            let (before, after) = s.vals.split_at_mut(i * LANES);
+            let out = &mut after[..n];
+            let reg = |r: usize| &before[r * LANES..r * LANES + n];
+            match *inst {
+                Inst::X => out.copy_from_slice(x),
+                Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
+                Inst::Neg(a) => lanes1!(out, reg(a), |v| -v),
+                Inst::Pow(a, p) => lanes1!(out, reg(a), |v| powi_eval(v, p).0),
+                Inst::Clamp(a, lo, hi) => lanes1!(out, reg(a), |v| Fast(v.0.clamp(lo, hi))),
+                Inst::Call(f, a) => with_func!(f, F => lanes1!(out, reg(a), |v| F.value(v))),
+                Inst::Bin(op, a, b) => {
+                    let (ua, ub) = (self.uniform[a], self.uniform[b]);
+                    let (sa, sb) = (Fast(s.scalars[a]), Fast(s.scalars[b]));
+                    with_binop!(op, O => match (ua, ub) {
+                        (false, false) => lanes2!(out, reg(a), reg(b), |p, q| O.eval(p, q).0),
+                        (true, false) => lanes1!(out, reg(b), |q| O.eval(sa, q).0),
+                        (false, true) => lanes1!(out, reg(a), |p| O.eval(p, sb).0),
+                        (true, true) => unreachable!("uniform"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reverse sweep for one chunk whose values are in `s`: adjoints of every register.
+    #[inline(always)]
+    fn sweep(&self, dy: &[f32], s: &mut Scratch) {
+        let n = dy.len();
+        s.touched.fill(false);
+        let out = self.output;
+        if self.uniform[out] {
+            s.scalar_adj[out] = dy.iter().sum();
+        } else {
+            s.adj[out * LANES..out * LANES + n].copy_from_slice(dy);
+        }
+        s.touched[out] = true;
+        for i in (0..self.insts.len()).rev() {
+            if !s.touched[i] {
+                continue;
+            }
+            let inst = self.insts[i];
+            if self.uniform[i] {
+                let g = s.scalar_adj[i];
+                let v = |r: usize| Fast(s.scalars[r]);
+                match inst {
+                    Inst::X | Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => {}
+                    Inst::Neg(a) => s.add_scalar(a, -g),
+                    Inst::Pow(a, p) => s.add_scalar(a, g * powi_eval(v(a), p).1.0),
+                    Inst::Call(f, a) => s.add_scalar(a, g * f.eval(v(a)).1.0),
+                    Inst::Clamp(a, lo, hi) => {
+                        let x = s.scalars[a];
+                        s.add_scalar(a, if x > lo && x < hi { g } else { 0.0 });
+                    }
+                    Inst::Bin(op, a, b) => {
+                        let (_, da, db) = op.eval(v(a), v(b));
+                        s.add_scalar(a, g * da.0);
+                        s.add_scalar(b, g * db.0);
+                    }
+                }
+                continue;
+            }
+            match inst {
+                Inst::X => {}
+                Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
+                Inst::Neg(a) => chain1!(s, i, a, n, |_v, g| -g),
+                Inst::Pow(a, p) => chain1!(s, i, a, n, |v, g| g * powi_eval(Fast(v), p).1.0),
+                Inst::Clamp(a, lo, hi) => chain1!(s, i, a, n, |v, g| if v > lo && v < hi { g } else { 0.0 }),
+                Inst::Call(f, a) => with_func!(f, F => chain1!(s, i, a, n, |v, g| g * F.eval(Fast(v)).1.0)),
+                Inst::Bin(op, a, b) => {
+                    let (ua, ub) = (self.uniform[a], self.uniform[b]);
+                    with_binop!(op, O => match (ua, ub) {
+                        (false, false) => chain2!(s, i, a, b, n, |p, q| {
+                            let (_, da, db) = O.eval(Fast(p), Fast(q));
+                            (da.0, db.0)
+                        }),
+                        (true, false) => {
+                            let sa = Fast(s.scalars[a]);
+                            chain_mixed!(s, i, b, a, n, |q| {
+                                let (_, da, db) = O.eval(sa, Fast(q));
+                                (db.0, da.0)
+                            })
+                        }
+                        (false, true) => {
+                            let sb = Fast(s.scalars[b]);
+                            chain_mixed!(s, i, a, b, n, |p| {
+                                let (_, da, db) = O.eval(Fast(p), sb);
+                                (da.0, db.0)
+                            })
+                        }
+                        (true, true) => unreachable!("uniform"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Whether this CPU has AVX2 and FMA (detected once, cached by the standard library).
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// Per-thread working memory of the interpreter.
+#[derive(Default)]
+pub struct Scratch {
+    /// `vals[r * LANES + l]`: register r, lane l (vector registers).
+    vals: Vec<f32>,
+    adj: Vec<f32>,
+    /// Uniform registers' values and adjoints.
+    scalars: Vec<f32>,
+    scalar_adj: Vec<f32>,
+    /// Whether a register's adjoint has been written in this sweep (untouched ones are 0).
+    touched: Vec<bool>,
+}
+
+impl Scratch {
+    fn ensure(&mut self, registers: usize) {
+        if self.scalars.len() < registers {
+            self.vals.resize(registers * LANES, 0.0);
+            self.adj.resize(registers * LANES, 0.0);
+            self.scalars.resize(registers, 0.0);
+            self.scalar_adj.resize(registers, 0.0);
+            self.touched.resize(registers, false);
+        }
+    }
+
+    #[inline(always)]
+    fn add_scalar(&mut self, r: usize, g: f32) {
+        if self.touched[r] {
+            self.scalar_adj[r] += g;
+        } else {
+            self.scalar_adj[r] = g;
+            self.touched[r] = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::named::resolve;
+
+    /// The program's values and gradients equal the scalar evaluator's (`Formula::eval_grad`,
+    /// f64) for formulas that exercise every kind of instruction.
+    #[test]
+    fn formulas_match_the_scalar_evaluator() {
+        let formulas = [
+            "x*sigmoid(b*x)",
+            "(x+b)^2",
+            "b1*x + (abs(x)*abs(x) + b2)",
+            "x + (min(-x, sqrt(x)) + b)",
+            "sigmoid(sigmoid(x))*sigmoid(x)",
+            "max(x, 0) + max(x, 0)",
+            "sinc(x) + log(x) - atan(b)*tanh(x)/cosh(x)",
+            "gelu(x) + elu(x)*asinh(x) - erf(x)*softplus(x) + x^3",
+            "2.5",
+            "b",
+        ];
+        let xs: Vec<f32> = (0..700).map(|i| (i as f32 - 350.0) / 37.0).chain([0.0, 1e-12, -1e-12]).collect();
+        for text in formulas {
+            let f = resolve(text).unwrap();
+            let p = Program::from_formula(&f);
+            let params: Vec<f32> = (0..f.num_params()).map(|k| 0.7 + 0.4 * k as f32).collect();
+            let mut s = Scratch::default();
+            let mut y = vec![0.0; xs.len()];
+            p.forward_plane(&xs, &mut y, &params, &[], &mut s);
+            let dy: Vec<f32> = (0..xs.len()).map(|i| 1.0 + (i % 3) as f32 * 0.5).collect();
+            let mut dx = vec![0.0; xs.len()];
+            let mut dp = vec![0.0f64; params.len()];
+            p.backward_plane(&xs, &dy, &mut dx, &params, &[], &mut dp, &mut [], &mut s);
+            let p64: Vec<f64> = params.iter().map(|&v| v as f64).collect();
+            let mut want_dp = vec![0.0f64; params.len()];
+            for (i, &x) in xs.iter().enumerate() {
+                let mut g = vec![0.0f64; params.len()];
+                let (v, d) = f.eval_grad(x as f64, &p64, &mut g);
+                let close = |a: f64, b: f64| (a - b).abs() <= 2e-5 * b.abs().max(1.0) || (a.is_nan() && b.is_nan());
+                assert!(close(y[i] as f64, v), "{text} at {x}: {} vs {v}", y[i]);
+                assert!(close(dx[i] as f64, dy[i] as f64 * d), "{text}' at {x}: {} vs {}", dx[i], dy[i] as f64 * d);
+                for k in 0..params.len() {
+                    want_dp[k] += dy[i] as f64 * g[k];
+                }
+            }
+            for k in 0..params.len() {
+                assert!(
+                    (dp[k] - want_dp[k]).abs() <= 1e-4 * want_dp[k].abs().max(1.0),
+                    "{text} d/db{k}: {} vs {}",
+                    dp[k],
+                    want_dp[k]
+                );
+            }
+        }
+    }
+}
