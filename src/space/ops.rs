@@ -221,7 +221,7 @@ impl Func {
     ];
 
     /// Value and derivative at `x`, from one table: each arm holds both.
-    #[inline]
+    #[inline(always)]
     pub fn eval<T: Real>(self, x: T) -> (T, T) {
         let zero = T::zero();
         let one = T::one();
@@ -290,7 +290,7 @@ impl Func {
     }
 
     /// Value at `x` (the first half of [`Func::eval`]).
-    #[inline]
+    #[inline(always)]
     pub fn value<T: Real>(self, x: T) -> T {
         self.eval(x).0
     }
@@ -370,7 +370,7 @@ impl BinOp {
 
     /// `(value, d/da, d/db)`. A tie of `max`/`min` splits the gradient 0.5/0.5
     /// (as `torch.maximum`); a NaN operand gives NaN. Division is plain `a/b`.
-    #[inline]
+    #[inline(always)]
     pub fn eval<T: Real>(self, a: T, b: T) -> (T, T, T) {
         let zero = T::zero();
         let one = T::one();
@@ -433,7 +433,7 @@ impl BinOp {
 }
 
 /// `(x^n, n*x^(n-1))` for an integer power; `x^0` is 1 with derivative 0.
-#[inline]
+#[inline(always)]
 pub fn powi_eval<T: Real>(x: T, n: i32) -> (T, T) {
     match n {
         0 => (T::one(), T::zero()),
@@ -445,7 +445,7 @@ pub fn powi_eval<T: Real>(x: T, n: i32) -> (T, T) {
 }
 
 /// -1, 0 or 1 (0 at 0, as `torch.sign`, so `abs` has derivative 0 there).
-#[inline]
+#[inline(always)]
 fn sign<T: Real>(x: T) -> T {
     if x > T::zero() {
         T::one()
@@ -457,7 +457,7 @@ fn sign<T: Real>(x: T) -> T {
 }
 
 /// Overflow-safe logistic function.
-#[inline]
+#[inline(always)]
 fn sigmoid<T: Real>(x: T) -> T {
     if x >= T::zero() {
         T::one() / (T::one() + (-x).exp())
@@ -469,7 +469,7 @@ fn sigmoid<T: Real>(x: T) -> T {
 
 /// Normalized sinc and its derivative: a Taylor series in `u = pi*x` near 0, otherwise
 /// `sin(pi x)/(pi x)` and `(cos(pi x) - sinc(x))/x` with exact range reduction of `pi x`.
-#[inline]
+#[inline(always)]
 fn sinc<T: Real>(x: T) -> (T, T) {
     let pi = T::c(std::f64::consts::PI);
     if x.abs() < T::c(0.1) {
@@ -495,7 +495,7 @@ fn sinc<T: Real>(x: T) -> (T, T) {
 }
 
 /// `(sin(pi x), cos(pi x))`, reducing `x` modulo 2 exactly first so large `x` stays accurate.
-#[inline]
+#[inline(always)]
 fn sin_cos_pi<T: Real>(x: T) -> (T, T) {
     let two = T::c(2.0);
     let half = T::c(0.5);
@@ -555,10 +555,24 @@ impl BinOp {
             BinOp::Sub => a - b,
             BinOp::Mul => a * b,
             BinOp::Div => a / b,
-            BinOp::Max => a.max_pair(b),
-            BinOp::Min => a.min_pair(b),
+            BinOp::Max => {
+                let b_wins = b.clone().greater(a.clone());
+                tie_split(a.clone().mask_where(b_wins, b.clone()), a, b)
+            }
+            BinOp::Min => {
+                let b_wins = b.clone().lower(a.clone());
+                tie_split(a.clone().mask_where(b_wins, b.clone()), a, b)
+            }
         }
     }
+}
+
+/// `picked` (a or b, whichever won) except at ties, where it is `(a + b) / 2`: the same value,
+/// but the gradient splits 0.5/0.5 as in `BinOp::eval` (burn's `max_pair` would give it all
+/// to one side).
+fn tie_split<const D: usize>(picked: Tensor<D>, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    let tie = a.clone().equal(b.clone());
+    picked.mask_where(tie, (a + b).mul_scalar(0.5))
 }
 
 /// x^n for an integer n, as products where that is cheapest.
