@@ -1,14 +1,17 @@
 //! An activation site: a formula plus its own per-channel trainable parameters.
 //!
 //! Every parameter of the formula (`b`, `b1`, ...) becomes a per-channel vector initialised to
-//! 1, owned by this site only. The forward pass evaluates the formula on tensors through
-//! `kernels::reference`.
+//! 1, owned by this site only. The forward pass is the fused kernel on the CPU backend and
+//! the formula evaluated through `kernels::reference` elsewhere.
 
 use burn::module::Param;
 use burn::prelude::*;
 
 use crate::expr::Formula;
-use crate::kernels::reference;
+use std::sync::Arc;
+
+use crate::kernels::program::Program;
+use crate::kernels::{fused, reference};
 
 #[derive(Module, Debug)]
 pub struct Activation {
@@ -16,6 +19,9 @@ pub struct Activation {
     pub params: Vec<Param<Tensor<1>>>,
     #[module(skip)]
     pub formula: Formula,
+    /// The formula compiled for the fused CPU kernel.
+    #[module(skip)]
+    pub program: Arc<Program>,
 }
 
 impl Activation {
@@ -30,16 +36,19 @@ impl Activation {
             .iter()
             .map(|&v| Param::from_data(TensorData::new(vec![v as f32; channels], [channels]), device))
             .collect();
-        Activation { params, formula: formula.clone() }
+        Activation { params, formula: formula.clone(), program: Arc::new(Program::from_formula(formula)) }
     }
 
     /// Slot `i` starts at the per-channel values `values[i]`.
     pub fn with_values(formula: &Formula, values: &[Vec<f32>], device: &Device) -> Self {
         let params = values.iter().map(|v| Param::from_data(TensorData::new(v.clone(), [v.len()]), device)).collect();
-        Activation { params, formula: formula.clone() }
+        Activation { params, formula: formula.clone(), program: Arc::new(Program::from_formula(formula)) }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if fused::available(&x.device()) {
+            return fused::apply(self.program.clone(), x, self.params.iter().map(|p| p.val()).collect(), None);
+        }
         let channels = x.dims()[1];
         let params: Vec<Tensor<4>> = self.params.iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
         reference::eval(&self.formula, x, &params)

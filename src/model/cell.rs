@@ -12,8 +12,12 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::kernels::reference;
+use std::sync::Arc;
+
+use crate::kernels::program::{Inst, Program};
+use crate::kernels::{fused, reference};
 use crate::space::cell::{CellSpace, Source};
+use crate::space::ops::BinOp;
 
 /// How a cell mixes its candidate ops in the next forward pass. The search installs one
 /// before every forward (`search::oneshot::mixing`), because the weights depend on the method
@@ -97,16 +101,31 @@ impl MixedCell {
         self.alphas.iter().map(|a| softmax(a.val(), 0)).collect()
     }
 
+    /// The fused kernel on the CPU backend, the reference path elsewhere.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mixes = match &self.mix {
-            Mix::Relu => return burn::tensor::activation::relu(x),
-            Mix::Own => self
-                .weights()
-                .into_iter()
-                .map(|weights| PositionMix::Soft { ops: (0..weights.dims()[0]).collect(), weights })
-                .collect(),
-            Mix::Positions(p) => p.clone(),
-        };
+        match fused::available(&x.device()) {
+            true => self.forward_fused(x),
+            false => self.forward_reference(x),
+        }
+    }
+
+    /// The installed mix per position, or `None` for ReLU.
+    fn mixes(&self) -> Option<Vec<PositionMix>> {
+        match &self.mix {
+            Mix::Relu => None,
+            Mix::Own => Some(
+                self.weights()
+                    .into_iter()
+                    .map(|weights| PositionMix::Soft { ops: (0..weights.dims()[0]).collect(), weights })
+                    .collect(),
+            ),
+            Mix::Positions(p) => Some(p.clone()),
+        }
+    }
+
+    /// Composed burn tensor ops (every backend; the test oracle of the fused kernel).
+    pub fn forward_reference(&self, x: Tensor<4>) -> Tensor<4> {
+        let Some(mixes) = self.mixes() else { return burn::tensor::activation::relu(x) };
         let wiring = self.space.shape.wiring();
         let mut outputs: Vec<Tensor<4>> = Vec::with_capacity(wiring.len());
         for (i, mix) in mixes.into_iter().enumerate() {
@@ -139,6 +158,73 @@ impl MixedCell {
             outputs.push(out);
         }
         outputs.pop().expect("a cell has at least one position")
+    }
+
+    /// The same cell as one fused kernel (`kernels::fused`, CPU backend only): the program
+    /// holds every op in play, each times its mixing weight; the weights of all positions are
+    /// one vector.
+    pub fn forward_fused(&self, x: Tensor<4>) -> Tensor<4> {
+        let Some(mixes) = self.mixes() else { return burn::tensor::activation::relu(x) };
+        let wiring = self.space.shape.wiring();
+        let mut program = Program::default();
+        let mut params: Vec<Tensor<1>> = Vec::new();
+        let mut weights: Vec<Tensor<1>> = Vec::new();
+        let mut outputs: Vec<usize> = Vec::with_capacity(wiring.len());
+        let mut weight_base = 0;
+        for (i, mix) in mixes.into_iter().enumerate() {
+            let args: Vec<usize> = wiring[i]
+                .iter()
+                .map(|source| match source {
+                    Source::Input => 0,
+                    Source::Pos(j) => outputs[*j],
+                })
+                .collect();
+            let mut emit_op = |program: &mut Program, k: usize| {
+                let rows: Vec<usize> = self.params[i][k]
+                    .iter()
+                    .map(|p| {
+                        params.push(p.val());
+                        params.len() - 1
+                    })
+                    .collect();
+                program.emit(&self.space.op_template(i, k).expr, &args, &rows)
+            };
+            let mut out = match mix {
+                PositionMix::Soft { ops, weights: w } => {
+                    let mut sum = None;
+                    for (j, &k) in ops.iter().enumerate() {
+                        let value = emit_op(&mut program, k);
+                        let weight = program.push(Inst::Weight(weight_base + j));
+                        let term = program.push(Inst::Bin(BinOp::Mul, value, weight));
+                        sum = Some(match sum {
+                            Some(s) => program.push(Inst::Bin(BinOp::Add, s, term)),
+                            None => term,
+                        });
+                    }
+                    weight_base += ops.len();
+                    weights.push(w);
+                    sum.expect("a position has at least one op")
+                }
+                PositionMix::Hard { ops, chosen, gates } => {
+                    let value = emit_op(&mut program, ops[chosen]);
+                    let gate = program.push(Inst::Weight(weight_base + chosen));
+                    let mut out = program.push(Inst::Bin(BinOp::Mul, value, gate));
+                    for j in (0..ops.len()).filter(|&j| j != chosen) {
+                        let other = program.push(Inst::Weight(weight_base + j));
+                        out = program.push(Inst::Bin(BinOp::Add, out, other));
+                    }
+                    weight_base += ops.len();
+                    weights.push(gates);
+                    out
+                }
+            };
+            if let Some(b) = self.bound {
+                out = program.push(Inst::Clamp(out, -b as f32, b as f32));
+            }
+            outputs.push(out);
+        }
+        program.output = *outputs.last().expect("a cell has at least one position");
+        fused::apply(Arc::new(program), x, params, Some(Tensor::cat(weights, 0)))
     }
 
     /// Candidate op `k` of position `i` on its arguments.

@@ -1,0 +1,207 @@
+//! The fused activation kernel for the `flex` CPU backend: a compiled [`Program`] applied to
+//! a `[N, C, H, W]` tensor in one pass over memory, with a hand-written backward pass that
+//! recomputes from the saved input and returns the gradients for the input, for every
+//! per-channel parameter row and for every mixing weight. It plugs into burn through the
+//! backend-extension API (`#[backend_extension]`), so autodiff treats it as one node.
+//!
+//! Work is split by channel plane (one `(n, c)` slice of `H*W` elements) over rayon; the
+//! parameter and weight gradients are summed per plane and then reduced in plane order, so
+//! results do not depend on the thread count.
+//!
+//! Other backends use the reference path (`kernels::reference`); [`available`] says which.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use super::program::{Program, Scratch};
+
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedBackend: Backend {
+    /// `program` on x `[N, C, H, W]` with parameter table p `[K, C]` and weights w `[M]`.
+    fn fused_program(
+        x: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        program: Arc<Program>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether tensors on `device` take the fused path.
+pub fn available(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// `program` applied to `x`, with `params[k]` (`[C]`) as parameter row k and `weights`
+/// (`[M]`, the concatenated mixing weights) as its weights. `x` must be on a device where
+/// [`available`] holds.
+pub fn apply(program: Arc<Program>, x: Tensor<4>, params: Vec<Tensor<1>>, weights: Option<Tensor<1>>) -> Tensor<4> {
+    let device = x.device();
+    let channels = x.dims()[1];
+    let p: Tensor<2> = match params.is_empty() {
+        true => Tensor::zeros([1, channels], &device),
+        false => Tensor::stack(params, 0),
+    };
+    let w = weights.unwrap_or_else(|| Tensor::zeros([1], &device));
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::fused_program(
+        x.into_dispatch(),
+        p.into_dispatch(),
+        w.into_dispatch(),
+        program,
+    ))
+}
+
+/// A contiguous f32 view of a flex tensor.
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), burn::backend::DType::F32, "the fused activation kernel works on f32 tensors");
+    t.to_contiguous()
+}
+
+/// Row-major `[K, C]` parameters at channel `ch` into `out`.
+fn channel_params(p: &[f32], channels: usize, ch: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend((0..p.len() / channels).map(|k| p[k * channels + ch]));
+}
+
+fn forward(x: &FlexTensor, p: &FlexTensor, w: &FlexTensor, program: &Program) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let (channels, plane) = (shape[1], shape[2] * shape[3]);
+    let (x, p, w) = (contiguous(x), contiguous(p), contiguous(w));
+    let (xs, ps, ws) = (x.as_slice::<f32>().unwrap(), p.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+    let mut y = vec![0f32; xs.len()];
+    if plane > 0 {
+        y.par_chunks_mut(plane).zip(xs.par_chunks(plane)).enumerate().for_each_init(
+            || (Scratch::default(), Vec::new()),
+            |(scratch, pv), (i, (yo, xi))| {
+                channel_params(ps, channels, i % channels, pv);
+                program.forward_plane(xi, yo, pv, ws, scratch);
+            },
+        );
+    }
+    FlexTensor::from_data(TensorData::new(y, shape))
+}
+
+fn backward(
+    x: &FlexTensor,
+    p: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    program: &Program,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let shape = x.layout().shape().clone();
+    let (channels, plane) = (shape[1], shape[2] * shape[3]);
+    let (x, p, w, dy) = (contiguous(x), contiguous(p), contiguous(w), contiguous(dy));
+    let (xs, ps, ws, gs) = (
+        x.as_slice::<f32>().unwrap(),
+        p.as_slice::<f32>().unwrap(),
+        w.as_slice::<f32>().unwrap(),
+        dy.as_slice::<f32>().unwrap(),
+    );
+    let (k, m) = (ps.len() / channels, ws.len());
+    let mut dx = vec![0f32; xs.len()];
+    let planes = xs.len().checked_div(plane).unwrap_or(0);
+    // Per plane: k parameter partials then m weight partials.
+    let mut partials = vec![0f64; planes * (k + m)];
+    let stride = (k + m).max(1);
+    if plane > 0 && k + m > 0 {
+        dx.par_chunks_mut(plane)
+            .zip(xs.par_chunks(plane).zip(gs.par_chunks(plane)))
+            .zip(partials.par_chunks_mut(k + m))
+            .enumerate()
+            .for_each_init(
+                || (Scratch::default(), Vec::new()),
+                |(scratch, pv), (i, ((dxo, (xi, gi)), part))| {
+                    channel_params(ps, channels, i % channels, pv);
+                    let (dp, dw) = part.split_at_mut(k);
+                    program.backward_plane(xi, gi, dxo, pv, ws, dp, dw, scratch);
+                },
+            );
+    } else if plane > 0 {
+        dx.par_chunks_mut(plane).zip(xs.par_chunks(plane).zip(gs.par_chunks(plane))).enumerate().for_each_init(
+            || (Scratch::default(), Vec::new()),
+            |(scratch, pv), (i, (dxo, (xi, gi)))| {
+                channel_params(ps, channels, i % channels, pv);
+                program.backward_plane(xi, gi, dxo, pv, ws, &mut [], &mut [], scratch);
+            },
+        );
+    }
+    let (mut dp, mut dw) = (vec![0f64; k * channels], vec![0f64; m]);
+    for (i, part) in partials.chunks(stride).enumerate() {
+        // (empty when k + m == 0: there is nothing to reduce)
+        let ch = i % channels;
+        for r in 0..k {
+            dp[r * channels + ch] += part[r];
+        }
+        for j in 0..m {
+            dw[j] += part[k + j];
+        }
+    }
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|g| g as f32).collect::<Vec<f32>>();
+    (
+        FlexTensor::from_data(TensorData::new(dx, shape)),
+        FlexTensor::from_data(TensorData::new(to_f32(dp), [k, channels])),
+        FlexTensor::from_data(TensorData::new(to_f32(dw), [m])),
+    )
+}
+
+impl FusedBackend for Flex {
+    fn fused_program(
+        x: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        program: Arc<Program>,
+    ) -> FloatTensor<Self> {
+        forward(&x, &p, &w, &program)
+    }
+}
+
+#[derive(Debug)]
+struct FusedBackward;
+
+impl Backward<Flex, 3> for FusedBackward {
+    /// The saved input, parameters and weights (cheap shared handles) and the program.
+    type State = (FlexTensor, FlexTensor, FlexTensor, Arc<Program>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_p, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, p, w, program) = ops.state;
+        let (dx, dp, dw) = backward(&x, &p, &w, &dy, &program);
+        if let Some(n) = node_x {
+            grads.register::<Flex>(n.id, dx);
+        }
+        if let Some(n) = node_p {
+            grads.register::<Flex>(n.id, dp);
+        }
+        if let Some(n) = node_w {
+            grads.register::<Flex>(n.id, dw);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
+    fn fused_program(
+        x: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        program: Arc<Program>,
+    ) -> FloatTensor<Self> {
+        match FusedBackward.prepare::<C>([x.node(), p.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, p, w) = (x.into_primitive(), p.into_primitive(), w.into_primitive());
+                let y = forward(&x, &p, &w, &program);
+                prep.finish((x, p, w, program), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), p.primitive(), w.primitive(), &program)),
+        }
+    }
+}
