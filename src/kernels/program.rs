@@ -256,6 +256,12 @@ pub enum Inst {
     Bin(BinOp, usize, usize),
     /// Clamp to `[lo, hi]`; derivative 1 strictly inside, 0 outside.
     Clamp(usize, f32, f32),
+    /// A mixed op: `sum_j weights[weight + j] * reg[mix_regs[start + j]]` for j < len.
+    Mix {
+        start: usize,
+        len: usize,
+        weight: usize,
+    },
 }
 
 /// Registers are instruction indices; register 0 is always [`Inst::X`].
@@ -269,11 +275,13 @@ pub struct Program {
     /// Rows of the parameter table and entries of the weight vector the program reads.
     pub params: usize,
     pub weights: usize,
+    /// The operands of the [`Inst::Mix`] instructions.
+    pub mix_regs: Vec<usize>,
 }
 
 impl Default for Program {
     fn default() -> Program {
-        Program { insts: vec![Inst::X], uniform: vec![false], output: 0, params: 0, weights: 0 }
+        Program { insts: vec![Inst::X], uniform: vec![false], output: 0, params: 0, weights: 0, mix_regs: Vec::new() }
     }
 }
 
@@ -294,15 +302,24 @@ impl Program {
             Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => true,
             Inst::Neg(a) | Inst::Pow(a, _) | Inst::Call(_, a) | Inst::Clamp(a, _, _) => u[a],
             Inst::Bin(_, a, b) => u[a] && u[b],
+            Inst::Mix { start, len, .. } => self.mix_regs[start..start + len].iter().all(|&r| u[r]),
         };
         match inst {
             Inst::Param(k) => self.params = self.params.max(k + 1),
             Inst::Weight(j) => self.weights = self.weights.max(j + 1),
+            Inst::Mix { len, weight, .. } => self.weights = self.weights.max(weight + len),
             _ => {}
         }
         self.insts.push(inst);
         self.uniform.push(uniform);
         self.insts.len() - 1
+    }
+
+    /// A mixed op over `regs` with weights `weight..weight + regs.len()`; returns its register.
+    pub fn push_mix(&mut self, regs: &[usize], weight: usize) -> usize {
+        let start = self.mix_regs.len();
+        self.mix_regs.extend_from_slice(regs);
+        self.push(Inst::Mix { start, len: regs.len(), weight })
     }
 
     /// Emit `e` with `x{k+1}` read from register `args[k]` and parameter slot `i` from table
@@ -425,7 +442,12 @@ impl Program {
         s.ensure(self.insts.len());
         for ((xc, dyc), dxc) in x.chunks(LANES).zip(dy.chunks(LANES)).zip(dx.chunks_mut(LANES)) {
             self.run(xc, params, weights, s);
-            self.sweep(dyc, s);
+            s.weight_adj.clear();
+            s.weight_adj.resize(self.weights, 0.0);
+            self.sweep(dyc, weights, s);
+            for (d, g) in dweights.iter_mut().zip(&s.weight_adj) {
+                *d += *g as f64;
+            }
             if s.touched[0] {
                 dxc.copy_from_slice(&s.adj[..xc.len()]);
             } else {
@@ -461,6 +483,9 @@ impl Program {
                     Inst::Call(f, a) => f.value(v(a)).0,
                     Inst::Bin(op, a, b) => op.eval(v(a), v(b)).0.0,
                     Inst::Clamp(a, lo, hi) => s.scalars[a].clamp(lo, hi),
+                    Inst::Mix { start, len, weight } => {
+                        (0..len).map(|j| weights[weight + j] * s.scalars[self.mix_regs[start + j]]).sum()
+                    }
                 };
                 s.scalars[i] = value;
                 continue;
@@ -475,6 +500,22 @@ impl Program {
                 Inst::Pow(a, p) => lanes1!(out, reg(a), |v| powi_eval(v, p).0),
                 Inst::Clamp(a, lo, hi) => lanes1!(out, reg(a), |v| Fast(v.0.clamp(lo, hi))),
                 Inst::Call(f, a) => with_func!(f, F => lanes1!(out, reg(a), |v| F.value(v))),
+                Inst::Mix { start, len, weight } => {
+                    // Terms added in operand order (as the reference path does), one pass each.
+                    let regs = &self.mix_regs[start..start + len];
+                    out.fill(0.0);
+                    for (j, &r) in regs.iter().enumerate() {
+                        let w = weights[weight + j];
+                        if self.uniform[r] {
+                            let c = w * s.scalars[r];
+                            out.iter_mut().for_each(|o| *o += c);
+                        } else {
+                            for (o, &v) in out.iter_mut().zip(reg(r)) {
+                                *o += v * w;
+                            }
+                        }
+                    }
+                }
                 Inst::Bin(op, a, b) => {
                     let (ua, ub) = (self.uniform[a], self.uniform[b]);
                     let (sa, sb) = (Fast(s.scalars[a]), Fast(s.scalars[b]));
@@ -491,7 +532,7 @@ impl Program {
 
     /// Reverse sweep for one chunk whose values are in `s`: adjoints of every register.
     #[inline(always)]
-    fn sweep(&self, dy: &[f32], s: &mut Scratch) {
+    fn sweep(&self, dy: &[f32], weights: &[f32], s: &mut Scratch) {
         let n = dy.len();
         s.touched.fill(false);
         let out = self.output;
@@ -523,6 +564,13 @@ impl Program {
                         s.add_scalar(a, g * da.0);
                         s.add_scalar(b, g * db.0);
                     }
+                    Inst::Mix { start, len, weight } => {
+                        for j in 0..len {
+                            let r = self.mix_regs[start + j];
+                            s.weight_adj[weight + j] += g * s.scalars[r];
+                            s.add_scalar(r, g * weights[weight + j]);
+                        }
+                    }
                 }
                 continue;
             }
@@ -533,6 +581,32 @@ impl Program {
                 Inst::Pow(a, p) => chain1!(s, i, a, n, |v, g| g * powi_eval(Fast(v), p).1.0),
                 Inst::Clamp(a, lo, hi) => chain1!(s, i, a, n, |v, g| if v > lo && v < hi { g } else { 0.0 }),
                 Inst::Call(f, a) => with_func!(f, F => chain1!(s, i, a, n, |v, g| g * F.eval(Fast(v)).1.0)),
+                Inst::Mix { start, len, weight } => {
+                    for j in 0..len {
+                        let r = self.mix_regs[start + j];
+                        let w = weights[weight + j];
+                        let (lo, hi) = s.adj.split_at_mut(i * LANES);
+                        let grads = &hi[..n];
+                        if self.uniform[r] {
+                            let total: f32 = sum(grads);
+                            s.weight_adj[weight + j] += total * s.scalars[r];
+                            s.add_scalar(r, total * w);
+                            continue;
+                        }
+                        s.weight_adj[weight + j] += dot(grads, &s.vals[r * LANES..r * LANES + n]);
+                        let out = &mut lo[r * LANES..r * LANES + n];
+                        if s.touched[r] {
+                            for (o, &g) in out.iter_mut().zip(grads) {
+                                *o += w * g;
+                            }
+                        } else {
+                            for (o, &g) in out.iter_mut().zip(grads) {
+                                *o = w * g;
+                            }
+                            s.touched[r] = true;
+                        }
+                    }
+                }
                 Inst::Bin(op, a, b) => {
                     let (ua, ub) = (self.uniform[a], self.uniform[b]);
                     with_binop!(op, O => match (ua, ub) {
@@ -562,6 +636,34 @@ impl Program {
     }
 }
 
+/// `sum(a * b)` with eight partial sums, so that it vectorizes.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `sum(a)` with eight partial sums.
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for x in chunks {
+        for k in 0..8 {
+            acc[k] += x[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Whether this CPU has AVX2 and FMA (detected once, cached by the standard library).
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
@@ -577,6 +679,8 @@ pub struct Scratch {
     /// Uniform registers' values and adjoints.
     scalars: Vec<f32>,
     scalar_adj: Vec<f32>,
+    /// Gradients of the mixing weights read by [`Inst::Mix`] in this chunk.
+    weight_adj: Vec<f32>,
     /// Whether a register's adjoint has been written in this sweep (untouched ones are 0).
     touched: Vec<bool>,
 }

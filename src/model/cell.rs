@@ -191,19 +191,11 @@ impl MixedCell {
             };
             let mut out = match mix {
                 PositionMix::Soft { ops, weights: w } => {
-                    let mut sum = None;
-                    for (j, &k) in ops.iter().enumerate() {
-                        let value = emit_op(&mut program, k);
-                        let weight = program.push(Inst::Weight(weight_base + j));
-                        let term = program.push(Inst::Bin(BinOp::Mul, value, weight));
-                        sum = Some(match sum {
-                            Some(s) => program.push(Inst::Bin(BinOp::Add, s, term)),
-                            None => term,
-                        });
-                    }
+                    let values: Vec<usize> = ops.iter().map(|&k| emit_op(&mut program, k)).collect();
+                    let mixed = program.push_mix(&values, weight_base);
                     weight_base += ops.len();
                     weights.push(w);
-                    sum.expect("a position has at least one op")
+                    mixed
                 }
                 PositionMix::Hard { ops, chosen, gates } => {
                     let value = emit_op(&mut program, ops[chosen]);
