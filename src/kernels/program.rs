@@ -277,11 +277,22 @@ pub struct Program {
     pub weights: usize,
     /// The operands of the [`Inst::Mix`] instructions.
     pub mix_regs: Vec<usize>,
+    /// Instructions already emitted, so that a repeated one reuses its register (the ops of
+    /// `u1` and `u2` that read x without parameters are computed once).
+    memo: std::collections::HashMap<String, usize>,
 }
 
 impl Default for Program {
     fn default() -> Program {
-        Program { insts: vec![Inst::X], uniform: vec![false], output: 0, params: 0, weights: 0, mix_regs: Vec::new() }
+        Program {
+            insts: vec![Inst::X],
+            uniform: vec![false],
+            output: 0,
+            params: 0,
+            weights: 0,
+            mix_regs: Vec::new(),
+            memo: Default::default(),
+        }
     }
 }
 
@@ -294,8 +305,18 @@ impl Program {
         p
     }
 
-    /// Append an instruction; returns its register.
+    /// Append an instruction, or find the identical one already there; returns its register.
     pub fn push(&mut self, inst: Inst) -> usize {
+        let key = format!("{inst:?}");
+        if let Some(&r) = self.memo.get(&key) {
+            return r;
+        }
+        let r = self.push_new(inst);
+        self.memo.insert(key, r);
+        r
+    }
+
+    fn push_new(&mut self, inst: Inst) -> usize {
         let u = &self.uniform;
         let uniform = match inst {
             Inst::X => false,
