@@ -1,18 +1,19 @@
 //! A searchable activation site: every position of a cell is a DARTS mixed op, the
-//! softmax(alpha)-weighted sum of all its candidate ops (`u1`, `u2`, `b`, ...), evaluated on
-//! tensors through the reference path. Each site owns the per-channel parameters of every
-//! candidate op and (unless the cell is shared) its mixing logits (`alphas`). How the ops are
-//! mixed in a forward pass is a [`Mix`] installed by the search: soft weights (DARTS, DrNAS)
-//! over the ops still in play, or a single sampled path (GDAS).
+//! weighted sum of all its candidate ops (`u1`, `u2`, `b`, ...), evaluated as one fused kernel
+//! on the CPU backend (`kernels::fused`) and through the composed-tensor reference path
+//! elsewhere. Each site owns the per-channel parameters of every candidate op and (unless the
+//! cell is shared) its mixing logits (`alphas`). How the ops are mixed in a forward pass is a
+//! [`Mix`] installed by the search: soft weights (DARTS, DrNAS) over the ops still in play, or
+//! a single sampled path (GDAS).
 //!
 //! Parameters whose path contains `alphas` are architecture parameters; everything else is a
-//! network weight (see `train::groups`).
+//! network weight (see `train::update`).
+
+use std::sync::Arc;
 
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-
-use std::sync::Arc;
 
 use crate::kernels::program::{Inst, Program};
 use crate::kernels::{fused, reference};
