@@ -380,6 +380,11 @@ impl Program {
     /// `y = f(x)` for one channel plane; `params[k]` is row k at this channel.
     pub fn forward_plane(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
         #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F (checked at run time).
+            return unsafe { self.forward_plane_avx512(x, y, params, weights, s) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
             return unsafe { self.forward_plane_avx2(x, y, params, weights, s) };
@@ -391,6 +396,13 @@ impl Program {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_plane_avx2(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+        self.forward_plane_impl(x, y, params, weights, s)
+    }
+
+    /// [`Program::forward_plane`] compiled for AVX-512 (16 lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn forward_plane_avx512(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
         self.forward_plane_impl(x, y, params, weights, s)
     }
 
@@ -423,6 +435,11 @@ impl Program {
         s: &mut Scratch,
     ) {
         #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F (checked at run time).
+            return unsafe { self.backward_plane_avx512(x, dy, dx, params, weights, dparams, dweights, s) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
             return unsafe { self.backward_plane_avx2(x, dy, dx, params, weights, dparams, dweights, s) };
@@ -434,6 +451,23 @@ impl Program {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn backward_plane_avx2(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        params: &[f32],
+        weights: &[f32],
+        dparams: &mut [f64],
+        dweights: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        self.backward_plane_impl(x, dy, dx, params, weights, dparams, dweights, s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn backward_plane_avx512(
         &self,
         x: &[f32],
         dy: &[f32],
@@ -683,6 +717,12 @@ fn sum(a: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// Whether this CPU has AVX-512F (and AVX2, FMA).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && avx2()
 }
 
 /// Whether this CPU has AVX2 and FMA (detected once, cached by the standard library).
