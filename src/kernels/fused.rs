@@ -109,34 +109,25 @@ fn backward(
     let (k, m) = (ps.len() / channels, ws.len());
     let mut dx = vec![0f32; xs.len()];
     let planes = xs.len().checked_div(plane).unwrap_or(0);
-    // Per plane: k parameter partials then m weight partials.
-    let mut partials = vec![0f64; planes * (k + m)];
+    // Per plane: k parameter partials then m weight partials (one unused slot if k + m = 0).
     let stride = (k + m).max(1);
-    if plane > 0 && k + m > 0 {
+    let mut partials = vec![0f64; planes * stride];
+    if plane > 0 {
         dx.par_chunks_mut(plane)
             .zip(xs.par_chunks(plane).zip(gs.par_chunks(plane)))
-            .zip(partials.par_chunks_mut(k + m))
+            .zip(partials.par_chunks_mut(stride))
             .enumerate()
             .for_each_init(
                 || (Scratch::default(), Vec::new()),
                 |(scratch, pv), (i, ((dxo, (xi, gi)), part))| {
                     channel_params(ps, channels, i % channels, pv);
-                    let (dp, dw) = part.split_at_mut(k);
+                    let (dp, dw) = part[..k + m].split_at_mut(k);
                     program.backward_plane(xi, gi, dxo, pv, ws, dp, dw, scratch);
                 },
             );
-    } else if plane > 0 {
-        dx.par_chunks_mut(plane).zip(xs.par_chunks(plane).zip(gs.par_chunks(plane))).enumerate().for_each_init(
-            || (Scratch::default(), Vec::new()),
-            |(scratch, pv), (i, (dxo, (xi, gi)))| {
-                channel_params(ps, channels, i % channels, pv);
-                program.backward_plane(xi, gi, dxo, pv, ws, &mut [], &mut [], scratch);
-            },
-        );
     }
     let (mut dp, mut dw) = (vec![0f64; k * channels], vec![0f64; m]);
     for (i, part) in partials.chunks(stride).enumerate() {
-        // (empty when k + m == 0: there is nothing to reduce)
         let ch = i % channels;
         for r in 0..k {
             dp[r * channels + ch] += part[r];

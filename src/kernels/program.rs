@@ -238,6 +238,39 @@ macro_rules! chain_mixed {
     }};
 }
 
+/// A public method that runs `$imp` (an `#[inline(always)]` body) compiled for the best
+/// instruction set this CPU has: AVX-512 (16 lanes), AVX2 + FMA (8), or the baseline (SSE, 4).
+macro_rules! simd_builds {
+    ($(#[$doc:meta])* $name:ident, $imp:ident, ($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name(&self, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512(p: &Program, $($arg: $ty),*) {
+                    p.$imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2(p: &Program, $($arg: $ty),*) {
+                    p.$imp($($arg),*)
+                }
+                if has_avx512() {
+                    // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
+                    return unsafe { avx512(self, $($arg),*) };
+                }
+                if has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                    return unsafe { avx2(self, $($arg),*) };
+                }
+            }
+            self.$imp($($arg),*)
+        }
+    };
+}
+
 /// Elements per chunk: every register of a chunk stays in the L1/L2 cache.
 pub const LANES: usize = 256;
 
@@ -377,33 +410,18 @@ impl Program {
         }
     }
 
-    /// `y = f(x)` for one channel plane; `params[k]` is row k at this channel.
-    pub fn forward_plane(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F (checked at run time).
-            return unsafe { self.forward_plane_avx512(x, y, params, weights, s) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.forward_plane_avx2(x, y, params, weights, s) };
-        }
-        self.forward_plane_impl(x, y, params, weights, s)
+    simd_builds! {
+        /// `y = f(x)` for one channel plane; `params[k]` is row k at this channel.
+        forward_plane, forward_plane_impl,
+        (x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch)
     }
 
-    /// [`Program::forward_plane`] compiled for AVX2 (8 lanes instead of SSE's 4).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn forward_plane_avx2(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
-        self.forward_plane_impl(x, y, params, weights, s)
-    }
-
-    /// [`Program::forward_plane`] compiled for AVX-512 (16 lanes).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn forward_plane_avx512(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
-        self.forward_plane_impl(x, y, params, weights, s)
+    simd_builds! {
+        /// The gradient for one channel plane: writes `dx`, adds this plane's contributions to
+        /// `dparams[k]` (row k at this channel) and `dweights[j]`.
+        backward_plane, backward_plane_impl,
+        (x: &[f32], dy: &[f32], dx: &mut [f32], params: &[f32], weights: &[f32],
+         dparams: &mut [f64], dweights: &mut [f64], s: &mut Scratch)
     }
 
     #[inline(always)]
@@ -418,67 +436,6 @@ impl Program {
                 yc.copy_from_slice(&s.vals[self.output * LANES..self.output * LANES + n]);
             }
         }
-    }
-
-    /// The gradient for one channel plane: writes `dx`, adds this plane's contributions to
-    /// `dparams[k]` (row k at this channel) and `dweights[j]`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward_plane(
-        &self,
-        x: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-        params: &[f32],
-        weights: &[f32],
-        dparams: &mut [f64],
-        dweights: &mut [f64],
-        s: &mut Scratch,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F (checked at run time).
-            return unsafe { self.backward_plane_avx512(x, dy, dx, params, weights, dparams, dweights, s) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.backward_plane_avx2(x, dy, dx, params, weights, dparams, dweights, s) };
-        }
-        self.backward_plane_impl(x, dy, dx, params, weights, dparams, dweights, s)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn backward_plane_avx2(
-        &self,
-        x: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-        params: &[f32],
-        weights: &[f32],
-        dparams: &mut [f64],
-        dweights: &mut [f64],
-        s: &mut Scratch,
-    ) {
-        self.backward_plane_impl(x, dy, dx, params, weights, dparams, dweights, s)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn backward_plane_avx512(
-        &self,
-        x: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-        params: &[f32],
-        weights: &[f32],
-        dparams: &mut [f64],
-        dweights: &mut [f64],
-        s: &mut Scratch,
-    ) {
-        self.backward_plane_impl(x, dy, dx, params, weights, dparams, dweights, s)
     }
 
     #[inline(always)]
@@ -721,13 +678,13 @@ fn sum(a: &[f32]) -> f32 {
 
 /// Whether this CPU has AVX-512F (and AVX2, FMA).
 #[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
-    is_x86_feature_detected!("avx512f") && avx2()
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && has_avx2()
 }
 
 /// Whether this CPU has AVX2 and FMA (detected once, cached by the standard library).
 #[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
+fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
