@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod cell;
 pub mod init;
+pub mod layers;
 pub mod resnet;
 pub mod state;
 

@@ -14,6 +14,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 
 use super::activation::Activation;
+use super::layers::{convolve, normalize};
 use super::init::Init;
 use crate::expr::Formula;
 
@@ -174,7 +175,7 @@ impl<A: Site> ResNet<A> {
 
     /// Logits `[batch, classes]` for images `[batch, 3, 32, 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.act.forward(self.stem_bn.forward(self.stem_conv.forward(images)));
+        let mut x = self.act.forward(normalize(&self.stem_bn, convolve(&self.stem_conv, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }
@@ -228,10 +229,10 @@ impl<A: Site> Block<A> {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.act1.forward(self.bn1.forward(self.conv1.forward(x.clone())));
-        let y = self.bn2.forward(self.conv2.forward(y));
+        let y = self.act1.forward(normalize(&self.bn1, convolve(&self.conv1, x.clone())));
+        let y = normalize(&self.bn2, convolve(&self.conv2, y));
         let shortcut = match &self.short {
-            Some(s) => s.bn.forward(s.conv.forward(x)),
+            Some(s) => normalize(&s.bn, convolve(&s.conv, x)),
             None => x,
         };
         self.act2.forward(y + shortcut)

@@ -1,0 +1,414 @@
+//! The 2-D convolution for the `flex` CPU backend: im2col per sample plus one matrix product
+//! (the `gemm` crate burn-flex itself uses), with the backward pass written next to it.
+//!
+//! burn-flex's own convolution converts layouts (NCHW <-> NHWC) around every call and computes
+//! the input gradient as a transposed convolution; for the small CIFAR shapes (3x3 stride 1/2,
+//! 1x1 stride 2, 16-64 channels) those copies cost as much as the arithmetic. Here everything
+//! stays NCHW:
+//!
+//! - forward, per sample n: `col_n = im2col(x_n)` `[Cin*k*k, Ho*Wo]`, `y_n = W col_n`;
+//! - backward, per sample: `dcol_n = W^T dy_n`, `dx_n = col2im(dcol_n)`, and
+//!   `dW += dy_n col_n^T` (col_n recomputed, not stored).
+//!
+//! Samples run in parallel over rayon. The weight gradient is summed per fixed group of
+//! [`GROUP`] samples and the groups are added in order, so the result does not depend on the
+//! thread count. Only what is asked for is computed (the stem's input needs no gradient).
+//!
+//! Square kernels, equal strides and paddings, no dilation, no groups, no bias: the network's
+//! convolutions (`model::resnet`). Other backends use burn's `conv2d`; [`available`] says which.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::prelude::*;
+use rayon::prelude::*;
+
+/// Samples per weight-gradient partial sum.
+const GROUP: usize = 4;
+
+/// Stride and zero padding of a square convolution (the same along both spatial axes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stencil {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvBackend: Backend {
+    /// x `[N, Cin, H, W]` convolved with w `[Cout, Cin, k, k]`.
+    fn conv2d_nchw(x: FloatTensor<Self>, w: FloatTensor<Self>, stencil: Stencil) -> FloatTensor<Self>;
+}
+
+/// Whether tensors on `device` take this convolution.
+pub fn available(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// `x` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin, k, k]` (square kernel). `x` must be
+/// on a device where [`available`] holds.
+pub fn apply(x: Tensor<4>, weight: Tensor<4>, stencil: Stencil) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv2d_nchw(x.into_dispatch(), weight.into_dispatch(), stencil))
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    ho: usize,
+    wo: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Geometry {
+    fn of(x: &[usize], w: &[usize], s: Stencil) -> Self {
+        assert!(x.len() == 4 && w.len() == 4 && w[1] == x[1] && w[2] == w[3], "conv2d_nchw: shapes {x:?} and {w:?}");
+        assert!(s.stride > 0, "conv2d_nchw: stride 0");
+        let k = w[2];
+        let out = |n: usize| (n + 2 * s.padding).checked_sub(k).map_or(0, |span| span / s.stride + 1);
+        Geometry {
+            batch: x[0],
+            cin: x[1],
+            h: x[2],
+            w: x[3],
+            cout: w[0],
+            k,
+            ho: out(x[2]),
+            wo: out(x[3]),
+            stride: s.stride,
+            pad: s.padding,
+        }
+    }
+
+    /// Rows of the im2col matrix (`Cin*k*k`) and its columns (output pixels).
+    fn rows(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+
+    fn cols(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    fn out_len(&self) -> usize {
+        self.cout * self.cols()
+    }
+
+    /// A 1x1 stride-1 unpadded convolution: the sample itself is its im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Output columns `lo..hi` whose input column `ox*stride + j - pad` lies inside the image.
+    fn valid_cols(&self, j: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(j).div_ceil(self.stride);
+        let hi = (self.w + self.pad).saturating_sub(j).div_ceil(self.stride).min(self.wo);
+        (lo.min(hi), hi)
+    }
+
+    /// Visit every (im2col row, output row) pair with the input row it reads:
+    /// `f(row slice start, input offset of the row or None if in the padding, j)`.
+    fn for_each_row(&self, mut f: impl FnMut(usize, Option<usize>, usize)) {
+        let (k, p) = (self.k, self.cols());
+        for ci in 0..self.cin {
+            for i in 0..k {
+                for j in 0..k {
+                    let row = ((ci * k + i) * k + j) * p;
+                    for oy in 0..self.ho {
+                        let iy = (oy * self.stride + i).checked_sub(self.pad).filter(|&iy| iy < self.h);
+                        f(row + oy * self.wo, iy.map(|iy| (ci * self.h + iy) * self.w), j);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The im2col matrix `[Cin*k*k, Ho*Wo]` of one sample `[Cin, H, W]`.
+fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
+    g.for_each_row(|at, src, j| {
+        let out = &mut col[at..at + g.wo];
+        let Some(src) = src else {
+            out.fill(0.0);
+            return;
+        };
+        let (lo, hi) = g.valid_cols(j);
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        let first = src + lo * g.stride + j - g.pad;
+        if g.stride == 1 {
+            out[lo..hi].copy_from_slice(&x[first..first + hi - lo]);
+        } else {
+            for (o, ox) in out[lo..hi].iter_mut().zip(0..) {
+                *o = x[first + ox * g.stride];
+            }
+        }
+    });
+}
+
+/// Adds the im2col-shaped gradient `dcol` back onto the sample gradient `dx` `[Cin, H, W]`.
+fn col2im(dcol: &[f32], g: &Geometry, dx: &mut [f32]) {
+    g.for_each_row(|at, dst, j| {
+        let Some(dst) = dst else { return };
+        let (lo, hi) = g.valid_cols(j);
+        let first = dst + lo * g.stride + j - g.pad;
+        let row = &dcol[at + lo..at + hi];
+        if g.stride == 1 {
+            for (d, v) in dx[first..first + hi - lo].iter_mut().zip(row) {
+                *d += v;
+            }
+        } else {
+            for (v, ox) in row.iter().zip(0..) {
+                dx[first + ox * g.stride] += v;
+            }
+        }
+    });
+}
+
+/// A read-only matrix operand: its elements, row stride and column stride.
+struct Operand<'a>(&'a [f32], usize, usize);
+
+/// `dst` (row-major `[m, n]`) = `(dst if accumulate) + a b` with `a` `[m, k]` and `b` `[k, n]`.
+fn matmul(dst: &mut [f32], accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.1 + (cols.max(1) - 1) * op.2;
+    assert!(dst.len() >= m * n && (k == 0 || (last(&a, m, k) < a.0.len() && last(&b, k, n) < b.0.len())));
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: every index the product touches lies inside the slices (checked above), `dst`
+    // is exclusively borrowed and does not alias the operands.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.0.as_ptr(),
+            a.2 as isize,
+            a.1 as isize,
+            b.0.as_ptr(),
+            b.2 as isize,
+            b.1 as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), burn::backend::DType::F32, "the convolution kernel works on f32 tensors");
+    t.to_contiguous()
+}
+
+fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
+    let g = Geometry::of(x.layout().shape(), w.layout().shape(), stencil);
+    let (x, w) = (contiguous(x), contiguous(w));
+    let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+    let (rows, cols) = (g.rows(), g.cols());
+    let mut y = vec![0f32; g.batch * g.out_len()];
+    if g.out_len() > 0 && g.in_len() > 0 {
+        y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(
+            Vec::new,
+            |col, (yn, xn)| {
+                let src = match g.pointwise() {
+                    true => xn,
+                    false => {
+                        col.resize(rows * cols, 0.0);
+                        im2col(xn, &g, col);
+                        &col[..]
+                    }
+                };
+                matmul(yn, false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(src, cols, 1));
+            },
+        );
+    }
+    FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]))
+}
+
+/// The gradients for x (if `need_x`) and w (if `need_w`) given dy.
+fn backward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    stencil: Stencil,
+    need_x: bool,
+    need_w: bool,
+) -> (Option<FlexTensor>, Option<FlexTensor>) {
+    let g = Geometry::of(x.layout().shape(), w.layout().shape(), stencil);
+    let (x, w, dy) = (contiguous(x), contiguous(w), contiguous(dy));
+    let (xs, ws, gs) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap(), dy.as_slice::<f32>().unwrap());
+    let (rows, cols, cout) = (g.rows(), g.cols(), g.cout);
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let groups = g.batch.div_ceil(GROUP);
+    // Gradients not asked for get one dummy element per group, so every zipped producer
+    // still yields one chunk per group of samples.
+    let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { cout * rows } else { 1 });
+    let mut dx = vec![0f32; if need_x { xs.len() } else { groups }];
+    let mut partials = vec![0f32; groups * part_chunk];
+    if in_len > 0 && out_len > 0 {
+        xs.par_chunks(GROUP * in_len)
+            .zip(gs.par_chunks(GROUP * out_len))
+            .zip(dx.par_chunks_mut(dx_chunk))
+            .zip(partials.par_chunks_mut(part_chunk))
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(col, dcol), (((xg, gg), dxg), part)| {
+                    for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
+                        if need_w {
+                            let src = match g.pointwise() {
+                                true => xn,
+                                false => {
+                                    col.resize(rows * cols, 0.0);
+                                    im2col(xn, &g, col);
+                                    &col[..]
+                                }
+                            };
+                            // dW [cout, rows] += dy_n [cout, cols] * col_n^T [cols, rows]
+                            matmul(part, n > 0, (cout, rows, cols), Operand(gn, cols, 1), Operand(src, 1, cols));
+                        }
+                        if need_x {
+                            let dxn = &mut dxg[n * in_len..(n + 1) * in_len];
+                            // dcol [rows, cols] = W^T [rows, cout] * dy_n [cout, cols]
+                            let w_t = Operand(ws, 1, rows);
+                            match g.pointwise() {
+                                true => matmul(dxn, false, (rows, cols, cout), w_t, Operand(gn, cols, 1)),
+                                false => {
+                                    dcol.resize(rows * cols, 0.0);
+                                    matmul(dcol, false, (rows, cols, cout), w_t, Operand(gn, cols, 1));
+                                    col2im(dcol, &g, dxn);
+                                }
+                            }
+                        }
+                    }
+                },
+            );
+    }
+    let dw = need_w.then(|| {
+        let mut dw = vec![0f32; cout * rows];
+        for part in partials.chunks(cout * rows) {
+            for (d, p) in dw.iter_mut().zip(part) {
+                *d += p;
+            }
+        }
+        FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k]))
+    });
+    let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
+    (dx, dw)
+}
+
+impl ConvBackend for Flex {
+    fn conv2d_nchw(x: FloatTensor<Self>, w: FloatTensor<Self>, stencil: Stencil) -> FloatTensor<Self> {
+        forward(&x, &w, stencil)
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 2> for ConvBackward {
+    /// The saved input and weights (shared handles) and the stencil.
+    type State = (FlexTensor, FlexTensor, Stencil);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, stencil) = ops.state;
+        let (dx, dw) = backward(&x, &w, &dy, stencil, node_x.is_some(), node_w.is_some());
+        if let (Some(n), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(n.id, dx);
+        }
+        if let (Some(n), Some(dw)) = (node_w, dw) {
+            grads.register::<Flex>(n.id, dw);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
+    fn conv2d_nchw(x: FloatTensor<Self>, w: FloatTensor<Self>, stencil: Stencil) -> FloatTensor<Self> {
+        match ConvBackward.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), w.into_primitive());
+                let y = forward(&x, &w, stencil);
+                prep.finish((x, w, stencil), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), stencil)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct definition of the convolution, for checking im2col + matmul.
+    fn naive(x: &[f32], w: &[f32], g: &Geometry) -> Vec<f32> {
+        let mut y = vec![0f32; g.batch * g.out_len()];
+        for n in 0..g.batch {
+            for co in 0..g.cout {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
+                        let mut acc = 0f64;
+                        for ci in 0..g.cin {
+                            for i in 0..g.k {
+                                for j in 0..g.k {
+                                    let (iy, ix) = ((oy * g.stride + i) as isize - g.pad as isize, (ox * g.stride + j) as isize - g.pad as isize);
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                                        let xv = x[((n * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                        acc += (xv * w[((co * g.cin + ci) * g.k + i) * g.k + j]) as f64;
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * g.cout + co) * g.ho + oy) * g.wo + ox] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn im2col_matmul_matches_the_definition_for_every_stencil() {
+        for &(h, w, k, stride, pad) in &[(5, 7, 3, 1, 1), (6, 6, 3, 2, 1), (7, 5, 1, 2, 0), (4, 4, 1, 1, 0), (3, 3, 3, 1, 0), (5, 5, 5, 3, 2)] {
+            let (batch, cin, cout) = (3, 2, 4);
+            let xs: Vec<f32> = (0..batch * cin * h * w).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+            let ws: Vec<f32> = (0..cout * cin * k * k).map(|i| ((i * 17 % 13) as f32 - 6.0) / 5.0).collect();
+            let x = FlexTensor::from_data(TensorData::new(xs.clone(), [batch, cin, h, w]));
+            let wt = FlexTensor::from_data(TensorData::new(ws.clone(), [cout, cin, k, k]));
+            let stencil = Stencil { stride, padding: pad };
+            let y = forward(&x, &wt, stencil);
+            let g = Geometry::of(&[batch, cin, h, w], &[cout, cin, k, k], stencil);
+            assert_eq!(y.layout().shape().to_vec(), vec![batch, cout, g.ho, g.wo]);
+            let want = naive(&xs, &ws, &g);
+            for (a, b) in y.as_slice::<f32>().unwrap().iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{h}x{w} k{k} s{stride} p{pad}: {a} vs {b}");
+            }
+        }
+    }
+}

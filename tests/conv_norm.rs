@@ -1,0 +1,217 @@
+//! The CPU convolution and batch-norm kernels (`kernels::conv`, `kernels::norm`) against burn's
+//! own ops (`module::conv2d`, `module::batch_norm_train`): values and every gradient, for the
+//! network's stencils (3x3 stride 1 and 2, 1x1 stride 2) and some others; the kernels'
+//! gradients against finite differences; the running statistics of a ResNet step; and that the
+//! results do not depend on the thread count.
+
+use actsearch::kernels::{conv, norm};
+use actsearch::model::state::host_f32;
+use burn::prelude::*;
+use burn::tensor::module::{batch_norm_train, conv2d};
+use burn::tensor::ops::ConvOptions;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn leaf<const D: usize>(values: &[f32], shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape), device).require_grad()
+}
+
+/// Relative error with an absolute floor of 1.
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs() / (w as f64).abs().max(1.0);
+        assert!(err < tol, "{what}[{i}]: kernel {g} vs burn {w} (error {err:.2e})");
+    }
+}
+
+/// (x shape, cout, kernel, stride, padding)
+const CONVS: [([usize; 4], usize, usize, usize, usize); 7] = [
+    ([3, 4, 8, 8], 5, 3, 1, 1),
+    ([2, 4, 9, 7], 6, 3, 2, 1),
+    ([2, 6, 8, 8], 3, 1, 2, 0),
+    ([2, 3, 5, 5], 4, 1, 1, 0),
+    ([5, 3, 6, 6], 2, 3, 1, 0),
+    ([1, 2, 7, 7], 3, 5, 2, 2),
+    ([6, 16, 8, 8], 16, 3, 1, 1),
+];
+
+/// y, dx and dw of the kernel, then of burn's conv2d, for a random upstream gradient.
+fn conv_both(xs: &[f32], ws: &[f32], up: &[f32], spec: ([usize; 4], usize, usize, usize, usize)) -> [[Vec<f32>; 3]; 2] {
+    let (shape, cout, k, stride, padding) = spec;
+    let device = Device::flex().autodiff();
+    let run = |kernel: bool| {
+        let x = leaf(xs, shape, &device);
+        let w = leaf(ws, [cout, shape[1], k, k], &device);
+        let y = match kernel {
+            true => conv::apply(x.clone(), w.clone(), conv::Stencil { stride, padding }),
+            false => conv2d(x.clone(), w.clone(), None, ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1)),
+        };
+        let dims = y.dims();
+        let g = Tensor::<4>::from_data(TensorData::new(up[..dims.iter().product::<usize>()].to_vec(), dims), &device);
+        let grads = (y.clone() * g).sum().backward();
+        [host_f32(y), host_f32(x.grad(&grads).unwrap()), host_f32(w.grad(&grads).unwrap())]
+    };
+    [run(true), run(false)]
+}
+
+#[test]
+fn convolution_matches_burn_values_and_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for spec in CONVS {
+        let (shape, cout, k, _, _) = spec;
+        let xs = random(&mut rng, shape.iter().product(), 2.0);
+        let ws = random(&mut rng, cout * shape[1] * k * k, 1.0);
+        let up = random(&mut rng, shape[0] * cout * shape[2] * shape[3], 1.0);
+        let [[y, dx, dw], [y_ref, dx_ref, dw_ref]] = conv_both(&xs, &ws, &up, spec);
+        assert_close(&format!("{spec:?} y"), &y, &y_ref, 1e-4);
+        assert_close(&format!("{spec:?} dx"), &dx, &dx_ref, 1e-4);
+        assert_close(&format!("{spec:?} dw"), &dw, &dw_ref, 1e-4);
+    }
+}
+
+#[test]
+fn convolution_without_input_gradient_still_gives_the_weight_gradient() {
+    // The stem's input (the images) needs no gradient: the kernel skips dx.
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (xs, ws) = (random(&mut rng, 2 * 3 * 6 * 6, 1.0), random(&mut rng, 4 * 3 * 9, 1.0));
+    let x = Tensor::<4>::from_data(TensorData::new(xs.clone(), [2, 3, 6, 6]), &device);
+    let w = leaf(&ws, [4, 3, 3, 3], &device);
+    let grads = conv::apply(x.clone(), w.clone(), conv::Stencil { stride: 1, padding: 1 }).sum().backward();
+    let [[_, _, dw_full], _] = conv_both(&xs, &ws, &vec![1.0; 2 * 4 * 36], ([2, 3, 6, 6], 4, 3, 1, 1));
+    assert_close("dw", &host_f32(w.grad(&grads).unwrap()), &dw_full, 1e-5);
+}
+
+/// y, dx, dgamma and dbeta of the kernel, then of burn's batch_norm_train.
+fn norm_both(xs: &[f32], gamma: &[f32], beta: &[f32], up: &[f32], shape: [usize; 4]) -> [[Vec<f32>; 6]; 2] {
+    let device = Device::flex().autodiff();
+    let c = shape[1];
+    let run = |kernel: bool| {
+        let (x, g, b) = (leaf(xs, shape, &device), leaf(gamma, [c], &device), leaf(beta, [c], &device));
+        let (y, mean, var) = match kernel {
+            true => norm::train(x.clone(), g.clone(), b.clone(), 1e-5),
+            false => {
+                let r = batch_norm_train(x.clone(), g.clone(), b.clone(), 1e-5);
+                (r.output, r.mean, r.variance)
+            }
+        };
+        let up = Tensor::<4>::from_data(TensorData::new(up.to_vec(), shape), &device);
+        let grads = (y.clone() * up).sum().backward();
+        [
+            host_f32(y),
+            host_f32(x.grad(&grads).unwrap()),
+            host_f32(g.grad(&grads).unwrap()),
+            host_f32(b.grad(&grads).unwrap()),
+            host_f32(mean),
+            host_f32(var),
+        ]
+    };
+    [run(true), run(false)]
+}
+
+#[test]
+fn batch_norm_matches_burn_values_gradients_and_statistics() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for shape in [[4, 3, 5, 5], [2, 8, 4, 4], [16, 2, 1, 1], [3, 5, 7, 2]] {
+        let n: usize = shape.iter().product();
+        // An offset per element keeps the mean away from 0 (centring must be exact).
+        let xs: Vec<f32> = random(&mut rng, n, 3.0).into_iter().map(|v| v + 5.0).collect();
+        let (gamma, beta) = (random(&mut rng, shape[1], 2.0), random(&mut rng, shape[1], 1.0));
+        let up = random(&mut rng, n, 1.0);
+        let [got, want] = norm_both(&xs, &gamma, &beta, &up, shape);
+        for (name, (g, w)) in ["y", "dx", "dgamma", "dbeta", "mean", "var"].iter().zip(got.iter().zip(&want)) {
+            assert_close(&format!("{shape:?} {name}"), g, w, 1e-4);
+        }
+    }
+}
+
+/// Central finite differences of `loss` at `xs`, element by element.
+fn finite_differences(xs: &[f32], h: f32, loss: impl Fn(&[f32]) -> f64) -> Vec<f32> {
+    (0..xs.len())
+        .map(|i| {
+            let (mut up, mut down) = (xs.to_vec(), xs.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            ((loss(&up) - loss(&down)) / (2.0 * h as f64)) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_gradients_match_finite_differences() {
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    // A nonlinear loss of the kernels chained: sum(up * tanh(bn(conv(x)))).
+    let shape = [3, 2, 5, 5];
+    let (xs, ws) = (random(&mut rng, 150, 1.0), random(&mut rng, 3 * 2 * 9, 1.0));
+    let (gamma, beta, up) = (random(&mut rng, 3, 2.0), random(&mut rng, 3, 1.0), random(&mut rng, 3 * 3 * 9, 1.0));
+    let stencil = conv::Stencil { stride: 2, padding: 1 };
+    let forward = |x: Tensor<4>, w: Tensor<4>, g: Tensor<1>| {
+        let y = conv::apply(x, w, stencil);
+        let (y, _, _) = norm::train(y, g, Tensor::from_data(TensorData::new(beta.clone(), [3]), &device), 1e-5);
+        let up = Tensor::<4>::from_data(TensorData::new(up.clone(), y.dims()), &device);
+        (y.tanh() * up).sum()
+    };
+    let value = |xs: &[f32], ws: &[f32], gs: &[f32]| {
+        let t = |v: &[f32], s: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), s), &device);
+        let g = Tensor::<1>::from_data(TensorData::new(gs.to_vec(), [3]), &device);
+        host_f32(forward(t(xs, shape), t(ws, [3, 2, 3, 3]), g))[0] as f64
+    };
+    let (x, w, g) = (leaf(&xs, shape, &device), leaf(&ws, [3, 2, 3, 3], &device), leaf(&gamma, [3], &device));
+    let grads = forward(x.clone(), w.clone(), g.clone()).backward();
+    let h = 1e-2;
+    let checks = [
+        ("dx", host_f32(x.grad(&grads).unwrap()), finite_differences(&xs, h, |v| value(v, &ws, &gamma))),
+        ("dw", host_f32(w.grad(&grads).unwrap()), finite_differences(&ws, h, |v| value(&xs, v, &gamma))),
+        ("dgamma", host_f32(g.grad(&grads).unwrap()), finite_differences(&gamma, h, |v| value(&xs, &ws, v))),
+    ];
+    for (name, got, want) in checks {
+        assert_close(name, &got, &want, 2e-2);
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let spec = ([9, 16, 8, 8], 16, 3, 1, 1);
+    let xs = random(&mut rng, 9 * 16 * 64, 2.0);
+    let ws = random(&mut rng, 16 * 16 * 9, 1.0);
+    let up = random(&mut rng, 9 * 16 * 64, 1.0);
+    let with_threads = |n: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        pool.install(|| {
+            let [[y, dx, dw], _] = conv_both(&xs, &ws, &up, spec);
+            let [[ny, ndx, ng, nb, ..], _] = norm_both(&xs, &[1.5; 16], &[0.1; 16], &up, spec.0);
+            [y, dx, dw, ny, ndx, ng, nb]
+        })
+    };
+    assert_eq!(with_threads(1), with_threads(3));
+}
+
+#[test]
+fn network_layers_match_burn_modules_including_running_statistics() {
+    use actsearch::model::layers::{convolve, normalize};
+    use burn::nn::BatchNormConfig;
+    use burn::nn::conv::Conv2dConfig;
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let x = Tensor::<4>::from_data(TensorData::new(random(&mut rng, 4 * 3 * 6 * 6, 2.0), [4, 3, 6, 6]), &device);
+    let conv = Conv2dConfig::new([3, 8], [3, 3])
+        .with_stride([2, 2])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(&device);
+    assert_close("conv", &host_f32(convolve(&conv, x.clone())), &host_f32(conv.forward(x.clone())), 1e-5);
+    let (ours, burns) = (BatchNormConfig::new(3).init(&device), BatchNormConfig::new(3).init(&device));
+    for step in 0..3 {
+        let xi = x.clone().mul_scalar(step as f32 + 1.0).add_scalar(step as f32);
+        assert_close("bn", &host_f32(normalize(&ours, xi.clone())), &host_f32(burns.forward(xi)), 1e-4);
+    }
+    assert_close("running mean", &host_f32(ours.running_mean.value()), &host_f32(burns.running_mean.value()), 1e-5);
+    assert_close("running var", &host_f32(ours.running_var.value()), &host_f32(burns.running_var.value()), 1e-5);
+}
