@@ -30,7 +30,9 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 }
 
 /// (x shape, cout, kernel, stride, padding)
-const CONVS: [([usize; 4], usize, usize, usize, usize); 7] = [
+/// The last two span several im2col tiles (`kernels::conv::TILE` output pixels), the last
+/// ending in a partial one.
+const CONVS: [([usize; 4], usize, usize, usize, usize); 9] = [
     ([3, 4, 8, 8], 5, 3, 1, 1),
     ([2, 4, 9, 7], 6, 3, 2, 1),
     ([2, 6, 8, 8], 3, 1, 2, 0),
@@ -38,6 +40,8 @@ const CONVS: [([usize; 4], usize, usize, usize, usize); 7] = [
     ([5, 3, 6, 6], 2, 3, 1, 0),
     ([1, 2, 7, 7], 3, 5, 2, 2),
     ([6, 16, 8, 8], 16, 3, 1, 1),
+    ([2, 3, 40, 20], 4, 3, 1, 1),
+    ([2, 3, 50, 35], 5, 3, 2, 1),
 ];
 
 /// y, dx and dw of the kernel, then of burn's conv2d, for a random upstream gradient.

@@ -26,10 +26,15 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 /// Samples per weight-gradient partial sum.
 const GROUP: usize = 4;
+
+/// Output pixels per im2col tile.
+const TILE: usize = 128;
 
 /// Stride and zero padding of a square convolution (the same along both spatial axes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,27 +124,35 @@ impl Geometry {
         (lo.min(hi), hi)
     }
 
-    /// Visit every (im2col row, output row) pair with the input row it reads:
-    /// `f(row slice start, input offset of the row or None if in the padding, j)`.
-    fn for_each_row(&self, mut f: impl FnMut(usize, Option<usize>, usize)) {
-        let (k, p) = (self.k, self.cols());
+    /// Visit every (im2col row, output row in `oys`) pair with the input row it reads:
+    /// `f(start in the tile's im2col matrix, input offset of the row or None if in the
+    /// padding, j)`. The tile's matrix is `[Cin*k*k, oys.len()*Wo]`.
+    fn for_each_row(&self, oys: Range<usize>, mut f: impl FnMut(usize, Option<usize>, usize)) {
+        let (k, p) = (self.k, oys.len() * self.wo);
         for ci in 0..self.cin {
             for i in 0..k {
                 for j in 0..k {
                     let row = ((ci * k + i) * k + j) * p;
-                    for oy in 0..self.ho {
+                    for (t, oy) in oys.clone().enumerate() {
                         let iy = (oy * self.stride + i).checked_sub(self.pad).filter(|&iy| iy < self.h);
-                        f(row + oy * self.wo, iy.map(|iy| (ci * self.h + iy) * self.w), j);
+                        f(row + t * self.wo, iy.map(|iy| (ci * self.h + iy) * self.w), j);
                     }
                 }
             }
         }
     }
+
+    /// The output rows in tiles of about [`TILE`] pixels, so that a tile's im2col matrix
+    /// stays in cache between being built and being multiplied.
+    fn tiles(&self) -> impl Iterator<Item = Range<usize>> + use<> {
+        let (ho, step) = (self.ho, (TILE / self.wo.max(1)).max(1));
+        (0..ho).step_by(step).map(move |start| start..(start + step).min(ho))
+    }
 }
 
-/// The im2col matrix `[Cin*k*k, Ho*Wo]` of one sample `[Cin, H, W]`.
-fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
-    g.for_each_row(|at, src, j| {
+/// The im2col matrix `[Cin*k*k, oys.len()*Wo]` of output rows `oys` of one sample `[Cin, H, W]`.
+fn im2col(x: &[f32], g: &Geometry, oys: Range<usize>, col: &mut [f32]) {
+    g.for_each_row(oys, |at, src, j| {
         let out = &mut col[at..at + g.wo];
         let Some(src) = src else {
             out.fill(0.0);
@@ -159,9 +172,10 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
     });
 }
 
-/// Adds the im2col-shaped gradient `dcol` back onto the sample gradient `dx` `[Cin, H, W]`.
-fn col2im(dcol: &[f32], g: &Geometry, dx: &mut [f32]) {
-    g.for_each_row(|at, dst, j| {
+/// Adds the gradient `dcol` of the im2col matrix of output rows `oys` back onto the sample
+/// gradient `dx` `[Cin, H, W]`.
+fn col2im(dcol: &[f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
+    g.for_each_row(oys, |at, dst, j| {
         let Some(dst) = dst else { return };
         let (lo, hi) = g.valid_cols(j);
         let first = dst + lo * g.stride + j - g.pad;
@@ -181,16 +195,18 @@ fn col2im(dcol: &[f32], g: &Geometry, dx: &mut [f32]) {
 /// A read-only matrix operand: its elements, row stride and column stride.
 struct Operand<'a>(&'a [f32], usize, usize);
 
-/// `dst` (row-major `[m, n]`) = `(dst if accumulate) + a b` with `a` `[m, k]` and `b` `[k, n]`.
-fn matmul(dst: &mut [f32], accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
+/// `dst` (`[m, n]`, row stride `ld`) = `(dst if accumulate) + a b` with `a` `[m, k]` and
+/// `b` `[k, n]`.
+fn matmul(dst: &mut [f32], ld: usize, accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
     if m == 0 || n == 0 {
         return;
     }
     let last = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.1 + (cols.max(1) - 1) * op.2;
-    assert!(dst.len() >= m * n && (k == 0 || (last(&a, m, k) < a.0.len() && last(&b, k, n) < b.0.len())));
+    assert!(ld >= n && (m - 1) * ld + n <= dst.len());
+    assert!(k == 0 || (last(&a, m, k) < a.0.len() && last(&b, k, n) < b.0.len()));
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            dst.chunks_mut(ld).take(m).for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
@@ -203,7 +219,7 @@ fn matmul(dst: &mut [f32], accumulate: bool, (m, n, k): (usize, usize, usize), a
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            ld as isize,
             accumulate,
             a.0.as_ptr(),
             a.2 as isize,
@@ -233,20 +249,17 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
     let (rows, cols) = (g.rows(), g.cols());
     let mut y = vec![0f32; g.batch * g.out_len()];
     if g.out_len() > 0 && g.in_len() > 0 {
-        y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(
-            Vec::new,
-            |col, (yn, xn)| {
-                let src = match g.pointwise() {
-                    true => xn,
-                    false => {
-                        col.resize(rows * cols, 0.0);
-                        im2col(xn, &g, col);
-                        &col[..]
-                    }
-                };
-                matmul(yn, false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(src, cols, 1));
-            },
-        );
+        y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
+            if g.pointwise() {
+                return matmul(yn, cols, false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
+            }
+            for oys in g.tiles() {
+                let (at, n) = (oys.start * g.wo, oys.len() * g.wo);
+                col.resize(rows * n, 0.0);
+                im2col(xn, &g, oys, col);
+                matmul(&mut yn[at..], cols, false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
+            }
+        });
     }
     FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]))
 }
@@ -271,6 +284,8 @@ fn backward(
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { cout * rows } else { 1 });
     let mut dx = vec![0f32; if need_x { xs.len() } else { groups }];
     let mut partials = vec![0f32; groups * part_chunk];
+    // W^T [rows, cout]
+    let w_t = || Operand(ws, 1, rows);
     if in_len > 0 && out_len > 0 {
         xs.par_chunks(GROUP * in_len)
             .zip(gs.par_chunks(GROUP * out_len))
@@ -280,29 +295,33 @@ fn backward(
                 || (Vec::new(), Vec::new()),
                 |(col, dcol), (((xg, gg), dxg), part)| {
                     for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
-                        if need_w {
-                            let src = match g.pointwise() {
-                                true => xn,
-                                false => {
-                                    col.resize(rows * cols, 0.0);
-                                    im2col(xn, &g, col);
-                                    &col[..]
-                                }
-                            };
-                            // dW [cout, rows] += dy_n [cout, cols] * col_n^T [cols, rows]
-                            matmul(part, n > 0, (cout, rows, cols), Operand(gn, cols, 1), Operand(src, 1, cols));
+                        if g.pointwise() {
+                            // dW += dy_n x_n^T; dx_n = W^T dy_n
+                            if need_w {
+                                matmul(part, rows, n > 0, (cout, rows, cols), Operand(gn, cols, 1), Operand(xn, 1, cols));
+                            }
+                            if need_x {
+                                let dxn = &mut dxg[n * in_len..(n + 1) * in_len];
+                                matmul(dxn, cols, false, (rows, cols, cout), w_t(), Operand(gn, cols, 1));
+                            }
+                            continue;
                         }
-                        if need_x {
-                            let dxn = &mut dxg[n * in_len..(n + 1) * in_len];
-                            // dcol [rows, cols] = W^T [rows, cout] * dy_n [cout, cols]
-                            let w_t = Operand(ws, 1, rows);
-                            match g.pointwise() {
-                                true => matmul(dxn, false, (rows, cols, cout), w_t, Operand(gn, cols, 1)),
-                                false => {
-                                    dcol.resize(rows * cols, 0.0);
-                                    matmul(dcol, false, (rows, cols, cout), w_t, Operand(gn, cols, 1));
-                                    col2im(dcol, &g, dxn);
-                                }
+                        for oys in g.tiles() {
+                            let (at, t) = (oys.start * g.wo, oys.len() * g.wo);
+                            // This tile's columns of dy_n: [cout, t] with row stride cols.
+                            let dy_tile = || Operand(&gn[at..], cols, 1);
+                            if need_w {
+                                // dW [cout, rows] += dy_tile col_tile^T
+                                col.resize(rows * t, 0.0);
+                                im2col(xn, &g, oys.clone(), col);
+                                let first = n == 0 && at == 0;
+                                matmul(part, rows, !first, (cout, rows, t), dy_tile(), Operand(col, 1, t));
+                            }
+                            if need_x {
+                                // dcol [rows, t] = W^T dy_tile, folded back onto dx_n
+                                dcol.resize(rows * t, 0.0);
+                                matmul(dcol, t, false, (rows, t, cout), w_t(), dy_tile());
+                                col2im(dcol, &g, oys, &mut dxg[n * in_len..(n + 1) * in_len]);
                             }
                         }
                     }
