@@ -142,6 +142,38 @@ impl Geometry {
         }
     }
 
+    /// Stride 1 with output rows as wide as the input's ("same" padding): then the tile rows
+    /// inside the image read one contiguous run of x per im2col row, shifted by `j - pad`
+    /// (the wrapped first or last columns of each row are fixed up afterwards).
+    fn runs(&self) -> bool {
+        self.stride == 1 && self.wo == self.w && self.pad < self.wo
+    }
+
+    /// For [`Geometry::runs`]: per im2col row (ci, i, j) of the tile `oys`,
+    /// `f(start of the row in the tile, tile rows inside the image, x index of the first of
+    /// those rows, j)`.
+    fn for_each_run(&self, oys: Range<usize>, mut f: impl FnMut(usize, Range<usize>, usize, usize)) {
+        let (k, p, len) = (self.k, oys.len() * self.wo, oys.len());
+        for ci in 0..self.cin {
+            for i in 0..k {
+                // iy = oys.start + t + i - pad must lie in 0..h
+                let t0 = self.pad.saturating_sub(oys.start + i).min(len);
+                let t1 = (self.h + self.pad).saturating_sub(oys.start + i).min(len).max(t0);
+                let first = (ci * self.h + (oys.start + t0 + i).saturating_sub(self.pad)) * self.w;
+                for j in 0..k {
+                    f(((ci * k + i) * k + j) * p, t0..t1, first, j);
+                }
+            }
+        }
+    }
+
+    /// For [`Geometry::runs`]: the element range of a run in the tile's im2col row, the x index
+    /// it starts at, and the columns `a` (left) and `b` (right) of each row that wrapped.
+    fn run_span(&self, rows: &Range<usize>, first: usize, j: usize) -> (Range<usize>, usize, usize, usize) {
+        let (a, b) = (self.pad.saturating_sub(j), j.saturating_sub(self.pad));
+        (rows.start * self.wo + a..rows.end * self.wo - b, first + b, a, b)
+    }
+
     /// The output rows in tiles of about [`TILE`] pixels, so that a tile's im2col matrix
     /// stays in cache between being built and being multiplied.
     fn tiles(&self) -> impl Iterator<Item = Range<usize>> + use<> {
@@ -152,6 +184,20 @@ impl Geometry {
 
 /// The im2col matrix `[Cin*k*k, oys.len()*Wo]` of output rows `oys` of one sample `[Cin, H, W]`.
 fn im2col(x: &[f32], g: &Geometry, oys: Range<usize>, col: &mut [f32]) {
+    if g.runs() {
+        let p = oys.len() * g.wo;
+        return g.for_each_run(oys, |at, rows, first, j| {
+            let out = &mut col[at..at + p];
+            out[..rows.start * g.wo].fill(0.0);
+            out[rows.end * g.wo..].fill(0.0);
+            if rows.is_empty() {
+                return;
+            }
+            let (span, src, a, b) = g.run_span(&rows, first, j);
+            out[span.clone()].copy_from_slice(&x[src..src + span.len()]);
+            zero_wrapped(out, g.wo, rows, a, b);
+        });
+    }
     g.for_each_row(oys, |at, src, j| {
         let out = &mut col[at..at + g.wo];
         let Some(src) = src else {
@@ -159,8 +205,13 @@ fn im2col(x: &[f32], g: &Geometry, oys: Range<usize>, col: &mut [f32]) {
             return;
         };
         let (lo, hi) = g.valid_cols(j);
-        out[..lo].fill(0.0);
-        out[hi..].fill(0.0);
+        // (Most rows have no padded column: skip the calls.)
+        if lo > 0 {
+            out[..lo].fill(0.0);
+        }
+        if hi < g.wo {
+            out[hi..].fill(0.0);
+        }
         let first = src + lo * g.stride + j - g.pad;
         if g.stride == 1 {
             out[lo..hi].copy_from_slice(&x[first..first + hi - lo]);
@@ -172,9 +223,34 @@ fn im2col(x: &[f32], g: &Geometry, oys: Range<usize>, col: &mut [f32]) {
     });
 }
 
+/// Zeroes the first `a` and last `b` columns of rows `rows` of a tile row (`wo` columns per
+/// output row). Written column by column: a run is one or two elements, too short for a
+/// `memset` call.
+fn zero_wrapped(tile: &mut [f32], wo: usize, rows: Range<usize>, a: usize, b: usize) {
+    for c in (0..a).chain(wo - b..wo) {
+        for t in rows.clone() {
+            tile[t * wo + c] = 0.0;
+        }
+    }
+}
+
 /// Adds the gradient `dcol` of the im2col matrix of output rows `oys` back onto the sample
-/// gradient `dx` `[Cin, H, W]`.
-fn col2im(dcol: &[f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
+/// gradient `dx` `[Cin, H, W]` (`dcol` is scratch: entries in the padding may be zeroed).
+fn col2im(dcol: &mut [f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
+    if g.runs() {
+        let p = oys.len() * g.wo;
+        return g.for_each_run(oys, |at, rows, first, j| {
+            if rows.is_empty() {
+                return;
+            }
+            let d = &mut dcol[at..at + p];
+            let (span, dst, a, b) = g.run_span(&rows, first, j);
+            zero_wrapped(d, g.wo, rows, a, b);
+            for (o, v) in dx[dst..dst + span.len()].iter_mut().zip(&d[span]) {
+                *o += v;
+            }
+        });
+    }
     g.for_each_row(oys, |at, dst, j| {
         let Some(dst) = dst else { return };
         let (lo, hi) = g.valid_cols(j);
