@@ -12,6 +12,7 @@ pub mod expr;
 pub mod kernels;
 pub mod model;
 pub mod observer;
+pub mod report;
 pub mod search;
 pub mod space;
 pub mod train;

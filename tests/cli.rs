@@ -193,3 +193,61 @@ fn eval_accepts_a_genotype_file() {
     let errors = std::fs::read_to_string(dir.path().join("g/errors.json")).unwrap();
     assert!(errors.contains("x*sigmoid(b1*x) + b2"), "{errors}");
 }
+
+#[test]
+fn report_over_a_search_and_two_eval_seeds_writes_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let tiny = ["--network", "resnet8", "--epochs", "1", "--batch-size", "16", "--subset", "64"];
+    let eval = [&["eval", "--activation", "silu", "--seeds", "0,1", "--out", "runs/e", "--test-subset", "32"][..], &tiny[..]].concat();
+    let search = [&["search", "--method", "darts", "--space", "small", "--out", "runs/s"][..], &tiny[..]].concat();
+    for args in [eval, search] {
+        let out = actsearch(&args, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = actsearch(&["report", "runs/e", "runs/s", "--out", "rep"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("read 3 runs") && stdout.contains("e/seed-1 (eval)") && stdout.contains("s (one-shot search)"), "{stdout}");
+    let rep = dir.path().join("rep");
+    for file in ["report.md", "report.html", "s-alphas-site0.png", "s-alphas-site6.svg", "s-formula.png", "s-accuracy.svg"] {
+        assert!(rep.join(file).metadata().map(|m| m.len() > 0).unwrap_or(false), "{file} missing or empty");
+    }
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(md.contains("| resnet8 |") && md.contains("silu(x)") && md.contains("| 2 (0, 1) |"), "{md}");
+    let pngs = std::fs::read_dir(&rep).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "png").count();
+    let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), pngs, "every figure inline in the HTML");
+}
+
+#[test]
+fn report_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    assert_clean_error(&actsearch(&["report", "empty"], dir.path()), "no runs in");
+    assert_clean_error(&actsearch(&["report", "nowhere"], dir.path()), "is not a directory");
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("config.json"), "{}").unwrap();
+    assert_clean_error(&actsearch(&["report", "run"], dir.path()), "errors.json is missing");
+    std::fs::write(run.join("errors.json"), "{\"train_acc\": [1, 2").unwrap();
+    let out = actsearch(&["report", "run", "--out", "rep"], dir.path());
+    assert_clean_error(&out, "errors.json is corrupt");
+    assert!(!dir.path().join("rep").exists(), "nothing is written for bad input");
+}
+
+#[test]
+fn plot_writes_png_and_svg_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for out in ["f.png", "f.svg"] {
+        let run = actsearch(&["plot", "relu", "x*sigmoid(b*x)", "--derivative", "--range", "-3,3", "--out", out], dir.path());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(String::from_utf8_lossy(&run.stdout).contains("x*sigmoid(b*x)  [params 1 (initial)]"));
+    }
+    assert!(image::open(dir.path().join("f.png")).is_ok());
+    assert!(std::fs::read_to_string(dir.path().join("f.svg")).unwrap().contains("</svg>"));
+    assert_clean_error(&actsearch(&["plot", "x*sigmoid(b*x"], dir.path()), "column");
+    assert_clean_error(&actsearch(&["plot", "relu", "--out", "f.jpg"], dir.path()), ".png or .svg");
+    assert_clean_error(&actsearch(&["plot", "relu", "--range", "5,-5"], dir.path()), "LOW,HIGH");
+    assert_clean_error(&actsearch(&["plot", "relu", "--out", "no/dir/f.png"], dir.path()), "does not exist");
+}

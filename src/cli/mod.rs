@@ -7,7 +7,9 @@ mod bench;
 mod data;
 mod eval;
 mod functions;
+mod plot;
 mod progress;
+mod report;
 mod search;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,10 @@ enum Command {
     /// Time the reference workloads (w1: ResNet-20 training step; w2: DARTS step with the
     /// small cell), optionally side by side with PyTorch.
     Bench(bench::BenchArgs),
+    /// Draw activation functions (and their derivatives) on one chart, as PNG or SVG.
+    Plot(plot::PlotArgs),
+    /// Charts, tables, report.md and a self-contained report.html from eval and search runs.
+    Report(report::ReportArgs),
 }
 
 /// Run the program; returns the process exit code. Every error is one line on stderr.
@@ -51,6 +57,8 @@ pub fn main() -> i32 {
         Command::Functions => functions::run(),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Plot(args) => plot::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,58 @@
+//! `actsearch plot FORMULA...`: the functions (and optionally their derivatives) on one chart,
+//! written as PNG or SVG.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::stdout;
+use crate::report::{charts, shapes};
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Activations to draw: names (relu, silu, ...; see `actsearch functions`), formulas
+    /// ("x*sigmoid(b*x)") or a search's genotype.json (drawn with its learned parameters'
+    /// mean). Parameters of names and formulas are drawn at their initial value 1.
+    #[arg(required = true, value_name = "FORMULA")]
+    pub formulas: Vec<String>,
+    /// Output image; the extension picks the format (.png or .svg).
+    #[arg(long, default_value = "plot.png")]
+    pub out: PathBuf,
+    /// The x range as LOW,HIGH.
+    #[arg(long, default_value = "-5,5", allow_hyphen_values = true, value_parser = parse_range)]
+    pub range: (f64, f64),
+    /// Also draw each function's first derivative (dashed, same color).
+    #[arg(long)]
+    pub derivative: bool,
+    /// Chart title.
+    #[arg(long, default_value = "activation functions")]
+    pub title: String,
+}
+
+fn parse_range(text: &str) -> std::result::Result<(f64, f64), String> {
+    let bad = || format!("\"{text}\" is not a range: write LOW,HIGH with LOW < HIGH, e.g. -5,5");
+    let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    match lo.is_finite() && hi.is_finite() && lo < hi {
+        true => Ok((lo, hi)),
+        false => Err(bad()),
+    }
+}
+
+pub fn run(args: PlotArgs) -> Result<()> {
+    let list = args.formulas.iter().map(|f| shapes::shape(f)).collect::<Result<Vec<_>>>()?;
+    if list.len() > charts::PALETTE.len() {
+        bail!("{} functions on one chart are unreadable: plot at most {} at a time", list.len(), charts::PALETTE.len());
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        bail!("cannot write {}: the folder {} does not exist", args.out.display(), dir.display());
+    }
+    let figure = shapes::figure(&list, args.range, args.derivative, &args.title);
+    charts::save(&figure, &args.out)?;
+    let mut text = format!("wrote {}\n", args.out.display());
+    for s in &list {
+        text += &format!("  {}\n", s.label);
+    }
+    stdout(&text)
+}

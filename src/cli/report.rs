@@ -1,0 +1,52 @@
+//! `actsearch report RUN_DIR...`: reads eval and search runs and writes charts, `report.md`
+//! and a self-contained `report.html`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::stdout;
+use crate::report::{document, runs};
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories (the --out of `actsearch eval` or `search`), or folders holding runs
+    /// (e.g. a multi-seed eval's seed-N subfolders are found by themselves).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Where to write report.md, report.html and the PNG/SVG charts (files of an earlier
+    /// report there are replaced).
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let runs = runs::load(&args.runs)?;
+    let report = document::build(&runs)?;
+    let spinner = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}")?);
+    spinner.set_message(format!("drawing the report of {} runs", runs.len()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let written = document::write(&report, &args.out);
+    spinner.finish_and_clear();
+    let written = written?;
+    let mut text = format!("read {} runs:", runs.len());
+    for r in &runs {
+        let kind = match &r.kind {
+            runs::RunKind::Eval => "eval",
+            runs::RunKind::OneShot(_) => "one-shot search",
+            runs::RunKind::Sample(_) => "sample-based search",
+        };
+        text += &format!(" {} ({kind}),", r.name);
+    }
+    text.pop();
+    text += &format!(
+        "\nwrote {} and {} with {} images in {}\n",
+        written.markdown.display(),
+        written.html.display(),
+        written.images.len(),
+        args.out.display()
+    );
+    stdout(&text)
+}

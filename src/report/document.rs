@@ -1,0 +1,449 @@
+//! The report itself: sections of text, figures and tables built from the runs, written as
+//! one PNG and one SVG per figure, `report.md` (pointing at the PNGs) and a self-contained
+//! `report.html` (the SVGs inline, no external assets; it opens offline).
+//!
+//! - Results: final test accuracy, mean ± std over seeds, per network × dataset × activation.
+//! - Evaluations: train / valid / test accuracy per epoch, one panel per seed of a group.
+//! - One-shot searches: per site (or per position for a shared cell) the softmaxed weights
+//!   over epochs, the found formula's shape next to ReLU and SiLU, and the search's accuracy.
+//! - Sample-based searches: best reward so far against children trained, all methods on one
+//!   chart, and each run's top formulas.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::charts::{self, Figure, Line, PALETTE, Panel};
+use super::runs::{OneShot, Run, RunKind, Sample};
+use super::shapes::{self, Shape};
+use super::tables::{self, Table, escape};
+
+/// Ops highlighted per position in an alpha chart (by final weight); the rest are grey.
+const HIGHLIGHT: usize = 6;
+/// Lines per panel before a chart is split into panels.
+const PER_PANEL: usize = 8;
+/// Rows of a sample-based search's top table.
+const TOP_K: usize = 10;
+
+pub enum Block {
+    Text(String),
+    Figure { file: String, figure: Figure, caption: String },
+    Table { caption: String, table: Table },
+}
+
+pub struct Section {
+    pub title: String,
+    pub blocks: Vec<Block>,
+}
+
+pub struct Report {
+    pub sections: Vec<Section>,
+}
+
+/// What [`write`] wrote.
+pub struct Written {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    pub images: Vec<PathBuf>,
+}
+
+/// The report of `runs`.
+pub fn build(runs: &[Run]) -> Result<Report> {
+    let mut sections = Vec::new();
+    let evals: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Eval)).collect();
+    let groups = tables::result_groups(runs);
+    if !groups.is_empty() {
+        sections.push(Section {
+            title: "Results".into(),
+            blocks: vec![
+                Block::Text("Final test accuracy of the eval runs: mean ± sample standard deviation over seeds.".into()),
+                Block::Table { caption: "test accuracy".into(), table: tables::results_table(&groups) },
+            ],
+        });
+    }
+    if !evals.is_empty() {
+        sections.push(Section { title: "Evaluations".into(), blocks: eval_blocks(&evals) });
+    }
+    for run in runs {
+        if let RunKind::OneShot(search) = &run.kind {
+            sections.push(Section { title: format!("Search {}", run.name), blocks: one_shot_blocks(run, search)? });
+        }
+    }
+    let samples: Vec<(&Run, &Sample)> = runs
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RunKind::Sample(s) => Some((r, s)),
+            _ => None,
+        })
+        .collect();
+    if !samples.is_empty() {
+        sections.push(Section { title: "Sample-based searches".into(), blocks: sample_blocks(&samples) });
+    }
+    Ok(Report { sections })
+}
+
+/// A file name from free text: lowercase letters, digits and dashes.
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        match c.is_ascii_alphanumeric() {
+            true => out.push(c.to_ascii_lowercase()),
+            false if !out.ends_with('-') => out.push('-'),
+            false => {}
+        }
+    }
+    out.trim_matches('-').chars().take(80).collect()
+}
+
+fn epochs_of(values: &[f64]) -> Vec<(f64, f64)> {
+    values.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect()
+}
+
+/// Train / valid / test accuracy per epoch of one run (the curves it recorded).
+fn accuracy_panel(run: &Run, title: String) -> Panel {
+    let curves = [("train", "train_acc"), ("valid", "valid_acc"), ("test", "test_acc")];
+    let lines: Vec<Line> = curves
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, key))| !run.errors.curve(key).is_empty())
+        .map(|(i, (name, key))| {
+            let points = epochs_of(run.errors.curve(key));
+            Line { markers: points.len() <= 30, ..Line::new(*name, points, i) }
+        })
+        .collect();
+    Panel { title, x_label: "epoch".into(), y_label: "accuracy (%)".into(), lines, integer_x: true, ..Default::default() }
+}
+
+fn eval_blocks(evals: &[&Run]) -> Vec<Block> {
+    let mut groups: BTreeMap<(String, String, String), Vec<&Run>> = BTreeMap::new();
+    for run in evals {
+        let e = &run.errors;
+        groups.entry((e.network.clone(), e.dataset.clone(), e.activation.clone())).or_default().push(run);
+    }
+    groups
+        .into_iter()
+        .map(|((network, dataset, activation), runs)| {
+            let panels = same_y_range(
+                runs.iter()
+                    .map(|r| {
+                        let seed = r.errors.seed.map_or("?".into(), |s| s.to_string());
+                        accuracy_panel(r, format!("{} (seed {seed})", r.name))
+                    })
+                    .collect(),
+            );
+            let title = format!("{network} on {dataset}, {activation}");
+            Block::Figure {
+                file: format!("eval-{}", slug(&title)),
+                figure: Figure { title: Some(title.clone()), panels, columns: 2, panel_size: None },
+                caption: format!("{title}: accuracy per epoch, one panel per seed"),
+            }
+        })
+        .collect()
+}
+
+/// The panels with one y range covering all of them, so seeds compare at a glance.
+fn same_y_range(mut panels: Vec<Panel>) -> Vec<Panel> {
+    let values = panels.iter().flat_map(|p| p.lines.iter().flat_map(|l| l.segments.iter().flatten().map(|q| q.1)));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if hi > lo {
+        let pad = 0.05 * (hi - lo);
+        panels.iter_mut().for_each(|p| p.y_range = Some((lo - pad, hi + pad)));
+    }
+    panels
+}
+
+/// One panel per position: that position's op weights over epochs at site `site`.
+fn alpha_panels(search: &OneShot, site: usize, title_prefix: &str) -> Vec<Panel> {
+    (0..search.positions.len())
+        .map(|pos| {
+            let ops = &search.ops[pos];
+            let series: Vec<Vec<(f64, f64)>> = (0..ops.len())
+                .map(|op| search.epochs.iter().map(|e| (e.epoch as f64, e.weights[site][pos][op])).collect())
+                .collect();
+            let last = |op: usize| series[op].last().map_or(0.0, |p| p.1);
+            let mut ranked: Vec<usize> = (0..ops.len()).collect();
+            ranked.sort_by(|&a, &b| last(b).total_cmp(&last(a)));
+            let few = search.epochs.len() <= 30;
+            let mut lines: Vec<Line> = ranked
+                .iter()
+                .take(HIGHLIGHT)
+                .enumerate()
+                .map(|(i, &op)| Line { markers: few, ..Line::new(&ops[op], series[op].clone(), i) })
+                .collect();
+            let rest = ranked.len().saturating_sub(HIGHLIGHT);
+            for (i, &op) in ranked.iter().skip(HIGHLIGHT).enumerate() {
+                let label = (i == 0).then(|| format!("{rest} other ops"));
+                lines.push(Line { label, segments: vec![series[op].clone()], markers: few, ..Default::default() });
+            }
+            Panel {
+                title: format!("{title_prefix}position {}", search.positions[pos]),
+                x_label: "epoch".into(),
+                y_label: "softmaxed weight".into(),
+                lines,
+                integer_x: true,
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn one_shot_blocks(run: &Run, search: &OneShot) -> Result<Vec<Block>> {
+    let e = &run.errors;
+    let method = search.method.as_deref().unwrap_or("one-shot");
+    let formula = search.formula().unwrap_or("(none)");
+    let mut blocks = vec![Block::Text(format!(
+        "{method} search on {} ({}), {} epochs, {} sites. Found: `{formula}`.",
+        e.network,
+        e.dataset,
+        search.epochs.len(),
+        search.sites()
+    ))];
+    let name = slug(&run.name);
+    if search.sites() == 1 {
+        for (pos, panel) in alpha_panels(search, 0, "shared cell, ").into_iter().enumerate() {
+            blocks.push(Block::Figure {
+                file: format!("{name}-alphas-{}", slug(&search.positions[pos])),
+                caption: format!("{}: weights of position {} (shared cell)", run.name, search.positions[pos]),
+                figure: Figure::single(panel),
+            });
+        }
+    } else {
+        for site in 0..search.sites() {
+            let panels = alpha_panels(search, site, "");
+            let columns = panels.len().min(3);
+            blocks.push(Block::Figure {
+                file: format!("{name}-alphas-site{site}"),
+                caption: format!("{}: weights at site {site}, one panel per position", run.name),
+                figure: Figure { title: Some(format!("{} — site {site}", run.name)), panels, columns, panel_size: None },
+            });
+        }
+    }
+    let found = match &search.genotype {
+        Some(g) => Some(shapes::of_genotype(g)?),
+        None => search.formula().and_then(|f| shapes::shape(f).ok()),
+    };
+    if let Some(found) = found {
+        let mut list: Vec<Shape> = vec![found];
+        list.extend(["relu", "silu"].iter().map(|n| shapes::shape(n)).collect::<Result<Vec<_>>>()?);
+        blocks.push(Block::Figure {
+            file: format!("{name}-formula"),
+            caption: format!("{}: the found function next to ReLU and SiLU", run.name),
+            figure: shapes::figure(&list, (-5.0, 5.0), false, &format!("{}: found function", run.name)),
+        });
+    }
+    blocks.push(Block::Figure {
+        file: format!("{name}-accuracy"),
+        caption: format!("{}: accuracy of the supernet per epoch", run.name),
+        figure: Figure::single(accuracy_panel(run, format!("{}: accuracy", run.name))),
+    });
+    Ok(blocks)
+}
+
+fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
+    let panels: Vec<Panel> = samples
+        .chunks(PER_PANEL)
+        .map(|chunk| Panel {
+            title: "best reward so far".into(),
+            x_label: "children trained".into(),
+            y_label: "reward".into(),
+            integer_x: true,
+            lines: chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (run, s))| Line::new(format!("{} ({})", s.method, run.name), s.best_so_far(), i % PALETTE.len()))
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let mut blocks = vec![Block::Figure {
+        file: "sample-best-reward".into(),
+        caption: "best reward so far against children trained, per run".into(),
+        figure: Figure { title: None, panels, columns: 1, panel_size: None },
+    }];
+    for (run, s) in samples {
+        blocks.push(Block::Table {
+            caption: format!("{} ({}): top {TOP_K} formulas of {} children", run.name, s.method, s.children.len()),
+            table: tables::top_k(s, TOP_K),
+        });
+    }
+    blocks
+}
+
+/// Writes every figure (PNG and SVG), `report.md` and `report.html` into `out`.
+pub fn write(report: &Report, out: &Path) -> Result<Written> {
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut images = Vec::new();
+    let mut md = String::from("# actsearch report\n\n");
+    let mut html = String::from(HTML_HEAD);
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    for section in &report.sections {
+        md += &format!("## {}\n\n", section.title);
+        html += &format!("<h2>{}</h2>\n", escape(&section.title));
+        for block in &section.blocks {
+            match block {
+                Block::Text(text) => {
+                    md += &format!("{text}\n\n");
+                    html += &format!("<p>{}</p>\n", code_spans(&escape(text)));
+                }
+                Block::Table { caption, table } => {
+                    md += &format!("**{caption}**\n\n{}\n", table.to_markdown());
+                    html += &format!("<h3>{}</h3>\n{}", escape(caption), table.to_html());
+                }
+                Block::Figure { file, figure, caption } => {
+                    let count = used.entry(file.clone()).or_insert(0);
+                    *count += 1;
+                    let file = if *count == 1 { file.clone() } else { format!("{file}-{count}") };
+                    let (png, svg) = (out.join(format!("{file}.png")), out.join(format!("{file}.svg")));
+                    charts::save_png(figure, &png)?;
+                    let svg_text = charts::svg_string(figure)?;
+                    fs::write(&svg, &svg_text).with_context(|| format!("cannot write {}", svg.display()))?;
+                    images.extend([png, svg]);
+                    md += &format!("![{caption}]({file}.png)\n\n*{caption}*\n\n");
+                    html += &format!("<figure>{}<figcaption>{}</figcaption></figure>\n", inline_svg(&svg_text), escape(caption));
+                }
+            }
+        }
+    }
+    html += "</body>\n</html>\n";
+    let (markdown, html_path) = (out.join("report.md"), out.join("report.html"));
+    fs::write(&markdown, md).with_context(|| format!("cannot write {}", markdown.display()))?;
+    fs::write(&html_path, html).with_context(|| format!("cannot write {}", html_path.display()))?;
+    Ok(Written { markdown, html: html_path, images })
+}
+
+/// An SVG document as an element inside HTML (without its XML declaration), scaled to the page.
+fn inline_svg(svg: &str) -> String {
+    let start = svg.find("<svg").unwrap_or(0);
+    svg[start..].replacen("<svg", "<svg style=\"max-width:100%;height:auto\"", 1)
+}
+
+/// Markdown's `code` spans as HTML `<code>` (the text is already escaped).
+fn code_spans(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        match i % 2 {
+            1 => out += &format!("<code>{part}</code>"),
+            _ => out += part,
+        }
+    }
+    out
+}
+
+const HTML_HEAD: &str = "<!DOCTYPE html>
+<html lang=\"en\">
+<head>
+<meta charset=\"utf-8\">
+<title>actsearch report</title>
+<style>
+body { font-family: sans-serif; max-width: 1320px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
+th { background: #f2f2f2; }
+figure { margin: 1em 0 2em; }
+figcaption { color: #555; font-size: 0.9em; }
+code { background: #f4f4f4; padding: 0.1em 0.3em; }
+</style>
+</head>
+<body>
+<h1>actsearch report</h1>
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::runs::{AlphaEpoch, Child, Errors};
+
+    fn run(name: &str, seed: u64, kind: RunKind) -> Run {
+        let curves = [
+            ("train_acc".to_string(), vec![30.0, 40.0]),
+            ("test_acc".to_string(), vec![35.0, 45.0 + seed as f64]),
+        ];
+        Run {
+            dir: name.into(),
+            name: name.into(),
+            errors: Errors {
+                seed: Some(seed),
+                network: "resnet8".into(),
+                dataset: "cifar10".into(),
+                activation: "relu(x)".into(),
+                curves: curves.into_iter().collect(),
+                formulas: vec![],
+            },
+            kind,
+        }
+    }
+
+    fn one_shot(sites: usize) -> OneShot {
+        let ops: Vec<String> = (0..9).map(|i| format!("op{i}")).collect();
+        let epoch = |epoch: usize| AlphaEpoch {
+            epoch,
+            formula: "x + sin(x)".into(),
+            weights: vec![vec![vec![1.0 / 9.0; 9], vec![0.5, 0.5]]; sites],
+        };
+        OneShot {
+            method: Some("darts".into()),
+            positions: vec!["u1".into(), "b".into()],
+            ops: vec![ops, vec!["add".into(), "mul".into()]],
+            epochs: vec![epoch(1), epoch(2)],
+            genotype: None,
+        }
+    }
+
+    #[test]
+    fn writes_every_file_of_a_mixed_report() {
+        let sample = Sample {
+            method: "random".into(),
+            children: vec![Child { child: 1, formula: "x".into(), reward: 0.4 }],
+        };
+        let runs = vec![
+            run("a", 0, RunKind::Eval),
+            run("b", 1, RunKind::Eval),
+            run("s", 0, RunKind::OneShot(one_shot(2))),
+            run("shared", 0, RunKind::OneShot(one_shot(1))),
+            run("r", 0, RunKind::Sample(sample)),
+        ];
+        let report = build(&runs).unwrap();
+        let titles: Vec<&str> = report.sections.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(titles, ["Results", "Evaluations", "Search s", "Search shared", "Sample-based searches"]);
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(&report, dir.path()).unwrap();
+        let names: Vec<String> =
+            written.images.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        for expected in [
+            "eval-resnet8-on-cifar10-relu-x.png",
+            "s-alphas-site0.svg",
+            "s-alphas-site1.png",
+            "shared-alphas-u1.png",
+            "shared-alphas-b.svg",
+            "s-formula.png",
+            "s-accuracy.png",
+            "sample-best-reward.png",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
+        }
+        for image in &written.images {
+            let bytes = fs::read(image).unwrap();
+            match image.extension().unwrap().to_str().unwrap() {
+                "png" => assert!(image::load_from_memory(&bytes).is_ok(), "{}", image.display()),
+                _ => assert!(bytes.starts_with(b"<svg") && String::from_utf8_lossy(&bytes).contains("</svg>")),
+            }
+        }
+        let md = fs::read_to_string(&written.markdown).unwrap();
+        assert!(md.contains("| resnet8 | cifar10 | relu(x) | 45.50 ± 0.71 | 2 (0, 1) |"), "{md}");
+        assert!(md.contains("(s-alphas-site0.png)"));
+        let html = fs::read_to_string(&written.html).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+        // Self-contained: every figure inline, nothing fetched.
+        assert_eq!(html.matches("<svg").count(), names.len() / 2);
+        assert!(!html.contains("src=") && !html.contains("href="));
+        assert!(html.contains("<code>x + sin(x)</code>"));
+    }
+
+    #[test]
+    fn slugs_are_safe_file_names() {
+        assert_eq!(slug("resnet20 on cifar10, x*sigmoid(b*x)"), "resnet20-on-cifar10-x-sigmoid-b-x");
+        assert_eq!(slug("eval/seed-1#2"), "eval-seed-1-2");
+    }
+}

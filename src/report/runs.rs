@@ -1,0 +1,398 @@
+//! The report model: run directories read back into plain data. A run is any directory
+//! holding the files `actsearch eval` or `search` write (`errors.json`, `config.json`,
+//! `log.log`, ...); what else it holds decides its kind:
+//!
+//! - `alphas.jsonl` (one-shot search): the softmaxed weights of every epoch, plus the final
+//!   `genotype.json` if the search finished;
+//! - `children.jsonl` (sample-based search): one line per trained child,
+//!   `{"child": N, "formula": "...", "reward": R}` (other fields are ignored);
+//! - neither: an eval run.
+//!
+//! A directory given to the report that is not itself a run is searched for runs below it
+//! (e.g. the `seed-N` folders of a multi-seed eval).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+
+use crate::space::genotype::Genotype;
+
+/// Files whose presence marks a directory as a run.
+const RUN_FILES: [&str; 5] = ["errors.json", "config.json", "log.log", "alphas.jsonl", "children.jsonl"];
+
+/// How deep below a given directory runs are looked for.
+const MAX_DEPTH: usize = 3;
+
+/// One run directory, read.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub dir: PathBuf,
+    /// A short unique name (set by [`load`]): the directory's name, with its parent's for
+    /// `seed-N` folders.
+    pub name: String,
+    pub errors: Errors,
+    pub kind: RunKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum RunKind {
+    Eval,
+    OneShot(OneShot),
+    Sample(Sample),
+}
+
+/// `errors.json`: the identifying scalars and every per-epoch array.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Errors {
+    pub seed: Option<u64>,
+    pub network: String,
+    pub dataset: String,
+    pub activation: String,
+    /// Per-epoch arrays by NASLib name (`train_acc`, `valid_acc`, `test_acc`, ...).
+    pub curves: BTreeMap<String, Vec<f64>>,
+    /// A search's formula after each epoch.
+    pub formulas: Vec<String>,
+}
+
+impl Errors {
+    /// The per-epoch values of `name` (empty if the run did not record it).
+    pub fn curve(&self, name: &str) -> &[f64] {
+        self.curves.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The last epoch's test accuracy, if the run measured one.
+    pub fn final_test_acc(&self) -> Option<f64> {
+        self.curve("test_acc").last().copied()
+    }
+}
+
+/// A one-shot search: the weights of every epoch and the final genotype.
+#[derive(Clone, Debug)]
+pub struct OneShot {
+    pub method: Option<String>,
+    /// Position names and each position's op names.
+    pub positions: Vec<String>,
+    pub ops: Vec<Vec<String>>,
+    /// Per epoch: its number, its formula and the weights `[site][position][op]`.
+    pub epochs: Vec<AlphaEpoch>,
+    pub genotype: Option<Genotype>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AlphaEpoch {
+    pub epoch: usize,
+    pub formula: String,
+    pub weights: Vec<Vec<Vec<f64>>>,
+}
+
+impl OneShot {
+    /// The found formula: the genotype's, else the last epoch's.
+    pub fn formula(&self) -> Option<&str> {
+        self.genotype.as_ref().map(|g| g.formula.as_str()).or(self.epochs.last().map(|e| e.formula.as_str()))
+    }
+
+    pub fn sites(&self) -> usize {
+        self.epochs.first().map_or(0, |e| e.weights.len())
+    }
+}
+
+/// A sample-based search: every child trained, in order.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub method: String,
+    pub children: Vec<Child>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Child {
+    pub child: usize,
+    pub formula: String,
+    pub reward: f64,
+}
+
+impl Sample {
+    /// The best reward after each child, as (children trained, best so far).
+    pub fn best_so_far(&self) -> Vec<(f64, f64)> {
+        let mut best = f64::NEG_INFINITY;
+        self.children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.reward.is_finite())
+            .map(|(i, c)| {
+                best = best.max(c.reward);
+                ((i + 1) as f64, best)
+            })
+            .collect()
+    }
+}
+
+/// Every run in `dirs` (each a run or a folder of runs), named uniquely.
+pub fn load(dirs: &[PathBuf]) -> Result<Vec<Run>> {
+    if dirs.is_empty() {
+        bail!("no run directories given: pass the --out folders of `actsearch eval` or `search` runs");
+    }
+    let mut runs = Vec::new();
+    for dir in dirs {
+        if !dir.is_dir() {
+            bail!("{} is not a directory: pass the --out folder of an `actsearch eval` or `search` run", dir.display());
+        }
+        let mut found = Vec::new();
+        find_runs(dir, 0, &mut found)?;
+        if found.is_empty() {
+            bail!(
+                "no runs in {}: a run directory holds errors.json and config.json (written by `actsearch eval` or `search`)",
+                dir.display()
+            );
+        }
+        for run_dir in found {
+            runs.push(read_run(&run_dir)?);
+        }
+    }
+    name_runs(&mut runs);
+    Ok(runs)
+}
+
+fn is_run(dir: &Path) -> bool {
+    RUN_FILES.iter().any(|f| dir.join(f).is_file())
+}
+
+fn find_runs(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<()> {
+    if is_run(dir) {
+        found.push(dir.to_path_buf());
+        return Ok(());
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    let mut subdirs: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    for sub in subdirs {
+        find_runs(&sub, depth + 1, found)?;
+    }
+    Ok(())
+}
+
+/// Reads one run directory.
+pub fn read_run(dir: &Path) -> Result<Run> {
+    let errors = read_errors(dir)?;
+    let config = read_config(dir)?;
+    let method = config.get("method").and_then(|m| m.as_str()).map(str::to_string);
+    let kind = if dir.join("alphas.jsonl").is_file() {
+        RunKind::OneShot(read_one_shot(dir, method)?)
+    } else if dir.join("children.jsonl").is_file() {
+        let children = read_jsonl::<Child>(&dir.join("children.jsonl"), "child/formula/reward")?;
+        RunKind::Sample(Sample { method: method.unwrap_or_else(|| "sample".into()), children })
+    } else {
+        RunKind::Eval
+    };
+    Ok(Run { dir: dir.to_path_buf(), name: String::new(), errors, kind })
+}
+
+fn read_errors(dir: &Path) -> Result<Errors> {
+    let path = dir.join("errors.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        anyhow!(
+            "{} is missing or unreadable ({e}): the run may not have finished its first epoch; rerun it or leave the directory out",
+            path.display()
+        )
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow!("{} is corrupt ({e}): rerun the run or leave the directory out of the report", path.display())
+    })?;
+    let object = value.as_object().ok_or_else(|| anyhow!("{} is not a JSON object; is it an actsearch errors.json?", path.display()))?;
+    let text_field = |name: &str| -> Result<String> {
+        object
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("{} has no \"{name}\" string; is it an actsearch errors.json?", path.display()))
+    };
+    let mut curves = BTreeMap::new();
+    for (key, v) in object {
+        let Some(items) = v.as_array() else { continue };
+        if key == "formula" {
+            continue;
+        }
+        let values: Option<Vec<f64>> = items.iter().map(|x| x.as_f64()).collect();
+        let values = values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", path.display()))?;
+        curves.insert(key.clone(), values);
+    }
+    if !curves.contains_key("train_acc") {
+        bail!("{} has no \"train_acc\" array; is it an actsearch errors.json?", path.display());
+    }
+    let formulas = object
+        .get("formula")
+        .and_then(|f| f.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    Ok(Errors {
+        seed: object.get("seed").and_then(|s| s.as_u64()),
+        network: text_field("network")?,
+        dataset: text_field("dataset")?,
+        activation: text_field("activation")?,
+        curves,
+        formulas,
+    })
+}
+
+/// `config.json` as loose JSON (only a few fields are read); absent is fine, corrupt is not.
+fn read_config(dir: &Path) -> Result<serde_json::Value> {
+    let path = dir.join("config.json");
+    match fs::read_to_string(&path) {
+        Err(_) => Ok(serde_json::Value::Null),
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{} is corrupt ({e}): rerun the run or leave it out of the report", path.display())),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlphaHeader {
+    positions: Vec<String>,
+    ops: Vec<Vec<String>>,
+}
+
+fn read_one_shot(dir: &Path, method: Option<String>) -> Result<OneShot> {
+    let path = dir.join("alphas.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let first = text.lines().find(|l| !l.trim().is_empty()).ok_or_else(|| {
+        anyhow!("{} is empty: the search did not finish an epoch; rerun it or leave it out", path.display())
+    })?;
+    let header: AlphaHeader = serde_json::from_str(first)
+        .map_err(|e| anyhow!("{} line 1 is corrupt ({e}); rerun the search or leave it out", path.display()))?;
+    let epochs = read_jsonl::<AlphaEpoch>(&path, "epoch/formula/weights")?;
+    for e in &epochs {
+        let fits = e.weights.iter().all(|site| {
+            site.len() == header.ops.len() && site.iter().zip(&header.ops).all(|(w, ops)| w.len() == ops.len())
+        });
+        if !fits || e.weights.is_empty() {
+            bail!("{}: epoch {}'s weights do not match its positions and ops", path.display(), e.epoch);
+        }
+    }
+    let genotype_path = dir.join("genotype.json");
+    let genotype = match genotype_path.is_file() {
+        true => Some(Genotype::load(&genotype_path)?),
+        false => None,
+    };
+    Ok(OneShot { method, positions: header.positions, ops: header.ops, epochs, genotype })
+}
+
+/// Every non-empty line of a JSON-lines file.
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, fields: &str) -> Result<Vec<T>> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                anyhow!("{} line {} is corrupt ({e}; expected {fields}); rerun or leave it out", path.display(), i + 1)
+            })
+        })
+        .collect()
+}
+
+/// Gives every run a short unique name: its folder name, prefixed by its parent's for
+/// `seed-N` folders, then numbered if still not unique.
+fn name_runs(runs: &mut [Run]) {
+    let base = |dir: &Path| {
+        let last = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        let parent = dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        match (last.starts_with("seed-"), parent) {
+            (true, Some(p)) => format!("{p}/{last}"),
+            _ => last,
+        }
+    };
+    let names: Vec<String> = runs.iter().map(|r| base(&fs::canonicalize(&r.dir).unwrap_or(r.dir.clone()))).collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let same = names.iter().filter(|n| **n == names[i]).count();
+        run.name = match same {
+            1 => names[i].clone(),
+            _ => format!("{}#{}", names[i], names[..i].iter().filter(|n| **n == names[i]).count() + 1),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(file), text).unwrap();
+    }
+
+    const ERRORS: &str = r#"{"seed": 1, "network": "resnet8", "dataset": "cifar10", "activation": "relu",
+        "params": 78000, "train_acc": [20.0, 30.0], "valid_acc": [], "test_acc": [25.0, 35.5],
+        "runtime": [1.0, 2.0]}"#;
+
+    #[test]
+    fn reads_eval_and_one_shot_runs_and_finds_seed_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let eval = root.path().join("eval");
+        write(&eval.join("seed-0"), "errors.json", ERRORS);
+        write(&eval.join("seed-1"), "errors.json", &ERRORS.replace("35.5", "36.5"));
+        let search = root.path().join("search");
+        write(&search, "errors.json", &ERRORS.replace("\"runtime\"", "\"formula\": [\"x\", \"x + sin(x)\"], \"runtime\""));
+        write(&search, "config.json", r#"{"method": "darts"}"#);
+        let line = |epoch: usize, w: f64| {
+            format!(
+                r#"{{"epoch":{epoch},"formula":"x","positions":["u1","b"],"ops":[["identity","sin"],["add","mul"]],"weights":[[[{w},{}],[0.5,0.5]]]}}"#,
+                1.0 - w
+            )
+        };
+        write(&search, "alphas.jsonl", &format!("{}\n{}\n", line(1, 0.5), line(2, 0.7)));
+        let runs = load(&[eval, search]).unwrap();
+        assert_eq!(runs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["eval/seed-0", "eval/seed-1", "search"]);
+        assert_eq!(runs[1].errors.final_test_acc(), Some(36.5));
+        assert_eq!(runs[0].errors.seed, Some(1));
+        assert!(matches!(runs[0].kind, RunKind::Eval));
+        let RunKind::OneShot(s) = &runs[2].kind else { panic!("not a one-shot search") };
+        assert_eq!((s.method.as_deref(), s.sites(), s.epochs.len()), (Some("darts"), 1, 2));
+        assert_eq!(s.epochs[1].weights[0][0], vec![0.7, 1.0 - 0.7]);
+        assert_eq!(s.ops[1], vec!["add", "mul"]);
+        assert_eq!(runs[2].errors.formulas, vec!["x", "x + sin(x)"]);
+        assert_eq!(s.formula(), Some("x"));
+    }
+
+    #[test]
+    fn reads_sample_searches_and_their_best_so_far() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "errors.json", ERRORS);
+        write(root.path(), "config.json", r#"{"method": "ppo"}"#);
+        let children = r#"{"child": 1, "formula": "x", "reward": 0.5}
+{"child": 2, "formula": "relu(x)", "reward": 0.7, "epochs": 3}
+{"child": 3, "formula": "sin(x)", "reward": 0.6}"#;
+        write(root.path(), "children.jsonl", children);
+        let run = read_run(root.path()).unwrap();
+        let RunKind::Sample(s) = run.kind else { panic!("not a sample search") };
+        assert_eq!(s.method, "ppo");
+        assert_eq!(s.best_so_far(), vec![(1.0, 0.5), (2.0, 0.7), (3.0, 0.7)]);
+    }
+
+    #[test]
+    fn bad_directories_and_files_are_clear_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let message = |dirs: &[PathBuf]| load(dirs).unwrap_err().to_string();
+        assert!(message(&[]).contains("no run directories"));
+        assert!(message(&[root.path().join("nope")]).contains("is not a directory"));
+        assert!(message(&[root.path().to_path_buf()]).contains("no runs in"));
+        let run = root.path().join("run");
+        write(&run, "config.json", "{}");
+        assert!(message(&[run.clone()]).contains("errors.json is missing"));
+        write(&run, "errors.json", "{\"seed\": 1, \"train_acc\": [1");
+        assert!(message(&[run.clone()]).contains("errors.json is corrupt"));
+        write(&run, "errors.json", r#"{"network": "resnet8", "dataset": "c", "activation": "relu"}"#);
+        assert!(message(&[run.clone()]).contains("no \"train_acc\""));
+        write(&run, "errors.json", ERRORS);
+        write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0, 2.0]]]}\n");
+        assert!(message(&[run.clone()]).contains("do not match"));
+        write(&run, "alphas.jsonl", "{\"epoch\": 1,\n");
+        assert!(message(&[run]).contains("alphas.jsonl line 1 is corrupt"));
+    }
+}

@@ -1,0 +1,166 @@
+//! Function shapes: activations (a name, a formula or a search's `genotype.json`) sampled over
+//! a range, optionally with their first derivatives, as one chart. Parameters take their
+//! initial value (1, or the genotype's `init`), or for a genotype with learned values the mean
+//! of those over every site and channel; the legend says which.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::charts::{Figure, Line, Panel};
+use crate::expr::print::format_number;
+use crate::expr::{Formula, resolve};
+use crate::space::genotype::Genotype;
+
+/// Points sampled per curve.
+const SAMPLES: usize = 401;
+
+/// A function to draw: its legend label, formula and parameter values.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub label: String,
+    pub formula: Formula,
+    pub params: Vec<f64>,
+}
+
+/// The shape of an activation given as on the command line: a `*.json` genotype, a named
+/// activation or a formula.
+pub fn shape(spec: &str) -> Result<Shape> {
+    if spec.ends_with(".json") {
+        return Ok(of_genotype(&Genotype::load(Path::new(spec))?)?);
+    }
+    let formula = resolve(spec).with_context(|| format!("cannot plot \"{spec}\""))?;
+    let params = vec![1.0; formula.num_params()];
+    Ok(labelled(formula, params, "initial"))
+}
+
+/// The shape of a genotype's formula, its parameters at their learned mean if it has them.
+pub fn of_genotype(genotype: &Genotype) -> Result<Shape> {
+    let formula = genotype.parsed()?;
+    if genotype.params.len() != formula.num_params() {
+        bail!("the genotype's formula has {} parameters but it lists {}", formula.num_params(), genotype.params.len());
+    }
+    let learned: Option<Vec<f64>> = genotype
+        .params
+        .iter()
+        .map(|p| {
+            let values: Vec<f64> = p.learned.iter().flatten().flatten().map(|&v| v as f64).collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        })
+        .collect();
+    Ok(match learned {
+        Some(values) => labelled(formula, values, "learned mean"),
+        None => labelled(formula, genotype.init_values(), "initial"),
+    })
+}
+
+/// A shape labelled with its canonical formula and, if it has parameters, their values.
+fn labelled(formula: Formula, params: Vec<f64>, origin: &str) -> Shape {
+    let mut label = formula.canonical().to_string();
+    if !params.is_empty() {
+        let values: Vec<String> = params.iter().map(|&v| format_number((v * 1000.0).round() / 1000.0)).collect();
+        label += &format!("  [params {} ({origin})]", values.join(", "));
+    }
+    Shape { label, formula, params }
+}
+
+impl Shape {
+    /// (value, derivative) at x.
+    pub fn at(&self, x: f64) -> (f64, f64) {
+        let mut dparams = vec![0.0; self.params.len()];
+        self.formula.eval_grad(x, &self.params, &mut dparams)
+    }
+}
+
+/// The functions (and their derivatives, dashed, if `derivative`) over `range` on one chart.
+pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str) -> Figure {
+    let xs: Vec<f64> = (0..SAMPLES).map(|i| range.0 + (range.1 - range.0) * i as f64 / (SAMPLES - 1) as f64).collect();
+    let mut lines = Vec::new();
+    for (i, s) in shapes.iter().enumerate() {
+        let points: Vec<(f64, f64, f64)> = xs.iter().map(|&x| (x, s.at(x).0, s.at(x).1)).collect();
+        lines.push(Line { segments: finite_runs(points.iter().map(|p| (p.0, p.1))), ..Line::new(&s.label, vec![], i) });
+        if derivative {
+            lines.push(Line {
+                segments: finite_runs(points.iter().map(|p| (p.0, p.2))),
+                dashed: true,
+                ..Line::new(format!("d/dx of {}", s.formula.canonical()), vec![], i)
+            });
+        }
+    }
+    let y_range = y_range(&lines, range);
+    let panel = Panel {
+        title: title.into(),
+        x_label: "x".into(),
+        y_label: if derivative { "f(x), f'(x) dashed" } else { "f(x)" }.into(),
+        lines,
+        x_range: Some(range),
+        y_range: Some(y_range),
+        integer_x: false,
+        legend_outside: true,
+    };
+    Figure { panel_size: Some((980, 460)), ..Figure::single(panel) }
+}
+
+/// The curve split where it is not finite.
+fn finite_runs(points: impl Iterator<Item = (f64, f64)>) -> Vec<Vec<(f64, f64)>> {
+    let points: Vec<(f64, f64)> = points.collect();
+    points.split(|p| !p.1.is_finite()).filter(|s| !s.is_empty()).map(<[_]>::to_vec).collect()
+}
+
+/// The values' extent, limited to 3x the x extent so one steep function (exp, x^3) does not
+/// flatten the others; the curves are cut where they leave it.
+fn y_range(lines: &[Line], range: (f64, f64)) -> (f64, f64) {
+    let limit = 3.0 * range.0.abs().max(range.1.abs()).max(1.0);
+    let values = lines.iter().flat_map(|l| l.segments.iter().flatten().map(|p| p.1));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = (lo.max(-limit), hi.min(limit));
+    match hi > lo {
+        true => (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)),
+        false => (-1.0, 1.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::genotype::{ParamInfo, PositionChoice};
+
+    #[test]
+    fn shapes_evaluate_with_their_parameters_and_say_where_they_come_from() {
+        let swish = shape("x*sigmoid(b*x)").unwrap();
+        assert!(swish.label.contains("(initial)"), "{}", swish.label);
+        assert!((swish.at(2.0).0 - 2.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);
+        assert_eq!(shape("relu").unwrap().label, "relu(x)");
+        let genotype = Genotype {
+            space: "small".into(),
+            ops: vec![PositionChoice { position: "u1".into(), op: "beta_mul".into() }],
+            formula: "b*x".into(),
+            params: vec![ParamInfo {
+                name: "b".into(),
+                init: 1.0,
+                position: "u1".into(),
+                slot: 0,
+                learned: Some(vec![vec![1.0, 2.0], vec![3.0, 4.0]]),
+            }],
+        };
+        let learned = of_genotype(&genotype).unwrap();
+        assert_eq!(learned.params, vec![2.5]);
+        assert!(learned.label.contains("2.5 (learned mean)"), "{}", learned.label);
+        assert!(shape("x*").unwrap_err().to_string().contains("cannot plot"));
+    }
+
+    #[test]
+    fn the_figure_cuts_undefined_and_out_of_range_values() {
+        let shapes = [shape("log(x)").unwrap(), shape("exp(x)").unwrap()];
+        let fig = figure(&shapes, (-5.0, 5.0), true, "t");
+        let panel = &fig.panels[0];
+        assert_eq!(panel.lines.len(), 4);
+        assert!(panel.lines[1].dashed && panel.lines[1].label.as_deref().unwrap().starts_with("d/dx"));
+        let (lo, hi) = panel.y_range.unwrap();
+        // Limited to 3x the x extent (15), plus 5% of the range as margin.
+        assert!(hi <= 16.5 + 1e-9 && lo >= -16.5 - 1e-9, "{lo}..{hi}");
+        for line in &panel.lines {
+            assert!(line.segments.iter().flatten().all(|p| p.1.is_finite()));
+        }
+    }
+}
