@@ -251,3 +251,25 @@ fn plot_writes_png_and_svg_and_rejects_bad_input() {
     assert_clean_error(&actsearch(&["plot", "relu", "--range", "5,-5"], dir.path()), "LOW,HIGH");
     assert_clean_error(&actsearch(&["plot", "relu", "--out", "no/dir/f.png"], dir.path()), "does not exist");
 }
+
+#[test]
+fn search_then_eval_compares_with_the_baseline_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let args = [
+        "search", "--method", "gdas", "--space", "small", "--network", "resnet8", "--epochs", "1", "--batch-size", "16",
+        "--subset", "64", "--out", "runs/s", "--then-eval", "--eval-network", "resnet8", "--baseline", "silu",
+    ];
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\nfound ") && stdout.contains("\nbaseline ") && stdout.contains("silu(x)"), "{stdout}");
+    let s = dir.path().join("runs/s");
+    for file in ["eval-found/errors.json", "eval-baseline/errors.json", "report/report.html", "report/s-formula.png"] {
+        assert!(s.join(file).exists(), "{file} missing");
+    }
+    // A bad baseline fails before the search starts.
+    let bad = [&args[..13], &["--out", "runs/t", "--then-eval", "--baseline", "relu2"]].concat();
+    assert_clean_error(&actsearch(&bad, dir.path()), "relu2");
+    assert!(!dir.path().join("runs/t").exists());
+}

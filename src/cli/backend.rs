@@ -65,7 +65,7 @@ pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 }
 
 /// Flags every training command shares: where the data is and what computes.
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct DataAndCompute {
     /// cifar10, cifar100, or PATH to an image folder with train/<class>/ and test/<class>/ (or a
     /// .tar.xz/.tar.gz of one).

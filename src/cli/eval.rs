@@ -111,6 +111,35 @@ pub struct EvalArgs {
     pub common: DataAndCompute,
 }
 
+impl EvalArgs {
+    /// The quick preset for `activation` on `network`, one seed, into `out`.
+    pub fn quick(network: Network, activation: &str, out: &std::path::Path, seed: u64, common: DataAndCompute) -> Self {
+        EvalArgs {
+            network,
+            activation: activation.to_string(),
+            init_params: InitParamsArg::Init,
+            preset: PresetArg::Quick,
+            epochs: None,
+            batch_size: None,
+            lr: None,
+            momentum: None,
+            nesterov: false,
+            weight_decay: None,
+            schedule: None,
+            grad_clip: None,
+            augment: Augment::Standard,
+            train_portion: None,
+            subset: None,
+            test_subset: None,
+            seeds: vec![seed],
+            out: Some(out.to_path_buf()),
+            eval_batch_size: 500,
+            resume: false,
+            common,
+        }
+    }
+}
+
 fn parse_network(s: &str) -> Result<Network> {
     Network::parse(s)
 }

@@ -100,6 +100,18 @@ pub struct SearchArgs {
     /// Continue the search in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// After the search, train the found function and the --baseline from scratch with
+    /// eval's quick preset (3 epochs on 5000 images, 1000 test images) on --eval-network,
+    /// compare their test accuracy, and write a report (formula plot, alphas, curves) to
+    /// OUT/report.
+    #[arg(long)]
+    pub then_eval: bool,
+    /// The activation the found function is compared with (--then-eval).
+    #[arg(long, default_value = "relu", requires = "then_eval")]
+    pub baseline: String,
+    /// The network both are trained on (--then-eval).
+    #[arg(long, default_value = "resnet20", value_parser = Network::parse, requires = "then_eval")]
+    pub eval_network: Network,
     #[command(flatten)]
     pub common: DataAndCompute,
 }
@@ -153,13 +165,62 @@ pub fn run(args: SearchArgs) -> Result<()> {
         config.threads,
         config.out.display()
     ));
+    if args.then_eval {
+        // A bad baseline fails now, not after the search.
+        crate::space::genotype::resolve_activation(&args.baseline)?;
+    }
     let outcome = pool.install(|| search(&config, &device, args.resume, &progress))?;
     progress.finish();
+    if args.then_eval {
+        return compare(&args, &config, &outcome.out);
+    }
     stdout(&format!(
         "found: {}\ngenotype in {}; train it from scratch with\n  actsearch eval --activation {} --network resnet20\n",
         outcome.genotype.formula,
         outcome.out.join("genotype.json").display(),
         outcome.out.join("genotype.json").display()
+    ))
+}
+
+/// `--then-eval`: the found function and the baseline trained from scratch, then the report.
+fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path) -> Result<()> {
+    use super::eval::{self, EvalArgs};
+    let genotype = out.join("genotype.json");
+    let found = genotype.to_string_lossy().into_owned();
+    let runs = [(found.clone(), out.join("eval-found")), (args.baseline.clone(), out.join("eval-baseline"))];
+    stdout(&format!(
+        "found: {}
+training it and {} from scratch on {} (quick preset) to compare
+",
+        crate::space::genotype::load_formula(&genotype)?,
+        args.baseline,
+        args.eval_network.name()
+    ))?;
+    for (activation, dir) in &runs {
+        eval::run(EvalArgs::quick(args.eval_network, activation, dir, config.seed, args.common.clone()))?;
+    }
+    // The search and the two evals inside it.
+    let loaded = crate::report::runs::load(&[out.to_path_buf()])?;
+    let written = crate::report::document::write(&crate::report::document::build(&loaded)?, &out.join("report"))?;
+    let run = |dir: &std::path::Path| loaded.iter().find(|r| r.dir == dir);
+    let acc = |i: usize| {
+        let final_acc = run(&runs[i].1).and_then(|r| r.errors.final_test_acc());
+        final_acc.map_or("?".into(), |a| format!("{a:.2}%"))
+    };
+    let activation = |i: usize| run(&runs[i].1).map_or(String::new(), |r| r.errors.activation.clone());
+    let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
+    stdout(&format!(
+        "\n{:<10} {:>8}  {}\n{:<10} {:>8}  {}\n(test accuracy, {} on {}, 3 epochs on 5000 images: a smoke test, not a verdict: train both longer with `actsearch eval --epochs 200`)\nplot of the found function: {}\nreport: {}\n",
+        "found",
+        acc(0),
+        activation(0),
+        "baseline",
+        acc(1),
+        activation(1),
+        args.eval_network.name(),
+        config.dataset,
+        plot.map_or("(none)".into(), |p| p.display().to_string()),
+        written.html.display()
     ))
 }
 

@@ -8,8 +8,8 @@
 //!   `{"child": N, "formula": "...", "reward": R}` (other fields are ignored);
 //! - neither: an eval run.
 //!
-//! A directory given to the report that is not itself a run is searched for runs below it
-//! (e.g. the `seed-N` folders of a multi-seed eval).
+//! Runs are also looked for below every directory given to the report (e.g. the `seed-N`
+//! folders of a multi-seed eval, or the evals a search's `--then-eval` writes inside it).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -159,10 +159,10 @@ fn is_run(dir: &Path) -> bool {
     RUN_FILES.iter().any(|f| dir.join(f).is_file())
 }
 
+/// Runs at or below `dir` (a run may hold more runs, e.g. a search's `--then-eval` evals).
 fn find_runs(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<()> {
     if is_run(dir) {
         found.push(dir.to_path_buf());
-        return Ok(());
     }
     if depth >= MAX_DEPTH {
         return Ok(());

@@ -107,16 +107,21 @@ fn finite_runs(points: impl Iterator<Item = (f64, f64)>) -> Vec<Vec<(f64, f64)>>
     points.split(|p| !p.1.is_finite()).filter(|s| !s.is_empty()).map(<[_]>::to_vec).collect()
 }
 
-/// The values' extent, limited to 3x the x extent so one steep function (exp, x^3) does not
-/// flatten the others; the curves are cut where they leave it.
+/// The values' extent from their 2nd to 98th percentile (so a spike at a kink does not set
+/// it), limited to 10x the x extent so one steep function (exp, x^3) does not flatten the
+/// others; the curves are cut where they leave it.
 fn y_range(lines: &[Line], range: (f64, f64)) -> (f64, f64) {
-    let limit = 3.0 * range.0.abs().max(range.1.abs()).max(1.0);
-    let values = lines.iter().flat_map(|l| l.segments.iter().flatten().map(|p| p.1));
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = (lo.max(-limit), hi.min(limit));
+    let limit = 10.0 * range.0.abs().max(range.1.abs()).max(1.0);
+    let mut values: Vec<f64> = lines.iter().flat_map(|l| l.segments.iter().flatten().map(|p| p.1)).collect();
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return (-1.0, 1.0);
+    }
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    let (lo, hi) = (at(0.02).max(-limit), at(0.98).min(limit));
     match hi > lo {
         true => (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)),
-        false => (-1.0, 1.0),
+        false => (lo - 1.0, hi + 1.0),
     }
 }
 
@@ -157,8 +162,10 @@ mod tests {
         assert_eq!(panel.lines.len(), 4);
         assert!(panel.lines[1].dashed && panel.lines[1].label.as_deref().unwrap().starts_with("d/dx"));
         let (lo, hi) = panel.y_range.unwrap();
-        // Limited to 3x the x extent (15), plus 5% of the range as margin.
-        assert!(hi <= 16.5 + 1e-9 && lo >= -16.5 - 1e-9, "{lo}..{hi}");
+        // exp(5) = 148 is cut at 10x the x extent (50), plus 5% of the range as margin.
+        assert!(hi <= 50.0 + 0.05 * (50.0 - lo) + 1e-9, "{lo}..{hi}");
+        // log's protected value for x <= 0 (log(1e-10) = -23) is a real value: it stays in.
+        assert!(lo < -23.0, "{lo}..{hi}");
         for line in &panel.lines {
             assert!(line.segments.iter().flatten().all(|p| p.1.is_finite()));
         }
