@@ -59,6 +59,14 @@ fn round_even(x: f32) -> f32 {
     select(x.abs() < 4_194_304.0, r, x)
 }
 
+/// a*b + c with one rounding. The kernels' AVX2 and AVX-512 builds enable FMA, where this is
+/// one instruction; the baseline build calls libm's exact `fmaf`, so every build computes the
+/// same numbers.
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    a.mul_add(b, c)
+}
+
 /// 2^n for an integer-valued n in [-126, 127].
 #[inline(always)]
 fn pow2i(n: f32) -> f32 {
@@ -94,11 +102,11 @@ fn exp_in_range(x: f32) -> f32 {
     let n = round_even(x * LOG2E);
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = fma(p, r, 1.398_199_9e-3);
+    let p = fma(p, r, 8.333_452e-3);
+    let p = fma(p, r, 4.166_579_6e-2);
+    let p = fma(p, r, 1.666_666_5e-1);
+    let p = fma(p, r, 5.000_000_1e-1);
     (p * r * r + r + 1.0) * pow2i(n)
 }
 
@@ -118,14 +126,14 @@ fn ln(x: f32) -> f32 {
     // Cephes logf polynomial for log(1+f) - f + f^2/2 on [sqrt(1/2)-1, sqrt(2)-1].
     let z = f * f;
     let p = 7.037_683_6e-2_f32;
-    let p = p * f - 1.151_461e-1;
-    let p = p * f + 1.167_699_9e-1;
-    let p = p * f - 1.242_014_1e-1;
-    let p = p * f + 1.424_932_3e-1;
-    let p = p * f - 1.666_805_8e-1;
-    let p = p * f + 2.000_071_5e-1;
-    let p = p * f - 2.499_999_4e-1;
-    let p = p * f + 3.333_333e-1;
+    let p = fma(p, f, -1.151_461e-1);
+    let p = fma(p, f, 1.167_699_9e-1);
+    let p = fma(p, f, -1.242_014_1e-1);
+    let p = fma(p, f, 1.424_932_3e-1);
+    let p = fma(p, f, -1.666_805_8e-1);
+    let p = fma(p, f, 2.000_071_5e-1);
+    let p = fma(p, f, -2.499_999_4e-1);
+    let p = fma(p, f, 3.333_333e-1);
     let y = f * z * p - 0.5 * z;
     let r = (f + y) + e * std::f32::consts::LN_2;
     let r = select(x == f32::INFINITY, f32::INFINITY, r);
@@ -179,10 +187,10 @@ fn tanh(x: f32) -> f32 {
     // |x| < 0.625: Cephes tanhf polynomial; beyond: 1 - 2/(e^2|x| + 1).
     let z = x * x;
     let p = -5.704_988_7e-3_f32;
-    let p = p * z + 2.063_908_8e-2;
-    let p = p * z - 5.373_971_6e-2;
-    let p = p * z + 1.333_144_5e-1;
-    let p = p * z - 3.333_328_2e-1;
+    let p = fma(p, z, 2.063_908_8e-2);
+    let p = fma(p, z, -5.373_971_6e-2);
+    let p = fma(p, z, 1.333_144_5e-1);
+    let p = fma(p, z, -3.333_328_2e-1);
     let small = p * z * x + x;
     let large = 1.0 - 2.0 / (exp(2.0 * a.min(10.0)) + 1.0);
     let large = f32::from_bits(large.to_bits() | (x.to_bits() & 0x8000_0000));
@@ -200,9 +208,9 @@ fn atan(x: f32) -> f32 {
     let t = select(big, -1.0 / a, select(mid, (a - 1.0) / (a + 1.0), a));
     let z = t * t;
     let p = 8.053_744_5e-2_f32;
-    let p = p * z - 1.387_768_5e-1;
-    let p = p * z + 1.997_771_1e-1;
-    let p = p * z - 3.333_294_9e-1;
+    let p = fma(p, z, -1.387_768_5e-1);
+    let p = fma(p, z, 1.997_771_1e-1);
+    let p = fma(p, z, -3.333_294_9e-1);
     let r = y0 + (p * z * t + t);
     let r = f32::from_bits(r.to_bits() | (x.to_bits() & 0x8000_0000));
     select(x.is_nan(), x, r)
@@ -246,15 +254,15 @@ fn cosh(x: f32) -> f32 {
 fn erfc_pos(z: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.5 * z);
     let p = 0.170_872_77_f32;
-    let p = p * t - 0.822_152_23;
-    let p = p * t + 1.488_515_87;
-    let p = p * t - 1.135_203_98;
-    let p = p * t + 0.278_868_07;
-    let p = p * t - 0.186_288_06;
-    let p = p * t + 0.096_784_18;
-    let p = p * t + 0.374_091_96;
-    let p = p * t + 1.000_023_68;
-    let p = p * t - 1.265_512_23;
+    let p = fma(p, t, -0.822_152_23);
+    let p = fma(p, t, 1.488_515_87);
+    let p = fma(p, t, -1.135_203_98);
+    let p = fma(p, t, 0.278_868_07);
+    let p = fma(p, t, -0.186_288_06);
+    let p = fma(p, t, 0.096_784_18);
+    let p = fma(p, t, 0.374_091_96);
+    let p = fma(p, t, 1.000_023_68);
+    let p = fma(p, t, -1.265_512_23);
     // e^(-z^2) with z^2 split exactly (hi^2 is exact for a 12-bit hi), so that large z keeps
     // its relative accuracy.
     let hi = f32::from_bits(z.to_bits() & 0xffff_f000);
