@@ -158,6 +158,68 @@ macro_rules! lanes2 {
     }};
 }
 
+/// `(out[l], d[l]) = body(Fast(a[l]))`: the value and the local derivative, computed together
+/// (sin's derivative comes from the same reduction, sigmoid's from its value, ...).
+macro_rules! lanes1_d {
+    ($out:expr, $d:expr, $a:expr, |$v:ident| $body:expr) => {{
+        for ((o, d), &x) in $out.iter_mut().zip($d.iter_mut()).zip($a) {
+            let $v = Fast(x);
+            let (value, deriv) = $body;
+            *o = value.0;
+            *d = deriv.0;
+        }
+    }};
+}
+
+/// `(out[l], da[l], db[l]) = body(a[l])` for a binary op with one vector operand `a`.
+macro_rules! lanes1_d2 {
+    ($out:expr, $da:expr, $db:expr, $a:expr, |$v:ident| $body:expr) => {{
+        for (((o, da), db), &x) in $out.iter_mut().zip($da.iter_mut()).zip($db.iter_mut()).zip($a) {
+            let $v = Fast(x);
+            let (value, d1, d2) = $body;
+            *o = value.0;
+            *da = d1.0;
+            *db = d2.0;
+        }
+    }};
+}
+
+/// `(out[l], da[l], db[l]) = body(a[l], b[l])` for a binary op with two vector operands.
+macro_rules! lanes2_d {
+    ($out:expr, $da:expr, $db:expr, $a:expr, $b:expr, |$p:ident, $q:ident| $body:expr) => {{
+        for ((((o, da), db), &x), &y) in $out.iter_mut().zip($da.iter_mut()).zip($db.iter_mut()).zip($a).zip($b) {
+            let ($p, $q) = (Fast(x), Fast(y));
+            let (value, d1, d2) = $body;
+            *o = value.0;
+            *da = d1.0;
+            *db = d2.0;
+        }
+    }};
+}
+
+/// Reverse step with the local derivative stored by the forward run:
+/// `adj[a] += adj[i] * d[i]` per lane (`d` is `dvals` or `dvals2`).
+macro_rules! chain_d {
+    ($s:expr, $i:expr, $a:expr, $n:expr, $d:ident) => {{
+        let (i, a, n) = ($i, $a, $n);
+        let first = !$s.touched[a];
+        $s.touched[a] = true;
+        let (lo, hi) = $s.adj.split_at_mut(i * LANES);
+        let grads = &hi[..n];
+        let out = &mut lo[a * LANES..a * LANES + n];
+        let d = &$s.$d[i * LANES..i * LANES + n];
+        if first {
+            for ((o, &g), &k) in out.iter_mut().zip(grads).zip(d) {
+                *o = g * k;
+            }
+        } else {
+            for ((o, &g), &k) in out.iter_mut().zip(grads).zip(d) {
+                *o += g * k;
+            }
+        }
+    }};
+}
+
 /// Reverse step into a vector register: `adj[a] += body(value[a], adj[i])` per lane.
 macro_rules! chain1 {
     ($s:expr, $i:expr, $a:expr, $n:expr, |$v:ident, $g:ident| $body:expr) => {{
@@ -177,64 +239,6 @@ macro_rules! chain1 {
                 *o += $body;
             }
         }
-    }};
-}
-
-/// Reverse step into two vector registers: `(da, db) = body(value[a], value[b])`,
-/// `adj[a] += g*da`, `adj[b] += g*db` per lane.
-macro_rules! chain2 {
-    ($s:expr, $i:expr, $a:expr, $b:expr, $n:expr, |$p:ident, $q:ident| $body:expr) => {{
-        let (i, a, b, n) = ($i, $a, $b, $n);
-        if a == b {
-            chain1!($s, i, a, n, |v, g| {
-                let ($p, $q) = (v, v);
-                let (da, db) = $body;
-                g * (da + db)
-            })
-        } else {
-            let (fa, fb) = (!$s.touched[a], !$s.touched[b]);
-            $s.touched[a] = true;
-            $s.touched[b] = true;
-            let (lo, hi) = $s.adj.split_at_mut(i * LANES);
-            let grads = &hi[..n];
-            let (first, second) = (a.min(b), a.max(b));
-            let (l1, l2) = lo.split_at_mut(second * LANES);
-            let (o1, o2) = (&mut l1[first * LANES..first * LANES + n], &mut l2[..n]);
-            let (out_a, out_b) = if a < b { (o1, o2) } else { (o2, o1) };
-            let (va, vb) = (&$s.vals[a * LANES..a * LANES + n], &$s.vals[b * LANES..b * LANES + n]);
-            for l in 0..n {
-                let ($p, $q) = (va[l], vb[l]);
-                let (da, db) = $body;
-                let (ga, gb) = (grads[l] * da, grads[l] * db);
-                out_a[l] = if fa { ga } else { out_a[l] + ga };
-                out_b[l] = if fb { gb } else { out_b[l] + gb };
-            }
-        }
-    }};
-}
-
-/// Reverse step into vector register `v` and uniform register `u`: `(dv, du) = body(value[v])`,
-/// `adj[v] += g*dv` per lane, `adj[u] += sum(g*du)`.
-macro_rules! chain_mixed {
-    ($s:expr, $i:expr, $v:expr, $u:expr, $n:expr, |$x:ident| $body:expr) => {{
-        let (i, v, u, n) = ($i, $v, $u, $n);
-        let first = !$s.touched[v];
-        $s.touched[v] = true;
-        let (lo, hi) = $s.adj.split_at_mut(i * LANES);
-        let grads = &hi[..n];
-        let out = &mut lo[v * LANES..v * LANES + n];
-        let vals = &$s.vals[v * LANES..v * LANES + n];
-        // Eight partial sums, so that the reduction vectorizes (a single running sum is a
-        // serial dependency chain).
-        let mut sums = [0.0f32; 8];
-        for l in 0..n {
-            let $x = vals[l];
-            let (dv, du) = $body;
-            let gv = grads[l] * dv;
-            out[l] = if first { gv } else { out[l] + gv };
-            sums[l % 8] += grads[l] * du;
-        }
-        $s.add_scalar(u, sums.iter().sum());
     }};
 }
 
@@ -428,7 +432,7 @@ impl Program {
     fn forward_plane_impl(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
         s.ensure(self.insts.len());
         for (xc, yc) in x.chunks(LANES).zip(y.chunks_mut(LANES)) {
-            self.run(xc, params, weights, s);
+            self.run::<false>(xc, params, weights, s);
             let n = xc.len();
             if self.uniform[self.output] {
                 yc.fill(s.scalars[self.output]);
@@ -453,7 +457,7 @@ impl Program {
     ) {
         s.ensure(self.insts.len());
         for ((xc, dyc), dxc) in x.chunks(LANES).zip(dy.chunks(LANES)).zip(dx.chunks_mut(LANES)) {
-            self.run(xc, params, weights, s);
+            self.run::<true>(xc, params, weights, s);
             s.weight_adj.clear();
             s.weight_adj.resize(self.weights, 0.0);
             self.sweep(dyc, weights, s);
@@ -478,9 +482,10 @@ impl Program {
         }
     }
 
-    /// Every register's value for one chunk.
+    /// Every register's value for one chunk; with `DERIV` also the local derivatives of the
+    /// vector Call, Pow and Bin registers (for the sweep that follows).
     #[inline(always)]
-    fn run(&self, x: &[f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+    fn run<const DERIV: bool>(&self, x: &[f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
         let n = x.len();
         for (i, inst) in self.insts.iter().enumerate() {
             if self.uniform[i] {
@@ -505,12 +510,16 @@ impl Program {
             let (before, after) = s.vals.split_at_mut(i * LANES);
             let out = &mut after[..n];
             let reg = |r: usize| &before[r * LANES..r * LANES + n];
+            let d1 = &mut s.dvals[i * LANES..i * LANES + n];
+            let d2 = &mut s.dvals2[i * LANES..i * LANES + n];
             match *inst {
                 Inst::X => out.copy_from_slice(x),
                 Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
                 Inst::Neg(a) => lanes1!(out, reg(a), |v| -v),
+                Inst::Pow(a, p) if DERIV => lanes1_d!(out, d1, reg(a), |v| powi_eval(v, p)),
                 Inst::Pow(a, p) => lanes1!(out, reg(a), |v| powi_eval(v, p).0),
                 Inst::Clamp(a, lo, hi) => lanes1!(out, reg(a), |v| Fast(v.0.clamp(lo, hi))),
+                Inst::Call(f, a) if DERIV => with_func!(f, F => lanes1_d!(out, d1, reg(a), |v| F.eval(v))),
                 Inst::Call(f, a) => with_func!(f, F => lanes1!(out, reg(a), |v| F.value(v))),
                 Inst::Mix { start, len, weight } => {
                     // Terms added in operand order (as the reference path does), one pass each.
@@ -527,6 +536,16 @@ impl Program {
                             }
                         }
                     }
+                }
+                Inst::Bin(op, a, b) if DERIV => {
+                    let (ua, ub) = (self.uniform[a], self.uniform[b]);
+                    let (sa, sb) = (Fast(s.scalars[a]), Fast(s.scalars[b]));
+                    with_binop!(op, O => match (ua, ub) {
+                        (false, false) => lanes2_d!(out, d1, d2, reg(a), reg(b), |p, q| O.eval(p, q)),
+                        (true, false) => lanes1_d2!(out, d1, d2, reg(b), |q| O.eval(sa, q)),
+                        (false, true) => lanes1_d2!(out, d1, d2, reg(a), |p| O.eval(p, sb)),
+                        (true, true) => unreachable!("uniform"),
+                    })
                 }
                 Inst::Bin(op, a, b) => {
                     let (ua, ub) = (self.uniform[a], self.uniform[b]);
@@ -590,9 +609,9 @@ impl Program {
                 Inst::X => {}
                 Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
                 Inst::Neg(a) => chain1!(s, i, a, n, |_v, g| -g),
-                Inst::Pow(a, p) => chain1!(s, i, a, n, |v, g| g * powi_eval(Fast(v), p).1.0),
+                Inst::Pow(a, _) => chain_d!(s, i, a, n, dvals),
                 Inst::Clamp(a, lo, hi) => chain1!(s, i, a, n, |v, g| if v > lo && v < hi { g } else { 0.0 }),
-                Inst::Call(f, a) => with_func!(f, F => chain1!(s, i, a, n, |v, g| g * F.eval(Fast(v)).1.0)),
+                Inst::Call(_, a) => chain_d!(s, i, a, n, dvals),
                 Inst::Mix { start, len, weight } => {
                     for j in 0..len {
                         let r = self.mix_regs[start + j];
@@ -619,30 +638,23 @@ impl Program {
                         }
                     }
                 }
-                Inst::Bin(op, a, b) => {
-                    let (ua, ub) = (self.uniform[a], self.uniform[b]);
-                    with_binop!(op, O => match (ua, ub) {
-                        (false, false) => chain2!(s, i, a, b, n, |p, q| {
-                            let (_, da, db) = O.eval(Fast(p), Fast(q));
-                            (da.0, db.0)
-                        }),
-                        (true, false) => {
-                            let sa = Fast(s.scalars[a]);
-                            chain_mixed!(s, i, b, a, n, |q| {
-                                let (_, da, db) = O.eval(sa, Fast(q));
-                                (db.0, da.0)
-                            })
-                        }
-                        (false, true) => {
-                            let sb = Fast(s.scalars[b]);
-                            chain_mixed!(s, i, a, b, n, |p| {
-                                let (_, da, db) = O.eval(Fast(p), sb);
-                                (da.0, db.0)
-                            })
-                        }
-                        (true, true) => unreachable!("uniform"),
-                    })
-                }
+                Inst::Bin(_, a, b) => match (self.uniform[a], self.uniform[b]) {
+                    (false, false) => {
+                        chain_d!(s, i, a, n, dvals);
+                        chain_d!(s, i, b, n, dvals2);
+                    }
+                    (true, false) => {
+                        chain_d!(s, i, b, n, dvals2);
+                        let total = dot(&s.adj[i * LANES..i * LANES + n], &s.dvals[i * LANES..i * LANES + n]);
+                        s.add_scalar(a, total);
+                    }
+                    (false, true) => {
+                        chain_d!(s, i, a, n, dvals);
+                        let total = dot(&s.adj[i * LANES..i * LANES + n], &s.dvals2[i * LANES..i * LANES + n]);
+                        s.add_scalar(b, total);
+                    }
+                    (true, true) => unreachable!("uniform"),
+                },
             }
         }
     }
@@ -693,6 +705,10 @@ fn has_avx2() -> bool {
 pub struct Scratch {
     /// `vals[r * LANES + l]`: register r, lane l (vector registers).
     vals: Vec<f32>,
+    /// The local derivatives of Call, Pow and Bin registers with respect to their first and
+    /// second operand, stored by the backward pass's forward run.
+    dvals: Vec<f32>,
+    dvals2: Vec<f32>,
     adj: Vec<f32>,
     /// Uniform registers' values and adjoints.
     scalars: Vec<f32>,
@@ -707,6 +723,8 @@ impl Scratch {
     fn ensure(&mut self, registers: usize) {
         if self.scalars.len() < registers {
             self.vals.resize(registers * LANES, 0.0);
+            self.dvals.resize(registers * LANES, 0.0);
+            self.dvals2.resize(registers * LANES, 0.0);
             self.adj.resize(registers * LANES, 0.0);
             self.scalars.resize(registers, 0.0);
             self.scalar_adj.resize(registers, 0.0);
