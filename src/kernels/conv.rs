@@ -271,18 +271,35 @@ fn col2im(dcol: &mut [f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
 /// A read-only matrix operand: its elements, row stride and column stride.
 struct Operand<'a>(&'a [f32], usize, usize);
 
-/// `dst` (`[m, n]`, row stride `ld`) = `(dst if accumulate) + a b` with `a` `[m, k]` and
-/// `b` `[k, n]`.
-fn matmul(dst: &mut [f32], ld: usize, accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
+/// The destination matrix: its elements, row stride and column stride.
+struct Dest<'a>(&'a mut [f32], usize, usize);
+
+impl<'a> Dest<'a> {
+    /// A row-major matrix whose rows are `ld` apart.
+    fn rows(dst: &'a mut [f32], ld: usize) -> Self {
+        Dest(dst, ld, 1)
+    }
+}
+
+/// `dst` `[m, n]` = `(dst if accumulate) + a b` with `a` `[m, k]` and `b` `[k, n]`.
+///
+/// gemm packs an operand whose elements along the microkernel's long side are not adjacent;
+/// callers pick the layouts (e.g. a column-major destination for the weight gradient) so that
+/// the large im2col operand is read in place.
+fn matmul(dst: Dest, accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
     if m == 0 || n == 0 {
         return;
     }
-    let last = |op: &Operand, rows: usize, cols: usize| (rows - 1) * op.1 + (cols.max(1) - 1) * op.2;
-    assert!(ld >= n && (m - 1) * ld + n <= dst.len());
-    assert!(k == 0 || (last(&a, m, k) < a.0.len() && last(&b, k, n) < b.0.len()));
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols.max(1) - 1) * cs;
+    assert!(last(dst.1, dst.2, m, n) < dst.0.len());
+    assert!(k == 0 || (last(a.1, a.2, m, k) < a.0.len() && last(b.1, b.2, k, n) < b.0.len()));
     if k == 0 {
         if !accumulate {
-            dst.chunks_mut(ld).take(m).for_each(|row| row[..n].fill(0.0));
+            for i in 0..m {
+                for j in 0..n {
+                    dst.0[i * dst.1 + j * dst.2] = 0.0;
+                }
+            }
         }
         return;
     }
@@ -293,9 +310,9 @@ fn matmul(dst: &mut [f32], ld: usize, accumulate: bool, (m, n, k): (usize, usize
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            ld as isize,
+            dst.0.as_mut_ptr(),
+            dst.2 as isize,
+            dst.1 as isize,
             accumulate,
             a.0.as_ptr(),
             a.2 as isize,
@@ -327,13 +344,13 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
     if g.out_len() > 0 && g.in_len() > 0 {
         y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
             if g.pointwise() {
-                return matmul(yn, cols, false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
+                return matmul(Dest::rows(yn, cols), false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
             }
             for oys in g.tiles() {
                 let (at, n) = (oys.start * g.wo, oys.len() * g.wo);
                 col.resize(rows * n, 0.0);
                 im2col(xn, &g, oys, col);
-                matmul(&mut yn[at..], cols, false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
+                matmul(Dest::rows(&mut yn[at..], cols), false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
             }
         });
     }
@@ -372,13 +389,14 @@ fn backward(
                 |(col, dcol), (((xg, gg), dxg), part)| {
                     for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
                         if g.pointwise() {
-                            // dW += dy_n x_n^T; dx_n = W^T dy_n
+                            // dW += dy_n x_n^T (dW column-major, see below); dx_n = W^T dy_n
                             if need_w {
-                                matmul(part, rows, n > 0, (cout, rows, cols), Operand(gn, cols, 1), Operand(xn, 1, cols));
+                                let (dw, x_t) = (Dest(part, 1, cout), Operand(xn, 1, cols));
+                                matmul(dw, n > 0, (cout, rows, cols), Operand(gn, cols, 1), x_t);
                             }
                             if need_x {
                                 let dxn = &mut dxg[n * in_len..(n + 1) * in_len];
-                                matmul(dxn, cols, false, (rows, cols, cout), w_t(), Operand(gn, cols, 1));
+                                matmul(Dest::rows(dxn, cols), false, (rows, cols, cout), w_t(), Operand(gn, cols, 1));
                             }
                             continue;
                         }
@@ -387,16 +405,18 @@ fn backward(
                             // This tile's columns of dy_n: [cout, t] with row stride cols.
                             let dy_tile = || Operand(&gn[at..], cols, 1);
                             if need_w {
-                                // dW [cout, rows] += dy_tile col_tile^T
+                                // dW [cout, rows] += dy_tile col_tile^T, dW kept column-major
+                                // so gemm reads the im2col tile in place instead of packing it.
                                 col.resize(rows * t, 0.0);
                                 im2col(xn, &g, oys.clone(), col);
                                 let first = n == 0 && at == 0;
-                                matmul(part, rows, !first, (cout, rows, t), dy_tile(), Operand(col, 1, t));
+                                let dw = Dest(part, 1, cout);
+                                matmul(dw, !first, (cout, rows, t), dy_tile(), Operand(col, 1, t));
                             }
                             if need_x {
                                 // dcol [rows, t] = W^T dy_tile, folded back onto dx_n
                                 dcol.resize(rows * t, 0.0);
-                                matmul(dcol, t, false, (rows, t, cout), w_t(), dy_tile());
+                                matmul(Dest::rows(dcol, t), false, (rows, t, cout), w_t(), dy_tile());
                                 col2im(dcol, &g, oys, &mut dxg[n * in_len..(n + 1) * in_len]);
                             }
                         }
@@ -405,12 +425,15 @@ fn backward(
             );
     }
     let dw = need_w.then(|| {
-        let mut dw = vec![0f32; cout * rows];
+        // The partials are column-major ([rows, cout] row-major): sum in group order, then
+        // transpose into [cout, rows].
+        let mut sum = vec![0f32; cout * rows];
         for part in partials.chunks(cout * rows) {
-            for (d, p) in dw.iter_mut().zip(part) {
+            for (d, p) in sum.iter_mut().zip(part) {
                 *d += p;
             }
         }
+        let dw: Vec<f32> = (0..cout * rows).map(|i| sum[(i % rows) * cout + i / rows]).collect();
         FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k]))
     });
     let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
