@@ -162,8 +162,25 @@ fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     }
 }
 
-/// Width of a legend column beside the plot.
-const LEGEND_WIDTH: u32 = 330;
+/// Width of a legend column beside the plot, and the characters of a label per line in it.
+const LEGEND_WIDTH: u32 = 360;
+const LEGEND_CHARS: usize = 40;
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word keeps
+/// its own line).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
 
 fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel) -> Drawn {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -230,11 +247,13 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel) 
                 false => chart.draw_series(LineSeries::new(piece.clone(), style)).map_err(err)?,
             };
             if let (0, Some(label), Some(side)) = (k, &line.label, &side) {
-                let y = 50 + 22 * legend_rows as i32;
-                legend_rows += 1;
+                let y = 50 + 18 * legend_rows as i32;
                 let to = if line.dashed { 34 } else { 44 };
                 side.draw(&PathElement::new(vec![(14, y), (to, y)], style)).map_err(err)?;
-                side.draw(&Text::new(label.clone(), (52, y - 8), (FONT, 13))).map_err(err)?;
+                for (row, text) in wrap(label, LEGEND_CHARS).into_iter().enumerate() {
+                    side.draw(&Text::new(text, (52, y - 8 + 18 * row as i32), (FONT, 13))).map_err(err)?;
+                    legend_rows += 1;
+                }
             } else if let (0, Some(label)) = (k, &line.label) {
                 legend = true;
                 let dashed = line.dashed;
@@ -297,6 +316,14 @@ mod tests {
         assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
         assert!(text.contains("others (12)") && text.contains("a &amp; b") && text.contains("&lt;site 0&gt;"));
         assert!(save(&figure(), &dir.path().join("f.jpg")).unwrap_err().to_string().contains(".png or .svg"));
+    }
+
+    #[test]
+    fn long_labels_wrap_at_spaces() {
+        assert_eq!(wrap("ab  cd ef", 5), vec!["ab cd", "ef"]);
+        assert_eq!(wrap("abcdefgh ij", 4), vec!["abcdefgh", "ij"]);
+        let lines = wrap("b1*log(x) + (1 - b1)*tanh(x)  [params 0.996 (learned mean)]", LEGEND_CHARS);
+        assert!(lines.len() == 2 && lines.iter().all(|l| l.chars().count() <= LEGEND_CHARS), "{lines:?}");
     }
 
     #[test]
