@@ -14,6 +14,7 @@ use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Tableau 10: distinguishable, and still distinguishable for most color-blind readers.
 pub const PALETTE: [RGBColor; 10] = [
@@ -31,6 +32,9 @@ pub const PALETTE: [RGBColor; 10] = [
 
 const BACKGROUND: RGBColor = RGBColor(200, 200, 200);
 const FONT: &str = "sans-serif";
+/// Height of one line of a figure title, and the width of a character of it (bold, 20 px).
+const TITLE_LINE: u32 = 30;
+const TITLE_CHAR_WIDTH: u32 = 12;
 const PANEL_SIZE: (u32, u32) = (640, 420);
 
 /// One curve: its legend label (None: no legend entry), its pieces (split where the values
@@ -89,9 +93,14 @@ impl Figure {
 
     fn size(&self) -> (u32, u32) {
         let (rows, columns) = self.grid();
-        let title = if self.title.is_some() { 40 } else { 0 };
         let (w, h) = self.panel_size.unwrap_or(PANEL_SIZE);
-        (w * columns as u32, h * rows as u32 + title)
+        let width = w * columns as u32;
+        (width, h * rows as u32 + TITLE_LINE * self.title_lines(width).len() as u32)
+    }
+
+    /// The title wrapped to the figure's width.
+    fn title_lines(&self, width: u32) -> Vec<String> {
+        self.title.as_deref().map_or(Vec::new(), |t| wrap(t, (width / TITLE_CHAR_WIDTH) as usize))
     }
 }
 
@@ -142,10 +151,14 @@ type Drawn = std::result::Result<(), String>;
 
 fn render<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) -> Drawn {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let area = match &figure.title {
-        Some(title) => root.titled(title, (FONT, 24).into_font().style(FontStyle::Bold)).map_err(|e| e.to_string())?,
-        None => root.clone(),
-    };
+    let (width, _) = root.dim_in_pixel();
+    let lines = figure.title_lines(width);
+    let (title, area) = root.split_vertically(TITLE_LINE * lines.len() as u32);
+    let style = (FONT, 20).into_font().style(FontStyle::Bold).into_text_style(&title).pos(Pos::new(HPos::Center, VPos::Top));
+    for (i, line) in lines.into_iter().enumerate() {
+        let y = 8 + (TITLE_LINE * i as u32) as i32;
+        title.draw(&Text::new(line, (width as i32 / 2, y), style.clone())).map_err(|e| e.to_string())?;
+    }
     for (panel, cell) in figure.panels.iter().zip(area.split_evenly(figure.grid())) {
         draw_panel(&cell, panel)?;
     }
@@ -308,7 +321,7 @@ mod tests {
         save(&figure(), &png).unwrap();
         save(&figure(), &svg).unwrap();
         let image = image::open(&png).unwrap();
-        assert_eq!((image.width(), image.height()), (1280, 460));
+        assert_eq!((image.width(), image.height()), (1280, 420 + 30));
         // Not blank: some pixels are neither white nor grey (the colored lines).
         let rgb = image.to_rgb8();
         assert!(rgb.pixels().any(|p| p.0 == [31, 119, 180]));
