@@ -249,6 +249,7 @@ fn plot_writes_png_and_svg_and_rejects_bad_input() {
     assert_clean_error(&actsearch(&["plot", "x*sigmoid(b*x"], dir.path()), "column");
     assert_clean_error(&actsearch(&["plot", "relu", "--out", "f.jpg"], dir.path()), ".png or .svg");
     assert_clean_error(&actsearch(&["plot", "relu", "--range", "5,-5"], dir.path()), "LOW,HIGH");
+    assert_clean_error(&actsearch(&["plot", "relu", "--range=-1e308,1e308"], dir.path()), "LOW,HIGH");
     assert_clean_error(&actsearch(&["plot", "relu", "--out", "no/dir/f.png"], dir.path()), "does not exist");
 }
 

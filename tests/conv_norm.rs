@@ -32,7 +32,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 /// (x shape, cout, kernel, stride, padding)
 /// The last two span several im2col tiles (`kernels::conv::TILE` output pixels), the last
 /// ending in a partial one.
-const CONVS: [([usize; 4], usize, usize, usize, usize); 9] = [
+const CONVS: [([usize; 4], usize, usize, usize, usize); 10] = [
     ([3, 4, 8, 8], 5, 3, 1, 1),
     ([2, 4, 9, 7], 6, 3, 2, 1),
     ([2, 6, 8, 8], 3, 1, 2, 0),
@@ -42,6 +42,8 @@ const CONVS: [([usize; 4], usize, usize, usize, usize); 9] = [
     ([6, 16, 8, 8], 16, 3, 1, 1),
     ([2, 3, 40, 20], 4, 3, 1, 1),
     ([2, 3, 50, 35], 5, 3, 2, 1),
+    // A kernel wider than the image: some kernel columns read only padding.
+    ([2, 2, 1, 1], 3, 5, 1, 2),
 ];
 
 /// y, dx and dw of the kernel, then of burn's conv2d, for a random upstream gradient.

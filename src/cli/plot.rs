@@ -31,10 +31,10 @@ pub struct PlotArgs {
 }
 
 fn parse_range(text: &str) -> std::result::Result<(f64, f64), String> {
-    let bad = || format!("\"{text}\" is not a range: write LOW,HIGH with LOW < HIGH, e.g. -5,5");
+    let bad = || format!("\"{text}\" is not a range: write LOW,HIGH with LOW < HIGH (|values| <= 1e12), e.g. -5,5");
     let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
     let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
-    match lo.is_finite() && hi.is_finite() && lo < hi {
+    match lo < hi && lo.abs() <= 1e12 && hi.abs() <= 1e12 {
         true => Ok((lo, hi)),
         false => Err(bad()),
     }

@@ -97,7 +97,7 @@ pub struct SearchArgs {
     /// Output directory [default: runs/search-METHOD-SPACE].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the search in --out from its last checkpoint.
+    /// Continue the search in --out from its last checkpoint (and, with --then-eval, its evals).
     #[arg(long)]
     pub resume: bool,
     /// After the search, train the found function and the --baseline from scratch with
@@ -197,7 +197,8 @@ training it and {} from scratch on {} (quick preset) to compare
         args.eval_network.name()
     ))?;
     for (activation, dir) in &runs {
-        eval::run(EvalArgs::quick(args.eval_network, activation, dir, config.seed, args.common.clone()))?;
+        let eval = EvalArgs { resume: args.resume, ..EvalArgs::quick(args.eval_network, activation, dir, config.seed, args.common.clone()) };
+        eval::run(eval)?;
     }
     // The search and the two evals inside it.
     let loaded = crate::report::runs::load(&[out.to_path_buf()])?;

@@ -23,6 +23,8 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::contiguous;
+
 use super::program::{Program, Scratch};
 
 #[backend_extension(Flex, Autodiff)]
@@ -36,10 +38,7 @@ pub trait FusedBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether tensors on `device` take the fused path.
-pub fn available(device: &Device) -> bool {
-    *device == Device::flex()
-}
+pub use super::available;
 
 /// `program` applied to `x`, with `params[k]` (`[C]`) as parameter row k and `weights`
 /// (`[M]`, the concatenated mixing weights) as its weights. `x` must be on a device where
@@ -58,12 +57,6 @@ pub fn apply(program: Arc<Program>, x: Tensor<4>, params: Vec<Tensor<1>>, weight
         w.into_dispatch(),
         program,
     ))
-}
-
-/// A contiguous f32 view of a flex tensor.
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    assert_eq!(t.dtype(), burn::backend::DType::F32, "the fused activation kernel works on f32 tensors");
-    t.to_contiguous()
 }
 
 /// Row-major `[K, C]` parameters at channel `ch` into `out`.

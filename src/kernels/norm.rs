@@ -23,6 +23,8 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::contiguous;
+
 #[backend_extension(Flex, Autodiff)]
 pub trait NormBackend: Backend {
     /// Per-channel mean and biased variance of x `[N, C, H, W]` as `[2, C]`; never tracked.
@@ -39,10 +41,7 @@ pub trait NormBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether tensors on `device` take these kernels.
-pub fn available(device: &Device) -> bool {
-    *device == Device::flex()
-}
+pub use super::available;
 
 /// The output of training-mode batch normalization of `x` `[N, C, H, W]` and the batch's
 /// per-channel mean and biased variance (detached), for the running statistics.
@@ -58,11 +57,6 @@ pub fn train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (
     let channels = stats.dims()[1];
     let [mean, var] = [0, 1].map(|row| stats.clone().slice([row..row + 1, 0..channels]).reshape([channels]));
     (y, mean, var)
-}
-
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    assert_eq!(t.dtype(), burn::backend::DType::F32, "the batch-norm kernel works on f32 tensors");
-    t.to_contiguous()
 }
 
 /// (channels, plane size) of an `[N, C, ...]` tensor.
@@ -122,9 +116,10 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
         y.par_chunks_mut(plane).zip(xs.par_chunks(plane)).enumerate().for_each(|(i, (yo, xi))| {
             let c = i % channels;
             let (mean, inv) = norm[c];
-            let (scale, shift) = (gs[c] * inv, bs[c] - gs[c] * inv * mean);
+            // (v - mean) first, as the backward pass does: no cancellation when |mean| >> std.
+            let scale = gs[c] * inv;
             for (o, &v) in yo.iter_mut().zip(xi) {
-                *o = v * scale + shift;
+                *o = (v - mean) * scale + bs[c];
             }
         });
     }

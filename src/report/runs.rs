@@ -266,8 +266,15 @@ fn read_one_shot(dir: &Path, method: Option<String>) -> Result<OneShot> {
     })?;
     let header: AlphaHeader = serde_json::from_str(first)
         .map_err(|e| anyhow!("{} line 1 is corrupt ({e}); rerun the search or leave it out", path.display()))?;
+    if header.positions.len() != header.ops.len() {
+        bail!("{} names {} positions but lists ops for {}", path.display(), header.positions.len(), header.ops.len());
+    }
     let epochs = read_jsonl::<AlphaEpoch>(&path, "epoch/formula/weights")?;
+    let sites = epochs.first().map_or(0, |e| e.weights.len());
     for e in &epochs {
+        if e.weights.len() != sites {
+            bail!("{}: epoch {} has {} sites, the first epoch {sites}", path.display(), e.epoch, e.weights.len());
+        }
         let fits = e.weights.iter().all(|site| {
             site.len() == header.ops.len() && site.iter().zip(&header.ops).all(|(w, ops)| w.len() == ops.len())
         });
@@ -392,6 +399,8 @@ mod tests {
         write(&run, "errors.json", ERRORS);
         write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0, 2.0]]]}\n");
         assert!(message(&[run.clone()]).contains("do not match"));
+        write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\", \"b\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0]]]}\n");
+        assert!(message(&[run.clone()]).contains("names 2 positions but lists ops for 1"));
         write(&run, "alphas.jsonl", "{\"epoch\": 1,\n");
         assert!(message(&[run]).contains("alphas.jsonl line 1 is corrupt"));
     }

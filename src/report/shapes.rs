@@ -77,7 +77,13 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
     let xs: Vec<f64> = (0..SAMPLES).map(|i| range.0 + (range.1 - range.0) * i as f64 / (SAMPLES - 1) as f64).collect();
     let mut lines = Vec::new();
     for (i, s) in shapes.iter().enumerate() {
-        let points: Vec<(f64, f64, f64)> = xs.iter().map(|&x| (x, s.at(x).0, s.at(x).1)).collect();
+        let points: Vec<(f64, f64, f64)> = xs
+            .iter()
+            .map(|&x| {
+                let (y, dy) = s.at(x);
+                (x, y, dy)
+            })
+            .collect();
         lines.push(Line { segments: finite_runs(points.iter().map(|p| (p.0, p.1))), ..Line::new(&s.label, vec![], i) });
         if derivative {
             lines.push(Line {
@@ -118,10 +124,14 @@ fn y_range(lines: &[Line], range: (f64, f64)) -> (f64, f64) {
         return (-1.0, 1.0);
     }
     let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    let (lo, hi) = (at(0.02).max(-limit), at(0.98).min(limit));
-    match hi > lo {
+    let (lo, hi) = match (at(0.02).max(-limit), at(0.98).min(limit)) {
+        // Everything beyond the limit (e.g. exp over 4..5): the data's own range then.
+        (lo, hi) if lo >= hi => (at(0.02), at(0.98)),
+        clamped => clamped,
+    };
+    match hi > lo && (hi - lo).is_finite() {
         true => (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)),
-        false => (lo - 1.0, hi + 1.0),
+        false => (lo.clamp(-1e12, 1e12) - 1.0, lo.clamp(-1e12, 1e12) + 1.0),
     }
 }
 
@@ -169,5 +179,9 @@ mod tests {
         for line in &panel.lines {
             assert!(line.segments.iter().flatten().all(|p| p.1.is_finite()));
         }
+        // All values beyond the cap: the range is the data's, not inverted.
+        let steep = figure(&[shape("exp(x)").unwrap()], (4.0, 5.0), false, "t");
+        let (lo, hi) = steep.panels[0].y_range.unwrap();
+        assert!(lo < 60.0 && hi > 140.0, "{lo}..{hi}");
     }
 }
