@@ -112,31 +112,22 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    /// The quick preset for `activation` on `network`, one seed, into `out`.
+    /// The quick preset for `activation` on `network`, one seed, into `out`; every other flag
+    /// at its command-line default (parsed by clap, so the defaults live in one place).
     pub fn quick(network: Network, activation: &str, out: &std::path::Path, seed: u64, common: DataAndCompute) -> Self {
-        EvalArgs {
-            network,
-            activation: activation.to_string(),
-            init_params: InitParamsArg::Init,
-            preset: PresetArg::Quick,
-            epochs: None,
-            batch_size: None,
-            lr: None,
-            momentum: None,
-            nesterov: false,
-            weight_decay: None,
-            schedule: None,
-            grad_clip: None,
-            augment: Augment::Standard,
-            train_portion: None,
-            subset: None,
-            test_subset: None,
-            seeds: vec![seed],
-            out: Some(out.to_path_buf()),
-            eval_batch_size: 500,
-            resume: false,
-            common,
+        #[derive(clap::Parser)]
+        struct Eval {
+            #[command(flatten)]
+            args: EvalArgs,
         }
+        // `--activation=...` in one word, so a formula starting with '-' is not read as a flag.
+        let argv = ["eval".to_string(), format!("--activation={activation}"), "--preset=quick".to_string()];
+        let mut args = <Eval as clap::Parser>::try_parse_from(argv).expect("eval's defaults parse").args;
+        args.network = network;
+        args.seeds = vec![seed];
+        args.out = Some(out.to_path_buf());
+        args.common = common;
+        args
     }
 }
 

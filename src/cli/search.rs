@@ -210,8 +210,9 @@ training it and {} from scratch on {} (quick preset) to compare
     };
     let activation = |i: usize| run(&runs[i].1).map_or(String::new(), |r| r.errors.activation.clone());
     let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
+    let quick = crate::train::config::Preset::Quick.defaults();
     stdout(&format!(
-        "\n{:<10} {:>8}  {}\n{:<10} {:>8}  {}\n(test accuracy, {} on {}, 3 epochs on 5000 images: a smoke test, not a verdict: train both longer with `actsearch eval --epochs 200`)\nplot of the found function: {}\nreport: {}\n",
+        "\n{:<10} {:>8}  {}\n{:<10} {:>8}  {}\n(test accuracy, {} on {}, {} epochs on {} images: a smoke test, not a verdict: train both longer with `actsearch eval --epochs 200`)\nplot of the found function: {}\nreport: {}\n",
         "found",
         acc(0),
         activation(0),
@@ -220,6 +221,8 @@ training it and {} from scratch on {} (quick preset) to compare
         activation(1),
         args.eval_network.name(),
         config.dataset,
+        quick.epochs,
+        quick.subset.map_or("all".into(), |n| n.to_string()),
         plot.map_or("(none)".into(), |p| p.display().to_string()),
         written.html.display()
     ))

@@ -167,7 +167,7 @@ fn render<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) ->
 
 /// The data's extent along one axis, padded; a single value gets a unit-wide range. Values
 /// beyond ±1e12 are left out (an axis spanning ±1e308 would overflow).
-fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+pub(crate) fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (lo, hi) = values.filter(|v| v.abs() <= 1e12).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     match (lo.is_finite(), hi > lo) {
         (false, _) => (0.0, 1.0),

@@ -146,11 +146,8 @@ fn eval_blocks(evals: &[&Run]) -> Vec<Block> {
 /// The panels with one y range covering all of them, so seeds compare at a glance.
 fn same_y_range(mut panels: Vec<Panel>) -> Vec<Panel> {
     let values = panels.iter().flat_map(|p| p.lines.iter().flat_map(|l| l.segments.iter().flatten().map(|q| q.1)));
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    if hi > lo {
-        let pad = 0.05 * (hi - lo);
-        panels.iter_mut().for_each(|p| p.y_range = Some((lo - pad, hi + pad)));
-    }
+    let range = charts::extent(values, 0.05);
+    panels.iter_mut().for_each(|p| p.y_range = Some(range));
     panels
 }
 
