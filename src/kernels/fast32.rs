@@ -68,9 +68,14 @@ fn fma(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// 2^n for an integer-valued n in [-126, 127].
+///
+/// n + 1.5*2^23 holds n in its low mantissa bits, so integer arithmetic on the bits gives the
+/// exponent field. (`n as i32` would be a saturating conversion, which LLVM scalarizes.)
 #[inline(always)]
 fn pow2i(n: f32) -> f32 {
-    f32::from_bits(((n as i32 + 127) as u32) << 23)
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let biased = (n + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127);
+    f32::from_bits(biased << 23)
 }
 
 #[inline(always)]
@@ -172,11 +177,14 @@ fn sin_cos(x: f32) -> (f32, f32) {
     let z = r * r;
     let s = ((-1.951_529_6e-4_f32 * z + 8.332_161e-3) * z - 1.666_665_5e-1) * z * r + r;
     let c = ((2.443_315_7e-5_f32 * z - 1.388_731_6e-3) * z + 4.166_664_6e-2) * z * z - 0.5 * z + 1.0;
-    let q = (j as i32) & 3;
-    let sin = select(q & 1 == 0, s, c);
-    let sin = select(q & 2 == 0, sin, -sin);
-    let cos = select(q & 1 == 0, c, s);
-    let cos = select((q + 1) & 2 == 0, cos, -cos);
+    // The quadrant j mod 4, exactly, in floating point (`j as i32` would be a saturating
+    // conversion, which LLVM scalarizes).
+    let q = j - 4.0 * (j * 0.25).floor();
+    let odd = q == 1.0 || q == 3.0;
+    let sin = select(odd, c, s);
+    let sin = select(q >= 2.0, -sin, sin);
+    let cos = select(odd, s, c);
+    let cos = select(q == 1.0 || q == 2.0, -cos, cos);
     let bad = !x.is_finite();
     (select(bad, f32::NAN, sin), select(bad, f32::NAN, cos))
 }

@@ -456,42 +456,37 @@ fn sign<T: Real>(x: T) -> T {
     }
 }
 
-/// Overflow-safe logistic function.
+/// Overflow-safe logistic function: `1/(1 + e^-x)` for x >= 0, `e^x/(1 + e^x)` below, from
+/// one exponential (`e^-|x|`) and one division, so that the kernels' loops stay branch-free.
 #[inline(always)]
 fn sigmoid<T: Real>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
+    let e = (-x.abs()).exp();
+    let numerator = if x >= T::zero() { T::one() } else { e };
+    numerator / (T::one() + e)
 }
 
 /// Normalized sinc and its derivative: a Taylor series in `u = pi*x` near 0, otherwise
 /// `sin(pi x)/(pi x)` and `(cos(pi x) - sinc(x))/x` with exact range reduction of `pi x`.
 #[inline(always)]
 fn sinc<T: Real>(x: T) -> (T, T) {
+    // Both forms are computed and one is chosen, so that the kernels' loops stay branch-free.
     let pi = T::c(std::f64::consts::PI);
-    if x.abs() < T::c(0.1) {
-        let u = pi * x;
-        let u2 = u * u;
-        // sin(u)/u = sum (-1)^k u^(2k)/(2k+1)!, truncated after u^10 (error < 2e-16 here).
-        let value = T::one()
-            - u2 / T::c(6.0)
-                * (T::one()
-                    - u2 / T::c(20.0)
-                        * (T::one() - u2 / T::c(42.0) * (T::one() - u2 / T::c(72.0) * (T::one() - u2 / T::c(110.0)))));
-        // d/du of the series above.
-        let du = -u / T::c(3.0)
+    let u = pi * x;
+    let u2 = u * u;
+    // sin(u)/u = sum (-1)^k u^(2k)/(2k+1)!, truncated after u^10 (error < 2e-16 for |x| < 0.1).
+    let series = T::one()
+        - u2 / T::c(6.0)
             * (T::one()
-                - u2 / T::c(10.0)
-                    * (T::one() - u2 / T::c(28.0) * (T::one() - u2 / T::c(54.0) * (T::one() - u2 / T::c(88.0)))));
-        (value, du * pi)
-    } else {
-        let (s, c) = sin_cos_pi(x);
-        let value = s / (pi * x);
-        (value, (c - value) / x)
-    }
+                - u2 / T::c(20.0)
+                    * (T::one() - u2 / T::c(42.0) * (T::one() - u2 / T::c(72.0) * (T::one() - u2 / T::c(110.0)))));
+    // d/du of the series above.
+    let series_du = -u / T::c(3.0)
+        * (T::one()
+            - u2 / T::c(10.0) * (T::one() - u2 / T::c(28.0) * (T::one() - u2 / T::c(54.0) * (T::one() - u2 / T::c(88.0)))));
+    let (s, c) = sin_cos_pi(x);
+    let ratio = s / u;
+    let ratio_dx = (c - ratio) / x;
+    if x.abs() < T::c(0.1) { (series, series_du * pi) } else { (ratio, ratio_dx) }
 }
 
 /// `(sin(pi x), cos(pi x))`, reducing `x` modulo 2 exactly first so large `x` stays accurate.
@@ -503,13 +498,9 @@ fn sin_cos_pi<T: Real>(x: T) -> (T, T) {
     // r in [-1, 1], exact.
     let r = x - two * (x / two).round();
     // Fold into [-1/2, 1/2]: sin(pi r) = sin(pi (±1 - r)), cos(pi r) = -cos(pi (±1 - r)).
-    let (r, flip) = if r > half {
-        (T::one() - r, true)
-    } else if r < -half {
-        (-T::one() - r, true)
-    } else {
-        (r, false)
-    };
+    let flip = r > half || r < -half;
+    let toward = if r > half { T::one() } else { -T::one() };
+    let r = if flip { toward - r } else { r };
     let s = (pi * r).sin();
     // cos(pi r) = sin(pi (1/2 - |r|)) keeps relative accuracy near |r| = 1/2.
     let c = (pi * (half - r.abs())).sin();
