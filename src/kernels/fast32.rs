@@ -78,41 +78,32 @@ fn pow2i(n: f32) -> f32 {
     f32::from_bits(biased << 23)
 }
 
+/// e^x over the whole range from one polynomial: 2^n is applied as 2^n1 * 2^n2 (each a
+/// normal number), so overflow to inf and the subnormal tail come out of the last rounding.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    let e = exp_in_range(x.clamp(-87.0, 88.0));
-    // Beyond the clamp: e^(x-1) * e above (inf past 88.72), the subnormal tail below.
-    let high = exp_in_range(x.min(89.0) - 1.0) * std::f32::consts::E;
-    let e = select(x > 88.0, high, e);
-    let e = select(x < -87.0, exp_tail(x), e);
-    select(x.is_nan(), x, e)
-}
-
-/// e^x for x < -87: a subnormal or zero.
-#[inline(always)]
-fn exp_tail(x: f32) -> f32 {
-    // e^x = e^(x + 87) * e^-87; e^(x+87) <= 1 computed in range, then scaled.
-    let y = (x + 87.0).max(-30.0);
-    let e_87 = 1.645_811_5e-38_f32;
-    let ey = exp_in_range(y);
-    select(x < -104.0, 0.0, ey * e_87)
-}
-
-/// e^x for |x| <= 88 (Cephes expf: e^r on [-ln2/2, ln2/2] times 2^n).
-#[inline(always)]
-fn exp_in_range(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let n = round_even(x * LOG2E);
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let xc = x.clamp(-104.0, 89.0);
+    let n = round_even(xc * LOG2E); // [-150, 128]
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let n1 = round_even(n * 0.5);
+    let e = exp_poly(r) * pow2i(n1) * pow2i(n - n1);
+    let e = select(x < -104.0, 0.0, e);
+    select(x.is_nan(), x, e)
+}
+
+/// e^r for |r| <= ln2/2 (the Cephes expf polynomial).
+#[inline(always)]
+fn exp_poly(r: f32) -> f32 {
     let p = 1.987_569_1e-4_f32;
     let p = fma(p, r, 1.398_199_9e-3);
     let p = fma(p, r, 8.333_452e-3);
     let p = fma(p, r, 4.166_579_6e-2);
     let p = fma(p, r, 1.666_666_5e-1);
     let p = fma(p, r, 5.000_000_1e-1);
-    (p * r * r + r + 1.0) * pow2i(n)
+    p * r * r + r + 1.0
 }
 
 #[inline(always)]
@@ -227,12 +218,16 @@ fn atan(x: f32) -> f32 {
 #[inline(always)]
 fn asinh(x: f32) -> f32 {
     let a = x.abs();
-    // asinh(a) = log1p(a + a^2 / (1 + sqrt(1 + a^2))); for huge a, log(a) + log(2).
+    // asinh(a) = log1p(a + a^2 / (1 + sqrt(1 + a^2))); for huge a, log(a) + log(2). One ln for
+    // both: of u = 1 + y (with log1p's correction) or of a.
     let huge = a > 1e18;
     let ac = a.min(1e18);
     let s = (1.0 + ac * ac).sqrt();
-    let r = ln_1p(ac + ac * ac / (1.0 + s));
-    let r = select(huge, ln(a) + std::f32::consts::LN_2, r);
+    let y = ac + ac * ac / (1.0 + s);
+    let u = 1.0 + y;
+    let l = ln(select(huge, a, u));
+    let small = select(u == 1.0, y, l - ((u - 1.0) - y) / u);
+    let r = select(huge, l + std::f32::consts::LN_2, small);
     let r = f32::from_bits(r.to_bits() | (x.to_bits() & 0x8000_0000));
     select(x.is_nan(), x, r)
 }

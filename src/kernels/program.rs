@@ -137,6 +137,29 @@ macro_rules! with_binop {
     };
 }
 
+/// `match n` binding `$n` to the constant power for the common ones (2, 3, 4), so that
+/// `powi_eval`'s match folds away and the loop vectorizes; other powers stay a variable.
+macro_rules! with_power {
+    ($p:expr, $n:ident => $body:expr) => {
+        match $p {
+            2 => {
+                const $n: i32 = 2;
+                $body
+            }
+            3 => {
+                const $n: i32 = 3;
+                $body
+            }
+            4 => {
+                const $n: i32 = 4;
+                $body
+            }
+            #[allow(non_snake_case)]
+            $n => $body,
+        }
+    };
+}
+
 /// `out[l] = body(Fast(a[l]))` for every lane, written out in place (no closure), so the
 /// op-table code is inlined into the loop and vectorizes.
 macro_rules! lanes1 {
@@ -516,8 +539,8 @@ impl Program {
                 Inst::X => out.copy_from_slice(x),
                 Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
                 Inst::Neg(a) => lanes1!(out, reg(a), |v| -v),
-                Inst::Pow(a, p) if DERIV => lanes1_d!(out, d1, reg(a), |v| powi_eval(v, p)),
-                Inst::Pow(a, p) => lanes1!(out, reg(a), |v| powi_eval(v, p).0),
+                Inst::Pow(a, p) if DERIV => with_power!(p, P => lanes1_d!(out, d1, reg(a), |v| powi_eval(v, P))),
+                Inst::Pow(a, p) => with_power!(p, P => lanes1!(out, reg(a), |v| powi_eval(v, P).0)),
                 Inst::Clamp(a, lo, hi) => lanes1!(out, reg(a), |v| Fast(v.0.clamp(lo, hi))),
                 Inst::Call(f, a) if DERIV => with_func!(f, F => lanes1_d!(out, d1, reg(a), |v| F.eval(v))),
                 Inst::Call(f, a) => with_func!(f, F => lanes1!(out, reg(a), |v| F.value(v))),
