@@ -32,7 +32,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 /// (x shape, cout, kernel, stride, padding)
 /// The last two span several im2col tiles (`kernels::conv::TILE` output pixels), the last
 /// ending in a partial one.
-const CONVS: [([usize; 4], usize, usize, usize, usize); 10] = [
+const CONVS: [([usize; 4], usize, usize, usize, usize); 12] = [
     ([3, 4, 8, 8], 5, 3, 1, 1),
     ([2, 4, 9, 7], 6, 3, 2, 1),
     ([2, 6, 8, 8], 3, 1, 2, 0),
@@ -44,6 +44,9 @@ const CONVS: [([usize; 4], usize, usize, usize, usize); 10] = [
     ([2, 3, 50, 35], 5, 3, 2, 1),
     // A kernel wider than the image: some kernel columns read only padding.
     ([2, 2, 1, 1], 3, 5, 1, 2),
+    // Stride-1 same convolutions on batches that are not a multiple of the sample group.
+    ([5, 3, 9, 6], 4, 5, 1, 2),
+    ([7, 8, 4, 4], 8, 3, 1, 1),
 ];
 
 /// y, dx and dw of the kernel, then of burn's conv2d, for a random upstream gradient.

@@ -30,10 +30,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::contiguous;
+use super::{contiguous, shifted};
 
 /// Samples per weight-gradient partial sum.
-const GROUP: usize = 4;
+pub(super) const GROUP: usize = 4;
 
 /// Output pixels per im2col tile.
 const TILE: usize = 128;
@@ -61,17 +61,17 @@ pub fn apply(x: Tensor<4>, weight: Tensor<4>, stencil: Stencil) -> Tensor<4> {
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
-    batch: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    k: usize,
-    ho: usize,
-    wo: usize,
-    stride: usize,
-    pad: usize,
+pub(super) struct Geometry {
+    pub(super) batch: usize,
+    pub(super) cin: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) cout: usize,
+    pub(super) k: usize,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
+    pub(super) stride: usize,
+    pub(super) pad: usize,
 }
 
 impl Geometry {
@@ -103,11 +103,11 @@ impl Geometry {
         self.ho * self.wo
     }
 
-    fn in_len(&self) -> usize {
+    pub(super) fn in_len(&self) -> usize {
         self.cin * self.h * self.w
     }
 
-    fn out_len(&self) -> usize {
+    pub(super) fn out_len(&self) -> usize {
         self.cout * self.cols()
     }
 
@@ -274,10 +274,11 @@ fn col2im(dcol: &mut [f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
 }
 
 /// A read-only matrix operand: its elements, row stride and column stride.
-struct Operand<'a>(&'a [f32], usize, usize);
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a>(pub(super) &'a [f32], pub(super) usize, pub(super) usize);
 
 /// The destination matrix: its elements, row stride and column stride.
-struct Dest<'a>(&'a mut [f32], usize, usize);
+pub(super) struct Dest<'a>(pub(super) &'a mut [f32], pub(super) usize, pub(super) usize);
 
 impl<'a> Dest<'a> {
     /// A row-major matrix whose rows are `ld` apart.
@@ -291,7 +292,7 @@ impl<'a> Dest<'a> {
 /// gemm packs an operand whose elements along the microkernel's long side are not adjacent;
 /// callers pick the layouts (e.g. a column-major destination for the weight gradient) so that
 /// the large im2col operand is read in place.
-fn matmul(dst: Dest, accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
+pub(super) fn matmul(dst: Dest, accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
     if m == 0 || n == 0 {
         return;
     }
@@ -340,6 +341,10 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
     let (x, w) = (contiguous(x), contiguous(w));
     let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
     let (rows, cols) = (g.rows(), g.cols());
+    if g.out_len() > 0 && g.in_len() > 0 && shifted::applies(&g) {
+        let y = shifted::forward(xs, ws, &g);
+        return FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]));
+    }
     let mut y = vec![0f32; g.batch * g.out_len()];
     if g.out_len() > 0 && g.in_len() > 0 {
         y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
@@ -371,6 +376,12 @@ fn backward(
     let (xs, ws, gs) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap(), dy.as_slice::<f32>().unwrap());
     let (rows, cols, cout) = (g.rows(), g.cols(), g.cout);
     let (in_len, out_len) = (g.in_len(), g.out_len());
+    if in_len > 0 && out_len > 0 && shifted::applies(&g) {
+        let (dx, dw) = shifted::backward(xs, ws, gs, &g, need_x, need_w);
+        let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
+        let dw = need_w.then(|| FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k])));
+        return (dx, dw);
+    }
     let groups = g.batch.div_ceil(GROUP);
     // Gradients not asked for get one dummy element per group, so every zipped producer
     // still yields one chunk per group of samples.

@@ -7,6 +7,7 @@ pub mod fused;
 pub mod norm;
 pub mod program;
 pub mod reference;
+mod shifted;
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::Device;

@@ -451,8 +451,20 @@ impl Program {
          dparams: &mut [f64], dweights: &mut [f64], s: &mut Scratch)
     }
 
+    /// The function when the program is `f(x)` alone (most fixed activations, ReLU among them):
+    /// a plane is then one loop each way, with no registers to fill and copy.
+    fn single_call(&self) -> Option<Func> {
+        match self.insts.as_slice() {
+            [Inst::X, Inst::Call(f, 0)] if self.output == 1 => Some(*f),
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn forward_plane_impl(&self, x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+        if let Some(f) = self.single_call() {
+            return with_func!(f, F => lanes1!(y, x, |v| F.value(v)));
+        }
         s.ensure(self.insts.len());
         for (xc, yc) in x.chunks(LANES).zip(y.chunks_mut(LANES)) {
             self.run::<false>(xc, params, weights, s);
@@ -478,6 +490,14 @@ impl Program {
         dweights: &mut [f64],
         s: &mut Scratch,
     ) {
+        if let Some(f) = self.single_call() {
+            // dx = dy f'(x), as the sweep below would compute it
+            return with_func!(f, F => {
+                for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(x) {
+                    *d = g * F.eval(Fast(v)).1.0;
+                }
+            });
+        }
         s.ensure(self.insts.len());
         for ((xc, dyc), dxc) in x.chunks(LANES).zip(dy.chunks(LANES)).zip(dx.chunks_mut(LANES)) {
             self.run::<true>(xc, params, weights, s);

@@ -1,0 +1,207 @@
+//! Stride-1 "same" convolutions (odd k, padding (k-1)/2: the ResNets' 3x3 convolutions) as k*k
+//! shifted matrix products, with no im2col matrix.
+//!
+//! A group of samples is copied once into a padded layout: per channel, the samples' rows one
+//! after another, each row followed by `p` zeros and each sample by `p` zero rows (a zero row
+//! or column is the bottom/right padding of one row or sample and the top/left padding of the
+//! next). Output pixel (n, y, x) then has a linear index q such that its input window's
+//! element (i, j) sits at `q + i*Wp + j` for every channel (`Wp = W + p`). So the tap (i, j)
+//! of the kernel is one matrix product over all q at once, with the input read in place at
+//! offset `i*Wp + j`:
+//!
+//! - forward: `y[q, co] += x[q + i*Wp + j, ci] W[co, ci, i, j]`, for the k*k taps;
+//! - input gradient: the same with dy padded and the kernel flipped;
+//! - weight gradient: `dW[co, ci, i, j] = sum_q dy[q, co] x[q + i*Wp + j, ci]`.
+//!
+//! Positions q in the padding (the last p columns of a row, the p rows after a sample) are
+//! computed and dropped: 6-40% more multiply-adds than needed, for no im2col/col2im copies.
+//! Groups of [`GROUP`] samples run in parallel; the weight gradient is summed per group and
+//! the groups added in order, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::conv::{Dest, GROUP, Geometry, Operand, matmul};
+
+/// The padded layout of a group of `samples` samples of `[C, H, W]` images with padding `p`.
+#[derive(Clone, Copy, Debug)]
+struct Padded {
+    h: usize,
+    w: usize,
+    p: usize,
+    samples: usize,
+}
+
+impl Padded {
+    fn of(g: &Geometry, samples: usize) -> Padded {
+        Padded { h: g.h, w: g.w, p: g.pad, samples }
+    }
+
+    /// Row length: a row and its `p` zeros.
+    fn wp(&self) -> usize {
+        self.w + self.p
+    }
+
+    /// Rows per sample: its rows and `p` zero rows.
+    fn hp(&self) -> usize {
+        self.h + self.p
+    }
+
+    /// Output positions computed (the last sample's trailing zero rows are not).
+    fn positions(&self) -> usize {
+        ((self.samples - 1) * self.hp() + self.h) * self.wp()
+    }
+
+    /// Elements per channel: `p` leading zero rows and `p` elements before them, the samples,
+    /// and `p` elements of slack at the end.
+    fn channel_len(&self) -> usize {
+        (self.p + self.samples * self.hp()) * self.wp() + 2 * self.p
+    }
+
+    /// Index of the element (n, y, x) in a channel.
+    fn at(&self, n: usize, y: usize) -> usize {
+        self.p + (self.p + n * self.hp() + y) * self.wp()
+    }
+
+    /// Index in a channel read by output position q for tap (i, j): `q + offset(i, j)`.
+    fn offset(&self, i: usize, j: usize) -> usize {
+        i * self.wp() + j
+    }
+
+    /// Index of output position q's own pixel (tap (p, p)).
+    fn center(&self) -> usize {
+        self.offset(self.p, self.p)
+    }
+
+    /// `[N, C, H, W]` samples into the padded layout `[C, channel_len]`.
+    fn pad(&self, src: &[f32], channels: usize, dst: &mut Vec<f32>) {
+        let (len, plane) = (self.channel_len(), self.h * self.w);
+        dst.clear();
+        dst.resize(channels * len, 0.0);
+        for (n, sample) in src.chunks(channels * plane).enumerate() {
+            for (c, image) in sample.chunks(plane).enumerate() {
+                let base = c * len + self.at(n, 0);
+                for (y, row) in image.chunks(self.w).enumerate() {
+                    let at = base + y * self.wp();
+                    dst[at..at + self.w].copy_from_slice(row);
+                }
+            }
+        }
+    }
+
+    /// Position-major results `[C][positions]` back into `[N, C, H, W]`, dropping the padding.
+    fn unpad(&self, src: &[f32], channels: usize, dst: &mut [f32]) {
+        let (positions, plane) = (self.positions(), self.h * self.w);
+        for (n, sample) in dst.chunks_mut(channels * plane).enumerate() {
+            for (c, image) in sample.chunks_mut(plane).enumerate() {
+                let base = c * positions + n * self.hp() * self.wp();
+                for (y, row) in image.chunks_mut(self.w).enumerate() {
+                    let at = base + y * self.wp();
+                    row.copy_from_slice(&src[at..at + self.w]);
+                }
+            }
+        }
+    }
+}
+
+/// Whether [`forward`] and [`backward`] apply: stride 1, odd k, padding (k-1)/2, and images
+/// at least [`MIN_WIDTH`] wide.
+pub(super) fn applies(g: &Geometry) -> bool {
+    g.stride == 1 && g.k % 2 == 1 && g.pad == g.k / 2 && g.h > 0 && g.w >= MIN_WIDTH
+}
+
+/// Narrower images waste too many products on their padding columns (8x8: 27% more), and
+/// im2col with its one long matrix product is faster there (measured on the CIFAR shapes:
+/// 32x32 and 16x16 are faster here, 8x8 with im2col).
+const MIN_WIDTH: usize = 16;
+
+thread_local! {
+    /// Per-thread padded input, padded output gradient and position-major result, kept
+    /// between calls (they are larger than what the allocator recycles cheaply).
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 3]> = Default::default();
+}
+
+/// `sum over taps of dst[q, :] += src[q + offset(tap), :] kernel(tap)` for the group's positions:
+/// `src` is padded `[c_src, len]`, `dst` position-major `[c_dst][positions]`, `kernel(i, j)`
+/// the `[c_src, c_dst]` matrix of tap (i, j) as an operand.
+fn taps<'a>(g: &Geometry, lay: &Padded, src: &[f32], c_src: usize, dst: &mut [f32], c_dst: usize, kernel: impl Fn(usize, usize) -> Operand<'a>) {
+    let (len, positions) = (lay.channel_len(), lay.positions());
+    for i in 0..g.k {
+        for j in 0..g.k {
+            let first = i == 0 && j == 0;
+            let a = Operand(&src[lay.offset(i, j)..], 1, len);
+            matmul(Dest(dst, 1, positions), !first, (positions, c_dst, c_src), a, kernel(i, j));
+        }
+    }
+}
+
+/// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, k, k]`.
+pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
+    let (kk, in_len, out_len) = (g.k * g.k, g.in_len(), g.out_len());
+    let mut y = vec![0f32; g.batch * out_len];
+    y.par_chunks_mut(GROUP * out_len).zip(xs.par_chunks(GROUP * in_len)).for_each(|(yg, xg)| {
+        SCRATCH.with_borrow_mut(|[xp, yw, _]| {
+            let lay = Padded::of(g, xg.len() / in_len);
+            lay.pad(xg, g.cin, xp);
+            yw.resize(g.cout * lay.positions(), 0.0);
+            // W[co, ci, i, j] as the [ci, co] matrix of tap (i, j)
+            taps(g, &lay, xp, g.cin, yw, g.cout, |i, j| Operand(&ws[i * g.k + j..], kk, g.cin * kk));
+            lay.unpad(yw, g.cout, yg);
+        })
+    });
+    y
+}
+
+/// The gradients for x (if `need_x`, else empty) and w (if `need_w`, else empty; `[Cout, Cin,
+/// k, k]`) given dy.
+pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x: bool, need_w: bool) -> (Vec<f32>, Vec<f32>) {
+    let (k, kk, in_len, out_len) = (g.k, g.k * g.k, g.in_len(), g.out_len());
+    let groups = g.batch.div_ceil(GROUP);
+    let w_len = g.cout * g.cin * kk;
+    // Gradients not asked for get one dummy element per group (see conv::backward).
+    let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { w_len } else { 1 });
+    let mut dx = vec![0f32; if need_x { xs.len() } else { groups }];
+    let mut partials = vec![0f32; groups * part_chunk];
+    xs.par_chunks(GROUP * in_len)
+        .zip(gs.par_chunks(GROUP * out_len))
+        .zip(dx.par_chunks_mut(dx_chunk))
+        .zip(partials.par_chunks_mut(part_chunk))
+        .for_each(|(((xg, gg), dxg), part)| {
+            SCRATCH.with_borrow_mut(|[xp, dyp, dxw]| {
+                let lay = Padded::of(g, xg.len() / in_len);
+                let (len, positions) = (lay.channel_len(), lay.positions());
+                lay.pad(gg, g.cout, dyp);
+                if need_x {
+                    // dx[q, ci] += dy[q + offset(i, j), co] W[co, ci, k-1-i, k-1-j]
+                    dxw.resize(g.cin * positions, 0.0);
+                    let flipped = |i: usize, j: usize| Operand(&ws[(k - 1 - i) * k + (k - 1 - j)..], g.cin * kk, kk);
+                    taps(g, &lay, dyp, g.cout, dxw, g.cin, flipped);
+                    lay.unpad(dxw, g.cin, dxg);
+                }
+                if need_w {
+                    // dW[co, ci, i, j] = sum_q dy[q + center, co] x[q + offset(i, j), ci]; dy is
+                    // zero at the padding positions, which drops them from the sum.
+                    lay.pad(xg, g.cin, xp);
+                    let dy = Operand(&dyp[lay.center()..], len, 1);
+                    for i in 0..k {
+                        for j in 0..k {
+                            let x_t = Operand(&xp[lay.offset(i, j)..], 1, len);
+                            let dw = Dest(&mut part[i * k + j..], g.cin * kk, kk);
+                            matmul(dw, false, (g.cout, g.cin, positions), dy, x_t);
+                        }
+                    }
+                }
+            })
+        });
+    let dw = if need_w {
+        let mut sum = vec![0f32; w_len];
+        for part in partials.chunks(w_len) {
+            for (d, p) in sum.iter_mut().zip(part) {
+                *d += p;
+            }
+        }
+        sum
+    } else {
+        Vec::new()
+    };
+    (if need_x { dx } else { Vec::new() }, dw)
+}
