@@ -30,7 +30,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{contiguous, shifted};
+use super::{contiguous, shifted, zeros};
 
 /// Samples per weight-gradient partial sum.
 pub(super) const GROUP: usize = 4;
@@ -345,7 +345,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
         let y = shifted::forward(xs, ws, &g);
         return FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]));
     }
-    let mut y = vec![0f32; g.batch * g.out_len()];
+    let mut y = zeros(g.batch * g.out_len());
     if g.out_len() > 0 && g.in_len() > 0 {
         y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
             if g.pointwise() {
@@ -386,7 +386,7 @@ fn backward(
     // Gradients not asked for get one dummy element per group, so every zipped producer
     // still yields one chunk per group of samples.
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { cout * rows } else { 1 });
-    let mut dx = vec![0f32; if need_x { xs.len() } else { groups }];
+    let mut dx = zeros(if need_x { xs.len() } else { groups });
     let mut partials = vec![0f32; groups * part_chunk];
     // W^T [rows, cout]
     let w_t = || Operand(ws, 1, rows);

@@ -23,7 +23,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::contiguous;
+use super::{contiguous, zeros};
 
 use super::program::{Program, Scratch};
 
@@ -70,7 +70,7 @@ fn forward(x: &FlexTensor, p: &FlexTensor, w: &FlexTensor, program: &Program) ->
     let (channels, plane) = (shape[1], shape[2] * shape[3]);
     let (x, p, w) = (contiguous(x), contiguous(p), contiguous(w));
     let (xs, ps, ws) = (x.as_slice::<f32>().unwrap(), p.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
-    let mut y = vec![0f32; xs.len()];
+    let mut y = zeros(xs.len());
     if plane > 0 {
         y.par_chunks_mut(plane).zip(xs.par_chunks(plane)).enumerate().for_each_init(
             || (Scratch::default(), Vec::new()),
@@ -100,7 +100,7 @@ fn backward(
         dy.as_slice::<f32>().unwrap(),
     );
     let (k, m) = (ps.len() / channels, ws.len());
-    let mut dx = vec![0f32; xs.len()];
+    let mut dx = zeros(xs.len());
     let planes = xs.len().checked_div(plane).unwrap_or(0);
     // Per plane: k parameter partials then m weight partials (one unused slot if k + m = 0).
     let stride = (k + m).max(1);

@@ -23,3 +23,12 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     assert_eq!(t.dtype(), burn::backend::DType::F32, "the CPU kernels work on f32 tensors");
     t.to_contiguous()
 }
+
+/// `n` zeros, written by the rayon threads: `vec![0.0; n]` zeroes (and page-faults) a
+/// reused allocation on the calling thread alone, while the other core waits.
+fn zeros(n: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(0f32, n));
+    v
+}

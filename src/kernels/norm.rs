@@ -23,7 +23,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::contiguous;
+use super::{contiguous, zeros};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormBackend: Backend {
@@ -137,7 +137,7 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
     let (x, gamma, beta, stats) = (contiguous(x), contiguous(gamma), contiguous(beta), contiguous(stats));
     let (xs, gs, bs) = (x.as_slice::<f32>().unwrap(), gamma.as_slice::<f32>().unwrap(), beta.as_slice::<f32>().unwrap());
     let norm = centre_and_scale(stats.as_slice::<f32>().unwrap(), channels, epsilon);
-    let mut y = vec![0f32; xs.len()];
+    let mut y = zeros(xs.len());
     if plane > 0 {
         y.par_chunks_mut(plane).zip(xs.par_chunks(plane)).enumerate().for_each(|(i, (yo, xi))| {
             let c = i % channels;
@@ -172,7 +172,7 @@ fn backward(
         let (p, d) = (&xs[i * plane..(i + 1) * plane], &ds[i * plane..(i + 1) * plane]);
         sums2(p, d, |v, g| (g as f64, (g * ((v - mean) * inv)) as f64))
     });
-    let mut dx = vec![0f32; xs.len()];
+    let mut dx = zeros(xs.len());
     if plane > 0 {
         dx.par_chunks_mut(plane).zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(
             |(i, (out, (p, d)))| {

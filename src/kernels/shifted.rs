@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::conv::{Dest, GROUP, Geometry, Operand, matmul};
+use super::zeros;
 
 /// The padded layout of a group of `samples` samples of `[C, H, W]` images with padding `p`.
 #[derive(Clone, Copy, Debug)]
@@ -137,7 +138,7 @@ fn taps<'a>(g: &Geometry, lay: &Padded, src: &[f32], c_src: usize, dst: &mut [f3
 /// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, k, k]`.
 pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
     let (kk, in_len, out_len) = (g.k * g.k, g.in_len(), g.out_len());
-    let mut y = vec![0f32; g.batch * out_len];
+    let mut y = zeros(g.batch * out_len);
     y.par_chunks_mut(GROUP * out_len).zip(xs.par_chunks(GROUP * in_len)).for_each(|(yg, xg)| {
         SCRATCH.with_borrow_mut(|[xp, yw, _]| {
             let lay = Padded::of(g, xg.len() / in_len);
@@ -159,7 +160,7 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
     let w_len = g.cout * g.cin * kk;
     // Gradients not asked for get one dummy element per group (see conv::backward).
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { w_len } else { 1 });
-    let mut dx = vec![0f32; if need_x { xs.len() } else { groups }];
+    let mut dx = zeros(if need_x { xs.len() } else { groups });
     let mut partials = vec![0f32; groups * part_chunk];
     xs.par_chunks(GROUP * in_len)
         .zip(gs.par_chunks(GROUP * out_len))
