@@ -123,6 +123,12 @@ impl Geometry {
         (lo.min(hi), hi)
     }
 
+    /// [`Geometry::valid_cols`] for every kernel column (two divisions each: computed once
+    /// per tile rather than once per row).
+    fn valid_cols_table(&self) -> Vec<(usize, usize)> {
+        (0..self.k).map(|j| self.valid_cols(j)).collect()
+    }
+
     /// Visit every (im2col row, output row in `oys`) pair with the input row it reads:
     /// `f(start in the tile's im2col matrix, input offset of the row or None if in the
     /// padding, j)`. The tile's matrix is `[Cin*k*k, oys.len()*Wo]`.
@@ -197,13 +203,14 @@ fn im2col(x: &[f32], g: &Geometry, oys: Range<usize>, col: &mut [f32]) {
             zero_wrapped(out, g.wo, rows, a, b);
         });
     }
+    let valid = g.valid_cols_table();
     g.for_each_row(oys, |at, src, j| {
         let out = &mut col[at..at + g.wo];
         let Some(src) = src else {
             out.fill(0.0);
             return;
         };
-        let (lo, hi) = g.valid_cols(j);
+        let (lo, hi) = valid[j];
         // (Most rows have no padded column: skip the calls.)
         if lo > 0 {
             out[..lo].fill(0.0);
@@ -218,8 +225,8 @@ fn im2col(x: &[f32], g: &Geometry, oys: Range<usize>, col: &mut [f32]) {
         if g.stride == 1 {
             out[lo..hi].copy_from_slice(&x[first..first + hi - lo]);
         } else {
-            for (o, ox) in out[lo..hi].iter_mut().zip(0..) {
-                *o = x[first + ox * g.stride];
+            for (o, v) in out[lo..hi].iter_mut().zip(x[first..].iter().step_by(g.stride)) {
+                *o = *v;
             }
         }
     });
@@ -253,9 +260,10 @@ fn col2im(dcol: &mut [f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
             }
         });
     }
+    let valid = g.valid_cols_table();
     g.for_each_row(oys, |at, dst, j| {
         let Some(dst) = dst else { return };
-        let (lo, hi) = g.valid_cols(j);
+        let (lo, hi) = valid[j];
         if lo == hi {
             return;
         }
@@ -266,8 +274,8 @@ fn col2im(dcol: &mut [f32], g: &Geometry, oys: Range<usize>, dx: &mut [f32]) {
                 *d += v;
             }
         } else {
-            for (v, ox) in row.iter().zip(0..) {
-                dx[first + ox * g.stride] += v;
+            for (d, v) in dx[first..].iter_mut().step_by(g.stride).zip(row) {
+                *d += v;
             }
         }
     });
