@@ -30,7 +30,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{contiguous, shifted, zeros};
+use super::{Filled, contiguous, shifted, zeroed};
 
 /// Samples per weight-gradient partial sum.
 pub(super) const GROUP: usize = 4;
@@ -353,9 +353,11 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
         let y = shifted::forward(xs, ws, &g);
         return FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]));
     }
-    let mut y = zeros(g.batch * g.out_len());
+    let mut y = Filled::new(g.batch * g.out_len());
     if g.out_len() > 0 && g.in_len() > 0 {
-        y.par_chunks_mut(g.out_len()).zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
+        let (chunks, ready) = y.chunks(g.out_len());
+        chunks.zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
+            let yn = zeroed(yn, ready);
             if g.pointwise() {
                 return matmul(Dest::rows(yn, cols), false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
             }
@@ -366,8 +368,13 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
                 matmul(Dest::rows(&mut yn[at..], cols), false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
             }
         });
+    } else if g.out_len() > 0 {
+        let (chunks, ready) = y.chunks(g.out_len());
+        chunks.for_each(|c| {
+            zeroed(c, ready);
+        });
     }
-    FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]))
+    FlexTensor::from_data(TensorData::new(y.into_vec(), [g.batch, g.cout, g.ho, g.wo]))
 }
 
 /// The gradients for x (if `need_x`) and w (if `need_w`) given dy.
@@ -394,18 +401,20 @@ fn backward(
     // Gradients not asked for get one dummy element per group, so every zipped producer
     // still yields one chunk per group of samples.
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { cout * rows } else { 1 });
-    let mut dx = zeros(if need_x { xs.len() } else { groups });
+    let mut dx = Filled::new(if need_x { xs.len() } else { groups });
+    let (dx_chunks, ready) = dx.chunks(dx_chunk);
     let mut partials = vec![0f32; groups * part_chunk];
     // W^T [rows, cout]
     let w_t = || Operand(ws, 1, rows);
     if in_len > 0 && out_len > 0 {
         xs.par_chunks(GROUP * in_len)
             .zip(gs.par_chunks(GROUP * out_len))
-            .zip(dx.par_chunks_mut(dx_chunk))
+            .zip(dx_chunks)
             .zip(partials.par_chunks_mut(part_chunk))
             .for_each_init(
                 || (Vec::new(), Vec::new()),
                 |(col, dcol), (((xg, gg), dxg), part)| {
+                    let dxg = zeroed(dxg, ready);
                     for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
                         if g.pointwise() {
                             // dW += dy_n x_n^T (dW column-major, see below); dx_n = W^T dy_n
@@ -442,7 +451,12 @@ fn backward(
                     }
                 },
             );
+    } else {
+        dx_chunks.for_each(|c| {
+            zeroed(c, ready);
+        });
     }
+    let dx = dx.into_vec();
     let dw = need_w.then(|| {
         // The partials are column-major ([rows, cout] row-major): sum in group order, then
         // transpose into [cout, rows].

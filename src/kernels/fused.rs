@@ -23,7 +23,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{contiguous, zeros};
+use super::{Filled, contiguous, zeroed};
 
 use super::program::{Program, Scratch};
 
@@ -70,17 +70,19 @@ fn forward(x: &FlexTensor, p: &FlexTensor, w: &FlexTensor, program: &Program) ->
     let (channels, plane) = (shape[1], shape[2] * shape[3]);
     let (x, p, w) = (contiguous(x), contiguous(p), contiguous(w));
     let (xs, ps, ws) = (x.as_slice::<f32>().unwrap(), p.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
-    let mut y = zeros(xs.len());
+    let mut y = Filled::new(xs.len());
     if plane > 0 {
-        y.par_chunks_mut(plane).zip(xs.par_chunks(plane)).enumerate().for_each_init(
+        let (chunks, ready) = y.chunks(plane);
+        chunks.zip(xs.par_chunks(plane)).enumerate().for_each_init(
             || (Scratch::default(), Vec::new()),
             |(scratch, pv), (i, (yo, xi))| {
+                let yo = zeroed(yo, ready);
                 channel_params(ps, channels, i % channels, pv);
                 program.forward_plane(xi, yo, pv, ws, scratch);
             },
         );
     }
-    FlexTensor::from_data(TensorData::new(y, shape))
+    FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
 }
 
 fn backward(
@@ -100,19 +102,21 @@ fn backward(
         dy.as_slice::<f32>().unwrap(),
     );
     let (k, m) = (ps.len() / channels, ws.len());
-    let mut dx = zeros(xs.len());
+    let mut dx = Filled::new(xs.len());
     let planes = xs.len().checked_div(plane).unwrap_or(0);
     // Per plane: k parameter partials then m weight partials (one unused slot if k + m = 0).
     let stride = (k + m).max(1);
     let mut partials = vec![0f64; planes * stride];
     if plane > 0 {
-        dx.par_chunks_mut(plane)
+        let (chunks, ready) = dx.chunks(plane);
+        chunks
             .zip(xs.par_chunks(plane).zip(gs.par_chunks(plane)))
             .zip(partials.par_chunks_mut(stride))
             .enumerate()
             .for_each_init(
                 || (Scratch::default(), Vec::new()),
                 |(scratch, pv), (i, ((dxo, (xi, gi)), part))| {
+                    let dxo = zeroed(dxo, ready);
                     channel_params(ps, channels, i % channels, pv);
                     let (dp, dw) = part[..k + m].split_at_mut(k);
                     program.backward_plane(xi, gi, dxo, pv, ws, dp, dw, scratch);
@@ -131,7 +135,7 @@ fn backward(
     }
     let to_f32 = |v: Vec<f64>| v.into_iter().map(|g| g as f32).collect::<Vec<f32>>();
     (
-        FlexTensor::from_data(TensorData::new(dx, shape)),
+        FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
         FlexTensor::from_data(TensorData::new(to_f32(dp), [k, channels])),
         FlexTensor::from_data(TensorData::new(to_f32(dw), [m])),
     )

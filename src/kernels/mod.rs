@@ -24,11 +24,47 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     t.to_contiguous()
 }
 
-/// `n` zeros, written by the rayon threads: `vec![0.0; n]` zeroes (and page-faults) a
-/// reused allocation on the calling thread alone, while the other core waits.
-fn zeros(n: usize) -> Vec<f32> {
-    use rayon::prelude::*;
-    let mut v = Vec::with_capacity(n);
-    v.par_extend(rayon::iter::repeat_n(0f32, n));
-    v
+/// An output vector filled by the rayon threads with no zeroing pass up front: each chunk is
+/// zeroed by the thread that then writes it, in cache, just before its writes. (A separate
+/// pass over a multi-megabyte output, on one thread or several, costs about as much as the
+/// kernel's own writes.)
+struct Filled {
+    v: Vec<f32>,
+    len: usize,
+    /// Elements zeroed so far, checked before the vector is handed out.
+    ready: std::sync::atomic::AtomicUsize,
+}
+
+impl Filled {
+    fn new(len: usize) -> Filled {
+        Filled { v: Vec::with_capacity(len), len, ready: Default::default() }
+    }
+
+    /// The chunks of `size` elements (the last may be shorter) as a parallel iterator, and
+    /// the counter to pass to [`zeroed`] with each.
+    fn chunks(
+        &mut self,
+        size: usize,
+    ) -> (rayon::slice::ChunksMut<'_, std::mem::MaybeUninit<f32>>, &std::sync::atomic::AtomicUsize) {
+        use rayon::prelude::*;
+        (self.v.spare_capacity_mut()[..self.len].par_chunks_mut(size), &self.ready)
+    }
+
+    /// The vector, once every chunk has been through [`zeroed`] (panics otherwise).
+    fn into_vec(mut self) -> Vec<f32> {
+        assert_eq!(self.ready.into_inner(), self.len, "Filled: a chunk was never written");
+        // SAFETY: `zeroed` initialized every one of the first `len` elements (counted above).
+        unsafe { self.v.set_len(self.len) };
+        self.v
+    }
+}
+
+/// The chunk zeroed, as plain floats (counted in `ready`, see [`Filled`]).
+fn zeroed<'a>(chunk: &'a mut [std::mem::MaybeUninit<f32>], ready: &std::sync::atomic::AtomicUsize) -> &'a mut [f32] {
+    for e in chunk.iter_mut() {
+        e.write(0.0);
+    }
+    ready.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: every element was just written; MaybeUninit<f32> has the layout of f32.
+    unsafe { &mut *(chunk as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }

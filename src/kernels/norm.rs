@@ -23,7 +23,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{contiguous, zeros};
+use super::{Filled, contiguous, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormBackend: Backend {
@@ -137,9 +137,11 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
     let (x, gamma, beta, stats) = (contiguous(x), contiguous(gamma), contiguous(beta), contiguous(stats));
     let (xs, gs, bs) = (x.as_slice::<f32>().unwrap(), gamma.as_slice::<f32>().unwrap(), beta.as_slice::<f32>().unwrap());
     let norm = centre_and_scale(stats.as_slice::<f32>().unwrap(), channels, epsilon);
-    let mut y = zeros(xs.len());
+    let mut y = Filled::new(xs.len());
     if plane > 0 {
-        y.par_chunks_mut(plane).zip(xs.par_chunks(plane)).enumerate().for_each(|(i, (yo, xi))| {
+        let (chunks, ready) = y.chunks(plane);
+        chunks.zip(xs.par_chunks(plane)).enumerate().for_each(|(i, (yo, xi))| {
+            let yo = zeroed(yo, ready);
             let c = i % channels;
             let (mean, inv) = norm[c];
             // (v - mean) first, as the backward pass does: no cancellation when |mean| >> std.
@@ -149,7 +151,7 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
             }
         });
     }
-    FlexTensor::from_data(TensorData::new(y, shape))
+    FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
 }
 
 /// Gradients for x, gamma and beta.
@@ -172,10 +174,12 @@ fn backward(
         let (p, d) = (&xs[i * plane..(i + 1) * plane], &ds[i * plane..(i + 1) * plane]);
         sums2(p, d, |v, g| (g as f64, (g * ((v - mean) * inv)) as f64))
     });
-    let mut dx = zeros(xs.len());
+    let mut dx = Filled::new(xs.len());
     if plane > 0 {
-        dx.par_chunks_mut(plane).zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(
+        let (chunks, ready) = dx.chunks(plane);
+        chunks.zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(
             |(i, (out, (p, d)))| {
+                let out = zeroed(out, ready);
                 let c = i % channels;
                 let (mean, inv) = norm[c];
                 let (mean_dy, mean_dyx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
@@ -188,7 +192,7 @@ fn backward(
     }
     let column = |k: usize| sums.iter().map(|s| s[k] as f32).collect::<Vec<f32>>();
     (
-        FlexTensor::from_data(TensorData::new(dx, shape)),
+        FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
         FlexTensor::from_data(TensorData::new(column(1), [channels])),
         FlexTensor::from_data(TensorData::new(column(0), [channels])),
     )

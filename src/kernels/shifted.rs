@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::conv::{Dest, GROUP, Geometry, Operand, matmul};
-use super::zeros;
+use super::{Filled, zeroed};
 
 /// The padded layout of a group of `samples` samples of `[C, H, W]` images with padding `p`.
 #[derive(Clone, Copy, Debug)]
@@ -138,8 +138,10 @@ fn taps<'a>(g: &Geometry, lay: &Padded, src: &[f32], c_src: usize, dst: &mut [f3
 /// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, k, k]`.
 pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
     let (kk, in_len, out_len) = (g.k * g.k, g.in_len(), g.out_len());
-    let mut y = zeros(g.batch * out_len);
-    y.par_chunks_mut(GROUP * out_len).zip(xs.par_chunks(GROUP * in_len)).for_each(|(yg, xg)| {
+    let mut y = Filled::new(g.batch * out_len);
+    let (chunks, ready) = y.chunks(GROUP * out_len);
+    chunks.zip(xs.par_chunks(GROUP * in_len)).for_each(|(yg, xg)| {
+        let yg = zeroed(yg, ready);
         SCRATCH.with_borrow_mut(|[xp, yw, _]| {
             let lay = Padded::of(g, xg.len() / in_len);
             lay.pad(xg, g.cin, xp);
@@ -149,7 +151,7 @@ pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
             lay.unpad(yw, g.cout, yg);
         })
     });
-    y
+    y.into_vec()
 }
 
 /// The gradients for x (if `need_x`, else empty) and w (if `need_w`, else empty; `[Cout, Cin,
@@ -160,13 +162,15 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
     let w_len = g.cout * g.cin * kk;
     // Gradients not asked for get one dummy element per group (see conv::backward).
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { w_len } else { 1 });
-    let mut dx = zeros(if need_x { xs.len() } else { groups });
+    let mut dx = Filled::new(if need_x { xs.len() } else { groups });
+    let (dx_chunks, ready) = dx.chunks(dx_chunk);
     let mut partials = vec![0f32; groups * part_chunk];
     xs.par_chunks(GROUP * in_len)
         .zip(gs.par_chunks(GROUP * out_len))
-        .zip(dx.par_chunks_mut(dx_chunk))
+        .zip(dx_chunks)
         .zip(partials.par_chunks_mut(part_chunk))
         .for_each(|(((xg, gg), dxg), part)| {
+            let dxg = zeroed(dxg, ready);
             SCRATCH.with_borrow_mut(|[xp, dyp, dxw]| {
                 let lay = Padded::of(g, xg.len() / in_len);
                 let (len, positions) = (lay.channel_len(), lay.positions());
@@ -204,5 +208,5 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
     } else {
         Vec::new()
     };
-    (if need_x { dx } else { Vec::new() }, dw)
+    (if need_x { dx.into_vec() } else { Vec::new() }, dw)
 }
