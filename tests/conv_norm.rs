@@ -32,7 +32,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 /// (x shape, cout, kernel, stride, padding)
 /// The last two span several im2col tiles (`kernels::conv::TILE` output pixels), the last
 /// ending in a partial one.
-const CONVS: [([usize; 4], usize, usize, usize, usize); 12] = [
+const CONVS: [([usize; 4], usize, usize, usize, usize); 15] = [
     ([3, 4, 8, 8], 5, 3, 1, 1),
     ([2, 4, 9, 7], 6, 3, 2, 1),
     ([2, 6, 8, 8], 3, 1, 2, 0),
@@ -47,6 +47,11 @@ const CONVS: [([usize; 4], usize, usize, usize, usize); 12] = [
     // Stride-1 same convolutions on batches that are not a multiple of the sample group.
     ([5, 3, 9, 6], 4, 5, 1, 2),
     ([7, 8, 4, 4], 8, 3, 1, 1),
+    // Wide enough for the shifted forward (32 columns, 8 channels) and backward (16 columns).
+    ([5, 8, 3, 32], 6, 3, 1, 1),
+    ([3, 4, 6, 17], 5, 3, 1, 1),
+    // More than 16 channels each way: the weight gradient in 16x16 blocks.
+    ([2, 20, 2, 16], 18, 3, 1, 1),
 ];
 
 /// y, dx and dw of the kernel, then of burn's conv2d, for a random upstream gradient.
@@ -187,19 +192,22 @@ fn kernel_gradients_match_finite_differences() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let spec = ([9, 16, 8, 8], 16, 3, 1, 1);
-    let xs = random(&mut rng, 9 * 16 * 64, 2.0);
-    let ws = random(&mut rng, 16 * 16 * 9, 1.0);
-    let up = random(&mut rng, 9 * 16 * 64, 1.0);
-    let with_threads = |n: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
-        pool.install(|| {
-            let [[y, dx, dw], _] = conv_both(&xs, &ws, &up, spec);
-            let [[ny, ndx, ng, nb, ..], _] = norm_both(&xs, &[1.5; 16], &[0.1; 16], &up, spec.0);
-            [y, dx, dw, ny, ndx, ng, nb]
-        })
-    };
-    assert_eq!(with_threads(1), with_threads(3));
+    // im2col (8x8) and the shifted products (32 wide), both over several sample groups.
+    for spec in [([9, 16, 8, 8], 16, 3, 1, 1), ([9, 16, 4, 32], 16, 3, 1, 1)] {
+        let n: usize = spec.0.iter().product();
+        let xs = random(&mut rng, n, 2.0);
+        let ws = random(&mut rng, 16 * 16 * 9, 1.0);
+        let up = random(&mut rng, n, 1.0);
+        let with_threads = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let [[y, dx, dw], _] = conv_both(&xs, &ws, &up, spec);
+                let [[ny, ndx, ng, nb, ..], _] = norm_both(&xs, &[1.5; 16], &[0.1; 16], &up, spec.0);
+                [y, dx, dw, ny, ndx, ng, nb]
+            })
+        };
+        assert_eq!(with_threads(1), with_threads(3), "{spec:?}");
+    }
 }
 
 #[test]

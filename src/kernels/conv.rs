@@ -349,7 +349,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
     let (x, w) = (contiguous(x), contiguous(w));
     let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
     let (rows, cols) = (g.rows(), g.cols());
-    if g.out_len() > 0 && g.in_len() > 0 && shifted::applies(&g) {
+    if g.out_len() > 0 && g.in_len() > 0 && shifted::forward_applies(&g) {
         let y = shifted::forward(xs, ws, &g);
         return FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]));
     }
@@ -391,7 +391,7 @@ fn backward(
     let (xs, ws, gs) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap(), dy.as_slice::<f32>().unwrap());
     let (rows, cols, cout) = (g.rows(), g.cols(), g.cout);
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    if in_len > 0 && out_len > 0 && shifted::applies(&g) {
+    if in_len > 0 && out_len > 0 && shifted::backward_applies(&g) {
         let (dx, dw) = shifted::backward(xs, ws, gs, &g, need_x, need_w);
         let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
         let dw = need_w.then(|| FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k])));
