@@ -403,18 +403,19 @@ fn backward(
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { cout * rows } else { 1 });
     let mut dx = Filled::new(if need_x { xs.len() } else { groups });
     let (dx_chunks, ready) = dx.chunks(dx_chunk);
-    let mut partials = vec![0f32; groups * part_chunk];
+    let mut partials = Filled::new(groups * part_chunk);
+    let (part_chunks, part_ready) = partials.chunks(part_chunk);
     // W^T [rows, cout]
     let w_t = || Operand(ws, 1, rows);
     if in_len > 0 && out_len > 0 {
         xs.par_chunks(GROUP * in_len)
             .zip(gs.par_chunks(GROUP * out_len))
             .zip(dx_chunks)
-            .zip(partials.par_chunks_mut(part_chunk))
+            .zip(part_chunks)
             .for_each_init(
                 || (Vec::new(), Vec::new()),
                 |(col, dcol), (((xg, gg), dxg), part)| {
-                    let dxg = zeroed(dxg, ready);
+                    let (dxg, part) = (zeroed(dxg, ready), zeroed(part, part_ready));
                     for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
                         if g.pointwise() {
                             // dW += dy_n x_n^T (dW column-major, see below); dx_n = W^T dy_n
@@ -452,11 +453,12 @@ fn backward(
                 },
             );
     } else {
-        dx_chunks.for_each(|c| {
+        dx_chunks.zip(part_chunks).for_each(|(c, p)| {
             zeroed(c, ready);
+            zeroed(p, part_ready);
         });
     }
-    let dx = dx.into_vec();
+    let (dx, partials) = (dx.into_vec(), partials.into_vec());
     let dw = need_w.then(|| {
         // The partials are column-major ([rows, cout] row-major): sum in group order, then
         // transpose into [cout, rows].

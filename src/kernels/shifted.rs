@@ -73,19 +73,23 @@ impl Padded {
         self.offset(self.p, self.p)
     }
 
-    /// `[N, C, H, W]` samples into the padded layout `[C, channel_len]`.
+    /// `[N, C, H, W]` samples into the padded layout `[C, channel_len]`: every element is
+    /// written (rows copied, padding zeroed), so `dst` may hold anything before.
     fn pad(&self, src: &[f32], channels: usize, dst: &mut Vec<f32>) {
-        let (len, plane) = (self.channel_len(), self.h * self.w);
-        dst.clear();
+        let (len, plane, (w, wp)) = (self.channel_len(), self.h * self.w, (self.w, self.wp()));
         dst.resize(channels * len, 0.0);
-        for (n, sample) in src.chunks(channels * plane).enumerate() {
-            for (c, image) in sample.chunks(plane).enumerate() {
-                let base = c * len + self.at(n, 0);
-                for (y, row) in image.chunks(self.w).enumerate() {
-                    let at = base + y * self.wp();
-                    dst[at..at + self.w].copy_from_slice(row);
+        for (c, channel) in dst.chunks_mut(len).enumerate() {
+            channel[..self.at(0, 0)].fill(0.0);
+            for n in 0..self.samples {
+                let image = &src[(n * channels + c) * plane..][..plane];
+                for (y, row) in image.chunks(w).enumerate() {
+                    let at = self.at(n, y);
+                    channel[at..at + w].copy_from_slice(row);
+                    channel[at + w..at + wp].fill(0.0);
                 }
+                channel[self.at(n, self.h)..self.at(n + 1, 0)].fill(0.0);
             }
+            channel[self.at(self.samples, 0)..].fill(0.0);
         }
     }
 
@@ -183,13 +187,14 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
     let (dx_chunk, part_chunk) = (if need_x { GROUP * in_len } else { 1 }, if need_w { w_len } else { 1 });
     let mut dx = Filled::new(if need_x { xs.len() } else { groups });
     let (dx_chunks, ready) = dx.chunks(dx_chunk);
-    let mut partials = vec![0f32; groups * part_chunk];
+    let mut partials = Filled::new(groups * part_chunk);
+    let (part_chunks, part_ready) = partials.chunks(part_chunk);
     xs.par_chunks(GROUP * in_len)
         .zip(gs.par_chunks(GROUP * out_len))
         .zip(dx_chunks)
-        .zip(partials.par_chunks_mut(part_chunk))
+        .zip(part_chunks)
         .for_each(|(((xg, gg), dxg), part)| {
-            let dxg = zeroed(dxg, ready);
+            let (dxg, part) = (zeroed(dxg, ready), zeroed(part, part_ready));
             SCRATCH.with_borrow_mut(|[xp, dyp, dxw]| {
                 let lay = Padded::of(g, xg.len() / in_len);
                 let (len, positions) = (lay.channel_len(), lay.positions());
@@ -221,6 +226,7 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
                 }
             })
         });
+    let partials = partials.into_vec();
     let dw = if need_w {
         let mut sum = vec![0f32; w_len];
         for part in partials.chunks(w_len) {
