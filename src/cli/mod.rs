@@ -7,6 +7,7 @@ mod bench;
 mod data;
 mod eval;
 mod functions;
+mod memory;
 mod plot;
 mod progress;
 mod report;
@@ -43,6 +44,7 @@ enum Command {
 
 /// Run the program; returns the process exit code. Every error is one line on stderr.
 pub fn main() -> i32 {
+    memory::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
