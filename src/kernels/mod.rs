@@ -25,8 +25,9 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
 }
 
 /// An output vector filled by the rayon threads with no zeroing pass up front: each chunk is
-/// zeroed by the thread that then writes it, in cache, just before its writes. (A separate
-/// pass over a multi-megabyte output, on one thread or several, costs about as much as the
+/// either zeroed by the thread that then writes it, in cache, just before its writes
+/// ([`zeroed`]), or written element by element and counted ([`written`]). (A separate pass
+/// over a multi-megabyte output, on one thread or several, costs about as much as the
 /// kernel's own writes.)
 struct Filled {
     v: Vec<f32>,
@@ -57,6 +58,15 @@ impl Filled {
         unsafe { self.v.set_len(self.len) };
         self.v
     }
+}
+
+/// Counts a chunk of [`Filled`] that its writer initialized element by element
+/// (`MaybeUninit::write`), with no zeroing first.
+///
+/// # Safety
+/// Every element of `chunk` must have been written.
+unsafe fn written(chunk: &[std::mem::MaybeUninit<f32>], ready: &std::sync::atomic::AtomicUsize) {
+    ready.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The chunk zeroed, as plain floats (counted in `ready`, see [`Filled`]).

@@ -23,7 +23,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{Filled, contiguous, zeroed};
+use super::{Filled, contiguous, written};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormBackend: Backend {
@@ -141,14 +141,15 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
     if plane > 0 {
         let (chunks, ready) = y.chunks(plane);
         chunks.zip(xs.par_chunks(plane)).enumerate().for_each(|(i, (yo, xi))| {
-            let yo = zeroed(yo, ready);
             let c = i % channels;
             let (mean, inv) = norm[c];
             // (v - mean) first, as the backward pass does: no cancellation when |mean| >> std.
             let scale = gs[c] * inv;
             for (o, &v) in yo.iter_mut().zip(xi) {
-                *o = (v - mean) * scale + bs[c];
+                o.write((v - mean) * scale + bs[c]);
             }
+            // SAFETY: the loop wrote every element (yo and xi are both one plane long).
+            unsafe { written(yo, ready) };
         });
     }
     FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
@@ -179,14 +180,15 @@ fn backward(
         let (chunks, ready) = dx.chunks(plane);
         chunks.zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(
             |(i, (out, (p, d)))| {
-                let out = zeroed(out, ready);
                 let c = i % channels;
                 let (mean, inv) = norm[c];
                 let (mean_dy, mean_dyx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
                 let scale = gs[c] * inv;
                 for ((o, &v), &g) in out.iter_mut().zip(p).zip(d) {
-                    *o = scale * (g - mean_dy - (v - mean) * inv * mean_dyx);
+                    o.write(scale * (g - mean_dy - (v - mean) * inv * mean_dyx));
                 }
+                // SAFETY: the loop wrote every element (out, p and d are one plane long).
+                unsafe { written(out, ready) };
             },
         );
     }

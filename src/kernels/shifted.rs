@@ -18,10 +18,12 @@
 //! Groups of [`GROUP`] samples run in parallel; the weight gradient is summed per group and
 //! the groups added in order, so results do not depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv::{Dest, GROUP, Geometry, Operand, matmul};
-use super::{Filled, zeroed};
+use super::{Filled, written, zeroed};
 
 /// The padded layout of a group of `samples` samples of `[C, H, W]` images with padding `p`.
 #[derive(Clone, Copy, Debug)]
@@ -94,14 +96,18 @@ impl Padded {
     }
 
     /// Position-major results `[C][positions]` back into `[N, C, H, W]`, dropping the padding.
-    fn unpad(&self, src: &[f32], channels: usize, dst: &mut [f32]) {
+    /// Every element of `dst` (`samples` images of `channels` planes) is written.
+    fn unpad(&self, src: &[f32], channels: usize, dst: &mut [MaybeUninit<f32>]) {
         let (positions, plane) = (self.positions(), self.h * self.w);
+        assert_eq!(dst.len(), self.samples * channels * plane);
         for (n, sample) in dst.chunks_mut(channels * plane).enumerate() {
             for (c, image) in sample.chunks_mut(plane).enumerate() {
                 let base = c * positions + n * self.hp() * self.wp();
                 for (y, row) in image.chunks_mut(self.w).enumerate() {
                     let at = base + y * self.wp();
-                    row.copy_from_slice(&src[at..at + self.w]);
+                    for (d, &v) in row.iter_mut().zip(&src[at..at + self.w]) {
+                        d.write(v);
+                    }
                 }
             }
         }
@@ -164,7 +170,6 @@ pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
     let mut y = Filled::new(g.batch * out_len);
     let (chunks, ready) = y.chunks(GROUP * out_len);
     chunks.zip(xs.par_chunks(GROUP * in_len)).for_each(|(yg, xg)| {
-        let yg = zeroed(yg, ready);
         SCRATCH.with_borrow_mut(|[xp, yw, _]| {
             let lay = Padded::of(g, xg.len() / in_len);
             lay.pad(xg, g.cin, xp);
@@ -172,6 +177,8 @@ pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
             // W[co, ci, i, j] as the [ci, co] matrix of tap (i, j)
             taps(g, &lay, xp, g.cin, yw, g.cout, |i, j| Operand(&ws[i * g.k + j..], kk, g.cin * kk));
             lay.unpad(yw, g.cout, yg);
+            // SAFETY: unpad writes every element of the group's chunk.
+            unsafe { written(yg, ready) };
         })
     });
     y.into_vec()
@@ -194,7 +201,7 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
         .zip(dx_chunks)
         .zip(part_chunks)
         .for_each(|(((xg, gg), dxg), part)| {
-            let (dxg, part) = (zeroed(dxg, ready), zeroed(part, part_ready));
+            let part = zeroed(part, part_ready);
             SCRATCH.with_borrow_mut(|[xp, dyp, dxw]| {
                 let lay = Padded::of(g, xg.len() / in_len);
                 let (len, positions) = (lay.channel_len(), lay.positions());
@@ -205,6 +212,10 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
                     let flipped = |i: usize, j: usize| Operand(&ws[(k - 1 - i) * k + (k - 1 - j)..], g.cin * kk, kk);
                     taps(g, &lay, dyp, g.cout, dxw, g.cin, flipped);
                     lay.unpad(dxw, g.cin, dxg);
+                    // SAFETY: unpad writes every element of the group's chunk.
+                    unsafe { written(dxg, ready) };
+                } else {
+                    zeroed(dxg, ready); // the one-element placeholder
                 }
                 if need_w {
                     // dW[co, ci, i, j] = sum_q dy[q + center, co] x[q + offset(i, j), ci]; dy is
