@@ -462,17 +462,23 @@ fn backward(
     let dw = need_w.then(|| {
         // The partials are column-major ([rows, cout] row-major): sum in group order, then
         // transpose into [cout, rows].
-        let mut sum = vec![0f32; cout * rows];
-        for part in partials.chunks(cout * rows) {
-            for (d, p) in sum.iter_mut().zip(part) {
-                *d += p;
-            }
-        }
+        let sum = sum_groups(&partials, cout * rows);
         let dw: Vec<f32> = (0..cout * rows).map(|i| sum[(i % rows) * cout + i / rows]).collect();
         FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k]))
     });
     let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
     (dx, dw)
+}
+
+/// The per-group weight-gradient partials (`len` elements each) added in group order.
+pub(super) fn sum_groups(partials: &[f32], len: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; len];
+    for part in partials.chunks(len) {
+        for (d, p) in sum.iter_mut().zip(part) {
+            *d += p;
+        }
+    }
+    sum
 }
 
 impl ConvBackend for Flex {

@@ -32,7 +32,7 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
 struct Filled {
     v: Vec<f32>,
     len: usize,
-    /// Elements zeroed so far, checked before the vector is handed out.
+    /// Elements zeroed or written so far, checked before the vector is handed out.
     ready: std::sync::atomic::AtomicUsize,
 }
 
@@ -42,7 +42,7 @@ impl Filled {
     }
 
     /// The chunks of `size` elements (the last may be shorter) as a parallel iterator, and
-    /// the counter to pass to [`zeroed`] with each.
+    /// the counter to pass to [`zeroed`] or [`written`] with each.
     fn chunks(
         &mut self,
         size: usize,
@@ -51,10 +51,12 @@ impl Filled {
         (self.v.spare_capacity_mut()[..self.len].par_chunks_mut(size), &self.ready)
     }
 
-    /// The vector, once every chunk has been through [`zeroed`] (panics otherwise).
+    /// The vector, once every chunk has been through [`zeroed`] or [`written`] (panics
+    /// otherwise).
     fn into_vec(mut self) -> Vec<f32> {
         assert_eq!(self.ready.into_inner(), self.len, "Filled: a chunk was never written");
-        // SAFETY: `zeroed` initialized every one of the first `len` elements (counted above).
+        // SAFETY: `zeroed` and `written`'s callers initialized every one of the first `len`
+        // elements (counted above).
         unsafe { self.v.set_len(self.len) };
         self.v
     }
