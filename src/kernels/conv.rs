@@ -10,6 +10,9 @@
 //! - backward, per sample: `dcol_n = W^T dy_n`, `dx_n = col2im(dcol_n)`, and
 //!   `dW += dy_n col_n^T` (col_n recomputed, not stored).
 //!
+//! Stride-1 "same" convolutions on wide enough images go to `kernels::shifted` instead (k*k
+//! shifted products, no im2col matrix); the forward and the backward choose separately.
+//!
 //! Samples run in parallel over rayon. The weight gradient is summed per fixed group of
 //! [`GROUP`] samples and the groups are added in order, so the result does not depend on the
 //! thread count. Only what is asked for is computed (the stem's input needs no gradient).
