@@ -261,7 +261,7 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel) 
                 false => chart.draw_series(LineSeries::new(piece.clone(), style)).map_err(err)?,
             };
             if let (0, Some(label), Some(side)) = (k, &line.label, &side) {
-                let y = 50 + 18 * legend_rows as i32;
+                let y = 50 + 18 * legend_rows;
                 let to = if line.dashed { 34 } else { 44 };
                 side.draw(&PathElement::new(vec![(14, y), (to, y)], style)).map_err(err)?;
                 for (row, text) in wrap(label, LEGEND_CHARS).into_iter().enumerate() {

@@ -391,16 +391,16 @@ mod tests {
         assert!(message(&[root.path().to_path_buf()]).contains("no runs in"));
         let run = root.path().join("run");
         write(&run, "config.json", "{}");
-        assert!(message(&[run.clone()]).contains("errors.json is missing"));
+        assert!(message(std::slice::from_ref(&run)).contains("errors.json is missing"));
         write(&run, "errors.json", "{\"seed\": 1, \"train_acc\": [1");
-        assert!(message(&[run.clone()]).contains("errors.json is corrupt"));
+        assert!(message(std::slice::from_ref(&run)).contains("errors.json is corrupt"));
         write(&run, "errors.json", r#"{"network": "resnet8", "dataset": "c", "activation": "relu"}"#);
-        assert!(message(&[run.clone()]).contains("no \"train_acc\""));
+        assert!(message(std::slice::from_ref(&run)).contains("no \"train_acc\""));
         write(&run, "errors.json", ERRORS);
         write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0, 2.0]]]}\n");
-        assert!(message(&[run.clone()]).contains("do not match"));
+        assert!(message(std::slice::from_ref(&run)).contains("do not match"));
         write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\", \"b\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0]]]}\n");
-        assert!(message(&[run.clone()]).contains("names 2 positions but lists ops for 1"));
+        assert!(message(std::slice::from_ref(&run)).contains("names 2 positions but lists ops for 1"));
         write(&run, "alphas.jsonl", "{\"epoch\": 1,\n");
         assert!(message(&[run]).contains("alphas.jsonl line 1 is corrupt"));
     }

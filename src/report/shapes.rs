@@ -27,7 +27,7 @@ pub struct Shape {
 /// activation or a formula.
 pub fn shape(spec: &str) -> Result<Shape> {
     if spec.ends_with(".json") {
-        return Ok(of_genotype(&Genotype::load(Path::new(spec))?)?);
+        return of_genotype(&Genotype::load(Path::new(spec))?);
     }
     let formula = resolve(spec).with_context(|| format!("cannot plot \"{spec}\""))?;
     let params = vec![1.0; formula.num_params()];

@@ -63,7 +63,9 @@ pub struct ResultGroup {
 /// deviation of their final test accuracy; groups without any test accuracy are left out.
 /// Sorted by network, dataset, then mean accuracy (best first).
 pub fn result_groups(runs: &[Run]) -> Vec<ResultGroup> {
-    let mut groups: BTreeMap<(String, String, String), Vec<(Option<u64>, f64)>> = BTreeMap::new();
+    // (network, dataset, activation) -> (seed, final test accuracy) per run
+    type Key = (String, String, String);
+    let mut groups: BTreeMap<Key, Vec<(Option<u64>, f64)>> = BTreeMap::new();
     for run in runs.iter().filter(|r| matches!(r.kind, super::runs::RunKind::Eval)) {
         let e = &run.errors;
         if let Some(acc) = e.final_test_acc() {
