@@ -220,45 +220,24 @@ macro_rules! lanes2_d {
     }};
 }
 
-/// Reverse step with the local derivative stored by the forward run:
-/// `adj[a] += adj[i] * d[i]` per lane (`d` is `dvals` or `dvals2`).
-macro_rules! chain_d {
-    ($s:expr, $i:expr, $a:expr, $n:expr, $d:ident) => {{
-        let (i, a, n) = ($i, $a, $n);
+/// Reverse step into vector register `a` from register `i`: `adj[a] += body(src, adj[i])` per
+/// lane, where `src` is lane-wise `field[r]`: `vals[a]` (the operand's value) or `dvals[i]` /
+/// `dvals2[i]` (the local derivative the forward run stored).
+macro_rules! chain {
+    ($s:expr, $i:expr, $a:expr, $n:expr, $field:ident[$r:expr], |$v:ident, $g:ident| $body:expr) => {{
+        let (i, a, n, r) = ($i, $a, $n, $r);
         let first = !$s.touched[a];
         $s.touched[a] = true;
         let (lo, hi) = $s.adj.split_at_mut(i * LANES);
         let grads = &hi[..n];
         let out = &mut lo[a * LANES..a * LANES + n];
-        let d = &$s.$d[i * LANES..i * LANES + n];
+        let src = &$s.$field[r * LANES..r * LANES + n];
         if first {
-            for ((o, &g), &k) in out.iter_mut().zip(grads).zip(d) {
-                *o = g * k;
-            }
-        } else {
-            for ((o, &g), &k) in out.iter_mut().zip(grads).zip(d) {
-                *o += g * k;
-            }
-        }
-    }};
-}
-
-/// Reverse step into a vector register: `adj[a] += body(value[a], adj[i])` per lane.
-macro_rules! chain1 {
-    ($s:expr, $i:expr, $a:expr, $n:expr, |$v:ident, $g:ident| $body:expr) => {{
-        let (i, a, n) = ($i, $a, $n);
-        let first = !$s.touched[a];
-        $s.touched[a] = true;
-        let (lo, hi) = $s.adj.split_at_mut(i * LANES);
-        let grads = &hi[..n];
-        let out = &mut lo[a * LANES..a * LANES + n];
-        let vals = &$s.vals[a * LANES..a * LANES + n];
-        if first {
-            for ((o, &$g), &$v) in out.iter_mut().zip(grads).zip(vals) {
+            for ((o, &$g), &$v) in out.iter_mut().zip(grads).zip(src) {
                 *o = $body;
             }
         } else {
-            for ((o, &$g), &$v) in out.iter_mut().zip(grads).zip(vals) {
+            for ((o, &$g), &$v) in out.iter_mut().zip(grads).zip(src) {
                 *o += $body;
             }
         }
@@ -651,10 +630,10 @@ impl Program {
             match inst {
                 Inst::X => {}
                 Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
-                Inst::Neg(a) => chain1!(s, i, a, n, |_v, g| -g),
-                Inst::Pow(a, _) => chain_d!(s, i, a, n, dvals),
-                Inst::Clamp(a, lo, hi) => chain1!(s, i, a, n, |v, g| if v > lo && v < hi { g } else { 0.0 }),
-                Inst::Call(_, a) => chain_d!(s, i, a, n, dvals),
+                Inst::Neg(a) => chain!(s, i, a, n, vals[a], |_v, g| -g),
+                Inst::Pow(a, _) => chain!(s, i, a, n, dvals[i], |d, g| g * d),
+                Inst::Clamp(a, lo, hi) => chain!(s, i, a, n, vals[a], |v, g| if v > lo && v < hi { g } else { 0.0 }),
+                Inst::Call(_, a) => chain!(s, i, a, n, dvals[i], |d, g| g * d),
                 Inst::Mix { start, len, weight } => {
                     for j in 0..len {
                         let r = self.mix_regs[start + j];
@@ -683,16 +662,16 @@ impl Program {
                 }
                 Inst::Bin(_, a, b) => match (self.uniform[a], self.uniform[b]) {
                     (false, false) => {
-                        chain_d!(s, i, a, n, dvals);
-                        chain_d!(s, i, b, n, dvals2);
+                        chain!(s, i, a, n, dvals[i], |d, g| g * d);
+                        chain!(s, i, b, n, dvals2[i], |d, g| g * d);
                     }
                     (true, false) => {
-                        chain_d!(s, i, b, n, dvals2);
+                        chain!(s, i, b, n, dvals2[i], |d, g| g * d);
                         let total = dot(&s.adj[i * LANES..i * LANES + n], &s.dvals[i * LANES..i * LANES + n]);
                         s.add_scalar(a, total);
                     }
                     (false, true) => {
-                        chain_d!(s, i, a, n, dvals);
+                        chain!(s, i, a, n, dvals[i], |d, g| g * d);
                         let total = dot(&s.adj[i * LANES..i * LANES + n], &s.dvals2[i * LANES..i * LANES + n]);
                         s.add_scalar(b, total);
                     }
