@@ -352,32 +352,29 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
     let (x, w) = (contiguous(x), contiguous(w));
     let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
     let (rows, cols) = (g.rows(), g.cols());
-    if g.out_len() > 0 && g.in_len() > 0 && shifted::forward_applies(&g) {
-        let y = shifted::forward(xs, ws, &g);
-        return FlexTensor::from_data(TensorData::new(y, [g.batch, g.cout, g.ho, g.wo]));
+    let shape = [g.batch, g.cout, g.ho, g.wo];
+    if g.out_len() == 0 || g.in_len() == 0 {
+        // No output, or no input to sum over: zeros.
+        return FlexTensor::from_data(TensorData::new(vec![0f32; g.batch * g.out_len()], shape));
+    }
+    if shifted::forward_applies(&g) {
+        return FlexTensor::from_data(TensorData::new(shifted::forward(xs, ws, &g), shape));
     }
     let mut y = Filled::new(g.batch * g.out_len());
-    if g.out_len() > 0 && g.in_len() > 0 {
-        let (chunks, ready) = y.chunks(g.out_len());
-        chunks.zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
-            let yn = zeroed(yn, ready);
-            if g.pointwise() {
-                return matmul(Dest::rows(yn, cols), false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
-            }
-            for oys in g.tiles() {
-                let (at, n) = (oys.start * g.wo, oys.len() * g.wo);
-                col.resize(rows * n, 0.0);
-                im2col(xn, &g, oys, col);
-                matmul(Dest::rows(&mut yn[at..], cols), false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
-            }
-        });
-    } else if g.out_len() > 0 {
-        let (chunks, ready) = y.chunks(g.out_len());
-        chunks.for_each(|c| {
-            zeroed(c, ready);
-        });
-    }
-    FlexTensor::from_data(TensorData::new(y.into_vec(), [g.batch, g.cout, g.ho, g.wo]))
+    let (chunks, ready) = y.chunks(g.out_len());
+    chunks.zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
+        let yn = zeroed(yn, ready);
+        if g.pointwise() {
+            return matmul(Dest::rows(yn, cols), false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
+        }
+        for oys in g.tiles() {
+            let (at, n) = (oys.start * g.wo, oys.len() * g.wo);
+            col.resize(rows * n, 0.0);
+            im2col(xn, &g, oys, col);
+            matmul(Dest::rows(&mut yn[at..], cols), false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
+        }
+    });
+    FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
 }
 
 /// The gradients for x (if `need_x`) and w (if `need_w`) given dy.
@@ -394,11 +391,18 @@ fn backward(
     let (xs, ws, gs) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap(), dy.as_slice::<f32>().unwrap());
     let (rows, cols, cout) = (g.rows(), g.cols(), g.cout);
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    if in_len > 0 && out_len > 0 && shifted::backward_applies(&g) {
+    let (x_shape, w_shape) = ([g.batch, g.cin, g.h, g.w], [g.cout, g.cin, g.k, g.k]);
+    let tensors = |dx: Vec<f32>, dw: Vec<f32>| {
+        let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, x_shape)));
+        (dx, need_w.then(|| FlexTensor::from_data(TensorData::new(dw, w_shape))))
+    };
+    if in_len == 0 || out_len == 0 {
+        // Nothing flows either way: zero gradients.
+        return tensors(vec![0f32; g.batch * in_len], vec![0f32; cout * rows]);
+    }
+    if shifted::backward_applies(&g) {
         let (dx, dw) = shifted::backward(xs, ws, gs, &g, need_x, need_w);
-        let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
-        let dw = need_w.then(|| FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k])));
-        return (dx, dw);
+        return tensors(dx, dw);
     }
     let groups = g.batch.div_ceil(GROUP);
     // Gradients not asked for get one dummy element per group, so every zipped producer
@@ -410,67 +414,61 @@ fn backward(
     let (part_chunks, part_ready) = partials.chunks(part_chunk);
     // W^T [rows, cout]
     let w_t = || Operand(ws, 1, rows);
-    if in_len > 0 && out_len > 0 {
-        xs.par_chunks(GROUP * in_len)
-            .zip(gs.par_chunks(GROUP * out_len))
-            .zip(dx_chunks)
-            .zip(part_chunks)
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(col, dcol), (((xg, gg), dxg), part)| {
-                    let (dxg, part) = (zeroed(dxg, ready), zeroed(part, part_ready));
-                    for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
-                        if g.pointwise() {
-                            // dW += dy_n x_n^T (dW column-major, see below); dx_n = W^T dy_n
-                            if need_w {
-                                let (dw, x_t) = (Dest(part, 1, cout), Operand(xn, 1, cols));
-                                matmul(dw, n > 0, (cout, rows, cols), Operand(gn, cols, 1), x_t);
-                            }
-                            if need_x {
-                                let dxn = &mut dxg[n * in_len..(n + 1) * in_len];
-                                matmul(Dest::rows(dxn, cols), false, (rows, cols, cout), w_t(), Operand(gn, cols, 1));
-                            }
-                            continue;
+    xs.par_chunks(GROUP * in_len)
+        .zip(gs.par_chunks(GROUP * out_len))
+        .zip(dx_chunks)
+        .zip(part_chunks)
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(col, dcol), (((xg, gg), dxg), part)| {
+                let (dxg, part) = (zeroed(dxg, ready), zeroed(part, part_ready));
+                for (n, (xn, gn)) in xg.chunks(in_len).zip(gg.chunks(out_len)).enumerate() {
+                    if g.pointwise() {
+                        // dW += dy_n x_n^T (dW column-major, see below); dx_n = W^T dy_n
+                        if need_w {
+                            let (dw, x_t) = (Dest(part, 1, cout), Operand(xn, 1, cols));
+                            matmul(dw, n > 0, (cout, rows, cols), Operand(gn, cols, 1), x_t);
                         }
-                        for oys in g.tiles() {
-                            let (at, t) = (oys.start * g.wo, oys.len() * g.wo);
-                            // This tile's columns of dy_n: [cout, t] with row stride cols.
-                            let dy_tile = || Operand(&gn[at..], cols, 1);
-                            if need_w {
-                                // dW [cout, rows] += dy_tile col_tile^T, dW kept column-major
-                                // so gemm reads the im2col tile in place instead of packing it.
-                                col.resize(rows * t, 0.0);
-                                im2col(xn, &g, oys.clone(), col);
-                                let first = n == 0 && at == 0;
-                                let dw = Dest(part, 1, cout);
-                                matmul(dw, !first, (cout, rows, t), dy_tile(), Operand(col, 1, t));
-                            }
-                            if need_x {
-                                // dcol [rows, t] = W^T dy_tile, folded back onto dx_n
-                                dcol.resize(rows * t, 0.0);
-                                matmul(Dest::rows(dcol, t), false, (rows, t, cout), w_t(), dy_tile());
-                                col2im(dcol, &g, oys, &mut dxg[n * in_len..(n + 1) * in_len]);
-                            }
+                        if need_x {
+                            let dxn = &mut dxg[n * in_len..(n + 1) * in_len];
+                            matmul(Dest::rows(dxn, cols), false, (rows, cols, cout), w_t(), Operand(gn, cols, 1));
+                        }
+                        continue;
+                    }
+                    for oys in g.tiles() {
+                        let (at, t) = (oys.start * g.wo, oys.len() * g.wo);
+                        // This tile's columns of dy_n: [cout, t] with row stride cols.
+                        let dy_tile = || Operand(&gn[at..], cols, 1);
+                        if need_w {
+                            // dW [cout, rows] += dy_tile col_tile^T, dW kept column-major
+                            // so gemm reads the im2col tile in place instead of packing it.
+                            col.resize(rows * t, 0.0);
+                            im2col(xn, &g, oys.clone(), col);
+                            let first = n == 0 && at == 0;
+                            let dw = Dest(part, 1, cout);
+                            matmul(dw, !first, (cout, rows, t), dy_tile(), Operand(col, 1, t));
+                        }
+                        if need_x {
+                            // dcol [rows, t] = W^T dy_tile, folded back onto dx_n
+                            dcol.resize(rows * t, 0.0);
+                            matmul(Dest::rows(dcol, t), false, (rows, t, cout), w_t(), dy_tile());
+                            col2im(dcol, &g, oys, &mut dxg[n * in_len..(n + 1) * in_len]);
                         }
                     }
-                },
-            );
-    } else {
-        dx_chunks.zip(part_chunks).for_each(|(c, p)| {
-            zeroed(c, ready);
-            zeroed(p, part_ready);
-        });
-    }
+                }
+            },
+        );
     let (dx, partials) = (dx.into_vec(), partials.into_vec());
-    let dw = need_w.then(|| {
-        // The partials are column-major ([rows, cout] row-major): sum in group order, then
-        // transpose into [cout, rows].
-        let sum = sum_groups(&partials, cout * rows);
-        let dw: Vec<f32> = (0..cout * rows).map(|i| sum[(i % rows) * cout + i / rows]).collect();
-        FlexTensor::from_data(TensorData::new(dw, [g.cout, g.cin, g.k, g.k]))
-    });
-    let dx = need_x.then(|| FlexTensor::from_data(TensorData::new(dx, [g.batch, g.cin, g.h, g.w])));
-    (dx, dw)
+    // The partials are column-major ([rows, cout] row-major): sum in group order, then
+    // transpose into [cout, rows].
+    let dw = match need_w {
+        true => {
+            let sum = sum_groups(&partials, cout * rows);
+            (0..cout * rows).map(|i| sum[(i % rows) * cout + i / rows]).collect()
+        }
+        false => Vec::new(),
+    };
+    tensors(dx, dw)
 }
 
 /// The per-group weight-gradient partials (`len` elements each) added in group order.
