@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod expr;
+pub mod files;
 pub mod kernels;
 pub mod model;
 pub mod observer;
