@@ -10,7 +10,7 @@ use actsearch::model::Network;
 use actsearch::model::state::read_safetensors;
 use actsearch::observer::{Event, Observer, Silent};
 use actsearch::search::oneshot::{SearchConfig, search};
-use actsearch::space::genotype::resolve_activation;
+use actsearch::space::resolve::resolve_activation;
 use burn::prelude::*;
 
 fn method_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
@@ -35,6 +35,7 @@ fn method_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usi
         accumulate: 1,
         train_portion: 0.5,
         subset: None,
+        test_subset: None,
         augment: true,
         seed: 1,
         backend: "flex".to_string(),

@@ -10,7 +10,7 @@ use super::backend::DataAndCompute;
 use super::progress::Progress;
 use super::stdout;
 use crate::model::Network;
-use crate::space::genotype::{InitParams, resolve_activation, site_values};
+use crate::space::resolve::{InitParams, resolve_activation, site_values};
 use crate::train::config::Preset;
 use crate::train::schedule::Schedule;
 use crate::train::{TrainConfig, seeds};

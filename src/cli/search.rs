@@ -88,6 +88,11 @@ pub struct SearchArgs {
     /// Use only the first N training images after a seeded shuffle [preset: quick 5000].
     #[arg(long)]
     pub subset: Option<usize>,
+    /// Also score the supernet on the first N test images (after a seeded shuffle) after
+    /// every epoch; the last value is the final supernet's test accuracy. Without it the test
+    /// split is not used.
+    #[arg(long)]
+    pub test_subset: Option<usize>,
     /// Training-data augmentation (pad 4, random crop, flip).
     #[arg(long, default_value = "standard", value_parser = ["standard", "none"])]
     pub augment: String,
@@ -146,6 +151,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         accumulate: args.accumulate.unwrap_or(defaults.accumulate),
         train_portion: args.train_portion.unwrap_or(defaults.train_portion),
         subset: args.subset.or(defaults.subset),
+        test_subset: args.test_subset,
         augment: args.augment == "standard",
         seed: args.seed,
         backend: args.common.backend.name().to_string(),
@@ -167,7 +173,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     ));
     if args.then_eval {
         // A bad baseline fails now, not after the search.
-        crate::space::genotype::resolve_activation(&args.baseline)?;
+        crate::space::resolve::resolve_activation(&args.baseline)?;
     }
     let outcome = pool.install(|| search(&config, &device, args.resume, &progress))?;
     progress.finish();
@@ -192,7 +198,7 @@ fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path) -> R
         "found: {}
 training it and {} from scratch on {} (quick preset) to compare
 ",
-        crate::space::genotype::load_formula(&genotype)?,
+        crate::space::resolve::load_formula(&genotype)?,
         args.baseline,
         args.eval_network.name()
     ))?;
@@ -254,8 +260,8 @@ fn validate(c: &SearchConfig) -> Result<()> {
     if c.accumulate == 0 {
         anyhow::bail!("--accumulate must be at least 1");
     }
-    if c.subset == Some(0) {
-        anyhow::bail!("--subset must be at least 1");
+    if c.subset == Some(0) || c.test_subset == Some(0) {
+        anyhow::bail!("--subset and --test-subset must be at least 1");
     }
     Ok(())
 }

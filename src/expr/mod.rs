@@ -35,7 +35,7 @@ pub mod slots;
 
 pub use crate::space::ops::{BinOp, Func, Real};
 pub use named::{NAMED, NamedFn, lookup, resolve};
-pub use parse_error::ParseError;
+pub use parse_error::{ParseError, shorten};
 
 /// An expression tree.
 #[derive(Clone, Debug, PartialEq)]

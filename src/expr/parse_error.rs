@@ -41,11 +41,7 @@ impl ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Debug-quoting escapes newlines, keeping the message on one line.
-        let mut shown: String = self.source.chars().take(80).collect();
-        if shown.len() < self.source.len() {
-            shown.push_str("...");
-        }
-        write!(f, "malformed formula {:?}: {} at column {}", shown, self.problem, self.column)?;
+        write!(f, "malformed formula {:?}: {} at column {}", shorten(&self.source), self.problem, self.column)?;
         if !self.fix.is_empty() {
             write!(f, " ({})", self.fix)?;
         }
@@ -54,6 +50,19 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// Longest user text (a formula, a path) echoed whole in a message.
+pub const SHOWN_CHARS: usize = 80;
+
+/// `text` cut to [`SHOWN_CHARS`] characters with `...` appended when cut, so that a 100 kB
+/// formula never floods an error line.
+pub fn shorten(text: &str) -> String {
+    let mut shown: String = text.chars().take(SHOWN_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push_str("...");
+    }
+    shown
+}
 
 /// Everything the lexer and parser can reject.
 pub(super) enum Problem {

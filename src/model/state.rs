@@ -5,7 +5,7 @@
 //! `safetensors.torch.load_file` + `load_state_dict(strict=True)` works. Burn stores a linear
 //! weight as `[in, out]` and PyTorch as `[out, in]`; the transpose happens here and only here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -174,8 +174,16 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// The metadata entry holding the file's checksum (see [`write_safetensors`]).
+pub const CHECKSUM_KEY: &str = "checksum";
+
 /// Write tensors (and string metadata) to a `.safetensors` file, atomically.
-pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: HashMap<String, String>) -> Result<()> {
+///
+/// The file is byte-for-byte reproducible: the header's tensors and metadata are in sorted
+/// order (the `safetensors` crate writes its metadata map in hash order). Its metadata carries
+/// a [`CHECKSUM_KEY`] entry, the xxh3 of the header without that entry plus every data byte,
+/// which [`read_safetensors`] verifies.
+pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Result<()> {
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|t| match &t.values {
@@ -192,35 +200,137 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: HashMap
         .map(|(name, dtype, shape, data)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), data)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| anyhow!("cannot encode tensors for {}: {e}", path.display()))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, Some(metadata), &tmp)
-        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", tmp.display()))?;
-    Ok(())
+    let mut metadata: HashMap<String, String> = metadata.into_iter().collect();
+    metadata.remove(CHECKSUM_KEY);
+    let file = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| anyhow!("cannot encode tensors for {}: {e}", path.display()))?;
+    let (mut header, data) = split_file(&file).map_err(|e| anyhow!("cannot encode tensors for {}: {e}", path.display()))?;
+    let checksum = file_checksum(&header, data)?;
+    header.metadata.insert(CHECKSUM_KEY.to_string(), checksum);
+    let mut text = serde_json::to_string(&header)?.into_bytes();
+    // Keep the data 8-byte aligned, as the safetensors crate does.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + data.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(data);
+    crate::files::write_atomic(path, &out)
 }
 
-/// Read every tensor of a `.safetensors` file. A corrupt file is an error naming it.
+/// A safetensors header in a fixed (sorted) order.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    #[serde(rename = "__metadata__", default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(flatten)]
+    tensors: BTreeMap<String, serde_json::Value>,
+}
+
+/// The header and the data section of a safetensors file's bytes.
+fn split_file(bytes: &[u8]) -> Result<(Header, &[u8])> {
+    let len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let Some(len) = len.and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= bytes.len() - 8) else {
+        bail!("it is too short for its header");
+    };
+    let header: Header =
+        serde_json::from_slice(&bytes[8..8 + len]).map_err(|e| anyhow!("its header is not valid ({e})"))?;
+    Ok((header, &bytes[8 + len..]))
+}
+
+/// The xxh3 of `header` without its checksum entry, then of `data`.
+fn file_checksum(header: &Header, data: &[u8]) -> Result<String> {
+    let mut metadata = header.metadata.clone();
+    metadata.remove(CHECKSUM_KEY);
+    let canonical = serde_json::to_string(&Header { metadata, tensors: header.tensors.clone() })?;
+    let mut sum = crate::files::Checksum::new();
+    sum.update(canonical.as_bytes());
+    sum.update(data);
+    Ok(sum.hex())
+}
+
+/// Read every tensor of a `.safetensors` file. A corrupt file (unreadable, or its checksum
+/// does not match its contents) is an error naming it. Files without a checksum (written by
+/// other tools) are read as they are.
 pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, NamedTensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let corrupt = |e: safetensors::SafeTensorError| {
-        anyhow!("{} is not a valid safetensors file ({e}); delete it or point to another file", path.display())
-    };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
-    let metadata = meta.metadata().clone().unwrap_or_default();
-    let file = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
+    let corrupt = |e: &dyn std::fmt::Display| anyhow!("{} is corrupt or not a safetensors file ({e})", path.display());
+    let (header, data) = split_file(&bytes).map_err(|e| corrupt(&e))?;
+    if let Some(stored) = header.metadata.get(CHECKSUM_KEY) {
+        let actual = file_checksum(&header, data)?;
+        if &actual != stored {
+            return Err(corrupt(&format!("its checksum is {actual} but {stored} was recorded when it was written")));
+        }
+    }
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(&e))?;
+    let mut metadata: HashMap<String, String> = header.metadata.into_iter().collect();
+    metadata.remove(CHECKSUM_KEY);
     let mut out = HashMap::new();
     for (name, view) in file.tensors() {
         let data = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => {
-                Values::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
-            }
-            Dtype::I64 => {
-                Values::I64(data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect())
-            }
+            Dtype::F32 => Values::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+            Dtype::I64 => Values::I64(
+                data.chunks_exact(8)
+                    .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .collect(),
+            ),
             other => bail!("{}: tensor '{name}' has unsupported dtype {other:?}", path.display()),
         };
         out.insert(name.clone(), NamedTensor { name, shape: view.shape().to_vec(), values });
     }
     Ok((out, metadata))
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    fn tensors() -> Vec<NamedTensor> {
+        vec![
+            NamedTensor { name: "b.weight".into(), shape: vec![2, 2], values: Values::F32(vec![1.0, -2.0, 3.5, 0.25]) },
+            NamedTensor { name: "a.num_batches_tracked".into(), shape: vec![], values: Values::I64(vec![7]) },
+        ]
+    }
+
+    fn metadata() -> BTreeMap<String, String> {
+        (0..20).map(|i| (format!("key{i}"), format!("value {i}"))).collect()
+    }
+
+    #[test]
+    fn identical_writes_give_identical_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        write_safetensors(&a, &tensors(), metadata()).unwrap();
+        // A different insertion order of the same entries must not matter.
+        let reversed: BTreeMap<String, String> = metadata().into_iter().rev().collect();
+        write_safetensors(&b, &tensors(), reversed).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let (read, meta) = read_safetensors(&a).unwrap();
+        assert_eq!(read["b.weight"], tensors()[0]);
+        assert_eq!(meta.len(), 20, "the checksum entry is not handed back: {meta:?}");
+        // The file is still a plain safetensors file.
+        let bytes = std::fs::read(&a).unwrap();
+        assert_eq!(SafeTensors::deserialize(&bytes).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn any_flipped_byte_is_a_corrupt_file_that_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        write_safetensors(&path, &tensors(), metadata()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for at in (0..good.len()).step_by(3) {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            let Err(err) = read_safetensors(&path) else {
+                // A flip inside the header's padding or a JSON-neutral spot may still parse to
+                // the same content; then the values must be unchanged.
+                let (read, _) = read_safetensors(&path).unwrap();
+                assert_eq!(read["b.weight"], tensors()[0], "byte {at}");
+                continue;
+            };
+            assert!(err.to_string().contains("c.safetensors"), "byte {at}: {err}");
+        }
+    }
 }

@@ -207,6 +207,33 @@ impl CellSpace {
         &self.op(pos, op).template
     }
 
+    /// The op index at each position that `genotype.ops` names (the inverse of
+    /// [`CellSpace::genotype`]'s `ops`). A position missing, repeated or unknown, or an op this
+    /// space does not offer there, is an error naming it.
+    pub fn choice_of(&self, genotype: &Genotype) -> Result<Vec<usize>> {
+        if genotype.ops.len() != self.positions.len() {
+            bail!(
+                "it lists {} ops but the {} space has {} positions ({})",
+                genotype.ops.len(),
+                self.name,
+                self.positions.len(),
+                self.positions.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        self.positions
+            .iter()
+            .map(|p| {
+                let mut named = genotype.ops.iter().filter(|c| c.position == p.name);
+                let (Some(chosen), None) = (named.next(), named.next()) else {
+                    bail!("it must name position {} of the {} space exactly once", p.name, self.name);
+                };
+                p.ops.iter().position(|o| *o == chosen.op).ok_or_else(|| {
+                    anyhow::anyhow!("position {} of the {} space has no op '{}'", p.name, self.name, chosen.op)
+                })
+            })
+            .collect()
+    }
+
     /// The genotype choosing op `choice[i]` at position `i`.
     pub fn genotype(&self, choice: &[usize]) -> Result<Genotype> {
         if choice.len() != self.positions.len() {

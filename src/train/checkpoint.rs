@@ -4,7 +4,7 @@
 //! `train::driver`). It is rewritten atomically after every epoch, so a killed run always
 //! leaves the last good epoch behind.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -26,7 +26,7 @@ pub struct CheckpointMeta<C> {
 }
 
 pub fn save<C: serde::Serialize>(dir: &Path, tensors: &[NamedTensor], meta: &CheckpointMeta<C>) -> Result<()> {
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         ("format".to_string(), "actsearch-checkpoint-1".to_string()),
         ("epoch".to_string(), meta.epoch.to_string()),
         ("batches_tracked".to_string(), meta.batches_tracked.to_string()),
@@ -39,7 +39,11 @@ pub fn save<C: serde::Serialize>(dir: &Path, tensors: &[NamedTensor], meta: &Che
 
 pub fn load<C: serde::de::DeserializeOwned>(dir: &Path) -> Result<(HashMap<String, NamedTensor>, CheckpointMeta<C>)> {
     let path = dir.join(FILE);
-    let (tensors, metadata) = read_safetensors(&path)?;
+    let (tensors, metadata) = read_safetensors(&path).map_err(|e| {
+        anyhow!(
+            "cannot resume: {e:#}; the run cannot continue from it: delete it and rerun with --resume to train this run again from epoch 1, or choose another --out"
+        )
+    })?;
     let field = |key: &str| {
         metadata
             .get(key)

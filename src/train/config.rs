@@ -17,7 +17,7 @@ pub struct TrainConfig {
     pub activation: String,
     /// Where the activation's parameters start (a genotype's init or learned values).
     #[serde(default)]
-    pub init_params: crate::space::genotype::InitParams,
+    pub init_params: crate::space::resolve::InitParams,
     /// `cifar10`, `cifar100` or the image-folder path.
     pub dataset: String,
     pub data_dir: PathBuf,

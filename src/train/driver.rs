@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use super::checkpoint::{self, CheckpointMeta};
 use super::history::{History, write_json};
 use super::metrics::Meter;
-use super::run::{RunLog, check_same_run, checkpoint_note};
+use super::run_dir::{CONFIG_FILE, RunLog, check_same_run, checkpoint_note};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization};
 use crate::model::state::{NamedTensor, load_state_dict, state_dict};
 use crate::model::{ResNet, Site};
@@ -121,13 +121,13 @@ pub fn run_epochs<A: Site, S: Strategy<A>>(
     let (mut start_epoch, mut batches_tracked) = (0, 0i64);
     if resuming {
         let (tensors, meta) = checkpoint::load::<S::Config>(out)?;
-        check_same_run(&meta.config, job.config)?;
+        check_same_run(&serde_json::to_value(&meta.config)?, &serde_json::to_value(job.config)?, out)?;
         model = load_state_dict(model, &tensors)?;
         strategy.load_state(&tensors, &meta.state)?;
         (start_epoch, batches_tracked, history) = (meta.epoch, meta.batches_tracked, meta.history);
         log.line(&format!("resumed from the checkpoint of epoch {start_epoch}"))?;
     } else {
-        write_json(&out.join("config.json"), job.config)?;
+        write_json(&out.join(CONFIG_FILE), job.config)?;
         log.line(&job.intro)?;
     }
 

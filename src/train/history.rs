@@ -84,8 +84,6 @@ impl History {
 /// Write pretty JSON atomically (temporary file, then rename), so a killed run never leaves a
 /// half-written file behind.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(&tmp, text + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", tmp.display()))
+    crate::files::write_atomic(path, (text + "\n").as_bytes())
 }

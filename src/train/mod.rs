@@ -8,6 +8,7 @@ pub mod driver;
 pub mod history;
 pub mod metrics;
 pub mod run;
+pub mod run_dir;
 pub mod schedule;
 pub mod seeds;
 pub mod sgd;

@@ -1,25 +1,23 @@
 //! One eval run from scratch (or resumed): data → model → epochs of SGD through the shared
 //! epoch driver (`train::driver`) → evaluation on the validation and test splits →
 //! `errors.json`, `log.log`, `checkpoint.safetensors` after every epoch and
-//! `model.safetensors` at the end. Also the helpers every run uses (output directory, resume
-//! check, `log.log`, evaluation of a split).
+//! `model.safetensors` at the end. Also the helpers every run uses (batches as tensors,
+//! evaluation of a split, the parameter count).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
 
-use super::checkpoint;
 use super::config::TrainConfig;
 use super::driver::{At, Job, StepReport, Strategy, Trained, run_epochs};
 use super::history::History;
 use super::metrics::Meter;
+use super::run_dir::{MODEL_FILE, RunDir, RunLog, Start};
 use super::sgd::{Sgd, SgdConfig};
 use super::update::{Grads, Group};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
@@ -27,7 +25,7 @@ use crate::expr::Formula;
 use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
 use crate::model::{Activation, ResNet, Site};
 use crate::observer::{Event, Observer};
-use crate::space::genotype::site_values;
+use crate::space::resolve::site_values;
 
 /// What a finished run reports back.
 #[derive(Clone, Debug)]
@@ -51,8 +49,15 @@ pub fn train(
     obs: &dyn Observer,
 ) -> Result<RunOutcome> {
     let out = &config.out;
-    let resuming = prepare_out_dir(out, resume)?;
+    let (_dir, start) = RunDir::open(out, config, resume)?;
+    if start == Start::Finished {
+        obs.event(Event::Info(format!("{} holds this run, finished; its results are kept as they are", out.display())));
+        return Ok(RunOutcome { out: out.clone(), history: History::read(&out.join("errors.json"))? });
+    }
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
+    if start == Start::Restart {
+        log.line("resuming: the run stopped before its first checkpoint, so it starts again from epoch 1")?;
+    }
 
     let spec = data::DatasetSpec::parse(&config.dataset)?;
     let split = SplitConfig {
@@ -117,9 +122,9 @@ pub fn train(
         device: device.clone(),
     };
     let Trained { model, history, batches_tracked } =
-        run_epochs(&job, model, history, &mut strategy, resuming, &mut log, obs)?;
+        run_epochs(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
 
-    let metadata = std::collections::HashMap::from([
+    let metadata = std::collections::BTreeMap::from([
         ("activation".to_string(), config.activation.clone()),
         ("network".to_string(), config.network.name().to_string()),
         ("num_classes".to_string(), splits.num_classes.to_string()),
@@ -128,7 +133,7 @@ pub fn train(
         ("normalize_mean".to_string(), serde_json::to_string(&splits.norm.mean)?),
         ("normalize_std".to_string(), serde_json::to_string(&splits.norm.std)?),
     ]);
-    write_safetensors(&out.join("model.safetensors"), &state_dict(&model, batches_tracked), metadata)?;
+    write_safetensors(&out.join(MODEL_FILE), &state_dict(&model, batches_tracked), metadata)?;
     log.line(&format!(
         "finished: final test accuracy {:.2}% ({})",
         history.test_acc.last().copied().unwrap_or(f64::NAN),
@@ -192,46 +197,6 @@ impl Strategy<Activation> for WeightSteps<'_> {
     }
 }
 
-/// What is left after a failure in epoch `epoch` (0-based).
-pub(crate) fn checkpoint_note(epoch: usize, out: &Path) -> String {
-    if epoch == 0 {
-        "no checkpoint was written yet".to_string()
-    } else {
-        format!("the checkpoint of epoch {epoch} in {} is kept", out.display())
-    }
-}
-
-/// Creates the output directory. Returns whether an existing run is to be resumed.
-/// An existing run is never overwritten: without `--resume` it is an error.
-pub(crate) fn prepare_out_dir(out: &Path, resume: bool) -> Result<bool> {
-    let has_checkpoint = out.join(checkpoint::FILE).exists();
-    let has_run = has_checkpoint || out.join("errors.json").exists();
-    if has_run && !resume {
-        bail!("{} already holds a run; pass --resume to continue it, or choose another --out", out.display());
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
-    Ok(resume && has_checkpoint)
-}
-
-/// A resumed run must be the same run: only the thread count, backend and paths may differ.
-pub(crate) fn check_same_run<C: serde::Serialize>(saved: &C, now: &C) -> Result<()> {
-    const VOLATILE: [&str; 4] = ["threads", "backend", "out", "data_dir"];
-    let (a, b) = (serde_json::to_value(saved)?, serde_json::to_value(now)?);
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return Ok(()) };
-    let diffs: Vec<String> = a
-        .iter()
-        .filter(|(key, va)| !VOLATILE.contains(&key.as_str()) && b.get(key.as_str()) != Some(va))
-        .map(|(key, va)| format!("{key}: {va} in the checkpoint vs {} now", b.get(key).cloned().unwrap_or_default()))
-        .collect();
-    if !diffs.is_empty() {
-        bail!(
-            "--resume: the settings differ from the run being resumed ({}); rerun with the original flags or choose another --out",
-            diffs.join(", ")
-        );
-    }
-    Ok(())
-}
-
 pub(crate) fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let n = batch.size;
     let images = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), [n, 3, 32, 32]), device);
@@ -277,33 +242,4 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
     let mut count = Count(0);
     module.visit(&mut count);
     count.0
-}
-
-/// `log.log`: appended to, one line per event, and mirrored to the observer.
-pub struct RunLog<'a> {
-    file: File,
-    obs: &'a dyn Observer,
-}
-
-impl<'a> RunLog<'a> {
-    pub fn open(path: &Path, obs: &'a dyn Observer) -> Result<RunLog<'a>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(RunLog { file, obs })
-    }
-
-    /// Write to the log file only (the observer gets the line another way).
-    pub fn write(&mut self, line: &str) -> Result<()> {
-        writeln!(self.file, "{line}").context("cannot write log.log")
-    }
-
-    /// Write to the log file and tell the observer.
-    pub fn line(&mut self, line: &str) -> Result<()> {
-        self.write(line)?;
-        self.obs.event(Event::Info(line.to_string()));
-        Ok(())
-    }
 }

@@ -15,7 +15,7 @@ pub fn synthetic_cifar10(dir: &Path, n: usize) {
 
 /// A small, fast training config on synthetic CIFAR-10 in `data_dir`.
 pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize) -> TrainConfig {
-    let formula = actsearch::space::genotype::resolve_activation(activation).expect("formula");
+    let formula = actsearch::space::resolve::resolve_activation(activation).expect("formula");
     TrainConfig {
         network: Network::Resnet8,
         activation_spec: activation.to_string(),

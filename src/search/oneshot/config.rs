@@ -36,6 +36,11 @@ pub struct SearchConfig {
     /// Fraction of the training images that train the weights; the rest trains the alphas.
     pub train_portion: f64,
     pub subset: Option<usize>,
+    /// `--test-subset`: when given, the supernet is also scored on this many test images
+    /// after every epoch (the last is the final supernet's test accuracy); otherwise the test
+    /// split is not used. Not written when absent, so older runs resume unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
     pub augment: bool,
     pub seed: u64,
     pub backend: String,

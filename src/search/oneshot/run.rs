@@ -32,14 +32,15 @@ use crate::data::{self, Batch, DatasetSpec, ImageSet, Loader, LoaderConfig, Norm
 use crate::model::init::Init;
 use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
 use crate::model::{MixedCell, ResNet};
-use crate::observer::Observer;
+use crate::observer::{Event, Observer};
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::driver::{At, Job, StepReport, Strategy, Trained, run_epochs};
 use crate::train::history::History;
 use crate::train::metrics::Meter;
-use crate::train::run::{RunLog, checkpoint_note, evaluate, prepare_out_dir, to_tensors, trainable_params};
+use crate::train::run::{evaluate, to_tensors, trainable_params};
+use crate::train::run_dir::{RunDir, RunLog, Start, checkpoint_note};
 use crate::train::schedule::Schedule;
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::update::{Grads, Group};
@@ -65,18 +66,30 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     }
     let space = CellSpace::parse(&config.space)?;
     let out = &config.out;
-    let resuming = prepare_out_dir(out, resume)?;
+    let (_dir, start) = RunDir::open(out, config, resume)?;
+    if start == Start::Finished {
+        obs.event(Event::Info(format!("{} holds this search, finished; its results are kept as they are", out.display())));
+        let genotype = Genotype::load(&out.join("genotype.json"))?;
+        return Ok(SearchOutcome { out: out.clone(), genotype, history: History::read(&out.join("errors.json"))? });
+    }
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
+    if start == Start::Restart {
+        record::truncate_alphas(&out.join("alphas.jsonl"), 0)?;
+        log.line("resuming: the search stopped before its first checkpoint, so it starts again from epoch 1")?;
+    }
 
     let split = SplitConfig {
         train_portion: config.train_portion,
         subset: config.subset,
-        test_subset: Some(1),
+        // Without --test-subset the test split is not used: read one image of it.
+        test_subset: config.test_subset.or(Some(1)),
         seed: config.seed,
     };
     let splits = data::load_splits(&DatasetSpec::parse(&config.dataset)?, &config.data_dir, &split, obs)?;
     let train_set = Arc::new(splits.train);
-    let valid_set = Arc::new(splits.valid.expect("train portion < 1 leaves a validation split"));
+    let Some(valid) = splits.valid else { bail!("--train-portion leaves no validation images for the alphas; lower it") };
+    let valid_set = Arc::new(valid);
+    let test_set = config.test_subset.is_some().then(|| Arc::new(splits.test));
 
     let train_device = device.clone().autodiff();
     let mut alpha_init = Init::new(config.seed ^ 0xa1fa);
@@ -141,6 +154,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         }),
         loss_fn: CrossEntropyLossConfig::new().init(&train_device),
         valid: valid_set,
+        test: test_set,
         valid_batches: None,
         norm: splits.norm,
         device: device.clone(),
@@ -150,7 +164,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         epochs_recorded: 0,
     };
     let Trained { model, history, batches_tracked } =
-        run_epochs(&job, model, history, &mut strategy, resuming, &mut log, obs)?;
+        run_epochs(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
 
     let genotype = match (method, strategy.best.take(), strategy.last.take()) {
         (Method::Grafs, Some(best), _) => {
@@ -164,7 +178,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         _ => record::genotype(&space, &model, &strategy.mixer.weights(&model))?,
     };
     genotype.save(&out.join("genotype.json"))?;
-    let metadata = HashMap::from([
+    let metadata = std::collections::BTreeMap::from([
         ("space".to_string(), space.name.clone()),
         ("method".to_string(), method.name().to_string()),
         ("network".to_string(), config.network.name().to_string()),
@@ -209,6 +223,8 @@ struct OneShot<'a> {
     adam: Adam,
     loss_fn: CrossEntropyLoss,
     valid: Arc<ImageSet>,
+    /// The test split, only with `--test-subset`.
+    test: Option<Arc<ImageSet>>,
     /// The validation batches of the current epoch and how many times they restarted.
     valid_batches: Option<(Loader, usize)>,
     norm: Normalization,
@@ -383,7 +399,8 @@ impl Strategy<MixedCell> for OneShot<'_> {
 
     fn evaluate(&mut self, model: &ResNet<MixedCell>) -> Result<(Option<Meter>, Option<Meter>)> {
         let frozen = self.mixer.install(model.valid(), Pass::Eval, 0);
-        Ok((Some(evaluate(&frozen, &self.valid, self.norm, 500, &self.device)), None))
+        let test = self.test.as_ref().map(|t| evaluate(&frozen, t, self.norm, 500, &self.device));
+        Ok((Some(evaluate(&frozen, &self.valid, self.norm, 500, &self.device)), test))
     }
 
     fn end_epoch(&mut self, model: &ResNet<MixedCell>, epoch: usize, history: &mut History) -> Result<String> {
