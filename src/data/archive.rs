@@ -1,12 +1,17 @@
 //! The official CIFAR archives (where they live, how big they are, their MD5), checking a
-//! downloaded archive, and extracting a `.tar.gz` without letting any entry escape the target.
+//! downloaded archive, and extracting a `.tar.gz`, `.tar.xz` or `.tar` without letting any
+//! entry escape the target and without accepting a truncated archive as complete.
 
+use std::cell::{Cell, RefCell};
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, Result, bail};
 use md5::{Digest, Md5};
+
+use crate::files::Checksum;
 
 /// One official archive: its file name, download address, size in bytes and MD5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,64 +93,225 @@ pub fn md5_hex(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// The xxh3 of a file's contents, as 16 lowercase hex digits (what extraction markers record).
+pub fn xxh3_hex(path: &Path) -> Result<String> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut sum = Checksum::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            return Ok(sum.hex());
+        }
+        sum.update(&buf[..n]);
+    }
+}
+
 /// Extracts the tar archive `archive` (.tar.gz, .tar.xz or .tar) into `target_dir` (created if
 /// missing).
 ///
-/// Every entry is checked first: absolute paths, `..` components and links that point outside
-/// the target are refused with an error naming the entry. The archive is unpacked into a
-/// temporary directory inside `target_dir`; only when all entries succeeded are its top-level
-/// entries renamed into place, so a failure leaves nothing half-written. A top-level entry that
-/// already exists in `target_dir` is an error (nothing is overwritten).
+/// The archive is unpacked into a staging directory inside `target_dir` (see
+/// [`unpack_to_staging`]); only when every entry succeeded and every check passed are its
+/// top-level entries renamed into place, so a failure leaves nothing half-written. A top-level
+/// entry that already exists in `target_dir` is an error (nothing is overwritten).
 pub fn extract_archive(archive: &Path, target_dir: &Path) -> Result<()> {
     fs::create_dir_all(target_dir).with_context(|| format!("cannot create directory {}", target_dir.display()))?;
-    let staging = Staging::create(target_dir)?;
-    unpack_checked(archive, &staging.path)?;
-    move_into_place(archive, &staging.path, target_dir)?;
-    Ok(())
+    let staging = unpack_to_staging(archive, target_dir)?;
+    move_into_place(archive, staging.path(), target_dir)
 }
 
-/// A temporary extraction directory that is removed when dropped.
-struct Staging {
+/// Unpacks `archive` into a fresh staging directory `.extract-<PID>-<N>` in `parent` (removed
+/// when the returned [`Staging`] is dropped), first removing the staging directories of dead
+/// processes there.
+///
+/// Refused with an error naming the entry: absolute paths and `..` components, links that
+/// point outside lexically, and (checked after unpacking, so that chains of links are followed
+/// as the OS follows them) links that resolve outside the staging directory or to nothing.
+/// Refused as truncated or corrupt: a stream the decompressor rejects (gzip and xz check their
+/// end and checksum) and a tar that ends without its end-of-archive block. Extracted files get
+/// the extraction time as mtime (not the archive's), so any re-extraction changes the image
+/// folder's cache key.
+pub fn unpack_to_staging(archive: &Path, parent: &Path) -> Result<Staging> {
+    remove_stale_staging(parent);
+    let staging = Staging::create(parent)?;
+    unpack_checked(archive, staging.path())?;
+    check_links_resolve_inside(archive, staging.path())?;
+    Ok(staging)
+}
+
+/// A directory being built (`.extract-<PID>-<N>`, named with its owner's pid so that the
+/// leftovers of a killed process are recognized), removed when dropped unless
+/// [`persist`](Staging::persist)ed.
+#[derive(Debug)]
+pub struct Staging {
     path: PathBuf,
 }
 
+const STAGING_PREFIX: &str = ".extract-";
+
 impl Staging {
-    fn create(target_dir: &Path) -> Result<Staging> {
+    fn create(parent: &Path) -> Result<Staging> {
+        Self::claim(parent, |path| fs::create_dir(path))
+    }
+
+    /// Moves the existing `path` aside under a staging name in `parent`, to be removed when the
+    /// returned value is dropped.
+    pub fn set_aside(path: &Path, parent: &Path) -> Result<Staging> {
+        Self::claim(parent, |name| {
+            if fs::symlink_metadata(name).is_ok() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            fs::rename(path, name)
+        })
+        .with_context(|| format!("cannot move {} aside", path.display()))
+    }
+
+    /// The first free name `.extract-<PID>-<N>` in `parent` that `take` succeeds on.
+    fn claim(parent: &Path, take: impl Fn(&Path) -> std::io::Result<()>) -> Result<Staging> {
         for attempt in 0..1000u32 {
-            let path = target_dir.join(format!(".extract-{}-{attempt}", std::process::id()));
-            match fs::create_dir(&path) {
+            let path = parent.join(format!("{STAGING_PREFIX}{}-{attempt}", std::process::id()));
+            match take(&path) {
                 Ok(()) => return Ok(Staging { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => bail!(
-                    "cannot create a temporary directory in {}: {e}; check that it is writable",
-                    target_dir.display()
-                ),
+                Err(e) => {
+                    bail!("cannot create a temporary directory in {}: {e}; check that it is writable", parent.display())
+                }
             }
         }
         bail!(
             "cannot create a temporary directory in {}: too many leftover .extract-* \
              directories; delete them",
-            target_dir.display()
+            parent.display()
         )
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the staging directory to `dest` (which must not exist), keeping it.
+    pub fn persist(self, dest: &Path) -> Result<()> {
+        fs::rename(&self.path, dest)
+            .with_context(|| format!("cannot move {} to {}: check permissions", self.path.display(), dest.display()))?;
+        std::mem::forget(self);
+        Ok(())
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        if fs::remove_dir_all(&self.path).is_err() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
-/// Unpacks every entry of `archive` into `dest` after checking that it stays inside.
+/// Removes the staging directories (`.extract-<PID>-<N>`) in `dir` whose process is no longer
+/// alive (a kill during extraction). Returns the removed paths; never fails.
+pub fn remove_stale_staging(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = staging_owner(&name) else { continue };
+        if crate::files::process_alive(owner) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// The pid in a staging name `.extract-<PID>-<N>`.
+fn staging_owner(name: &str) -> Option<u32> {
+    let (pid, attempt) = name.strip_prefix(STAGING_PREFIX)?.split_once('-')?;
+    attempt.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// What the tar reader saw of the decompressed stream: whether it hit its end (before the
+/// end-of-archive block, that means truncation) and the first read error (a decompressor
+/// rejecting the stream).
+#[derive(Default)]
+struct StreamState {
+    ended: Cell<bool>,
+    error: RefCell<Option<String>>,
+}
+
+impl StreamState {
+    fn damage(&self) -> Option<String> {
+        self.error.borrow().clone().or_else(|| self.ended.get().then(|| "it ends too early".to_string()))
+    }
+}
+
+/// A reader that records into a [`StreamState`] what happened at its end.
+struct Watched {
+    inner: Box<dyn Read>,
+    state: Rc<StreamState>,
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                self.state.ended.set(true);
+                Ok(0)
+            }
+            Err(e) => {
+                self.state.error.borrow_mut().get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The error for an archive whose stream is damaged.
+fn truncated(archive: &Path, detail: &str) -> anyhow::Error {
+    anyhow::anyhow!("archive {} is truncated or corrupt ({detail}): {}", archive.display(), refetch_hint(archive))
+}
+
+/// Unpacks every entry of `archive` into `dest` after checking that it stays inside, then
+/// checks that the stream ended properly.
 fn unpack_checked(archive: &Path, dest: &Path) -> Result<()> {
+    let file = File::open(archive)
+        .with_context(|| format!("cannot open archive {}: {}", archive.display(), refetch_hint(archive)))?;
+    let state = Rc::new(StreamState::default());
+    let mut tar = tar::Archive::new(Watched { inner: decompressed(archive, file)?, state: state.clone() });
+    tar.set_preserve_permissions(false);
+    tar.set_preserve_mtime(false);
+    tar.set_overwrite(false);
+    if let Err(e) = unpack_entries(archive, &mut tar, dest) {
+        return Err(match state.damage() {
+            Some(detail) => truncated(archive, &detail),
+            None => e,
+        });
+    }
+    // The tar reader stops at the first zero block; reaching the end of the stream instead
+    // means the archive was cut (at an entry boundary, which it does not notice).
+    if state.ended.get() {
+        return Err(truncated(archive, "it ends without the end-of-archive marker"));
+    }
+    // Read the rest (the second zero block, padding) so that gzip and xz check their end and
+    // checksum.
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(|e| truncated(archive, &e.to_string()))?;
+    Ok(())
+}
+
+fn unpack_entries(archive: &Path, tar: &mut tar::Archive<Watched>, dest: &Path) -> Result<()> {
     let bad_archive = |e: &dyn std::fmt::Display| {
         format!("archive {} cannot be read as a tar archive ({e}); {}", archive.display(), refetch_hint(archive))
     };
-    let file = File::open(archive)
-        .with_context(|| format!("cannot open archive {}: {}", archive.display(), refetch_hint(archive)))?;
-    let mut tar = tar::Archive::new(decompressed(archive, file)?);
-    tar.set_preserve_permissions(false);
-    tar.set_overwrite(false);
     let entries = tar.entries().map_err(|e| anyhow::anyhow!(bad_archive(&e)))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| anyhow::anyhow!(bad_archive(&e)))?;
@@ -195,13 +361,8 @@ fn decompressed(archive: &Path, file: File) -> Result<Box<dyn std::io::Read>> {
     let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
     if name.ends_with(".tar.xz") || name.ends_with(".txz") {
         let mut tar = Vec::new();
-        lzma_rs::xz_decompress(&mut BufReader::new(file), &mut tar).map_err(|e| {
-            anyhow::anyhow!(
-                "archive {} is not a valid .tar.xz file ({e}); {}",
-                archive.display(),
-                refetch_hint(archive)
-            )
-        })?;
+        lzma_rs::xz_decompress(&mut BufReader::new(file), &mut tar)
+            .map_err(|e| truncated(archive, &format!("not a valid .xz stream: {e}")))?;
         Ok(Box::new(std::io::Cursor::new(tar)))
     } else if name.ends_with(".tar") {
         Ok(Box::new(BufReader::new(file)))
@@ -257,6 +418,34 @@ fn check_link(archive: &Path, name: &str, base: &Path, link: &Path) -> Result<()
     Ok(())
 }
 
+/// Refuses links in `dir` (the unpacked archive) that resolve, as the OS resolves them
+/// through earlier links, outside `dir` or to nothing.
+fn check_links_resolve_inside(archive: &Path, dir: &Path) -> Result<()> {
+    let list = |d: &Path| fs::read_dir(d).with_context(|| format!("cannot list {}", d.display()));
+    let root = fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in list(&current)? {
+            let entry = entry.with_context(|| format!("cannot list {}", current.display()))?;
+            let path = entry.path();
+            let kind = entry.file_type().with_context(|| format!("cannot read {}", path.display()))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_symlink() && !fs::canonicalize(&path).is_ok_and(|p| p.starts_with(&root)) {
+                let name = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+                let link = fs::read_link(&path).map(|l| l.display().to_string()).unwrap_or_default();
+                bail!(
+                    "archive {} has link entry {name} pointing to {link}, which resolves outside the \
+                     target directory or to nothing; refusing to extract it: {}",
+                    archive.display(),
+                    refetch_hint(archive)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Renames the top-level entries of `staging` into `target_dir`, refusing to overwrite.
 fn move_into_place(archive: &Path, staging: &Path, target_dir: &Path) -> Result<()> {
     let read = |e: std::io::Error| anyhow::anyhow!("cannot list {}: {e}", staging.display());
@@ -284,11 +473,12 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    /// Builds a .tar.gz from (raw name, kind, link target, contents), bypassing the tar crate's
-    /// own path checks so that hostile names can be written.
-    fn write_tar_gz(path: &Path, entries: &[(&str, tar::EntryType, &str, &[u8])]) {
-        let gz = flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
-        let mut builder = tar::Builder::new(gz);
+    type Entry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
+    /// The bytes of a tar of (raw name, kind, link target, contents), bypassing the tar crate's
+    /// own path checks so that hostile names can be written; ends with two zero blocks.
+    fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
         for (name, kind, link, data) in entries {
             let mut header = tar::Header::new_gnu();
             let raw = &mut header.as_old_mut().name;
@@ -304,7 +494,27 @@ mod tests {
             header.set_cksum();
             builder.append(&header, *data).unwrap();
         }
-        builder.into_inner().unwrap().finish().unwrap().flush().unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    /// Writes [`tar_bytes`] gzipped to `path`.
+    fn write_tar_gz(path: &Path, entries: &[Entry]) {
+        fs::write(path, gzip(&tar_bytes(entries))).unwrap();
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    /// Two small files, as a plain tar.
+    fn two_files() -> Vec<u8> {
+        tar_bytes(&[
+            ("top/", tar::EntryType::Directory, "", b""),
+            ("top/a.txt", tar::EntryType::Regular, "", b"hello"),
+            ("top/b.txt", tar::EntryType::Regular, "", b"world"),
+        ])
     }
 
     fn listing(dir: &Path) -> Vec<String> {
@@ -408,5 +618,106 @@ mod tests {
         let path = tmp.path().join("abc");
         fs::write(&path, b"abc").unwrap();
         assert_eq!(md5_hex(&path).unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn links_are_resolved_through_earlier_links_and_must_stay_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Lexically `test/c` stays at depth 0, but `a` is `test/` itself, so it climbs out.
+        let chained: &[Entry] = &[
+            ("test/", tar::EntryType::Directory, "", b""),
+            ("test/a", tar::EntryType::Symlink, ".", b""),
+            ("test/c", tar::EntryType::Symlink, "a/a/a/../../../..", b""),
+        ];
+        let dangling: &[Entry] = &[("d/link", tar::EntryType::Symlink, "missing.txt", b"")];
+        for (i, (entries, name)) in [(chained, "test/c"), (dangling, "d/link")].into_iter().enumerate() {
+            let archive = tmp.path().join(format!("chain{i}.tar.gz"));
+            write_tar_gz(&archive, entries);
+            let target = tmp.path().join(format!("out{i}"));
+            let err = extract_archive(&archive, &target).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("resolves outside the target directory"), "{err}");
+            assert!(listing(&target).is_empty(), "{:?}", listing(&target));
+        }
+    }
+
+    #[test]
+    fn a_plain_tar_cut_at_an_entry_boundary_is_truncated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let full = two_files();
+        // Header blocks: top/ (512), a.txt (512 + 512 data), b.txt (512 + 512), then 2 zero blocks.
+        let end = full.len() - 1024;
+        for (i, cut) in [512 + 1024, end].into_iter().enumerate() {
+            let archive = tmp.path().join(format!("cut{i}.tar"));
+            fs::write(&archive, &full[..cut]).unwrap();
+            let target = tmp.path().join(format!("out{i}"));
+            let err = extract_archive(&archive, &target).unwrap_err().to_string();
+            assert!(err.contains("is truncated or corrupt") && err.contains("end-of-archive"), "{err}");
+            assert!(err.contains(&format!("cut{i}.tar")) && err.contains("download it again"), "{err}");
+            assert!(listing(&target).is_empty());
+        }
+        // One zero block is enough; the full archive (two) and a padded one are fine.
+        let mut padded = full.clone();
+        padded.resize(10240, 0);
+        for (i, bytes) in [&full[..end + 512], &full[..], &padded[..]].into_iter().enumerate() {
+            let archive = tmp.path().join(format!("whole{i}.tar"));
+            fs::write(&archive, bytes).unwrap();
+            let target = tmp.path().join(format!("whole{i}"));
+            extract_archive(&archive, &target).unwrap();
+            assert_eq!(fs::read(target.join("top/b.txt")).unwrap(), b"world");
+        }
+    }
+
+    #[test]
+    fn truncated_gzip_and_xz_are_named_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let gz = gzip(&two_files());
+        let mut xz = Vec::new();
+        lzma_rs::xz_compress(&mut &two_files()[..], &mut xz).unwrap();
+        let cases = [
+            ("x.tar.gz", &gz[..gz.len() - 4]),
+            ("y.tar.gz", &gz[..gz.len() / 2]),
+            ("z.tar.xz", &xz[..xz.len() - 4]),
+            (CIFAR10_ARCHIVE.file_name, &gz[..gz.len() - 4]),
+        ];
+        for (i, (name, bytes)) in cases.into_iter().enumerate() {
+            let dir = tmp.path().join(format!("case{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            let archive = dir.join(name);
+            fs::write(&archive, bytes).unwrap();
+            let target = dir.join("out");
+            let err = extract_archive(&archive, &target).unwrap_err().to_string();
+            assert!(err.contains(&format!("{name} is truncated or corrupt")), "{err}");
+            assert!(!err.contains("disk space"), "{err}");
+            assert!(listing(&target).is_empty());
+        }
+        let err = extract_archive(&tmp.path().join("case3").join(CIFAR10_ARCHIVE.file_name), &tmp.path().join("o"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("actsearch data fetch cifar10"), "{err}");
+        // The whole streams extract.
+        for (name, bytes) in [("ok.tar.gz", &gz), ("ok.tar.xz", &xz)] {
+            let archive = tmp.path().join(name);
+            fs::write(&archive, bytes).unwrap();
+            extract_archive(&archive, &tmp.path().join(format!("out-{name}"))).unwrap();
+        }
+    }
+
+    #[test]
+    fn staging_left_by_a_dead_process_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("out");
+        // A pid far above pid_max is never alive; our own pid always is.
+        let dead = target.join(".extract-4294967295-0");
+        let ours = target.join(format!(".extract-{}-7", std::process::id()));
+        let other = target.join(".extract-notes");
+        for dir in [&dead, &ours, &other] {
+            fs::create_dir_all(dir.join("sub")).unwrap();
+            fs::write(dir.join("sub/f"), b"x").unwrap();
+        }
+        let archive = tmp.path().join("t.tar");
+        fs::write(&archive, two_files()).unwrap();
+        extract_archive(&archive, &target).unwrap();
+        assert!(!dead.exists() && ours.exists() && other.exists());
+        assert_eq!(listing(&target).len(), 3, "{:?}", listing(&target));
     }
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::archive::{ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_archive, verify_archive};
 use super::image_set::{IMAGE_BYTES, ImageSet};
+use crate::files::Lock;
 use crate::observer::{Event, Observer};
 
 /// Which CIFAR dataset.
@@ -74,6 +75,14 @@ impl CifarKind {
         }
     }
 
+    /// Records in the official file `name` (one of the train and test files).
+    fn official_records(self, name: &str) -> usize {
+        match (self, name) {
+            (CifarKind::Cifar100, "train.bin") => 50_000,
+            _ => 10_000,
+        }
+    }
+
     fn class_names_file(self) -> &'static str {
         match self {
             CifarKind::Cifar10 => "batches.meta.txt",
@@ -101,20 +110,60 @@ impl CifarKind {
 }
 
 /// Loads the (train, test) sets of `kind` from `data_dir`, extracting the official archive
-/// first when only the archive is there.
+/// first when only the archive is there. Every file must hold its official number of records
+/// (or, in a synthetic dataset, the number its [`SYNTHETIC_DECLARATION`] declares).
 pub fn load_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
     let folder = prepare_cifar(kind, data_dir, obs)?;
+    let source = Source::of(kind, data_dir, &folder)?;
     let classes = read_class_names(kind, data_dir, &folder)?;
-    let train = read_records(kind, data_dir, &folder, kind.train_files(), &classes)?;
-    let test = read_records(kind, data_dir, &folder, kind.test_files(), &classes)?;
+    let train = read_records(kind, data_dir, &folder, &source, kind.train_files(), &classes)?;
+    let test = read_records(kind, data_dir, &folder, &source, kind.test_files(), &classes)?;
     obs.event(Event::Info(format!(
-        "{}: {} training and {} test images from {}",
+        "{}: {} training and {} test images from {}{}",
         kind.title(),
         train.len(),
         test.len(),
-        folder.display()
+        folder.display(),
+        if source == Source::Official { "" } else { " (synthetic test data)" }
     )));
     Ok((train, test))
+}
+
+/// The file whose presence in a CIFAR folder marks it as synthetic test data (written by
+/// [`super::synthetic`]), with the line `records per file: N`. Official extractions never
+/// have it, so for them the official record counts are checked.
+pub const SYNTHETIC_DECLARATION: &str = "actsearch-synthetic.txt";
+
+/// Where a CIFAR folder came from, which says how many records each file must hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Official,
+    Synthetic { records_per_file: usize },
+}
+
+impl Source {
+    fn of(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<Source> {
+        let path = folder.join(SYNTHETIC_DECLARATION);
+        let Ok(text) = fs::read_to_string(&path) else { return Ok(Source::Official) };
+        let declared =
+            text.lines().find_map(|l| l.strip_prefix("records per file:")).and_then(|n| n.trim().parse().ok());
+        match declared {
+            Some(records_per_file) => Ok(Source::Synthetic { records_per_file }),
+            None => bail!(
+                "{} has no line `records per file: N`; delete {} (for the official data, run `{}`)",
+                path.display(),
+                folder.display(),
+                kind.fetch_command(data_dir)
+            ),
+        }
+    }
+
+    fn expected_records(self, kind: CifarKind, name: &str) -> usize {
+        match self {
+            Source::Official => kind.official_records(name),
+            Source::Synthetic { records_per_file } => records_per_file,
+        }
+    }
 }
 
 /// Makes sure the extracted folder of `kind` exists under `data_dir` and returns it: if only
@@ -125,6 +174,9 @@ pub fn prepare_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Re
 }
 
 /// [`prepare_cifar`] with the archive described by `info` (tests use small fake archives).
+///
+/// The folder appears whole (one rename) once extracted. Runs extracting at once take the OS
+/// lock `<data_dir>/.<folder>.lock`: the second waits and then finds the folder.
 fn prepare_from(kind: CifarKind, data_dir: &Path, info: &ArchiveInfo, obs: &dyn Observer) -> Result<PathBuf> {
     let folder = data_dir.join(kind.folder());
     if folder.is_dir() {
@@ -142,6 +194,15 @@ fn prepare_from(kind: CifarKind, data_dir: &Path, info: &ArchiveInfo, obs: &dyn 
             data_dir.display(),
             kind.fetch_command(data_dir)
         );
+    }
+    let _lock = Lock::wait_exclusive(&data_dir.join(format!(".{}.lock", kind.folder())), || {
+        obs.event(Event::Info(format!(
+            "waiting for another actsearch process to finish extracting {}",
+            archive.display()
+        )))
+    })?;
+    if folder.is_dir() {
+        return Ok(folder);
     }
     obs.event(Event::Info(format!("verifying {}", archive.display())));
     verify_archive(&archive, info.size, info.md5)?;
@@ -161,7 +222,7 @@ fn prepare_from(kind: CifarKind, data_dir: &Path, info: &ArchiveInfo, obs: &dyn 
     Ok(folder)
 }
 
-/// Reads the class names: the first `num_classes` non-empty lines of the names file.
+/// Reads the class names: the non-empty lines of the names file, exactly `num_classes`.
 fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<Vec<String>> {
     let path = folder.join(kind.class_names_file());
     let text = fs::read_to_string(&path).with_context(|| {
@@ -174,7 +235,7 @@ fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<V
         )
     })?;
     let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    if names.len() < kind.num_classes() {
+    if names.len() != kind.num_classes() {
         bail!(
             "{} lists {} class names but {} has {}; delete {} and run `{}`",
             path.display(),
@@ -185,30 +246,38 @@ fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<V
             kind.fetch_command(data_dir)
         );
     }
-    Ok(names.into_iter().take(kind.num_classes()).collect())
+    Ok(names)
 }
 
-/// Reads and concatenates the records of `files`.
+/// Reads and concatenates the records of `files`, each of which must hold the number of
+/// records `source` expects.
 fn read_records(
     kind: CifarKind,
     data_dir: &Path,
     folder: &Path,
+    source: &Source,
     files: &[&str],
     classes: &[String],
 ) -> Result<ImageSet> {
+    let fix = || format!("delete {} and run `{}`", folder.display(), kind.fetch_command(data_dir));
     let mut set = ImageSet { classes: classes.to_vec(), ..ImageSet::default() };
     for name in files {
         let path = folder.join(name);
-        let bytes = fs::read(&path).with_context(|| {
-            format!(
-                "cannot read CIFAR file {}: delete {} and run `{}`",
+        let bytes = fs::read(&path).with_context(|| format!("cannot read CIFAR file {}: {}", path.display(), fix()))?;
+        let before = set.len();
+        parse_records(kind, &path, &bytes, &mut set).map_err(|e| anyhow::anyhow!("{e}; {}", fix()))?;
+        let (found, expected) = (set.len() - before, source.expected_records(kind, name));
+        if found != expected {
+            let whose = match source {
+                Source::Official => format!("the official {} file holds", kind.title()),
+                Source::Synthetic { .. } => format!("its {SYNTHETIC_DECLARATION} declares"),
+            };
+            bail!(
+                "CIFAR file {} holds {found} images but {whose} {expected} (incomplete or damaged); {}",
                 path.display(),
-                folder.display(),
-                kind.fetch_command(data_dir)
-            )
-        })?;
-        parse_records(kind, &path, &bytes, &mut set)
-            .map_err(|e| anyhow::anyhow!("{e}; delete it and run `{}`", kind.fetch_command(data_dir)))?;
+                fix()
+            );
+        }
     }
     Ok(set)
 }
@@ -335,6 +404,22 @@ mod tests {
         assert!(err.contains("cifar10-images.tar.xz"), "{err}");
     }
 
+    /// Packs `src/cifar-10-batches-bin` as `data/fake.tar.gz` and describes it.
+    fn fake_archive(src: &Path, data: &Path) -> ArchiveInfo {
+        let archive = data.join("fake.tar.gz");
+        let gz = flate2::write::GzEncoder::new(fs::File::create(&archive).unwrap(), flate2::Compression::fast());
+        let mut builder = tar::Builder::new(gz);
+        builder.append_dir_all("cifar-10-batches-bin", src.join("cifar-10-batches-bin")).unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+        let md5 = crate::data::archive::md5_hex(&archive).unwrap();
+        ArchiveInfo {
+            file_name: "fake.tar.gz",
+            size: fs::metadata(&archive).unwrap().len(),
+            md5: Box::leak(md5.into_boxed_str()),
+            ..CIFAR10_ARCHIVE
+        }
+    }
+
     #[test]
     fn archive_alone_is_verified_and_extracted() {
         let tmp = tempfile::tempdir().unwrap();
@@ -342,18 +427,7 @@ mod tests {
         write_synthetic_cifar10(&src, 3).unwrap();
         let data = tmp.path().join("data");
         fs::create_dir_all(&data).unwrap();
-        let archive = data.join("fake.tar.gz");
-        let gz = flate2::write::GzEncoder::new(fs::File::create(&archive).unwrap(), flate2::Compression::fast());
-        let mut builder = tar::Builder::new(gz);
-        builder.append_dir_all("cifar-10-batches-bin", src.join("cifar-10-batches-bin")).unwrap();
-        builder.into_inner().unwrap().finish().unwrap();
-        let md5 = crate::data::archive::md5_hex(&archive).unwrap();
-        let info = ArchiveInfo {
-            file_name: "fake.tar.gz",
-            size: fs::metadata(&archive).unwrap().len(),
-            md5: Box::leak(md5.into_boxed_str()),
-            ..CIFAR10_ARCHIVE
-        };
+        let info = fake_archive(&src, &data);
         let folder = prepare_from(CifarKind::Cifar10, &data, &info, &Silent).unwrap();
         assert_eq!(folder, data.join("cifar-10-batches-bin"));
         let (train, _) = load_cifar(CifarKind::Cifar10, &data, &Silent).unwrap();
@@ -368,5 +442,79 @@ mod tests {
         let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent).unwrap_err().to_string();
         assert!(err.contains("cifar-100-binary.tar.gz has 4 bytes"), "{err}");
         assert!(!tmp.path().join("cifar-100-binary").exists());
+    }
+
+    #[test]
+    fn files_with_fewer_records_than_official_are_named() {
+        // Without the synthetic declaration the official counts apply: 3 whole records in
+        // data_batch_1.bin are not CIFAR-10.
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar10(tmp.path(), 3).unwrap();
+        let folder = tmp.path().join("cifar-10-batches-bin");
+        fs::remove_file(folder.join(SYNTHETIC_DECLARATION)).unwrap();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent).unwrap_err().to_string();
+        assert!(err.contains("data_batch_1.bin holds 3 images but the official CIFAR-10 file holds 10000"), "{err}");
+        assert!(err.contains(&format!("delete {}", folder.display())), "{err}");
+        assert!(err.contains("actsearch data fetch cifar10") && !err.contains('\n'), "{err}");
+
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar100(tmp.path(), 3).unwrap();
+        fs::remove_file(tmp.path().join("cifar-100-binary").join(SYNTHETIC_DECLARATION)).unwrap();
+        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent).unwrap_err().to_string();
+        assert!(err.contains("train.bin holds 3 images but the official CIFAR-100 file holds 50000"), "{err}");
+
+        // A synthetic set is held to its declared count.
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar10(tmp.path(), 4).unwrap();
+        let path = tmp.path().join("cifar-10-batches-bin/test_batch.bin");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..3 * 3073]).unwrap();
+        let err = load_cifar(CifarKind::Cifar10, tmp.path(), &Silent).unwrap_err().to_string();
+        assert!(err.contains("test_batch.bin holds 3 images but its actsearch-synthetic.txt declares 4"), "{err}");
+    }
+
+    #[test]
+    fn official_counts_are_the_published_ones() {
+        for name in CifarKind::Cifar10.train_files().iter().chain(CifarKind::Cifar10.test_files()) {
+            assert_eq!(CifarKind::Cifar10.official_records(name), 10_000);
+        }
+        assert_eq!(CifarKind::Cifar100.official_records("train.bin"), 50_000);
+        assert_eq!(CifarKind::Cifar100.official_records("test.bin"), 10_000);
+    }
+
+    #[test]
+    fn class_name_files_must_list_exactly_the_classes() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_synthetic_cifar100(tmp.path(), 2).unwrap();
+        let path = tmp.path().join("cifar-100-binary/fine_label_names.txt");
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("extra\n");
+        fs::write(&path, &text).unwrap();
+        let err = load_cifar(CifarKind::Cifar100, tmp.path(), &Silent).unwrap_err().to_string();
+        assert!(err.contains("lists 101 class names but CIFAR-100 has 100"), "{err}");
+    }
+
+    #[test]
+    fn two_runs_extracting_the_archive_at_once_both_succeed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        write_synthetic_cifar10(&src, 3).unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        let info = fake_archive(&src, &data);
+        let barrier = std::sync::Barrier::new(2);
+        let folders: Vec<PathBuf> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        prepare_from(CifarKind::Cifar10, &data, &info, &Silent).unwrap()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(folders[0], folders[1]);
+        assert_eq!(load_cifar(CifarKind::Cifar10, &data, &Silent).unwrap().0.len(), 15);
     }
 }

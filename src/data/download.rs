@@ -1,5 +1,7 @@
-//! Downloading the official CIFAR archives: streamed to a `.part` file with progress, checked
-//! (size, then MD5) and only then renamed into place. A valid archive already present is kept.
+//! Downloading the official CIFAR archives: streamed to a temporary file (`.NAME.tmp<PID>`) with
+//! progress, checked (size, then MD5) and only then renamed into place. A valid archive already
+//! present is kept. Runs fetching at once take the OS lock `<data_dir>/.NAME.lock`: the second
+//! waits and then finds the first one's archive; temporaries of killed runs are removed.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -9,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::archive::{ArchiveInfo, mismatch, verify_archive};
 use super::cifar::CifarKind;
+use crate::files::{Lock, remove_stale_temporaries, temporary_path};
 use crate::observer::{Event, Observer};
 
 /// Makes sure the official archive of `kind` is in `data_dir` and valid, downloading it when
@@ -23,6 +26,13 @@ fn fetch_archive(info: &ArchiveInfo, data_dir: &Path, obs: &dyn Observer) -> Res
         format!("cannot create data directory {}: check the path and permissions", data_dir.display())
     })?;
     let path = data_dir.join(info.file_name);
+    let _lock = Lock::wait_exclusive(&data_dir.join(format!(".{}.lock", info.file_name)), || {
+        obs.event(Event::Info(format!(
+            "waiting for another actsearch process to finish downloading {}",
+            path.display()
+        )))
+    })?;
+    remove_leftovers(data_dir, info, obs);
     if path.is_file() {
         match verify_archive(&path, info.size, info.md5) {
             Ok(()) => {
@@ -32,7 +42,7 @@ fn fetch_archive(info: &ArchiveInfo, data_dir: &Path, obs: &dyn Observer) -> Res
             Err(e) => obs.event(Event::Info(format!("{e}; downloading it again"))),
         }
     }
-    let part = data_dir.join(format!("{}.part", info.file_name));
+    let part = temporary_path(&path);
     let downloaded = download(info, &part, obs).and_then(|()| check_download(info, &part, data_dir));
     if let Err(e) = downloaded {
         let _ = fs::remove_file(&part);
@@ -41,6 +51,19 @@ fn fetch_archive(info: &ArchiveInfo, data_dir: &Path, obs: &dyn Observer) -> Res
     fs::rename(&part, &path).with_context(|| format!("cannot rename {} to {}", part.display(), path.display()))?;
     obs.event(Event::Info(format!("downloaded {}", path.display())));
     Ok(path)
+}
+
+/// Removes partial downloads of killed runs: temporaries of dead processes, and the `.part`
+/// file older versions used (no one else is downloading it: we hold the lock).
+fn remove_leftovers(data_dir: &Path, info: &ArchiveInfo, obs: &dyn Observer) {
+    let mut removed = remove_stale_temporaries(data_dir);
+    let old_part = data_dir.join(format!("{}.part", info.file_name));
+    if fs::remove_file(&old_part).is_ok() {
+        removed.push(old_part);
+    }
+    for left in removed {
+        obs.event(Event::Info(format!("removed {}, left by an interrupted run", left.display())));
+    }
 }
 
 /// Checks the size and MD5 of a finished download.
@@ -157,7 +180,7 @@ mod tests {
         let path = fetch_archive(&a, &tmp.path().join("data"), &rec).unwrap();
         assert_eq!(fs::read(&path).unwrap(), body);
         assert_eq!(rec.advanced("download"), body.len() as u64);
-        assert!(!tmp.path().join("data/cifar-10-binary.tar.gz.part").exists());
+        assert_eq!(entries(&tmp.path().join("data")), vec![".cifar-10-binary.tar.gz.lock", "cifar-10-binary.tar.gz"]);
         // The server is gone now (it served one request): a second fetch must not download.
         let rec = Recorder::default();
         fetch_archive(&a, &tmp.path().join("data"), &rec).unwrap();
@@ -173,7 +196,35 @@ mod tests {
         let err = fetch_archive(&a, tmp.path(), &Recorder::default()).unwrap_err().to_string();
         assert!(err.contains("00000000000000000000000000000000") && err.contains("has MD5"), "{err}");
         assert!(err.contains(&url) && err.contains("actsearch data fetch cifar10"), "{err}");
-        assert!(fs::read_dir(tmp.path()).unwrap().next().is_none());
+        assert_eq!(entries(tmp.path()), vec![".cifar-10-binary.tar.gz.lock"]);
+    }
+
+    /// The sorted names in `dir`.
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn partial_downloads_of_killed_runs_are_removed() {
+        let body = b"pretend archive bytes".to_vec();
+        let url = serve(body.clone(), 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = tmp.path().join("probe");
+        fs::write(&probe, &body).unwrap();
+        let md5 = crate::data::archive::md5_hex(&probe).unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        // A pid far above pid_max is never alive; `.part` is the older naming.
+        for name in [".cifar-10-binary.tar.gz.tmp4294967295", "cifar-10-binary.tar.gz.part"] {
+            fs::write(data.join(name), b"half").unwrap();
+        }
+        let rec = Recorder::default();
+        fetch_archive(&info(&url, body.len() as u64, &md5), &data, &rec).unwrap();
+        assert_eq!(entries(&data), vec![".cifar-10-binary.tar.gz.lock", "cifar-10-binary.tar.gz"]);
+        assert_eq!(rec.infos().iter().filter(|m| m.contains("left by an interrupted run")).count(), 2);
     }
 
     #[test]

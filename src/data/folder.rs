@@ -1,6 +1,6 @@
 //! Image folders: `PATH/train/<class>/*.{png,jpg,jpeg}` and `PATH/test/<class>/*`, decoded in
 //! parallel to 32×32 RGB (resized with a triangle filter when needed) and cached decoded, so
-//! that a folder of 60,000 JPEGs is decoded only once.
+//! that a folder of 60,000 JPEGs is decoded only once, even by runs started together.
 
 use std::fs;
 use std::io::Cursor;
@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::folder_cache;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
+use crate::files::{Lock, remove_stale_temporaries};
 use crate::observer::{Event, Observer};
 
 /// Images decoded per progress step.
@@ -20,17 +21,58 @@ const CHUNK: usize = 256;
 
 /// Loads the (train, test) sets of the image folder at `path`, using (and refreshing) the
 /// decoded cache in `cache_dir`. Class labels follow the sorted class folder names.
+///
+/// Concurrent runs on the same folder: the one that misses the cache takes the OS lock
+/// `<cache_dir>/.folder-<root hash>.lock` while decoding and writing; the others wait for it
+/// and then read its cache instead of decoding too.
 pub fn load_folder(path: &Path, cache_dir: &Path, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
     let listing = Listing::scan(path)?;
-    let key = listing.cache_key();
-    let cache_path = cache_dir.join(format!("folder-{key}.bin"));
-    match folder_cache::read(
-        &cache_path,
-        &listing.root_text(),
-        &listing.classes,
-        listing.train.len(),
-        listing.test.len(),
-    ) {
+    let cache_path = cache_dir.join(format!("folder-{}.bin", listing.cache_key()));
+    for left in remove_stale_temporaries(cache_dir) {
+        obs.event(Event::Info(format!("removed {}, left by an interrupted cache write", left.display())));
+    }
+    if let Some(sets) = from_cache(&listing, &cache_path, cache_dir, obs, true) {
+        return Ok(sets);
+    }
+    let lock = match Lock::wait_exclusive(&listing.lock_path(cache_dir), || {
+        obs.event(Event::Info(format!(
+            "waiting for another actsearch process that is decoding {}",
+            listing.root.display()
+        )))
+    }) {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            obs.event(Event::Info(format!(
+                "cannot use the decoded-image cache directory {} ({e:#}); decoding without a cache",
+                cache_dir.display()
+            )));
+            None
+        }
+    };
+    // The process we waited for has written the cache.
+    if lock.is_some()
+        && let Some(sets) = from_cache(&listing, &cache_path, cache_dir, obs, false)
+    {
+        return Ok(sets);
+    }
+    let sets = listing.decode(obs)?;
+    if lock.is_some() {
+        save_cache(&cache_path, cache_dir, &listing, &sets, obs);
+    }
+    Ok(sets)
+}
+
+/// The cached sets of `listing`, or `None` (after saying why, when `explain`) when they must be
+/// decoded.
+fn from_cache(
+    listing: &Listing,
+    cache_path: &Path,
+    cache_dir: &Path,
+    obs: &dyn Observer,
+    explain: bool,
+) -> Option<(ImageSet, ImageSet)> {
+    let root = listing.root_text();
+    match folder_cache::read(cache_path, &root, &listing.classes, listing.train.len(), listing.test.len()) {
         Ok(Some(sets)) => {
             obs.event(Event::Info(format!(
                 "loaded {} decoded images of {} from cache {}",
@@ -38,25 +80,20 @@ pub fn load_folder(path: &Path, cache_dir: &Path, obs: &dyn Observer) -> Result<
                 listing.root.display(),
                 cache_path.display()
             )));
-            return Ok(sets);
+            return Some(sets);
         }
-        Ok(None) => {
-            if !folder_cache::stale(cache_dir, &listing.root_text(), &cache_path).is_empty() {
-                obs.event(Event::Info(format!(
-                    "image folder {} changed since it was cached; decoding it again",
-                    listing.root.display()
-                )));
-            }
-        }
-        Err(problem) => obs.event(Event::Info(format!(
+        Ok(None) if explain && !folder_cache::stale(cache_dir, &root, cache_path).is_empty() => obs.event(Event::Info(
+            format!("image folder {} changed since it was cached; decoding it again", listing.root.display()),
+        )),
+        Ok(None) => {}
+        Err(problem) if explain => obs.event(Event::Info(format!(
             "ignoring decoded-image cache {} ({problem}); decoding {} again",
             cache_path.display(),
             listing.root.display()
         ))),
+        Err(_) => {}
     }
-    let sets = listing.decode(obs)?;
-    save_cache(&cache_path, cache_dir, &listing, &sets, obs);
-    Ok(sets)
+    None
 }
 
 /// Writes the cache and removes stale ones of the same folder; failures are only reported.
@@ -64,7 +101,7 @@ fn save_cache(cache_path: &Path, cache_dir: &Path, listing: &Listing, sets: &(Im
     match folder_cache::write(cache_path, &listing.root_text(), &sets.0, &sets.1) {
         Ok(()) => obs.event(Event::Info(format!("cached decoded images in {}", cache_path.display()))),
         Err(e) => {
-            obs.event(Event::Info(format!("could not write decoded-image cache ({e}); continuing without it")));
+            obs.event(Event::Info(format!("could not write decoded-image cache ({e:#}); continuing without it")));
             return;
         }
     }
@@ -129,6 +166,13 @@ impl Listing {
 
     fn root_text(&self) -> String {
         self.root.to_string_lossy().into_owned()
+    }
+
+    /// The lock of this folder's cache: one per folder (not per cache key), so that lock files
+    /// do not pile up as the folder changes.
+    fn lock_path(&self, cache_dir: &Path) -> PathBuf {
+        let hash = format!("{:x}", Md5::digest(self.root_text().as_bytes()));
+        cache_dir.join(format!(".folder-{}.lock", &hash[..16]))
     }
 
     /// An MD5 over the folder's canonical path and every file's relative path, size and mtime.
@@ -334,7 +378,7 @@ mod tests {
         let first = load_folder(&dir, &cache, &rec).unwrap();
         assert!(infos(&rec).iter().any(|m| m.starts_with("cached decoded images")), "{:?}", infos(&rec));
         assert_eq!(rec.advanced("decode"), 18);
-        let files: Vec<PathBuf> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+        let files = cache_files(&cache);
         assert_eq!(files.len(), 1);
         assert!(files[0].file_name().unwrap().to_str().unwrap().starts_with("folder-"));
 
@@ -363,8 +407,104 @@ mod tests {
         let fourth = load_folder(&dir, &cache, &rec).unwrap();
         assert_eq!(fourth.0.len(), first.0.len() - 1);
         assert!(infos(&rec).iter().any(|m| m.contains("changed since it was cached")), "{:?}", infos(&rec));
-        let files: Vec<PathBuf> = fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
-        assert_eq!(files.len(), 1);
+        assert_eq!(cache_files(&cache).len(), 1);
+    }
+
+    /// The cache files in `cache` (not its lock).
+    fn cache_files(cache: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn flipped_bytes_in_images_or_labels_are_noticed_and_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("imgs");
+        let cache = tmp.path().join("cache");
+        mixed_folder(&dir);
+        let first = load_folder(&dir, &cache, &Silent).unwrap();
+        let path = cache_files(&cache).remove(0);
+        let good = fs::read(&path).unwrap();
+        // The first label follows the header: magic, root, classes, counts.
+        let root = fs::canonicalize(&dir).unwrap().to_string_lossy().len();
+        let first_label = 16 + 8 + root + 4 + ["ant", "moth", "zebra"].iter().map(|c| 4 + c.len()).sum::<usize>() + 16;
+        assert_eq!(good[first_label..first_label + 4], [0, 0, 0, 0]);
+        for at in [first_label, good.len() / 2] {
+            let mut bad = good.clone();
+            bad[at] ^= 1; // label 0 -> 1 (still a valid class), or one pixel
+            fs::write(&path, &bad).unwrap();
+            let rec = Recorder::default();
+            assert_eq!(load_folder(&dir, &cache, &rec).unwrap(), first);
+            let notes: Vec<String> =
+                infos(&rec).into_iter().filter(|m| m.contains("checksum does not match")).collect();
+            assert_eq!(notes.len(), 1, "{:?}", infos(&rec));
+            assert!(notes[0].starts_with("ignoring decoded-image cache") && !notes[0].contains('\n'));
+            assert_eq!(fs::read(&path).unwrap(), good);
+        }
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_cache_write_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("imgs");
+        let cache = tmp.path().join("cache");
+        write_synthetic_folder(&dir, &["a", "b"], 2, 1).unwrap();
+        fs::create_dir_all(&cache).unwrap();
+        // A pid far above pid_max is never alive: this and the older naming of the temporary.
+        let dead = cache.join(".folder-0123.bin.tmp4294967295");
+        let old_style = cache.join("folder-0123.bin.tmp4294967295");
+        for p in [&dead, &old_style] {
+            fs::write(p, b"half a cache").unwrap();
+        }
+        let rec = Recorder::default();
+        load_folder(&dir, &cache, &rec).unwrap();
+        assert!(!dead.exists() && !old_style.exists());
+        assert_eq!(infos(&rec).iter().filter(|m| m.contains("interrupted cache write")).count(), 2);
+        assert_eq!(cache_files(&cache).len(), 1);
+    }
+
+    #[test]
+    fn runs_loading_at_once_decode_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("imgs");
+        let cache = tmp.path().join("cache");
+        mixed_folder(&dir);
+        let barrier = std::sync::Barrier::new(2);
+        let recs = [Recorder::default(), Recorder::default()];
+        let sets: Vec<(ImageSet, ImageSet)> = std::thread::scope(|s| {
+            let runs: Vec<_> = recs
+                .iter()
+                .map(|rec| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        load_folder(&dir, &cache, rec).unwrap()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(sets[0], sets[1]);
+        assert_eq!(recs[0].advanced("decode") + recs[1].advanced("decode"), 18);
+        assert_eq!(cache_files(&cache).len(), 1);
+    }
+
+    #[test]
+    fn a_cache_directory_that_is_a_file_only_costs_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("imgs");
+        write_synthetic_folder(&dir, &["a", "b"], 2, 1).unwrap();
+        let cache = tmp.path().join("cache");
+        fs::write(&cache, b"not a directory").unwrap();
+        let rec = Recorder::default();
+        let (train, _) = load_folder(&dir, &cache, &rec).unwrap();
+        assert_eq!(train.len(), 4);
+        assert!(infos(&rec).iter().any(|m| m.contains("decoding without a cache")), "{:?}", infos(&rec));
+        assert_eq!(fs::read(&cache).unwrap(), b"not a directory");
     }
 
     #[test]

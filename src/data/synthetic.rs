@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::cifar::SYNTHETIC_DECLARATION;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, hwc_from_chw};
 
 /// CIFAR-10's class names in label order.
@@ -38,9 +39,10 @@ pub fn synthetic_image(class: usize, num_classes: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Writes a synthetic CIFAR-10 under `data_dir/cifar-10-batches-bin/`: five training files and
-/// one test file of `n_per_file` records each, plus `batches.meta.txt`. Record `i` of file `f`
-/// (0-4 training, 5 test) has label `(i + f) % 10` and image
-/// `synthetic_image(label, 10, f * 1_000_000 + i)`.
+/// one test file of `n_per_file` records each, plus `batches.meta.txt` and the
+/// [`SYNTHETIC_DECLARATION`] that lets the loader expect `n_per_file` records instead of the
+/// official 10,000. Record `i` of file `f` (0-4 training, 5 test) has label `(i + f) % 10` and
+/// image `synthetic_image(label, 10, f * 1_000_000 + i)`.
 pub fn write_synthetic_cifar10(data_dir: &Path, n_per_file: usize) -> Result<()> {
     let folder = data_dir.join("cifar-10-batches-bin");
     fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
@@ -53,12 +55,14 @@ pub fn write_synthetic_cifar10(data_dir: &Path, n_per_file: usize) -> Result<()>
         });
         write(&folder.join(format!("{name}.bin")), &bytes)?;
     }
-    write(&folder.join("batches.meta.txt"), format!("{}\n\n", CIFAR10_CLASSES.join("\n")).as_bytes())
+    write(&folder.join("batches.meta.txt"), format!("{}\n\n", CIFAR10_CLASSES.join("\n")).as_bytes())?;
+    declare_synthetic(&folder, n_per_file)
 }
 
 /// Writes a synthetic CIFAR-100 under `data_dir/cifar-100-binary/`: `train.bin` (file 0) and
 /// `test.bin` (file 1) of `n_per_file` records each, with the same label and image rule as
-/// [`write_synthetic_cifar10`] over 100 classes (coarse label = fine / 5), and the label names.
+/// [`write_synthetic_cifar10`] over 100 classes (coarse label = fine / 5), the label names and
+/// the [`SYNTHETIC_DECLARATION`].
 pub fn write_synthetic_cifar100(data_dir: &Path, n_per_file: usize) -> Result<()> {
     let folder = data_dir.join("cifar-100-binary");
     fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
@@ -73,7 +77,16 @@ pub fn write_synthetic_cifar100(data_dir: &Path, n_per_file: usize) -> Result<()
     let fine: Vec<String> = (0..100).map(|k| format!("fine_{k:02}")).collect();
     let coarse: Vec<String> = (0..20).map(|k| format!("coarse_{k:02}")).collect();
     write(&folder.join("fine_label_names.txt"), (fine.join("\n") + "\n").as_bytes())?;
-    write(&folder.join("coarse_label_names.txt"), (coarse.join("\n") + "\n").as_bytes())
+    write(&folder.join("coarse_label_names.txt"), (coarse.join("\n") + "\n").as_bytes())?;
+    declare_synthetic(&folder, n_per_file)
+}
+
+/// Marks a CIFAR folder as synthetic, with `n_per_file` records in each file.
+fn declare_synthetic(folder: &Path, n_per_file: usize) -> Result<()> {
+    let text = format!(
+        "Synthetic test data written by actsearch, not the official dataset.\nrecords per file: {n_per_file}\n"
+    );
+    write(&folder.join(SYNTHETIC_DECLARATION), text.as_bytes())
 }
 
 /// Writes a synthetic image folder: `dir/train/<class>/NNNN.png` and `dir/test/<class>/NNNN.png`
