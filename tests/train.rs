@@ -73,7 +73,7 @@ fn resume_equals_uninterrupted() {
     assert!(err.to_string().contains("--resume"), "{err}");
     // Without --resume an existing run is never overwritten.
     let err = train(&killed, &formula, &device, false, &Silent).unwrap_err();
-    assert!(err.to_string().contains("already holds a run"), "{err}");
+    assert!(err.to_string().contains("holds an unfinished run"), "{err}");
     let b = train(&killed, &formula, &device, true, &Silent).unwrap();
 
     assert_eq!(a.history.train_loss, b.history.train_loss);
@@ -85,6 +85,9 @@ fn resume_equals_uninterrupted() {
     for (name, t) in &wa {
         assert_eq!(Some(t), wb.get(name), "tensor {name} differs after resume");
     }
+    // Identical runs write byte-identical weights (the header's order is fixed too).
+    let bytes = |o: &actsearch::train::RunOutcome| std::fs::read(o.out.join("model.safetensors")).unwrap();
+    assert!(bytes(&a) == bytes(&b), "model.safetensors differs between identical runs");
 }
 
 #[test]

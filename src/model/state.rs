@@ -248,18 +248,19 @@ fn file_checksum(header: &Header, data: &[u8]) -> Result<String> {
     Ok(sum.hex())
 }
 
-/// Read every tensor of a `.safetensors` file. A corrupt file (unreadable, or its checksum
-/// does not match its contents) is an error naming it. Files without a checksum (written by
-/// other tools) are read as they are.
+/// Read every tensor of a `.safetensors` file written by [`write_safetensors`]. A corrupt file
+/// (unreadable, without its checksum, or its checksum does not match its contents) is an error
+/// naming it.
 pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, NamedTensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let corrupt = |e: &dyn std::fmt::Display| anyhow!("{} is corrupt or not a safetensors file ({e})", path.display());
     let (header, data) = split_file(&bytes).map_err(|e| corrupt(&e))?;
-    if let Some(stored) = header.metadata.get(CHECKSUM_KEY) {
-        let actual = file_checksum(&header, data)?;
-        if &actual != stored {
-            return Err(corrupt(&format!("its checksum is {actual} but {stored} was recorded when it was written")));
-        }
+    let Some(stored) = header.metadata.get(CHECKSUM_KEY) else {
+        return Err(corrupt(&"its header has no checksum: it was not written by actsearch, or its header is damaged"));
+    };
+    let actual = file_checksum(&header, data)?;
+    if &actual != stored {
+        return Err(corrupt(&format!("its checksum is {actual} but {stored} was recorded when it was written")));
     }
     let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(&e))?;
     let mut metadata: HashMap<String, String> = header.metadata.into_iter().collect();

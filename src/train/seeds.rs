@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::history::write_json;
 use super::run::{RunOutcome, train};
+use super::run_dir::LOCK_FILE;
+use crate::files::Lock;
 use crate::expr::Formula;
 use crate::observer::{Event, Observer};
 
@@ -43,6 +45,11 @@ pub fn train_seeds(
     resume: bool,
     obs: &dyn Observer,
 ) -> Result<(Summary, Vec<RunOutcome>)> {
+    // Several seeds: the folder of summary.json is held too (one seed's run holds its own).
+    let _lock = match seeds.len() {
+        1 => None,
+        _ => Some(Lock::try_exclusive(&base.out.join(LOCK_FILE), &format!("eval folder {}", base.out.display()))?),
+    };
     let mut outcomes = Vec::new();
     for &seed in seeds {
         let config = TrainConfig { seed, out: seed_dir(&base.out, seed, seeds.len()), ..base.clone() };

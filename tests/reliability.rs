@@ -1,0 +1,157 @@
+//! No result is ever lost or silently wrong: run folders as a user (or an adversary) would
+//! treat them. A finished run is never rewritten, two runs never share a folder, kill -9
+//! leaves nothing stale, a corrupt checkpoint is named as such.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TINY: [&str; 10] =
+    ["--network", "resnet8", "--batch-size", "16", "--subset", "64", "--test-subset", "32", "--train-portion", "0.75"];
+
+fn actsearch(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
+}
+
+fn spawn(args: &[&str], cwd: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_actsearch"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start actsearch")
+}
+
+fn eval_args<'a>(activation: &'a str, out: &'a str, epochs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["eval", "--activation", activation, "--out", out, "--epochs", epochs];
+    args.extend(TINY);
+    args.extend(extra);
+    args
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every file of a folder with its bytes (the lock file aside), for before/after comparisons.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != ".lock")
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+fn assert_one_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected a failure: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(needle), "{:?} does not say {needle:?}", lines[0]);
+}
+
+/// Issue 11, case 2: a finished run without its checkpoint, resumed with another activation,
+/// used to be overwritten. Now nothing in it changes, with or without --resume, and the
+/// message does not ask for files to be deleted.
+#[test]
+fn a_finished_run_is_never_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let out = actsearch(&eval_args("relu", "runs/a", "1", &[]), dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.path().join("runs/a");
+    std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
+    let before = snapshot(&run);
+
+    let other = actsearch(&eval_args("silu", "runs/a", "1", &["--resume"]), dir.path());
+    assert_one_error(&other, "holds another run");
+    assert!(!stderr(&other).contains("delete"), "{}", stderr(&other));
+    let again = actsearch(&eval_args("relu", "runs/a", "1", &[]), dir.path());
+    assert_one_error(&again, "holds a finished run");
+    // The same run with --resume: already finished, reported, nothing rewritten.
+    let same = actsearch(&eval_args("relu", "runs/a", "1", &["--resume"]), dir.path());
+    assert!(same.status.success(), "{}", stderr(&same));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("test accuracy"));
+    assert!(snapshot(&run) == before, "the finished run's files changed");
+}
+
+/// Issue 11, case 3: two runs into one folder. The second fails at once while the first
+/// holds the folder; after kill -9 of the first no lock is left, and --resume finishes it.
+#[test]
+fn two_runs_never_share_a_folder_and_kill_9_leaves_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    // Long enough (a few seconds here) that the first run is surely still training when the
+    // second and third start; after the kill, --resume trains the rest.
+    let args = eval_args("relu", "runs/b", "100", &[]);
+    let mut first = spawn(&args, dir.path());
+    let checkpoint = dir.path().join("runs/b/checkpoint.safetensors");
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended before its first checkpoint");
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = actsearch(&args, dir.path());
+    let third = actsearch(&eval_args("silu", "runs/b", "100", &["--resume"]), dir.path());
+    let still_running = first.try_wait().unwrap().is_none();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(still_running, "the first run finished before the test could check its lock");
+    assert_one_error(&second, "in use by another actsearch process");
+    assert_one_error(&third, "in use by another actsearch process");
+    let resumed = actsearch(&[&args[..], &["--resume"]].concat(), dir.path());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let errors: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("runs/b/errors.json")).unwrap()).unwrap();
+    assert_eq!(errors["test_acc"].as_array().unwrap().len(), 100);
+    let log = std::fs::read_to_string(dir.path().join("runs/b/log.log")).unwrap();
+    assert!(!log.contains("silu"), "{log}");
+}
+
+/// Issue 11, case 5: flipped bytes in a checkpoint are an error that names the file (they
+/// used to load and then read as a divergence).
+#[test]
+fn a_corrupt_checkpoint_is_named_not_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let out = actsearch(&eval_args("relu", "runs/c", "1", &[]), dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.path().join("runs/c");
+    // Make it an unfinished run of 2 epochs whose checkpoint is damaged.
+    std::fs::remove_file(run.join("model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(run.join("config.json")).unwrap().replace("\"epochs\": 1", "\"epochs\": 2");
+    std::fs::write(run.join("config.json"), config).unwrap();
+    let path = run.join("checkpoint.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let before = snapshot(&run);
+    let resumed = actsearch(&eval_args("relu", "runs/c", "2", &["--resume"]), dir.path());
+    assert_one_error(&resumed, "checkpoint.safetensors is corrupt");
+    assert!(!stderr(&resumed).contains("--lr"), "{}", stderr(&resumed));
+    let after: Vec<(String, Vec<u8>)> = snapshot(&run).into_iter().filter(|(n, _)| n != "log.log").collect();
+    let before: Vec<(String, Vec<u8>)> = before.into_iter().filter(|(n, _)| n != "log.log").collect();
+    assert!(after == before, "a failed resume changed the run's files");
+}
+
+/// `--init-params learned` on a genotype without parameters used to panic.
+#[test]
+fn learned_params_of_a_parameterless_genotype_train() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let space = actsearch::space::CellSpace::parse("small").unwrap();
+    let op = |pos: usize, name: &str| space.positions()[pos].ops.iter().position(|o| o == name).unwrap();
+    let genotype = space.genotype(&[op(0, "sinc"), op(1, "sigmoid"), op(2, "add")]).unwrap();
+    genotype.save(&dir.path().join("genotype.json")).unwrap();
+    let out = actsearch(&eval_args("genotype.json", "runs/d", "1", &["--init-params", "learned"]), dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
