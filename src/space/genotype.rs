@@ -50,9 +50,7 @@ impl Genotype {
     /// Writes the genotype as pretty-printed JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).context("serializing the genotype")?;
-        std::fs::write(path, text + "\n").with_context(|| {
-            format!("cannot write {} (check that its directory exists and is writable)", path.display())
-        })
+        crate::files::write_atomic(path, (text + "\n").as_bytes())
     }
 
     /// Reads a genotype written by [`Genotype::save`].

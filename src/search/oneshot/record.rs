@@ -87,5 +87,5 @@ pub fn truncate_alphas(path: &Path, epochs: usize) -> Result<()> {
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let kept: String = text.lines().take(epochs).map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, kept).with_context(|| format!("cannot write {}", path.display()))
+    crate::files::write_atomic(path, kept.as_bytes())
 }
