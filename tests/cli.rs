@@ -274,3 +274,24 @@ fn search_then_eval_compares_with_the_baseline_and_writes_the_report() {
     assert_clean_error(&actsearch(&bad, dir.path()), "relu2");
     assert!(!dir.path().join("runs/t").exists());
 }
+
+/// The lines of stderr that start with `prefix`.
+fn stderr_lines(out: &Output, prefix: &str) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
+}
+
+#[test]
+fn plot_warns_about_functions_it_cannot_draw_and_fails_when_none_can_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["plot", "x/0", "1/x", "--out", "f.svg"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warnings = stderr_lines(&out, "warning:");
+    assert!(warnings.len() == 1 && warnings[0].contains("x/0 is undefined over the whole range -5..5"), "{warnings:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1/x") && !stdout.contains("x/0"), "{stdout}");
+    let out = actsearch(&["plot", "0/0", "--out", "g.svg"], dir.path());
+    assert_clean_error(&out, "nothing to draw");
+    assert_eq!(stderr_lines(&out, "warning:").len(), 1);
+    assert!(!dir.path().join("g.svg").exists(), "nothing is written when nothing can be drawn");
+    assert_clean_error(&actsearch(&["plot", "relu", "--range", "nan,1"], dir.path()), "LOW,HIGH");
+}

@@ -1,5 +1,6 @@
 //! `actsearch report RUN_DIR...`: reads eval and search runs and writes charts, `report.md`
-//! and a self-contained `report.html`.
+//! and a self-contained `report.html`. A function the report cannot draw is said on stderr,
+//! one `warning:` line each.
 
 use std::path::PathBuf;
 
@@ -25,6 +26,9 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> Result<()> {
     let runs = runs::load(&args.runs)?;
     let report = document::build(&runs)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     let spinner = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}")?);
     spinner.set_message(format!("drawing the report of {} runs", runs.len()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));

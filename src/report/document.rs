@@ -8,6 +8,9 @@
 //!   over epochs, the found formula's shape next to ReLU and SiLU, and the search's accuracy.
 //! - Sample-based searches: best reward so far against children trained, all methods on one
 //!   chart, and each run's top formulas.
+//!
+//! What the reader of the terminal should know too (a function that cannot be drawn) is also
+//! returned in [`Report::warnings`], for the cli to print.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,6 +29,8 @@ const HIGHLIGHT: usize = 6;
 const PER_PANEL: usize = 8;
 /// Rows of a sample-based search's top table.
 const TOP_K: usize = 10;
+/// The x range of a search's found-function chart.
+const FOUND_RANGE: (f64, f64) = (-5.0, 5.0);
 
 pub enum Block {
     Text(String),
@@ -40,6 +45,8 @@ pub struct Section {
 
 pub struct Report {
     pub sections: Vec<Section>,
+    /// Things that would otherwise mislead (a function that cannot be drawn), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// What [`write`] wrote.
@@ -52,6 +59,7 @@ pub struct Written {
 /// The report of `runs`.
 pub fn build(runs: &[Run]) -> Result<Report> {
     let mut sections = Vec::new();
+    let mut warnings = Vec::new();
     let evals: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Eval)).collect();
     let groups = tables::result_groups(runs);
     if !groups.is_empty() {
@@ -68,7 +76,8 @@ pub fn build(runs: &[Run]) -> Result<Report> {
     }
     for run in runs {
         if let RunKind::OneShot(search) = &run.kind {
-            sections.push(Section { title: format!("Search {}", run.name), blocks: one_shot_blocks(run, search)? });
+            let blocks = one_shot_blocks(run, search, &mut warnings)?;
+            sections.push(Section { title: format!("Search {}", run.name), blocks });
         }
     }
     let samples: Vec<(&Run, &Sample)> = runs
@@ -81,7 +90,7 @@ pub fn build(runs: &[Run]) -> Result<Report> {
     if !samples.is_empty() {
         sections.push(Section { title: "Sample-based searches".into(), blocks: sample_blocks(&samples) });
     }
-    Ok(Report { sections })
+    Ok(Report { sections, warnings })
 }
 
 /// A file name from free text: lowercase letters, digits and dashes.
@@ -186,7 +195,9 @@ fn alpha_panels(search: &OneShot, site: usize, title_prefix: &str) -> Vec<Panel>
         .collect()
 }
 
-fn one_shot_blocks(run: &Run, search: &OneShot) -> Result<Vec<Block>> {
+/// The blocks of one one-shot search; a found function that cannot be drawn is said in the
+/// text and in `warnings`.
+fn one_shot_blocks(run: &Run, search: &OneShot, warnings: &mut Vec<String>) -> Result<Vec<Block>> {
     let e = &run.errors;
     let method = search.method.as_deref().unwrap_or("one-shot");
     let formula = search.formula().unwrap_or("(none)");
@@ -217,18 +228,38 @@ fn one_shot_blocks(run: &Run, search: &OneShot) -> Result<Vec<Block>> {
             });
         }
     }
-    let found = match &search.genotype {
-        Some(g) => Some(shapes::of_genotype(g)?),
-        None => search.formula().and_then(|f| shapes::shape(f).ok()),
+    let found = match (&search.genotype, search.formula()) {
+        (Some(g), _) => Some(shapes::of_genotype(g)),
+        (None, Some(f)) => Some(shapes::shape(f)),
+        (None, None) => None,
     };
-    if let Some(found) = found {
-        let mut list: Vec<Shape> = vec![found];
-        list.extend(["relu", "silu"].iter().map(|n| shapes::shape(n)).collect::<Result<Vec<_>>>()?);
-        blocks.push(Block::Figure {
-            file: format!("{name}-formula"),
-            caption: format!("{}: the found function next to ReLU and SiLU", run.name),
-            figure: shapes::figure(&list, (-5.0, 5.0), false, &format!("{}: found function", run.name)),
-        });
+    match found {
+        Some(Ok(found)) => {
+            let mut list: Vec<Shape> = vec![found];
+            list.extend(["relu", "silu"].iter().map(|n| shapes::shape(n)).collect::<Result<Vec<_>>>()?);
+            let chart = shapes::figure(&list, FOUND_RANGE, false, &format!("{}: found function", run.name));
+            let found_hidden = !chart.drawn.contains(&0);
+            for w in &chart.warnings {
+                warnings.push(format!("search {}: {w}", run.name));
+            }
+            match found_hidden {
+                true => blocks.push(Block::Text(format!(
+                    "No chart of the found function: {}.",
+                    chart.warnings.first().map_or("it cannot be drawn", String::as_str)
+                ))),
+                false => blocks.push(Block::Figure {
+                    file: format!("{name}-formula"),
+                    caption: format!("{}: the found function next to ReLU and SiLU", run.name),
+                    figure: chart.figure,
+                }),
+            }
+        }
+        Some(Err(e)) => {
+            let line = format!("search {}: cannot draw its found function: {e:#}", run.name);
+            blocks.push(Block::Text(format!("No chart of the found function: {e:#}.")));
+            warnings.push(line);
+        }
+        None => {}
     }
     blocks.push(Block::Figure {
         file: format!("{name}-accuracy"),
@@ -436,6 +467,20 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), names.len() / 2);
         assert!(!html.contains("src=") && !html.contains("href="));
         assert!(html.contains("<code>x + sin(x)</code>"));
+    }
+
+    #[test]
+    fn a_found_function_that_cannot_be_drawn_is_said_not_charted() {
+        let mut search = one_shot(1);
+        search.epochs.iter_mut().for_each(|e| e.formula = "x/0".into());
+        let report = build(&[run("s", 0, RunKind::OneShot(search))]).unwrap();
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(report.warnings[0].starts_with("search s: x/0 is undefined"), "{:?}", report.warnings);
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(&report, dir.path()).unwrap();
+        assert!(!written.images.iter().any(|p| p.to_string_lossy().contains("formula")), "{:?}", written.images);
+        let md = fs::read_to_string(&written.markdown).unwrap();
+        assert!(md.contains("No chart of the found function: x/0 is undefined"), "{md}");
     }
 
     #[test]
