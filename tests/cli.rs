@@ -295,3 +295,55 @@ fn plot_warns_about_functions_it_cannot_draw_and_fails_when_none_can_be() {
     assert!(!dir.path().join("g.svg").exists(), "nothing is written when nothing can be drawn");
     assert_clean_error(&actsearch(&["plot", "relu", "--range", "nan,1"], dir.path()), "LOW,HIGH");
 }
+
+#[test]
+fn report_leaves_out_unfinished_runs_counts_a_seed_once_and_skips_failed_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let args = [
+        "eval", "--network", "resnet8", "--activation", "relu", "--epochs", "2", "--batch-size", "16", "--subset", "32",
+        "--test-subset", "16", "--out", "runs/done",
+    ];
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs = dir.path().join("runs");
+    let copy = |to: &str| {
+        std::fs::create_dir_all(runs.join(to)).unwrap();
+        for file in ["config.json", "errors.json", "log.log", "model.safetensors"] {
+            std::fs::copy(runs.join("done").join(file), runs.join(to).join(file)).unwrap();
+        }
+    };
+    // The same seed again (a copy), and a run killed after its first epoch (no model yet).
+    copy("copy");
+    copy("killed");
+    std::fs::remove_file(runs.join("killed/model.safetensors")).unwrap();
+    let path = runs.join("killed/errors.json");
+    let mut errors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (_, v) in errors.as_object_mut().unwrap().iter_mut() {
+        if let Some(a) = v.as_array_mut() {
+            a.truncate(1);
+        }
+    }
+    errors["test_acc"] = serde_json::json!([99.0]);
+    std::fs::write(&path, errors.to_string()).unwrap();
+    // A run that failed before training: config.json and log.log only.
+    std::fs::create_dir_all(runs.join("failed")).unwrap();
+    std::fs::copy(runs.join("done/config.json"), runs.join("failed/config.json")).unwrap();
+    std::fs::write(runs.join("failed/log.log"), "error: out of memory\n").unwrap();
+
+    let out = actsearch(&["report", "runs", "--out", "rep"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let notes = stderr_lines(&out, "note:");
+    assert!(notes.iter().any(|n| n.contains("skipped runs/failed") && n.contains("errors.json is missing")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("left out of the results table: killed (1 of 2 epochs)")), "{notes:?}");
+    let warnings = stderr_lines(&out, "warning:");
+    assert!(warnings.len() == 1 && warnings[0].contains("seed 0") && warnings[0].contains("is in 2 runs"), "{warnings:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("killed (eval, unfinished: 1 of 2 epochs)"), "{stdout}");
+    let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| resnet8 |")).unwrap();
+    assert!(row.ends_with("| 1 (0; seed 0 in several runs, one used) |") && !row.contains("99"), "{row}");
+    // Nothing readable at all is still an error, and so is a file.
+    assert_clean_error(&actsearch(&["report", "runs/failed"], dir.path()), "errors.json is missing");
+    assert_clean_error(&actsearch(&["report", "runs/done/errors.json"], dir.path()), "is a file");
+}
