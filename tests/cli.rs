@@ -347,3 +347,22 @@ fn report_leaves_out_unfinished_runs_counts_a_seed_once_and_skips_failed_folders
     assert_clean_error(&actsearch(&["report", "runs/failed"], dir.path()), "errors.json is missing");
     assert_clean_error(&actsearch(&["report", "runs/done/errors.json"], dir.path()), "is a file");
 }
+
+#[test]
+fn long_formulas_and_paths_are_cut_to_80_characters_in_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "relu".repeat(25_000);
+    let spaced = vec!["sin(x)"; 2_000].join(" + ") + " +";
+    for args in [
+        vec!["plot", long.as_str()],
+        vec!["plot", spaced.as_str()],
+        vec!["eval", "--activation", long.as_str()],
+        vec!["plot", "relu", "--range", long.as_str()],
+        vec!["report", long.as_str()],
+    ] {
+        let out = actsearch(&args, dir.path());
+        assert_clean_error(&out, "...");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.len() < 1_000, "{} bytes on stderr for {:?}: {}", stderr.len(), &args[..args.len() - 1], &stderr[..300]);
+    }
+}
