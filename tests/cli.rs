@@ -366,3 +366,22 @@ fn long_formulas_and_paths_are_cut_to_80_characters_in_messages() {
         assert!(stderr.len() < 1_000, "{} bytes on stderr for {:?}: {}", stderr.len(), &args[..args.len() - 1], &stderr[..300]);
     }
 }
+
+#[test]
+fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
+    let dir = tempfile::tempdir().unwrap();
+    // "-x" is read as the formula, then --lr's own check speaks.
+    assert_clean_error(&actsearch(&["eval", "--activation", "-x", "--lr", "-1"], dir.path()), "--lr must be a positive number, got -1");
+    for (flag, value) in [("--subset", "-1"), ("--test-subset", "-5"), ("--epochs", "-2"), ("--threads", "-1"), ("--threads", "0")] {
+        let out = actsearch(&["eval", "--activation", "relu", flag, value], dir.path());
+        assert_clean_error(&out, flag);
+        assert_clean_error(&out, "must be a positive whole number");
+    }
+    assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--seeds", "0,-1"], dir.path()), "whole number");
+    assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--momentum", "-0.5"], dir.path()), "--momentum must be in [0, 1)");
+    // search takes negative numbers too.
+    let search = ["search", "--method", "darts", "--space", "small"];
+    assert_clean_error(&actsearch(&[&search[..], &["--arch-lr", "-1"]].concat(), dir.path()), "--arch-lr must be a positive number");
+    assert_clean_error(&actsearch(&[&search[..], &["--kl-scale", "-1"]].concat(), dir.path()), "--kl-scale");
+    assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");
+}

@@ -78,7 +78,7 @@ pub struct DataAndCompute {
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: Backend,
     /// CPU threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub threads: Option<usize>,
 }
 

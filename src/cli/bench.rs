@@ -22,7 +22,7 @@ pub struct BenchArgs {
     #[arg(default_value = "all")]
     pub workload: String,
     /// CPU threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub threads: usize,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]

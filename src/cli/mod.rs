@@ -2,9 +2,10 @@
 //! prints. Each subcommand turns its flags into a library configuration and renders progress
 //! events with indicatif.
 //!
-//! Messages: every error is one `error:` line (causes joined by [`one_line`]), and a value
-//! the user gave that is longer than 80 characters (a formula, a path) is shown cut to 80
-//! characters wherever a message repeats it ([`shorten_user_values`]).
+//! Messages: every error is one `error:` line (causes joined by [`one_line`]); numeric flags
+//! take negative values (`--lr -1`) so that their validator, not clap, says what is wrong; and
+//! a value the user gave that is longer than 80 characters (a formula, a path) is shown cut to
+//! 80 characters wherever a message repeats it ([`shorten_user_values`]).
 
 mod backend;
 mod bench;
@@ -140,4 +141,20 @@ fn shorten_user_values(text: &str) -> String {
         })
         .collect();
     words.join(" ")
+}
+
+/// A count flag's value: a whole number of at least 1 (a negative or fractional value gets
+/// this message, naming the flag, instead of clap's "invalid digit").
+fn positive_whole(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("must be a positive whole number (1, 2, 3, ...), got {}", crate::report::shown(text))),
+    }
+}
+
+/// A seed: a whole number, 0 included.
+fn whole(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("must be a whole number (0, 1, 2, ...), got {}", crate::report::shown(text)))
 }

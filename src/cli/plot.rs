@@ -16,7 +16,8 @@ pub struct PlotArgs {
     /// Activations to draw: names (relu, silu, ...; see `actsearch functions`), formulas
     /// ("x*sigmoid(b*x)") or a search's genotype.json (drawn with its learned parameters'
     /// mean). Parameters of names and formulas are drawn at their initial value 1.
-    #[arg(required = true, value_name = "FORMULA")]
+    /// A formula starting with '-' goes after `--` (plot -- -x) or in parentheses ("(-x)").
+    #[arg(required = true, value_name = "FORMULA", allow_negative_numbers = true)]
     pub formulas: Vec<String>,
     /// Output image; the extension picks the format (.png or .svg).
     #[arg(long, default_value = "plot.png")]
