@@ -385,3 +385,20 @@ fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
     assert_clean_error(&actsearch(&[&search[..], &["--kl-scale", "-1"]].concat(), dir.path()), "--kl-scale");
     assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");
 }
+
+#[test]
+fn threads_beyond_the_cores_warn_once_and_bench_errors_are_not_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let more = (cores + 1).to_string();
+    // The warning comes when the pool starts; the missing dataset then stops the run.
+    let out = actsearch(&["eval", "--activation", "relu", "--threads", &more, "--dataset", "no/such/folder"], dir.path());
+    let warnings = stderr_lines(&out, "warning:");
+    let expected = format!("warning: --threads {more} is more than the {cores} core");
+    assert!(warnings.len() == 1 && warnings[0].starts_with(&expected), "{warnings:?}");
+    assert!(warnings[0].ends_with("of this machine; runs will be slower, not faster"), "{warnings:?}");
+    if !cfg!(feature = "cuda") {
+        let out = actsearch(&["bench", "w1", "--backend", "cuda"], dir.path());
+        assert_clean_error(&out, "actsearch bench w1 failed: this actsearch binary was built without the cuda backend");
+    }
+}
