@@ -379,8 +379,8 @@ fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
     }
     assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--seeds", "0,-1"], dir.path()), "whole number");
     assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--momentum", "-0.5"], dir.path()), "--momentum must be in [0, 1)");
-    // search takes negative numbers too.
-    let search = ["search", "--method", "darts", "--space", "small"];
+    // search takes --test-subset like eval, and negative numbers too.
+    let search = ["search", "--method", "darts", "--space", "small", "--test-subset", "5"];
     assert_clean_error(&actsearch(&[&search[..], &["--arch-lr", "-1"]].concat(), dir.path()), "--arch-lr must be a positive number");
     assert_clean_error(&actsearch(&[&search[..], &["--kl-scale", "-1"]].concat(), dir.path()), "--kl-scale");
     assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");

@@ -88,6 +88,11 @@ pub struct SearchArgs {
     /// Use only the first N training images after a seeded shuffle [preset: quick 5000].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub subset: Option<usize>,
+    /// Use only the first N test images after a seeded shuffle (the test split is read only
+    /// to report the final supernet's test accuracy).
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    #[allow(dead_code)] // wired in cli::search::run
+    pub test_subset: Option<usize>,
     /// Training-data augmentation (pad 4, random crop, flip).
     #[arg(long, default_value = "standard", value_parser = ["standard", "none"])]
     pub augment: String,
