@@ -230,6 +230,8 @@ pub fn scan(dirs: &[PathBuf]) -> Result<Scanned> {
         bail!("no run directories given: pass the --out folders of `actsearch eval` or `search` runs");
     }
     let (mut runs, mut skipped) = (Vec::new(), Vec::new());
+    // A run reached from two given directories (`report runs runs/a`) is read once.
+    let mut seen = std::collections::BTreeSet::new();
     for dir in dirs {
         check_given(dir)?;
         let mut found = Vec::new();
@@ -241,6 +243,9 @@ pub fn scan(dirs: &[PathBuf]) -> Result<Scanned> {
             );
         }
         for run_dir in found {
+            if !seen.insert(fs::canonicalize(&run_dir).unwrap_or(run_dir.clone())) {
+                continue;
+            }
             match read_run(&run_dir) {
                 Ok(run) => runs.push(run),
                 Err(e) => skipped.push(Skipped { dir: run_dir, reason: format!("{e:#}") }),
@@ -360,7 +365,8 @@ fn read_errors(dir: &Path) -> Result<Errors> {
         if key == "formula" {
             continue;
         }
-        let values: Option<Vec<f64>> = items.iter().map(|x| x.as_f64()).collect();
+        // A NaN (a diverged loss) is written as null: read it back as NaN, not as corruption.
+        let values: Option<Vec<f64>> = items.iter().map(|x| x.as_f64().or(x.is_null().then_some(f64::NAN))).collect();
         let values = values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", shown_path(&path)))?;
         curves.insert(key.clone(), values);
     }
@@ -574,6 +580,17 @@ mod tests {
         write(&search, "errors.json", ERRORS);
         write(&search, "alphas.jsonl", &format!("{}\n", r#"{"epoch":1,"formula":"x","positions":["u1"],"ops":[["identity"]],"weights":[[[1.0]]]}"#));
         assert_eq!(progress(&search).to_string(), "2 of 2 epochs, no genotype.json");
+    }
+
+    #[test]
+    fn a_diverged_loss_is_read_as_nan_and_a_run_given_twice_is_read_once() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "errors.json", &ERRORS.replace("\"runtime\"", "\"train_loss\": [2.3, null], \"runtime\""));
+        let dirs = [root.path().to_path_buf(), root.path().join(".")];
+        let runs = scan(&dirs).unwrap().runs;
+        assert_eq!(runs.len(), 1);
+        let loss = runs[0].errors.curve("train_loss");
+        assert!(loss[0] == 2.3 && loss[1].is_nan(), "{loss:?}");
     }
 
     #[test]
