@@ -294,6 +294,9 @@ fn plot_warns_about_functions_it_cannot_draw_and_fails_when_none_can_be() {
     assert_eq!(stderr_lines(&out, "warning:").len(), 1);
     assert!(!dir.path().join("g.svg").exists(), "nothing is written when nothing can be drawn");
     assert_clean_error(&actsearch(&["plot", "relu", "--range", "nan,1"], dir.path()), "LOW,HIGH");
+    // A title may start with '-'.
+    let out = actsearch(&["plot", "relu", "--title", "-x and relu", "--out", "t.svg"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub struct PlotArgs {
     #[arg(long)]
     pub derivative: bool,
     /// Chart title.
-    #[arg(long, default_value = "activation functions")]
+    #[arg(long, default_value = "activation functions", allow_hyphen_values = true)]
     pub title: String,
 }
 
