@@ -274,3 +274,134 @@ fn search_then_eval_compares_with_the_baseline_and_writes_the_report() {
     assert_clean_error(&actsearch(&bad, dir.path()), "relu2");
     assert!(!dir.path().join("runs/t").exists());
 }
+
+/// The lines of stderr that start with `prefix`.
+fn stderr_lines(out: &Output, prefix: &str) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
+}
+
+#[test]
+fn plot_warns_about_functions_it_cannot_draw_and_fails_when_none_can_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = actsearch(&["plot", "x/0", "1/x", "--out", "f.svg"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warnings = stderr_lines(&out, "warning:");
+    assert!(warnings.len() == 1 && warnings[0].contains("x/0 is undefined over the whole range -5..5"), "{warnings:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1/x") && !stdout.contains("x/0"), "{stdout}");
+    let out = actsearch(&["plot", "0/0", "--out", "g.svg"], dir.path());
+    assert_clean_error(&out, "nothing to draw");
+    assert_eq!(stderr_lines(&out, "warning:").len(), 1);
+    assert!(!dir.path().join("g.svg").exists(), "nothing is written when nothing can be drawn");
+    assert_clean_error(&actsearch(&["plot", "relu", "--range", "nan,1"], dir.path()), "LOW,HIGH");
+    // A title may start with '-'.
+    let out = actsearch(&["plot", "relu", "--title", "-x and relu", "--out", "t.svg"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn report_leaves_out_unfinished_runs_counts_a_seed_once_and_skips_failed_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let args = [
+        "eval", "--network", "resnet8", "--activation", "relu", "--epochs", "2", "--batch-size", "16", "--subset", "32",
+        "--test-subset", "16", "--out", "runs/done",
+    ];
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs = dir.path().join("runs");
+    let copy = |to: &str| {
+        std::fs::create_dir_all(runs.join(to)).unwrap();
+        for file in ["config.json", "errors.json", "log.log", "model.safetensors"] {
+            std::fs::copy(runs.join("done").join(file), runs.join(to).join(file)).unwrap();
+        }
+    };
+    // The same seed again (a copy), and a run killed after its first epoch (no model yet).
+    copy("copy");
+    copy("killed");
+    std::fs::remove_file(runs.join("killed/model.safetensors")).unwrap();
+    let path = runs.join("killed/errors.json");
+    let mut errors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (_, v) in errors.as_object_mut().unwrap().iter_mut() {
+        if let Some(a) = v.as_array_mut() {
+            a.truncate(1);
+        }
+    }
+    errors["test_acc"] = serde_json::json!([99.0]);
+    std::fs::write(&path, errors.to_string()).unwrap();
+    // A run that failed before training: config.json and log.log only.
+    std::fs::create_dir_all(runs.join("failed")).unwrap();
+    std::fs::copy(runs.join("done/config.json"), runs.join("failed/config.json")).unwrap();
+    std::fs::write(runs.join("failed/log.log"), "error: out of memory\n").unwrap();
+
+    let out = actsearch(&["report", "runs", "--out", "rep"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let notes = stderr_lines(&out, "note:");
+    assert!(notes.iter().any(|n| n.contains("skipped runs/failed") && n.contains("errors.json is missing")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("left out of the results table: killed (1 of 2 epochs)")), "{notes:?}");
+    let warnings = stderr_lines(&out, "warning:");
+    assert!(warnings.len() == 1 && warnings[0].contains("seed 0") && warnings[0].contains("is in 2 runs"), "{warnings:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("killed (eval, unfinished: 1 of 2 epochs)"), "{stdout}");
+    let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| resnet8 |")).unwrap();
+    assert!(row.ends_with("| 1 (0; seed 0 in several runs, one used) |") && !row.contains("99"), "{row}");
+    // Nothing readable at all is still an error, and so is a file.
+    assert_clean_error(&actsearch(&["report", "runs/failed"], dir.path()), "errors.json is missing");
+    assert_clean_error(&actsearch(&["report", "runs/done/errors.json"], dir.path()), "is a file");
+}
+
+#[test]
+fn long_formulas_and_paths_are_cut_to_80_characters_in_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "relu".repeat(25_000);
+    let spaced = vec!["sin(x)"; 2_000].join(" + ") + " +";
+    for args in [
+        vec!["plot", long.as_str()],
+        vec!["plot", spaced.as_str()],
+        vec!["eval", "--activation", long.as_str()],
+        vec!["plot", "relu", "--range", long.as_str()],
+        vec!["report", long.as_str()],
+    ] {
+        let out = actsearch(&args, dir.path());
+        assert_clean_error(&out, "...");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.len() < 1_000, "{} bytes on stderr for {:?}: {}", stderr.len(), &args[..args.len() - 1], &stderr[..300]);
+    }
+}
+
+#[test]
+fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
+    let dir = tempfile::tempdir().unwrap();
+    // "-x" is read as the formula, then --lr's own check speaks.
+    assert_clean_error(&actsearch(&["eval", "--activation", "-x", "--lr", "-1"], dir.path()), "--lr must be a positive number, got -1");
+    for (flag, value) in [("--subset", "-1"), ("--test-subset", "-5"), ("--epochs", "-2"), ("--threads", "-1"), ("--threads", "0")] {
+        let out = actsearch(&["eval", "--activation", "relu", flag, value], dir.path());
+        assert_clean_error(&out, flag);
+        assert_clean_error(&out, "must be a positive whole number");
+    }
+    assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--seeds", "0,-1"], dir.path()), "whole number");
+    assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--momentum", "-0.5"], dir.path()), "--momentum must be in [0, 1)");
+    // search takes --test-subset like eval, and negative numbers too.
+    let search = ["search", "--method", "darts", "--space", "small", "--test-subset", "5"];
+    assert_clean_error(&actsearch(&[&search[..], &["--arch-lr", "-1"]].concat(), dir.path()), "--arch-lr must be a positive number");
+    assert_clean_error(&actsearch(&[&search[..], &["--kl-scale", "-1"]].concat(), dir.path()), "--kl-scale");
+    assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");
+}
+
+#[test]
+fn threads_beyond_the_cores_warn_once_and_bench_errors_are_not_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let more = (cores + 1).to_string();
+    // The warning comes when the pool starts; the missing dataset then stops the run.
+    let out = actsearch(&["eval", "--activation", "relu", "--threads", &more, "--dataset", "no/such/folder"], dir.path());
+    let warnings = stderr_lines(&out, "warning:");
+    let expected = format!("warning: --threads {more} is more than the {cores} core");
+    assert!(warnings.len() == 1 && warnings[0].starts_with(&expected), "{warnings:?}");
+    assert!(warnings[0].ends_with("of this machine; runs will be slower, not faster"), "{warnings:?}");
+    if !cfg!(feature = "cuda") {
+        let out = actsearch(&["bench", "w1", "--backend", "cuda"], dir.path());
+        assert_clean_error(&out, "actsearch bench w1 failed: this actsearch binary was built without the cuda backend");
+    }
+}

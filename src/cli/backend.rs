@@ -1,4 +1,6 @@
-//! `--backend` and `--threads`: choosing the compute device at run time.
+//! `--backend` and `--threads`: choosing the compute device at run time. More threads than
+//! the machine has cores is allowed but warned about (once per process, on stderr): the extra
+//! threads only take turns on the same cores, and runs get many times slower.
 
 use anyhow::{Result, bail};
 use burn::prelude::Device;
@@ -52,16 +54,32 @@ impl Backend {
 /// a pool thread, so each parallel tensor op starts without a cross-thread hand-off and the
 /// loop's own thread takes part in it.
 pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
-    let n = match threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    };
+    let n = thread_count(threads)?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("actsearch-{i}"))
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))
+}
+
+/// The threads to use: `threads`, or every core when None. Zero is an error; more than the
+/// cores [`std::thread::available_parallelism`] reports (which respects CPU affinity and
+/// container limits) gets one warning per process.
+pub fn thread_count(threads: Option<usize>) -> Result<usize> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
+    match (threads, cores) {
+        (Some(0), _) => bail!("--threads must be at least 1 (leave it out to use every core)"),
+        (Some(n), Some(cores)) if n > cores => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                let of = if cores == 1 { "1 core".to_string() } else { format!("{cores} cores") };
+                eprintln!("warning: --threads {n} is more than the {of} of this machine; runs will be slower, not faster");
+            });
+            Ok(n)
+        }
+        (Some(n), _) => Ok(n),
+        (None, cores) => Ok(cores.unwrap_or(1)),
+    }
 }
 
 /// Flags every training command shares: where the data is and what computes.
@@ -78,7 +96,7 @@ pub struct DataAndCompute {
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: Backend,
     /// CPU threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub threads: Option<usize>,
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::backend::{Backend, thread_pool};
+use super::backend::{Backend, thread_count, thread_pool};
 use super::stdout;
 use crate::bench::{self, Workload};
 
@@ -22,7 +22,7 @@ pub struct BenchArgs {
     #[arg(default_value = "all")]
     pub workload: String,
     /// CPU threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub threads: usize,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
@@ -41,6 +41,8 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let workloads = Workload::parse(&args.workload)?;
+    // Here, not only in the child process, whose stderr is only shown when it fails.
+    thread_count(Some(args.threads))?;
     if let Some(python) = &args.pytorch {
         if !args.reference.is_file() {
             bail!(
@@ -117,10 +119,17 @@ fn run_reference(python: &PathBuf, args: &BenchArgs, w: Workload) -> Result<Valu
     json_line(&output, "the PyTorch reference")
 }
 
+/// The JSON line a benchmark process printed, or its error: the child's own `error:` line
+/// (without that prefix, which ours adds again), else its last line of stderr.
 fn json_line(output: &std::process::Output, what: &str) -> Result<Value> {
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
-        bail!("{what} failed: {}", err.trim().lines().last().unwrap_or("no output"));
+        let lines: Vec<&str> = err.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let reason = match lines.iter().rev().find_map(|l| l.strip_prefix("error:")) {
+            Some(reason) => reason.trim(),
+            None => lines.last().copied().unwrap_or("no output"),
+        };
+        bail!("{what} failed: {reason}");
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.trim().lines().last().unwrap_or("");

@@ -47,7 +47,7 @@ pub struct EvalArgs {
     pub network: Network,
     /// A named activation (see `actsearch functions`), a formula such as "x*sigmoid(b*x)",
     /// or PATH/genotype.json from a search.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub activation: String,
     /// Where the activation's parameters (b, g, ...) start when --activation is a genotype:
     /// `init` (the op's initial value, as from scratch), `learned` (the values the search
@@ -59,50 +59,50 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value = "standard")]
     pub preset: PresetArg,
     /// Training epochs [preset: standard 200, seed 100, quick 3].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub epochs: Option<usize>,
     /// Training batch size [preset: standard 128, seed 64].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_size: Option<usize>,
     /// Peak learning rate [preset: standard 0.1, seed 0.025].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum [preset: 0.9].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// Use Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
     /// L2 weight decay [preset: standard 5e-4, seed 3e-4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule, stepped per epoch [preset: cosine].
     #[arg(long, value_parser = Schedule::parse)]
     pub schedule: Option<Schedule>,
     /// Clip the global gradient norm to this value [preset: seed 5, others none].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f64>,
     /// Training-data augmentation.
     #[arg(long, value_enum, default_value = "standard")]
     pub augment: Augment,
     /// Fraction of the training images used for training; the rest is the validation split
     /// [preset: standard 1.0 (no validation split), seed 0.8].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub train_portion: Option<f64>,
     /// Use only the first N training images after a seeded shuffle.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub subset: Option<usize>,
     /// Use only the first N test images after a seeded shuffle.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub test_subset: Option<usize>,
     /// Comma-separated seeds; each trains into its own seed-N subfolder of --out.
-    #[arg(long, default_value = "0", value_delimiter = ',')]
+    #[arg(long, default_value = "0", value_delimiter = ',', allow_negative_numbers = true, value_parser = super::whole)]
     pub seeds: Vec<u64>,
     /// Output directory [default: runs/eval-NETWORK-ACTIVATION].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Batch size for evaluating the validation and test splits.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub eval_batch_size: usize,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]

@@ -1,6 +1,11 @@
 //! The command-line front end: the only module that knows about argv and the only one that
 //! prints. Each subcommand turns its flags into a library configuration and renders progress
 //! events with indicatif.
+//!
+//! Messages: every error is one `error:` line (causes joined by [`one_line`]); numeric flags
+//! take negative values (`--lr -1`) so that their validator, not clap, says what is wrong; and
+//! a value the user gave that is longer than 80 characters (a formula, a path) is shown cut to
+//! 80 characters wherever a message repeats it ([`shorten_user_values`]).
 
 mod backend;
 mod bench;
@@ -49,7 +54,13 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
+            let plain = e.render().to_string();
+            match shorten_user_values(&plain) {
+                short if short != plain => eprint!("{short}"),
+                _ => {
+                    let _ = e.print();
+                }
+            }
             return code;
         }
     };
@@ -93,5 +104,57 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    shorten_user_values(&line.replace('\n', " "))
+}
+
+/// `text` with every long value from the command line (or a long word taken from one, such as
+/// an unknown name inside a formula) cut as [`crate::report::shown`] cuts it: messages from
+/// every module pass through here, so none of them floods the terminal with a 100 kB formula.
+fn shorten_user_values(text: &str) -> String {
+    const LONG: usize = 80;
+    let mut values: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| match a.starts_with("--") {
+            true => a.split_once('=').map_or(a.clone(), |(_, v)| v.to_string()),
+            false => a,
+        })
+        .filter(|a| a.chars().count() > LONG)
+        .collect();
+    if values.is_empty() {
+        return text.to_string();
+    }
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = text.to_string();
+    for v in &values {
+        out = out.replace(v.as_str(), &crate::report::shown(v));
+    }
+    let from_user = |word: &str| values.iter().any(|v| v.contains(word) || word.contains(v.as_str()));
+    let words: Vec<String> = out
+        .split(' ')
+        .map(|word| {
+            let core = word.trim_matches(|c: char| "'\"`()[]{},;:".contains(c));
+            match core.chars().count() > LONG && from_user(core) {
+                true => word.replace(core, &crate::report::shown(core)),
+                false => word.to_string(),
+            }
+        })
+        .collect();
+    words.join(" ")
+}
+
+/// A count flag's value: a whole number of at least 1 (a negative or fractional value gets
+/// this message, naming the flag, instead of clap's "invalid digit").
+fn positive_whole(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("must be a positive whole number (1, 2, 3, ...), got {}", crate::report::shown(text))),
+    }
+}
+
+/// A seed: a whole number, 0 included.
+fn whole(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("must be a whole number (0, 1, 2, ...), got {}", crate::report::shown(text)))
 }

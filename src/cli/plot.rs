@@ -1,5 +1,7 @@
 //! `actsearch plot FORMULA...`: the functions (and optionally their derivatives) on one chart,
-//! written as PNG or SVG.
+//! written as PNG or SVG. A function that cannot be drawn over the range (undefined there, or
+//! off the chart) gets one warning line on stderr; when none can be drawn, nothing is written
+//! and the command fails.
 
 use std::path::PathBuf;
 
@@ -7,14 +9,15 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::stdout;
-use crate::report::{charts, shapes};
+use crate::report::{charts, shapes, shown, shown_path};
 
 #[derive(Args, Debug)]
 pub struct PlotArgs {
     /// Activations to draw: names (relu, silu, ...; see `actsearch functions`), formulas
     /// ("x*sigmoid(b*x)") or a search's genotype.json (drawn with its learned parameters'
     /// mean). Parameters of names and formulas are drawn at their initial value 1.
-    #[arg(required = true, value_name = "FORMULA")]
+    /// A formula starting with '-' goes after `--` (plot -- -x) or in parentheses ("(-x)").
+    #[arg(required = true, value_name = "FORMULA", allow_negative_numbers = true)]
     pub formulas: Vec<String>,
     /// Output image; the extension picks the format (.png or .svg).
     #[arg(long, default_value = "plot.png")]
@@ -26,12 +29,12 @@ pub struct PlotArgs {
     #[arg(long)]
     pub derivative: bool,
     /// Chart title.
-    #[arg(long, default_value = "activation functions")]
+    #[arg(long, default_value = "activation functions", allow_hyphen_values = true)]
     pub title: String,
 }
 
 fn parse_range(text: &str) -> std::result::Result<(f64, f64), String> {
-    let bad = || format!("\"{text}\" is not a range: write LOW,HIGH with LOW < HIGH (|values| <= 1e12), e.g. -5,5");
+    let bad = || format!("\"{}\" is not a range: write LOW,HIGH with LOW < HIGH (|values| <= 1e12), e.g. -5,5", shown(text));
     let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
     let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
     match lo < hi && lo.abs() <= 1e12 && hi.abs() <= 1e12 {
@@ -46,13 +49,28 @@ pub fn run(args: PlotArgs) -> Result<()> {
         bail!("{} functions on one chart are unreadable: plot at most {} at a time", list.len(), charts::PALETTE.len());
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        bail!("cannot write {}: the folder {} does not exist", args.out.display(), dir.display());
+        bail!("cannot write {}: the folder {} does not exist", shown_path(&args.out), shown_path(dir));
     }
-    let figure = shapes::figure(&list, args.range, args.derivative, &args.title);
-    charts::save(&figure, &args.out)?;
+    let chart = shapes::figure(&list, args.range, args.derivative, &args.title);
+    for warning in &chart.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if chart.drawn.is_empty() {
+        let (lo, hi) = args.range;
+        match list.len() {
+            1 => bail!(
+                "nothing to draw: {} cannot be drawn over {lo}..{hi} (see the warning above), so nothing was written; try another --range",
+                shown(&args.formulas[0])
+            ),
+            n => bail!(
+                "nothing to draw: none of the {n} functions can be drawn over {lo}..{hi} (see the warnings above), so nothing was written; try another --range"
+            ),
+        }
+    }
+    charts::save(&chart.figure, &args.out)?;
     let mut text = format!("wrote {}\n", args.out.display());
-    for s in &list {
-        text += &format!("  {}\n", s.label);
+    for &i in &chart.drawn {
+        text += &format!("  {}\n", list[i].label);
     }
     stdout(&text)
 }

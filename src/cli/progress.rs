@@ -1,7 +1,8 @@
 //! Renders library events on the terminal: a bar per long task (downloads, image decoding),
 //! an epoch bar and a batch bar with loss, accuracy and images per second during training,
 //! and plain lines for messages. When stderr is not a terminal, bars are hidden and only the
-//! lines are printed.
+//! lines are printed. Lines repeat no value from the command line longer than 80 characters
+//! (see [`super::shorten_user_values`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,8 +30,10 @@ impl Progress {
         Progress { multi, state: Mutex::new(State::default()) }
     }
 
-    /// Print a line above the bars (or plainly when there are none).
+    /// Print a line above the bars (or plainly when there are none); a long value from the
+    /// command line in it is cut as in error messages.
     pub fn println(&self, line: &str) {
+        let line = &super::shorten_user_values(line);
         if self.multi.is_hidden() {
             eprintln!("{line}");
         } else {

@@ -1,5 +1,7 @@
 //! `actsearch report RUN_DIR...`: reads eval and search runs and writes charts, `report.md`
-//! and a self-contained `report.html`.
+//! and a self-contained `report.html`. What the report skipped or left out (folders that are
+//! not readable runs, unfinished runs, repeated seeds, functions it cannot draw) is printed on
+//! stderr, one `note:` or `warning:` line each.
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::stdout;
-use crate::report::{document, runs};
+use crate::report::{document, runs, shown_path};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -23,8 +25,17 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
-    let runs = runs::load(&args.runs)?;
+    let runs::Scanned { runs, skipped } = runs::scan(&args.runs)?;
     let report = document::build(&runs)?;
+    for s in &skipped {
+        eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);
+    }
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     let spinner = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}")?);
     spinner.set_message(format!("drawing the report of {} runs", runs.len()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -38,7 +49,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
             runs::RunKind::OneShot(_) => "one-shot search",
             runs::RunKind::Sample(_) => "sample-based search",
         };
-        text += &format!(" {} ({kind}),", r.name);
+        match r.progress() {
+            runs::Progress::Finished => text += &format!(" {} ({kind}),", r.name),
+            unfinished => text += &format!(" {} ({kind}, unfinished: {unfinished}),", r.name),
+        }
     }
     text.pop();
     text += &format!(
@@ -48,5 +62,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
         written.images.len(),
         args.out.display()
     );
+    if !skipped.is_empty() {
+        text += &format!("skipped {} folder(s) that are not readable runs (see the notes above)\n", skipped.len());
+    }
     stdout(&text)
 }

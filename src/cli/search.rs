@@ -57,25 +57,25 @@ pub struct SearchArgs {
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: PresetArg,
     /// Search epochs [preset: seed 100, grafs 50, quick 2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub epochs: Option<usize>,
     /// Batch size of both the training and the validation batches [preset: 64].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_size: Option<usize>,
     /// Average the gradients of N batches into one step [preset: seed 1, grafs 2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub accumulate: Option<usize>,
     /// Weights' learning rate, cosine-annealed to 0.001 [preset: seed 0.025, grafs 0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Weights' weight decay [preset: seed 3e-4, grafs 1e-4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Alphas' learning rate (Adam, betas (0.5, 0.999), weight decay 1e-3) [preset: seed 3e-4, grafs 6e-4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub arch_lr: Option<f64>,
     /// Scale of the KL term towards Dirichlet(1) for drnas and grafs (0 turns it off).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub kl_scale: f64,
     /// One set of alphas shared by every activation site (the GRAFS setting) instead of one
     /// set per site [preset: grafs].
@@ -83,21 +83,21 @@ pub struct SearchArgs {
     pub shared_cell: bool,
     /// Fraction of the training images that train the weights; the rest trains the alphas
     /// [preset: seed 0.5, grafs 0.75].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub train_portion: Option<f64>,
     /// Use only the first N training images after a seeded shuffle [preset: quick 5000].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub subset: Option<usize>,
     /// Also score the supernet on the first N test images (after a seeded shuffle) after
     /// every epoch; the last value is the final supernet's test accuracy. Without it the test
     /// split is not used.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub test_subset: Option<usize>,
     /// Training-data augmentation (pad 4, random crop, flip).
     #[arg(long, default_value = "standard", value_parser = ["standard", "none"])]
     pub augment: String,
     /// Seed for the weights, the alphas, the split and the augmentation.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::whole)]
     pub seed: u64,
     /// Output directory [default: runs/search-METHOD-SPACE].
     #[arg(long)]
@@ -112,7 +112,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub then_eval: bool,
     /// The activation the found function is compared with (--then-eval).
-    #[arg(long, default_value = "relu", requires = "then_eval")]
+    #[arg(long, default_value = "relu", requires = "then_eval", allow_hyphen_values = true)]
     pub baseline: String,
     /// The network both are trained on (--then-eval).
     #[arg(long, default_value = "resnet20", value_parser = Network::parse, requires = "then_eval")]

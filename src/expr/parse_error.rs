@@ -54,11 +54,11 @@ impl std::error::Error for ParseError {}
 /// Longest user text (a formula, a path) echoed whole in a message.
 pub const SHOWN_CHARS: usize = 80;
 
-/// `text` cut to [`SHOWN_CHARS`] characters with `...` appended when cut, so that a 100 kB
-/// formula never floods an error line.
+/// `text` cut to [`SHOWN_CHARS`] characters with `...` appended when cut, control characters
+/// as spaces, so that a 100 kB formula never floods an error line and a message stays one line.
 pub fn shorten(text: &str) -> String {
-    let mut shown: String = text.chars().take(SHOWN_CHARS).collect();
-    if shown.len() < text.len() {
+    let mut shown: String = text.chars().take(SHOWN_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().nth(SHOWN_CHARS).is_some() {
         shown.push_str("...");
     }
     shown

@@ -2,12 +2,17 @@
 //! one PNG and one SVG per figure, `report.md` (pointing at the PNGs) and a self-contained
 //! `report.html` (the SVGs inline, no external assets; it opens offline).
 //!
-//! - Results: final test accuracy, mean ± std over seeds, per network × dataset × activation.
+//! - Results: final test accuracy, mean ± std over seeds, per network × dataset × activation,
+//!   of finished runs only; unfinished runs and repeated seeds are listed under the table.
 //! - Evaluations: train / valid / test accuracy per epoch, one panel per seed of a group.
 //! - One-shot searches: per site (or per position for a shared cell) the softmaxed weights
 //!   over epochs, the found formula's shape next to ReLU and SiLU, and the search's accuracy.
 //! - Sample-based searches: best reward so far against children trained, all methods on one
 //!   chart, and each run's top formulas.
+//!
+//! What the reader of the terminal should know too (runs left out, a repeated seed, a
+//! function that cannot be drawn) is also returned in [`Report::notes`] and
+//! [`Report::warnings`], for the cli to print.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,9 +21,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::charts::{self, Figure, Line, PALETTE, Panel};
-use super::runs::{OneShot, Run, RunKind, Sample};
+use super::runs::{OneShot, Progress, Run, RunKind, Sample};
 use super::shapes::{self, Shape};
-use super::tables::{self, Table, escape};
+use super::shown;
+use super::tables::{self, ResultGroup, Table, escape};
 
 /// Ops highlighted per position in an alpha chart (by final weight); the rest are grey.
 const HIGHLIGHT: usize = 6;
@@ -26,6 +32,8 @@ const HIGHLIGHT: usize = 6;
 const PER_PANEL: usize = 8;
 /// Rows of a sample-based search's top table.
 const TOP_K: usize = 10;
+/// The x range of a search's found-function chart.
+const FOUND_RANGE: (f64, f64) = (-5.0, 5.0);
 
 pub enum Block {
     Text(String),
@@ -40,6 +48,11 @@ pub struct Section {
 
 pub struct Report {
     pub sections: Vec<Section>,
+    /// Things the report leaves out by design (unfinished runs), one line each.
+    pub notes: Vec<String>,
+    /// Things that would otherwise mislead (a repeated seed, a function that cannot be
+    /// drawn), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// What [`write`] wrote.
@@ -52,23 +65,37 @@ pub struct Written {
 /// The report of `runs`.
 pub fn build(runs: &[Run]) -> Result<Report> {
     let mut sections = Vec::new();
+    let (mut notes, mut warnings) = (Vec::new(), Vec::new());
     let evals: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Eval)).collect();
     let groups = tables::result_groups(runs);
-    if !groups.is_empty() {
-        sections.push(Section {
-            title: "Results".into(),
-            blocks: vec![
-                Block::Text("Final test accuracy of the eval runs: mean ± sample standard deviation over seeds.".into()),
-                Block::Table { caption: "test accuracy".into(), table: tables::results_table(&groups) },
-            ],
-        });
+    let unfinished: Vec<String> =
+        evals.iter().filter(|r| !r.finished()).map(|r| format!("{} ({})", r.name, r.progress())).collect();
+    if !groups.is_empty() || !unfinished.is_empty() {
+        let mut blocks = Vec::new();
+        if !groups.is_empty() {
+            blocks.push(Block::Text(
+                "Final test accuracy of the finished eval runs: mean ± sample standard deviation over seeds.".into(),
+            ));
+            blocks.push(Block::Table { caption: "test accuracy".into(), table: tables::results_table(&groups) });
+        }
+        if !unfinished.is_empty() {
+            let line = format!("unfinished runs, left out of the results table: {}", unfinished.join(", "));
+            blocks.push(Block::Text(format!("{}.", capitalized(&line))));
+            notes.push(line);
+        }
+        for line in repeated_seeds(&groups) {
+            blocks.push(Block::Text(format!("{}.", capitalized(&line))));
+            warnings.push(line);
+        }
+        sections.push(Section { title: "Results".into(), blocks });
     }
     if !evals.is_empty() {
         sections.push(Section { title: "Evaluations".into(), blocks: eval_blocks(&evals) });
     }
     for run in runs {
         if let RunKind::OneShot(search) = &run.kind {
-            sections.push(Section { title: format!("Search {}", run.name), blocks: one_shot_blocks(run, search)? });
+            let blocks = one_shot_blocks(run, search, &mut warnings)?;
+            sections.push(Section { title: format!("Search {}", run.name), blocks });
         }
     }
     let samples: Vec<(&Run, &Sample)> = runs
@@ -81,7 +108,32 @@ pub fn build(runs: &[Run]) -> Result<Report> {
     if !samples.is_empty() {
         sections.push(Section { title: "Sample-based searches".into(), blocks: sample_blocks(&samples) });
     }
-    Ok(Report { sections })
+    Ok(Report { sections, notes, warnings })
+}
+
+/// One line per seed that several finished runs of a group hold: which run the table uses.
+fn repeated_seeds(groups: &[ResultGroup]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for g in groups {
+        for r in &g.repeated {
+            lines.push(format!(
+                "seed {} of {} on {} with {} is in {} runs: the table uses {} (written last) and leaves out {}",
+                r.seed,
+                g.network,
+                g.dataset,
+                shown(&g.activation),
+                r.left_out.len() + 1,
+                r.used,
+                r.left_out.join(", ")
+            ));
+        }
+    }
+    lines
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or(String::new(), |c| c.to_uppercase().chain(chars).collect())
 }
 
 /// A file name from free text: lowercase letters, digits and dashes.
@@ -129,7 +181,11 @@ fn eval_blocks(evals: &[&Run]) -> Vec<Block> {
                 runs.iter()
                     .map(|r| {
                         let seed = r.errors.seed.map_or("?".into(), |s| s.to_string());
-                        accuracy_panel(r, format!("{} (seed {seed})", r.name))
+                        let status = match r.progress() {
+                            Progress::Finished => String::new(),
+                            unfinished => format!(", unfinished: {unfinished}"),
+                        };
+                        accuracy_panel(r, format!("{} (seed {seed}{status})", r.name))
                     })
                     .collect(),
             );
@@ -186,12 +242,18 @@ fn alpha_panels(search: &OneShot, site: usize, title_prefix: &str) -> Vec<Panel>
         .collect()
 }
 
-fn one_shot_blocks(run: &Run, search: &OneShot) -> Result<Vec<Block>> {
+/// The blocks of one one-shot search; a found function that cannot be drawn is said in the
+/// text and in `warnings`.
+fn one_shot_blocks(run: &Run, search: &OneShot, warnings: &mut Vec<String>) -> Result<Vec<Block>> {
     let e = &run.errors;
     let method = search.method.as_deref().unwrap_or("one-shot");
     let formula = search.formula().unwrap_or("(none)");
+    let found_text = match run.progress() {
+        Progress::Finished => format!("Found: `{formula}`."),
+        unfinished => format!("Unfinished ({unfinished}): the formula of its last epoch so far is `{formula}`."),
+    };
     let mut blocks = vec![Block::Text(format!(
-        "{method} search on {} ({}), {} epochs, {} sites. Found: `{formula}`.",
+        "{method} search on {} ({}), {} epochs, {} sites. {found_text}",
         e.network,
         e.dataset,
         search.epochs.len(),
@@ -217,18 +279,38 @@ fn one_shot_blocks(run: &Run, search: &OneShot) -> Result<Vec<Block>> {
             });
         }
     }
-    let found = match &search.genotype {
-        Some(g) => Some(shapes::of_genotype(g)?),
-        None => search.formula().and_then(|f| shapes::shape(f).ok()),
+    let found = match (&search.genotype, search.formula()) {
+        (Some(g), _) => Some(shapes::of_genotype(g)),
+        (None, Some(f)) => Some(shapes::shape(f)),
+        (None, None) => None,
     };
-    if let Some(found) = found {
-        let mut list: Vec<Shape> = vec![found];
-        list.extend(["relu", "silu"].iter().map(|n| shapes::shape(n)).collect::<Result<Vec<_>>>()?);
-        blocks.push(Block::Figure {
-            file: format!("{name}-formula"),
-            caption: format!("{}: the found function next to ReLU and SiLU", run.name),
-            figure: shapes::figure(&list, (-5.0, 5.0), false, &format!("{}: found function", run.name)),
-        });
+    match found {
+        Some(Ok(found)) => {
+            let mut list: Vec<Shape> = vec![found];
+            list.extend(["relu", "silu"].iter().map(|n| shapes::shape(n)).collect::<Result<Vec<_>>>()?);
+            let chart = shapes::figure(&list, FOUND_RANGE, false, &format!("{}: found function", run.name));
+            let found_hidden = !chart.drawn.contains(&0);
+            for w in &chart.warnings {
+                warnings.push(format!("search {}: {w}", run.name));
+            }
+            match found_hidden {
+                true => blocks.push(Block::Text(format!(
+                    "No chart of the found function: {}.",
+                    chart.warnings.first().map_or("it cannot be drawn", String::as_str)
+                ))),
+                false => blocks.push(Block::Figure {
+                    file: format!("{name}-formula"),
+                    caption: format!("{}: the found function next to ReLU and SiLU", run.name),
+                    figure: chart.figure,
+                }),
+            }
+        }
+        Some(Err(e)) => {
+            let line = format!("search {}: cannot draw its found function: {e:#}", run.name);
+            blocks.push(Block::Text(format!("No chart of the found function: {e:#}.")));
+            warnings.push(line);
+        }
+        None => {}
     }
     blocks.push(Block::Figure {
         file: format!("{name}-accuracy"),
@@ -369,6 +451,9 @@ mod tests {
                 formulas: vec![],
             },
             kind,
+            planned_epochs: Some(2),
+            final_file: true,
+            written: None,
         }
     }
 
@@ -436,6 +521,45 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), names.len() / 2);
         assert!(!html.contains("src=") && !html.contains("href="));
         assert!(html.contains("<code>x + sin(x)</code>"));
+    }
+
+    #[test]
+    fn a_found_function_that_cannot_be_drawn_is_said_not_charted() {
+        let mut search = one_shot(1);
+        search.epochs.iter_mut().for_each(|e| e.formula = "x/0".into());
+        let report = build(&[run("s", 0, RunKind::OneShot(search))]).unwrap();
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        assert!(report.warnings[0].starts_with("search s: x/0 is undefined"), "{:?}", report.warnings);
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(&report, dir.path()).unwrap();
+        assert!(!written.images.iter().any(|p| p.to_string_lossy().contains("formula")), "{:?}", written.images);
+        let md = fs::read_to_string(&written.markdown).unwrap();
+        assert!(md.contains("No chart of the found function: x/0 is undefined"), "{md}");
+    }
+
+    #[test]
+    fn unfinished_runs_repeated_seeds_and_undrawable_functions_are_said() {
+        let killed = Run { planned_epochs: Some(3), final_file: false, ..run("killed", 0, RunKind::Eval) };
+        let mut search = one_shot(1);
+        search.epochs.iter_mut().for_each(|e| e.formula = "x/0".into());
+        let runs = vec![
+            run("done", 0, RunKind::Eval),
+            run("copy", 0, RunKind::Eval),
+            killed,
+            Run { final_file: false, ..run("s", 0, RunKind::OneShot(search)) },
+        ];
+        let report = build(&runs).unwrap();
+        assert_eq!(report.notes, ["unfinished runs, left out of the results table: killed (2 of 3 epochs)"]);
+        assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+        assert!(report.warnings[0].starts_with("seed 0 of resnet8 on cifar10 with relu(x) is in 2 runs"), "{:?}", report.warnings);
+        assert!(report.warnings[1].starts_with("search s: x/0 is undefined"), "{:?}", report.warnings);
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(&report, dir.path()).unwrap();
+        let md = fs::read_to_string(&written.markdown).unwrap();
+        // One seed, once: not the killed run's accuracy, not the copy's twice.
+        assert!(md.contains("| resnet8 | cifar10 | relu(x) | 45.00 ± 0.00 | 1 (0; seed 0 in several runs, one used) |"), "{md}");
+        assert!(md.contains("Unfinished runs, left out of the results table: killed (2 of 3 epochs)."), "{md}");
+        assert!(md.contains("Unfinished (2 of 2 epochs, no genotype.json): the formula of its last epoch so far is `x/0`."), "{md}");
     }
 
     #[test]

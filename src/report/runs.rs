@@ -10,14 +10,23 @@
 //!
 //! Runs are also looked for below every directory given to the report (e.g. the `seed-N`
 //! folders of a multi-seed eval, or the evals a search's `--then-eval` writes inside it).
+//!
+//! A run may not have finished (killed, still training, failed): [`Run::progress`] says
+//! whether it did, from `config.json`'s `"epochs"` and what the run wrote. A folder that
+//! cannot be read as a run at all (e.g. a run that failed before its first epoch leaves
+//! `config.json` and `log.log` but no `errors.json`) is skipped by [`scan`], which says so,
+//! and is an error for [`load`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
+use super::shown_path;
 use crate::space::genotype::Genotype;
 
 /// Files whose presence marks a directory as a run.
@@ -35,6 +44,71 @@ pub struct Run {
     pub name: String,
     pub errors: Errors,
     pub kind: RunKind,
+    /// The epochs `config.json` asks for (None: no config.json, or no `"epochs"` in it).
+    pub planned_epochs: Option<usize>,
+    /// Whether the file a run writes once it is done exists: `model.safetensors` for an
+    /// eval, `genotype.json` for a one-shot search.
+    pub final_file: bool,
+    /// When `errors.json` was last written (which of two runs of one seed is the later).
+    pub written: Option<SystemTime>,
+}
+
+/// Whether a run got to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Finished,
+    /// `done` epochs in `errors.json` of `planned` (None: config.json does not say), and the
+    /// final file the run has not written, when the epochs are all there but it is not.
+    Unfinished { done: usize, planned: Option<usize>, missing: Option<&'static str> },
+}
+
+impl fmt::Display for Progress {
+    /// "finished", "1 of 3 epochs", "3 of 3 epochs, no model.safetensors", "2 epochs, no genotype.json".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Progress::Finished => write!(f, "finished"),
+            Progress::Unfinished { done, planned, missing } => {
+                match planned {
+                    Some(planned) => write!(f, "{done} of {planned} epochs")?,
+                    None => write!(f, "{done} epoch{}", if done == 1 { "" } else { "s" })?,
+                }
+                match missing {
+                    Some(file) => write!(f, ", no {file}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl Run {
+    /// Whether the run finished: an eval run when `errors.json` holds the `"epochs"` its
+    /// `config.json` asks for (a `TrainConfig`) and `model.safetensors` exists; a one-shot
+    /// search when `errors.json` holds its `config.json`'s (a `SearchConfig`) `"epochs"` and
+    /// `genotype.json` exists. Without an `"epochs"` in `config.json` the final file alone
+    /// decides. A sample-based search has no such rule yet and counts as finished.
+    ///
+    /// Only finished runs are final results: a killed or still running run's last epoch is
+    /// not its final accuracy.
+    pub fn progress(&self) -> Progress {
+        let final_file = match self.kind {
+            RunKind::Eval => "model.safetensors",
+            RunKind::OneShot(_) => "genotype.json",
+            RunKind::Sample(_) => return Progress::Finished,
+        };
+        let done = self.errors.epochs();
+        let short = self.planned_epochs.is_some_and(|planned| done < planned);
+        // Epochs short say it all; a missing final file is worth saying when they are all there.
+        let missing = (!short && !self.final_file).then_some(final_file);
+        match (short, missing) {
+            (false, None) => Progress::Finished,
+            _ => Progress::Unfinished { done, planned: self.planned_epochs, missing },
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.progress() == Progress::Finished
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +135,11 @@ impl Errors {
     /// The per-epoch values of `name` (empty if the run did not record it).
     pub fn curve(&self, name: &str) -> &[f64] {
         self.curves.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Epochs recorded (every run records `train_acc` once per epoch).
+    pub fn epochs(&self) -> usize {
+        self.curve("train_acc").len()
     }
 
     /// The last epoch's test accuracy, if the run measured one.
@@ -129,52 +208,111 @@ impl Sample {
     }
 }
 
-/// Every run in `dirs` (each a run or a folder of runs), named uniquely.
-pub fn load(dirs: &[PathBuf]) -> Result<Vec<Run>> {
+/// A folder that looks like a run but could not be read as one, and why.
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub dir: PathBuf,
+    pub reason: String,
+}
+
+/// What [`scan`] found: the runs, named uniquely, and the folders it had to skip.
+#[derive(Clone, Debug)]
+pub struct Scanned {
+    pub runs: Vec<Run>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Every run in `dirs` (each a run or a folder of runs), named uniquely; a folder that cannot
+/// be read as a run is skipped and listed with its reason. Errors: no directories, one that
+/// is not a directory or holds no run folder, or nothing readable at all.
+pub fn scan(dirs: &[PathBuf]) -> Result<Scanned> {
     if dirs.is_empty() {
         bail!("no run directories given: pass the --out folders of `actsearch eval` or `search` runs");
     }
-    let mut runs = Vec::new();
+    let (mut runs, mut skipped) = (Vec::new(), Vec::new());
+    // A run reached from two given directories (`report runs runs/a`) is read once.
+    let mut seen = std::collections::BTreeSet::new();
     for dir in dirs {
-        if !dir.is_dir() {
-            bail!("{} is not a directory: pass the --out folder of an `actsearch eval` or `search` run", dir.display());
-        }
+        check_given(dir)?;
         let mut found = Vec::new();
-        find_runs(dir, 0, &mut found)?;
+        find_runs(dir, 0, &mut found, &mut skipped)?;
         if found.is_empty() {
             bail!(
                 "no runs in {}: a run directory holds errors.json and config.json (written by `actsearch eval` or `search`)",
-                dir.display()
+                shown_path(dir)
             );
         }
         for run_dir in found {
-            runs.push(read_run(&run_dir)?);
+            if !seen.insert(fs::canonicalize(&run_dir).unwrap_or(run_dir.clone())) {
+                continue;
+            }
+            match read_run(&run_dir) {
+                Ok(run) => runs.push(run),
+                Err(e) => skipped.push(Skipped { dir: run_dir, reason: format!("{e:#}") }),
+            }
         }
     }
+    if runs.is_empty() {
+        let first = &skipped[0];
+        bail!(
+            "nothing to report: no run folder could be read ({} skipped); {}: {}",
+            skipped.len(),
+            shown_path(&first.dir),
+            first.reason
+        );
+    }
     name_runs(&mut runs);
-    Ok(runs)
+    Ok(Scanned { runs, skipped })
+}
+
+/// Every run in `dirs`, named uniquely; strict: a folder that cannot be read as a run is an
+/// error (use [`scan`] to skip such folders and say so).
+pub fn load(dirs: &[PathBuf]) -> Result<Vec<Run>> {
+    let scanned = scan(dirs)?;
+    if let Some(s) = scanned.skipped.first() {
+        bail!("{}: {}", shown_path(&s.dir), s.reason);
+    }
+    Ok(scanned.runs)
+}
+
+/// A directory given to the report: it must exist and be a directory.
+fn check_given(dir: &Path) -> Result<()> {
+    let fix = "pass the --out folder of an `actsearch eval` or `search` run";
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => bail!("{} is a file, not a directory: {fix} (here maybe {})", shown_path(dir), shown_path(parent)),
+            None => bail!("{} is a file, not a directory: {fix}", shown_path(dir)),
+        },
+        Err(_) => bail!("{} is not a directory (it does not exist): {fix}", shown_path(dir)),
+    }
 }
 
 fn is_run(dir: &Path) -> bool {
     RUN_FILES.iter().any(|f| dir.join(f).is_file())
 }
 
-/// Runs at or below `dir` (a run may hold more runs, e.g. a search's `--then-eval` evals).
-fn find_runs(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<()> {
+/// Runs at or below `dir` (a run may hold more runs, e.g. a search's `--then-eval` evals); a
+/// folder below `dir` that cannot be listed is skipped.
+fn find_runs(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) -> Result<()> {
     if is_run(dir) {
         found.push(dir.to_path_buf());
     }
     if depth >= MAX_DEPTH {
         return Ok(());
     }
-    let mut subdirs: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if depth == 0 => return Err(anyhow!("cannot list {}: {e}", shown_path(dir))),
+        Err(e) => {
+            skipped.push(Skipped { dir: dir.to_path_buf(), reason: format!("cannot list it: {e}") });
+            return Ok(());
+        }
+    };
+    let mut subdirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
     subdirs.sort();
     for sub in subdirs {
-        find_runs(&sub, depth + 1, found)?;
+        find_runs(&sub, depth + 1, found, skipped)?;
     }
     Ok(())
 }
@@ -184,6 +322,8 @@ pub fn read_run(dir: &Path) -> Result<Run> {
     let errors = read_errors(dir)?;
     let config = read_config(dir)?;
     let method = config.get("method").and_then(|m| m.as_str()).map(str::to_string);
+    let planned_epochs = config.get("epochs").and_then(|e| e.as_u64()).map(|e| e as usize);
+    let written = fs::metadata(dir.join("errors.json")).and_then(|m| m.modified()).ok();
     let kind = if dir.join("alphas.jsonl").is_file() {
         RunKind::OneShot(read_one_shot(dir, method)?)
     } else if dir.join("children.jsonl").is_file() {
@@ -192,27 +332,32 @@ pub fn read_run(dir: &Path) -> Result<Run> {
     } else {
         RunKind::Eval
     };
-    Ok(Run { dir: dir.to_path_buf(), name: String::new(), errors, kind })
+    let final_file = match &kind {
+        RunKind::OneShot(search) => search.genotype.is_some(),
+        _ => dir.join("model.safetensors").is_file(),
+    };
+    Ok(Run { dir: dir.to_path_buf(), name: String::new(), errors, kind, planned_epochs, final_file, written })
 }
 
 fn read_errors(dir: &Path) -> Result<Errors> {
     let path = dir.join("errors.json");
-    let text = fs::read_to_string(&path).map_err(|e| {
-        anyhow!(
-            "{} is missing or unreadable ({e}): the run may not have finished its first epoch; rerun it or leave the directory out",
-            path.display()
-        )
+    let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow!(
+            "{} is missing: the run stopped before its first epoch (its log.log may say why); rerun it or leave the directory out",
+            shown_path(&path)
+        ),
+        _ => anyhow!("{} is unreadable ({e}); rerun the run or leave the directory out", shown_path(&path)),
     })?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        anyhow!("{} is corrupt ({e}): rerun the run or leave the directory out of the report", path.display())
+        anyhow!("{} is corrupt ({e}): rerun the run or leave the directory out of the report", shown_path(&path))
     })?;
-    let object = value.as_object().ok_or_else(|| anyhow!("{} is not a JSON object; is it an actsearch errors.json?", path.display()))?;
+    let object = value.as_object().ok_or_else(|| anyhow!("{} is not a JSON object; is it an actsearch errors.json?", shown_path(&path)))?;
     let text_field = |name: &str| -> Result<String> {
         object
             .get(name)
             .and_then(|v| v.as_str())
             .map(str::to_string)
-            .ok_or_else(|| anyhow!("{} has no \"{name}\" string; is it an actsearch errors.json?", path.display()))
+            .ok_or_else(|| anyhow!("{} has no \"{name}\" string; is it an actsearch errors.json?", shown_path(&path)))
     };
     let mut curves = BTreeMap::new();
     for (key, v) in object {
@@ -220,12 +365,13 @@ fn read_errors(dir: &Path) -> Result<Errors> {
         if key == "formula" {
             continue;
         }
-        let values: Option<Vec<f64>> = items.iter().map(|x| x.as_f64()).collect();
-        let values = values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", path.display()))?;
+        // A NaN (a diverged loss) is written as null: read it back as NaN, not as corruption.
+        let values: Option<Vec<f64>> = items.iter().map(|x| x.as_f64().or(x.is_null().then_some(f64::NAN))).collect();
+        let values = values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", shown_path(&path)))?;
         curves.insert(key.clone(), values);
     }
     if !curves.contains_key("train_acc") {
-        bail!("{} has no \"train_acc\" array; is it an actsearch errors.json?", path.display());
+        bail!("{} has no \"train_acc\" array; is it an actsearch errors.json?", shown_path(&path));
     }
     let formulas = object
         .get("formula")
@@ -248,7 +394,7 @@ fn read_config(dir: &Path) -> Result<serde_json::Value> {
     match fs::read_to_string(&path) {
         Err(_) => Ok(serde_json::Value::Null),
         Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| anyhow!("{} is corrupt ({e}): rerun the run or leave it out of the report", path.display())),
+            .map_err(|e| anyhow!("{} is corrupt ({e}): rerun the run or leave it out of the report", shown_path(&path))),
     }
 }
 
@@ -260,26 +406,26 @@ struct AlphaHeader {
 
 fn read_one_shot(dir: &Path, method: Option<String>) -> Result<OneShot> {
     let path = dir.join("alphas.jsonl");
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", shown_path(&path)))?;
     let first = text.lines().find(|l| !l.trim().is_empty()).ok_or_else(|| {
-        anyhow!("{} is empty: the search did not finish an epoch; rerun it or leave it out", path.display())
+        anyhow!("{} is empty: the search did not finish an epoch; rerun it or leave it out", shown_path(&path))
     })?;
     let header: AlphaHeader = serde_json::from_str(first)
-        .map_err(|e| anyhow!("{} line 1 is corrupt ({e}); rerun the search or leave it out", path.display()))?;
+        .map_err(|e| anyhow!("{} line 1 is corrupt ({e}); rerun the search or leave it out", shown_path(&path)))?;
     if header.positions.len() != header.ops.len() {
-        bail!("{} names {} positions but lists ops for {}", path.display(), header.positions.len(), header.ops.len());
+        bail!("{} names {} positions but lists ops for {}", shown_path(&path), header.positions.len(), header.ops.len());
     }
     let epochs = read_jsonl::<AlphaEpoch>(&path, "epoch/formula/weights")?;
     let sites = epochs.first().map_or(0, |e| e.weights.len());
     for e in &epochs {
         if e.weights.len() != sites {
-            bail!("{}: epoch {} has {} sites, the first epoch {sites}", path.display(), e.epoch, e.weights.len());
+            bail!("{}: epoch {} has {} sites, the first epoch {sites}", shown_path(&path), e.epoch, e.weights.len());
         }
         let fits = e.weights.iter().all(|site| {
             site.len() == header.ops.len() && site.iter().zip(&header.ops).all(|(w, ops)| w.len() == ops.len())
         });
         if !fits || e.weights.is_empty() {
-            bail!("{}: epoch {}'s weights do not match its positions and ops", path.display(), e.epoch);
+            bail!("{}: epoch {}'s weights do not match its positions and ops", shown_path(&path), e.epoch);
         }
     }
     let genotype_path = dir.join("genotype.json");
@@ -292,13 +438,13 @@ fn read_one_shot(dir: &Path, method: Option<String>) -> Result<OneShot> {
 
 /// Every non-empty line of a JSON-lines file.
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, fields: &str) -> Result<Vec<T>> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", shown_path(path)))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
-                anyhow!("{} line {} is corrupt ({e}; expected {fields}); rerun or leave it out", path.display(), i + 1)
+                anyhow!("{} line {} is corrupt ({e}; expected {fields}); rerun or leave it out", shown_path(path), i + 1)
             })
         })
         .collect()
@@ -403,5 +549,73 @@ mod tests {
         assert!(message(std::slice::from_ref(&run)).contains("names 2 positions but lists ops for 1"));
         write(&run, "alphas.jsonl", "{\"epoch\": 1,\n");
         assert!(message(&[run]).contains("alphas.jsonl line 1 is corrupt"));
+    }
+
+    #[test]
+    fn a_run_is_finished_when_it_holds_its_planned_epochs_and_its_final_file() {
+        let root = tempfile::tempdir().unwrap();
+        let [done, killed, no_model, no_config] =
+            ["done", "killed", "no-model", "no-config"].map(|n| root.path().join(n));
+        for dir in [&done, &killed, &no_model] {
+            write(dir, "config.json", r#"{"epochs": 2}"#);
+        }
+        for dir in [&done, &killed, &no_model, &no_config] {
+            write(dir, "errors.json", ERRORS);
+        }
+        write(&killed, "errors.json", &ERRORS.replace("[20.0, 30.0]", "[20.0]"));
+        write(&killed, "config.json", r#"{"epochs": 3}"#);
+        for dir in [&done, &killed, &no_config] {
+            write(dir, "model.safetensors", "");
+        }
+        let progress = |dir: &Path| read_run(dir).unwrap().progress();
+        assert_eq!(progress(&done), Progress::Finished);
+        assert_eq!(progress(&no_config), Progress::Finished);
+        let killed = progress(&killed);
+        assert_eq!(killed, Progress::Unfinished { done: 1, planned: Some(3), missing: None });
+        assert_eq!(killed.to_string(), "1 of 3 epochs");
+        assert_eq!(progress(&no_model).to_string(), "2 of 2 epochs, no model.safetensors");
+        // A one-shot search is done with its genotype.json, not a model.
+        let search = root.path().join("search");
+        write(&search, "config.json", r#"{"epochs": 2, "method": "darts"}"#);
+        write(&search, "errors.json", ERRORS);
+        write(&search, "alphas.jsonl", &format!("{}\n", r#"{"epoch":1,"formula":"x","positions":["u1"],"ops":[["identity"]],"weights":[[[1.0]]]}"#));
+        assert_eq!(progress(&search).to_string(), "2 of 2 epochs, no genotype.json");
+    }
+
+    #[test]
+    fn a_diverged_loss_is_read_as_nan_and_a_run_given_twice_is_read_once() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "errors.json", &ERRORS.replace("\"runtime\"", "\"train_loss\": [2.3, null], \"runtime\""));
+        let dirs = [root.path().to_path_buf(), root.path().join(".")];
+        let runs = scan(&dirs).unwrap().runs;
+        assert_eq!(runs.len(), 1);
+        let loss = runs[0].errors.curve("train_loss");
+        assert!(loss[0] == 2.3 && loss[1].is_nan(), "{loss:?}");
+    }
+
+    #[test]
+    fn scan_skips_folders_that_are_not_readable_runs_and_says_why() {
+        let root = tempfile::tempdir().unwrap();
+        write(&root.path().join("good"), "errors.json", ERRORS);
+        // A run that failed before its first epoch: config.json and log.log, no errors.json.
+        write(&root.path().join("failed"), "config.json", r#"{"epochs": 3}"#);
+        write(&root.path().join("failed"), "log.log", "error: out of memory\n");
+        write(&root.path().join("corrupt"), "errors.json", "{\"train_acc\": [1");
+        let scanned = scan(&[root.path().to_path_buf()]).unwrap();
+        assert_eq!(scanned.runs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["good"]);
+        let skipped: Vec<(String, &str)> = scanned
+            .skipped
+            .iter()
+            .map(|s| (s.dir.file_name().unwrap().to_string_lossy().into_owned(), s.reason.as_str()))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].0 == "corrupt" && skipped[0].1.contains("errors.json is corrupt"), "{skipped:?}");
+        assert!(skipped[1].0 == "failed" && skipped[1].1.contains("errors.json is missing"), "{skipped:?}");
+        // Strict loading (the search's --then-eval report) still refuses them.
+        assert!(load(&[root.path().to_path_buf()]).unwrap_err().to_string().contains("corrupt"));
+        // A file, not a folder.
+        let file = root.path().join("good/errors.json");
+        let message = scan(&[file]).unwrap_err().to_string();
+        assert!(message.contains("is a file, not a directory") && message.contains("good"), "{message}");
     }
 }

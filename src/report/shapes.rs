@@ -2,12 +2,17 @@
 //! a range, optionally with their first derivatives, as one chart. Parameters take their
 //! initial value (1, or the genotype's `init`), or for a genotype with learned values the mean
 //! of those over every site and channel; the legend says which.
+//!
+//! A curve is cut where the function is not finite (1/x at 0). A function that is finite
+//! nowhere on the range (x/0, 0/0), or whose values all lie outside the chart's y range, is
+//! left out of the chart and named in a warning, never drawn as a silent empty curve.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
 use super::charts::{Figure, Line, Panel};
+use super::shown;
 use crate::expr::print::format_number;
 use crate::expr::{Formula, resolve};
 use crate::space::genotype::Genotype;
@@ -29,7 +34,7 @@ pub fn shape(spec: &str) -> Result<Shape> {
     if spec.ends_with(".json") {
         return of_genotype(&Genotype::load(Path::new(spec))?);
     }
-    let formula = resolve(spec).with_context(|| format!("cannot plot \"{spec}\""))?;
+    let formula = resolve(spec).with_context(|| format!("cannot plot \"{}\"", shown(spec)))?;
     let params = vec![1.0; formula.num_params()];
     Ok(labelled(formula, params, "initial"))
 }
@@ -72,10 +77,23 @@ impl Shape {
     }
 }
 
-/// The functions (and their derivatives, dashed, if `derivative`) over `range` on one chart.
-pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str) -> Figure {
+/// A chart of functions, and what of them it could not show.
+pub struct ShapeChart {
+    pub figure: Figure,
+    /// Indices (into the shapes given) of the functions whose curve is on the chart.
+    pub drawn: Vec<usize>,
+    /// One line per function (or derivative) that is not on the chart, saying why.
+    pub warnings: Vec<String>,
+}
+
+/// The functions (and their derivatives, dashed, if `derivative`) over `range` on one chart;
+/// those that cannot be seen there are left out and named in the warnings.
+pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str) -> ShapeChart {
     let xs: Vec<f64> = (0..SAMPLES).map(|i| range.0 + (range.1 - range.0) * i as f64 / (SAMPLES - 1) as f64).collect();
-    let mut lines = Vec::new();
+    let over = format!("{}..{}", format_number(range.0), format_number(range.1));
+    let mut warnings = Vec::new();
+    // (index of the shape, is it the derivative, line)
+    let mut curves: Vec<(usize, bool, Line)> = Vec::new();
     for (i, s) in shapes.iter().enumerate() {
         let points: Vec<(f64, f64, f64)> = xs
             .iter()
@@ -84,33 +102,79 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
                 (x, y, dy)
             })
             .collect();
-        lines.push(Line { segments: finite_runs(points.iter().map(|p| (p.0, p.1))), ..Line::new(&s.label, vec![], i) });
+        let name = shown(&s.formula.canonical().to_string());
+        let value = finite_runs(points.iter().map(|p| (p.0, p.1)));
+        if value.is_empty() {
+            warnings.push(format!("{name} is undefined over the whole range {over} (no finite values): not drawn"));
+            continue;
+        }
+        curves.push((i, false, Line { segments: value, ..Line::new(&s.label, vec![], i) }));
         if derivative {
-            lines.push(Line {
-                segments: finite_runs(points.iter().map(|p| (p.0, p.2))),
-                dashed: true,
-                ..Line::new(format!("d/dx of {}", s.formula.canonical()), vec![], i)
-            });
+            let slope = finite_runs(points.iter().map(|p| (p.0, p.2)));
+            match slope.is_empty() {
+                true => warnings.push(format!("the derivative of {name} is undefined over the whole range {over}: not drawn")),
+                false => curves.push((
+                    i,
+                    true,
+                    Line {
+                        segments: slope,
+                        dashed: true,
+                        ..Line::new(format!("d/dx of {}", s.formula.canonical()), vec![], i)
+                    },
+                )),
+            }
         }
     }
-    let y_range = y_range(&lines, range);
+    let all: Vec<Line> = curves.iter().map(|c| c.2.clone()).collect();
+    let (lo, hi) = y_range(&all, range);
+    let mut lines = Vec::new();
+    let mut drawn = Vec::new();
+    for (i, is_derivative, line) in curves {
+        if !visible(&line, (lo, hi)) {
+            let what = match is_derivative {
+                true => format!("the derivative of {}", shown(&shapes[i].formula.canonical().to_string())),
+                false => shown(&shapes[i].formula.canonical().to_string()),
+            };
+            warnings.push(format!(
+                "{what} lies outside the chart's y range {}..{} over all of {over}: not drawn (plot it on its own to see it)",
+                format_number(round3(lo)),
+                format_number(round3(hi))
+            ));
+            continue;
+        }
+        if !is_derivative {
+            drawn.push(i);
+        }
+        lines.push(line);
+    }
     let panel = Panel {
         title: title.into(),
         x_label: "x".into(),
         y_label: if derivative { "f(x), f'(x) dashed" } else { "f(x)" }.into(),
         lines,
         x_range: Some(range),
-        y_range: Some(y_range),
+        y_range: Some((lo, hi)),
         integer_x: false,
         legend_outside: true,
     };
-    Figure { panel_size: Some((980, 460)), ..Figure::single(panel) }
+    ShapeChart { figure: Figure { panel_size: Some((980, 460)), ..Figure::single(panel) }, drawn, warnings }
 }
 
-/// The curve split where it is not finite.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Whether some piece of the line (two neighbouring points) lies inside the y range, which is
+/// what the chart draws of it.
+fn visible(line: &Line, (lo, hi): (f64, f64)) -> bool {
+    let inside = |p: &(f64, f64)| p.1 >= lo && p.1 <= hi;
+    line.segments.iter().any(|seg| seg.windows(2).any(|w| inside(&w[0]) && inside(&w[1])))
+}
+
+/// The curve split where it is not finite, without lone points (a line needs two).
 fn finite_runs(points: impl Iterator<Item = (f64, f64)>) -> Vec<Vec<(f64, f64)>> {
     let points: Vec<(f64, f64)> = points.collect();
-    points.split(|p| !p.1.is_finite()).filter(|s| !s.is_empty()).map(<[_]>::to_vec).collect()
+    points.split(|p| !p.1.is_finite()).filter(|s| s.len() >= 2).map(<[_]>::to_vec).collect()
 }
 
 /// The values' extent from their 2nd to 98th percentile (so a spike at a kink does not set
@@ -167,8 +231,9 @@ mod tests {
     #[test]
     fn the_figure_cuts_undefined_and_out_of_range_values() {
         let shapes = [shape("log(x)").unwrap(), shape("exp(x)").unwrap()];
-        let fig = figure(&shapes, (-5.0, 5.0), true, "t");
-        let panel = &fig.panels[0];
+        let chart = figure(&shapes, (-5.0, 5.0), true, "t");
+        assert!(chart.warnings.is_empty() && chart.drawn == [0, 1], "{:?}", chart.warnings);
+        let panel = &chart.figure.panels[0];
         assert_eq!(panel.lines.len(), 4);
         assert!(panel.lines[1].dashed && panel.lines[1].label.as_deref().unwrap().starts_with("d/dx"));
         let (lo, hi) = panel.y_range.unwrap();
@@ -181,7 +246,30 @@ mod tests {
         }
         // All values beyond the cap: the range is the data's, not inverted.
         let steep = figure(&[shape("exp(x)").unwrap()], (4.0, 5.0), false, "t");
-        let (lo, hi) = steep.panels[0].y_range.unwrap();
+        let (lo, hi) = steep.figure.panels[0].y_range.unwrap();
         assert!(lo < 60.0 && hi > 140.0, "{lo}..{hi}");
+    }
+
+    #[test]
+    fn functions_that_cannot_be_seen_are_left_out_with_a_warning() {
+        let shapes = ["x/0", "1/x", "0/0", "x", "x + 1000"].map(|f| shape(f).unwrap());
+        let chart = figure(&shapes, (-5.0, 5.0), false, "t");
+        // 1/x is cut at 0, not dropped; x + 1000 is beyond the 10x cap that x sets.
+        assert_eq!(chart.drawn, [1, 3], "{:?}", chart.warnings);
+        assert_eq!(chart.figure.panels[0].lines.len(), 2);
+        assert_eq!(chart.warnings.len(), 3, "{:?}", chart.warnings);
+        let undefined = chart.warnings.iter().filter(|w| w.contains("is undefined over the whole range -5..5")).count();
+        assert_eq!(undefined, 2, "{:?}", chart.warnings);
+        assert!(chart.warnings[2].contains("1000 lies outside the chart's y range"), "{:?}", chart.warnings);
+        // A huge formula is named by its first 80 characters.
+        fn sum(from: usize, to: usize) -> String {
+            match to - from {
+                1 => format!("sin(x + {from})"),
+                n => format!("({} + {})", sum(from, from + n / 2), sum(from + n / 2, to)),
+            }
+        }
+        let chart = figure(&[shape(&format!("{}/0", sum(0, 1024))).unwrap()], (-5.0, 5.0), false, "t");
+        assert!(chart.drawn.is_empty());
+        assert!(chart.warnings[0].len() < 200 && chart.warnings[0].contains("..."), "{}", chart.warnings[0]);
     }
 }

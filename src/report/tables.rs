@@ -1,10 +1,15 @@
 //! The report's tables: final test accuracy as mean ± std over seeds, grouped by network ×
 //! dataset × activation; the top formulas of a sample-based search; and a plain table type
 //! that renders to Markdown and HTML.
+//!
+//! Only finished eval runs ([`Run::progress`]) are final results, and each seed counts once
+//! per group: when two finished runs of a group share a seed, the one whose `errors.json` was
+//! written last is used (a rerun supersedes the run it repeats) and the group says which runs
+//! it left out, so that neither a killed run nor a copied run can pose as another sample.
 
 use std::collections::BTreeMap;
 
-use super::runs::{Run, Sample};
+use super::runs::{Run, RunKind, Sample};
 use crate::train::seeds::mean_std;
 
 /// A table of text cells.
@@ -53,35 +58,68 @@ pub struct ResultGroup {
     pub network: String,
     pub dataset: String,
     pub activation: String,
-    /// (seed, final test accuracy) of every run that measured one.
+    /// (seed, final test accuracy) of every finished run that measured one, one per seed.
     pub finals: Vec<(Option<u64>, f64)>,
     pub mean: f64,
     pub std: f64,
+    /// Seeds that more than one finished run of the group holds.
+    pub repeated: Vec<Repeated>,
 }
 
-/// Eval runs grouped by network × dataset × activation, with the mean and sample standard
-/// deviation of their final test accuracy; groups without any test accuracy are left out.
-/// Sorted by network, dataset, then mean accuracy (best first).
+/// One seed in several runs of a group: the run whose result is used and those left out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Repeated {
+    pub seed: u64,
+    pub used: String,
+    pub left_out: Vec<String>,
+}
+
+/// Finished eval runs grouped by network × dataset × activation, one run per seed (see the
+/// module doc), with the mean and sample standard deviation of their final test accuracy;
+/// groups without any test accuracy are left out. Sorted by network, dataset, then mean
+/// accuracy (best first).
 pub fn result_groups(runs: &[Run]) -> Vec<ResultGroup> {
-    // (network, dataset, activation) -> (seed, final test accuracy) per run
+    // (network, dataset, activation) -> the group's finished runs with a test accuracy
     type Key = (String, String, String);
-    let mut groups: BTreeMap<Key, Vec<(Option<u64>, f64)>> = BTreeMap::new();
-    for run in runs.iter().filter(|r| matches!(r.kind, super::runs::RunKind::Eval)) {
+    let mut groups: BTreeMap<Key, Vec<&Run>> = BTreeMap::new();
+    for run in runs.iter().filter(|r| matches!(r.kind, RunKind::Eval) && r.finished()) {
         let e = &run.errors;
-        if let Some(acc) = e.final_test_acc() {
-            groups.entry((e.network.clone(), e.dataset.clone(), e.activation.clone())).or_default().push((e.seed, acc));
+        if e.final_test_acc().is_some() {
+            groups.entry((e.network.clone(), e.dataset.clone(), e.activation.clone())).or_default().push(run);
         }
     }
     let mut out: Vec<ResultGroup> = groups
         .into_iter()
-        .map(|((network, dataset, activation), finals)| {
+        .map(|((network, dataset, activation), runs)| {
+            let (kept, repeated) = one_per_seed(runs);
+            let finals: Vec<(Option<u64>, f64)> =
+                kept.iter().filter_map(|r| Some((r.errors.seed, r.errors.final_test_acc()?))).collect();
             let accs: Vec<f64> = finals.iter().map(|f| f.1).collect();
             let (mean, std) = mean_std(&accs);
-            ResultGroup { network, dataset, activation, finals, mean, std }
+            ResultGroup { network, dataset, activation, finals, mean, std, repeated }
         })
         .collect();
     out.sort_by(|a, b| (&a.network, &a.dataset).cmp(&(&b.network, &b.dataset)).then(b.mean.total_cmp(&a.mean)));
     out
+}
+
+/// The runs with each seed once (the one written last; by name if that ties), in their
+/// order, and the seeds that were repeated. Runs without a seed are all kept.
+fn one_per_seed(runs: Vec<&Run>) -> (Vec<&Run>, Vec<Repeated>) {
+    let mut by_seed: BTreeMap<u64, Vec<&Run>> = BTreeMap::new();
+    for run in runs.iter().filter_map(|r| Some((r.errors.seed?, *r))) {
+        by_seed.entry(run.0).or_default().push(run.1);
+    }
+    let mut repeated = Vec::new();
+    let mut left_out: Vec<&str> = Vec::new();
+    for (seed, mut same) in by_seed.into_iter().filter(|(_, same)| same.len() > 1) {
+        same.sort_by(|a, b| a.written.cmp(&b.written).then(a.name.cmp(&b.name)));
+        let used = same.pop().expect("two or more runs");
+        left_out.extend(same.iter().map(|r| r.name.as_str()));
+        repeated.push(Repeated { seed, used: used.name.clone(), left_out: same.iter().map(|r| r.name.clone()).collect() });
+    }
+    let kept = runs.into_iter().filter(|r| !left_out.contains(&r.name.as_str())).collect();
+    (kept, repeated)
 }
 
 pub fn results_table(groups: &[ResultGroup]) -> Table {
@@ -96,7 +134,13 @@ pub fn results_table(groups: &[ResultGroup]) -> Table {
                     g.dataset.clone(),
                     g.activation.clone(),
                     format!("{:.2} ± {:.2}", g.mean, g.std),
-                    format!("{} ({})", g.finals.len(), seeds.join(", ")),
+                    match g.repeated.is_empty() {
+                        true => format!("{} ({})", g.finals.len(), seeds.join(", ")),
+                        false => {
+                            let twice: Vec<String> = g.repeated.iter().map(|r| r.seed.to_string()).collect();
+                            format!("{} ({}; seed {} in several runs, one used)", g.finals.len(), seeds.join(", "), twice.join(", "))
+                        }
+                    },
                 ]
             })
             .collect(),
@@ -131,10 +175,18 @@ mod tests {
     use crate::report::runs::{Child, Errors, RunKind};
 
     fn eval(network: &str, activation: &str, seed: u64, test: &[f64]) -> Run {
+        finished(named(network, activation, seed, test, &format!("{activation}-{seed}")))
+    }
+
+    fn finished(run: Run) -> Run {
+        Run { planned_epochs: Some(run.errors.epochs()), final_file: true, ..run }
+    }
+
+    fn named(network: &str, activation: &str, seed: u64, test: &[f64], name: &str) -> Run {
         let curves = [("train_acc".to_string(), vec![1.0; test.len()]), ("test_acc".to_string(), test.to_vec())];
         Run {
             dir: "x".into(),
-            name: format!("{activation}-{seed}"),
+            name: name.into(),
             errors: Errors {
                 seed: Some(seed),
                 network: network.into(),
@@ -144,6 +196,9 @@ mod tests {
                 formulas: vec![],
             },
             kind: RunKind::Eval,
+            planned_epochs: None,
+            final_file: false,
+            written: None,
         }
     }
 
@@ -165,6 +220,28 @@ mod tests {
         assert_eq!(groups[0].std, 0.0);
         let table = results_table(&groups);
         assert_eq!(table.rows[1], ["resnet20", "cifar10", "relu", "91.00 ± 1.41", "2 (0, 1)"]);
+    }
+
+    #[test]
+    fn unfinished_runs_are_left_out_and_a_repeated_seed_counts_once() {
+        use std::time::{Duration, SystemTime};
+        let at = |secs: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        let killed = Run { planned_epochs: Some(3), final_file: false, ..named("resnet8", "relu", 0, &[20.0], "killed") };
+        let no_model = Run { final_file: false, ..eval("resnet8", "relu", 2, &[90.0]) };
+        let runs = vec![
+            Run { written: at(10), ..finished(named("resnet8", "relu", 0, &[30.0, 40.0, 50.0], "first")) },
+            Run { written: at(20), ..finished(named("resnet8", "relu", 0, &[30.0, 40.0, 60.0], "rerun")) },
+            eval("resnet8", "relu", 1, &[70.0]),
+            killed,
+            no_model,
+        ];
+        let groups = result_groups(&runs);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].finals, vec![(Some(0), 60.0), (Some(1), 70.0)]);
+        assert_eq!(groups[0].repeated, vec![Repeated { seed: 0, used: "rerun".into(), left_out: vec!["first".into()] }]);
+        assert_eq!(results_table(&groups).rows[0][4], "2 (0, 1; seed 0 in several runs, one used)");
+        // Nothing finished: no group at all.
+        assert!(result_groups(&runs[3..]).is_empty());
     }
 
     #[test]
