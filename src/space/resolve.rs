@@ -135,11 +135,12 @@ pub fn load_formula(path: &Path) -> Result<Formula> {
 fn check_ops_build_formula(path: &Path, genotype: &Genotype, parsed: &Formula) -> Result<()> {
     let Ok(space) = CellSpace::parse(&genotype.space) else { return Ok(()) };
     let fix = "fix the file, or run the search again";
-    let choice = space.choice_of(genotype).map_err(|e| {
-        anyhow!("genotype {} does not fit its space: {e}; {fix}", shorten(&path.display().to_string()))
-    })?;
+    let choice = space
+        .choice_of(genotype)
+        .map_err(|e| anyhow!("genotype {} does not fit its space: {e}; {fix}", shorten(&path.display().to_string())))?;
     let built = space.genotype(&choice)?.parsed()?;
-    let same = built == parsed.canonical() || (built.fingerprint().is_some() && built.fingerprint() == parsed.fingerprint());
+    let same =
+        built == parsed.canonical() || (built.fingerprint().is_some() && built.fingerprint() == parsed.fingerprint());
     if !same {
         bail!(
             "genotype {}: its formula {} is not what its ops build ({}); {fix}",
@@ -167,7 +168,6 @@ pub fn resolve_activation(spec: &str) -> Result<Formula> {
     }
     Ok(resolve(spec)?)
 }
-
 
 #[cfg(test)]
 mod init_tests {

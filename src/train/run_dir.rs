@@ -103,19 +103,17 @@ impl RunDir {
     /// The folder's `config.json`, which `--resume` must match.
     fn saved_config(&self) -> Result<serde_json::Value> {
         let path = self.path.join(CONFIG_FILE);
-        let other_run = || {
-            format!(
-                "so --resume cannot check that it continues the same run; choose another --out (nothing was changed)"
-            )
-        };
+        let other_run =
+            "so --resume cannot check that it continues the same run; choose another --out (nothing was changed)";
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("{} holds files of a run but no {CONFIG_FILE}, {}", self.path.display(), other_run())
+                bail!("{} holds files of a run but no {CONFIG_FILE}, {}", self.path.display(), other_run)
             }
-            Err(e) => bail!("cannot read {} ({e}), {}", path.display(), other_run()),
+            Err(e) => bail!("cannot read {} ({e}), {}", path.display(), other_run),
         };
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not valid JSON ({e}), {}", path.display(), other_run()))
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not valid JSON ({e}), {}", path.display(), other_run))
     }
 
     /// "2 of 3 epochs done" from `errors.json` and `config.json`, or "no epoch done".
@@ -137,7 +135,8 @@ pub(crate) fn check_same_run(saved: &serde_json::Value, now: &serde_json::Value,
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !VOLATILE.contains(&k.as_str())).collect();
     keys.sort();
     keys.dedup();
-    let shown = |v: Option<&serde_json::Value>| v.map_or("nothing".to_string(), |v| crate::expr::shorten(&v.to_string()));
+    let shown =
+        |v: Option<&serde_json::Value>| v.map_or("nothing".to_string(), |v| crate::expr::shorten(&v.to_string()));
     let diffs: Vec<String> = keys
         .into_iter()
         .filter(|key| a.get(key.as_str()) != b.get(key.as_str()))
