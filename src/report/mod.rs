@@ -9,6 +9,7 @@ pub mod charts;
 pub mod document;
 pub mod runs;
 pub mod shapes;
+pub mod stats;
 pub mod tables;
 
 /// Text a user gave (a formula, a path) as it is shown in a message: the first 80 characters,

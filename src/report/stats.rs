@@ -1,0 +1,214 @@
+//! Statistics of a comparison between two activations, each trained over several seeds: the
+//! difference of their mean final accuracies with a 95% confidence interval and a two-sided
+//! p-value, a verdict in words, and the number of seeds a difference of that size would need.
+//!
+//! - Paired by seed (Student's t on the per-seed differences, n - 1 degrees of freedom) when
+//!   both ran exactly the same seeds, at least two: the seed fixes the initialization and the
+//!   data order of both runs, so pairing removes that shared noise.
+//! - Welch's t (unequal variances, Welch-Satterthwaite degrees of freedom) otherwise.
+//! - One seed on either side: no interval, no p-value, and the verdict says that it is none.
+//!
+//! The t quantiles come from `statrs`. "Seeds needed" is the usual normal-approximation power
+//! calculation (two-sided 5% level, 80% power): n = ((z(0.975) + z(0.8)) * sd / |diff|)^2 for
+//! paired seeds, twice that per activation for independent ones.
+
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// Which test a [`Comparison`] used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Test {
+    Paired,
+    Welch,
+    /// Too few seeds for any test.
+    None,
+}
+
+/// What a comparison says, in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Better,
+    Worse,
+    /// The interval contains 0; `seeds` is the smaller number of seeds of the two sides.
+    NoDetectableDifference { seeds: usize },
+    /// One side has a single seed: no verdict can be given.
+    NotAVerdict,
+}
+
+impl Verdict {
+    pub fn words(self) -> String {
+        match self {
+            Verdict::Better => "better".to_string(),
+            Verdict::Worse => "worse".to_string(),
+            Verdict::NoDetectableDifference { seeds } => format!("no detectable difference with {seeds} seeds"),
+            Verdict::NotAVerdict => "not a verdict: one seed gives no uncertainty (run --seeds 0,1,2)".to_string(),
+        }
+    }
+}
+
+/// Mean, sample standard deviation and count of one side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+impl Summary {
+    pub fn of(values: &[f64]) -> Summary {
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+        let var = if n < 2 { 0.0 } else { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 };
+        Summary { mean: if n == 0 { f64::NAN } else { mean }, std: var.sqrt(), n }
+    }
+}
+
+/// A candidate against a baseline (accuracies in percent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub candidate: Summary,
+    pub baseline: Summary,
+    pub test: Test,
+    /// candidate mean - baseline mean.
+    pub diff: f64,
+    /// The 95% confidence interval of `diff` (none with a single seed).
+    pub ci: Option<(f64, f64)>,
+    /// Two-sided p-value of "no difference".
+    pub p: Option<f64>,
+    pub verdict: Verdict,
+    /// Seeds (per activation) that would detect a difference of this size with 80% power at
+    /// the 5% level; none when the observed difference is 0 or there is no spread estimate.
+    pub seeds_needed: Option<usize>,
+}
+
+/// Compares `candidate` with `baseline`, each given as (seed, final accuracy) pairs.
+pub fn compare(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Comparison {
+    let values = |side: &[(u64, f64)]| side.iter().map(|&(_, v)| v).collect::<Vec<f64>>();
+    let (c, b) = (Summary::of(&values(candidate)), Summary::of(&values(baseline)));
+    let diff = c.mean - b.mean;
+    let none = Comparison {
+        candidate: c,
+        baseline: b,
+        test: Test::None,
+        diff,
+        ci: None,
+        p: None,
+        verdict: Verdict::NotAVerdict,
+        seeds_needed: None,
+    };
+    if c.n < 2 || b.n < 2 {
+        return none;
+    }
+    let (test, se, df, sd_for_power, per_side) = match paired_differences(candidate, baseline) {
+        Some(d) => {
+            let s = Summary::of(&d);
+            (Test::Paired, s.std / (s.n as f64).sqrt(), (s.n - 1) as f64, s.std, 1.0)
+        }
+        None => {
+            let (vc, vb) = (c.std.powi(2) / c.n as f64, b.std.powi(2) / b.n as f64);
+            let df = (vc + vb).powi(2) / (vc.powi(2) / (c.n - 1) as f64 + vb.powi(2) / (b.n - 1) as f64);
+            let pooled = ((c.std.powi(2) + b.std.powi(2)) / 2.0).sqrt();
+            (Test::Welch, (vc + vb).sqrt(), df, pooled, 2.0)
+        }
+    };
+    let (ci, p) = if se > 0.0 && df.is_finite() {
+        let t = StudentsT::new(0.0, 1.0, df).expect("positive degrees of freedom");
+        let half = t.inverse_cdf(0.975) * se;
+        let stat = diff / se;
+        ((diff - half, diff + half), 2.0 * (1.0 - t.cdf(stat.abs())))
+    } else {
+        // No spread at all: the difference is exact.
+        ((diff, diff), if diff == 0.0 { 1.0 } else { 0.0 })
+    };
+    let verdict = if ci.0 > 0.0 {
+        Verdict::Better
+    } else if ci.1 < 0.0 {
+        Verdict::Worse
+    } else {
+        Verdict::NoDetectableDifference { seeds: c.n.min(b.n) }
+    };
+    let seeds_needed = (diff != 0.0 && sd_for_power > 0.0).then(|| {
+        let z = Normal::standard();
+        let k = z.inverse_cdf(0.975) + z.inverse_cdf(0.8);
+        (per_side * (k * sd_for_power / diff.abs()).powi(2)).ceil().max(2.0) as usize
+    });
+    Comparison { test, ci: Some(ci), p: Some(p), verdict, seeds_needed, ..none }
+}
+
+/// The per-seed differences when both sides ran exactly the same seeds (each once).
+fn paired_differences(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Option<Vec<f64>> {
+    let mut c = candidate.to_vec();
+    let mut b = baseline.to_vec();
+    c.sort_by_key(|&(s, _)| s);
+    b.sort_by_key(|&(s, _)| s);
+    let same = c.len() == b.len() && c.iter().zip(&b).all(|(x, y)| x.0 == y.0) && c.windows(2).all(|w| w[0].0 != w[1].0);
+    same.then(|| c.iter().zip(&b).map(|(x, y)| x.1 - y.1).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    /// Paired: differences 1, 2, 3 -> mean 2, sd 1, se 1/sqrt(3), t = 3.4641 with 2 df;
+    /// t(0.975, 2) = 4.302653, so the interval is 2 +- 2.484138; p = 0.07418 (scipy's
+    /// ttest_rel on the same numbers).
+    #[test]
+    fn paired_by_seed_matches_hand_computed_values() {
+        let c = [(0, 51.0), (1, 53.0), (2, 55.0)];
+        let b = [(2, 52.0), (0, 50.0), (1, 51.0)];
+        let r = compare(&c, &b);
+        assert_eq!(r.test, Test::Paired);
+        assert!(close(r.diff, 2.0, 1e-12));
+        let (lo, hi) = r.ci.unwrap();
+        assert!(close(lo, 2.0 - 2.484138, 1e-5) && close(hi, 2.0 + 2.484138, 1e-5), "{lo} {hi}");
+        assert!(close(r.p.unwrap(), 0.074180, 1e-5), "{:?}", r.p);
+        assert_eq!(r.verdict, Verdict::NoDetectableDifference { seeds: 3 });
+        assert_eq!(r.verdict.words(), "no detectable difference with 3 seeds");
+        // (1.959964 + 0.841621)^2 * 1^2 / 2^2 = 1.96 -> 2 seeds.
+        assert_eq!(r.seeds_needed, Some(2));
+    }
+
+    /// Welch: a = 51.30 +- 0.97, b = 51.47 +- 1.19 over 3 seeds each, as different seeds.
+    /// se = sqrt(0.97^2/3 + 1.19^2/3) = 0.886378; df = 3.843761 (Welch-Satterthwaite);
+    /// t(0.975, 3.8438) = 2.821524; p = 0.857608 (scipy 1.x: ttest_ind(equal_var=False), t.ppf).
+    #[test]
+    fn welch_when_the_seeds_differ_matches_hand_computed_values() {
+        // Values with exactly those means and standard deviations: m - s, m, m + s.
+        let side = |seeds: [u64; 3], m: f64, s: f64| [(seeds[0], m - s), (seeds[1], m), (seeds[2], m + s)];
+        let r = compare(&side([0, 1, 2], 51.30, 0.97), &side([3, 4, 5], 51.47, 1.19));
+        assert_eq!(r.test, Test::Welch);
+        assert!(close(r.candidate.std, 0.97, 1e-12) && close(r.baseline.std, 1.19, 1e-12));
+        let se = (0.97f64.powi(2) / 3.0 + 1.19f64.powi(2) / 3.0).sqrt();
+        assert!(close(se, 0.886378, 1e-6));
+        let (lo, hi) = r.ci.unwrap();
+        assert!(close((hi - lo) / 2.0 / se, 2.821524, 1e-5), "{}", (hi - lo) / 2.0 / se);
+        assert!(close(r.p.unwrap(), 0.857608, 1e-5), "{:?}", r.p);
+        // 2 * ((z(0.975) + z(0.8)) * sqrt((0.97^2 + 1.19^2) / 2) / 0.17)^2 = 640.13.
+        assert_eq!(r.seeds_needed, Some(641));
+        assert_eq!(r.verdict, Verdict::NoDetectableDifference { seeds: 3 });
+    }
+
+    #[test]
+    fn clear_differences_are_better_or_worse() {
+        let c = [(0, 60.0), (1, 61.0), (2, 60.5)];
+        let b = [(0, 50.0), (1, 51.5), (2, 50.2)];
+        assert_eq!(compare(&c, &b).verdict, Verdict::Better);
+        assert_eq!(compare(&b, &c).verdict, Verdict::Worse);
+        assert!(compare(&c, &b).p.unwrap() < 0.01);
+        // Identical runs: exact zero difference, p = 1.
+        let same = compare(&c, &c);
+        assert_eq!((same.ci, same.p), (Some((0.0, 0.0)), Some(1.0)));
+        assert_eq!(same.seeds_needed, None);
+    }
+
+    #[test]
+    fn a_single_seed_is_not_a_verdict() {
+        let r = compare(&[(0, 60.0)], &[(0, 50.0), (1, 51.0)]);
+        assert_eq!((r.test, r.ci, r.p, r.verdict), (Test::None, None, None, Verdict::NotAVerdict));
+        assert!(r.verdict.words().starts_with("not a verdict"));
+        assert!(close(r.diff, 9.5, 1e-12));
+    }
+}
