@@ -405,3 +405,27 @@ fn threads_beyond_the_cores_warn_once_and_bench_errors_are_not_doubled() {
         assert_clean_error(&out, "actsearch bench w1 failed: this actsearch binary was built without the cuda backend");
     }
 }
+
+/// `compare` over multi-seed evals of two activations: the table with the interval, the
+/// p-value and the verdict; a missing baseline is one clear error.
+#[test]
+fn compare_gives_intervals_and_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let tiny = ["--network", "resnet8", "--epochs", "1", "--batch-size", "16", "--subset", "64", "--test-subset", "32", "--seeds", "0,1"];
+    for act in ["relu", "silu"] {
+        let out_dir = format!("runs/{act}");
+        let args = [&["eval", "--activation", act, "--out", &out_dir][..], &tiny[..]].concat();
+        let out = actsearch(&args, dir.path());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = actsearch(&["compare", "runs"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let silu = stdout.lines().find(|l| l.contains("silu(x)")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(silu.contains("2 (0,1)") && silu.contains("paired by seed"), "{silu}");
+    assert!(["better", "worse", "no detectable difference with 2 seeds"].iter().any(|v| silu.contains(v)), "{silu}");
+    assert!(stdout.lines().any(|l| l.contains("relu(x)") && l.contains("baseline")), "{stdout}");
+    let out = actsearch(&["compare", "runs", "--baseline", "gelu"], dir.path());
+    assert_clean_error(&out, "no finished run of the baseline gelu(x)");
+}

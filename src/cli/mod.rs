@@ -9,6 +9,7 @@
 
 mod backend;
 mod bench;
+mod compare;
 mod data;
 mod eval;
 mod functions;
@@ -43,6 +44,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Draw activation functions (and their derivatives) on one chart, as PNG or SVG.
     Plot(plot::PlotArgs),
+    /// Compare activations over seeds with a baseline: mean ± std, the difference with a 95%
+    /// confidence interval, a p-value and a verdict (better, worse, no detectable difference).
+    Compare(compare::CompareArgs),
     /// Charts, tables, report.md and a self-contained report.html from eval and search runs.
     Report(report::ReportArgs),
 }
@@ -72,6 +76,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Report(args) => report::run(args),
+        Command::Compare(args) => compare::run(args),
     };
     match result {
         Ok(()) => 0,

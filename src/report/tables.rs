@@ -169,6 +169,62 @@ pub fn top_k(sample: &Sample, k: usize) -> Table {
     }
 }
 
+/// Every group compared with the group of the same network and dataset whose activation is
+/// `baseline` (a canonical formula): one row per group with mean ± std, its seeds, the
+/// difference to the baseline with its 95% interval, the p-value, the verdict in words and the
+/// seeds a difference of that size would need (see `report::stats`). Errors: no group of the
+/// baseline for some network and dataset (the message lists the activations there are).
+pub fn comparison_table(groups: &[ResultGroup], baseline: &str) -> anyhow::Result<Table> {
+    use super::stats::{Test, compare};
+    let pairs = |g: &ResultGroup| g.finals.iter().map(|&(s, v)| (s.unwrap_or(0), v)).collect::<Vec<_>>();
+    let headers = ["network", "dataset", "activation", "test acc (%)", "seeds", "vs baseline [95% CI]", "p", "verdict", "seeds needed"];
+    let mut rows = Vec::new();
+    for g in groups {
+        let Some(base) = groups.iter().find(|b| b.network == g.network && b.dataset == g.dataset && b.activation == baseline)
+        else {
+            let there: Vec<String> = groups
+                .iter()
+                .filter(|b| b.network == g.network && b.dataset == g.dataset)
+                .map(|b| super::shown(&b.activation))
+                .collect();
+            anyhow::bail!(
+                "no finished run of the baseline {} on {} / {}; pass --baseline with one of: {}",
+                super::shown(baseline),
+                g.network,
+                super::shown(&g.dataset),
+                there.join(", ")
+            );
+        };
+        let seeds = g.finals.iter().map(|f| f.0.map_or("?".into(), |s| s.to_string())).collect::<Vec<_>>().join(",");
+        let mut row = vec![
+            g.network.clone(),
+            super::shown(&g.dataset),
+            super::shown(&g.activation),
+            format!("{:.2} ± {:.2}", g.mean, g.std),
+            format!("{} ({seeds})", g.finals.len()),
+        ];
+        if std::ptr::eq(g, base) {
+            row.extend(["baseline".to_string(), String::new(), String::new(), String::new()]);
+        } else {
+            let c = compare(&pairs(g), &pairs(base));
+            let test = match c.test {
+                Test::Paired => ", paired by seed",
+                Test::Welch => ", Welch",
+                Test::None => "",
+            };
+            row.push(match c.ci {
+                Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}]{test}", c.diff),
+                None => format!("{:+.2} (no interval from one seed)", c.diff),
+            });
+            row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
+            row.push(c.verdict.words());
+            row.push(c.seeds_needed.map_or(String::new(), |n| n.to_string()));
+        }
+        rows.push(row);
+    }
+    Ok(Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +316,31 @@ mod tests {
         let t = Table { headers: vec!["f".into()], rows: vec![vec!["a<b|c".into()]] };
         assert_eq!(t.to_markdown(), "| f |\n|---|\n| a<b\\|c |\n");
         assert!(t.to_html().contains("<td>a&lt;b|c</td>"));
+    }
+
+    #[test]
+    fn comparison_rows_carry_interval_p_value_and_verdict() {
+        let mut runs = Vec::new();
+        for (seed, (r, s)) in [(50.0, 51.0), (51.0, 53.0), (52.0, 55.0)].into_iter().enumerate() {
+            runs.push(eval("resnet8", "relu(x)", seed as u64, &[r]));
+            runs.push(eval("resnet8", "silu(x)", seed as u64, &[s]));
+        }
+        let table = comparison_table(&result_groups(&runs), "relu(x)").unwrap();
+        let silu = table.rows.iter().find(|r| r[2] == "silu(x)").unwrap();
+        assert_eq!(silu[3], "53.00 ± 2.00");
+        assert_eq!(silu[4], "3 (0,1,2)");
+        assert_eq!(silu[5], "+2.00 [-0.48, +4.48], paired by seed");
+        assert_eq!(silu[6], "0.074");
+        assert_eq!(silu[7], "no detectable difference with 3 seeds");
+        let relu = table.rows.iter().find(|r| r[2] == "relu(x)").unwrap();
+        assert_eq!(relu[5], "baseline");
+        let err = comparison_table(&result_groups(&runs), "gelu(x)").unwrap_err().to_string();
+        assert!(err.contains("no finished run of the baseline gelu(x)") && err.contains("silu(x)"), "{err}");
+        // One seed: a difference, no interval, and not a verdict.
+        let one = [eval("resnet8", "relu(x)", 0, &[50.0]), eval("resnet8", "silu(x)", 0, &[60.0])];
+        let table = comparison_table(&result_groups(&one), "relu(x)").unwrap();
+        let silu = table.rows.iter().find(|r| r[2] == "silu(x)").unwrap();
+        assert_eq!(silu[5], "+10.00 (no interval from one seed)");
+        assert!(silu[7].starts_with("not a verdict"), "{}", silu[7]);
     }
 }

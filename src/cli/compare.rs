@@ -1,0 +1,51 @@
+//! `actsearch compare RUN_DIR... [--baseline relu]`: the finished evals in the given folders,
+//! grouped by network × dataset × activation, each compared with the baseline of the same
+//! network and dataset: mean ± std, seeds, the difference with its 95% interval (paired by
+//! seed when the seeds match, Welch otherwise), the p-value and a verdict in words.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::stdout;
+use crate::report::{runs, shown_path, tables};
+use crate::space::resolve::resolve_activation;
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Eval run directories, or folders holding them (seed-N subfolders are found by
+    /// themselves).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// The activation every other one is compared with: a name or a formula; it must have
+    /// finished evals on the same network and dataset.
+    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
+    pub baseline: String,
+}
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    let baseline = resolve_activation(&args.baseline)?.to_string();
+    let runs::Scanned { runs, skipped } = runs::scan(&args.runs)?;
+    for s in &skipped {
+        eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);
+    }
+    for r in runs.iter().filter(|r| !r.finished()) {
+        eprintln!("note: {} is unfinished ({}): left out", r.name, r.progress());
+    }
+    let groups = tables::result_groups(&runs);
+    if groups.is_empty() {
+        bail!("no finished eval with a test accuracy in the given folders; compare reads the --out folders of `actsearch eval`");
+    }
+    for g in &groups {
+        for r in &g.repeated {
+            eprintln!("warning: seed {} of {} is in several runs: {} used, {} left out", r.seed, g.activation, r.used, r.left_out.join(", "));
+        }
+    }
+    let table = tables::comparison_table(&groups, &baseline)?;
+    stdout(&format!(
+        "{}\n(final test accuracy; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
+        table.to_markdown(),
+        crate::report::shown(&baseline)
+    ))
+}
