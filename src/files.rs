@@ -50,17 +50,27 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>
 /// process is no longer alive. Returns the removed paths. Never fails: what cannot be removed
 /// is left.
 pub fn remove_stale_temporaries(dir: &Path) -> Vec<PathBuf> {
+    remove_stale(dir, temporary_owner)
+}
+
+/// Removes the entries of `dir` (files or whole directories) that `owner` recognizes as
+/// leftovers of a process (`Some(Some(pid))`) that is no longer alive, or of no known process
+/// (`Some(None)`). Returns the removed paths, sorted; never fails.
+pub fn remove_stale(dir: &Path, owner: impl Fn(&str) -> Option<Option<u32>>) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(owner) = temporary_owner(&name) else { continue };
-        if owner.is_some_and(process_alive) {
+        let Some(pid) = owner(&name) else { continue };
+        if pid.is_some_and(process_alive) {
             continue;
         }
         let path = entry.path();
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && fs::remove_file(&path).is_ok() {
+        let gone = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if gone.is_ok() {
             removed.push(path);
         }
     }

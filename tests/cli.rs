@@ -10,15 +10,7 @@ fn actsearch(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
 }
 
-/// Asserts a clean failure: exit code 1 or 2, one `error:` line mentioning `needle`, no panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
-    assert!(errors[0].contains(needle), "error line {:?} does not mention {needle:?}", errors[0]);
-}
+use common::assert_clean_error;
 
 #[test]
 fn malformed_formula() {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::assert_clean_error;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -48,15 +50,6 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn assert_one_error(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert!(!out.status.success(), "expected a failure: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains(needle), "{:?} does not say {needle:?}", lines[0]);
-}
-
 /// Issue 11, case 2: a finished run without its checkpoint, resumed with another activation,
 /// used to be overwritten. Now nothing in it changes, with or without --resume, and the
 /// message does not ask for files to be deleted.
@@ -71,10 +64,10 @@ fn a_finished_run_is_never_rewritten() {
     let before = snapshot(&run);
 
     let other = actsearch(&eval_args("silu", "runs/a", "1", &["--resume"]), dir.path());
-    assert_one_error(&other, "holds another run");
+    assert_clean_error(&other, "holds another run");
     assert!(!stderr(&other).contains("delete"), "{}", stderr(&other));
     let again = actsearch(&eval_args("relu", "runs/a", "1", &[]), dir.path());
-    assert_one_error(&again, "holds a finished run");
+    assert_clean_error(&again, "holds a finished run");
     // The same run with --resume: already finished, reported, nothing rewritten.
     let same = actsearch(&eval_args("relu", "runs/a", "1", &["--resume"]), dir.path());
     assert!(same.status.success(), "{}", stderr(&same));
@@ -105,8 +98,8 @@ fn two_runs_never_share_a_folder_and_kill_9_leaves_no_lock() {
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     assert!(still_running, "the first run finished before the test could check its lock");
-    assert_one_error(&second, "in use by another actsearch process");
-    assert_one_error(&third, "in use by another actsearch process");
+    assert_clean_error(&second, "in use by another actsearch process");
+    assert_clean_error(&third, "in use by another actsearch process");
     let resumed = actsearch(&[&args[..], &["--resume"]].concat(), dir.path());
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     let errors: serde_json::Value =
@@ -136,7 +129,7 @@ fn a_corrupt_checkpoint_is_named_not_trained_on() {
     std::fs::write(&path, &bytes).unwrap();
     let before = snapshot(&run);
     let resumed = actsearch(&eval_args("relu", "runs/c", "2", &["--resume"]), dir.path());
-    assert_one_error(&resumed, "checkpoint.safetensors is corrupt");
+    assert_clean_error(&resumed, "checkpoint.safetensors is corrupt");
     assert!(!stderr(&resumed).contains("--lr"), "{}", stderr(&resumed));
     let after: Vec<(String, Vec<u8>)> = snapshot(&run).into_iter().filter(|(n, _)| n != "log.log").collect();
     let before: Vec<(String, Vec<u8>)> = before.into_iter().filter(|(n, _)| n != "log.log").collect();

@@ -79,32 +79,28 @@ fn refetch_hint(path: &Path) -> String {
 
 /// The MD5 of a file's contents, as lowercase hex.
 pub fn md5_hex(path: &Path) -> Result<String> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    read_chunks(path, |chunk| hasher.update(chunk))?;
     Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// The xxh3 of a file's contents, as 16 lowercase hex digits (what extraction markers record).
 pub fn xxh3_hex(path: &Path) -> Result<String> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut sum = Checksum::new();
+    read_chunks(path, |chunk| sum.update(chunk))?;
+    Ok(sum.hex())
+}
+
+/// Feeds the contents of `path` to `eat` in 1 MiB chunks.
+fn read_chunks(path: &Path, mut eat: impl FnMut(&[u8])) -> Result<()> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
-            return Ok(sum.hex());
+            return Ok(());
         }
-        sum.update(&buf[..n]);
+        eat(&buf[..n]);
     }
 }
 
@@ -210,26 +206,7 @@ impl Drop for Staging {
 /// Removes the staging directories (`.extract-<PID>-<N>`) in `dir` whose process is no longer
 /// alive (a kill during extraction). Returns the removed paths; never fails.
 pub fn remove_stale_staging(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(owner) = staging_owner(&name) else { continue };
-        if crate::files::process_alive(owner) {
-            continue;
-        }
-        let path = entry.path();
-        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        if gone.is_ok() {
-            removed.push(path);
-        }
-    }
-    removed.sort();
-    removed
+    crate::files::remove_stale(dir, |name| staging_owner(name).map(Some))
 }
 
 /// The pid in a staging name `.extract-<PID>-<N>`.

@@ -42,3 +42,13 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         out: out.to_path_buf(),
     }
 }
+
+/// Asserts a clean failure: exit code 1 or 2, one `error:` line mentioning `needle`, no panic.
+pub fn assert_clean_error(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    assert!(errors[0].contains(needle), "error line {:?} does not mention {needle:?}", errors[0]);
+}
