@@ -420,14 +420,21 @@ mod tests {
         }
     }
 
+    /// A synthetic CIFAR-10 (3 images per file) in `tmp/src`, packed into `tmp/data` by
+    /// [`fake_archive`]: (src, data, its description).
+    fn synthetic_archive(tmp: &Path) -> (PathBuf, PathBuf, ArchiveInfo) {
+        let src = tmp.join("src");
+        write_synthetic_cifar10(&src, 3).unwrap();
+        let data = tmp.join("data");
+        fs::create_dir_all(&data).unwrap();
+        let info = fake_archive(&src, &data);
+        (src, data, info)
+    }
+
     #[test]
     fn archive_alone_is_verified_and_extracted() {
         let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("src");
-        write_synthetic_cifar10(&src, 3).unwrap();
-        let data = tmp.path().join("data");
-        fs::create_dir_all(&data).unwrap();
-        let info = fake_archive(&src, &data);
+        let (src, data, info) = synthetic_archive(tmp.path());
         let folder = prepare_from(CifarKind::Cifar10, &data, &info, &Silent).unwrap();
         assert_eq!(folder, data.join("cifar-10-batches-bin"));
         let (train, _) = load_cifar(CifarKind::Cifar10, &data, &Silent).unwrap();
@@ -497,11 +504,7 @@ mod tests {
     #[test]
     fn two_runs_extracting_the_archive_at_once_both_succeed() {
         let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("src");
-        write_synthetic_cifar10(&src, 3).unwrap();
-        let data = tmp.path().join("data");
-        fs::create_dir_all(&data).unwrap();
-        let info = fake_archive(&src, &data);
+        let (_, data, info) = synthetic_archive(tmp.path());
         let barrier = std::sync::Barrier::new(2);
         let folders: Vec<PathBuf> = std::thread::scope(|s| {
             let runs: Vec<_> = (0..2)

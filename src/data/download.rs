@@ -167,14 +167,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn downloads_verifies_and_keeps_a_valid_archive() {
+    /// A small body served once: (the body, its address, its MD5).
+    fn served_body() -> (Vec<u8>, String, String) {
         let body = b"pretend archive bytes".to_vec();
         let url = serve(body.clone(), 1);
+        let md5 = format!("{:x}", <md5::Md5 as md5::Digest>::digest(&body));
+        (body, url, md5)
+    }
+
+    #[test]
+    fn downloads_verifies_and_keeps_a_valid_archive() {
+        let (body, url, md5) = served_body();
         let tmp = tempfile::tempdir().unwrap();
-        let probe = tmp.path().join("probe");
-        fs::write(&probe, &body).unwrap();
-        let md5 = crate::data::archive::md5_hex(&probe).unwrap();
         let rec = Recorder::default();
         let a = info(&url, body.len() as u64, &md5);
         let path = fetch_archive(&a, &tmp.path().join("data"), &rec).unwrap();
@@ -209,12 +213,8 @@ mod tests {
 
     #[test]
     fn partial_downloads_of_killed_runs_are_removed() {
-        let body = b"pretend archive bytes".to_vec();
-        let url = serve(body.clone(), 1);
+        let (body, url, md5) = served_body();
         let tmp = tempfile::tempdir().unwrap();
-        let probe = tmp.path().join("probe");
-        fs::write(&probe, &body).unwrap();
-        let md5 = crate::data::archive::md5_hex(&probe).unwrap();
         let data = tmp.path().join("data");
         fs::create_dir_all(&data).unwrap();
         // A pid far above pid_max is never alive; `.part` is the older naming.
