@@ -4,7 +4,14 @@
 //! `a - 0`, `0 - a` → `-a`, `a*1`, `1*a`, `a/1`, `a*(-1)` → `-a`, `--a`, `-(number)`, `a^1`,
 //! sign normalization (`a + -b` → `a - b`, `a - -b` → `a + b`, `a + (-2)` → `a - 2`), and
 //! clamps that cannot bind (`min(a, c)` → `a` when `a <= c` everywhere, by [`range`]; likewise
-//! `max`), which strips the GRAFS clamp from bounded ops such as `tanh`.
+//! `max`), which strips the GRAFS clamp from bounded ops such as `tanh`, `max(a, a)` and
+//! `min(a, a)` → `a`, nested clamps by numbers (`min(min(a, 10), 5)` → `min(a, 5)`), the number
+//! written second in `max`/`min`, `abs(a)` → `a` when `a >= 0` everywhere, and
+//! `abs(abs(a))`, `relu(relu(a))`, `abs(relu(a))` → the inner call.
+//!
+//! Every rule keeps NaN where there was NaN (`max`, `min` and `abs` pass NaN through, and
+//! `relu(NaN)` is 0 on both sides of the `relu` rules), so values agree everywhere, not just
+//! where they are finite; the tests check each rule against the numeric fingerprint.
 //!
 //! Rewriting never removes a parameter occurrence. Then the slot renumbering pass of
 //! [`slots`](super::slots) puts the slots in reading order and names them (`b2*x + b1` →
@@ -12,7 +19,7 @@
 
 use super::range::range;
 use super::slots::renumber;
-use super::{BinOp, Expr, Formula};
+use super::{BinOp, Expr, Formula, Func};
 use crate::space::ops::powi_eval;
 
 impl Formula {
@@ -52,14 +59,35 @@ fn rewrite(e: Expr) -> Expr {
             other => Expr::Neg(Box::new(other)),
         },
         Expr::Pow(a, 1) => *a,
+        Expr::Call(f, a) => rewrite_call(f, *a),
         Expr::Bin(op, a, b) => rewrite_bin(op, *a, *b),
         other => other,
+    }
+}
+
+fn rewrite_call(f: Func, a: Expr) -> Expr {
+    match (f, a) {
+        (Func::Abs, a) if range(&a).lo >= 0.0 => a,
+        // The inner call's values are already what the outer one would make of them.
+        (Func::Abs, inner @ Expr::Call(Func::Abs | Func::Relu, _)) | (Func::Relu, inner @ Expr::Call(Func::Relu, _)) => inner,
+        (f, a) => Expr::Call(f, Box::new(a)),
     }
 }
 
 fn rewrite_bin(op: BinOp, a: Expr, b: Expr) -> Expr {
     use BinOp::*;
     match (op, a, b) {
+        (Max | Min, a, b) if a == b => a,
+        // The number second, so that the clamp rules below see one shape.
+        (Max | Min, Expr::Num(c), b) if !matches!(b, Expr::Num(_)) => rewrite_bin(op, b, Expr::Num(c)),
+        (Min, Expr::Bin(Min, a, c1), Expr::Num(c2)) if matches!(*c1, Expr::Num(_)) => {
+            let c1 = num(&c1).expect("a number");
+            rewrite_bin(Min, *a, Expr::Num(c1.min(c2)))
+        }
+        (Max, Expr::Bin(Max, a, c1), Expr::Num(c2)) if matches!(*c1, Expr::Num(_)) => {
+            let c1 = num(&c1).expect("a number");
+            rewrite_bin(Max, *a, Expr::Num(c1.max(c2)))
+        }
         (Add, a, b) if is_num(&b, 0.0) => a,
         (Add, a, b) if is_num(&a, 0.0) => b,
         (Sub, a, b) if is_num(&b, 0.0) => a,
@@ -146,6 +174,47 @@ mod tests {
         assert_eq!(canon("max(x^2, 0)"), "x^2");
         assert_eq!(canon("min(x^2, 0)"), "min(x^2, 0)");
         assert_eq!(canon("max(b, 0)"), "max(b, 0)");
+    }
+
+    /// Each readability rule on its own, with the numeric fingerprint (64 points over [-5, 5])
+    /// equal before and after, and values equal on a finer grid that includes NaN inputs.
+    #[test]
+    fn readability_rules_keep_the_function() {
+        let cases = [
+            ("max(elu(x), elu(x))", "elu(x)"),
+            ("min(sin(x)*x, sin(x)*x)", "sin(x)*x"),
+            ("max(leaky_relu(max(min(elu(x), 10), min(elu(x), 10))), min(gelu(x), 10))", "max(leaky_relu(min(elu(x), 10)), min(gelu(x), 10))"),
+            ("min(min(x, 10), 5)", "min(x, 5)"),
+            ("min(min(x, 5), 10)", "min(x, 5)"),
+            ("max(max(x, -10), -3)", "max(x, -3)"),
+            ("max(-3, max(-10, x))", "max(x, -3)"),
+            ("min(10, elu(x))", "min(elu(x), 10)"),
+            ("max(min(sigmoid(x), 10), -10)", "sigmoid(x)"),
+            ("min(exp(-x^2), 10)", "exp(-x^2)"),
+            ("max(min(atan(x)*2, 10), -10)", "atan(x)*2"),
+            ("abs(x^2)", "x^2"),
+            ("abs(abs(x))", "abs(x)"),
+            ("abs(relu(x))", "relu(x)"),
+            ("relu(relu(x - 1))", "relu(x - 1)"),
+            ("abs(cosh(x))", "cosh(x)"),
+        ];
+        for (before, after) in cases {
+            let f = Formula::parse(before).unwrap();
+            let c = f.canonical();
+            assert_eq!(c.to_string(), after, "{before}");
+            assert_eq!(c.fingerprint(), f.fingerprint(), "{before} -> {after}");
+            assert!(f.fingerprint().is_some(), "{before}");
+            for i in 0..=400 {
+                let x = -20.0 + 0.1 * i as f64;
+                let (a, b) = (f.eval(x, &[]), c.eval(x, &[]));
+                assert!(a == b, "{before} -> {after} at {x}: {a} vs {b}");
+            }
+            assert!(f.eval(f64::NAN, &[]).is_nan() == c.eval(f64::NAN, &[]).is_nan(), "{before} at NaN");
+        }
+        // What the rules must leave alone: different operands, parameters, clamps that bind.
+        for kept in ["max(elu(x), gelu(x))", "max(b*x, b*x)", "min(elu(x), 10)", "relu(abs(x) - 1)", "abs(sin(x))", "min(max(x, 0), 5)"] {
+            assert_eq!(canon(kept), kept);
+        }
     }
 
     #[test]
