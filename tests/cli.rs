@@ -206,7 +206,7 @@ fn report_over_a_search_and_two_eval_seeds_writes_every_file() {
         assert!(rep.join(file).metadata().map(|m| m.len() > 0).unwrap_or(false), "{file} missing or empty");
     }
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
-    assert!(md.contains("| resnet8 |") && md.contains("silu(x)") && md.contains("| 2 (0, 1) |"), "{md}");
+    assert!(md.contains("| resnet8 |") && md.contains("silu(x)") && md.contains("| 2 (0,1) |"), "{md}");
     let pngs = std::fs::read_dir(&rep).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "png").count();
     let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), pngs, "every figure inline in the HTML");
@@ -252,18 +252,38 @@ fn search_then_eval_compares_with_the_baseline_and_writes_the_report() {
     let args = [
         "search", "--method", "gdas", "--space", "small", "--network", "resnet8", "--epochs", "1", "--batch-size", "16",
         "--subset", "64", "--out", "runs/s", "--then-eval", "--eval-network", "resnet8", "--baseline", "silu",
+        "--eval-seeds", "0,1",
     ];
     let out = actsearch(&args, dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("\nfound ") && stdout.contains("\nbaseline ") && stdout.contains("silu(x)"), "{stdout}");
+    assert!(stdout.contains("found - baseline: ") && stdout.contains("95% CI") && stdout.contains("paired by seed"), "{stdout}");
     let s = dir.path().join("runs/s");
-    for file in ["eval-found/errors.json", "eval-baseline/errors.json", "report/report.html", "report/s-formula.png"] {
+    for file in [
+        "eval-found/seed-0/errors.json",
+        "eval-found/seed-1/errors.json",
+        "eval-baseline/summary.json",
+        "summary.json",
+        "report/report.html",
+        "report/s-formula.png",
+    ] {
         assert!(s.join(file).exists(), "{file} missing");
     }
-    // A bad baseline fails before the search starts.
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["found"]["seeds"], serde_json::json!([0, 1]));
+    assert_eq!(summary["baseline"]["activation"], "silu(x)");
+    assert_eq!(summary["comparison"]["test"], "paired by seed");
+    let verdict = summary["comparison"]["verdict"].as_str().unwrap();
+    assert!(["better", "worse", "no detectable difference with 2 seeds"].contains(&verdict), "{verdict}");
+    // The report compares with the same baseline.
+    let md = std::fs::read_to_string(s.join("report/report.md")).unwrap();
+    assert!(md.contains("the difference to silu(x)") && md.contains("| baseline |"), "{md}");
+    // A bad baseline fails before the search starts; so do several search seeds with --then-eval.
     let bad = [&args[..13], &["--out", "runs/t", "--then-eval", "--baseline", "relu2"]].concat();
     assert_clean_error(&actsearch(&bad, dir.path()), "relu2");
+    let bad = [&args[..13], &["--out", "runs/t", "--then-eval", "--seeds", "0,1"]].concat();
+    assert_clean_error(&actsearch(&bad, dir.path()), "--then-eval takes one search seed");
     assert!(!dir.path().join("runs/t").exists());
 }
 
@@ -337,7 +357,7 @@ fn report_leaves_out_unfinished_runs_counts_a_seed_once_and_skips_failed_folders
     assert!(stdout.contains("killed (eval, unfinished: 1 of 2 epochs)"), "{stdout}");
     let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
     let row = md.lines().find(|l| l.starts_with("| resnet8 |")).unwrap();
-    assert!(row.ends_with("| 1 (0; seed 0 in several runs, one used) |") && !row.contains("99"), "{row}");
+    assert!(row.contains("| 1 (0; seed 0 in several runs, one used) | (one seed) | baseline |") && !row.contains("99"), "{row}");
     // Nothing readable at all is still an error, and so is a file.
     assert_clean_error(&actsearch(&["report", "runs/failed"], dir.path()), "errors.json is missing");
     assert_clean_error(&actsearch(&["report", "runs/done/errors.json"], dir.path()), "is a file");
@@ -420,4 +440,38 @@ fn compare_gives_intervals_and_verdicts() {
     assert!(stdout.lines().any(|l| l.contains("relu(x)") && l.contains("baseline")), "{stdout}");
     let out = actsearch(&["compare", "runs", "--baseline", "gelu"], dir.path());
     assert_clean_error(&out, "no finished run of the baseline gelu(x)");
+}
+
+#[test]
+fn search_over_seeds_says_whether_the_seeds_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let args = [
+        "search", "--method", "gdas", "--space", "small", "--network", "resnet8", "--epochs", "1", "--batch-size", "16",
+        "--subset", "64", "--out", "runs/s", "--seeds", "0,1",
+    ];
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s = dir.path().join("runs/s");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["seeds"], serde_json::json!([0, 1]));
+    let mut formulas = Vec::new();
+    for seed in [0, 1] {
+        let g: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(s.join(format!("seed-{seed}/genotype.json"))).unwrap()).unwrap();
+        formulas.push(g["formula"].as_str().unwrap().to_string());
+        assert!(stdout.contains(&format!("seed {seed}: {}", formulas[seed])), "{stdout}");
+    }
+    assert_eq!(summary["formulas"], serde_json::json!(formulas));
+    let agree = summary["agree"].as_bool().unwrap();
+    assert_eq!(agree, summary["functions"].as_array().unwrap().len() == 1);
+    assert!(stdout.contains(if agree { "seeds agree" } else { "seeds disagree" }), "{stdout}");
+    // Rerun with --resume: both searches are finished, nothing changes.
+    let before = std::fs::read(s.join("seed-1/genotype.json")).unwrap();
+    let out = actsearch(&[&args[..], &["--resume"]].concat(), dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(s.join("seed-1/genotype.json")).unwrap(), before);
+    assert_clean_error(&actsearch(&[&args[..13], &["--out", "runs/u", "--seeds", "1,1"]].concat(), dir.path()), "twice");
+    assert!(!dir.path().join("runs/u").exists());
 }

@@ -22,11 +22,16 @@ pub struct ReportArgs {
     /// report there are replaced).
     #[arg(long, default_value = "report")]
     pub out: PathBuf,
+    /// The activation the results table compares every other one with (a name or a
+    /// formula), within the same network, dataset and recipe.
+    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
+    pub baseline: String,
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
+    let baseline = crate::space::resolve::resolve_activation(&args.baseline)?.to_string();
     let runs::Scanned { runs, skipped } = runs::scan(&args.runs)?;
-    let report = document::build(&runs)?;
+    let report = document::build(&runs, &baseline)?;
     for s in &skipped {
         eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);
     }

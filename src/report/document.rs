@@ -62,8 +62,9 @@ pub struct Written {
     pub images: Vec<PathBuf>,
 }
 
-/// The report of `runs`.
-pub fn build(runs: &[Run]) -> Result<Report> {
+/// The report of `runs`; the results table compares every activation with `baseline` (a
+/// canonical formula) of the same network, dataset and recipe.
+pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
     let mut sections = Vec::new();
     let (mut notes, mut warnings) = (Vec::new(), Vec::new());
     let evals: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Eval)).collect();
@@ -74,9 +75,16 @@ pub fn build(runs: &[Run]) -> Result<Report> {
         let mut blocks = Vec::new();
         if !groups.is_empty() {
             blocks.push(Block::Text(
-                "Final test accuracy of the finished eval runs: mean ± sample standard deviation over seeds.".into(),
+                format!(
+                    "Final test accuracy of the finished eval runs: mean ± sample standard deviation over seeds, the 95% \
+                     confidence interval of the mean, and the difference to {} trained with the same network, data and \
+                     recipe, with its 95% interval (paired by seed when both ran the same seeds, Welch otherwise), the \
+                     two-sided p-value, the verdict, and about how many seeds a difference of that size would need \
+                     (80% power). A single seed gives no verdict.",
+                    shown(baseline)
+                ),
             ));
-            blocks.push(Block::Table { caption: "test accuracy".into(), table: tables::results_table(&groups) });
+            blocks.push(Block::Table { caption: "test accuracy".into(), table: tables::results_table(&groups, baseline) });
         }
         if !unfinished.is_empty() {
             let line = format!("unfinished runs, left out of the results table: {}", unfinished.join(", "));
@@ -454,6 +462,7 @@ mod tests {
             planned_epochs: Some(2),
             final_file: true,
             written: None,
+            recipe: Default::default(),
         }
     }
 
@@ -486,7 +495,7 @@ mod tests {
             run("shared", 0, RunKind::OneShot(one_shot(1))),
             run("r", 0, RunKind::Sample(sample)),
         ];
-        let report = build(&runs).unwrap();
+        let report = build(&runs, "relu(x)").unwrap();
         let titles: Vec<&str> = report.sections.iter().map(|s| s.title.as_str()).collect();
         assert_eq!(titles, ["Results", "Evaluations", "Search s", "Search shared", "Sample-based searches"]);
         let dir = tempfile::tempdir().unwrap();
@@ -513,7 +522,7 @@ mod tests {
             }
         }
         let md = fs::read_to_string(&written.markdown).unwrap();
-        assert!(md.contains("| resnet8 | cifar10 | relu(x) | 45.50 ± 0.71 | 2 (0, 1) |"), "{md}");
+        assert!(md.contains("| resnet8 | cifar10 |  | relu(x) | 45.50 ± 0.71 | 2 (0,1) | [39.15, 51.85] | baseline |"), "{md}");
         assert!(md.contains("(s-alphas-site0.png)"));
         let html = fs::read_to_string(&written.html).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
@@ -527,7 +536,7 @@ mod tests {
     fn a_found_function_that_cannot_be_drawn_is_said_not_charted() {
         let mut search = one_shot(1);
         search.epochs.iter_mut().for_each(|e| e.formula = "x/0".into());
-        let report = build(&[run("s", 0, RunKind::OneShot(search))]).unwrap();
+        let report = build(&[run("s", 0, RunKind::OneShot(search))], "relu(x)").unwrap();
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
         assert!(report.warnings[0].starts_with("search s: x/0 is undefined"), "{:?}", report.warnings);
         let dir = tempfile::tempdir().unwrap();
@@ -548,7 +557,7 @@ mod tests {
             killed,
             Run { final_file: false, ..run("s", 0, RunKind::OneShot(search)) },
         ];
-        let report = build(&runs).unwrap();
+        let report = build(&runs, "relu(x)").unwrap();
         assert_eq!(report.notes, ["unfinished runs, left out of the results table: killed (2 of 3 epochs)"]);
         assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
         assert!(report.warnings[0].starts_with("seed 0 of resnet8 on cifar10 with relu(x) is in 2 runs"), "{:?}", report.warnings);
@@ -557,7 +566,7 @@ mod tests {
         let written = write(&report, dir.path()).unwrap();
         let md = fs::read_to_string(&written.markdown).unwrap();
         // One seed, once: not the killed run's accuracy, not the copy's twice.
-        assert!(md.contains("| resnet8 | cifar10 | relu(x) | 45.00 ± 0.00 | 1 (0; seed 0 in several runs, one used) |"), "{md}");
+        assert!(md.contains("| resnet8 | cifar10 |  | relu(x) | 45.00 ± 0.00 | 1 (0; seed 0 in several runs, one used) | (one seed) | baseline |"), "{md}");
         assert!(md.contains("Unfinished runs, left out of the results table: killed (2 of 3 epochs)."), "{md}");
         assert!(md.contains("Unfinished (2 of 2 epochs, no genotype.json): the formula of its last epoch so far is `x/0`."), "{md}");
     }

@@ -51,6 +51,48 @@ pub struct Run {
     pub final_file: bool,
     /// When `errors.json` was last written (which of two runs of one seed is the later).
     pub written: Option<SystemTime>,
+    /// How it was trained, apart from its network, dataset, activation and seed.
+    pub recipe: Recipe,
+}
+
+/// What a run was trained with apart from its network, dataset, activation and seed (from
+/// `config.json`): results are only compared between runs of one recipe, because 3 epochs
+/// and 200 epochs of the same activation are different experiments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Recipe {
+    /// Every `config.json` field that changes what is trained, as one JSON text (fields that
+    /// do not, such as paths, threads and the backend, are left out); empty without a
+    /// `config.json`.
+    pub key: String,
+    /// A few words for tables: "3 epochs on 5000 images, 1000 test".
+    pub label: String,
+}
+
+/// `config.json` fields that do not change what a run computes (or that the groups hold
+/// apart already): left out of [`Recipe::key`].
+const NOT_RECIPE: [&str; 11] =
+    ["seed", "out", "threads", "backend", "data_dir", "dataset", "network", "activation", "activation_spec", "eval_batch_size", "method"];
+
+impl Recipe {
+    pub fn of_config(config: &serde_json::Value) -> Recipe {
+        let Some(object) = config.as_object() else { return Recipe::default() };
+        // serde_json's map is ordered by key, so equal recipes give equal text.
+        let kept: serde_json::Map<String, serde_json::Value> =
+            object.iter().filter(|(k, _)| !NOT_RECIPE.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let count = |field: &str| match object.get(field).and_then(|v| v.as_u64()) {
+            Some(n) => n.to_string(),
+            None => "all".to_string(),
+        };
+        let epochs = match object.get("epochs").and_then(|v| v.as_u64()) {
+            Some(1) => "1 epoch".to_string(),
+            Some(e) => format!("{e} epochs"),
+            None => "? epochs".to_string(),
+        };
+        Recipe {
+            key: serde_json::Value::Object(kept).to_string(),
+            label: format!("{epochs} on {} images, {} test", count("subset"), count("test_subset")),
+        }
+    }
 }
 
 /// Whether a run got to its end.
@@ -323,6 +365,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
     let config = read_config(dir)?;
     let method = config.get("method").and_then(|m| m.as_str()).map(str::to_string);
     let planned_epochs = config.get("epochs").and_then(|e| e.as_u64()).map(|e| e as usize);
+    let recipe = Recipe::of_config(&config);
     let written = fs::metadata(dir.join("errors.json")).and_then(|m| m.modified()).ok();
     let kind = if dir.join("alphas.jsonl").is_file() {
         RunKind::OneShot(read_one_shot(dir, method)?)
@@ -336,7 +379,7 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         RunKind::OneShot(search) => search.genotype.is_some(),
         _ => dir.join("model.safetensors").is_file(),
     };
-    Ok(Run { dir: dir.to_path_buf(), name: String::new(), errors, kind, planned_epochs, final_file, written })
+    Ok(Run { dir: dir.to_path_buf(), name: String::new(), errors, kind, planned_epochs, final_file, written, recipe })
 }
 
 fn read_errors(dir: &Path) -> Result<Errors> {

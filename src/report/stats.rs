@@ -60,6 +60,42 @@ impl Summary {
         let var = if n < 2 { 0.0 } else { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 };
         Summary { mean: if n == 0 { f64::NAN } else { mean }, std: var.sqrt(), n }
     }
+
+    /// The 95% confidence interval of the mean (Student's t, n - 1 degrees of freedom); none
+    /// for fewer than two values.
+    pub fn ci95(&self) -> Option<(f64, f64)> {
+        (self.n >= 2).then(|| {
+            let t = StudentsT::new(0.0, 1.0, (self.n - 1) as f64).expect("positive degrees of freedom");
+            let half = t.inverse_cdf(0.975) * self.std / (self.n as f64).sqrt();
+            (self.mean - half, self.mean + half)
+        })
+    }
+}
+
+impl Test {
+    /// How the interval was computed, for tables and JSON: "paired by seed", "Welch", "none".
+    pub fn words(self) -> &'static str {
+        match self {
+            Test::Paired => "paired by seed",
+            Test::Welch => "Welch",
+            Test::None => "none",
+        }
+    }
+}
+
+impl Comparison {
+    /// The comparison as JSON (accuracies and differences in percentage points), as
+    /// `summary.json` files hold it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "difference": self.diff,
+            "ci95": self.ci.map(|(lo, hi)| [lo, hi]),
+            "p_value": self.p,
+            "test": self.test.words(),
+            "verdict": self.verdict.words(),
+            "seeds_needed": self.seeds_needed,
+        })
+    }
 }
 
 /// A candidate against a baseline (accuracies in percent).
@@ -202,6 +238,15 @@ mod tests {
         let same = compare(&c, &c);
         assert_eq!((same.ci, same.p), (Some((0.0, 0.0)), Some(1.0)));
         assert_eq!(same.seeds_needed, None);
+    }
+
+    /// mean 92, sd 2, n 3: 92 +- 4.302653 * 2 / sqrt(3) = 92 +- 4.968275 (scipy's t.interval).
+    #[test]
+    fn interval_of_a_mean() {
+        let s = Summary::of(&[90.0, 92.0, 94.0]);
+        let (lo, hi) = s.ci95().unwrap();
+        assert!(close(lo, 92.0 - 4.968275, 1e-5) && close(hi, 92.0 + 4.968275, 1e-5), "{lo} {hi}");
+        assert_eq!(Summary::of(&[91.0]).ci95(), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The report's tables: final test accuracy as mean ± std over seeds, grouped by network ×
-//! dataset × activation; the top formulas of a sample-based search; and a plain table type
-//! that renders to Markdown and HTML.
+//! dataset × recipe × activation, each group compared with a baseline of the same network,
+//! dataset and recipe (`stats`: interval, p-value, verdict); the top formulas of a
+//! sample-based search; and a plain table type that renders to Markdown and HTML.
 //!
 //! Only finished eval runs ([`Run::progress`]) are final results, and each seed counts once
 //! per group: when two finished runs of a group share a seed, the one whose `errors.json` was
@@ -9,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use super::runs::{Run, RunKind, Sample};
-use crate::train::seeds::mean_std;
+use super::runs::{Recipe, Run, RunKind, Sample};
+use super::stats::Summary;
 
 /// A table of text cells.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,11 +53,12 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The evals of one network × dataset × activation.
+/// The evals of one network × dataset × recipe × activation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResultGroup {
     pub network: String,
     pub dataset: String,
+    pub recipe: Recipe,
     pub activation: String,
     /// (seed, final test accuracy) of every finished run that measured one, one per seed.
     pub finals: Vec<(Option<u64>, f64)>,
@@ -74,33 +76,58 @@ pub struct Repeated {
     pub left_out: Vec<String>,
 }
 
-/// Finished eval runs grouped by network × dataset × activation, one run per seed (see the
-/// module doc), with the mean and sample standard deviation of their final test accuracy;
-/// groups without any test accuracy are left out. Sorted by network, dataset, then mean
-/// accuracy (best first).
+/// Finished eval runs grouped by network × dataset × recipe × activation, one run per seed
+/// (see the module doc), with the mean and sample standard deviation of their final test
+/// accuracy; groups without any test accuracy are left out. Sorted by network, dataset,
+/// recipe, then mean accuracy (best first). Two recipes with the same label get the label
+/// told apart ("recipe 2").
 pub fn result_groups(runs: &[Run]) -> Vec<ResultGroup> {
-    // (network, dataset, activation) -> the group's finished runs with a test accuracy
-    type Key = (String, String, String);
+    // (network, dataset, recipe, activation) -> the group's finished runs with a test accuracy
+    type Key = (String, String, Recipe, String);
     let mut groups: BTreeMap<Key, Vec<&Run>> = BTreeMap::new();
     for run in runs.iter().filter(|r| matches!(r.kind, RunKind::Eval) && r.finished()) {
         let e = &run.errors;
         if e.final_test_acc().is_some() {
-            groups.entry((e.network.clone(), e.dataset.clone(), e.activation.clone())).or_default().push(run);
+            let key = (e.network.clone(), e.dataset.clone(), run.recipe.clone(), e.activation.clone());
+            groups.entry(key).or_default().push(run);
         }
     }
     let mut out: Vec<ResultGroup> = groups
         .into_iter()
-        .map(|((network, dataset, activation), runs)| {
+        .map(|((network, dataset, recipe, activation), runs)| {
             let (kept, repeated) = one_per_seed(runs);
             let finals: Vec<(Option<u64>, f64)> =
                 kept.iter().filter_map(|r| Some((r.errors.seed, r.errors.final_test_acc()?))).collect();
             let accs: Vec<f64> = finals.iter().map(|f| f.1).collect();
-            let (mean, std) = mean_std(&accs);
-            ResultGroup { network, dataset, activation, finals, mean, std, repeated }
+            let Summary { mean, std, .. } = Summary::of(&accs);
+            ResultGroup { network, dataset, recipe, activation, finals, mean, std, repeated }
         })
         .collect();
-    out.sort_by(|a, b| (&a.network, &a.dataset).cmp(&(&b.network, &b.dataset)).then(b.mean.total_cmp(&a.mean)));
+    tell_recipes_apart(&mut out);
+    out.sort_by(|a, b| {
+        (&a.network, &a.dataset, &a.recipe).cmp(&(&b.network, &b.dataset, &b.recipe)).then(b.mean.total_cmp(&a.mean))
+    });
     out
+}
+
+/// Recipes that differ in a field the label does not show (lr, batch size, ...) get
+/// " (recipe 2)", " (recipe 3)", ... after the label, in key order.
+fn tell_recipes_apart(groups: &mut [ResultGroup]) {
+    let mut keys_by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in groups.iter() {
+        let keys = keys_by_label.entry(g.recipe.label.clone()).or_default();
+        if !keys.contains(&g.recipe.key) {
+            keys.push(g.recipe.key.clone());
+        }
+    }
+    for g in groups.iter_mut() {
+        let keys = &keys_by_label[&g.recipe.label];
+        let mut sorted = keys.clone();
+        sorted.sort();
+        if let Some(i) = sorted.iter().position(|k| *k == g.recipe.key).filter(|_| sorted.len() > 1) {
+            g.recipe.label = format!("{} (recipe {})", g.recipe.label, i + 1);
+        }
+    }
 }
 
 /// The runs with each seed once (the one written last; by name if that ties), in their
@@ -122,29 +149,96 @@ fn one_per_seed(runs: Vec<&Run>) -> (Vec<&Run>, Vec<Repeated>) {
     (kept, repeated)
 }
 
-pub fn results_table(groups: &[ResultGroup]) -> Table {
-    Table {
-        headers: ["network", "dataset", "activation", "test acc (%)", "seeds"].map(String::from).to_vec(),
-        rows: groups
-            .iter()
-            .map(|g| {
-                let seeds: Vec<String> = g.finals.iter().map(|(s, _)| s.map_or("?".into(), |s| s.to_string())).collect();
-                vec![
-                    g.network.clone(),
-                    g.dataset.clone(),
-                    g.activation.clone(),
-                    format!("{:.2} ± {:.2}", g.mean, g.std),
-                    match g.repeated.is_empty() {
-                        true => format!("{} ({})", g.finals.len(), seeds.join(", ")),
-                        false => {
-                            let twice: Vec<String> = g.repeated.iter().map(|r| r.seed.to_string()).collect();
-                            format!("{} ({}; seed {} in several runs, one used)", g.finals.len(), seeds.join(", "), twice.join(", "))
-                        }
-                    },
-                ]
-            })
-            .collect(),
+/// The report's results table: each group with mean ± std, its seeds and the 95% interval of
+/// its mean, compared with the `baseline` group (a canonical formula) of the same network,
+/// dataset and recipe where there is one (see [`comparison_table`]); a group without such a
+/// baseline says so.
+pub fn results_table(groups: &[ResultGroup], baseline: &str) -> Table {
+    comparison_rows(groups, baseline, false).expect("a lenient table never fails")
+}
+
+/// Every group compared with the group of the same network, dataset and recipe whose
+/// activation is `baseline` (a canonical formula): one row per group with mean ± std, its
+/// seeds, the difference to the baseline with its 95% interval, the p-value, the verdict in
+/// words and the seeds a difference of that size would need (see `report::stats`). Errors: no
+/// group of the baseline for some network, dataset and recipe (the message lists the
+/// activations there are).
+pub fn comparison_table(groups: &[ResultGroup], baseline: &str) -> anyhow::Result<Table> {
+    comparison_rows(groups, baseline, true)
+}
+
+fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyhow::Result<Table> {
+    use super::stats::{Test, compare};
+    let pairs = |g: &ResultGroup| g.finals.iter().map(|&(s, v)| (s.unwrap_or(0), v)).collect::<Vec<_>>();
+    let headers = [
+        "network",
+        "dataset",
+        "recipe",
+        "activation",
+        "test acc (%)",
+        "seeds",
+        "95% CI of mean",
+        "vs baseline [95% CI]",
+        "p",
+        "verdict",
+        "seeds needed",
+    ];
+    let same_setting = |a: &ResultGroup, b: &ResultGroup| a.network == b.network && a.dataset == b.dataset && a.recipe == b.recipe;
+    let mut rows = Vec::new();
+    for g in groups {
+        let base = groups.iter().find(|b| same_setting(b, g) && b.activation == baseline);
+        if base.is_none() && strict {
+            let there: Vec<String> =
+                groups.iter().filter(|b| same_setting(b, g)).map(|b| super::shown(&b.activation)).collect();
+            anyhow::bail!(
+                "no finished run of the baseline {} on {} / {} ({}); pass --baseline with one of: {}",
+                super::shown(baseline),
+                g.network,
+                super::shown(&g.dataset),
+                g.recipe.label,
+                there.join(", ")
+            );
+        }
+        let seeds = g.finals.iter().map(|f| f.0.map_or("?".into(), |s| s.to_string())).collect::<Vec<_>>().join(",");
+        let repeated = match g.repeated.is_empty() {
+            true => String::new(),
+            false => {
+                let twice: Vec<String> = g.repeated.iter().map(|r| r.seed.to_string()).collect();
+                format!("; seed {} in several runs, one used", twice.join(", "))
+            }
+        };
+        let accs: Vec<f64> = g.finals.iter().map(|f| f.1).collect();
+        let mut row = vec![
+            g.network.clone(),
+            super::shown(&g.dataset),
+            g.recipe.label.clone(),
+            super::shown(&g.activation),
+            format!("{:.2} ± {:.2}", g.mean, g.std),
+            format!("{} ({seeds}{repeated})", g.finals.len()),
+            super::stats::Summary::of(&accs).ci95().map_or("(one seed)".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
+        ];
+        match base {
+            Some(base) if std::ptr::eq(g, base) => row.extend(["baseline".to_string(), String::new(), String::new(), String::new()]),
+            Some(base) => {
+                let c = compare(&pairs(g), &pairs(base));
+                let test = match c.test {
+                    Test::Paired => ", paired by seed",
+                    Test::Welch => ", Welch",
+                    Test::None => "",
+                };
+                row.push(match c.ci {
+                    Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}]{test}", c.diff),
+                    None => format!("{:+.2} (no interval from one seed)", c.diff),
+                });
+                row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
+                row.push(c.verdict.words());
+                row.push(c.seeds_needed.map_or(String::new(), |n| n.to_string()));
+            }
+            None => row.extend([format!("(no {} run with this recipe)", super::shown(baseline)), String::new(), String::new(), String::new()]),
+        }
+        rows.push(row);
     }
+    Ok(Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows })
 }
 
 /// The `k` best distinct formulas of a sample-based search (each at its best reward).
@@ -167,62 +261,6 @@ pub fn top_k(sample: &Sample, k: usize) -> Table {
             .map(|(i, (f, r, c))| vec![(i + 1).to_string(), f.to_string(), format!("{r:.4}"), c.to_string()])
             .collect(),
     }
-}
-
-/// Every group compared with the group of the same network and dataset whose activation is
-/// `baseline` (a canonical formula): one row per group with mean ± std, its seeds, the
-/// difference to the baseline with its 95% interval, the p-value, the verdict in words and the
-/// seeds a difference of that size would need (see `report::stats`). Errors: no group of the
-/// baseline for some network and dataset (the message lists the activations there are).
-pub fn comparison_table(groups: &[ResultGroup], baseline: &str) -> anyhow::Result<Table> {
-    use super::stats::{Test, compare};
-    let pairs = |g: &ResultGroup| g.finals.iter().map(|&(s, v)| (s.unwrap_or(0), v)).collect::<Vec<_>>();
-    let headers = ["network", "dataset", "activation", "test acc (%)", "seeds", "vs baseline [95% CI]", "p", "verdict", "seeds needed"];
-    let mut rows = Vec::new();
-    for g in groups {
-        let Some(base) = groups.iter().find(|b| b.network == g.network && b.dataset == g.dataset && b.activation == baseline)
-        else {
-            let there: Vec<String> = groups
-                .iter()
-                .filter(|b| b.network == g.network && b.dataset == g.dataset)
-                .map(|b| super::shown(&b.activation))
-                .collect();
-            anyhow::bail!(
-                "no finished run of the baseline {} on {} / {}; pass --baseline with one of: {}",
-                super::shown(baseline),
-                g.network,
-                super::shown(&g.dataset),
-                there.join(", ")
-            );
-        };
-        let seeds = g.finals.iter().map(|f| f.0.map_or("?".into(), |s| s.to_string())).collect::<Vec<_>>().join(",");
-        let mut row = vec![
-            g.network.clone(),
-            super::shown(&g.dataset),
-            super::shown(&g.activation),
-            format!("{:.2} ± {:.2}", g.mean, g.std),
-            format!("{} ({seeds})", g.finals.len()),
-        ];
-        if std::ptr::eq(g, base) {
-            row.extend(["baseline".to_string(), String::new(), String::new(), String::new()]);
-        } else {
-            let c = compare(&pairs(g), &pairs(base));
-            let test = match c.test {
-                Test::Paired => ", paired by seed",
-                Test::Welch => ", Welch",
-                Test::None => "",
-            };
-            row.push(match c.ci {
-                Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}]{test}", c.diff),
-                None => format!("{:+.2} (no interval from one seed)", c.diff),
-            });
-            row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
-            row.push(c.verdict.words());
-            row.push(c.seeds_needed.map_or(String::new(), |n| n.to_string()));
-        }
-        rows.push(row);
-    }
-    Ok(Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows })
 }
 
 #[cfg(test)]
@@ -255,6 +293,7 @@ mod tests {
             planned_epochs: None,
             final_file: false,
             written: None,
+            recipe: Default::default(),
         }
     }
 
@@ -274,8 +313,12 @@ mod tests {
         assert_eq!(relu.finals, vec![(Some(0), 90.0), (Some(1), 92.0)]);
         assert!((relu.mean - 91.0).abs() < 1e-12 && (relu.std - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(groups[0].std, 0.0);
-        let table = results_table(&groups);
-        assert_eq!(table.rows[1], ["resnet20", "cifar10", "relu", "91.00 ± 1.41", "2 (0, 1)"]);
+        let table = results_table(&groups, "relu");
+        assert_eq!(table.rows[1][..7], ["resnet20", "cifar10", "", "relu", "91.00 ± 1.41", "2 (0,1)", "[78.29, 103.71]"]);
+        assert_eq!(table.rows[1][7], "baseline");
+        assert_eq!(table.rows[0][7], "+2.00 (no interval from one seed)");
+        // No baseline in a setting: said, not an error.
+        assert_eq!(results_table(&groups, "gelu").rows[0][7], "(no gelu run with this recipe)");
     }
 
     #[test]
@@ -295,7 +338,7 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].finals, vec![(Some(0), 60.0), (Some(1), 70.0)]);
         assert_eq!(groups[0].repeated, vec![Repeated { seed: 0, used: "rerun".into(), left_out: vec!["first".into()] }]);
-        assert_eq!(results_table(&groups).rows[0][4], "2 (0, 1; seed 0 in several runs, one used)");
+        assert_eq!(results_table(&groups, "relu").rows[0][5], "2 (0,1; seed 0 in several runs, one used)");
         // Nothing finished: no group at all.
         assert!(result_groups(&runs[3..]).is_empty());
     }
@@ -326,21 +369,50 @@ mod tests {
             runs.push(eval("resnet8", "silu(x)", seed as u64, &[s]));
         }
         let table = comparison_table(&result_groups(&runs), "relu(x)").unwrap();
-        let silu = table.rows.iter().find(|r| r[2] == "silu(x)").unwrap();
-        assert_eq!(silu[3], "53.00 ± 2.00");
-        assert_eq!(silu[4], "3 (0,1,2)");
-        assert_eq!(silu[5], "+2.00 [-0.48, +4.48], paired by seed");
-        assert_eq!(silu[6], "0.074");
-        assert_eq!(silu[7], "no detectable difference with 3 seeds");
-        let relu = table.rows.iter().find(|r| r[2] == "relu(x)").unwrap();
-        assert_eq!(relu[5], "baseline");
+        let silu = table.rows.iter().find(|r| r[3] == "silu(x)").unwrap();
+        assert_eq!(silu[4], "53.00 ± 2.00");
+        assert_eq!(silu[5], "3 (0,1,2)");
+        assert_eq!(silu[7], "+2.00 [-0.48, +4.48], paired by seed");
+        assert_eq!(silu[8], "0.074");
+        assert_eq!(silu[9], "no detectable difference with 3 seeds");
+        let relu = table.rows.iter().find(|r| r[3] == "relu(x)").unwrap();
+        assert_eq!(relu[7], "baseline");
         let err = comparison_table(&result_groups(&runs), "gelu(x)").unwrap_err().to_string();
         assert!(err.contains("no finished run of the baseline gelu(x)") && err.contains("silu(x)"), "{err}");
         // One seed: a difference, no interval, and not a verdict.
         let one = [eval("resnet8", "relu(x)", 0, &[50.0]), eval("resnet8", "silu(x)", 0, &[60.0])];
         let table = comparison_table(&result_groups(&one), "relu(x)").unwrap();
-        let silu = table.rows.iter().find(|r| r[2] == "silu(x)").unwrap();
-        assert_eq!(silu[5], "+10.00 (no interval from one seed)");
-        assert!(silu[7].starts_with("not a verdict"), "{}", silu[7]);
+        let silu = table.rows.iter().find(|r| r[3] == "silu(x)").unwrap();
+        assert_eq!(silu[7], "+10.00 (no interval from one seed)");
+        assert!(silu[9].starts_with("not a verdict"), "{}", silu[9]);
+    }
+
+    /// Runs of another recipe (epochs, subset, lr, ...) are another group, compared only with
+    /// the baseline of their own recipe.
+    #[test]
+    fn recipes_are_kept_apart() {
+        let recipe = |epochs: u64, lr: f64| {
+            Recipe::of_config(&serde_json::json!({"epochs": epochs, "lr": lr, "subset": 5000, "seed": 3, "out": "x", "threads": 2}))
+        };
+        let with = |run: Run, r: Recipe| Run { recipe: r, ..run };
+        let mut runs = Vec::new();
+        for seed in 0..2u64 {
+            runs.push(with(eval("resnet8", "relu(x)", seed, &[50.0 + seed as f64]), recipe(3, 0.1)));
+            runs.push(with(eval("resnet8", "silu(x)", seed, &[60.0 + seed as f64]), recipe(1, 0.1)));
+            runs.push(with(eval("resnet8", "silu(x)", seed, &[40.0 + seed as f64]), recipe(3, 0.1)));
+            runs.push(with(eval("resnet8", "silu(x)", seed, &[45.0 + seed as f64]), recipe(3, 0.05)));
+        }
+        assert_eq!(recipe(3, 0.1), Recipe::of_config(&serde_json::json!({"lr": 0.1, "epochs": 3, "subset": 5000, "seed": 9})));
+        let groups = result_groups(&runs);
+        assert_eq!(groups.len(), 4);
+        let labels: Vec<&str> = groups.iter().map(|g| g.recipe.label.as_str()).collect();
+        assert!(labels.contains(&"1 epoch on 5000 images, all test"), "{labels:?}");
+        assert!(labels.iter().filter(|l| l.starts_with("3 epochs on 5000 images, all test (recipe ")).count() == 3, "{labels:?}");
+        let table = results_table(&groups, "relu(x)");
+        let row = |acc: &str| table.rows.iter().find(|r| r[4].starts_with(acc)).unwrap().clone();
+        assert_eq!(row("40.50")[7], "-10.00 [-10.00, -10.00], paired by seed");
+        assert_eq!(row("60.50")[7], "(no relu(x) run with this recipe)");
+        let err = comparison_table(&groups, "relu(x)").unwrap_err().to_string();
+        assert!(err.contains("1 epoch on 5000 images"), "{err}");
     }
 }

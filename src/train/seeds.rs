@@ -1,5 +1,6 @@
 //! Several seeds of the same run: each seed trains into its own `seed-N` subfolder, and
-//! `summary.json` holds the mean and standard deviation of the final test accuracy.
+//! `summary.json` holds the mean, standard deviation and 95% interval of the mean of the final
+//! test accuracy (the statistics are `report::stats`', a leaf module).
 
 use std::path::Path;
 
@@ -27,6 +28,10 @@ pub struct Summary {
     pub mean: f64,
     /// Sample standard deviation (n - 1 in the denominator); 0 for a single seed.
     pub std: f64,
+    /// The 95% confidence interval of the mean (Student's t); null for a single seed, which
+    /// gives no uncertainty.
+    #[serde(default)]
+    pub ci95: Option<[f64; 2]>,
     /// Run directories, relative to the summary's directory.
     pub runs: Vec<String>,
 }
@@ -59,7 +64,7 @@ pub fn train_seeds(
         outcomes.push(train(&config, formula, device, resume, obs)?);
     }
     let test_acc: Vec<f64> = outcomes.iter().map(|o| o.final_test_acc()).collect();
-    let (mean, std) = mean_std(&test_acc);
+    let stats = crate::report::stats::Summary::of(&test_acc);
     let summary = Summary {
         network: base.network.name().to_string(),
         dataset: base.dataset.clone(),
@@ -67,38 +72,12 @@ pub fn train_seeds(
         epochs: base.epochs,
         seeds: seeds.to_vec(),
         test_acc,
-        mean,
-        std,
+        mean: stats.mean,
+        std: stats.std,
+        ci95: stats.ci95().map(|(lo, hi)| [lo, hi]),
         runs: seeds.iter().map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") }).collect(),
     };
     std::fs::create_dir_all(&base.out)?;
     write_json(&base.out.join("summary.json"), &summary)?;
     Ok((summary, outcomes))
-}
-
-/// Mean and sample standard deviation.
-pub fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mean_and_sample_std() {
-        let (m, s) = mean_std(&[90.0, 92.0, 94.0]);
-        assert!((m - 92.0).abs() < 1e-12);
-        assert!((s - 2.0).abs() < 1e-12);
-        assert_eq!(mean_std(&[91.0]), (91.0, 0.0));
-    }
 }
