@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::backend::DataAndCompute;
@@ -10,7 +10,8 @@ use super::progress::Progress;
 use super::stdout;
 use crate::model::Network;
 use crate::search::oneshot::config::SearchPreset;
-use crate::search::oneshot::{SearchConfig, search};
+use crate::search::oneshot::SearchConfig;
+use crate::search::oneshot::seeds::search_seeds;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -38,17 +39,18 @@ pub enum PresetArg {
     /// GRAFS: ResNet-20, batch 64 x 2 accumulation steps, 75/25 split, 50 epochs, arch lr
     /// 6e-4, lr 0.1, weight decay 1e-4, one shared cell.
     Grafs,
-    /// Minutes on a CPU: the seed recipe for 2 epochs on 5000 training images.
+    /// Minutes on a CPU: GRAFS' recipe (shared cell, lr 0.1, wd 1e-4, arch lr 6e-4) on
+    /// ResNet-8 for 6 epochs on 10000 training images (5000 train / 5000 valid), batch 64.
     Quick,
 }
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
-    /// Search method.
-    #[arg(long, value_enum)]
+    /// Search method (grafs is the one that finds useful functions in a few CPU minutes).
+    #[arg(long, value_enum, default_value = "grafs")]
     pub method: Method,
-    /// Cell space: small, huge, grafs, or PATH.toml (see README).
-    #[arg(long)]
+    /// Cell space: small, huge, grafs, core1, core2, or PATH.toml (see README).
+    #[arg(long, default_value = "grafs")]
     pub space: String,
     /// The CIFAR ResNet whose activation sites become cells [preset: seed resnet8, grafs resnet20].
     #[arg(long, value_parser = Network::parse)]
@@ -97,26 +99,34 @@ pub struct SearchArgs {
     #[arg(long, default_value = "standard", value_parser = ["standard", "none"])]
     pub augment: String,
     /// Seed for the weights, the alphas, the split and the augmentation.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::whole)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = super::whole, conflicts_with = "seeds")]
     pub seed: u64,
+    /// Comma-separated seeds: one search per seed, each in its own seed-N subfolder of
+    /// --out, and summary.json says whether the seeds found the same function.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, value_parser = super::whole)]
+    pub seeds: Vec<u64>,
     /// Output directory [default: runs/search-METHOD-SPACE].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the search in --out from its last checkpoint (and, with --then-eval, its evals).
     #[arg(long)]
     pub resume: bool,
-    /// After the search, train the found function and the --baseline from scratch with
-    /// eval's quick preset (3 epochs on 5000 images, 1000 test images) on --eval-network,
-    /// compare their test accuracy, and write a report (formula plot, alphas, curves) to
-    /// OUT/report.
+    /// After the search, train the found function and the --baseline from scratch over
+    /// --eval-seeds with eval's quick preset (5 epochs on 10000 images, 2000 test images) on
+    /// --eval-network, compare them (difference with its 95% interval, p-value, verdict; also
+    /// in OUT/summary.json), and write a report (formula plot, alphas, curves) to OUT/report.
     #[arg(long)]
     pub then_eval: bool,
     /// The activation the found function is compared with (--then-eval).
     #[arg(long, default_value = "relu", requires = "then_eval", allow_hyphen_values = true)]
     pub baseline: String,
     /// The network both are trained on (--then-eval).
-    #[arg(long, default_value = "resnet20", value_parser = Network::parse, requires = "then_eval")]
+    #[arg(long, default_value = "resnet8", value_parser = Network::parse, requires = "then_eval")]
     pub eval_network: Network,
+    /// Seeds of the evals of --then-eval (the same for both, so the comparison is paired by
+    /// seed); one seed gives no verdict.
+    #[arg(long, default_value = "0,1,2", value_delimiter = ',', allow_negative_numbers = true, value_parser = super::whole, requires = "then_eval")]
+    pub eval_seeds: Vec<u64>,
     #[command(flatten)]
     pub common: DataAndCompute,
 }
@@ -153,12 +163,22 @@ pub fn run(args: SearchArgs) -> Result<()> {
         subset: args.subset.or(defaults.subset),
         test_subset: args.test_subset,
         augment: args.augment == "standard",
-        seed: args.seed,
+        seed: args.seeds.first().copied().unwrap_or(args.seed),
         backend: args.common.backend.name().to_string(),
         threads: pool.current_num_threads(),
         out: args.out.clone().unwrap_or_else(|| default_out(&method, &args.space)),
     };
-    validate(&config)?;
+    let seeds = if args.seeds.is_empty() { vec![args.seed] } else { args.seeds.clone() };
+    validate(&config, &seeds)?;
+    if args.then_eval && seeds.len() > 1 {
+        bail!(
+            "--then-eval takes one search seed (--seeds gives {}): evaluate each seed's genotype with `actsearch eval --activation OUT/seed-N/genotype.json --seeds 0,1,2`",
+            seeds.len()
+        );
+    }
+    if args.then_eval {
+        check_seeds("--eval-seeds", &args.eval_seeds)?;
+    }
     crate::space::cell::CellSpace::parse(&config.space)?;
     let progress = Progress::new();
     progress.println(&format!(
@@ -175,60 +195,113 @@ pub fn run(args: SearchArgs) -> Result<()> {
         // A bad baseline fails now, not after the search.
         crate::space::resolve::resolve_activation(&args.baseline)?;
     }
-    let outcome = pool.install(|| search(&config, &device, args.resume, &progress))?;
+    let (summary, outcomes) = pool.install(|| search_seeds(&config, &seeds, &device, args.resume, &progress))?;
     progress.finish();
     if args.then_eval {
-        return compare(&args, &config, &outcome.out);
+        return compare(&args, &config, &outcomes[0].out);
     }
-    stdout(&format!(
-        "found: {}\ngenotype in {}; train it from scratch with\n  actsearch eval --activation {} --network resnet20\n",
-        outcome.genotype.formula,
-        outcome.out.join("genotype.json").display(),
-        outcome.out.join("genotype.json").display()
-    ))
+    if seeds.len() == 1 {
+        let genotype = outcomes[0].out.join("genotype.json");
+        return stdout(&format!(
+            "found: {}\ngenotype in {}; train it from scratch with\n  actsearch eval --activation {} --seeds 0,1,2\n",
+            outcomes[0].genotype.formula,
+            genotype.display(),
+            genotype.display()
+        ));
+    }
+    let mut text = String::new();
+    for (seed, formula) in summary.seeds.iter().zip(&summary.formulas) {
+        text += &format!("seed {seed}: {formula}\n");
+    }
+    text += &match summary.agree {
+        true => format!("the {} seeds agree: they found the same function\n", seeds.len()),
+        false => format!(
+            "the {} seeds disagree: {} different functions ({}); the search is not stable at this budget\n",
+            seeds.len(),
+            summary.functions.len(),
+            summary.functions.iter().map(|f| format!("seeds {:?}: {}", f.seeds, crate::report::shown(&f.formula))).collect::<Vec<_>>().join("; ")
+        ),
+    };
+    text += &format!("summary in {}\n", config.out.join("summary.json").display());
+    stdout(&text)
 }
 
-/// `--then-eval`: the found function and the baseline trained from scratch, then the report.
+/// `--then-eval`: the found function and the baseline trained from scratch over the same
+/// seeds, compared (paired by seed), the comparison in `OUT/summary.json`, then the report.
 fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path) -> Result<()> {
     use super::eval::{self, EvalArgs};
+    use crate::report::stats;
     let genotype = out.join("genotype.json");
     let found = genotype.to_string_lossy().into_owned();
     let runs = [(found.clone(), out.join("eval-found")), (args.baseline.clone(), out.join("eval-baseline"))];
+    let seeds = args.eval_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
     stdout(&format!(
-        "found: {}
-training it and {} from scratch on {} (quick preset) to compare
-",
+        "found: {}\ntraining it and {} from scratch on {} (eval's quick preset, seeds {seeds}) to compare\n",
         crate::space::resolve::load_formula(&genotype)?,
         args.baseline,
         args.eval_network.name()
     ))?;
+    let mut summaries = Vec::new();
     for (activation, dir) in &runs {
-        let eval = EvalArgs { resume: args.resume, ..EvalArgs::quick(args.eval_network, activation, dir, config.seed, args.common.clone()) };
-        eval::run(eval)?;
+        let mut eval = EvalArgs::quick(args.eval_network, activation, dir, config.seed, args.common.clone());
+        eval.seeds = args.eval_seeds.clone();
+        eval.resume = args.resume;
+        summaries.push(eval::run_summary(eval)?);
     }
-    // The search and the two evals inside it.
-    let loaded = crate::report::runs::load(&[out.to_path_buf()])?;
-    let written = crate::report::document::write(&crate::report::document::build(&loaded)?, &out.join("report"))?;
-    let run = |dir: &std::path::Path| loaded.iter().find(|r| r.dir == dir);
-    let acc = |i: usize| {
-        let final_acc = run(&runs[i].1).and_then(|r| r.errors.final_test_acc());
-        final_acc.map_or("?".into(), |a| format!("{a:.2}%"))
-    };
-    let activation = |i: usize| run(&runs[i].1).map_or(String::new(), |r| r.errors.activation.clone());
-    let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
+    let pairs = |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.test_acc.iter().copied()).collect::<Vec<_>>();
+    let c = stats::compare(&pairs(&summaries[0]), &pairs(&summaries[1]));
     let quick = crate::train::config::Preset::Quick.defaults();
-    stdout(&format!(
-        "\n{:<10} {:>8}  {}\n{:<10} {:>8}  {}\n(test accuracy, {} on {}, {} epochs on {} images: a smoke test, not a verdict: train both longer with `actsearch eval --epochs 200`)\nplot of the found function: {}\nreport: {}\n",
-        "found",
-        acc(0),
-        activation(0),
-        "baseline",
-        acc(1),
-        activation(1),
+    let recipe = format!(
+        "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
         args.eval_network.name(),
         config.dataset,
         quick.epochs,
         quick.subset.map_or("all".into(), |n| n.to_string()),
+        quick.test_subset.map_or("all".into(), |n| n.to_string()),
+    );
+    let side = |s: &crate::train::seeds::Summary, dir: &std::path::Path| {
+        serde_json::json!({
+            "activation": s.activation, "seeds": s.seeds, "test_acc": s.test_acc, "mean": s.mean, "std": s.std,
+            "ci95": s.ci95, "runs": dir.strip_prefix(out).unwrap_or(dir).to_string_lossy(),
+        })
+    };
+    let summary = serde_json::json!({
+        "found": side(&summaries[0], &runs[0].1),
+        "baseline": side(&summaries[1], &runs[1].1),
+        "comparison": c.to_json(),
+        "recipe": recipe,
+    });
+    crate::train::history::write_json(&out.join("summary.json"), &summary)?;
+    // The search and the evals inside it.
+    let loaded = crate::report::runs::load(&[out.to_path_buf()])?;
+    let report = crate::report::document::build(&loaded, &summaries[1].activation)?;
+    let written = crate::report::document::write(&report, &out.join("report"))?;
+    let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
+    let line = |name: &str, s: &crate::train::seeds::Summary| {
+        let ci = s.ci95.map_or("no interval from one seed".to_string(), |[lo, hi]| format!("95% CI [{lo:.2}, {hi:.2}]"));
+        format!("{name:<10} {:>6.2} ± {:.2}%  ({ci})  {}\n", s.mean, s.std, crate::report::shown(&s.activation))
+    };
+    let verdict = match c.ci {
+        Some((lo, hi)) => format!(
+            "found - baseline: {:+.2} points, 95% CI [{lo:+.2}, {hi:+.2}] ({}), p = {:.3}: {}{}\n",
+            c.diff,
+            c.test.words(),
+            c.p.unwrap_or(f64::NAN),
+            c.verdict.words(),
+            match (c.verdict, c.seeds_needed) {
+                (stats::Verdict::NoDetectableDifference { .. }, Some(n)) => {
+                    format!(" (a difference of this size would need about {n} seeds per activation)")
+                }
+                _ => String::new(),
+            }
+        ),
+        None => format!("found - baseline: {:+.2} points: {}\n", c.diff, c.verdict.words()),
+    };
+    stdout(&format!(
+        "\n{}{}{verdict}(test accuracy, {recipe}: a quick check; train both longer with `actsearch eval --epochs 200 --seeds 0,1,2`)\ncomparison: {}\nplot of the found function: {}\nreport: {}\n",
+        line("found", &summaries[0]),
+        line("baseline", &summaries[1]),
+        out.join("summary.json").display(),
         plot.map_or("(none)".into(), |p| p.display().to_string()),
         written.html.display()
     ))
@@ -239,7 +312,18 @@ fn default_out(method: &str, space: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("search-{method}-{slug}"))
 }
 
-fn validate(c: &SearchConfig) -> Result<()> {
+fn check_seeds(flag: &str, seeds: &[u64]) -> Result<()> {
+    let mut unique = seeds.to_vec();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != seeds.len() {
+        bail!("{flag} lists a seed twice: {seeds:?}");
+    }
+    Ok(())
+}
+
+fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {
+    check_seeds("--seeds", seeds)?;
     if c.epochs == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }

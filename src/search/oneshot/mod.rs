@@ -1,13 +1,15 @@
 //! One-shot search: the activation sites of a ResNet become mixed cells whose mixing logits
 //! (alphas) are trained on validation batches while the weights train on training batches;
 //! the result is discretized into a formula (`genotype.json`). Methods: DARTS (first and
-//! second order), GDAS, DrNAS and GRAFS (`mixing` says how each one mixes).
+//! second order), GDAS, DrNAS and GRAFS (`mixing` says how each one mixes); `seeds` runs
+//! one search per seed and says whether they agree.
 
 pub mod config;
 pub mod dirichlet;
 pub mod mixing;
 pub mod record;
 pub mod run;
+pub mod seeds;
 pub mod shrink;
 pub mod unrolled;
 

@@ -1,0 +1,133 @@
+//! One search per seed (`search --seeds 0,1,2`), as `eval --seeds` trains one run per seed:
+//! each seed searches into its own `seed-N` folder, and `summary.json` says which function
+//! each seed found and whether the seeds agree. Two formulas agree when they are the same
+//! function: equal canonical text, or equal numeric fingerprints (`expr::Formula::fingerprint`,
+//! so `x + x` and `2*x` count as one).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::config::SearchConfig;
+use super::run::{SearchOutcome, search};
+use crate::expr::Formula;
+use crate::files::Lock;
+use crate::observer::{Event, Observer};
+use crate::train::history::write_json;
+use crate::train::run_dir::LOCK_FILE;
+
+/// `summary.json` of a search over several seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedsSummary {
+    pub method: String,
+    pub space: String,
+    pub network: String,
+    pub dataset: String,
+    pub seeds: Vec<u64>,
+    /// The canonical formula each seed found, in `seeds` order.
+    pub formulas: Vec<String>,
+    /// The distinct functions found, each with the seeds that found it, most frequent first.
+    pub functions: Vec<FoundBy>,
+    /// Whether every seed found the same function.
+    pub agree: bool,
+    /// Run directories, relative to the summary's directory.
+    pub runs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoundBy {
+    pub formula: String,
+    pub seeds: Vec<u64>,
+}
+
+/// The directory of one seed's search: `out` itself for a single seed.
+pub fn seed_dir(out: &Path, seed: u64, seeds: usize) -> PathBuf {
+    crate::train::seeds::seed_dir(out, seed, seeds)
+}
+
+/// Searches once per seed (each into [`seed_dir`]) and, for several seeds, writes
+/// `summary.json` into `base.out`.
+pub fn search_seeds(
+    base: &SearchConfig,
+    seeds: &[u64],
+    device: &Device,
+    resume: bool,
+    obs: &dyn Observer,
+) -> Result<(SeedsSummary, Vec<SearchOutcome>)> {
+    let _lock = match seeds.len() {
+        1 => None,
+        _ => Some(Lock::try_exclusive(&base.out.join(LOCK_FILE), &format!("search folder {}", base.out.display()))?),
+    };
+    let mut outcomes = Vec::new();
+    for &seed in seeds {
+        let config = SearchConfig { seed, out: seed_dir(&base.out, seed, seeds.len()), ..base.clone() };
+        if seeds.len() > 1 {
+            obs.event(Event::Info(format!("seed {seed}: {}", config.out.display())));
+        }
+        outcomes.push(search(&config, device, resume, obs)?);
+    }
+    let formulas: Vec<String> = outcomes.iter().map(|o| o.genotype.formula.clone()).collect();
+    let functions = group_functions(seeds, &formulas);
+    let summary = SeedsSummary {
+        method: base.method.clone(),
+        space: base.space.clone(),
+        network: base.network.name().to_string(),
+        dataset: base.dataset.clone(),
+        seeds: seeds.to_vec(),
+        agree: functions.len() == 1,
+        functions,
+        formulas,
+        runs: seeds.iter().map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") }).collect(),
+    };
+    if seeds.len() > 1 {
+        write_json(&base.out.join("summary.json"), &summary)?;
+    }
+    Ok((summary, outcomes))
+}
+
+/// The seeds' formulas grouped into distinct functions (same canonical text or same
+/// fingerprint), most seeds first, then in seed order.
+pub fn group_functions(seeds: &[u64], formulas: &[String]) -> Vec<FoundBy> {
+    let key = |f: &str| {
+        let parsed = Formula::parse(f).ok();
+        (parsed.as_ref().map(|p| p.canonical().to_string()), parsed.and_then(|p| p.fingerprint()))
+    };
+    let mut groups: Vec<(FoundBy, (Option<String>, Option<u64>))> = Vec::new();
+    for (&seed, formula) in seeds.iter().zip(formulas) {
+        let k = key(formula);
+        let same = |g: &(FoundBy, (Option<String>, Option<u64>))| {
+            g.0.formula == *formula || (k.0.is_some() && g.1.0 == k.0) || (k.1.is_some() && g.1.1 == k.1)
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => g.0.seeds.push(seed),
+            None => groups.push((FoundBy { formula: formula.clone(), seeds: vec![seed] }, k)),
+        }
+    }
+    let mut out: Vec<FoundBy> = groups.into_iter().map(|g| g.0).collect();
+    out.sort_by(|a, b| b.seeds.len().cmp(&a.seeds.len()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_agree_on_the_same_function_written_differently() {
+        let formulas = ["x + x", "2*x", "relu(x)", "max(x, 0)"].map(String::from);
+        let groups = group_functions(&[0, 1, 2, 3], &formulas);
+        assert_eq!(
+            groups,
+            vec![
+                FoundBy { formula: "x + x".into(), seeds: vec![0, 1] },
+                FoundBy { formula: "relu(x)".into(), seeds: vec![2, 3] },
+            ]
+        );
+        let groups = group_functions(&[5, 6, 7], &["sin(x)", "x", "sin(x)"].map(String::from));
+        assert_eq!(groups[0], FoundBy { formula: "sin(x)".into(), seeds: vec![5, 7] });
+        assert_eq!(groups.len(), 2);
+        assert_eq!(group_functions(&[1], &["x".into()]).len(), 1);
+    }
+}
