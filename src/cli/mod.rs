@@ -12,6 +12,7 @@ mod bench;
 mod compare;
 mod data;
 mod eval;
+mod export;
 mod functions;
 mod memory;
 mod plot;
@@ -49,6 +50,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Charts, tables, report.md and a self-contained report.html from eval and search runs.
     Report(report::ReportArgs),
+    /// Write an activation (a genotype.json, a name or a formula) as self-contained PyTorch or
+    /// JAX code, or as a formula with its parameter values.
+    Export(export::ExportArgs),
 }
 
 /// Run the program; returns the process exit code. Every error is one line on stderr.
@@ -77,6 +81,7 @@ pub fn main() -> i32 {
         Command::Plot(args) => plot::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,76 @@
+//! `actsearch export RUN/genotype.json|FORMULA --to pytorch|jax|formula`: the activation as
+//! self-contained code for another framework, printed on stdout (or written to `--out`).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::stdout;
+use crate::export::{Exported, Target, export};
+use crate::space::resolve::{InitParams, resolve_activation, site_values};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum To {
+    /// A PyTorch nn.Module with per-channel parameters (dimension 1, as BatchNorm2d).
+    Pytorch,
+    /// A JAX function of (x, params) and a Flax module (per-channel parameters on the last axis).
+    Jax,
+    /// The canonical formula and its parameter values, as text.
+    Formula,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Values {
+    /// The values the parameters start from when trained from scratch (1, or the op's init).
+    Init,
+    /// Each parameter at the mean of the values the search learned (a genotype only).
+    LearnedMean,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A search's genotype.json, a named activation or a formula such as "x*sigmoid(b*x)".
+    #[arg(value_name = "RUN/genotype.json|FORMULA", allow_hyphen_values = true)]
+    pub activation: String,
+    /// The framework to write code for.
+    #[arg(long, value_enum)]
+    pub to: To,
+    /// Where the parameters start [default: learned-mean for a genotype with learned
+    /// values, else init].
+    #[arg(long, value_enum)]
+    pub values: Option<Values>,
+    /// Write the code to this file (atomically) instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: ExportArgs) -> Result<()> {
+    let formula = resolve_activation(&args.activation)?;
+    let is_genotype = args.activation.ends_with(".json");
+    let learned = is_genotype && site_values(&args.activation, &formula, InitParams::LearnedMean, &[1]).is_ok();
+    let values = args.values.unwrap_or(if learned { Values::LearnedMean } else { Values::Init });
+    let (mode, values_from) = match values {
+        Values::Init => (InitParams::Init, "its initial value"),
+        Values::LearnedMean if !is_genotype => {
+            bail!("--values learned-mean needs a search's genotype.json; '{}' is a formula", crate::report::shown(&args.activation))
+        }
+        Values::LearnedMean => (InitParams::LearnedMean, "the mean of the values the search learned"),
+    };
+    let per_param = site_values(&args.activation, &formula, mode, &[1])?;
+    let values: Vec<f64> = per_param[0].iter().map(|channels| channels[0] as f64).collect();
+    let target = match args.to {
+        To::Pytorch => Target::Pytorch,
+        To::Jax => Target::Jax,
+        To::Formula => Target::Formula,
+    };
+    let code = export(&Exported { formula: &formula, values: &values, values_from, source: &args.activation }, target);
+    match &args.out {
+        None => stdout(&code),
+        Some(path) => {
+            crate::files::write_atomic(path, code.as_bytes())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", path.display()))?;
+            stdout(&format!("wrote {}\n", path.display()))
+        }
+    }
+}

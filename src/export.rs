@@ -1,0 +1,330 @@
+//! `actsearch export`: an activation (a formula, a name or a search's `genotype.json`) as
+//! self-contained source code for another framework, so that a found function can be dropped
+//! into anyone's model:
+//!
+//! - `pytorch`: an `nn.Module` whose trainable parameters are per channel (dimension 1 of an
+//!   `(N, C, ...)` input, as in `nn.BatchNorm2d`), initialized to the initial or the learned
+//!   (mean) values;
+//! - `jax`: a pure function of `(x, params)` and, where Flax is installed, a `flax.linen`
+//!   module with per-channel parameters on the last axis (JAX's channels-last convention);
+//! - `formula`: the canonical formula and its parameter values, as text.
+//!
+//! Every op is written to compute exactly what the op table (`space::ops`) computes: `sqrt`
+//! and `log` clamp their input at `EPS` first, `sinc` is the normalized `sin(pi x)/(pi x)`,
+//! `leaky_relu` has slope 0.01, `gelu` is the exact (erf) form and `softplus` the overflow-free
+//! `max(x, 0) + log1p(exp(-|x|))`. The tests run the PyTorch and JAX code where those are
+//! installed and compare its values and derivatives with ours.
+
+use crate::expr::{BinOp, Expr, Formula, Func, ParamName};
+use crate::space::ops::EPS;
+
+/// Where the code goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Pytorch,
+    Jax,
+    Formula,
+}
+
+/// What is exported: the canonical formula, its parameter slots' start values and where they
+/// come from (for the generated comments).
+#[derive(Clone, Debug)]
+pub struct Exported<'a> {
+    pub formula: &'a Formula,
+    pub values: &'a [f64],
+    /// "initial values", "mean of the learned values", ...
+    pub values_from: &'a str,
+    /// What the user exported (shown in the header comment).
+    pub source: &'a str,
+}
+
+/// The source code of `e` for `target`.
+pub fn export(e: &Exported, target: Target) -> String {
+    match target {
+        Target::Pytorch => pytorch(e),
+        Target::Jax => jax(e),
+        Target::Formula => formula_text(e),
+    }
+}
+
+/// How the parameter slot `i` is written in the formula (`b`, `b2`, ...), for comments.
+fn slot_name(f: &Formula, i: usize) -> String {
+    match f.params[i] {
+        ParamName::Anon => {
+            let nth = f.params[..=i].iter().filter(|p| **p == ParamName::Anon).count();
+            format!("b (the {} anonymous `b` reading left to right)", ordinal(nth))
+        }
+        ParamName::Named(n) => format!("b{n}"),
+    }
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// A number as Python source, exactly (Rust's shortest round-trip form).
+fn number(v: f64) -> String {
+    let text = format!("{v:?}");
+    if text.contains(['.', 'e', 'E']) || text.contains("inf") || text.contains("NaN") { text } else { format!("{text}.0") }
+}
+
+/// How one framework spells the ops.
+struct Dialect {
+    /// `(module path, name)` of each unary op, or a helper of the generated file.
+    call: fn(Func) -> &'static str,
+    max: &'static str,
+    min: &'static str,
+    /// A constant where a tensor is needed (an argument of a call, `max` or `min`).
+    constant: fn(f64) -> String,
+}
+
+const TORCH: Dialect = Dialect {
+    call: |f| match f {
+        Func::Abs => "torch.abs",
+        Func::Sqrt => "_sqrt",
+        Func::Exp => "torch.exp",
+        Func::Log => "_log",
+        Func::Sin => "torch.sin",
+        Func::Cos => "torch.cos",
+        Func::Sinh => "torch.sinh",
+        Func::Cosh => "torch.cosh",
+        Func::Tanh => "torch.tanh",
+        Func::Asinh => "torch.asinh",
+        Func::Atan => "torch.atan",
+        Func::Sinc => "torch.sinc",
+        Func::Erf => "torch.erf",
+        Func::Sigmoid => "torch.sigmoid",
+        Func::Softplus => "_softplus",
+        Func::Relu => "torch.relu",
+        Func::Silu => "F.silu",
+        Func::Gelu => "F.gelu",
+        Func::Elu => "F.elu",
+        Func::LeakyRelu => "_leaky_relu",
+    },
+    max: "torch.maximum",
+    min: "torch.minimum",
+    constant: |v| format!("x.new_tensor({})", number(v)),
+};
+
+const JAX: Dialect = Dialect {
+    call: |f| match f {
+        Func::Abs => "jnp.abs",
+        Func::Sqrt => "_sqrt",
+        Func::Exp => "jnp.exp",
+        Func::Log => "_log",
+        Func::Sin => "jnp.sin",
+        Func::Cos => "jnp.cos",
+        Func::Sinh => "jnp.sinh",
+        Func::Cosh => "jnp.cosh",
+        Func::Tanh => "jnp.tanh",
+        Func::Asinh => "jnp.arcsinh",
+        Func::Atan => "jnp.arctan",
+        Func::Sinc => "jnp.sinc",
+        Func::Erf => "erf",
+        Func::Sigmoid => "jax.nn.sigmoid",
+        Func::Softplus => "_softplus",
+        Func::Relu => "jax.nn.relu",
+        Func::Silu => "jax.nn.silu",
+        Func::Gelu => "_gelu",
+        Func::Elu => "jax.nn.elu",
+        Func::LeakyRelu => "_leaky_relu",
+    },
+    max: "jnp.maximum",
+    min: "jnp.minimum",
+    constant: |v| format!("jnp.asarray({}, x.dtype)", number(v)),
+};
+
+/// `e` as a Python expression; parameter `i` is the variable `p{i}`. Every compound operand is
+/// parenthesized, so Python's precedence (`-a**2` is `-(a**2)`) never matters.
+fn python(e: &Expr, d: &Dialect) -> String {
+    // An operand that must be a tensor (a call's argument): constants are made tensors.
+    let tensor = |a: &Expr| if a.uses_x() || a.uses_params() { python(a, d) } else { (d.constant)(constant_value(a)) };
+    match e {
+        Expr::X => "x".into(),
+        Expr::Num(v) => number(*v),
+        Expr::Param(i) => format!("p{i}"),
+        Expr::Arg(k) => format!("x{}", k + 1),
+        Expr::Neg(a) => format!("(-{})", python(a, d)),
+        Expr::Pow(a, n) => format!("({} ** {n})", python(a, d)),
+        Expr::Call(f, a) => format!("{}({})", (d.call)(*f), tensor(a)),
+        Expr::Bin(op, a, b) => match op {
+            BinOp::Max | BinOp::Min => {
+                let name = if *op == BinOp::Max { d.max } else { d.min };
+                format!("{name}({}, {})", tensor(a), tensor(b))
+            }
+            _ => format!("({} {} {})", python(a, d), op.symbol().expect("infix op"), python(b, d)),
+        },
+    }
+}
+
+/// The value of an expression without `x` or parameters.
+fn constant_value(e: &Expr) -> f64 {
+    Formula { expr: e.clone(), params: Vec::new() }.eval(0.0, &[])
+}
+
+/// The outermost parentheses of a generated expression dropped, when they enclose it all.
+fn unwrap(text: String) -> String {
+    let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) else { return text };
+    let mut depth = 0i32;
+    for c in inner.chars() {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        if depth < 0 {
+            return text;
+        }
+    }
+    inner.to_string()
+}
+
+fn header(e: &Exported, comment: &str) -> String {
+    let mut out = format!("{comment} Activation exported by actsearch from {}\n", crate::expr::shorten(e.source));
+    out += &format!("{comment}   f(x) = {}\n", e.formula);
+    for (i, v) in e.values.iter().enumerate() {
+        out += &format!("{comment}   p{i} = {} starts at {} ({})\n", slot_name(e.formula, i), number(*v), e.values_from);
+    }
+    out
+}
+
+fn pytorch(e: &Exported) -> String {
+    let f = e.formula;
+    let body = unwrap(python(&f.expr, &TORCH));
+    let body = if f.uses_x() { body } else { format!("torch.zeros_like(x) + {body}") };
+    let n = f.num_params();
+    let mut out = header(e, "#");
+    out += "#   Every parameter is per channel: one value per channel of dimension 1 of an (N, C, ...)\n";
+    out += "#   input (as nn.BatchNorm2d), or a single value everywhere with channels=1.\n";
+    out += &format!(
+        "#   Same values as actsearch: sqrt and log clamp their input at {EPS:e}, sinc is sin(pi x)/(pi x).\n"
+    );
+    out += "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\n";
+    out += &format!(
+        "def _sqrt(a):\n    return torch.sqrt(torch.clamp(a, min={eps}))\n\n\ndef _log(a):\n    return torch.log(torch.clamp(a, min={eps}))\n\n\n",
+        eps = number(EPS)
+    );
+    out += "def _softplus(a):\n    return torch.clamp(a, min=0) + torch.log1p(torch.exp(-torch.abs(a)))\n\n\n";
+    out += "def _leaky_relu(a):\n    return F.leaky_relu(a, 0.01)\n\n\n";
+    out += "class Activation(nn.Module):\n";
+    out += &format!("    \"\"\"f(x) = {}\"\"\"\n\n", f.to_string().replace('\\', "\\\\").replace('"', "'"));
+    let defaults: Vec<String> = e.values.iter().map(|v| number(*v)).collect();
+    out += &format!("    initial_values = ({})\n\n", tuple(&defaults));
+    out += "    def __init__(self, channels: int = 1, initial_values=None):\n        super().__init__()\n";
+    out += "        values = self.initial_values if initial_values is None else tuple(initial_values)\n";
+    out += &format!("        if len(values) != {n}:\n            raise ValueError(f\"initial_values needs {n} values, got {{len(values)}}\")\n");
+    out += "        self.channels = channels\n";
+    for i in 0..n {
+        out += &format!("        self.p{i} = nn.Parameter(torch.full((channels,), float(values[{i}])))\n");
+    }
+    out += "\n    def forward(self, x):\n";
+    for i in 0..n {
+        out += &format!("        p{i} = self._per_channel(self.p{i}, x)\n");
+    }
+    out += &format!("        return {body}\n");
+    if n > 0 {
+        out += "\n    @staticmethod\n    def _per_channel(p, x):\n";
+        out += "        if x.dim() < 2 or p.numel() == 1:\n            return p.to(x.dtype)\n";
+        out += "        return p.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))\n";
+    }
+    out
+}
+
+fn jax(e: &Exported) -> String {
+    let f = e.formula;
+    let body = unwrap(python(&f.expr, &JAX));
+    let body = if f.uses_x() { body } else { format!("jnp.zeros_like(x) + {body}") };
+    let n = f.num_params();
+    let mut out = header(e, "#");
+    out += "#   Parameters broadcast over the last axis (JAX's channels-last layout): scalars, or one\n";
+    out += "#   value per channel.\n";
+    out += "import jax\nimport jax.numpy as jnp\nfrom jax.scipy.special import erf\n\n";
+    let defaults: Vec<String> = e.values.iter().map(|v| number(*v)).collect();
+    out += &format!("INITIAL_VALUES = ({})\n\n\n", tuple(&defaults));
+    out += &format!(
+        "def _sqrt(a):\n    return jnp.sqrt(jnp.maximum(a, {eps}))\n\n\ndef _log(a):\n    return jnp.log(jnp.maximum(a, {eps}))\n\n\n",
+        eps = number(EPS)
+    );
+    out += "def _softplus(a):\n    return jnp.maximum(a, 0) + jnp.log1p(jnp.exp(-jnp.abs(a)))\n\n\n";
+    out += "def _leaky_relu(a):\n    return jax.nn.leaky_relu(a, 0.01)\n\n\n";
+    out += "def _gelu(a):\n    return jax.nn.gelu(a, approximate=False)\n\n\n";
+    out += &format!("def activation(x, params=INITIAL_VALUES):\n    \"\"\"f(x) = {}\"\"\"\n", f.to_string().replace('"', "'"));
+    if n > 0 {
+        let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        out += &format!("    {} = (jnp.asarray(p, x.dtype) for p in params)\n", tuple(&names));
+    }
+    out += &format!("    return {body}\n\n\n");
+    out += "try:\n    import flax.linen as nn\nexcept ImportError:  # Flax is optional: activation() needs only JAX\n    nn = None\n\n";
+    out += "if nn is not None:\n\n    class Activation(nn.Module):\n";
+    out += "        \"\"\"Per-channel parameters on the last axis, initialized to INITIAL_VALUES.\"\"\"\n\n";
+    out += "        @nn.compact\n        def __call__(self, x):\n";
+    out += "            params = tuple(\n";
+    out += "                self.param(f\"p{i}\", lambda key, v=v: jnp.full((x.shape[-1],), v, x.dtype))\n";
+    out += "                for i, v in enumerate(INITIAL_VALUES)\n            )\n";
+    out += "            return activation(x, params)\n";
+    out
+}
+
+/// A Python tuple of the given items (`(a,)` for one).
+fn tuple(items: &[String]) -> String {
+    match items.len() {
+        1 => format!("{},", items[0]),
+        _ => items.join(", "),
+    }
+}
+
+fn formula_text(e: &Exported) -> String {
+    let mut out = format!("{}\n", e.formula);
+    for (i, v) in e.values.iter().enumerate() {
+        out += &format!("# {} = {} ({})\n", slot_name(e.formula, i), number(*v), e.values_from);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exported(text: &str, values: &[f64], target: Target) -> String {
+        let f = Formula::parse(text).unwrap().canonical();
+        export(&Exported { formula: &f, values, values_from: "initial values", source: text }, target)
+    }
+
+    #[test]
+    fn python_expressions_are_fully_parenthesized() {
+        let f = Formula::parse("(-x)^2 + b*sigmoid(x) - max(x, 0.5)").unwrap();
+        let text = unwrap(python(&f.expr, &TORCH));
+        assert_eq!(text, "(((-x) ** 2) + (p0 * torch.sigmoid(x))) - torch.maximum(x, x.new_tensor(0.5))");
+        assert_eq!(unwrap("(a) + (b)".to_string()), "(a) + (b)");
+    }
+
+    #[test]
+    fn numbers_round_trip_and_look_like_floats() {
+        assert_eq!(number(10.0), "10.0");
+        assert_eq!(number(0.001), "0.001");
+        assert_eq!(number(1e-10), "1e-10");
+        assert_eq!(number(-2.5), "-2.5");
+    }
+
+    #[test]
+    fn each_target_names_the_formula_and_the_values() {
+        let torch = exported("x*sigmoid(b*x)", &[1.5], Target::Pytorch);
+        assert!(torch.contains("class Activation(nn.Module):"), "{torch}");
+        assert!(torch.contains("initial_values = (1.5,)"), "{torch}");
+        assert!(torch.contains("return x * torch.sigmoid((p0 * x))"), "{torch}");
+        let jax = exported("x*sigmoid(b*x)", &[1.5], Target::Jax);
+        assert!(jax.contains("def activation(x, params=INITIAL_VALUES):") && jax.contains("INITIAL_VALUES = (1.5,)"), "{jax}");
+        let text = exported("b1*x + b1*tanh(x)", &[0.25], Target::Formula);
+        assert_eq!(text, "b1*x + b1*tanh(x)\n# b1 = 0.25 (initial values)\n");
+        // Without parameters and without x.
+        assert!(exported("relu(x)", &[], Target::Pytorch).contains("return torch.relu(x)"));
+        assert!(exported("sigmoid(2)", &[], Target::Pytorch).contains("torch.zeros_like(x) + "));
+    }
+}
