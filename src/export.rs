@@ -81,8 +81,12 @@ struct Dialect {
     call: fn(Func) -> &'static str,
     max: &'static str,
     min: &'static str,
-    /// A constant where a tensor is needed (an argument of a call, `max` or `min`).
-    constant: fn(f64) -> String,
+    /// A constant where a tensor is needed (an argument of a call, `max` or `min`), made like
+    /// the tensor named by the second argument.
+    constant: fn(f64, &str) -> String,
+    /// The array module (`torch`, `jnp`) and the library's leaky ReLU.
+    np: &'static str,
+    leaky_relu: &'static str,
 }
 
 const TORCH: Dialect = Dialect {
@@ -110,7 +114,9 @@ const TORCH: Dialect = Dialect {
     },
     max: "torch.maximum",
     min: "torch.minimum",
-    constant: |v| format!("x.new_tensor({})", number(v)),
+    constant: |v, like| format!("{like}.new_tensor({})", number(v)),
+    np: "torch",
+    leaky_relu: "F.leaky_relu",
 };
 
 const JAX: Dialect = Dialect {
@@ -138,14 +144,16 @@ const JAX: Dialect = Dialect {
     },
     max: "jnp.maximum",
     min: "jnp.minimum",
-    constant: |v| format!("jnp.asarray({}, x.dtype)", number(v)),
+    constant: |v, like| format!("jnp.asarray({}, {like}.dtype)", number(v)),
+    np: "jnp",
+    leaky_relu: "jax.nn.leaky_relu",
 };
 
 /// `e` as a Python expression; parameter `i` is the variable `p{i}`. Every compound operand is
 /// parenthesized, so Python's precedence (`-a**2` is `-(a**2)`) never matters.
 fn python(e: &Expr, d: &Dialect) -> String {
     // An operand that must be a tensor (a call's argument): constants are made tensors.
-    let tensor = |a: &Expr| if a.uses_x() || a.uses_params() { python(a, d) } else { (d.constant)(constant_value(a)) };
+    let tensor = |a: &Expr| if a.uses_x() || a.uses_params() { python(a, d) } else { (d.constant)(constant_value(a), "x") };
     match e {
         Expr::X => "x".into(),
         Expr::Num(v) => number(*v),
@@ -195,6 +203,21 @@ fn header(e: &Exported, comment: &str) -> String {
     out
 }
 
+/// The helpers the generated expressions call: the op table's clamped `sqrt` and `log`, its
+/// overflow-free `softplus` and its leaky ReLU slope.
+fn helpers(d: &Dialect) -> String {
+    let np = d.np;
+    format!(
+        "def _sqrt(a):\n    return {np}.sqrt({np}.maximum(a, {c}))\n\n\n\
+         def _log(a):\n    return {np}.log({np}.maximum(a, {c}))\n\n\n\
+         def _softplus(a):\n    return {np}.maximum(a, {z}) + {np}.log1p({np}.exp(-{np}.abs(a)))\n\n\n\
+         def _leaky_relu(a):\n    return {}(a, 0.01)\n\n\n",
+        d.leaky_relu,
+        c = (d.constant)(EPS, "a"),
+        z = (d.constant)(0.0, "a"),
+    )
+}
+
 fn pytorch(e: &Exported) -> String {
     let f = e.formula;
     let body = unwrap(python(&f.expr, &TORCH));
@@ -207,12 +230,7 @@ fn pytorch(e: &Exported) -> String {
         "#   Same values as actsearch: sqrt and log clamp their input at {EPS:e}, sinc is sin(pi x)/(pi x).\n"
     );
     out += "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\n";
-    out += &format!(
-        "def _sqrt(a):\n    return torch.sqrt(torch.clamp(a, min={eps}))\n\n\ndef _log(a):\n    return torch.log(torch.clamp(a, min={eps}))\n\n\n",
-        eps = number(EPS)
-    );
-    out += "def _softplus(a):\n    return torch.clamp(a, min=0) + torch.log1p(torch.exp(-torch.abs(a)))\n\n\n";
-    out += "def _leaky_relu(a):\n    return F.leaky_relu(a, 0.01)\n\n\n";
+    out += &helpers(&TORCH);
     out += "class Activation(nn.Module):\n";
     out += &format!("    \"\"\"f(x) = {}\"\"\"\n\n", f.to_string().replace('\\', "\\\\").replace('"', "'"));
     let defaults: Vec<String> = e.values.iter().map(|v| number(*v)).collect();
@@ -248,12 +266,7 @@ fn jax(e: &Exported) -> String {
     out += "import jax\nimport jax.numpy as jnp\nfrom jax.scipy.special import erf\n\n";
     let defaults: Vec<String> = e.values.iter().map(|v| number(*v)).collect();
     out += &format!("INITIAL_VALUES = ({})\n\n\n", tuple(&defaults));
-    out += &format!(
-        "def _sqrt(a):\n    return jnp.sqrt(jnp.maximum(a, {eps}))\n\n\ndef _log(a):\n    return jnp.log(jnp.maximum(a, {eps}))\n\n\n",
-        eps = number(EPS)
-    );
-    out += "def _softplus(a):\n    return jnp.maximum(a, 0) + jnp.log1p(jnp.exp(-jnp.abs(a)))\n\n\n";
-    out += "def _leaky_relu(a):\n    return jax.nn.leaky_relu(a, 0.01)\n\n\n";
+    out += &helpers(&JAX);
     out += "def _gelu(a):\n    return jax.nn.gelu(a, approximate=False)\n\n\n";
     out += &format!("def activation(x, params=INITIAL_VALUES):\n    \"\"\"f(x) = {}\"\"\"\n", f.to_string().replace('"', "'"));
     if n > 0 {

@@ -112,7 +112,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub resume: bool,
     /// After the search, train the found function and the --baseline from scratch over
-    /// --eval-seeds with eval's quick preset (5 epochs on 10000 images, 2000 test images) on
+    /// --eval-seeds with eval's quick preset (3 epochs on 7000 images, 2000 test images) on
     /// --eval-network, compare them (difference with its 95% interval, p-value, verdict; also
     /// in OUT/summary.json), and write a report (formula plot, alphas, curves) to OUT/report.
     #[arg(long)]

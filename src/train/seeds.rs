@@ -41,6 +41,38 @@ pub fn seed_dir(out: &Path, seed: u64, seeds: usize) -> std::path::PathBuf {
     if seeds == 1 { out.to_path_buf() } else { out.join(format!("seed-{seed}")) }
 }
 
+/// The seeds' folders relative to the summary's folder ("." for a single seed), as
+/// `summary.json` lists them.
+pub fn seed_dir_names(seeds: &[u64]) -> Vec<String> {
+    seeds.iter().map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") }).collect()
+}
+
+/// Runs `one(seed, folder)` for every seed in turn, each in its [`seed_dir`], and says which
+/// folder each seed goes to. For several seeds `out` (the folder of their `summary.json`) is
+/// held too, with the lock returned so that the caller holds it until the summary is written;
+/// one seed's run holds its own folder.
+pub fn each_seed<T>(
+    out: &Path,
+    seeds: &[u64],
+    what: &str,
+    obs: &dyn Observer,
+    mut one: impl FnMut(u64, std::path::PathBuf) -> Result<T>,
+) -> Result<(Option<Lock>, Vec<T>)> {
+    let lock = match seeds.len() {
+        1 => None,
+        _ => Some(Lock::try_exclusive(&out.join(LOCK_FILE), &format!("{what} folder {}", out.display()))?),
+    };
+    let mut results = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let dir = seed_dir(out, seed, seeds.len());
+        if seeds.len() > 1 {
+            obs.event(Event::Info(format!("seed {seed}: {}", dir.display())));
+        }
+        results.push(one(seed, dir)?);
+    }
+    Ok((lock, results))
+}
+
 /// Train every seed in turn and write `summary.json` into `base.out`.
 pub fn train_seeds(
     base: &TrainConfig,
@@ -50,19 +82,9 @@ pub fn train_seeds(
     resume: bool,
     obs: &dyn Observer,
 ) -> Result<(Summary, Vec<RunOutcome>)> {
-    // Several seeds: the folder of summary.json is held too (one seed's run holds its own).
-    let _lock = match seeds.len() {
-        1 => None,
-        _ => Some(Lock::try_exclusive(&base.out.join(LOCK_FILE), &format!("eval folder {}", base.out.display()))?),
-    };
-    let mut outcomes = Vec::new();
-    for &seed in seeds {
-        let config = TrainConfig { seed, out: seed_dir(&base.out, seed, seeds.len()), ..base.clone() };
-        if seeds.len() > 1 {
-            obs.event(Event::Info(format!("seed {seed}: {}", config.out.display())));
-        }
-        outcomes.push(train(&config, formula, device, resume, obs)?);
-    }
+    let (_lock, outcomes) = each_seed(&base.out, seeds, "eval", obs, |seed, out| {
+        train(&TrainConfig { seed, out, ..base.clone() }, formula, device, resume, obs)
+    })?;
     let test_acc: Vec<f64> = outcomes.iter().map(|o| o.final_test_acc()).collect();
     let stats = crate::report::stats::Summary::of(&test_acc);
     let summary = Summary {
@@ -75,7 +97,7 @@ pub fn train_seeds(
         mean: stats.mean,
         std: stats.std,
         ci95: stats.ci95().map(|(lo, hi)| [lo, hi]),
-        runs: seeds.iter().map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") }).collect(),
+        runs: seed_dir_names(seeds),
     };
     std::fs::create_dir_all(&base.out)?;
     write_json(&base.out.join("summary.json"), &summary)?;

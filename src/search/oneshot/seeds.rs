@@ -4,8 +4,6 @@
 //! function: equal canonical text, or equal numeric fingerprints (`expr::Formula::fingerprint`,
 //! so `x + x` and `2*x` count as one).
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Result;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -13,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::config::SearchConfig;
 use super::run::{SearchOutcome, search};
 use crate::expr::Formula;
-use crate::files::Lock;
-use crate::observer::{Event, Observer};
+use crate::observer::Observer;
 use crate::train::history::write_json;
-use crate::train::run_dir::LOCK_FILE;
+use crate::train::seeds::{each_seed, seed_dir_names};
 
 /// `summary.json` of a search over several seeds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,12 +39,7 @@ pub struct FoundBy {
     pub seeds: Vec<u64>,
 }
 
-/// The directory of one seed's search: `out` itself for a single seed.
-pub fn seed_dir(out: &Path, seed: u64, seeds: usize) -> PathBuf {
-    crate::train::seeds::seed_dir(out, seed, seeds)
-}
-
-/// Searches once per seed (each into [`seed_dir`]) and, for several seeds, writes
+/// Searches once per seed (each into `train::seeds::seed_dir`) and, for several seeds, writes
 /// `summary.json` into `base.out`.
 pub fn search_seeds(
     base: &SearchConfig,
@@ -56,18 +48,9 @@ pub fn search_seeds(
     resume: bool,
     obs: &dyn Observer,
 ) -> Result<(SeedsSummary, Vec<SearchOutcome>)> {
-    let _lock = match seeds.len() {
-        1 => None,
-        _ => Some(Lock::try_exclusive(&base.out.join(LOCK_FILE), &format!("search folder {}", base.out.display()))?),
-    };
-    let mut outcomes = Vec::new();
-    for &seed in seeds {
-        let config = SearchConfig { seed, out: seed_dir(&base.out, seed, seeds.len()), ..base.clone() };
-        if seeds.len() > 1 {
-            obs.event(Event::Info(format!("seed {seed}: {}", config.out.display())));
-        }
-        outcomes.push(search(&config, device, resume, obs)?);
-    }
+    let (_lock, outcomes) = each_seed(&base.out, seeds, "search", obs, |seed, out| {
+        search(&SearchConfig { seed, out, ..base.clone() }, device, resume, obs)
+    })?;
     let formulas: Vec<String> = outcomes.iter().map(|o| o.genotype.formula.clone()).collect();
     let functions = group_functions(seeds, &formulas);
     let summary = SeedsSummary {
@@ -79,7 +62,7 @@ pub fn search_seeds(
         agree: functions.len() == 1,
         functions,
         formulas,
-        runs: seeds.iter().map(|&s| if seeds.len() == 1 { ".".to_string() } else { format!("seed-{s}") }).collect(),
+        runs: seed_dir_names(seeds),
     };
     if seeds.len() > 1 {
         write_json(&base.out.join("summary.json"), &summary)?;
