@@ -198,7 +198,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let (summary, outcomes) = pool.install(|| search_seeds(&config, &seeds, &device, args.resume, &progress))?;
     progress.finish();
     if args.then_eval {
-        return compare(&args, &config, &outcomes[0].out);
+        return compare(&args, &config, &outcomes[0].out, &outcomes[0].undecided);
     }
     if seeds.len() == 1 {
         let genotype = outcomes[0].out.join("genotype.json");
@@ -228,7 +228,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
 
 /// `--then-eval`: the found function and the baseline trained from scratch over the same
 /// seeds, compared (paired by seed), the comparison in `OUT/summary.json`, then the report.
-fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path) -> Result<()> {
+fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path, undecided: &[String]) -> Result<()> {
     use super::eval::{self, EvalArgs};
     use crate::report::stats;
     let genotype = out.join("genotype.json");
@@ -289,6 +289,9 @@ fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path) -> R
             c.p.unwrap_or(f64::NAN),
             c.verdict.words(),
             match (c.verdict, c.seeds_needed) {
+                (stats::Verdict::NoDetectableDifference { .. }, Some(n)) if n > stats::MANY_SEEDS => {
+                    format!(" (a difference this small would need more than {} seeds per activation to detect)", stats::MANY_SEEDS)
+                }
                 (stats::Verdict::NoDetectableDifference { .. }, Some(n)) => {
                     format!(" (a difference of this size would need about {n} seeds per activation)")
                 }
@@ -297,8 +300,16 @@ fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path) -> R
         ),
         None => format!("found - baseline: {:+.2} points: {}\n", c.diff, c.verdict.words()),
     };
+    let undecided = match undecided.is_empty() {
+        true => String::new(),
+        false => format!(
+            "warning: the search had not chosen at {} position(s) ({}): those ops are an argmax of noise\n",
+            undecided.len(),
+            undecided.join("; ")
+        ),
+    };
     stdout(&format!(
-        "\n{}{}{verdict}(test accuracy, {recipe}: a quick check; train both longer with `actsearch eval --epochs 200 --seeds 0,1,2`)\ncomparison: {}\nplot of the found function: {}\nreport: {}\n",
+        "\n{undecided}{}{}{verdict}(test accuracy, {recipe}: a quick check; train both longer with `actsearch eval --epochs 200 --seeds 0,1,2`)\ncomparison: {}\nplot of the found function: {}\nreport: {}\n",
         line("found", &summaries[0]),
         line("baseline", &summaries[1]),
         out.join("summary.json").display(),

@@ -72,6 +72,18 @@ impl Summary {
     }
 }
 
+/// Beyond this many seeds the number is not worth stating: the difference is practically 0.
+pub const MANY_SEEDS: usize = 1000;
+
+/// [`Comparison::seeds_needed`] for a table cell: the number, "more than 1000", or nothing.
+pub fn seeds_needed_text(n: Option<usize>) -> String {
+    match n {
+        Some(n) if n > MANY_SEEDS => format!("more than {MANY_SEEDS}"),
+        Some(n) => n.to_string(),
+        None => String::new(),
+    }
+}
+
 impl Test {
     /// How the interval was computed, for tables and JSON: "paired by seed", "Welch", "none".
     pub fn words(self) -> &'static str {
@@ -247,6 +259,13 @@ mod tests {
         let (lo, hi) = s.ci95().unwrap();
         assert!(close(lo, 92.0 - 4.968275, 1e-5) && close(hi, 92.0 + 4.968275, 1e-5), "{lo} {hi}");
         assert_eq!(Summary::of(&[91.0]).ci95(), None);
+    }
+
+    #[test]
+    fn huge_seed_counts_are_not_stated() {
+        assert_eq!(seeds_needed_text(Some(641)), "641");
+        assert_eq!(seeds_needed_text(Some(21375)), "more than 1000");
+        assert_eq!(seeds_needed_text(None), "");
     }
 
     #[test]

@@ -232,7 +232,7 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
                 });
                 row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
                 row.push(c.verdict.words());
-                row.push(c.seeds_needed.map_or(String::new(), |n| n.to_string()));
+                row.push(super::stats::seeds_needed_text(c.seeds_needed));
             }
             None => row.extend([format!("(no {} run with this recipe)", super::shown(baseline)), String::new(), String::new(), String::new()]),
         }

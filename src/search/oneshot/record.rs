@@ -26,15 +26,7 @@ pub fn site_weights(model: &ResNet<MixedCell>) -> Vec<Vec<Vec<f64>>> {
 /// The genotype of the mean (over sites) mixing weights, with each chosen parameter's learned
 /// per-site, per-channel values.
 pub fn genotype(space: &CellSpace, model: &ResNet<MixedCell>, weights: &[Vec<Vec<f64>>]) -> Result<Genotype> {
-    let mut mean: Vec<Vec<f64>> = weights[0].iter().map(|p| vec![0.0; p.len()]).collect();
-    for site in weights {
-        for (m, w) in mean.iter_mut().zip(site) {
-            for (a, b) in m.iter_mut().zip(w) {
-                *a += b / weights.len() as f64;
-            }
-        }
-    }
-    let mut genotype = space.discretize(&mean)?;
+    let mut genotype = space.discretize(&mean_over_sites(weights))?;
     let positions: Vec<&str> = space.positions().iter().map(|p| p.name.as_str()).collect();
     for info in &mut genotype.params {
         let Some(pos) = positions.iter().position(|&p| p == info.position) else { continue };
@@ -45,6 +37,38 @@ pub fn genotype(space: &CellSpace, model: &ResNet<MixedCell>, weights: &[Vec<Vec
         info.learned = Some(model.sites().iter().map(|cell| host_f32(cell.params[pos][op][info.slot].val())).collect());
     }
     Ok(genotype)
+}
+
+/// The mixing weights `[position][op]` averaged over the sites of `weights` (`[site][position][op]`).
+fn mean_over_sites(weights: &[Vec<Vec<f64>>]) -> Vec<Vec<f64>> {
+    let mut mean: Vec<Vec<f64>> = weights[0].iter().map(|p| vec![0.0; p.len()]).collect();
+    for site in weights {
+        for (m, w) in mean.iter_mut().zip(site) {
+            for (a, b) in m.iter_mut().zip(w) {
+                *a += b / weights.len() as f64;
+            }
+        }
+    }
+    mean
+}
+
+/// A chosen op whose weight is below this many times uniform was not chosen by the search.
+const DECIDED: f64 = 1.25;
+
+/// The positions whose site-averaged weights are still close to uniform over the ops in play
+/// (the largest below [`DECIDED`] times uniform): their argmax is noise, not a choice. One
+/// entry each, e.g. "u1: log at 0.056 against 0.056 for each of 18 ops".
+pub fn undecided(space: &CellSpace, weights: &[Vec<Vec<f64>>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (position, w) in space.positions().iter().zip(mean_over_sites(weights)) {
+        let in_play = w.iter().filter(|&&v| v > 0.0).count();
+        let Some((k, &top)) = w.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else { continue };
+        let uniform = 1.0 / in_play.max(1) as f64;
+        if in_play > 1 && top < DECIDED * uniform {
+            out.push(format!("{}: {} at {top:.3} against {uniform:.3} for each of {in_play} ops", position.name, position.ops[k]));
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -88,4 +112,30 @@ pub fn truncate_alphas(path: &Path, epochs: usize) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let kept: String = text.lines().take(epochs).map(|l| format!("{l}\n")).collect();
     crate::files::write_atomic(path, kept.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_uniform_weights_are_undecided_and_chosen_ones_are_not() {
+        let space = CellSpace::parse("small").unwrap();
+        let sizes: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
+        let uniform: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![1.0 / n as f64; n]).collect();
+        // Two sites: DARTS after a few hundred steps, a hair away from uniform.
+        let mut nudged = uniform.clone();
+        nudged[0][9] += 0.001;
+        nudged[0][0] -= 0.001;
+        let found = undecided(&space, &[uniform.clone(), nudged]);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("u1: log at 0.056 against 0.056 for each of 18 ops"), "{found:?}");
+        // One op clearly ahead at u1; u2 shrunk to one op in play; b still uniform.
+        let mut chosen = uniform.clone();
+        chosen[0] = (0..sizes[0]).map(|k| if k == 4 { 0.5 } else { 0.5 / (sizes[0] - 1) as f64 }).collect();
+        chosen[1] = (0..sizes[1]).map(|k| if k == 2 { 1.0 } else { 0.0 }).collect();
+        let found = undecided(&space, &[chosen]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("b: "), "{found:?}");
+    }
 }

@@ -54,6 +54,10 @@ pub struct SearchOutcome {
     pub out: PathBuf,
     pub genotype: Genotype,
     pub history: History,
+    /// Positions whose final mixing weights are still close to uniform (see
+    /// [`record::undecided`]); empty when every position made a choice, or for a search
+    /// finished earlier.
+    pub undecided: Vec<String>,
 }
 
 pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Observer) -> Result<SearchOutcome> {
@@ -70,7 +74,8 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     if start == Start::Finished {
         obs.event(Event::Info(format!("{} holds this search, finished; its results are kept as they are", out.display())));
         let genotype = Genotype::load(&out.join("genotype.json"))?;
-        return Ok(SearchOutcome { out: out.clone(), genotype, history: History::read(&out.join("errors.json"))? });
+        let history = History::read(&out.join("errors.json"))?;
+        return Ok(SearchOutcome { out: out.clone(), genotype, history, undecided: Vec::new() });
     }
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
     if start == Start::Restart {
@@ -185,8 +190,17 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         ("formula".to_string(), genotype.formula.clone()),
     ]);
     write_safetensors(&out.join("model.safetensors"), &state_dict(&model, batches_tracked), metadata)?;
+    let undecided = record::undecided(&space, &strategy.mixer.weights(&model));
+    if !undecided.is_empty() {
+        let line = format!(
+            "warning: the mixing weights are still close to uniform ({}), so those ops are an argmax of noise, not a choice: search longer, or raise --arch-lr",
+            undecided.join("; ")
+        );
+        log.line(&line)?;
+        obs.event(Event::Info(line));
+    }
     log.line(&format!("final formula: {}", genotype.formula))?;
-    Ok(SearchOutcome { out: out.clone(), genotype, history })
+    Ok(SearchOutcome { out: out.clone(), genotype, history, undecided })
 }
 
 /// The genotype of the epoch with the best validation accuracy so far (GRAFS).
