@@ -218,10 +218,15 @@ fn helpers(d: &Dialect) -> String {
     )
 }
 
+/// The returned expression of `f`: shaped like `x` even where `f` does not use it.
+fn body(f: &Formula, d: &Dialect) -> String {
+    let body = unwrap(python(&f.expr, d));
+    if f.uses_x() { body } else { format!("{}.zeros_like(x) + {body}", d.np) }
+}
+
 fn pytorch(e: &Exported) -> String {
     let f = e.formula;
-    let body = unwrap(python(&f.expr, &TORCH));
-    let body = if f.uses_x() { body } else { format!("torch.zeros_like(x) + {body}") };
+    let body = body(f, &TORCH);
     let n = f.num_params();
     let mut out = header(e, "#");
     out += "#   Every parameter is per channel: one value per channel of dimension 1 of an (N, C, ...)\n";
@@ -257,8 +262,7 @@ fn pytorch(e: &Exported) -> String {
 
 fn jax(e: &Exported) -> String {
     let f = e.formula;
-    let body = unwrap(python(&f.expr, &JAX));
-    let body = if f.uses_x() { body } else { format!("jnp.zeros_like(x) + {body}") };
+    let body = body(f, &JAX);
     let n = f.num_params();
     let mut out = header(e, "#");
     out += "#   Parameters broadcast over the last axis (JAX's channels-last layout): scalars, or one\n";

@@ -98,20 +98,31 @@ fn close(a: f64, b: f64) -> bool {
     a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
 }
 
-/// Imports act{i}.py, evaluates Activation with parameter values 0.7, -1.3, 1.9, ... in
-/// float64 and prints values, autograd derivatives and a per-channel check as JSON.
-const TORCH_DRIVER: &str = r#"
-import importlib.util, json, sys
-import torch
-torch.set_default_dtype(torch.float64)  # parameters made in float64, not rounded through float32
+/// A driver: `setup` (imports, float64), then for each exported module act{i}.py, loaded as
+/// `mod`, `per_module`, which appends {"params", "values", "grads", "per_channel_ok"} to `out`
+/// for the parameter values `params` (0.7, -1.3, 1.9, ...; `n` of them); prints `out` as JSON.
+fn driver(setup: &str, count_params: &str, per_module: &str) -> String {
+    format!(
+        r#"import importlib.util, json, sys
+{setup}
 folder, count, grid = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 out = []
 for i in range(count):
-    spec = importlib.util.spec_from_file_location(f"act{i}", f"{folder}/act{i}.py")
+    spec = importlib.util.spec_from_file_location(f"act{{i}}", f"{{folder}}/act{{i}}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    n = len(mod.Activation.initial_values)
+    n = len({count_params})
     params = [0.7, -1.3, 1.9, 0.4][:n] + [1.0] * max(0, n - 4)
+{per_module}
+print(json.dumps(out))
+"#
+    )
+}
+
+/// Activation in float64: values, autograd derivatives, and channel c of an (N, C, ...) input
+/// against a one-channel module with value c.
+const TORCH_SETUP: &str = "import torch\ntorch.set_default_dtype(torch.float64)  # parameters in float64, not rounded through float32";
+const TORCH_EACH: &str = r#"
     act = mod.Activation(initial_values=params).double()
     x = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
     y = act(x)
@@ -130,23 +141,11 @@ for i in range(count):
             one = mod.Activation(initial_values=[v] * n).double()
             ok = ok and bool(torch.allclose(ys[:, c], one(xs[:, c]), rtol=1e-12, atol=1e-12, equal_nan=True))
     as_list = lambda t: [None if v != v else v for v in t.detach().tolist()]
-    out.append({"params": params, "values": as_list(y), "grads": as_list(g), "per_channel_ok": ok})
-print(json.dumps(out))
-"#;
+    out.append({"params": params, "values": as_list(y), "grads": as_list(g), "per_channel_ok": ok})"#;
 
-const JAX_DRIVER: &str = r#"
-import importlib.util, json, sys
-import jax
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp
-folder, count, grid = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-out = []
-for i in range(count):
-    spec = importlib.util.spec_from_file_location(f"act{i}", f"{folder}/act{i}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    n = len(mod.INITIAL_VALUES)
-    params = [0.7, -1.3, 1.9, 0.4][:n] + [1.0] * max(0, n - 4)
+/// activation() in float64: values, jax.grad derivatives, and the last axis per channel.
+const JAX_SETUP: &str = "import jax\njax.config.update(\"jax_enable_x64\", True)\nimport jax.numpy as jnp";
+const JAX_EACH: &str = r#"
     x = jnp.asarray(grid, dtype=jnp.float64)
     f = lambda x: mod.activation(x, tuple(params))
     y = f(x)
@@ -158,18 +157,16 @@ for i in range(count):
         ys = mod.activation(xs, per)
         ok = all(bool(jnp.allclose(ys[..., c], mod.activation(xs[..., c], tuple([v] * n)), rtol=1e-12, atol=1e-12, equal_nan=True)) for c, v in enumerate([0.5, 1.0, 2.0]))
     as_list = lambda t: [None if v != v else float(v) for v in t.tolist()]
-    out.append({"params": params, "values": as_list(y), "grads": as_list(g), "per_channel_ok": ok})
-print(json.dumps(out))
-"#;
+    out.append({"params": params, "values": as_list(y), "grads": as_list(g), "per_channel_ok": ok})"#;
 
 #[test]
 fn pytorch_export_computes_our_values_and_derivatives() {
-    check_target("pytorch", "torch", TORCH_DRIVER);
+    check_target("pytorch", "torch", &driver(TORCH_SETUP, "mod.Activation.initial_values", TORCH_EACH));
 }
 
 #[test]
 fn jax_export_computes_our_values_and_derivatives() {
-    check_target("jax", "jax", JAX_DRIVER);
+    check_target("jax", "jax", &driver(JAX_SETUP, "mod.INITIAL_VALUES", JAX_EACH));
 }
 
 #[test]
