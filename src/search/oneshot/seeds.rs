@@ -73,14 +73,16 @@ pub fn search_seeds(
 /// The seeds' formulas grouped into distinct functions (same canonical text or same
 /// fingerprint), most seeds first, then in seed order.
 pub fn group_functions(seeds: &[u64], formulas: &[String]) -> Vec<FoundBy> {
-    let key = |f: &str| {
+    // A function's identity: its canonical text and its fingerprint (either may be missing).
+    type Key = (Option<String>, Option<u64>);
+    let key = |f: &str| -> Key {
         let parsed = Formula::parse(f).ok();
         (parsed.as_ref().map(|p| p.canonical().to_string()), parsed.and_then(|p| p.fingerprint()))
     };
-    let mut groups: Vec<(FoundBy, (Option<String>, Option<u64>))> = Vec::new();
+    let mut groups: Vec<(FoundBy, Key)> = Vec::new();
     for (&seed, formula) in seeds.iter().zip(formulas) {
         let k = key(formula);
-        let same = |g: &(FoundBy, (Option<String>, Option<u64>))| {
+        let same = |g: &(FoundBy, Key)| {
             g.0.formula == *formula || (k.0.is_some() && g.1.0 == k.0) || (k.1.is_some() && g.1.1 == k.1)
         };
         match groups.iter_mut().find(|g| same(g)) {
@@ -89,7 +91,7 @@ pub fn group_functions(seeds: &[u64], formulas: &[String]) -> Vec<FoundBy> {
         }
     }
     let mut out: Vec<FoundBy> = groups.into_iter().map(|g| g.0).collect();
-    out.sort_by(|a, b| b.seeds.len().cmp(&a.seeds.len()));
+    out.sort_by_key(|f| std::cmp::Reverse(f.seeds.len()));
     out
 }
 
