@@ -265,11 +265,5 @@ fn validate(c: &TrainConfig, args: &EvalArgs) -> Result<()> {
     if args.seeds.is_empty() {
         bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");
     }
-    let mut unique = args.seeds.clone();
-    unique.sort();
-    unique.dedup();
-    if unique.len() != args.seeds.len() {
-        bail!("--seeds lists a seed twice: {:?}", args.seeds);
-    }
-    Ok(())
+    super::distinct_seeds("--seeds", &args.seeds)
 }

@@ -45,19 +45,26 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+const INIT: &str = "its initial value";
+const LEARNED_MEAN: &str = "the mean of the values the search learned";
+
 pub fn run(args: ExportArgs) -> Result<()> {
     let formula = resolve_activation(&args.activation)?;
     let is_genotype = args.activation.ends_with(".json");
-    let learned = is_genotype && site_values(&args.activation, &formula, InitParams::LearnedMean, &[1]).is_ok();
-    let values = args.values.unwrap_or(if learned { Values::LearnedMean } else { Values::Init });
-    let (mode, values_from) = match values {
-        Values::Init => (InitParams::Init, "its initial value"),
-        Values::LearnedMean if !is_genotype => {
+    let learned_mean = || site_values(&args.activation, &formula, InitParams::LearnedMean, &[1]);
+    let init = || site_values(&args.activation, &formula, InitParams::Init, &[1]);
+    let (per_param, values_from) = match args.values {
+        Some(Values::Init) => (init()?, INIT),
+        Some(Values::LearnedMean) if !is_genotype => {
             bail!("--values learned-mean needs a search's genotype.json; '{}' is a formula", crate::report::shown(&args.activation))
         }
-        Values::LearnedMean => (InitParams::LearnedMean, "the mean of the values the search learned"),
+        Some(Values::LearnedMean) => (learned_mean()?, LEARNED_MEAN),
+        // The default: what the search learned where it recorded it, else the initial values.
+        None => match is_genotype.then(learned_mean).and_then(Result::ok) {
+            Some(values) => (values, LEARNED_MEAN),
+            None => (init()?, INIT),
+        },
     };
-    let per_param = site_values(&args.activation, &formula, mode, &[1])?;
     let values: Vec<f64> = per_param[0].iter().map(|channels| channels[0] as f64).collect();
     let target = match args.to {
         To::Pytorch => Target::Pytorch,

@@ -163,6 +163,17 @@ fn positive_whole(text: &str) -> Result<usize, String> {
 }
 
 /// A seed: a whole number, 0 included.
+/// A seed list given to `flag` (`--seeds`, `--eval-seeds`): each seed at most once.
+fn distinct_seeds(flag: &str, seeds: &[u64]) -> anyhow::Result<()> {
+    let mut unique = seeds.to_vec();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != seeds.len() {
+        anyhow::bail!("{flag} lists a seed twice: {seeds:?}");
+    }
+    Ok(())
+}
+
 fn whole(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<u64>()

@@ -177,7 +177,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         );
     }
     if args.then_eval {
-        check_seeds("--eval-seeds", &args.eval_seeds)?;
+        super::distinct_seeds("--eval-seeds", &args.eval_seeds)?;
     }
     crate::space::cell::CellSpace::parse(&config.space)?;
     let progress = Progress::new();
@@ -288,15 +288,7 @@ fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path, unde
             c.test.words(),
             c.p.unwrap_or(f64::NAN),
             c.verdict.words(),
-            match (c.verdict, c.seeds_needed) {
-                (stats::Verdict::NoDetectableDifference { .. }, Some(n)) if n > stats::MANY_SEEDS => {
-                    format!(" (a difference this small would need more than {} seeds per activation to detect)", stats::MANY_SEEDS)
-                }
-                (stats::Verdict::NoDetectableDifference { .. }, Some(n)) => {
-                    format!(" (a difference of this size would need about {n} seeds per activation)")
-                }
-                _ => String::new(),
-            }
+            c.seeds_needed_clause().map_or(String::new(), |clause| format!(" ({clause})"))
         ),
         None => format!("found - baseline: {:+.2} points: {}\n", c.diff, c.verdict.words()),
     };
@@ -323,18 +315,8 @@ fn default_out(method: &str, space: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("search-{method}-{slug}"))
 }
 
-fn check_seeds(flag: &str, seeds: &[u64]) -> Result<()> {
-    let mut unique = seeds.to_vec();
-    unique.sort();
-    unique.dedup();
-    if unique.len() != seeds.len() {
-        bail!("{flag} lists a seed twice: {seeds:?}");
-    }
-    Ok(())
-}
-
 fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {
-    check_seeds("--seeds", seeds)?;
+    super::distinct_seeds("--seeds", seeds)?;
     if c.epochs == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }

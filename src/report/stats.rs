@@ -96,6 +96,20 @@ impl Test {
 }
 
 impl Comparison {
+    /// For a difference too small to detect, how many seeds it would take, in words ("a
+    /// difference of this size would need about 44 seeds per activation"); none otherwise.
+    pub fn seeds_needed_clause(&self) -> Option<String> {
+        match (self.verdict, self.seeds_needed) {
+            (Verdict::NoDetectableDifference { .. }, Some(n)) if n > MANY_SEEDS => {
+                Some(format!("a difference this small would need more than {MANY_SEEDS} seeds per activation to detect"))
+            }
+            (Verdict::NoDetectableDifference { .. }, Some(n)) => {
+                Some(format!("a difference of this size would need about {n} seeds per activation"))
+            }
+            _ => None,
+        }
+    }
+
     /// The comparison as JSON (accuracies and differences in percentage points), as
     /// `summary.json` files hold it.
     pub fn to_json(&self) -> serde_json::Value {

@@ -113,18 +113,15 @@ pub fn result_groups(runs: &[Run]) -> Vec<ResultGroup> {
 /// Recipes that differ in a field the label does not show (lr, batch size, ...) get
 /// " (recipe 2)", " (recipe 3)", ... after the label, in key order.
 fn tell_recipes_apart(groups: &mut [ResultGroup]) {
-    let mut keys_by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // label -> its distinct keys, in order (a BTreeSet iterates sorted)
+    let mut keys_by_label: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for g in groups.iter() {
-        let keys = keys_by_label.entry(g.recipe.label.clone()).or_default();
-        if !keys.contains(&g.recipe.key) {
-            keys.push(g.recipe.key.clone());
-        }
+        keys_by_label.entry(g.recipe.label.clone()).or_default().insert(g.recipe.key.clone());
     }
     for g in groups.iter_mut() {
         let keys = &keys_by_label[&g.recipe.label];
-        let mut sorted = keys.clone();
-        sorted.sort();
-        if let Some(i) = sorted.iter().position(|k| *k == g.recipe.key).filter(|_| sorted.len() > 1) {
+        if keys.len() > 1 {
+            let i = keys.iter().position(|k| *k == g.recipe.key).expect("the group's own key");
             g.recipe.label = format!("{} (recipe {})", g.recipe.label, i + 1);
         }
     }
