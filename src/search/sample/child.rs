@@ -1,0 +1,255 @@
+//! One child of a sample-based search: a small JSON spec in, a result file out.
+//!
+//! A child trains a fresh ResNet with the proposed activation for a fixed number of SGD steps
+//! (cosine learning rate per step, momentum, weight decay) on the training split and scores it
+//! by its accuracy on the held-out validation split (the reward, a fraction in [0, 1]). Every
+//! child of a search gets the same seed, so the same data order and the same initial weights
+//! (common random numbers): rewards differ because the functions do, not by luck.
+//!
+//! `actsearch child SPEC.json` runs [`train_child`] and writes the result atomically next to
+//! the spec ([`result_path`]); executors only move these two files, and the result file is
+//! the source of truth that a controller collects (also after it was restarted).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, DatasetSpec, LoaderConfig, SplitConfig};
+use crate::expr::Formula;
+use crate::files::write_atomic;
+use crate::model::{Activation, Network, ResNet};
+use crate::observer::Observer;
+use crate::train::run::{evaluate, to_tensors};
+use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::update::{Grads, Group};
+
+/// What to train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildSpec {
+    /// The child's number in the search (its row in `search.db`).
+    pub id: usize,
+    /// The sequence that proposed it (for the reader: the formula is what trains).
+    pub tokens: String,
+    /// The canonical formula, and the initial value of each parameter slot.
+    pub formula: String,
+    pub init: Vec<f64>,
+    pub network: Network,
+    /// `cifar10`, `cifar100` or an image folder (as `eval --dataset`).
+    pub dataset: String,
+    pub data_dir: PathBuf,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub augment: bool,
+    /// The training images kept (after a seeded shuffle) and the part of them trained on; the
+    /// rest is the validation split that gives the reward.
+    pub subset: Option<usize>,
+    pub train_portion: f64,
+    /// Data order and initial weights: the same for every child of a search.
+    pub seed: u64,
+    pub threads: usize,
+    pub backend: String,
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Trained; the reward is its validation accuracy.
+    Ok,
+    /// The loss stopped being finite; reward 0.
+    Diverged,
+    /// Not trained: the function is constant, not finite or flat (see `screen`); reward 0.
+    Rejected,
+    /// The child process failed (crashed, killed, bad spec); reward 0.
+    Failed,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Diverged => "diverged",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Status> {
+        [Status::Ok, Status::Diverged, Status::Rejected, Status::Failed].into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// What a child reports back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildResult {
+    pub id: usize,
+    /// Validation accuracy in [0, 1]; 0 unless the status is `ok`.
+    pub reward: f64,
+    /// Mean training loss over the last steps (none when no step ran or the loss was not
+    /// finite).
+    pub train_loss: Option<f64>,
+    pub seconds: f64,
+    pub status: Status,
+    /// Why it diverged or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ChildResult {
+    /// A child that did not produce a result of its own.
+    pub fn failed(id: usize, error: String, seconds: f64) -> ChildResult {
+        ChildResult { id, reward: 0.0, train_loss: None, seconds, status: Status::Failed, error: Some(error) }
+    }
+}
+
+/// Where the result of the spec at `spec_path` goes: `result.json` beside it.
+pub fn result_path(spec_path: &Path) -> PathBuf {
+    spec_path.with_file_name("result.json")
+}
+
+/// Writes `spec` to `path` (atomically).
+pub fn write_spec(path: &Path, spec: &ChildSpec) -> Result<()> {
+    write_atomic(path, serde_json::to_string_pretty(spec)?.as_bytes())
+}
+
+pub fn read_spec(path: &Path) -> Result<ChildSpec> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read child spec {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a child spec", path.display()))
+}
+
+pub fn write_result(path: &Path, result: &ChildResult) -> Result<()> {
+    write_atomic(path, serde_json::to_string_pretty(result)?.as_bytes())
+}
+
+/// The result at `path`, or None while there is none (a half-written one is never seen: the
+/// file appears by rename).
+pub fn read_result(path: &Path) -> Result<Option<ChildResult>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let r = serde_json::from_str(&text).with_context(|| format!("{} is not a child result", path.display()))?;
+            Ok(Some(r))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Mean loss of the last steps is the child's reported train loss.
+const LOSS_WINDOW: usize = 20;
+
+/// Trains the child `spec` on `device`. A divergence is a result (status `diverged`), not an
+/// error; errors are bad specs or unreadable data.
+pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
+    let start = Instant::now();
+    if spec.steps == 0 {
+        bail!("child {}: steps must be at least 1", spec.id);
+    }
+    if !(spec.train_portion > 0.0 && spec.train_portion < 1.0) {
+        bail!("child {}: the train portion must be between 0 and 1 (the rest is the validation split), got {}", spec.id, spec.train_portion);
+    }
+    let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
+    if spec.init.len() != formula.num_params() {
+        bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
+    }
+    let dataset = DatasetSpec::parse(&spec.dataset)?;
+    let split = SplitConfig { train_portion: spec.train_portion, subset: spec.subset, test_subset: Some(1), seed: spec.seed };
+    let splits = data::load_splits(&dataset, &spec.data_dir, &split, obs)?;
+    let train_set = Arc::new(splits.train);
+    let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
+
+    let train_device = device.clone().autodiff();
+    let mut model = ResNet::with_sites(spec.network, splits.num_classes, spec.seed, &train_device, |channels| {
+        Activation::with_init(&formula, &spec.init, channels, &train_device)
+    });
+    let mut sgd = Sgd::new(SgdConfig {
+        momentum: spec.momentum,
+        nesterov: false,
+        weight_decay: spec.weight_decay,
+        grad_clip: None,
+        group: Group::All,
+    });
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let mut losses: Vec<f64> = Vec::with_capacity(spec.steps);
+    let mut step = 0;
+    let mut epoch = 0;
+    'train: while step < spec.steps {
+        let loader = data::batches(
+            train_set.clone(),
+            splits.norm,
+            LoaderConfig { batch_size: spec.batch_size, shuffle: true, augment: spec.augment, drop_last: true, seed: spec.seed, epoch },
+        );
+        let mut any = false;
+        for batch in loader {
+            any = true;
+            let lr = cosine(spec.lr, step, spec.steps);
+            let (images, labels) = to_tensors(&batch, &train_device);
+            let loss = loss_fn.forward(model.forward(images), labels);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            if !value.is_finite() {
+                let error = format!("the training loss became {value} at step {} of {}", step + 1, spec.steps);
+                return Ok(ChildResult {
+                    id: spec.id,
+                    reward: 0.0,
+                    train_loss: None,
+                    seconds: start.elapsed().as_secs_f64(),
+                    status: Status::Diverged,
+                    error: Some(error),
+                });
+            }
+            losses.push(value);
+            let grads = Grads::of(&model, &loss.backward(), Group::All);
+            model = sgd.step(model, &grads, lr);
+            step += 1;
+            if step == spec.steps {
+                break 'train;
+            }
+        }
+        if !any {
+            bail!("child {}: {} training images are fewer than one batch of {}", spec.id, train_set.len(), spec.batch_size);
+        }
+        epoch += 1;
+    }
+    let meter = evaluate(&model.valid(), &valid_set, splits.norm, 500, device);
+    let tail = &losses[losses.len().saturating_sub(LOSS_WINDOW)..];
+    let train_loss = Some(tail.iter().sum::<f64>() / tail.len() as f64);
+    let reward = meter.acc() / 100.0;
+    let seconds = start.elapsed().as_secs_f64();
+    if !reward.is_finite() || !meter.loss().is_finite() {
+        let error = format!("the validation loss is {}", meter.loss());
+        return Ok(ChildResult { id: spec.id, reward: 0.0, train_loss, seconds, status: Status::Diverged, error: Some(error) });
+    }
+    Ok(ChildResult { id: spec.id, reward, train_loss, seconds, status: Status::Ok, error: None })
+}
+
+/// The learning rate of step `step` of `steps`: half a cosine from `lr` towards 0.
+fn cosine(lr: f64, step: usize, steps: usize) -> f64 {
+    0.5 * lr * (1.0 + (std::f64::consts::PI * step as f64 / steps as f64).cos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_runs_from_lr_towards_zero() {
+        assert_eq!(cosine(0.1, 0, 100), 0.1);
+        assert!((cosine(0.1, 50, 100) - 0.05).abs() < 1e-12);
+        assert!(cosine(0.1, 99, 100) < 0.001);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in [Status::Ok, Status::Diverged, Status::Rejected, Status::Failed] {
+            assert_eq!(Status::from_name(s.name()), Some(s));
+        }
+    }
+}

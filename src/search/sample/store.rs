@@ -1,0 +1,298 @@
+//! `search.db`, the results store of a sample-based search: one SQLite file in the run folder,
+//! written only by the controller, in transactions.
+//!
+//! Table `children`: one row per proposal, in proposal order (`id`): the canonical `formula`,
+//! its `fingerprint` (hex), the `tokens`, the `reward`, the `status`
+//! (`ok|diverged|rejected|failed`), a `reason`, the `seconds` it trained, the `method`, the
+//! `controller_step` that proposed it, `created_at`, the executor's `job_id` where there is
+//! one, the `train_loss`, and for a function seen before `same_as`, the child that trained it
+//! (such a row repeats that child's reward and was not trained again).
+//!
+//! Table `state`: the controller's checkpoint (its iteration and the method's state as JSON),
+//! written in the same transaction as the rows of the iteration it follows, so that a
+//! resumed search takes the same decisions as an uninterrupted one.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::child::Status;
+
+/// One row of `children`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub id: usize,
+    pub formula: String,
+    pub fingerprint: Option<u64>,
+    pub tokens: String,
+    pub reward: f64,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub method: String,
+    pub controller_step: usize,
+    pub job_id: Option<String>,
+    pub train_loss: Option<f64>,
+    pub same_as: Option<usize>,
+}
+
+impl Row {
+    /// True for a child that was trained (or tried to be): not a rejection, not a repeat.
+    pub fn trained(&self) -> bool {
+        self.same_as.is_none() && self.status != Status::Rejected
+    }
+}
+
+/// The controller's checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Controller iterations finished.
+    pub iterations: usize,
+    /// The id of the next proposal.
+    pub next_id: usize,
+    /// The method's state (weights, optimizer, population, random generator).
+    pub method: serde_json::Value,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS children (
+    id INTEGER PRIMARY KEY,
+    formula TEXT NOT NULL,
+    fingerprint TEXT,
+    tokens TEXT NOT NULL,
+    reward REAL NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    seconds REAL NOT NULL,
+    method TEXT NOT NULL,
+    controller_step INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    job_id TEXT,
+    train_loss REAL,
+    same_as INTEGER
+);
+CREATE INDEX IF NOT EXISTS children_fingerprint ON children (fingerprint);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+const COLUMNS: &str =
+    "id, formula, fingerprint, tokens, reward, status, reason, seconds, method, controller_step, job_id, train_loss, same_as";
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).with_context(|| format!("cannot open the results store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA).with_context(|| format!("{} is not a search store", path.display()))?;
+        Ok(Store { conn })
+    }
+
+    /// Adds rows (new ids) in one transaction.
+    pub fn insert(&mut self, rows: &[Row]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        insert_rows(&tx, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds rows and replaces the checkpoint, in one transaction.
+    pub fn commit_iteration(&mut self, rows: &[Row], checkpoint: &Checkpoint) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        insert_rows(&tx, rows)?;
+        let value = serde_json::json!({
+            "iterations": checkpoint.iterations,
+            "next_id": checkpoint.next_id,
+            "method": checkpoint.method,
+        });
+        tx.execute(
+            "INSERT INTO state (key, value) VALUES ('controller', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
+            params![value.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last checkpoint, if any.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0))
+            .optional()?;
+        let Some(text) = text else { return Ok(None) };
+        let v: serde_json::Value = serde_json::from_str(&text).context("the store's checkpoint is not JSON")?;
+        let field = |name: &str| v[name].as_u64().map(|n| n as usize);
+        let (Some(iterations), Some(next_id)) = (field("iterations"), field("next_id")) else {
+            bail!("the store's checkpoint lacks its iteration count");
+        };
+        Ok(Some(Checkpoint { iterations, next_id, method: v["method"].clone() }))
+    }
+
+    /// Every row, in id order.
+    pub fn rows(&self) -> Result<Vec<Row>> {
+        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM children ORDER BY id"))?;
+        let rows = stmt.query_map([], read_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().collect()
+    }
+
+    /// The row with `id`, if stored.
+    pub fn row(&self, id: usize) -> Result<Option<Row>> {
+        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM children WHERE id = ?1"))?;
+        stmt.query_row(params![id as i64], read_row).optional()?.transpose()
+    }
+
+    /// The child that trained the function with this fingerprint, if any.
+    pub fn trained_with(&self, fingerprint: u64) -> Result<Option<Row>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM children WHERE fingerprint = ?1 AND same_as IS NULL AND status != 'rejected' ORDER BY id LIMIT 1"
+        ))?;
+        stmt.query_row(params![hex(fingerprint)], read_row).optional()?.transpose()
+    }
+
+    /// The executor's job id of a child in flight (before its row exists).
+    pub fn set_job(&mut self, id: usize, job: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![format!("job:{id}"), job],
+        )?;
+        Ok(())
+    }
+
+    /// The job id recorded for child `id` by [`Store::set_job`].
+    pub fn job(&self, id: usize) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM state WHERE key = ?1", params![format!("job:{id}")], |r| r.get(0)).optional()?)
+    }
+}
+
+fn hex(fingerprint: u64) -> String {
+    format!("{fingerprint:016x}")
+}
+
+fn insert_rows(tx: &rusqlite::Transaction, rows: &[Row]) -> Result<()> {
+    let mut stmt = tx.prepare(&format!("INSERT INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"))?;
+    for r in rows {
+        stmt.execute(params![
+            r.id as i64,
+            r.formula,
+            r.fingerprint.map(hex),
+            r.tokens,
+            r.reward,
+            r.status.name(),
+            r.reason,
+            r.seconds,
+            r.method,
+            r.controller_step as i64,
+            r.job_id,
+            r.train_loss,
+            r.same_as.map(|v| v as i64),
+        ])
+        .with_context(|| format!("cannot store child {}", r.id))?;
+    }
+    Ok(())
+}
+
+fn read_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Row>> {
+    let status: String = r.get(5)?;
+    let fingerprint: Option<String> = r.get(2)?;
+    let id: i64 = r.get(0)?;
+    let build = || -> Result<Row> {
+        let Some(status) = Status::from_name(&status) else { bail!("child {id} has an unknown status '{status}'") };
+        let fingerprint = match fingerprint {
+            Some(h) => Some(u64::from_str_radix(&h, 16).with_context(|| format!("child {id}: bad fingerprint '{h}'"))?),
+            None => None,
+        };
+        Ok(Row {
+            id: id as usize,
+            formula: r.get(1)?,
+            fingerprint,
+            tokens: r.get(3)?,
+            reward: r.get(4)?,
+            status,
+            reason: r.get(6)?,
+            seconds: r.get(7)?,
+            method: r.get(8)?,
+            controller_step: r.get::<_, i64>(9)? as usize,
+            job_id: r.get(10)?,
+            train_loss: r.get(11)?,
+            same_as: r.get::<_, Option<i64>>(12)?.map(|v| v as usize),
+        })
+    };
+    Ok(build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: usize, fingerprint: u64, status: Status, same_as: Option<usize>) -> Row {
+        Row {
+            id,
+            formula: format!("f{id}"),
+            fingerprint: Some(fingerprint),
+            tokens: "identity sigmoid mul".into(),
+            reward: 0.25 * id as f64,
+            status,
+            reason: (status == Status::Rejected).then(|| "it is constant (0) on [-5, 5]".to_string()),
+            seconds: 1.5,
+            method: "random".into(),
+            controller_step: id / 2,
+            job_id: None,
+            train_loss: Some(2.0),
+            same_as,
+        }
+    }
+
+    #[test]
+    fn rows_and_checkpoints_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search.db");
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), None);
+        let rows = vec![
+            row(0, 7, Status::Ok, None),
+            row(1, u64::MAX, Status::Rejected, None),
+            row(2, 7, Status::Ok, Some(0)),
+            row(3, 9, Status::Diverged, None),
+        ];
+        store.insert(&rows[..2]).unwrap();
+        let cp = Checkpoint { iterations: 2, next_id: 4, method: serde_json::json!({"rng": [1, 2]}) };
+        store.commit_iteration(&rows[2..], &cp).unwrap();
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.rows().unwrap(), rows);
+        assert_eq!(store.checkpoint().unwrap(), Some(cp));
+        assert_eq!(store.row(3).unwrap().unwrap().status, Status::Diverged);
+        assert_eq!(store.row(4).unwrap(), None);
+        // The trained child of a fingerprint: not the repeat, not a rejection.
+        assert_eq!(store.trained_with(7).unwrap().unwrap().id, 0);
+        assert_eq!(store.trained_with(u64::MAX).unwrap(), None);
+        assert!(rows[0].trained() && !rows[1].trained() && !rows[2].trained() && rows[3].trained());
+    }
+
+    #[test]
+    fn an_id_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("search.db")).unwrap();
+        store.insert(&[row(0, 1, Status::Ok, None)]).unwrap();
+        let err = store.insert(&[row(1, 2, Status::Ok, None), row(0, 1, Status::Ok, None)]).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot store child 0"), "{err:#}");
+        // The failed transaction left nothing behind.
+        assert_eq!(store.rows().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search.db");
+        std::fs::write(&path, "not sqlite at all, just text that is long enough to be read as a header....").unwrap();
+        assert!(Store::open(&path).is_err());
+    }
+}
