@@ -16,6 +16,9 @@ pub enum Event {
     Batch(BatchProgress),
     /// An epoch finished; the line is the epoch summary for the log.
     Epoch(EpochSummary),
+    /// A child of a sample-based search finished: distinct functions trained of the budget,
+    /// the best reward so far, and the formula just trained.
+    Children { done: usize, budget: usize, best: f64, current: String },
 }
 
 /// State of the training loop after a batch.

@@ -9,6 +9,7 @@
 
 mod backend;
 mod bench;
+mod child;
 mod compare;
 mod data;
 mod eval;
@@ -18,6 +19,7 @@ mod memory;
 mod plot;
 mod progress;
 mod report;
+mod sample;
 mod search;
 
 use clap::{Parser, Subcommand};
@@ -34,8 +36,12 @@ pub struct Cli {
 enum Command {
     /// Train a CIFAR ResNet from scratch with an activation function and report its accuracy.
     Eval(Box<eval::EvalArgs>),
-    /// Search for an activation function (one-shot: the network's activations become mixed cells).
+    /// Search for an activation function: one-shot (darts, darts2, gdas, drnas, grafs: the
+    /// network's activations become mixed cells) or sample-based (ppo, reinforce, random,
+    /// evolution, exhaustive: one child network trained per proposed function).
     Search(Box<search::SearchArgs>),
+    /// Train one child of a sample-based search from its spec (what executors run).
+    Child(child::ChildArgs),
     /// List every named activation and every function usable in formulas.
     Functions,
     /// Download and verify datasets.
@@ -75,6 +81,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Eval(args) => eval::run(*args),
         Command::Search(args) => search::run(*args),
+        Command::Child(args) => child::run(args),
         Command::Functions => functions::run(),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),

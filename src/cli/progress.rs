@@ -22,6 +22,7 @@ struct State {
     tasks: HashMap<&'static str, ProgressBar>,
     epoch_bar: Option<ProgressBar>,
     batch_bar: Option<ProgressBar>,
+    children_bar: Option<ProgressBar>,
 }
 
 impl Progress {
@@ -54,6 +55,9 @@ impl Progress {
         if let Some(bar) = state.epoch_bar.take() {
             bar.finish_and_clear();
         }
+        if let Some(bar) = state.children_bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -65,6 +69,12 @@ fn task_style() -> ProgressStyle {
 
 fn epoch_style() -> ProgressStyle {
     ProgressStyle::with_template("epoch {pos:>3}/{len} [{bar:30.green/white}] {elapsed_precise} (eta {eta}) {msg}")
+        .unwrap()
+        .progress_chars("=> ")
+}
+
+fn children_style() -> ProgressStyle {
+    ProgressStyle::with_template("children {pos:>3}/{len} [{bar:30.green/white}] {elapsed_precise} (eta {eta}) {msg}")
         .unwrap()
         .progress_chars("=> ")
 }
@@ -110,6 +120,16 @@ impl Observer for Progress {
                 batch_bar.set_position(p.batch as u64);
                 batch_bar
                     .set_message(format!("loss {:.4} | acc {:.2}% | {:.0} img/s", p.loss, p.acc, p.images_per_sec));
+            }
+            Event::Children { done, budget, best, current } => {
+                let bar = state.children_bar.get_or_insert_with(|| {
+                    let bar = self.multi.add(ProgressBar::new(budget as u64).with_style(children_style()));
+                    bar.enable_steady_tick(Duration::from_millis(500));
+                    bar
+                });
+                bar.set_length(budget as u64);
+                bar.set_position(done as u64);
+                bar.set_message(format!("best {best:.4} | last {}", super::shorten_user_values(&crate::expr::shorten(&current))));
             }
             Event::Epoch(summary) => {
                 if let Some(bar) = &state.epoch_bar {

@@ -1,4 +1,6 @@
-//! `actsearch search`: one-shot search for an activation function over a cell space.
+//! `actsearch search`: search for an activation function over a cell space, one-shot (the
+//! network's activations become mixed cells) or sample-based (`super::sample`: a child network
+//! trained per proposed function).
 
 use std::path::PathBuf;
 
@@ -7,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::backend::DataAndCompute;
 use super::progress::Progress;
+use super::sample::{SampleArgs, sample_method};
 use super::stdout;
 use crate::model::Network;
 use crate::search::oneshot::config::SearchPreset;
@@ -30,6 +33,18 @@ pub enum Method {
     /// GRAFS: DrNAS plus a ReLU warm start (epoch 1), outputs bounded to +-10, independent
     /// samples per site, progressive shrinking from epoch 2 and the best-validation genotype.
     Grafs,
+    /// Sample-based: an LSTM controller trained with PPO (clipped objective, moving-average
+    /// baseline, entropy bonus) on the validation accuracy of a child trained per function.
+    Ppo,
+    /// Sample-based: the same controller with the plain policy gradient.
+    Reinforce,
+    /// Sample-based: uniform random sequences (the control).
+    Random,
+    /// Sample-based: regularized (aging) evolution with tournament selection and one-token
+    /// mutations.
+    Evolution,
+    /// Sample-based: every sequence of the space in a fixed order, up to --budget.
+    Exhaustive,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -41,7 +56,13 @@ pub enum PresetArg {
     Grafs,
     /// Minutes on a CPU: GRAFS' recipe (shared cell, lr 0.1, wd 1e-4, arch lr 6e-4) on
     /// ResNet-8 for 6 epochs on 10000 training images (5000 train / 5000 valid), batch 64.
+    /// Sample-based methods: budget 16, 4 per iteration, ResNet-8 children of 200 steps on
+    /// 5000 images (4000 train / 1000 valid).
     Quick,
+    /// Sample-based methods (Ramachandran et al. 2017, as far as published): ResNet-20
+    /// children of 10000 steps, batch 128, lr 0.1 cosine, wd 5e-4, 80/20 split, budget 1000.
+    /// The seed preset means the same for them.
+    Paper,
 }
 
 #[derive(Args, Debug)]
@@ -128,11 +149,18 @@ pub struct SearchArgs {
     #[arg(long, default_value = "0,1,2", value_delimiter = ',', allow_negative_numbers = true, value_parser = super::whole, requires = "then_eval")]
     pub eval_seeds: Vec<u64>,
     #[command(flatten)]
+    pub sample: SampleArgs,
+    #[command(flatten)]
     pub common: DataAndCompute,
 }
 
 pub fn run(args: SearchArgs) -> Result<()> {
+    if let Some(method) = sample_method(args.method) {
+        return super::sample::run(&args, method);
+    }
+    reject_sample_flags(&args)?;
     let preset = match args.preset {
+        PresetArg::Paper => bail!("--preset paper is for the sample-based methods (ppo, reinforce, random, evolution, exhaustive)"),
         PresetArg::Seed => SearchPreset::Seed,
         PresetArg::Grafs => SearchPreset::Grafs,
         PresetArg::Quick => SearchPreset::Quick,
@@ -198,7 +226,8 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let (summary, outcomes) = pool.install(|| search_seeds(&config, &seeds, &device, args.resume, &progress))?;
     progress.finish();
     if args.then_eval {
-        return compare(&args, &config, &outcomes[0].out, &outcomes[0].undecided);
+        let genotype = outcomes[0].out.join("genotype.json").to_string_lossy().into_owned();
+        return compare(&args, config.seed, &config.dataset, &outcomes[0].out, &genotype, &outcomes[0].undecided);
     }
     if seeds.len() == 1 {
         let genotype = outcomes[0].out.join("genotype.json");
@@ -226,24 +255,51 @@ pub fn run(args: SearchArgs) -> Result<()> {
     stdout(&text)
 }
 
-/// `--then-eval`: the found function and the baseline trained from scratch over the same
-/// seeds, compared (paired by seed), the comparison in `OUT/summary.json`, then the report.
-fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path, undecided: &[String]) -> Result<()> {
+/// The sample-only flags given with a one-shot method: an error names them.
+fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
+    let s = &args.sample;
+    let given: Vec<&str> = [
+        ("--budget", s.budget.is_some()),
+        ("--batch-children", s.batch_children.is_some()),
+        ("--child-network", s.child_network.is_some()),
+        ("--child-steps", s.child_steps.is_some()),
+        ("--population", s.population.is_some()),
+        ("--tournament", s.tournament.is_some()),
+        ("--max-proposals", s.max_proposals.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, on)| on.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        bail!("{} only apply to the sample-based methods (ppo, reinforce, random, evolution, exhaustive)", given.join(", "));
+    }
+    Ok(())
+}
+
+/// `--then-eval`: the found function (`found`: a genotype path or a formula) and the baseline
+/// trained from scratch over the same seeds, compared (paired by seed), the comparison in
+/// `OUT/summary.json`, then the report.
+pub(super) fn compare(
+    args: &SearchArgs,
+    seed: u64,
+    dataset: &str,
+    out: &std::path::Path,
+    found: &str,
+    undecided: &[String],
+) -> Result<()> {
     use super::eval::{self, EvalArgs};
     use crate::report::stats;
-    let genotype = out.join("genotype.json");
-    let found = genotype.to_string_lossy().into_owned();
-    let runs = [(found.clone(), out.join("eval-found")), (args.baseline.clone(), out.join("eval-baseline"))];
+    let runs = [(found.to_string(), out.join("eval-found")), (args.baseline.clone(), out.join("eval-baseline"))];
     let seeds = args.eval_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
     stdout(&format!(
         "found: {}\ntraining it and {} from scratch on {} (eval's quick preset, seeds {seeds}) to compare\n",
-        crate::space::resolve::load_formula(&genotype)?,
+        crate::space::resolve::resolve_activation(found)?,
         args.baseline,
         args.eval_network.name()
     ))?;
     let mut summaries = Vec::new();
     for (activation, dir) in &runs {
-        let mut eval = EvalArgs::quick(args.eval_network, activation, dir, config.seed, args.common.clone());
+        let mut eval = EvalArgs::quick(args.eval_network, activation, dir, seed, args.common.clone());
         eval.seeds = args.eval_seeds.clone();
         eval.resume = args.resume;
         summaries.push(eval::run_summary(eval)?);
@@ -254,7 +310,7 @@ fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path, unde
     let recipe = format!(
         "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
         args.eval_network.name(),
-        config.dataset,
+        dataset,
         quick.epochs,
         quick.subset.map_or("all".into(), |n| n.to_string()),
         quick.test_subset.map_or("all".into(), |n| n.to_string()),
@@ -310,7 +366,7 @@ fn compare(args: &SearchArgs, config: &SearchConfig, out: &std::path::Path, unde
     ))
 }
 
-fn default_out(method: &str, space: &str) -> PathBuf {
+pub(super) fn default_out(method: &str, space: &str) -> PathBuf {
     let slug: String = space.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
     PathBuf::from("runs").join(format!("search-{method}-{slug}"))
 }

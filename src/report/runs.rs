@@ -413,7 +413,9 @@ fn read_errors(dir: &Path) -> Result<Errors> {
         let values = values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", shown_path(&path)))?;
         curves.insert(key.clone(), values);
     }
-    if !curves.contains_key("train_acc") {
+    // An eval or one-shot search has per-epoch training curves; a sample-based search has
+    // per-iteration rewards instead.
+    if !curves.contains_key("train_acc") && !curves.contains_key("mean_reward") {
         bail!("{} has no \"train_acc\" array; is it an actsearch errors.json?", shown_path(&path));
     }
     let formulas = object

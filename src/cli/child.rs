@@ -1,0 +1,71 @@
+//! `actsearch child SPEC.json`: train one child of a sample-based search and write its result
+//! (`result.json` beside the spec, atomically). Executors run this; a user can too, to rerun
+//! one child by hand. A spec that cannot be read is an error (exit 1, no result); a child
+//! that cannot train (its data is missing, say) writes a `failed` result and exits 1.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::backend::{Backend, thread_pool};
+use super::progress::Progress;
+use crate::search::sample::child::{ChildResult, read_spec, result_path, train_child, write_result};
+
+#[derive(Args, Debug)]
+pub struct ChildArgs {
+    /// The child's spec (written by the search into OUT/children/ID/spec.json).
+    pub spec: PathBuf,
+    /// CPU threads [default: the spec's].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub threads: Option<usize>,
+    /// Exit as soon as the process that started this one is gone (the local executor passes
+    /// it, so that killing a search never leaves its children running).
+    #[arg(long)]
+    pub exit_with_parent: bool,
+}
+
+pub fn run(args: ChildArgs) -> Result<()> {
+    if args.exit_with_parent {
+        watch_parent();
+    }
+    let spec = read_spec(&args.spec)?;
+    let backend = match Backend::from_str(&spec.backend, true) {
+        Ok(b) => b,
+        Err(_) => bail!("{}: unknown backend '{}'", args.spec.display(), spec.backend),
+    };
+    let out = result_path(&args.spec);
+    let start = Instant::now();
+    let trained = backend.device().and_then(|device| {
+        let pool = thread_pool(Some(args.threads.unwrap_or(spec.threads).max(1)))?;
+        let progress = Progress::new();
+        pool.install(|| train_child(&spec, &device, &progress))
+    });
+    match trained {
+        Ok(result) => {
+            write_result(&out, &result)?;
+            eprintln!("child {}: {} {} reward {:.4} in {:.1} s", spec.id, spec.formula, result.status.name(), result.reward, result.seconds);
+            Ok(())
+        }
+        Err(e) => {
+            let error = super::one_line(&e);
+            write_result(&out, &ChildResult::failed(spec.id, error.clone(), start.elapsed().as_secs_f64()))?;
+            Err(e)
+        }
+    }
+}
+
+/// A thread that ends the process when its parent is gone (the parent id changes when the
+/// parent dies and this process is adopted).
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(130);
+            }
+        }
+    });
+}

@@ -1,0 +1,278 @@
+//! `actsearch search --method ppo|reinforce|random|evolution|exhaustive`: the sample-based
+//! searches' flags, presets and output. The search itself is `search::sample::run`.
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::progress::Progress;
+use super::search::{Method, PresetArg, SearchArgs};
+use super::stdout;
+use crate::model::Network;
+use crate::search::exec::local::LocalExecutor;
+use crate::search::sample::controller::ControllerConfig;
+use crate::search::sample::policy::{PolicyConfig, Rule};
+use crate::search::sample::ppo::CLIP;
+use crate::search::sample::run::{ChildRecipe, SampleConfig, SampleMethod};
+use crate::search::sample::space::TokenSpace;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorArg {
+    /// Child processes on this machine, --workers at a time.
+    Local,
+}
+
+/// Flags of the sample-based methods only.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Distinct functions to train; repeats and rejected functions do not count [preset:
+    /// paper 1000, quick 16].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub budget: Option<usize>,
+    /// Proposals per controller iteration [preset: paper 8, quick 4].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub batch_children: Option<usize>,
+    /// The network each child trains [preset: paper resnet20, quick resnet8].
+    #[arg(long, value_parser = Network::parse)]
+    pub child_network: Option<Network>,
+    /// SGD steps of each child, cosine learning rate per step [preset: paper 10000, quick 200].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub child_steps: Option<usize>,
+    /// Children trained at once; --threads are divided between them.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub workers: usize,
+    /// Where children run.
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorArg,
+    /// Evolution: the population (the most recent children) [preset: paper 20, quick 4].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub population: Option<usize>,
+    /// Evolution: the tournament drawn from the population for each parent [preset: paper 5, quick 2].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub tournament: Option<usize>,
+    /// PPO/REINFORCE: Adam's learning rate of the LSTM controller (high for a controller: a
+    /// CPU budget gives it tens of updates, not the thousands of the papers).
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub controller_lr: f64,
+    /// PPO/REINFORCE: weight of the entropy bonus.
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    pub entropy_weight: f64,
+    /// PPO: optimization epochs over each batch of proposals.
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub ppo_epochs: usize,
+    /// Stop after this many proposals even if the budget is not spent [default: 20 x budget].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub max_proposals: Option<usize>,
+    /// Functions listed in top.json and at the end.
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub top_k: usize,
+}
+
+/// The sample-based method, if `method` is one.
+pub fn sample_method(method: Method) -> Option<SampleMethod> {
+    match method {
+        Method::Ppo => Some(SampleMethod::Ppo),
+        Method::Reinforce => Some(SampleMethod::Reinforce),
+        Method::Random => Some(SampleMethod::Random),
+        Method::Evolution => Some(SampleMethod::Evolution),
+        Method::Exhaustive => Some(SampleMethod::Exhaustive),
+        _ => None,
+    }
+}
+
+/// The values a preset gives the sample-based searches.
+struct Defaults {
+    budget: usize,
+    batch_children: usize,
+    network: Network,
+    steps: usize,
+    subset: Option<usize>,
+    population: usize,
+    tournament: usize,
+}
+
+fn defaults(preset: PresetArg) -> Result<Defaults> {
+    match preset {
+        PresetArg::Seed | PresetArg::Paper => Ok(Defaults {
+            budget: 1000,
+            batch_children: 8,
+            network: Network::Resnet20,
+            steps: 10000,
+            subset: None,
+            population: 20,
+            tournament: 5,
+        }),
+        PresetArg::Quick => Ok(Defaults {
+            budget: 16,
+            batch_children: 4,
+            network: Network::Resnet8,
+            steps: 200,
+            subset: Some(5000),
+            population: 4,
+            tournament: 2,
+        }),
+        PresetArg::Grafs => bail!("--preset grafs is for the one-shot methods; use --preset paper or quick with a sample-based method"),
+    }
+}
+
+/// Flags of the one-shot searches that mean nothing here: an error names them.
+fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
+    let given: Vec<&str> = [
+        ("--epochs", args.epochs.is_some()),
+        ("--accumulate", args.accumulate.is_some()),
+        ("--arch-lr", args.arch_lr.is_some()),
+        ("--shared-cell", args.shared_cell),
+        ("--test-subset", args.test_subset.is_some()),
+        ("--network (children use --child-network)", args.network.is_some()),
+        ("--seeds (run one search per seed with --seed N --out DIR-N)", !args.seeds.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, on)| on.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        bail!("{} only apply to the one-shot methods (darts, darts2, gdas, drnas, grafs)", given.join(", "));
+    }
+    Ok(())
+}
+
+pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
+    reject_one_shot_flags(args)?;
+    let d = defaults(args.preset)?;
+    let s = &args.sample;
+    let space = TokenSpace::parse(&args.space)?;
+    let threads = super::backend::thread_count(args.common.threads)?;
+    let per_child = (threads / s.workers).max(1);
+    let budget = s.budget.unwrap_or(d.budget);
+    let config = SampleConfig {
+        method,
+        space: args.space.clone(),
+        budget,
+        batch_children: s.batch_children.unwrap_or(d.batch_children),
+        seed: args.seed,
+        child: ChildRecipe {
+            network: s.child_network.unwrap_or(d.network),
+            steps: s.child_steps.unwrap_or(d.steps),
+            batch_size: args.batch_size.unwrap_or(128),
+            lr: args.lr.unwrap_or(0.1),
+            momentum: 0.9,
+            weight_decay: args.weight_decay.unwrap_or(5e-4),
+            augment: args.augment == "standard",
+            subset: args.subset.or(d.subset),
+            train_portion: args.train_portion.unwrap_or(0.8),
+        },
+        dataset: args.common.dataset.clone(),
+        data_dir: args.common.data_dir.clone(),
+        population: s.population.unwrap_or(d.population),
+        tournament: s.tournament.unwrap_or(d.tournament),
+        policy: PolicyConfig {
+            rule: if method == SampleMethod::Reinforce { Rule::Reinforce } else { Rule::Ppo { epochs: s.ppo_epochs, clip: CLIP } },
+            controller: ControllerConfig::default(),
+            lr: s.controller_lr,
+            entropy_weight: s.entropy_weight,
+            baseline_decay: 0.95,
+        },
+        max_proposals: s.max_proposals.unwrap_or(budget.saturating_mul(20)),
+        top_k: s.top_k,
+        executor: "local".into(),
+        workers: s.workers,
+        threads: per_child,
+        backend: args.common.backend.name().to_string(),
+        out: args.out.clone().unwrap_or_else(|| super::search::default_out(method.name(), &args.space)),
+    };
+    validate(&config)?;
+    // The device must exist here before children are started to use it.
+    args.common.backend.device()?;
+    let progress = Progress::new();
+    progress.println(&format!(
+        "actsearch search: {} over the {} ({}), budget {}, children {} x {} steps on {}, {} worker(s) x {} thread(s) -> {}",
+        method.name(),
+        config.space,
+        space.describe(),
+        config.budget,
+        config.child.network.name(),
+        config.child.steps,
+        config.dataset,
+        config.workers,
+        config.threads,
+        config.out.display()
+    ));
+    warm_data(&config, &progress)?;
+    let mut executor = LocalExecutor::new(config.workers)?;
+    let outcome = crate::search::sample::run::run(&config, &mut executor, args.resume, &progress)?;
+    progress.finish();
+    if outcome.stopped {
+        return stdout(&format!(
+            "stopped: {} functions trained are kept in {}; continue with the same command and --resume\n",
+            outcome.trained,
+            config.out.join("search.db").display()
+        ));
+    }
+    let mut text = String::new();
+    if let Some(why) = &outcome.ended_early {
+        text += &format!("note: the search ended before its budget: {why}\n");
+    }
+    text += &format!(
+        "{} distinct functions trained ({} proposals); the best, by validation accuracy of the child:\n",
+        outcome.trained, outcome.proposals
+    );
+    for t in &outcome.top {
+        text += &format!("{:>3}. {:.4}  {}\n", t.rank, t.reward, crate::report::shown(&t.formula));
+    }
+    text += &format!("store: {}, top functions: {}\n", config.out.join("search.db").display(), config.out.join("top.json").display());
+    stdout(&text)?;
+    let Some(best) = outcome.top.first() else {
+        bail!("no child trained successfully; see {}", config.out.join("log.log").display());
+    };
+    if args.then_eval {
+        return super::search::compare(args, config.seed, &config.dataset, &config.out, &best.formula, &[]);
+    }
+    stdout(&format!("train the best from scratch with\n  actsearch eval --activation \"{}\" --seeds 0,1,2\n", best.formula))
+}
+
+/// Loads the data once in this process: a bad --dataset fails before any child starts, and
+/// the children then find the decoded images in the cache.
+fn warm_data(config: &SampleConfig, progress: &Progress) -> Result<()> {
+    use crate::data::{DatasetSpec, SplitConfig, load_splits};
+    let spec = DatasetSpec::parse(&config.dataset)?;
+    let split = SplitConfig {
+        train_portion: config.child.train_portion,
+        subset: config.child.subset,
+        test_subset: Some(1),
+        seed: config.seed,
+    };
+    let splits = load_splits(&spec, &config.data_dir, &split, progress)?;
+    if splits.train.len() < config.child.batch_size {
+        bail!(
+            "the training split has {} images, fewer than one batch of {}; lower --batch-size or raise --subset",
+            splits.train.len(),
+            config.child.batch_size
+        );
+    }
+    Ok(())
+}
+
+fn validate(c: &SampleConfig) -> Result<()> {
+    if c.child.batch_size < 2 {
+        bail!("--batch-size must be at least 2 (BatchNorm needs two images to train)");
+    }
+    for (flag, v) in [("--lr", c.child.lr), ("--controller-lr", c.policy.lr)] {
+        if !(v > 0.0 && v.is_finite()) {
+            bail!("{flag} must be a positive number, got {v}");
+        }
+    }
+    if !(c.child.train_portion > 0.0 && c.child.train_portion < 1.0) {
+        bail!("--train-portion must be in (0, 1) for a sample-based search (the rest scores the children), got {}", c.child.train_portion);
+    }
+    if !(c.child.weight_decay >= 0.0 && c.child.weight_decay.is_finite()) {
+        bail!("--weight-decay must be finite and not negative, got {}", c.child.weight_decay);
+    }
+    if !(c.policy.entropy_weight >= 0.0 && c.policy.entropy_weight.is_finite()) {
+        bail!("--entropy-weight must be finite and not negative, got {}", c.policy.entropy_weight);
+    }
+    if c.method == SampleMethod::Evolution && c.tournament > c.population {
+        bail!("--tournament ({}) must not exceed --population ({})", c.tournament, c.population);
+    }
+    if c.child.subset == Some(0) {
+        bail!("--subset must be at least 1");
+    }
+    Ok(())
+}

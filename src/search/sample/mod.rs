@@ -1,0 +1,27 @@
+//! Sample-based searches (Ramachandran, Zoph & Le 2017 and its controls): propose an
+//! activation function as a token sequence, train a child network with it, and learn from the
+//! reward. The pipeline, top-down:
+//!
+//! - [`space`]: the discrete spaces (`core1`, `core2`, and the cells one op per position);
+//! - [`screen`]: the identity of a proposal (canonical formula, fingerprint) and whether it
+//!   is worth training;
+//! - [`method`]: what a method is to the loop; [`random`], [`evolution`], [`exhaustive`],
+//!   and the LSTM [`controller`] trained by [`policy`] with [`ppo`]'s or [`reinforce`]'s loss;
+//! - [`child`]: one child's spec, training and result file (`actsearch child`);
+//! - [`store`]: `search.db`;
+//! - [`run`]: the loop that ties them together on one budget, through an executor
+//!   (`search::exec`).
+
+pub mod child;
+pub mod controller;
+pub mod evolution;
+pub mod exhaustive;
+pub mod method;
+pub mod policy;
+pub mod ppo;
+pub mod random;
+pub mod reinforce;
+pub mod run;
+pub mod screen;
+pub mod space;
+pub mod store;

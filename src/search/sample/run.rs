@@ -1,0 +1,861 @@
+//! The loop of every sample-based search, on one fair budget: the method proposes a batch of
+//! sequences; each is decoded to a formula, screened (`screen`) and looked up by fingerprint
+//! in the store; new functions become child specs that the executor runs; the rewards go back
+//! to the method; the rows and the method's checkpoint are committed together. `--budget`
+//! counts distinct functions trained: a repeat gets its stored reward for free and a rejected
+//! function gets reward 0, and neither counts.
+//!
+//! Resuming: the method's state at the last committed iteration is restored, so it proposes
+//! the same batch again; proposals already in the store keep their rows, children whose
+//! result file exists are collected without training, and only the rest run. The store then
+//! ends equal to that of an uninterrupted search.
+//!
+//! Outputs, rewritten from the store after every iteration: `children.jsonl`, `top.json`,
+//! `errors.json`; `log.log` gets a line per child and per iteration and ends with the top
+//! functions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::child::{ChildResult, ChildSpec, Status, read_result, result_path, write_spec};
+use super::evolution::Evolution;
+use super::exhaustive::Exhaustive;
+use super::method::Method;
+use super::policy::{PolicyConfig, PolicySearch, Rule};
+use super::random::RandomSearch;
+use super::screen::{Screen, screen};
+use super::space::TokenSpace;
+use super::store::{Checkpoint, Row, Store};
+use crate::files::write_atomic;
+use crate::model::Network;
+use crate::observer::{Event, Observer};
+use crate::search::exec::{Executor, Outcome, Task};
+use crate::train::run_dir::{CONFIG_FILE, RunDir, RunLog};
+
+/// The methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleMethod {
+    Ppo,
+    Reinforce,
+    Random,
+    Evolution,
+    Exhaustive,
+}
+
+impl SampleMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleMethod::Ppo => "ppo",
+            SampleMethod::Reinforce => "reinforce",
+            SampleMethod::Random => "random",
+            SampleMethod::Evolution => "evolution",
+            SampleMethod::Exhaustive => "exhaustive",
+        }
+    }
+}
+
+/// How each child trains (the same for every child of a search).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildRecipe {
+    pub network: Network,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub augment: bool,
+    pub subset: Option<usize>,
+    pub train_portion: f64,
+}
+
+/// The full configuration of a sample-based search (`config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleConfig {
+    pub method: SampleMethod,
+    pub space: String,
+    /// Distinct functions to train.
+    pub budget: usize,
+    /// Proposals per controller iteration.
+    pub batch_children: usize,
+    pub seed: u64,
+    pub child: ChildRecipe,
+    pub dataset: String,
+    pub data_dir: PathBuf,
+    /// Evolution's population and tournament sizes.
+    pub population: usize,
+    pub tournament: usize,
+    /// PPO's and REINFORCE's controller training.
+    pub policy: PolicyConfig,
+    /// The search stops after this many proposals even if the budget is not spent (a policy
+    /// that keeps proposing functions it has seen).
+    pub max_proposals: usize,
+    pub top_k: usize,
+    pub executor: String,
+    pub workers: usize,
+    /// Threads of each child.
+    pub threads: usize,
+    pub backend: String,
+    pub out: PathBuf,
+}
+
+/// The method `config` names, fresh.
+pub fn build_method(config: &SampleConfig, space: &TokenSpace, device: &burn::prelude::Device) -> Result<Box<dyn Method>> {
+    let sizes: Vec<usize> = space.steps().iter().map(|s| s.choices.len()).collect();
+    let mut policy = config.policy;
+    Ok(match config.method {
+        SampleMethod::Random => Box::new(RandomSearch::new(sizes, config.seed)),
+        SampleMethod::Exhaustive => Box::new(Exhaustive::new(sizes)),
+        SampleMethod::Evolution => Box::new(Evolution::new(sizes, config.population, config.tournament, config.seed)?),
+        SampleMethod::Ppo | SampleMethod::Reinforce => {
+            if config.method == SampleMethod::Reinforce {
+                policy.rule = Rule::Reinforce;
+            } else if policy.rule == Rule::Reinforce {
+                bail!("the ppo method needs a PPO rule");
+            }
+            Box::new(PolicySearch::new(space.clone(), policy, config.seed, device))
+        }
+    })
+}
+
+/// One controller iteration's record (`errors.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Iteration {
+    pub iteration: usize,
+    pub proposals: usize,
+    pub mean_reward: f64,
+    pub best_reward: f64,
+    pub entropy: Option<f64>,
+    /// Distinct functions trained so far.
+    pub children: usize,
+}
+
+/// One of the best functions (`top.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    pub rank: usize,
+    pub formula: String,
+    pub reward: f64,
+    pub fingerprint: String,
+    pub child: usize,
+    /// Other spellings of the same function that were proposed.
+    pub equivalent: Vec<String>,
+}
+
+/// What a finished (or stopped) search reports.
+#[derive(Clone, Debug)]
+pub struct SampleOutcome {
+    pub top: Vec<Top>,
+    pub trained: usize,
+    pub proposals: usize,
+    /// Why the search ended before its budget, if it did.
+    pub ended_early: Option<String>,
+    /// True when the user stopped it (Ctrl-C): `--resume` continues.
+    pub stopped: bool,
+}
+
+/// How often the loop looks at the executor.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Runs (or resumes) the search `config` with children run by `executor`.
+pub fn run(config: &SampleConfig, executor: &mut dyn Executor, resume: bool, obs: &dyn Observer) -> Result<SampleOutcome> {
+    let space = TokenSpace::parse(&config.space)?;
+    if config.budget == 0 {
+        bail!("--budget must be at least 1");
+    }
+    if config.batch_children == 0 {
+        bail!("--batch-children must be at least 1");
+    }
+    let out = &config.out;
+    let (_dir, _start) = RunDir::open(out, config, resume)?;
+    write_atomic(&out.join(CONFIG_FILE), serde_json::to_string_pretty(config)?.as_bytes())?;
+    let mut store = Store::open(&out.join("search.db"))?;
+    let mut log = RunLog::open(&out.join("log.log"), obs)?;
+    let device = burn::prelude::Device::flex();
+    let mut method = build_method(config, &space, &device)?;
+
+    let mut iterations: Vec<Iteration> = Vec::new();
+    let mut next_id = 0;
+    match store.checkpoint()? {
+        Some(cp) => {
+            method.load_state(&cp.method["state"]).context("cannot restore the search's state from search.db")?;
+            iterations = serde_json::from_value(cp.method["errors"].clone()).unwrap_or_default();
+            next_id = cp.next_id;
+            log.line(&format!("resuming after iteration {} ({} proposals stored)", cp.iterations, next_id))?;
+        }
+        None => log.line(&format!(
+            "{} search of {}: budget {} distinct functions, {} per iteration; children: {} for {} steps",
+            config.method.name(),
+            space.describe(),
+            config.budget,
+            config.batch_children,
+            config.child.network.name(),
+            config.child.steps
+        ))?,
+    }
+
+    let mut ended_early = None;
+    let mut stopped = false;
+    loop {
+        let rows = store.rows()?;
+        let trained = rows.iter().filter(|r| r.id < next_id && r.trained()).count();
+        let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(0.0, f64::max);
+        if trained >= config.budget {
+            break;
+        }
+        if next_id >= config.max_proposals {
+            ended_early = Some(format!(
+                "{next_id} proposals made (--max-proposals) with {trained} of {} distinct functions trained: the method keeps proposing functions it has seen",
+                config.budget
+            ));
+            break;
+        }
+        let proposals = method.propose(config.batch_children)?;
+        if proposals.is_empty() {
+            ended_early = Some(format!("every sequence of the {} space was proposed", space.name));
+            break;
+        }
+        let step = iterations.len();
+        let mut it = IterationRun::new(config, &space, &mut store, next_id, step, trained, best, obs);
+        let kept = match it.run(&proposals, executor, &mut log)? {
+            Some(kept) => kept,
+            None => {
+                stopped = true;
+                break;
+            }
+        };
+        let (new_rows, rewards, trained_in_batch) = it.finish()?;
+        let batch: Vec<(Vec<usize>, f64)> = proposals[..kept].iter().cloned().zip(rewards.iter().copied()).collect();
+        let learned = method.learn(&batch)?;
+        let children = trained + trained_in_batch;
+        let record = Iteration {
+            iteration: step + 1,
+            proposals: kept,
+            mean_reward: mean(&rewards),
+            best_reward: rewards.iter().copied().fold(0.0, f64::max),
+            entropy: learned.entropy,
+            children,
+        };
+        iterations.push(record.clone());
+        next_id += kept;
+        let state = serde_json::json!({ "state": method.state()?, "errors": iterations });
+        let checkpoint = Checkpoint { iterations: iterations.len(), next_id, method: state };
+        store.commit_iteration(&new_rows, &checkpoint)?;
+        write_outputs(out, &store.rows()?, &iterations, config)?;
+        let entropy = record.entropy.map_or(String::new(), |h| format!(", entropy {h:.3}"));
+        log.line(&format!(
+            "iteration {}: {} proposals, mean reward {:.4}, best {:.4}{entropy}, {}/{} trained",
+            record.iteration, kept, record.mean_reward, record.best_reward, children, config.budget
+        ))?;
+        if kept < proposals.len() {
+            break;
+        }
+    }
+    let rows = store.rows()?;
+    write_outputs(out, &rows, &iterations, config)?;
+    let top = top_functions(&rows, config.top_k);
+    let trained = rows.iter().filter(|r| r.trained()).count();
+    if stopped {
+        log.line(&format!("stopped: {trained} functions trained are kept in search.db; --resume continues"))?;
+    } else {
+        if let Some(why) = &ended_early {
+            log.line(&format!("ended before the budget: {why}"))?;
+        }
+        log.line(&format!("finished: {trained} distinct functions trained, {} proposals", rows.len()))?;
+        for t in &top {
+            log.line(&format!("top {}: {} reward {:.4} (child {})", t.rank, t.formula, t.reward, t.child))?;
+        }
+    }
+    Ok(SampleOutcome { top, trained, proposals: rows.len(), ended_early, stopped })
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+/// What one proposal became.
+enum Slot {
+    /// Its row is known (stored, rejected, or a repeat of a stored child).
+    Done(Row),
+    /// A new function, trained by child `id`.
+    Training,
+    /// A repeat of proposal `id` of this iteration, still training.
+    RepeatOf(usize),
+}
+
+/// One iteration's proposals on their way to rows.
+struct IterationRun<'a> {
+    config: &'a SampleConfig,
+    space: &'a TokenSpace,
+    store: &'a mut Store,
+    first_id: usize,
+    step: usize,
+    trained_before: usize,
+    best_before: f64,
+    obs: &'a dyn Observer,
+    slots: Vec<Slot>,
+    /// Formula, fingerprint and tokens of each proposal.
+    meta: Vec<(String, Option<u64>, String)>,
+    /// Rows of children trained in this iteration, stored as they finished.
+    stored: Vec<Row>,
+}
+
+impl<'a> IterationRun<'a> {
+    fn new(
+        config: &'a SampleConfig,
+        space: &'a TokenSpace,
+        store: &'a mut Store,
+        first_id: usize,
+        step: usize,
+        trained_before: usize,
+        best_before: f64,
+        obs: &'a dyn Observer,
+    ) -> Self {
+        let (slots, meta, stored) = (Vec::new(), Vec::new(), Vec::new());
+        IterationRun { config, space, store, first_id, step, trained_before, best_before, obs, slots, meta, stored }
+    }
+
+    fn row(&self, id: usize, status: Status, reward: f64, reason: Option<String>, same_as: Option<usize>) -> Row {
+        let (formula, fingerprint, tokens) = self.meta[id - self.first_id].clone();
+        Row {
+            id,
+            formula,
+            fingerprint,
+            tokens,
+            reward,
+            status,
+            reason,
+            seconds: 0.0,
+            method: self.config.method.name().to_string(),
+            controller_step: self.step,
+            job_id: None,
+            train_loss: None,
+            same_as,
+        }
+    }
+
+    /// Classifies the proposals, trains the new ones, and returns how many proposals were
+    /// kept (the tail past the budget is dropped), or None when the user stopped the search.
+    fn run(&mut self, proposals: &[Vec<usize>], executor: &mut dyn Executor, log: &mut RunLog) -> Result<Option<usize>> {
+        let mut new_in_batch = 0;
+        let mut first_of: HashMap<u64, usize> = HashMap::new();
+        let mut tasks: Vec<usize> = Vec::new();
+        for (i, tokens) in proposals.iter().enumerate() {
+            let id = self.first_id + i;
+            let candidate = self.space.decode(tokens)?;
+            let formula = candidate.formula.to_string();
+            let verdict = screen(&candidate.formula, &candidate.init);
+            let fingerprint = match &verdict {
+                Screen::Train { fingerprint } => Some(*fingerprint),
+                Screen::Reject { fingerprint, .. } => *fingerprint,
+            };
+            self.meta.push((formula.clone(), fingerprint, self.space.tokens_text(tokens)));
+            if let Some(row) = self.store.row(id)? {
+                if row.trained() {
+                    new_in_batch += 1;
+                    if let Some(fp) = row.fingerprint {
+                        first_of.entry(fp).or_insert(id);
+                    }
+                }
+                self.slots.push(Slot::Done(row));
+                continue;
+            }
+            let fp = match verdict {
+                Screen::Reject { reason, .. } => {
+                    self.slots.push(Slot::Done(self.row(id, Status::Rejected, 0.0, Some(reason), None)));
+                    continue;
+                }
+                Screen::Train { fingerprint } => fingerprint,
+            };
+            if let Some(original) = self.store.trained_with(fp)?.filter(|r| r.id < self.first_id) {
+                let reason = format!("same function as child {}", original.id);
+                let row = self.row(id, original.status, original.reward, Some(reason), Some(original.id));
+                self.slots.push(Slot::Done(row));
+                continue;
+            }
+            if let Some(&original) = first_of.get(&fp) {
+                self.slots.push(Slot::RepeatOf(original));
+                continue;
+            }
+            if self.trained_before + new_in_batch >= self.config.budget {
+                // The budget is spent: this proposal and the rest of the batch are dropped.
+                self.slots.truncate(i);
+                self.meta.truncate(i);
+                return self.train(&tasks, executor, log).map(|done| done.then_some(i));
+            }
+            new_in_batch += 1;
+            first_of.insert(fp, id);
+            self.slots.push(Slot::Training);
+            let spec = self.spec(id, &formula, candidate.init);
+            let spec_path = self.child_dir(id).join("spec.json");
+            std::fs::create_dir_all(self.child_dir(id))?;
+            write_spec(&spec_path, &spec)?;
+            tasks.push(id);
+        }
+        let done = self.train(&tasks, executor, log)?;
+        Ok(done.then_some(proposals.len()))
+    }
+
+    fn child_dir(&self, id: usize) -> PathBuf {
+        self.config.out.join("children").join(id.to_string())
+    }
+
+    fn spec(&self, id: usize, formula: &str, init: Vec<f64>) -> ChildSpec {
+        let c = &self.config.child;
+        ChildSpec {
+            id,
+            tokens: self.meta[id - self.first_id].2.clone(),
+            formula: formula.to_string(),
+            init,
+            network: c.network,
+            dataset: self.config.dataset.clone(),
+            data_dir: self.config.data_dir.clone(),
+            steps: c.steps,
+            batch_size: c.batch_size,
+            lr: c.lr,
+            momentum: c.momentum,
+            weight_decay: c.weight_decay,
+            augment: c.augment,
+            subset: c.subset,
+            train_portion: c.train_portion,
+            seed: self.config.seed,
+            threads: self.config.threads,
+            backend: self.config.backend.clone(),
+        }
+    }
+
+    /// Runs the children `ids` (collecting results that are already there); false when the
+    /// user stopped the search (the executor's tasks are then cancelled).
+    fn train(&mut self, ids: &[usize], executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
+        let mut waiting = 0;
+        for &id in ids {
+            let spec = self.child_dir(id).join("spec.json");
+            if let Some(result) = read_result(&result_path(&spec))? {
+                self.record(id, result, None, log)?;
+                continue;
+            }
+            let job = executor.submit(Task { id, spec, threads: self.config.threads })?;
+            if let Some(job) = &job {
+                self.store.set_job(id, job)?;
+            }
+            waiting += 1;
+        }
+        let mut started = Instant::now();
+        while waiting > 0 {
+            if self.obs.should_stop() {
+                executor.cancel_all()?;
+                return Ok(false);
+            }
+            let ended = executor.poll()?;
+            if ended.is_empty() {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            for (id, outcome) in ended {
+                waiting -= 1;
+                let spec = self.child_dir(id).join("spec.json");
+                let elapsed = started.elapsed().as_secs_f64();
+                let result = match (read_result(&result_path(&spec)), outcome) {
+                    (Ok(Some(r)), _) => r,
+                    (Ok(None), Outcome::Exited) => ChildResult::failed(id, "the child exited without a result".into(), elapsed),
+                    (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
+                    (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed),
+                };
+                let job = self.store.job(id)?;
+                self.record(id, result, job, log)?;
+            }
+            started = Instant::now();
+        }
+        Ok(true)
+    }
+
+    /// Stores the row of a trained child as soon as its result is in.
+    fn record(&mut self, id: usize, result: ChildResult, job: Option<String>, log: &mut RunLog) -> Result<()> {
+        let reward = if result.status == Status::Ok && result.reward.is_finite() { result.reward } else { 0.0 };
+        let mut row = self.row(id, result.status, reward, result.error.clone(), None);
+        row.seconds = result.seconds;
+        row.train_loss = result.train_loss;
+        row.job_id = job;
+        self.store.insert(std::slice::from_ref(&row))?;
+        let what = match result.status {
+            Status::Ok => format!("reward {reward:.4}"),
+            other => format!("{} ({})", other.name(), result.error.as_deref().unwrap_or("no reason given")),
+        };
+        log.line(&format!("child {id}: {} {what} in {:.1} s", row.formula, row.seconds))?;
+        self.stored.push(row);
+        let trained = self.trained_before + self.stored.len();
+        let best = self.stored.iter().map(|r| r.reward).fold(self.best_before, f64::max);
+        self.obs.event(Event::Children { done: trained, budget: self.config.budget, best, current: self.meta[id - self.first_id].0.clone() });
+        Ok(())
+    }
+
+    /// The rows not yet stored (rejections, repeats), every kept proposal's reward, and how
+    /// many of them were trained.
+    fn finish(&mut self) -> Result<(Vec<Row>, Vec<f64>, usize)> {
+        let mut rows = Vec::new();
+        let mut trained = 0;
+        let mut rewards = Vec::with_capacity(self.slots.len());
+        let reward_of: HashMap<usize, Row> = self.stored.iter().map(|r| (r.id, r.clone())).collect();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let id = self.first_id + i;
+            match slot {
+                Slot::Done(row) => {
+                    rewards.push(row.reward);
+                    trained += row.trained() as usize;
+                    if self.store.row(id)?.is_none() {
+                        rows.push(row.clone());
+                    }
+                }
+                Slot::Training => {
+                    let row = match reward_of.get(&id) {
+                        Some(r) => r.clone(),
+                        None => self.store.row(id)?.with_context(|| format!("child {id} has no row"))?,
+                    };
+                    rewards.push(row.reward);
+                    trained += 1;
+                }
+                Slot::RepeatOf(original) => {
+                    let o = match reward_of.get(original) {
+                        Some(r) => r.clone(),
+                        None => self.store.row(*original)?.with_context(|| format!("child {original} has no row"))?,
+                    };
+                    let reason = format!("same function as child {original}");
+                    rewards.push(o.reward);
+                    rows.push(self.row(id, o.status, o.reward, Some(reason), Some(*original)));
+                }
+            }
+        }
+        Ok((rows, rewards, trained))
+    }
+}
+
+/// The best `k` distinct functions (by fingerprint), best first; ties go to the earlier child.
+pub fn top_functions(rows: &[Row], k: usize) -> Vec<Top> {
+    let mut best: Vec<&Row> = rows.iter().filter(|r| r.trained() && r.status == Status::Ok).collect();
+    best.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.id.cmp(&b.id)));
+    best.iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, r)| {
+            let mut equivalent: Vec<String> = rows
+                .iter()
+                .filter(|o| o.fingerprint == r.fingerprint && o.formula != r.formula)
+                .map(|o| o.formula.clone())
+                .collect();
+            equivalent.sort();
+            equivalent.dedup();
+            Top {
+                rank: i + 1,
+                formula: r.formula.clone(),
+                reward: r.reward,
+                fingerprint: r.fingerprint.map_or(String::new(), |f| format!("{f:016x}")),
+                child: r.id,
+                equivalent,
+            }
+        })
+        .collect()
+}
+
+/// `children.jsonl`, `top.json` and `errors.json` from the store.
+fn write_outputs(out: &Path, rows: &[Row], iterations: &[Iteration], config: &SampleConfig) -> Result<()> {
+    let mut lines = String::new();
+    for r in rows.iter().filter(|r| r.trained() && r.status != Status::Failed) {
+        lines.push_str(&serde_json::json!({ "child": r.id, "formula": r.formula, "reward": r.reward }).to_string());
+        lines.push('\n');
+    }
+    write_atomic(&out.join("children.jsonl"), lines.as_bytes())?;
+    let top = top_functions(rows, config.top_k);
+    write_atomic(&out.join("top.json"), serde_json::to_string_pretty(&top)?.as_bytes())?;
+    // NASLib's layout, as every errors.json: one array per quantity, one entry per iteration.
+    let column = |f: fn(&Iteration) -> serde_json::Value| iterations.iter().map(f).collect::<Vec<_>>();
+    let errors = serde_json::json!({
+        "method": config.method.name(),
+        "space": config.space,
+        "seed": config.seed,
+        "network": config.child.network.name(),
+        "dataset": config.dataset,
+        "activation": top.first().map_or(String::new(), |t| t.formula.clone()),
+        "budget": config.budget,
+        "iteration": column(|i| i.iteration.into()),
+        "proposals": column(|i| i.proposals.into()),
+        "mean_reward": column(|i| i.mean_reward.into()),
+        "best_reward": column(|i| i.best_reward.into()),
+        "entropy": column(|i| i.entropy.into()),
+        "children": column(|i| i.children.into()),
+    });
+    write_atomic(&out.join("errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observer::Silent;
+    use crate::search::sample::child::write_result;
+    use crate::search::sample::controller::ControllerConfig;
+    use crate::search::sample::policy::Rule;
+
+    fn config(method: SampleMethod, out: &Path, budget: usize) -> SampleConfig {
+        SampleConfig {
+            method,
+            space: "core1".into(),
+            budget,
+            batch_children: 8,
+            seed: 0,
+            child: ChildRecipe {
+                network: Network::Resnet8,
+                steps: 1,
+                batch_size: 2,
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                augment: false,
+                subset: None,
+                train_portion: 0.8,
+            },
+            dataset: "synthetic".into(),
+            data_dir: "data".into(),
+            population: 8,
+            tournament: 3,
+            policy: PolicyConfig {
+                rule: Rule::Ppo { epochs: 4, clip: 0.2 },
+                controller: ControllerConfig::default(),
+                lr: 0.01,
+                entropy_weight: 0.0,
+                baseline_decay: 0.9,
+            },
+            max_proposals: budget * 20,
+            top_k: 5,
+            executor: "test".into(),
+            workers: 1,
+            threads: 1,
+            backend: "flex".into(),
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// Children scored by a function of their tokens, without training: the result file is
+    /// written at submission. `die_after`: the executor fails (as a killed controller would
+    /// stop) once it has run that many children.
+    struct Scored<F: FnMut(&ChildSpec) -> f64> {
+        score: F,
+        ended: Vec<usize>,
+        ran: usize,
+        die_after: Option<usize>,
+    }
+
+    impl<F: FnMut(&ChildSpec) -> f64> Scored<F> {
+        fn new(score: F) -> Self {
+            Scored { score, ended: Vec::new(), ran: 0, die_after: None }
+        }
+    }
+
+    impl<F: FnMut(&ChildSpec) -> f64> Executor for Scored<F> {
+        fn submit(&mut self, task: Task) -> Result<Option<String>> {
+            if self.die_after.is_some_and(|n| self.ran >= n) {
+                bail!("the executor died");
+            }
+            let spec = crate::search::sample::child::read_spec(&task.spec)?;
+            let reward = (self.score)(&spec);
+            let result = ChildResult { id: task.id, reward, train_loss: Some(1.0), seconds: 0.0, status: Status::Ok, error: None };
+            write_result(&result_path(&task.spec), &result)?;
+            self.ran += 1;
+            self.ended.push(task.id);
+            Ok(Some(format!("job-{}", task.id)))
+        }
+        fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
+            Ok(std::mem::take(&mut self.ended).into_iter().map(|id| (id, Outcome::Exited)).collect())
+        }
+        fn in_flight(&self) -> usize {
+            self.ended.len()
+        }
+        fn cancel_all(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The synthetic reward: the share of steps that match `identity sigmoid mul`
+    /// (`x*sigmoid(x)`), so one sequence is best and every step is learnable.
+    fn target_score(spec: &ChildSpec) -> f64 {
+        let want = ["identity", "sigmoid", "mul"];
+        let got: Vec<&str> = spec.tokens.split(' ').collect();
+        want.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / 3.0
+    }
+
+    /// errors.json's iterations, from its columns.
+    fn errors(out: &Path) -> Vec<Iteration> {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("errors.json")).unwrap()).unwrap();
+        let col = |k: &str| v[k].as_array().unwrap().clone();
+        (0..col("iteration").len())
+            .map(|i| Iteration {
+                iteration: col("iteration")[i].as_u64().unwrap() as usize,
+                proposals: col("proposals")[i].as_u64().unwrap() as usize,
+                mean_reward: col("mean_reward")[i].as_f64().unwrap(),
+                best_reward: col("best_reward")[i].as_f64().unwrap(),
+                entropy: col("entropy")[i].as_f64(),
+                children: col("children")[i].as_u64().unwrap() as usize,
+            })
+            .collect()
+    }
+
+    /// Every proposal's reward, in order (repeats and rejections included).
+    fn all_rewards(out: &Path) -> Vec<f64> {
+        Store::open(&out.join("search.db")).unwrap().rows().unwrap().iter().map(|r| r.reward).collect()
+    }
+
+    #[test]
+    fn ppo_learns_the_synthetic_reward_and_beats_random_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ppo_mean, mut random_mean) = (0.0, 0.0);
+        for seed in 0..3 {
+            for method in [SampleMethod::Ppo, SampleMethod::Random] {
+                let out = dir.path().join(format!("{}-{seed}", method.name()));
+                let mut c = config(method, &out, 100);
+                c.seed = seed;
+                c.policy.lr = 0.05;
+                c.max_proposals = 320;
+                let mut ex = Scored::new(target_score);
+                let outcome = run(&c, &mut ex, false, &Silent).unwrap();
+                assert!(!outcome.stopped);
+                let rewards = all_rewards(&out);
+                let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+                if method == SampleMethod::Ppo {
+                    let its = errors(&out);
+                    let k = 3.min(its.len() / 2);
+                    let early: f64 = its[..k].iter().map(|i| i.mean_reward).sum::<f64>() / k as f64;
+                    let late: f64 = its[its.len() - k..].iter().map(|i| i.mean_reward).sum::<f64>() / k as f64;
+                    assert!(late > early + 0.2, "seed {seed}: PPO's mean reward went from {early:.3} to {late:.3}");
+                    assert!(its.iter().all(|i| i.entropy.is_some()));
+                    ppo_mean += mean;
+                } else {
+                    random_mean += mean;
+                }
+            }
+        }
+        assert!(ppo_mean > random_mean + 0.3, "PPO {ppo_mean:.3} vs random {random_mean:.3} (sums over 3 seeds)");
+    }
+
+    /// The store of a search stopped part-way and resumed equals that of a search run at once,
+    /// and nothing stored is trained again.
+    #[test]
+    fn resume_equals_uninterrupted() {
+        for method in [SampleMethod::Ppo, SampleMethod::Reinforce, SampleMethod::Random, SampleMethod::Evolution, SampleMethod::Exhaustive] {
+            let dir = tempfile::tempdir().unwrap();
+            let straight = dir.path().join("straight");
+            let mut ex = Scored::new(target_score);
+            run(&config(method, &straight, 20), &mut ex, false, &Silent).unwrap();
+            let trained_once = ex.ran;
+
+            let broken = dir.path().join("broken");
+            let c = config(method, &broken, 20);
+            let mut ex = Scored::new(target_score);
+            ex.die_after = Some(11);
+            assert!(run(&c, &mut ex, false, &Silent).is_err());
+            let mut ex2 = Scored::new(target_score);
+            run(&c, &mut ex2, true, &Silent).unwrap();
+            assert_eq!(ex.ran + ex2.ran, trained_once, "{}: a stored child was trained again", method.name());
+
+            let strip = |rows: Vec<Row>| rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect::<Vec<_>>();
+            let a = strip(Store::open(&straight.join("search.db")).unwrap().rows().unwrap());
+            let b = strip(Store::open(&broken.join("search.db")).unwrap().rows().unwrap());
+            assert_eq!(a, b, "{}", method.name());
+            assert_eq!(errors(&straight), errors(&broken));
+            for file in ["children.jsonl", "top.json"] {
+                assert_eq!(std::fs::read_to_string(straight.join(file)).unwrap(), std::fs::read_to_string(broken.join(file)).unwrap());
+            }
+            assert_eq!(a.iter().filter(|r| r.trained()).count(), 20);
+        }
+    }
+
+    /// A method that proposes given sequences once.
+    struct Fixed(Vec<Vec<usize>>);
+
+    impl Method for Fixed {
+        fn propose(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
+            let k = n.min(self.0.len());
+            Ok(self.0.drain(..k).collect())
+        }
+        fn learn(&mut self, _: &[(Vec<usize>, f64)]) -> Result<Learned> {
+            Ok(Learned::default())
+        }
+        fn state(&self) -> Result<serde_json::Value> {
+            Ok(serde_json::json!(self.0))
+        }
+        fn load_state(&mut self, s: &serde_json::Value) -> Result<()> {
+            self.0 = serde_json::from_value(s.clone())?;
+            Ok(())
+        }
+    }
+
+    use super::super::method::Learned;
+
+    #[test]
+    fn the_same_function_is_trained_once_and_useless_ones_not_at_all() {
+        let space = TokenSpace::parse("core1").unwrap();
+        let t = |names: &[&str]| -> Vec<usize> {
+            space.steps().iter().zip(names).map(|(s, n)| s.choices.iter().position(|c| c == n).unwrap()).collect()
+        };
+        let seqs = vec![
+            t(&["identity", "identity", "add"]), // x + x
+            t(&["identity", "neg", "sub"]),      // x - (-x): the same function
+            t(&["sin", "sin", "sub"]),           // constant 0: rejected
+            t(&["identity", "sigmoid", "mul"]),  // new
+        ];
+        assert_eq!(space.decode(&seqs[0]).unwrap().formula.fingerprint(), space.decode(&seqs[1]).unwrap().formula.fingerprint());
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(SampleMethod::Random, dir.path(), 5);
+        let mut store = Store::open(&dir.path().join("search.db")).unwrap();
+        let mut log = RunLog::open(&dir.path().join("log.log"), &Silent).unwrap();
+        let mut ex = Scored::new(|_: &ChildSpec| 0.5);
+        let mut method = Fixed(seqs);
+        let proposals = method.propose(8).unwrap();
+        let mut it = IterationRun::new(&c, &space, &mut store, 0, 0, 0, 0.0, &Silent);
+        assert_eq!(it.run(&proposals, &mut ex, &mut log).unwrap(), Some(4));
+        let (rows, rewards, trained) = it.finish().unwrap();
+        store.insert(&rows).unwrap();
+        assert_eq!(ex.ran, 2, "x + x and 2x trained once, the constant not at all");
+        assert_eq!(trained, 2);
+        assert_eq!(rewards, vec![0.5, 0.5, 0.0, 0.5]);
+        let all = store.rows().unwrap();
+        assert_eq!(all[1].same_as, Some(0));
+        assert_eq!(all[1].reason.as_deref(), Some("same function as child 0"));
+        assert_eq!(all[2].status, Status::Rejected);
+        assert!(all[2].reason.as_deref().unwrap().contains("constant"));
+        assert_eq!(all[0].job_id.as_deref(), Some("job-0"));
+    }
+
+    /// A child process that crashes is recorded as failed with its reason, and the search
+    /// goes on to its budget.
+    #[test]
+    fn a_crashed_child_is_failed_and_the_search_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        // The first child started kills itself; the others write an ok result.
+        let script = r#"id=$(basename "$(dirname "$0")")
+            if mkdir "$(dirname "$(dirname "$0")")/.crashed" 2>/dev/null; then kill -9 $$; fi
+            printf '{"id": %s, "reward": 0.25, "train_loss": 1.5, "seconds": 0.1, "status": "ok"}' "$id" > "$(dirname "$0")/result.json""#;
+        let mut ex = crate::search::exec::local::LocalExecutor::with_command(
+            vec!["sh".into(), "-c".into(), script.into()],
+            vec![],
+            2,
+        );
+        let mut c = config(SampleMethod::Random, &out, 6);
+        c.batch_children = 3;
+        let outcome = run(&c, &mut ex, false, &Silent).unwrap();
+        assert_eq!(outcome.trained, 6);
+        let rows = Store::open(&out.join("search.db")).unwrap().rows().unwrap();
+        let failed: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Failed).collect();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].reward, 0.0);
+        assert!(failed[0].reason.as_deref().unwrap().contains("killed by signal 9"), "{:?}", failed[0].reason);
+        let log = std::fs::read_to_string(out.join("log.log")).unwrap();
+        assert!(log.contains("top 1:"), "{log}");
+        // children.jsonl lists the trained children, not the failed one.
+        let lines = std::fs::read_to_string(out.join("children.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 5);
+    }
+}

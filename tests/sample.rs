@@ -1,0 +1,171 @@
+//! Sample-based search through the binary, as a user runs it, on synthetic CIFAR-10: every
+//! method writes its store, children.jsonl, top.json and a report; a controller killed with
+//! kill -9 resumes to the store of an uninterrupted search without retraining anything; a
+//! child with bad input fails cleanly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use actsearch::search::sample::child::Status;
+use actsearch::search::sample::store::{Row, Store};
+
+fn actsearch(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
+}
+
+/// A quick search's flags: ResNet-8 children of 3 steps of 8 images, 2 workers of 1 thread.
+fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a str) -> Vec<&'a str> {
+    vec![
+        "search", "--method", method, "--space", space, "--budget", budget, "--batch-children", "3",
+        "--child-network", "resnet8", "--child-steps", "3", "--batch-size", "8", "--dataset", "cifar10",
+        "--data-dir", "data", "--workers", "2", "--threads", "2", "--population", "3", "--tournament", "2",
+        "--out", out,
+    ]
+}
+
+fn rows(out: &Path) -> Vec<Row> {
+    Store::open(&out.join("search.db")).unwrap().rows().unwrap()
+}
+
+/// Rows without what differs between two runs of the same search (time, job ids).
+fn comparable(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect()
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 12);
+    dir
+}
+
+#[test]
+fn every_method_runs_end_to_end_and_the_report_reads_it() {
+    let dir = setup();
+    for (method, space) in [("random", "core1"), ("evolution", "core2"), ("ppo", "core1"), ("reinforce", "core2"), ("exhaustive", "core1")] {
+        let out = format!("runs/{method}");
+        let run = actsearch(&search_args(method, space, &out, "3"), dir.path());
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{method}: {stderr}");
+        assert!(stdout.contains("distinct functions trained"), "{method}: {stdout}");
+        assert!(stdout.contains("  1. "), "{method}: {stdout}");
+        let out = dir.path().join(&out);
+        let stored = rows(&out);
+        assert_eq!(stored.iter().filter(|r| r.trained()).count(), 3, "{method}");
+        for r in &stored {
+            assert_eq!(r.method, method);
+            assert!(r.reward.is_finite() && (0.0..=1.0).contains(&r.reward));
+            if r.status == Status::Ok && r.same_as.is_none() {
+                assert!(out.join(format!("children/{}/result.json", r.id)).is_file());
+            }
+        }
+        for file in ["config.json", "errors.json", "children.jsonl", "top.json", "log.log"] {
+            assert!(out.join(file).is_file(), "{method}: no {file}");
+        }
+        let log = std::fs::read_to_string(out.join("log.log")).unwrap();
+        assert!(log.lines().last().unwrap().starts_with("top "), "{method}: the log ends with {:?}", log.lines().last());
+        let report = actsearch(&["report", out.to_str().unwrap(), "--out", dir.path().join(format!("report-{method}")).to_str().unwrap()], dir.path());
+        assert!(report.status.success(), "{method}: {}", String::from_utf8_lossy(&report.stderr));
+        let md = std::fs::read_to_string(dir.path().join(format!("report-{method}/report.md"))).unwrap();
+        assert!(md.contains("best reward so far"), "{method}: {md}");
+    }
+}
+
+/// kill -9 of the controller while children train, then `--resume`: the final store equals an
+/// uninterrupted search's, and no child that had a result is trained again.
+#[test]
+fn a_killed_search_resumes_to_the_same_store() {
+    let dir = setup();
+    let straight = actsearch(&search_args("evolution", "core1", "runs/straight", "6"), dir.path());
+    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+
+    let args = search_args("evolution", "core1", "runs/killed", "6");
+    let out = dir.path().join("runs/killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actsearch"))
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once two children have finished (their results exist) and before the end.
+    let start = Instant::now();
+    let results = |out: &Path| -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(out.join("children")) else { return Vec::new() };
+        entries.flatten().map(|e| e.path().join("result.json")).filter(|p| p.is_file()).collect()
+    };
+    while results(&out).len() < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "the search ended before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(120), "no child finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before: Vec<(PathBuf, std::time::SystemTime)> =
+        results(&out).into_iter().map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap())).collect();
+    // The killed controller's children exit with it (--exit-with-parent).
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut resumed_args = args.clone();
+    resumed_args.push("--resume");
+    let resumed = actsearch(&resumed_args, dir.path());
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    for (path, modified) in before {
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "{} was trained again", path.display());
+    }
+    assert_eq!(comparable(rows(&out)), comparable(rows(&dir.path().join("runs/straight"))));
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    assert_eq!(read("runs/killed/children.jsonl"), read("runs/straight/children.jsonl"));
+    assert_eq!(read("runs/killed/top.json"), read("runs/straight/top.json"));
+    // Without --resume the folder is not touched.
+    let again = actsearch(&args, dir.path());
+    common::assert_clean_error(&again, "--resume");
+}
+
+#[test]
+fn bad_input_is_one_clear_error() {
+    let dir = setup();
+    let bad = actsearch(&["child", "missing.json"], dir.path());
+    common::assert_clean_error(&bad, "cannot read child spec");
+    std::fs::write(dir.path().join("bad.json"), "{\"id\": 1}").unwrap();
+    common::assert_clean_error(&actsearch(&["child", "bad.json"], dir.path()), "is not a child spec");
+
+    let mut args = search_args("random", "core1", "runs/x", "2");
+    args.extend(["--epochs", "3"]);
+    common::assert_clean_error(&actsearch(&args, dir.path()), "--epochs only apply to the one-shot methods");
+    let args = search_args("random", "core9", "runs/x", "2");
+    common::assert_clean_error(&actsearch(&args, dir.path()), "unknown search space 'core9'");
+    let mut args = search_args("evolution", "core1", "runs/x", "2");
+    args.extend(["--population", "2", "--tournament", "5"]);
+    let out = actsearch(&args, dir.path());
+    assert!(!out.status.success());
+    let one = actsearch(&["search", "--method", "grafs", "--budget", "3", "--dataset", "cifar10", "--data-dir", "data"], dir.path());
+    common::assert_clean_error(&one, "--budget only apply to the sample-based methods");
+
+    // A child whose data is missing writes a failed result and exits 1.
+    let spec = serde_json::json!({
+        "id": 4, "tokens": "identity sigmoid mul", "formula": "x*sigmoid(x)", "init": [], "network": "resnet8",
+        "dataset": "cifar10", "data_dir": "nowhere", "steps": 2, "batch_size": 8, "lr": 0.1, "momentum": 0.9,
+        "weight_decay": 0.0005, "augment": false, "subset": null, "train_portion": 0.8, "seed": 0, "threads": 1,
+        "backend": "flex"
+    });
+    std::fs::create_dir_all(dir.path().join("c4")).unwrap();
+    std::fs::write(dir.path().join("c4/spec.json"), spec.to_string()).unwrap();
+    let failed = actsearch(&["child", "c4/spec.json"], dir.path());
+    assert!(!failed.status.success());
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["reward"], 0.0);
+
+    // The same spec with the data trains and writes an ok result.
+    let mut good = spec.clone();
+    good["data_dir"] = "data".into();
+    std::fs::write(dir.path().join("c4/spec.json"), good.to_string()).unwrap();
+    let ok = actsearch(&["child", "c4/spec.json"], dir.path());
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "ok");
+}
