@@ -21,6 +21,8 @@ mod progress;
 mod report;
 mod sample;
 mod search;
+mod search_args;
+mod then_eval;
 
 use clap::{Parser, Subcommand};
 
@@ -39,7 +41,7 @@ enum Command {
     /// Search for an activation function: one-shot (darts, darts2, gdas, drnas, grafs: the
     /// network's activations become mixed cells) or sample-based (ppo, reinforce, random,
     /// evolution, exhaustive: one child network trained per proposed function).
-    Search(Box<search::SearchArgs>),
+    Search(Box<search_args::SearchArgs>),
     /// Train one child of a sample-based search from its spec (what executors run).
     Child(child::ChildArgs),
     /// List every named activation and every function usable in formulas.
@@ -80,7 +82,10 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Eval(args) => eval::run(*args),
-        Command::Search(args) => search::run(*args),
+        Command::Search(args) => match search_args::sample_method(args.method) {
+            Some(method) => sample::run(&args, method),
+            None => search::run(*args),
+        },
         Command::Child(args) => child::run(args),
         Command::Functions => functions::run(),
         Command::Data(args) => data::run(args),

@@ -2,10 +2,9 @@
 //! searches' flags, presets and output. The search itself is `search::sample::run`.
 
 use anyhow::{Result, bail};
-use clap::{Args, ValueEnum};
 
 use super::progress::Progress;
-use super::search::{Method, PresetArg, SearchArgs};
+use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
 use crate::model::Network;
 use crate::search::exec::local::LocalExecutor;
@@ -14,70 +13,6 @@ use crate::search::sample::policy::{PolicyConfig, Rule};
 use crate::search::sample::ppo::CLIP;
 use crate::search::sample::run::{ChildRecipe, SampleConfig, SampleMethod};
 use crate::search::sample::space::TokenSpace;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExecutorArg {
-    /// Child processes on this machine, --workers at a time.
-    Local,
-}
-
-/// Flags of the sample-based methods only.
-#[derive(Args, Debug)]
-pub struct SampleArgs {
-    /// Distinct functions to train; repeats and rejected functions do not count [preset:
-    /// paper 1000, quick 16].
-    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub budget: Option<usize>,
-    /// Proposals per controller iteration [preset: paper 8, quick 4].
-    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub batch_children: Option<usize>,
-    /// The network each child trains [preset: paper resnet20, quick resnet8].
-    #[arg(long, value_parser = Network::parse)]
-    pub child_network: Option<Network>,
-    /// SGD steps of each child, cosine learning rate per step [preset: paper 10000, quick 200].
-    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub child_steps: Option<usize>,
-    /// Children trained at once; --threads are divided between them.
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub workers: usize,
-    /// Where children run.
-    #[arg(long, value_enum, default_value = "local")]
-    pub executor: ExecutorArg,
-    /// Evolution: the population (the most recent children) [preset: paper 20, quick 4].
-    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub population: Option<usize>,
-    /// Evolution: the tournament drawn from the population for each parent [preset: paper 5, quick 2].
-    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub tournament: Option<usize>,
-    /// PPO/REINFORCE: Adam's learning rate of the LSTM controller (high for a controller: a
-    /// CPU budget gives it tens of updates, not the thousands of the papers).
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
-    pub controller_lr: f64,
-    /// PPO/REINFORCE: weight of the entropy bonus.
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
-    pub entropy_weight: f64,
-    /// PPO: optimization epochs over each batch of proposals.
-    #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub ppo_epochs: usize,
-    /// Stop after this many proposals even if the budget is not spent [default: 20 x budget].
-    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub max_proposals: Option<usize>,
-    /// Functions listed in top.json and at the end.
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub top_k: usize,
-}
-
-/// The sample-based method, if `method` is one.
-pub fn sample_method(method: Method) -> Option<SampleMethod> {
-    match method {
-        Method::Ppo => Some(SampleMethod::Ppo),
-        Method::Reinforce => Some(SampleMethod::Reinforce),
-        Method::Random => Some(SampleMethod::Random),
-        Method::Evolution => Some(SampleMethod::Evolution),
-        Method::Exhaustive => Some(SampleMethod::Exhaustive),
-        _ => None,
-    }
-}
 
 /// The values a preset gives the sample-based searches.
 struct Defaults {
@@ -176,7 +111,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         workers: s.workers,
         threads: per_child,
         backend: args.common.backend.name().to_string(),
-        out: args.out.clone().unwrap_or_else(|| super::search::default_out(method.name(), &args.space)),
+        out: args.out.clone().unwrap_or_else(|| default_out(method.name(), &args.space)),
     };
     validate(&config)?;
     // The device must exist here before children are started to use it.
@@ -223,7 +158,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         bail!("no child trained successfully; see {}", config.out.join("log.log").display());
     };
     if args.then_eval {
-        return super::search::compare(args, config.seed, &config.dataset, &config.out, &best.formula, &[]);
+        return super::then_eval::compare(args, config.seed, &config.dataset, &config.out, &best.formula, &[]);
     }
     stdout(&format!("train the best from scratch with\n  actsearch eval --activation \"{}\" --seeds 0,1,2\n", best.formula))
 }

@@ -1,0 +1,99 @@
+//! `search --then-eval`, for both kinds of search: the found function and the baseline
+//! trained from scratch with eval's quick preset over the same seeds, compared with intervals,
+//! a p-value and a verdict, written to `OUT/summary.json`, then the report.
+
+use anyhow::Result;
+
+use super::search_args::SearchArgs;
+use super::stdout;
+
+/// `--then-eval`: the found function (`found`: a genotype path or a formula) and the baseline
+/// trained from scratch over the same seeds, compared (paired by seed), the comparison in
+/// `OUT/summary.json`, then the report.
+pub fn compare(
+    args: &SearchArgs,
+    seed: u64,
+    dataset: &str,
+    out: &std::path::Path,
+    found: &str,
+    undecided: &[String],
+) -> Result<()> {
+    use super::eval::{self, EvalArgs};
+    use crate::report::stats;
+    let runs = [(found.to_string(), out.join("eval-found")), (args.baseline.clone(), out.join("eval-baseline"))];
+    let seeds = args.eval_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    stdout(&format!(
+        "found: {}\ntraining it and {} from scratch on {} (eval's quick preset, seeds {seeds}) to compare\n",
+        crate::space::resolve::resolve_activation(found)?,
+        args.baseline,
+        args.eval_network.name()
+    ))?;
+    let mut summaries = Vec::new();
+    for (activation, dir) in &runs {
+        let mut eval = EvalArgs::quick(args.eval_network, activation, dir, seed, args.common.clone());
+        eval.seeds = args.eval_seeds.clone();
+        eval.resume = args.resume;
+        summaries.push(eval::run_summary(eval)?);
+    }
+    let pairs = |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.test_acc.iter().copied()).collect::<Vec<_>>();
+    let c = stats::compare(&pairs(&summaries[0]), &pairs(&summaries[1]));
+    let quick = crate::train::config::Preset::Quick.defaults();
+    let recipe = format!(
+        "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
+        args.eval_network.name(),
+        dataset,
+        quick.epochs,
+        quick.subset.map_or("all".into(), |n| n.to_string()),
+        quick.test_subset.map_or("all".into(), |n| n.to_string()),
+    );
+    let side = |s: &crate::train::seeds::Summary, dir: &std::path::Path| {
+        serde_json::json!({
+            "activation": s.activation, "seeds": s.seeds, "test_acc": s.test_acc, "mean": s.mean, "std": s.std,
+            "ci95": s.ci95, "runs": dir.strip_prefix(out).unwrap_or(dir).to_string_lossy(),
+        })
+    };
+    let summary = serde_json::json!({
+        "found": side(&summaries[0], &runs[0].1),
+        "baseline": side(&summaries[1], &runs[1].1),
+        "comparison": c.to_json(),
+        "recipe": recipe,
+    });
+    crate::train::history::write_json(&out.join("summary.json"), &summary)?;
+    // The search and the evals inside it.
+    let loaded = crate::report::runs::load(&[out.to_path_buf()])?;
+    let report = crate::report::document::build(&loaded, &summaries[1].activation)?;
+    let written = crate::report::document::write(&report, &out.join("report"))?;
+    let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
+    let line = |name: &str, s: &crate::train::seeds::Summary| {
+        let ci = s.ci95.map_or("no interval from one seed".to_string(), |[lo, hi]| format!("95% CI [{lo:.2}, {hi:.2}]"));
+        format!("{name:<10} {:>6.2} ± {:.2}%  ({ci})  {}\n", s.mean, s.std, crate::report::shown(&s.activation))
+    };
+    let verdict = match c.ci {
+        Some((lo, hi)) => format!(
+            "found - baseline: {:+.2} points, 95% CI [{lo:+.2}, {hi:+.2}] ({}), p = {:.3}: {}{}\n",
+            c.diff,
+            c.test.words(),
+            c.p.unwrap_or(f64::NAN),
+            c.verdict.words(),
+            c.seeds_needed_clause().map_or(String::new(), |clause| format!(" ({clause})"))
+        ),
+        None => format!("found - baseline: {:+.2} points: {}\n", c.diff, c.verdict.words()),
+    };
+    let undecided = match undecided.is_empty() {
+        true => String::new(),
+        false => format!(
+            "warning: the search had not chosen at {} position(s) ({}): those ops are an argmax of noise\n",
+            undecided.len(),
+            undecided.join("; ")
+        ),
+    };
+    stdout(&format!(
+        "\n{undecided}{}{}{verdict}(test accuracy, {recipe}: a quick check; train both longer with `actsearch eval --epochs 200 --seeds 0,1,2`)\ncomparison: {}\nplot of the found function: {}\nreport: {}\n",
+        line("found", &summaries[0]),
+        line("baseline", &summaries[1]),
+        out.join("summary.json").display(),
+        plot.map_or("(none)".into(), |p| p.display().to_string()),
+        written.html.display()
+    ))
+}
+
