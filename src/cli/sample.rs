@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 
 use super::progress::Progress;
-use super::search_args::{PresetArg, SearchArgs, default_out};
+use super::search_args::{PresetArg, SearchArgs, default_out, refuse_flags};
 use super::stdout;
 use crate::model::Network;
 use crate::search::exec::local::LocalExecutor;
@@ -51,7 +51,7 @@ fn defaults(preset: PresetArg) -> Result<Defaults> {
 
 /// Flags of the one-shot searches that mean nothing here: an error names them.
 fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
-    let given: Vec<&str> = [
+    let flags = [
         ("--epochs", args.epochs.is_some()),
         ("--accumulate", args.accumulate.is_some()),
         ("--arch-lr", args.arch_lr.is_some()),
@@ -59,14 +59,8 @@ fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
         ("--test-subset", args.test_subset.is_some()),
         ("--network (children use --child-network)", args.network.is_some()),
         ("--seeds (run one search per seed with --seed N --out DIR-N)", !args.seeds.is_empty()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, on)| on.then_some(flag))
-    .collect();
-    if !given.is_empty() {
-        bail!("{} only apply to the one-shot methods (darts, darts2, gdas, drnas, grafs)", given.join(", "));
-    }
-    Ok(())
+    ];
+    refuse_flags(&flags, "the one-shot methods (darts, darts2, gdas, drnas, grafs)")
 }
 
 pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {

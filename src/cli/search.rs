@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use clap::ValueEnum;
 
 use super::progress::Progress;
-use super::search_args::{PresetArg, SearchArgs, default_out};
+use super::search_args::{PresetArg, SearchArgs, default_out, refuse_flags};
 use super::stdout;
 use super::then_eval::compare;
 use crate::search::oneshot::config::SearchPreset;
@@ -113,7 +113,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
 /// The sample-only flags given with a one-shot method: an error names them.
 fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
     let s = &args.sample;
-    let given: Vec<&str> = [
+    let flags = [
         ("--budget", s.budget.is_some()),
         ("--batch-children", s.batch_children.is_some()),
         ("--child-network", s.child_network.is_some()),
@@ -121,14 +121,8 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
         ("--population", s.population.is_some()),
         ("--tournament", s.tournament.is_some()),
         ("--max-proposals", s.max_proposals.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, on)| on.then_some(flag))
-    .collect();
-    if !given.is_empty() {
-        bail!("{} only apply to the sample-based methods (ppo, reinforce, random, evolution, exhaustive)", given.join(", "));
-    }
-    Ok(())
+    ];
+    refuse_flags(&flags, "the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")
 }
 
 fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {

@@ -39,24 +39,30 @@ pub struct ChildSpec {
     /// The canonical formula, and the initial value of each parameter slot.
     pub formula: String,
     pub init: Vec<f64>,
-    pub network: Network,
+    /// How it trains: the same for every child of a search.
+    #[serde(flatten)]
+    pub recipe: ChildRecipe,
     /// `cifar10`, `cifar100` or an image folder (as `eval --dataset`).
     pub dataset: String,
     pub data_dir: PathBuf,
+    /// Data order and initial weights: the same for every child of a search.
+    pub seed: u64,
+    pub threads: usize,
+    pub backend: String,
+}
+
+/// How each child trains (the same for every child of a search).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildRecipe {
+    pub network: Network,
     pub steps: usize,
     pub batch_size: usize,
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
     pub augment: bool,
-    /// The training images kept (after a seeded shuffle) and the part of them trained on; the
-    /// rest is the validation split that gives the reward.
     pub subset: Option<usize>,
     pub train_portion: f64,
-    /// Data order and initial weights: the same for every child of a search.
-    pub seed: u64,
-    pub threads: usize,
-    pub backend: String,
 }
 
 /// How a child ended.
@@ -150,52 +156,52 @@ const LOSS_WINDOW: usize = 20;
 /// error; errors are bad specs or unreadable data.
 pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
     let start = Instant::now();
-    if spec.steps == 0 {
+    if spec.recipe.steps == 0 {
         bail!("child {}: steps must be at least 1", spec.id);
     }
-    if !(spec.train_portion > 0.0 && spec.train_portion < 1.0) {
-        bail!("child {}: the train portion must be between 0 and 1 (the rest is the validation split), got {}", spec.id, spec.train_portion);
+    if !(spec.recipe.train_portion > 0.0 && spec.recipe.train_portion < 1.0) {
+        bail!("child {}: the train portion must be between 0 and 1 (the rest is the validation split), got {}", spec.id, spec.recipe.train_portion);
     }
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
     if spec.init.len() != formula.num_params() {
         bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
     }
     let dataset = DatasetSpec::parse(&spec.dataset)?;
-    let split = SplitConfig { train_portion: spec.train_portion, subset: spec.subset, test_subset: Some(1), seed: spec.seed };
+    let split = SplitConfig { train_portion: spec.recipe.train_portion, subset: spec.recipe.subset, test_subset: Some(1), seed: spec.seed };
     let splits = data::load_splits(&dataset, &spec.data_dir, &split, obs)?;
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
 
     let train_device = device.clone().autodiff();
-    let mut model = ResNet::with_sites(spec.network, splits.num_classes, spec.seed, &train_device, |channels| {
+    let mut model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, |channels| {
         Activation::with_init(&formula, &spec.init, channels, &train_device)
     });
     let mut sgd = Sgd::new(SgdConfig {
-        momentum: spec.momentum,
+        momentum: spec.recipe.momentum,
         nesterov: false,
-        weight_decay: spec.weight_decay,
+        weight_decay: spec.recipe.weight_decay,
         grad_clip: None,
         group: Group::All,
     });
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
-    let mut losses: Vec<f64> = Vec::with_capacity(spec.steps);
+    let mut losses: Vec<f64> = Vec::with_capacity(spec.recipe.steps);
     let mut step = 0;
     let mut epoch = 0;
-    'train: while step < spec.steps {
+    'train: while step < spec.recipe.steps {
         let loader = data::batches(
             train_set.clone(),
             splits.norm,
-            LoaderConfig { batch_size: spec.batch_size, shuffle: true, augment: spec.augment, drop_last: true, seed: spec.seed, epoch },
+            LoaderConfig { batch_size: spec.recipe.batch_size, shuffle: true, augment: spec.recipe.augment, drop_last: true, seed: spec.seed, epoch },
         );
         let mut any = false;
         for batch in loader {
             any = true;
-            let lr = cosine(spec.lr, step, spec.steps);
+            let lr = cosine(spec.recipe.lr, step, spec.recipe.steps);
             let (images, labels) = to_tensors(&batch, &train_device);
             let loss = loss_fn.forward(model.forward(images), labels);
             let value = loss.clone().into_scalar::<f32>() as f64;
             if !value.is_finite() {
-                let error = format!("the training loss became {value} at step {} of {}", step + 1, spec.steps);
+                let error = format!("the training loss became {value} at step {} of {}", step + 1, spec.recipe.steps);
                 return Ok(ChildResult {
                     id: spec.id,
                     reward: 0.0,
@@ -209,12 +215,12 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
             let grads = Grads::of(&model, &loss.backward(), Group::All);
             model = sgd.step(model, &grads, lr);
             step += 1;
-            if step == spec.steps {
+            if step == spec.recipe.steps {
                 break 'train;
             }
         }
         if !any {
-            bail!("child {}: {} training images are fewer than one batch of {}", spec.id, train_set.len(), spec.batch_size);
+            bail!("child {}: {} training images are fewer than one batch of {}", spec.id, train_set.len(), spec.recipe.batch_size);
         }
         epoch += 1;
     }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub use super::child::ChildRecipe;
 use super::child::{ChildResult, ChildSpec, Status, read_result, result_path, write_spec};
 use super::evolution::Evolution;
 use super::exhaustive::Exhaustive;
@@ -31,7 +32,6 @@ use super::screen::{Screen, screen};
 use super::space::TokenSpace;
 use super::store::{Checkpoint, Row, Store};
 use crate::files::write_atomic;
-use crate::model::Network;
 use crate::observer::{Event, Observer};
 use crate::search::exec::{Executor, Outcome, Task};
 use crate::train::run_dir::{CONFIG_FILE, RunDir, RunLog};
@@ -57,20 +57,6 @@ impl SampleMethod {
             SampleMethod::Exhaustive => "exhaustive",
         }
     }
-}
-
-/// How each child trains (the same for every child of a search).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ChildRecipe {
-    pub network: Network,
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub augment: bool,
-    pub subset: Option<usize>,
-    pub train_portion: f64,
 }
 
 /// The full configuration of a sample-based search (`config.json`).
@@ -405,23 +391,14 @@ impl<'a> IterationRun<'a> {
     }
 
     fn spec(&self, id: usize, formula: &str, init: Vec<f64>) -> ChildSpec {
-        let c = &self.config.child;
         ChildSpec {
             id,
             tokens: self.meta[id - self.first_id].2.clone(),
             formula: formula.to_string(),
             init,
-            network: c.network,
+            recipe: self.config.child.clone(),
             dataset: self.config.dataset.clone(),
             data_dir: self.config.data_dir.clone(),
-            steps: c.steps,
-            batch_size: c.batch_size,
-            lr: c.lr,
-            momentum: c.momentum,
-            weight_decay: c.weight_decay,
-            augment: c.augment,
-            subset: c.subset,
-            train_portion: c.train_portion,
             seed: self.config.seed,
             threads: self.config.threads,
             backend: self.config.backend.clone(),
@@ -594,6 +571,7 @@ fn write_outputs(out: &Path, rows: &[Row], iterations: &[Iteration], config: &Sa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Network;
     use crate::observer::Silent;
     use crate::search::sample::child::write_result;
     use crate::search::sample::controller::ControllerConfig;
