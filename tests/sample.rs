@@ -19,10 +19,35 @@ fn actsearch(args: &[&str], cwd: &Path) -> Output {
 /// A quick search's flags: ResNet-8 children of 3 steps of 8 images, 2 workers of 1 thread.
 fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a str) -> Vec<&'a str> {
     vec![
-        "search", "--method", method, "--space", space, "--budget", budget, "--batch-children", "3",
-        "--child-network", "resnet8", "--child-steps", "3", "--batch-size", "8", "--dataset", "cifar10",
-        "--data-dir", "data", "--workers", "2", "--threads", "2", "--population", "3", "--tournament", "2",
-        "--out", out,
+        "search",
+        "--method",
+        method,
+        "--space",
+        space,
+        "--budget",
+        budget,
+        "--batch-children",
+        "3",
+        "--child-network",
+        "resnet8",
+        "--child-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        "data",
+        "--workers",
+        "2",
+        "--threads",
+        "2",
+        "--population",
+        "3",
+        "--tournament",
+        "2",
+        "--out",
+        out,
     ]
 }
 
@@ -44,7 +69,9 @@ fn setup() -> tempfile::TempDir {
 #[test]
 fn every_method_runs_end_to_end_and_the_report_reads_it() {
     let dir = setup();
-    for (method, space) in [("random", "core1"), ("evolution", "core2"), ("ppo", "core1"), ("reinforce", "core2"), ("exhaustive", "core1")] {
+    for (method, space) in
+        [("random", "core1"), ("evolution", "core2"), ("ppo", "core1"), ("reinforce", "core2"), ("exhaustive", "core1")]
+    {
         let out = format!("runs/{method}");
         let run = actsearch(&search_args(method, space, &out, "3"), dir.path());
         let stdout = String::from_utf8_lossy(&run.stdout);
@@ -66,8 +93,15 @@ fn every_method_runs_end_to_end_and_the_report_reads_it() {
             assert!(out.join(file).is_file(), "{method}: no {file}");
         }
         let log = std::fs::read_to_string(out.join("log.log")).unwrap();
-        assert!(log.lines().last().unwrap().starts_with("top "), "{method}: the log ends with {:?}", log.lines().last());
-        let report = actsearch(&["report", out.to_str().unwrap(), "--out", dir.path().join(format!("report-{method}")).to_str().unwrap()], dir.path());
+        assert!(
+            log.lines().last().unwrap().starts_with("top "),
+            "{method}: the log ends with {:?}",
+            log.lines().last()
+        );
+        let report = actsearch(
+            &["report", out.to_str().unwrap(), "--out", dir.path().join(format!("report-{method}")).to_str().unwrap()],
+            dir.path(),
+        );
         assert!(report.status.success(), "{method}: {}", String::from_utf8_lossy(&report.stderr));
         let md = std::fs::read_to_string(dir.path().join(format!("report-{method}/report.md"))).unwrap();
         assert!(md.contains("best reward so far"), "{method}: {md}");
@@ -114,7 +148,12 @@ fn a_killed_search_resumes_to_the_same_store() {
     let resumed = actsearch(&resumed_args, dir.path());
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     for (path, modified) in before {
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "{} was trained again", path.display());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified,
+            "{} was trained again",
+            path.display()
+        );
     }
     assert_eq!(comparable(rows(&out)), comparable(rows(&dir.path().join("runs/straight"))));
     let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
@@ -142,7 +181,10 @@ fn bad_input_is_one_clear_error() {
     args.extend(["--population", "2", "--tournament", "5"]);
     let out = actsearch(&args, dir.path());
     assert!(!out.status.success());
-    let one = actsearch(&["search", "--method", "grafs", "--budget", "3", "--dataset", "cifar10", "--data-dir", "data"], dir.path());
+    let one = actsearch(
+        &["search", "--method", "grafs", "--budget", "3", "--dataset", "cifar10", "--data-dir", "data"],
+        dir.path(),
+    );
     common::assert_clean_error(&one, "--budget only apply to the sample-based methods");
 
     // A child whose data is missing writes a failed result and exits 1.
@@ -156,7 +198,8 @@ fn bad_input_is_one_clear_error() {
     std::fs::write(dir.path().join("c4/spec.json"), spec.to_string()).unwrap();
     let failed = actsearch(&["child", "c4/spec.json"], dir.path());
     assert!(!failed.status.success());
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
     assert_eq!(result["status"], "failed");
     assert_eq!(result["reward"], 0.0);
 
@@ -166,6 +209,7 @@ fn bad_input_is_one_clear_error() {
     std::fs::write(dir.path().join("c4/spec.json"), good.to_string()).unwrap();
     let ok = actsearch(&["child", "c4/spec.json"], dir.path());
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
     assert_eq!(result["status"], "ok");
 }

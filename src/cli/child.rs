@@ -45,7 +45,14 @@ pub fn run(args: ChildArgs) -> Result<()> {
     match trained {
         Ok(result) => {
             write_result(&out, &result)?;
-            eprintln!("child {}: {} {} reward {:.4} in {:.1} s", spec.id, spec.formula, result.status.name(), result.reward, result.seconds);
+            eprintln!(
+                "child {}: {} {} reward {:.4} in {:.1} s",
+                spec.id,
+                spec.formula,
+                result.status.name(),
+                result.reward,
+                result.seconds
+            );
             Ok(())
         }
         Err(e) => {

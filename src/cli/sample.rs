@@ -45,7 +45,9 @@ fn defaults(preset: PresetArg) -> Result<Defaults> {
             population: 4,
             tournament: 2,
         }),
-        PresetArg::Grafs => bail!("--preset grafs is for the one-shot methods; use --preset paper or quick with a sample-based method"),
+        PresetArg::Grafs => {
+            bail!("--preset grafs is for the one-shot methods; use --preset paper or quick with a sample-based method")
+        }
     }
 }
 
@@ -93,7 +95,11 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         population: s.population.unwrap_or(d.population),
         tournament: s.tournament.unwrap_or(d.tournament),
         policy: PolicyConfig {
-            rule: if method == SampleMethod::Reinforce { Rule::Reinforce } else { Rule::Ppo { epochs: s.ppo_epochs, clip: CLIP } },
+            rule: if method == SampleMethod::Reinforce {
+                Rule::Reinforce
+            } else {
+                Rule::Ppo { epochs: s.ppo_epochs, clip: CLIP }
+            },
             controller: ControllerConfig::default(),
             lr: s.controller_lr,
             entropy_weight: s.entropy_weight,
@@ -146,7 +152,11 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     for t in &outcome.top {
         text += &format!("{:>3}. {:.4}  {}\n", t.rank, t.reward, crate::report::shown(&t.formula));
     }
-    text += &format!("store: {}, top functions: {}\n", config.out.join("search.db").display(), config.out.join("top.json").display());
+    text += &format!(
+        "store: {}, top functions: {}\n",
+        config.out.join("search.db").display(),
+        config.out.join("top.json").display()
+    );
     stdout(&text)?;
     let Some(best) = outcome.top.first() else {
         bail!("no child trained successfully; see {}", config.out.join("log.log").display());
@@ -154,7 +164,10 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     if args.then_eval {
         return super::then_eval::compare(args, config.seed, &config.dataset, &config.out, &best.formula, &[]);
     }
-    stdout(&format!("train the best from scratch with\n  actsearch eval --activation \"{}\" --seeds 0,1,2\n", best.formula))
+    stdout(&format!(
+        "train the best from scratch with\n  actsearch eval --activation \"{}\" --seeds 0,1,2\n",
+        best.formula
+    ))
 }
 
 /// Loads the data once in this process: a bad --dataset fails before any child starts, and
@@ -189,7 +202,10 @@ fn validate(c: &SampleConfig) -> Result<()> {
         }
     }
     if !(c.child.train_portion > 0.0 && c.child.train_portion < 1.0) {
-        bail!("--train-portion must be in (0, 1) for a sample-based search (the rest scores the children), got {}", c.child.train_portion);
+        bail!(
+            "--train-portion must be in (0, 1) for a sample-based search (the rest scores the children), got {}",
+            c.child.train_portion
+        );
     }
     if !(c.child.weight_decay >= 0.0 && c.child.weight_decay.is_finite()) {
         bail!("--weight-decay must be finite and not negative, got {}", c.child.weight_decay);

@@ -219,7 +219,6 @@ pub fn default_out(method: &str, space: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("search-{method}-{slug}"))
 }
 
-
 /// Refuses the flags of `flags` that were given (`true`), naming them: they `only apply to
 /// {what}`.
 pub fn refuse_flags(flags: &[(&str, bool)], what: &str) -> anyhow::Result<()> {

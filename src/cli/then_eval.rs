@@ -35,7 +35,8 @@ pub fn compare(
         eval.resume = args.resume;
         summaries.push(eval::run_summary(eval)?);
     }
-    let pairs = |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.test_acc.iter().copied()).collect::<Vec<_>>();
+    let pairs =
+        |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.test_acc.iter().copied()).collect::<Vec<_>>();
     let c = stats::compare(&pairs(&summaries[0]), &pairs(&summaries[1]));
     let quick = crate::train::config::Preset::Quick.defaults();
     let recipe = format!(
@@ -65,7 +66,8 @@ pub fn compare(
     let written = crate::report::document::write(&report, &out.join("report"))?;
     let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
     let line = |name: &str, s: &crate::train::seeds::Summary| {
-        let ci = s.ci95.map_or("no interval from one seed".to_string(), |[lo, hi]| format!("95% CI [{lo:.2}, {hi:.2}]"));
+        let ci =
+            s.ci95.map_or("no interval from one seed".to_string(), |[lo, hi]| format!("95% CI [{lo:.2}, {hi:.2}]"));
         format!("{name:<10} {:>6.2} ± {:.2}%  ({ci})  {}\n", s.mean, s.std, crate::report::shown(&s.activation))
     };
     let verdict = match c.ci {
@@ -96,4 +98,3 @@ pub fn compare(
         written.html.display()
     ))
 }
-

@@ -159,7 +159,10 @@ mod tests {
         }
         let out = wait_all(&mut ex);
         assert_eq!(out[0], (0, Outcome::Exited));
-        assert_eq!(out[1], (1, Outcome::Failed("the child process exited with status 3: error: no such dataset".into())));
+        assert_eq!(
+            out[1],
+            (1, Outcome::Failed("the child process exited with status 3: error: no such dataset".into()))
+        );
         assert_eq!(out[2], (2, Outcome::Failed("the child process was killed by signal 9".into())));
         assert_eq!(std::fs::read_to_string(dir.path().join("a/child.log")).unwrap(), "ok\n");
     }

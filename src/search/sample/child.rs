@@ -160,14 +160,23 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
         bail!("child {}: steps must be at least 1", spec.id);
     }
     if !(spec.recipe.train_portion > 0.0 && spec.recipe.train_portion < 1.0) {
-        bail!("child {}: the train portion must be between 0 and 1 (the rest is the validation split), got {}", spec.id, spec.recipe.train_portion);
+        bail!(
+            "child {}: the train portion must be between 0 and 1 (the rest is the validation split), got {}",
+            spec.id,
+            spec.recipe.train_portion
+        );
     }
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
     if spec.init.len() != formula.num_params() {
         bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
     }
     let dataset = DatasetSpec::parse(&spec.dataset)?;
-    let split = SplitConfig { train_portion: spec.recipe.train_portion, subset: spec.recipe.subset, test_subset: Some(1), seed: spec.seed };
+    let split = SplitConfig {
+        train_portion: spec.recipe.train_portion,
+        subset: spec.recipe.subset,
+        test_subset: Some(1),
+        seed: spec.seed,
+    };
     let splits = data::load_splits(&dataset, &spec.data_dir, &split, obs)?;
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
@@ -191,7 +200,14 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
         let loader = data::batches(
             train_set.clone(),
             splits.norm,
-            LoaderConfig { batch_size: spec.recipe.batch_size, shuffle: true, augment: spec.recipe.augment, drop_last: true, seed: spec.seed, epoch },
+            LoaderConfig {
+                batch_size: spec.recipe.batch_size,
+                shuffle: true,
+                augment: spec.recipe.augment,
+                drop_last: true,
+                seed: spec.seed,
+                epoch,
+            },
         );
         let mut any = false;
         for batch in loader {
@@ -220,7 +236,12 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
             }
         }
         if !any {
-            bail!("child {}: {} training images are fewer than one batch of {}", spec.id, train_set.len(), spec.recipe.batch_size);
+            bail!(
+                "child {}: {} training images are fewer than one batch of {}",
+                spec.id,
+                train_set.len(),
+                spec.recipe.batch_size
+            );
         }
         epoch += 1;
     }
@@ -231,7 +252,14 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
     let seconds = start.elapsed().as_secs_f64();
     if !reward.is_finite() || !meter.loss().is_finite() {
         let error = format!("the validation loss is {}", meter.loss());
-        return Ok(ChildResult { id: spec.id, reward: 0.0, train_loss, seconds, status: Status::Diverged, error: Some(error) });
+        return Ok(ChildResult {
+            id: spec.id,
+            reward: 0.0,
+            train_loss,
+            seconds,
+            status: Status::Diverged,
+            error: Some(error),
+        });
     }
     Ok(ChildResult { id: spec.id, reward, train_loss, seconds, status: Status::Ok, error: None })
 }

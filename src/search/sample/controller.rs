@@ -234,8 +234,8 @@ mod tests {
             }
             // Near-uniform at the start: each step's entropy is close to the log of its choices.
             let h = host_f32(entropy);
-            let uniform: f64 = space.steps().iter().map(|st| (st.choices.len() as f64).ln()).sum::<f64>()
-                / space.steps().len() as f64;
+            let uniform: f64 =
+                space.steps().iter().map(|st| (st.choices.len() as f64).ln()).sum::<f64>() / space.steps().len() as f64;
             assert!((h[0] as f64 - uniform).abs() < 0.1, "{} vs {uniform}", h[0]);
         }
     }

@@ -7,8 +7,8 @@
 //!   is worth training;
 //! - [`method`]: what a method is to the loop; [`random`], [`evolution`], [`exhaustive`],
 //!   and the LSTM [`controller`] trained by [`policy`] with [`ppo`]'s or [`reinforce`]'s loss;
-//! - [`child`]: one child's spec, training and result file (`actsearch child`);
-//! - [`store`]: `search.db`;
+//! - [`child`], one child's spec, training and result file (`actsearch child`);
+//! - [`store`], which is `search.db`;
 //! - [`run`]: the loop that ties them together on one budget, through an executor
 //!   (`search::exec`).
 

@@ -63,7 +63,16 @@ impl PolicySearch {
     pub fn new(space: TokenSpace, config: PolicyConfig, seed: u64, device: &Device) -> PolicySearch {
         let mut rng = rng(seed);
         let controller = Controller::new(&space, config.controller, &mut rng, &device.clone().autodiff());
-        PolicySearch { space, config, controller, adam: adam(), baseline: None, rng, drawn: Vec::new(), device: device.clone() }
+        PolicySearch {
+            space,
+            config,
+            controller,
+            adam: adam(),
+            baseline: None,
+            rng,
+            drawn: Vec::new(),
+            device: device.clone(),
+        }
     }
 }
 

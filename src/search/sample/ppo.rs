@@ -44,7 +44,8 @@ mod tests {
     #[test]
     fn the_clip_stops_the_gradient_outside_its_range() {
         let device = Device::flex().autodiff();
-        let log_p = Tensor::<1>::from_data(TensorData::new(vec![1.5f32.ln(), 1.1f32.ln()], [2]), &device).require_grad();
+        let log_p =
+            Tensor::<1>::from_data(TensorData::new(vec![1.5f32.ln(), 1.1f32.ln()], [2]), &device).require_grad();
         let old = Tensor::<1>::from_data(TensorData::new(vec![0.0f32; 2], [2]), &device);
         let adv = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0], [2]), &device);
         let grads = clipped_loss(log_p.clone(), old, adv, 0.2).backward();

@@ -90,7 +90,11 @@ pub struct SampleConfig {
 }
 
 /// The method `config` names, fresh.
-pub fn build_method(config: &SampleConfig, space: &TokenSpace, device: &burn::prelude::Device) -> Result<Box<dyn Method>> {
+pub fn build_method(
+    config: &SampleConfig,
+    space: &TokenSpace,
+    device: &burn::prelude::Device,
+) -> Result<Box<dyn Method>> {
     let sizes: Vec<usize> = space.steps().iter().map(|s| s.choices.len()).collect();
     let mut policy = config.policy;
     Ok(match config.method {
@@ -148,7 +152,12 @@ pub struct SampleOutcome {
 const POLL: Duration = Duration::from_millis(50);
 
 /// Runs (or resumes) the search `config` with children run by `executor`.
-pub fn run(config: &SampleConfig, executor: &mut dyn Executor, resume: bool, obs: &dyn Observer) -> Result<SampleOutcome> {
+pub fn run(
+    config: &SampleConfig,
+    executor: &mut dyn Executor,
+    resume: bool,
+    obs: &dyn Observer,
+) -> Result<SampleOutcome> {
     let space = TokenSpace::parse(&config.space)?;
     if config.budget == 0 {
         bail!("--budget must be at least 1");
@@ -206,7 +215,13 @@ pub fn run(config: &SampleConfig, executor: &mut dyn Executor, resume: bool, obs
             break;
         }
         let step = iterations.len();
-        let mut it = IterationRun::new(config, &space, &mut store, next_id, step, trained, best, obs);
+        let mut it = IterationRun::new(
+            config,
+            &space,
+            &mut store,
+            At { first_id: next_id, step, trained_before: trained, best_before: best },
+            obs,
+        );
         let kept = match it.run(&proposals, executor, &mut log)? {
             Some(kept) => kept,
             None => {
@@ -273,6 +288,15 @@ enum Slot {
     RepeatOf(usize),
 }
 
+/// Where an iteration starts: its first proposal's id, its number (0-based), and the
+/// distinct functions trained and the best reward before it.
+struct At {
+    first_id: usize,
+    step: usize,
+    trained_before: usize,
+    best_before: f64,
+}
+
 /// One iteration's proposals on their way to rows.
 struct IterationRun<'a> {
     config: &'a SampleConfig,
@@ -295,12 +319,10 @@ impl<'a> IterationRun<'a> {
         config: &'a SampleConfig,
         space: &'a TokenSpace,
         store: &'a mut Store,
-        first_id: usize,
-        step: usize,
-        trained_before: usize,
-        best_before: f64,
+        at: At,
         obs: &'a dyn Observer,
     ) -> Self {
+        let At { first_id, step, trained_before, best_before } = at;
         let (slots, meta, stored) = (Vec::new(), Vec::new(), Vec::new());
         IterationRun { config, space, store, first_id, step, trained_before, best_before, obs, slots, meta, stored }
     }
@@ -326,7 +348,12 @@ impl<'a> IterationRun<'a> {
 
     /// Classifies the proposals, trains the new ones, and returns how many proposals were
     /// kept (the tail past the budget is dropped), or None when the user stopped the search.
-    fn run(&mut self, proposals: &[Vec<usize>], executor: &mut dyn Executor, log: &mut RunLog) -> Result<Option<usize>> {
+    fn run(
+        &mut self,
+        proposals: &[Vec<usize>],
+        executor: &mut dyn Executor,
+        log: &mut RunLog,
+    ) -> Result<Option<usize>> {
         let mut new_in_batch = 0;
         let mut first_of: HashMap<u64, usize> = HashMap::new();
         let mut tasks: Vec<usize> = Vec::new();
@@ -438,7 +465,9 @@ impl<'a> IterationRun<'a> {
                 let elapsed = started.elapsed().as_secs_f64();
                 let result = match (read_result(&result_path(&spec)), outcome) {
                     (Ok(Some(r)), _) => r,
-                    (Ok(None), Outcome::Exited) => ChildResult::failed(id, "the child exited without a result".into(), elapsed),
+                    (Ok(None), Outcome::Exited) => {
+                        ChildResult::failed(id, "the child exited without a result".into(), elapsed)
+                    }
                     (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
                     (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed),
                 };
@@ -466,7 +495,12 @@ impl<'a> IterationRun<'a> {
         self.stored.push(row);
         let trained = self.trained_before + self.stored.len();
         let best = self.stored.iter().map(|r| r.reward).fold(self.best_before, f64::max);
-        self.obs.event(Event::Children { done: trained, budget: self.config.budget, best, current: self.meta[id - self.first_id].0.clone() });
+        self.obs.event(Event::Children {
+            done: trained,
+            budget: self.config.budget,
+            best,
+            current: self.meta[id - self.first_id].0.clone(),
+        });
         Ok(())
     }
 
@@ -639,7 +673,14 @@ mod tests {
             }
             let spec = crate::search::sample::child::read_spec(&task.spec)?;
             let reward = (self.score)(&spec);
-            let result = ChildResult { id: task.id, reward, train_loss: Some(1.0), seconds: 0.0, status: Status::Ok, error: None };
+            let result = ChildResult {
+                id: task.id,
+                reward,
+                train_loss: Some(1.0),
+                seconds: 0.0,
+                status: Status::Ok,
+                error: None,
+            };
             write_result(&result_path(&task.spec), &result)?;
             self.ran += 1;
             self.ended.push(task.id);
@@ -666,7 +707,8 @@ mod tests {
 
     /// errors.json's iterations, from its columns.
     fn errors(out: &Path) -> Vec<Iteration> {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("errors.json")).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("errors.json")).unwrap()).unwrap();
         let col = |k: &str| v[k].as_array().unwrap().clone();
         (0..col("iteration").len())
             .map(|i| Iteration {
@@ -721,7 +763,13 @@ mod tests {
     /// and nothing stored is trained again.
     #[test]
     fn resume_equals_uninterrupted() {
-        for method in [SampleMethod::Ppo, SampleMethod::Reinforce, SampleMethod::Random, SampleMethod::Evolution, SampleMethod::Exhaustive] {
+        for method in [
+            SampleMethod::Ppo,
+            SampleMethod::Reinforce,
+            SampleMethod::Random,
+            SampleMethod::Evolution,
+            SampleMethod::Exhaustive,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let straight = dir.path().join("straight");
             let mut ex = Scored::new(target_score);
@@ -737,13 +785,17 @@ mod tests {
             run(&c, &mut ex2, true, &Silent).unwrap();
             assert_eq!(ex.ran + ex2.ran, trained_once, "{}: a stored child was trained again", method.name());
 
-            let strip = |rows: Vec<Row>| rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect::<Vec<_>>();
+            let strip =
+                |rows: Vec<Row>| rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect::<Vec<_>>();
             let a = strip(Store::open(&straight.join("search.db")).unwrap().rows().unwrap());
             let b = strip(Store::open(&broken.join("search.db")).unwrap().rows().unwrap());
             assert_eq!(a, b, "{}", method.name());
             assert_eq!(errors(&straight), errors(&broken));
             for file in ["children.jsonl", "top.json"] {
-                assert_eq!(std::fs::read_to_string(straight.join(file)).unwrap(), std::fs::read_to_string(broken.join(file)).unwrap());
+                assert_eq!(
+                    std::fs::read_to_string(straight.join(file)).unwrap(),
+                    std::fs::read_to_string(broken.join(file)).unwrap()
+                );
             }
             assert_eq!(a.iter().filter(|r| r.trained()).count(), 20);
         }
@@ -783,7 +835,10 @@ mod tests {
             t(&["sin", "sin", "sub"]),           // constant 0: rejected
             t(&["identity", "sigmoid", "mul"]),  // new
         ];
-        assert_eq!(space.decode(&seqs[0]).unwrap().formula.fingerprint(), space.decode(&seqs[1]).unwrap().formula.fingerprint());
+        assert_eq!(
+            space.decode(&seqs[0]).unwrap().formula.fingerprint(),
+            space.decode(&seqs[1]).unwrap().formula.fingerprint()
+        );
         let dir = tempfile::tempdir().unwrap();
         let c = config(SampleMethod::Random, dir.path(), 5);
         let mut store = Store::open(&dir.path().join("search.db")).unwrap();
@@ -791,7 +846,13 @@ mod tests {
         let mut ex = Scored::new(|_: &ChildSpec| 0.5);
         let mut method = Fixed(seqs);
         let proposals = method.propose(8).unwrap();
-        let mut it = IterationRun::new(&c, &space, &mut store, 0, 0, 0, 0.0, &Silent);
+        let mut it = IterationRun::new(
+            &c,
+            &space,
+            &mut store,
+            At { first_id: 0, step: 0, trained_before: 0, best_before: 0.0 },
+            &Silent,
+        );
         assert_eq!(it.run(&proposals, &mut ex, &mut log).unwrap(), Some(4));
         let (rows, rewards, trained) = it.finish().unwrap();
         store.insert(&rows).unwrap();

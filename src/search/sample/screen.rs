@@ -45,7 +45,9 @@ pub fn screen(formula: &Formula, init: &[f64]) -> Screen {
         return reject(format!("it is constant ({}) on [-5, 5]", crate::expr::print::format_number(lo)));
     }
     if moving * 10 < GRID {
-        return reject(format!("its derivative is zero almost everywhere on [-5, 5] (non-zero at {moving} of {GRID} points)"));
+        return reject(format!(
+            "its derivative is zero almost everywhere on [-5, 5] (non-zero at {moving} of {GRID} points)"
+        ));
     }
     match fingerprint {
         Some(fingerprint) => Screen::Train { fingerprint },
@@ -72,7 +74,8 @@ mod tests {
 
     #[test]
     fn equivalent_spellings_share_a_fingerprint() {
-        let (Screen::Train { fingerprint: a }, Screen::Train { fingerprint: b }) = (check("x + x"), check("2*x")) else {
+        let (Screen::Train { fingerprint: a }, Screen::Train { fingerprint: b }) = (check("x + x"), check("2*x"))
+        else {
             panic!("both are trainable")
         };
         assert_eq!(a, b);

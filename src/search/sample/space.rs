@@ -150,12 +150,8 @@ impl TokenSpace {
 
     /// A sequence written out: `identity sigmoid mul`.
     pub fn tokens_text(&self, tokens: &[usize]) -> String {
-        let names: Vec<&str> = self
-            .steps
-            .iter()
-            .zip(tokens)
-            .map(|(s, &t)| s.choices.get(t).map_or("?", |c| c.as_str()))
-            .collect();
+        let names: Vec<&str> =
+            self.steps.iter().zip(tokens).map(|(s, &t)| s.choices.get(t).map_or("?", |c| c.as_str())).collect();
         names.join(" ")
     }
 
@@ -166,7 +162,12 @@ impl TokenSpace {
         }
         for (s, &t) in self.steps.iter().zip(tokens) {
             if t >= s.choices.len() {
-                bail!("token {t} at step {} is out of range (it has {} {} choices)", s.name, s.choices.len(), s.kind.name());
+                bail!(
+                    "token {t} at step {} is out of range (it has {} {} choices)",
+                    s.name,
+                    s.choices.len(),
+                    s.kind.name()
+                );
             }
         }
         Ok(())
@@ -184,9 +185,14 @@ impl TokenSpace {
         let x = Formula { expr: Expr::X, params: Vec::new() };
         let y1_arg = Formula { expr: Expr::Arg(0), params: Vec::new() };
         let input = |t: usize| if t == 0 { x.clone() } else { y1_arg.clone() };
-        let y1 = op(2, tokens[2]).substitute(&[op(0, tokens[0]).substitute(&[x.clone()]), op(1, tokens[1]).substitute(&[x.clone()])]);
-        let second = op(5, tokens[7])
-            .substitute(&[op(3, tokens[4]).substitute(&[input(tokens[3])]), op(4, tokens[6]).substitute(&[input(tokens[5])])]);
+        let y1 = op(2, tokens[2]).substitute(&[
+            op(0, tokens[0]).substitute(std::slice::from_ref(&x)),
+            op(1, tokens[1]).substitute(std::slice::from_ref(&x)),
+        ]);
+        let second = op(5, tokens[7]).substitute(&[
+            op(3, tokens[4]).substitute(&[input(tokens[3])]),
+            op(4, tokens[6]).substitute(&[input(tokens[5])]),
+        ]);
         let formula = second.substitute(&[y1]).canonical();
         // Every op of the core set starts its parameters at 1.
         let init = vec![1.0; formula.num_params()];

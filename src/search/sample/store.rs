@@ -83,13 +83,13 @@ CREATE TABLE IF NOT EXISTS state (
 );
 ";
 
-const COLUMNS: &str =
-    "id, formula, fingerprint, tokens, reward, status, reason, seconds, method, controller_step, job_id, train_loss, same_as";
+const COLUMNS: &str = "id, formula, fingerprint, tokens, reward, status, reason, seconds, method, controller_step, job_id, train_loss, same_as";
 
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path).with_context(|| format!("cannot open the results store {}", path.display()))?;
+        let conn =
+            Connection::open(path).with_context(|| format!("cannot open the results store {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch(SCHEMA).with_context(|| format!("{} is not a search store", path.display()))?;
         Ok(Store { conn })
@@ -122,10 +122,8 @@ impl Store {
 
     /// The last checkpoint, if any.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let text: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0))
-            .optional()?;
+        let text: Option<String> =
+            self.conn.query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0)).optional()?;
         let Some(text) = text else { return Ok(None) };
         let v: serde_json::Value = serde_json::from_str(&text).context("the store's checkpoint is not JSON")?;
         let field = |name: &str| v[name].as_u64().map(|n| n as usize);
@@ -167,7 +165,10 @@ impl Store {
 
     /// The job id recorded for child `id` by [`Store::set_job`].
     pub fn job(&self, id: usize) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM state WHERE key = ?1", params![format!("job:{id}")], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM state WHERE key = ?1", params![format!("job:{id}")], |r| r.get(0))
+            .optional()?)
     }
 }
 
@@ -176,7 +177,9 @@ fn hex(fingerprint: u64) -> String {
 }
 
 fn insert_rows(tx: &rusqlite::Transaction, rows: &[Row]) -> Result<()> {
-    let mut stmt = tx.prepare(&format!("INSERT INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"))?;
+    let mut stmt = tx.prepare(&format!(
+        "INSERT INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?;
     for r in rows {
         stmt.execute(params![
             r.id as i64,
