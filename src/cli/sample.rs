@@ -11,6 +11,7 @@ use crate::search::exec::local::LocalExecutor;
 use crate::search::sample::controller::ControllerConfig;
 use crate::search::sample::policy::{PolicyConfig, Rule};
 use crate::search::sample::ppo::CLIP;
+use crate::search::sample::child::load_data;
 use crate::search::sample::run::{ChildRecipe, SampleConfig, SampleMethod};
 use crate::search::sample::space::TokenSpace;
 
@@ -173,15 +174,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
 /// Loads the data once in this process: a bad --dataset fails before any child starts, and
 /// the children then find the decoded images in the cache.
 fn warm_data(config: &SampleConfig, progress: &Progress) -> Result<()> {
-    use crate::data::{DatasetSpec, SplitConfig, load_splits};
-    let spec = DatasetSpec::parse(&config.dataset)?;
-    let split = SplitConfig {
-        train_portion: config.child.train_portion,
-        subset: config.child.subset,
-        test_subset: Some(1),
-        seed: config.seed,
-    };
-    let splits = load_splits(&spec, &config.data_dir, &split, progress)?;
+    let splits = load_data(&config.child, &config.dataset, &config.data_dir, config.seed, progress)?;
     if splits.train.len() < config.child.batch_size {
         bail!(
             "the training split has {} images, fewer than one batch of {}; lower --batch-size or raise --subset",

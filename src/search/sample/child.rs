@@ -20,7 +20,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, DatasetSpec, LoaderConfig, SplitConfig};
+use crate::data::{self, DatasetSpec, LoaderConfig, SplitConfig, Splits};
 use crate::expr::Formula;
 use crate::files::write_atomic;
 use crate::model::{Activation, Network, ResNet};
@@ -149,6 +149,13 @@ pub fn read_result(path: &Path) -> Result<Option<ChildResult>> {
     }
 }
 
+/// The data a child of `recipe` trains on (and is scored on: the validation split). The
+/// controller makes the same call once up front, so a bad dataset fails before any child.
+pub fn load_data(recipe: &ChildRecipe, dataset: &str, data_dir: &Path, seed: u64, obs: &dyn Observer) -> Result<Splits> {
+    let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
+    data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)
+}
+
 /// Mean loss of the last steps is the child's reported train loss.
 const LOSS_WINDOW: usize = 20;
 
@@ -170,14 +177,7 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
     if spec.init.len() != formula.num_params() {
         bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
     }
-    let dataset = DatasetSpec::parse(&spec.dataset)?;
-    let split = SplitConfig {
-        train_portion: spec.recipe.train_portion,
-        subset: spec.recipe.subset,
-        test_subset: Some(1),
-        seed: spec.seed,
-    };
-    let splits = data::load_splits(&dataset, &spec.data_dir, &split, obs)?;
+    let splits = load_data(&spec.recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)?;
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
 

@@ -161,10 +161,7 @@ impl Controller {
     }
 
     /// Draws `n` sequences (no gradients).
-    pub fn sample(&self, space: &TokenSpace, n: usize, rng: &mut ChaCha8Rng, device: &Device) -> Sampled
-    where
-        Self: Sized,
-    {
+    pub fn sample(&self, space: &TokenSpace, n: usize, rng: &mut ChaCha8Rng, device: &Device) -> Sampled {
         let batch = n;
         let hidden = self.hidden();
         let mut h = Tensor::<2>::zeros([batch, hidden], device);
@@ -202,11 +199,6 @@ fn draw(weights: &[f64], rng: &mut ChaCha8Rng) -> usize {
         u -= w;
     }
     weights.len() - 1
-}
-
-/// The controller without gradients (for sampling), from one that has them.
-pub fn frozen(controller: &Controller) -> Controller {
-    controller.valid()
 }
 
 #[cfg(test)]

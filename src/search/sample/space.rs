@@ -79,7 +79,7 @@ impl TokenSpace {
         let cell = CellSpace::parse(spec)?;
         let chained = spec == "core2";
         let mut steps = Vec::new();
-        for (i, p) in cell.positions().iter().enumerate() {
+        for p in cell.positions() {
             if chained && (p.name == "u3" || p.name == "u4") {
                 let name = if p.name == "u3" { "i3" } else { "i4" };
                 steps.push(Step {
@@ -92,7 +92,6 @@ impl TokenSpace {
                 PosKind::Unary => StepKind::Unary,
                 PosKind::Binary => StepKind::Binary,
             };
-            debug_assert_eq!(cell.positions()[i].name, p.name);
             steps.push(Step { name: p.name.clone(), kind, choices: p.ops.clone() });
         }
         if chained && cell.set != OpSet::Core {
