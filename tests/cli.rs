@@ -79,6 +79,10 @@ fn impossible_flags() {
     assert_clean_error(&out, "--nesterov");
     let out = actsearch(&["eval", "--activation", "relu", "--seeds", "1,1"], dir.path());
     assert_clean_error(&out, "--seeds");
+    let out = actsearch(&["search", "--method", "darts", "--epochs", "2", "--warm-start", "2"], dir.path());
+    assert_clean_error(&out, "--warm-start 2 leaves no epoch");
+    let out = actsearch(&["search", "--method", "random", "--warm-start", "1"], dir.path());
+    assert_clean_error(&out, "--warm-start only apply to the one-shot methods");
 }
 
 #[test]

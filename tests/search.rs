@@ -32,6 +32,7 @@ fn method_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usi
         arch_weight_decay: 1e-3,
         kl_scale: 1e-3,
         shared_cell: false,
+        warm_start: None,
         accumulate: 1,
         train_portion: 0.5,
         subset: None,
@@ -88,6 +89,31 @@ fn check_one_epoch(data: &Path, method: &str, space: &str) {
             assert!((sum - 1.0).abs() < 1e-4);
         }
     }
+}
+
+/// During `--warm-start` epochs the weights train with ReLU whatever the method, so the
+/// training losses of the first epoch agree between methods (the architecture steps change
+/// only the alphas), and differ from a run without the warm start.
+#[test]
+fn warm_start_trains_the_weights_with_relu_for_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(dir.path(), 12);
+    let run = |method: &str, warm: Option<usize>| {
+        let name = format!("warm-{method}-{warm:?}");
+        let mut c = method_config(method, dir.path(), &dir.path().join(name), "small", 2);
+        c.warm_start = warm;
+        let outcome = search(&c, &Device::flex(), false, &Silent).unwrap_or_else(|e| panic!("{method}: {e:#}"));
+        let log = std::fs::read_to_string(c.out.join("log.log")).unwrap();
+        (outcome.history.train_loss, log)
+    };
+    let (darts, log) = run("darts", Some(1));
+    assert!(log.contains("warm start"), "{log}");
+    let (gdas, _) = run("gdas", Some(1));
+    assert_eq!(darts[0], gdas[0], "epoch 1 trains ReLU weights in both");
+    assert_ne!(darts[1], gdas[1], "epoch 2 trains the methods' own mixes");
+    let (cold, log) = run("darts", None);
+    assert!(!log.contains("warm start"), "{log}");
+    assert_ne!(darts[0], cold[0], "without the warm start epoch 1 trains the mixed cell");
 }
 
 struct StopAtEpoch(usize, AtomicBool);

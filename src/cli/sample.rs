@@ -59,6 +59,7 @@ fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
         ("--accumulate", args.accumulate.is_some()),
         ("--arch-lr", args.arch_lr.is_some()),
         ("--shared-cell", args.shared_cell),
+        ("--warm-start", args.warm_start.is_some()),
         ("--test-subset", args.test_subset.is_some()),
         ("--network (children use --child-network)", args.network.is_some()),
         ("--seeds (run one search per seed with --seed N --out DIR-N)", !args.seeds.is_empty()),

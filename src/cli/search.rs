@@ -41,6 +41,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         arch_weight_decay: 1e-3,
         kl_scale: args.kl_scale,
         shared_cell: args.shared_cell || defaults.shared_cell,
+        warm_start: args.warm_start.map(|n| n as usize),
         accumulate: args.accumulate.unwrap_or(defaults.accumulate),
         train_portion: args.train_portion.unwrap_or(defaults.train_portion),
         subset: args.subset.or(defaults.subset),
@@ -146,6 +147,12 @@ fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {
     }
     if c.accumulate == 0 {
         anyhow::bail!("--accumulate must be at least 1");
+    }
+    if let Some(n) = c.warm_start.filter(|&n| n >= c.epochs) {
+        anyhow::bail!(
+            "--warm-start {n} leaves no epoch for the mixed cell ({} epochs): give fewer warm-start epochs or more --epochs",
+            c.epochs
+        );
     }
     if c.subset == Some(0) || c.test_subset == Some(0) {
         anyhow::bail!("--subset and --test-subset must be at least 1");

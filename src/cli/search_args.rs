@@ -96,6 +96,11 @@ pub struct SearchArgs {
     /// Scale of the KL term towards Dirichlet(1) for drnas and grafs (0 turns it off).
     #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub kl_scale: f64,
+    /// Epochs at the start in which the weights train with ReLU at every site while the alphas
+    /// learn on the mixed cell (GRAFS' warm start; PC-DARTS and P-DARTS warm the weights up
+    /// before the alphas move too) [default: grafs 1, other one-shot methods 0].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::whole)]
+    pub warm_start: Option<u64>,
     /// One set of alphas shared by every activation site (the GRAFS setting) instead of one
     /// set per site [preset: grafs].
     #[arg(long)]

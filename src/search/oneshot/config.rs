@@ -31,6 +31,11 @@ pub struct SearchConfig {
     pub kl_scale: f64,
     /// One set of alphas for every site (GRAFS) instead of one per site (the seed's setting).
     pub shared_cell: bool,
+    /// `--warm-start N`: the first N epochs train the weights with ReLU at every site while
+    /// the alphas learn on the mixed cell. Absent: the method's own (1 for grafs, 0 for the
+    /// rest), so configs written before the flag existed resume unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<usize>,
     /// Batches whose gradients are averaged into one optimizer step.
     pub accumulate: usize,
     /// Fraction of the training images that train the weights; the rest trains the alphas.
@@ -46,6 +51,14 @@ pub struct SearchConfig {
     pub backend: String,
     pub threads: usize,
     pub out: PathBuf,
+}
+
+impl SearchConfig {
+    /// Epochs of ReLU warm start: `--warm-start`, or GRAFS' one epoch for grafs and none for
+    /// the other methods.
+    pub fn warm_start_epochs(&self) -> usize {
+        self.warm_start.unwrap_or(if self.method == "grafs" { 1 } else { 0 })
+    }
 }
 
 /// Named sets of defaults for `actsearch search`.

@@ -360,10 +360,12 @@ impl Strategy<MixedCell> for OneShot<'_> {
             1 => 10.0,
             _ => 10.0 - (10.0 - 0.1) * epoch as f64 / (epochs - 1) as f64,
         };
+        let warm = self.config.warm_start_epochs();
         let note = match self.method() {
-            Method::Grafs if epoch == 0 => {
-                Some("epoch 1 is the warm start: the weights train with ReLU while the alphas learn".to_string())
-            }
+            _ if epoch < warm => Some(format!(
+                "epoch {} of {warm} of warm start: the weights train with ReLU while the alphas learn",
+                epoch + 1
+            )),
             Method::Grafs => self.shrink(&model, epoch),
             Method::Gdas => Some(format!("epoch {}: Gumbel-softmax temperature {:.3}", epoch + 1, self.mixer.tau)),
             _ => None,
@@ -388,7 +390,7 @@ impl Strategy<MixedCell> for OneShot<'_> {
             model = self.adam.step(model, &arch, self.config.arch_lr);
         }
 
-        let warm_start = self.method() == Method::Grafs && at.epoch == 0;
+        let warm_start = at.epoch < self.config.warm_start_epochs();
         let model = match warm_start {
             true => Mixer::install_relu(model),
             false => self.mixer.install(model, Pass::Train, self.sample_seed(at, WEIGHTS)),
