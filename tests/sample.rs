@@ -203,10 +203,13 @@ fn bad_input_is_one_clear_error() {
     assert_eq!(result["status"], "failed");
     assert_eq!(result["reward"], 0.0);
 
-    // The same spec with the data trains and writes an ok result.
+    // A child with a result is not trained again (two jobs never write one folder) ...
     let mut good = spec.clone();
     good["data_dir"] = "data".into();
     std::fs::write(dir.path().join("c4/spec.json"), good.to_string()).unwrap();
+    common::assert_clean_error(&actsearch(&["child", "c4/spec.json"], dir.path()), "already holds this child's result");
+    // ... and once its result is deleted, the same spec with the data trains and writes an ok result.
+    std::fs::remove_file(dir.path().join("c4/result.json")).unwrap();
     let ok = actsearch(&["child", "c4/spec.json"], dir.path());
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let result: serde_json::Value =

@@ -28,14 +28,20 @@ pub struct ChildArgs {
 
 pub fn run(args: ChildArgs) -> Result<()> {
     if args.exit_with_parent {
-        watch_parent();
+        super::watch_parent();
     }
     let spec = read_spec(&args.spec)?;
+    let out = result_path(&args.spec);
+    // One process per child folder, whatever runs it (two Slurm jobs of one child, say).
+    let folder = args.spec.parent().unwrap_or(std::path::Path::new("."));
+    let _lock = crate::files::Lock::try_exclusive(&folder.join(".lock"), &format!("child folder {}", folder.display()))?;
+    if out.exists() {
+        bail!("{} already holds this child's result; delete it to train the child again", out.display());
+    }
     let backend = match Backend::from_str(&spec.backend, true) {
         Ok(b) => b,
         Err(_) => bail!("{}: unknown backend '{}'", args.spec.display(), spec.backend),
     };
-    let out = result_path(&args.spec);
     let start = Instant::now();
     let trained = backend.device().and_then(|device| {
         let pool = thread_pool(Some(args.threads.unwrap_or(spec.threads).max(1)))?;
@@ -61,18 +67,4 @@ pub fn run(args: ChildArgs) -> Result<()> {
             Err(e)
         }
     }
-}
-
-/// A thread that ends the process when its parent is gone (the parent id changes when the
-/// parent dies and this process is adopted).
-fn watch_parent() {
-    let parent = std::os::unix::process::parent_id();
-    std::thread::spawn(move || {
-        loop {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            if std::os::unix::process::parent_id() != parent {
-                std::process::exit(130);
-            }
-        }
-    });
 }

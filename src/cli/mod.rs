@@ -13,6 +13,8 @@ mod child;
 mod compare;
 mod data;
 mod eval;
+mod eval_grid;
+mod exec_args;
 mod export;
 mod functions;
 mod memory;
@@ -66,6 +68,10 @@ enum Command {
 /// Run the program; returns the process exit code. Every error is one line on stderr.
 pub fn main() -> i32 {
     memory::keep_freed_memory();
+    if std::env::var_os(crate::search::exec::EXIT_WITH_PARENT_ENV).is_some() {
+        watch_parent();
+    }
+    progress::handle_ctrl_c();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -190,4 +196,19 @@ fn whole(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<u64>()
         .map_err(|_| format!("must be a whole number (0, 1, 2, ...), got {}", crate::report::shown(text)))
+}
+
+/// A thread that ends the process when its parent is gone (the parent id changes when the
+/// parent dies and this process is adopted): tasks of the local executor, `child
+/// --exit-with-parent`.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(130);
+            }
+        }
+    });
 }

@@ -83,7 +83,25 @@ fn batch_style() -> ProgressStyle {
     ProgressStyle::with_template("batch {pos:>4}/{len:4} [{bar:30.cyan/blue}] {msg}").unwrap().progress_chars("=> ")
 }
 
+/// Set by the first Ctrl-C: long work stops at its next safe point (a search cancels its
+/// tasks and keeps what finished, for --resume). A second Ctrl-C ends the process at once.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler (once, at start).
+pub fn handle_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping at the next safe point (Ctrl-C again to quit at once)...");
+    });
+}
+
 impl Observer for Progress {
+    fn should_stop(&self) -> bool {
+        STOP.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn event(&self, event: Event) {
         let mut state = self.state.lock().unwrap();
         match event {

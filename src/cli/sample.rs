@@ -7,7 +7,6 @@ use super::progress::Progress;
 use super::search_args::{PresetArg, SearchArgs, default_out, refuse_flags};
 use super::stdout;
 use crate::model::Network;
-use crate::search::exec::local::LocalExecutor;
 use crate::search::sample::controller::ControllerConfig;
 use crate::search::sample::policy::{PolicyConfig, Rule};
 use crate::search::sample::ppo::CLIP;
@@ -72,8 +71,9 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     let d = defaults(args.preset)?;
     let s = &args.sample;
     let space = TokenSpace::parse(&args.space)?;
+    s.exec.check()?;
     let threads = super::backend::thread_count(args.common.threads)?;
-    let per_child = (threads / s.workers).max(1);
+    let per_child = s.exec.task_threads(args.common.threads, threads);
     let budget = s.budget.unwrap_or(d.budget);
     let config = SampleConfig {
         method,
@@ -109,8 +109,8 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         },
         max_proposals: s.max_proposals.unwrap_or(budget.saturating_mul(20)),
         top_k: s.top_k,
-        executor: "local".into(),
-        workers: s.workers,
+        executor: s.exec.name().into(),
+        workers: s.exec.workers,
         threads: per_child,
         backend: args.common.backend.name().to_string(),
         out: args.out.clone().unwrap_or_else(|| default_out(method.name(), &args.space)),
@@ -133,8 +133,8 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         config.out.display()
     ));
     warm_data(&config, &progress)?;
-    let mut executor = LocalExecutor::new(config.workers)?;
-    let outcome = crate::search::sample::run::run(&config, &mut executor, args.resume, &progress)?;
+    let mut executor = s.exec.executor(&config.out, |task| task.log.with_file_name("result.json"))?;
+    let outcome = crate::search::sample::run::run(&config, executor.as_mut(), args.resume, &progress)?;
     progress.finish();
     if outcome.stopped {
         return stdout(&format!(

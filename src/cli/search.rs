@@ -122,6 +122,7 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
         ("--population", s.population.is_some()),
         ("--tournament", s.tournament.is_some()),
         ("--max-proposals", s.max_proposals.is_some()),
+        ("--executor slurm", s.exec.executor == super::exec_args::ExecutorArg::Slurm),
     ];
     refuse_flags(&flags, "the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")
 }

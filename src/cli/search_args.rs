@@ -155,12 +155,6 @@ pub struct SearchArgs {
     pub common: DataAndCompute,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExecutorArg {
-    /// Child processes on this machine, --workers at a time.
-    Local,
-}
-
 /// Flags of the sample-based methods only.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
@@ -177,12 +171,9 @@ pub struct SampleArgs {
     /// SGD steps of each child, cosine learning rate per step [preset: paper 10000, quick 200].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub child_steps: Option<usize>,
-    /// Children trained at once; --threads are divided between them.
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = super::positive_whole)]
-    pub workers: usize,
-    /// Where children run.
-    #[arg(long, value_enum, default_value = "local")]
-    pub executor: ExecutorArg,
+    /// Where children run and how many at once.
+    #[command(flatten)]
+    pub exec: super::exec_args::ExecArgs,
     /// Evolution: the population (the most recent children) [preset: paper 20, quick 4].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub population: Option<usize>,

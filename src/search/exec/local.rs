@@ -1,73 +1,71 @@
-//! The local executor: each task is a child process (`actsearch child SPEC --exit-with-parent`
-//! by default), at most `workers` at a time, with its output in `child.log` beside the spec.
+//! The local executor: each task is a process on this machine, at most `workers` at a time,
+//! with its output in the task's log; it exits when the executor's process is gone.
 //! A process that exits non-zero, crashes or is killed is reported as failed with its exit
 //! status and the last line it wrote; the search goes on.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use super::{Executor, Outcome, Task};
+use super::{EXIT_WITH_PARENT_ENV, Executor, Outcome, Task};
+
+/// The running process's own binary (Linux), which outlives a replaced file.
+const SELF_EXE: &str = "/proc/self/exe";
 
 pub struct LocalExecutor {
-    /// The program and the arguments before the spec path.
-    command: Vec<String>,
-    /// Arguments after the spec path.
-    suffix: Vec<String>,
     workers: usize,
     queue: VecDeque<Task>,
     running: Vec<(Task, Child)>,
 }
 
 impl LocalExecutor {
-    /// Runs `actsearch child SPEC --exit-with-parent --threads N` with this very binary.
-    pub fn new(workers: usize) -> Result<LocalExecutor> {
-        let exe = std::env::current_exe().context("cannot find the actsearch binary to run children with")?;
-        let exe = exe.to_str().context("the actsearch binary's path is not UTF-8")?.to_string();
-        Ok(LocalExecutor::with_command(vec![exe, "child".into()], vec!["--exit-with-parent".into()], workers))
-    }
-
-    /// Runs `command... SPEC suffix... --threads N` for each task.
-    pub fn with_command(command: Vec<String>, suffix: Vec<String>, workers: usize) -> LocalExecutor {
-        LocalExecutor { command, suffix, workers: workers.max(1), queue: VecDeque::new(), running: Vec::new() }
+    /// At most `workers` tasks at once.
+    pub fn new(workers: usize) -> LocalExecutor {
+        LocalExecutor { workers: workers.max(1), queue: VecDeque::new(), running: Vec::new() }
     }
 
     fn start(&mut self, task: Task) -> Result<()> {
-        let log_path = log_path(&task);
-        let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .arg(&task.spec)
-            .args(&self.suffix)
-            .arg("--threads")
-            .arg(task.threads.to_string())
+        let log = File::create(&task.log).with_context(|| format!("cannot create {}", task.log.display()))?;
+        let program = task.argv.first().context("a task without a command")?;
+        let mut command = match super::this_program() {
+            // This very binary, even if the file was replaced since it started (a rebuild
+            // while a search runs), so that every task of a run runs the same code.
+            Ok(me) if *program == me && Path::new(SELF_EXE).exists() => {
+                let mut c = Command::new(SELF_EXE);
+                c.arg0(program);
+                c
+            }
+            _ => Command::new(program),
+        };
+        let child = command
+            .args(&task.argv[1..])
+            .env(EXIT_WITH_PARENT_ENV, "1")
+            // Its own process group: Ctrl-C reaches the search, which stops its tasks itself.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("cannot start a child process ({})", self.command[0]))?;
+            .with_context(|| format!("cannot start a process ({program})"))?;
         self.running.push((task, child));
         Ok(())
     }
 }
 
-fn log_path(task: &Task) -> PathBuf {
-    task.spec.with_file_name("child.log")
-}
-
-/// The last non-empty line of a child's log, for a failure's reason.
-fn last_line(task: &Task) -> Option<String> {
-    let text = std::fs::read_to_string(log_path(task)).ok()?;
+/// The last non-empty line of a task's log, for a failure's reason.
+pub(super) fn last_line(task: &Task) -> Option<String> {
+    let text = std::fs::read_to_string(&task.log).ok()?;
     text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }
 
 impl Executor for LocalExecutor {
-    fn submit(&mut self, task: Task) -> Result<Option<String>> {
+    fn submit(&mut self, task: Task) -> Result<()> {
         self.queue.push_back(task);
-        Ok(None)
+        Ok(())
     }
 
     fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
@@ -108,15 +106,16 @@ impl Executor for LocalExecutor {
         self.queue.len() + self.running.len()
     }
 
-    fn cancel_all(&mut self) -> Result<()> {
+    fn cancel_all(&mut self) -> Result<Option<String>> {
         self.queue.clear();
+        let stopped = self.running.len();
         for (_, child) in &mut self.running {
             let _ = child.kill();
         }
         for (_, mut child) in std::mem::take(&mut self.running) {
             let _ = child.wait();
         }
-        Ok(())
+        Ok((stopped > 0).then(|| format!("stopped {stopped} running task process(es)")))
     }
 }
 
@@ -143,7 +142,14 @@ mod tests {
         out
     }
 
-    /// Each task runs `sh -c SCRIPT SPEC --threads N`; `$0` is the spec path.
+    fn task(dir: &std::path::Path, id: usize, name: &str, script: &str) -> Task {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let argv = ["sh", "-c", script, d.join("spec.json").to_str().unwrap()].map(String::from).to_vec();
+        Task { id, argv, log: d.join("child.log"), threads: 1 }
+    }
+
+    /// Each task runs `sh -c SCRIPT SPEC`; `$0` is the spec path.
     #[test]
     fn exits_crashes_and_kills_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
@@ -152,10 +158,9 @@ mod tests {
             *b/spec.json) echo "error: no such dataset" >&2; exit 3 ;;
             *c/spec.json) kill -9 $$ ;;
         esac"#;
-        let mut ex = LocalExecutor::with_command(vec!["sh".into(), "-c".into(), script.into()], vec![], 2);
+        let mut ex = LocalExecutor::new(2);
         for (id, name) in ["a", "b", "c"].iter().enumerate() {
-            std::fs::create_dir_all(dir.path().join(name)).unwrap();
-            ex.submit(Task { id, spec: dir.path().join(name).join("spec.json"), threads: 1 }).unwrap();
+            ex.submit(task(dir.path(), id, name, script)).unwrap();
         }
         let out = wait_all(&mut ex);
         assert_eq!(out[0], (0, Outcome::Exited));
@@ -170,11 +175,9 @@ mod tests {
     #[test]
     fn at_most_workers_run_at_once_and_cancel_stops_them() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ex = LocalExecutor::with_command(vec!["sh".into(), "-c".into(), "sleep 30".into()], vec![], 2);
+        let mut ex = LocalExecutor::new(2);
         for id in 0..3 {
-            let d = dir.path().join(id.to_string());
-            std::fs::create_dir_all(&d).unwrap();
-            ex.submit(Task { id, spec: d.join("spec.json"), threads: 1 }).unwrap();
+            ex.submit(task(dir.path(), id, &id.to_string(), "sleep 30")).unwrap();
         }
         assert!(ex.poll().unwrap().is_empty());
         assert_eq!(ex.running.len(), 2);

@@ -4,42 +4,89 @@
 //! so the controller reads it and never trusts a process's word alone. Executors know nothing
 //! about the methods, and the methods nothing about executors.
 //!
-//! - [`local::LocalExecutor`]: up to `--workers` child processes on this machine.
+//! - [`local::LocalExecutor`]: up to `--workers` processes on this machine;
+//! - [`slurm::SlurmExecutor`]: one Slurm job per task (`sbatch --parsable`), followed with
+//!   `squeue`, resubmitted when a job fails without a result.
 
 pub mod local;
+pub mod slurm;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-/// One child to run: `actsearch child SPEC` with `threads` CPU threads.
+/// One task to run: a command line (for a child, `actsearch child SPEC --threads N`) that
+/// writes its own result file, its output going to `log`, on `threads` CPU threads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
     pub id: usize,
-    pub spec: PathBuf,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Where the task's output (stdout and stderr) goes; its folder is the task's own.
+    pub log: PathBuf,
     pub threads: usize,
 }
 
-/// How a task's process ended.
+/// Set in the environment of every process the local executor starts: the process exits
+/// when the one that started it is gone (see `cli`), so that killing a search or an eval grid
+/// never leaves its tasks running.
+pub const EXIT_WITH_PARENT_ENV: &str = "ACTSEARCH_EXIT_WITH_PARENT";
+
+/// This very binary's path, to run tasks with (`actsearch child ...`, `actsearch eval ...`).
+/// A binary rebuilt or upgraded while the run goes on leaves Linux saying `PATH (deleted)`:
+/// the path is still the one to give a cluster's jobs (the local executor starts this very
+/// process's binary instead, see `local`).
+pub fn this_program() -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the actsearch binary to run tasks with")?;
+    let path = exe.to_str().context("the actsearch binary's path is not UTF-8")?;
+    Ok(path.strip_suffix(" (deleted)").unwrap_or(path).to_string())
+}
+
+/// What became of a task, as [`Executor::poll`] reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
+    /// It was handed to the cluster as job `job` (again, after a failure, when `retry` says
+    /// why); it is still in flight.
+    Submitted { job: String, retry: Option<String> },
     /// It exited normally (its result file says what happened).
     Exited,
     /// It failed, crashed or was killed, with what is known of why.
     Failed(String),
 }
 
-pub trait Executor {
-    /// Queues a task; returns the job id where the executor has one (a process id, a Slurm job).
-    fn submit(&mut self, task: Task) -> Result<Option<String>>;
+impl Outcome {
+    /// Whether the task has ended (it is no longer in flight).
+    pub fn ended(&self) -> bool {
+        !matches!(self, Outcome::Submitted { .. })
+    }
+}
 
-    /// Starts what may start and returns the tasks that ended since the last call. Does not
+pub trait Executor {
+    /// Queues a task.
+    fn submit(&mut self, task: Task) -> Result<()>;
+
+    /// Queues tasks that belong together (the runs of an eval grid): one job array on Slurm,
+    /// its batch script at `script`; one by one elsewhere.
+    fn submit_all(&mut self, tasks: Vec<Task>, _script: &std::path::Path) -> Result<()> {
+        tasks.into_iter().try_for_each(|t| self.submit(t))
+    }
+
+    /// Takes back a task that an earlier process submitted as `job` (a resumed search): true
+    /// when the executor follows it from now on as if submitted, false when it cannot (a
+    /// local process died with the search that started it), and the task is then submitted
+    /// again.
+    fn adopt(&mut self, _task: Task, _job: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Starts what may start and returns what happened to tasks since the last call. Does not
     /// block.
     fn poll(&mut self) -> Result<Vec<(usize, Outcome)>>;
 
-    /// Tasks submitted and not yet reported by [`Executor::poll`].
+    /// Tasks submitted and not yet reported ended by [`Executor::poll`].
     fn in_flight(&self) -> usize;
 
-    /// Stops every task in flight (they are then not reported).
-    fn cancel_all(&mut self) -> Result<()>;
+    /// Stops every task in flight (they are then not reported); returns what it did, for the
+    /// user (for example the Slurm jobs it cancelled).
+    fn cancel_all(&mut self) -> Result<Option<String>>;
 }

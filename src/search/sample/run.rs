@@ -432,38 +432,55 @@ impl<'a> IterationRun<'a> {
         }
     }
 
-    /// Runs the children `ids` (collecting results that are already there); false when the
-    /// user stopped the search (the executor's tasks are then cancelled).
+    /// Runs the children `ids` (collecting results that are already there, and following
+    /// jobs an earlier controller submitted where the executor can); false when the user
+    /// stopped the search (the executor's tasks are then cancelled).
     fn train(&mut self, ids: &[usize], executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
+        let program = crate::search::exec::this_program()?;
         let mut waiting = 0;
         for &id in ids {
             let spec = self.child_dir(id).join("spec.json");
             if let Some(result) = read_result(&result_path(&spec))? {
-                self.record(id, result, None, log)?;
+                self.record(id, result, log)?;
                 continue;
             }
-            let job = executor.submit(Task { id, spec, threads: self.config.threads })?;
-            if let Some(job) = &job {
-                self.store.set_job(id, job)?;
-            }
+            let threads = self.config.threads;
+            let argv = vec![program.clone(), "child".into(), spec.to_string_lossy().into_owned(), "--threads".into(), threads.to_string()];
+            let task = Task { id, argv, log: spec.with_file_name("child.log"), threads };
             waiting += 1;
+            if let Some(job) = self.store.job(id)?
+                && executor.adopt(task.clone(), &job)?
+            {
+                log.line(&format!("child {id}: following job {job}, submitted before the search was resumed"))?;
+                continue;
+            }
+            executor.submit(task)?;
         }
         let mut started = Instant::now();
         while waiting > 0 {
             if self.obs.should_stop() {
-                executor.cancel_all()?;
-                return Ok(false);
+                return self.stop(executor, log);
             }
-            let ended = executor.poll()?;
-            if ended.is_empty() {
+            let events = executor.poll()?;
+            if self.obs.should_stop() {
+                // What ended as the user stopped (a child hit by the same Ctrl-C) is not a result.
+                return self.stop(executor, log);
+            }
+            if events.is_empty() {
                 std::thread::sleep(POLL);
                 continue;
             }
-            for (id, outcome) in ended {
-                waiting -= 1;
+            for (id, outcome) in events {
                 let spec = self.child_dir(id).join("spec.json");
                 let elapsed = started.elapsed().as_secs_f64();
                 let result = match (read_result(&result_path(&spec)), outcome) {
+                    (_, Outcome::Submitted { job, retry }) => {
+                        self.store.set_job(id, &job)?;
+                        if let Some(why) = retry {
+                            log.line(&format!("child {id}: {why}: resubmitted as job {job}"))?;
+                        }
+                        continue;
+                    }
                     (Ok(Some(r)), _) => r,
                     (Ok(None), Outcome::Exited) => {
                         ChildResult::failed(id, "the child exited without a result".into(), elapsed)
@@ -471,16 +488,25 @@ impl<'a> IterationRun<'a> {
                     (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
                     (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed),
                 };
-                let job = self.store.job(id)?;
-                self.record(id, result, job, log)?;
+                waiting -= 1;
+                self.record(id, result, log)?;
             }
             started = Instant::now();
         }
         Ok(true)
     }
 
+    /// The user stopped the search: cancel what runs, say so, and let --resume continue.
+    fn stop(&mut self, executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
+        if let Some(what) = executor.cancel_all()? {
+            log.line(&format!("stopped by the user: {what}"))?;
+        }
+        Ok(false)
+    }
+
     /// Stores the row of a trained child as soon as its result is in.
-    fn record(&mut self, id: usize, result: ChildResult, job: Option<String>, log: &mut RunLog) -> Result<()> {
+    fn record(&mut self, id: usize, result: ChildResult, log: &mut RunLog) -> Result<()> {
+        let job = self.store.job(id)?;
         let reward = if result.status == Status::Ok && result.reward.is_finite() { result.reward } else { 0.0 };
         let mut row = self.row(id, result.status, reward, result.error.clone(), None);
         row.seconds = result.seconds;
@@ -667,11 +693,12 @@ mod tests {
     }
 
     impl<F: FnMut(&ChildSpec) -> f64> Executor for Scored<F> {
-        fn submit(&mut self, task: Task) -> Result<Option<String>> {
+        fn submit(&mut self, task: Task) -> Result<()> {
             if self.die_after.is_some_and(|n| self.ran >= n) {
                 bail!("the executor died");
             }
-            let spec = crate::search::sample::child::read_spec(&task.spec)?;
+            let spec_path = PathBuf::from(&task.argv[2]);
+            let spec = crate::search::sample::child::read_spec(&spec_path)?;
             let reward = (self.score)(&spec);
             let result = ChildResult {
                 id: task.id,
@@ -681,19 +708,21 @@ mod tests {
                 status: Status::Ok,
                 error: None,
             };
-            write_result(&result_path(&task.spec), &result)?;
+            write_result(&result_path(&spec_path), &result)?;
             self.ran += 1;
             self.ended.push(task.id);
-            Ok(Some(format!("job-{}", task.id)))
+            Ok(())
         }
         fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
-            Ok(std::mem::take(&mut self.ended).into_iter().map(|id| (id, Outcome::Exited)).collect())
+            let ended = std::mem::take(&mut self.ended);
+            let submitted = ended.iter().map(|&id| (id, Outcome::Submitted { job: format!("job-{id}"), retry: None }));
+            Ok(submitted.collect::<Vec<_>>().into_iter().chain(ended.iter().map(|&id| (id, Outcome::Exited))).collect())
         }
         fn in_flight(&self) -> usize {
             self.ended.len()
         }
-        fn cancel_all(&mut self) -> Result<()> {
-            Ok(())
+        fn cancel_all(&mut self) -> Result<Option<String>> {
+            Ok(None)
         }
     }
 
@@ -877,11 +906,24 @@ mod tests {
         let script = r#"id=$(basename "$(dirname "$0")")
             if mkdir "$(dirname "$(dirname "$0")")/.crashed" 2>/dev/null; then kill -9 $$; fi
             printf '{"id": %s, "reward": 0.25, "train_loss": 1.5, "seconds": 0.1, "status": "ok"}' "$id" > "$(dirname "$0")/result.json""#;
-        let mut ex = crate::search::exec::local::LocalExecutor::with_command(
-            vec!["sh".into(), "-c".into(), script.into()],
-            vec![],
-            2,
-        );
+        /// The local executor running `sh -c SCRIPT SPEC` instead of `actsearch child SPEC`.
+        struct Scripted(crate::search::exec::local::LocalExecutor, &'static str);
+        impl Executor for Scripted {
+            fn submit(&mut self, task: Task) -> Result<()> {
+                let argv = vec!["sh".into(), "-c".into(), self.1.into(), task.argv[2].clone()];
+                self.0.submit(Task { argv, ..task })
+            }
+            fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
+                self.0.poll()
+            }
+            fn in_flight(&self) -> usize {
+                self.0.in_flight()
+            }
+            fn cancel_all(&mut self) -> Result<Option<String>> {
+                self.0.cancel_all()
+            }
+        }
+        let mut ex = Scripted(crate::search::exec::local::LocalExecutor::new(2), script);
         let mut c = config(SampleMethod::Random, &out, 6);
         c.batch_children = 3;
         let outcome = run(&c, &mut ex, false, &Silent).unwrap();

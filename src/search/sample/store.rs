@@ -77,6 +77,11 @@ CREATE TABLE IF NOT EXISTS children (
     same_as INTEGER
 );
 CREATE INDEX IF NOT EXISTS children_fingerprint ON children (fingerprint);
+CREATE TABLE IF NOT EXISTS jobs (
+    child INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    submitted_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -154,21 +159,22 @@ impl Store {
         stmt.query_row(params![hex(fingerprint)], read_row).optional()?.transpose()
     }
 
-    /// The executor's job id of a child in flight (before its row exists).
+    /// Records that child `id` was submitted as `job` (every submission, retries too).
     pub fn set_job(&mut self, id: usize, job: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
-            params![format!("job:{id}"), job],
-        )?;
+        self.conn.execute("INSERT INTO jobs (child, job_id) VALUES (?1, ?2)", params![id as i64, job])?;
         Ok(())
     }
 
-    /// The job id recorded for child `id` by [`Store::set_job`].
+    /// Every job id recorded for child `id`, in submission order.
+    pub fn jobs(&self, id: usize) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT job_id FROM jobs WHERE child = ?1 ORDER BY rowid")?;
+        let ids = stmt.query_map(params![id as i64], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(ids)
+    }
+
+    /// The last job id recorded for child `id` by [`Store::set_job`].
     pub fn job(&self, id: usize) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM state WHERE key = ?1", params![format!("job:{id}")], |r| r.get(0))
-            .optional()?)
+        Ok(self.jobs(id)?.pop())
     }
 }
 
