@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::backend::DataAndCompute;
+use super::exec_args::{ExecArgs, ExecutorArg};
 use super::progress::Progress;
 use super::stdout;
 use crate::model::Network;
@@ -40,15 +41,20 @@ pub enum Augment {
     None,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
-    /// The CIFAR ResNet to train.
-    #[arg(long, default_value = "resnet20", value_parser = parse_network)]
-    pub network: Network,
+    /// The CIFAR ResNet to train; a comma-separated list (resnet8,resnet20) makes a grid.
+    #[arg(long, default_value = "resnet20", value_delimiter = ',', value_parser = parse_network)]
+    pub network: Vec<Network>,
     /// A named activation (see `actsearch functions`), a formula such as "x*sigmoid(b*x)",
-    /// or PATH/genotype.json from a search.
-    #[arg(long, allow_hyphen_values = true)]
-    pub activation: String,
+    /// or PATH/genotype.json from a search. Repeat it for a grid: every network × activation
+    /// × seed runs into OUT/<network>/<activation>/seed-N, and OUT/summary.json compares each
+    /// activation with --baseline.
+    #[arg(long, required = true, allow_hyphen_values = true)]
+    pub activation: Vec<String>,
+    /// The activation a grid compares every other with (on each network).
+    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
+    pub baseline: String,
     /// Where the activation's parameters (b, g, ...) start when --activation is a genotype:
     /// `init` (the op's initial value, as from scratch), `learned` (the values the search
     /// learned, per site and channel; needs the search's network) or `learned-mean` (each
@@ -107,11 +113,28 @@ pub struct EvalArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Where the runs of a grid go, and how many at once.
+    #[command(flatten)]
+    pub exec: ExecArgs,
     #[command(flatten)]
     pub common: DataAndCompute,
 }
 
 impl EvalArgs {
+    /// The one activation of a single eval (not a grid).
+    fn single_activation(&self) -> &str {
+        &self.activation[0]
+    }
+
+    fn single_network(&self) -> Network {
+        self.network[0]
+    }
+
+    /// Whether this is a grid: several networks or activations, or runs handed to an executor.
+    fn is_grid(&self) -> bool {
+        self.network.len() > 1 || self.activation.len() > 1 || self.exec.executor == ExecutorArg::Slurm || self.exec.workers > 1
+    }
+
     /// The quick preset for `activation` on `network`, one seed, into `out`; every other flag
     /// at its command-line default (parsed by clap, so the defaults live in one place).
     pub fn quick(network: Network, activation: &str, out: &std::path::Path, seed: u64, common: DataAndCompute) -> Self {
@@ -123,7 +146,7 @@ impl EvalArgs {
         // `--activation=...` in one word, so a formula starting with '-' is not read as a flag.
         let argv = ["eval".to_string(), format!("--activation={activation}"), "--preset=quick".to_string()];
         let mut args = <Eval as clap::Parser>::try_parse_from(argv).expect("eval's defaults parse").args;
-        args.network = network;
+        args.network = vec![network];
         args.seeds = vec![seed];
         args.out = Some(out.to_path_buf());
         args.common = common;
@@ -136,15 +159,19 @@ fn parse_network(s: &str) -> Result<Network> {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    args.exec.check()?;
+    if args.is_grid() {
+        return super::eval_grid::run(args);
+    }
     run_summary(args).map(|_| ())
 }
 
 /// [`run`], returning the summary over the seeds.
 pub fn run_summary(args: EvalArgs) -> Result<seeds::Summary> {
-    let formula = resolve_activation(&args.activation)?;
+    let formula = resolve_activation(args.single_activation())?;
     let config = build_config(&args, formula.to_string())?;
     // A genotype without usable learned values fails here, before anything is written.
-    site_values(&args.activation, &formula, config.init_params, &config.network.site_channels())?;
+    site_values(args.single_activation(), &formula, config.init_params, &config.network.site_channels())?;
     let (device, pool) = args.common.device_and_pool()?;
     let config = TrainConfig { threads: pool.current_num_threads(), ..config };
     let threads = config.threads;
@@ -182,8 +209,8 @@ pub fn run_summary(args: EvalArgs) -> Result<seeds::Summary> {
     Ok(summary)
 }
 
-/// Flags over preset defaults, validated.
-fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
+/// Flags over preset defaults, validated (for the first network and activation).
+pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
     let preset = match args.preset {
         PresetArg::Standard => Preset::Standard,
         PresetArg::Seed => Preset::Seed,
@@ -191,8 +218,8 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
     };
     let d = preset.defaults();
     let config = TrainConfig {
-        network: args.network,
-        activation_spec: args.activation.clone(),
+        network: args.single_network(),
+        activation_spec: args.single_activation().to_string(),
         activation,
         init_params: match args.init_params {
             InitParamsArg::Init => InitParams::Init,
@@ -224,9 +251,12 @@ fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> {
 }
 
 fn default_out(args: &EvalArgs) -> PathBuf {
-    let slug: String =
-        args.activation.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).take(48).collect();
-    PathBuf::from("runs").join(format!("eval-{}-{}", args.network.name(), slug))
+    PathBuf::from("runs").join(format!("eval-{}-{}", args.single_network().name(), slug(args.single_activation())))
+}
+
+/// An activation as a folder name: letters, digits and `_`, the rest `-`, at most 48.
+pub fn slug(activation: &str) -> String {
+    activation.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).take(48).collect()
 }
 
 fn validate(c: &TrainConfig, args: &EvalArgs) -> Result<()> {

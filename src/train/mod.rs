@@ -1,10 +1,12 @@
 //! The one training loop shared by `eval` (and later the searches): optimizer, learning-rate
-//! schedules, metrics, `errors.json`, checkpoints and resume, and multi-seed summaries.
+//! schedules, metrics, `errors.json`, checkpoints and resume, multi-seed summaries, and
+//! evaluation grids (networks × activations × seeds as executor tasks).
 
 pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod driver;
+pub mod grid;
 pub mod history;
 pub mod metrics;
 pub mod run;

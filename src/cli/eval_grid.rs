@@ -1,0 +1,168 @@
+//! `actsearch eval` over a grid (several `--network`s or `--activation`s, or runs handed to
+//! `--workers` processes or Slurm): every network × activation × seed becomes one `actsearch
+//! eval` run in `OUT/<network>/<activation>/seed-N`, run by the executor, and the grid ends
+//! with one summary comparing each activation with `--baseline` on each network
+//! (`train::grid`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::ValueEnum;
+
+use super::eval::{EvalArgs, build_config, slug};
+use super::progress::Progress;
+use super::stdout;
+use crate::model::Network;
+use crate::space::resolve::{resolve_activation, site_values};
+use crate::train::grid::{GridRun, result_of, run_grid};
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let baseline = resolve_activation(&args.baseline)?.to_string();
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("eval-grid"));
+    let local = super::backend::thread_count(args.common.threads)?;
+    let threads = args.exec.task_threads(args.common.threads, local);
+    let program = crate::search::exec::this_program()?;
+    super::distinct_seeds("--seeds", &args.seeds)?;
+    if args.seeds.is_empty() {
+        bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");
+    }
+    let mut networks = args.network.clone();
+    networks.dedup();
+    // Every combination is checked before anything runs.
+    let mut runs = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut slugs: HashMap<String, usize> = HashMap::new();
+    for activation in &args.activation {
+        let formula = resolve_activation(activation)?;
+        let canonical = formula.to_string();
+        if let Some(first) = seen.insert(canonical.clone(), activation.clone()) {
+            bail!(
+                "--activation {} and {} are the same function ({}); give each once",
+                crate::report::shown(&first),
+                crate::report::shown(activation),
+                crate::report::shown(&canonical)
+            );
+        }
+        let base = slug(activation);
+        let n = slugs.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let folder = if *n == 1 { base } else { format!("{base}-{n}") };
+        for &network in &networks {
+            let one = EvalArgs { network: vec![network], activation: vec![activation.clone()], ..args.clone() };
+            let config = build_config(&one, canonical.clone())?;
+            site_values(activation, &formula, config.init_params, &network.site_channels())?;
+            for &seed in &args.seeds {
+                let dir = out.join(network.name()).join(&folder).join(format!("seed-{seed}"));
+                runs.push(GridRun {
+                    network: network.name().to_string(),
+                    activation: activation.clone(),
+                    formula: canonical.clone(),
+                    seed,
+                    argv: task_argv(&program, &args, network, activation, seed, &dir, threads),
+                    dir,
+                    threads,
+                });
+            }
+        }
+    }
+    if args.exec.executor == super::exec_args::ExecutorArg::Local {
+        args.common.backend.device()?;
+    }
+    let progress = Progress::new();
+    progress.println(&format!(
+        "actsearch eval: a grid of {} runs ({} network(s) x {} activation(s) x {} seed(s)) on {}, {} executor, {} at once, {} thread(s) each -> {}",
+        runs.len(),
+        networks.len(),
+        args.activation.len(),
+        args.seeds.len(),
+        args.common.dataset,
+        args.exec.name(),
+        args.exec.max_jobs.unwrap_or(args.exec.workers),
+        threads,
+        out.display()
+    ));
+    let total = runs.len();
+    let mut executor = args.exec.executor(&out, result_of)?;
+    let outcome = run_grid(&out, runs, &baseline, executor.as_mut(), args.resume, &progress)?;
+    progress.finish();
+    let mut text = format!("{}\n", outcome.table);
+    for (dir, why) in &outcome.failed {
+        text += &format!("failed: {}: {why}\n", dir.display());
+    }
+    if outcome.stopped {
+        text += &format!(
+            "stopped: {} of {total} runs finished; continue with the same command and --resume\n",
+            outcome.finished
+        );
+    }
+    text += &format!("summary: {} and summary.md; runs in {}/<network>/<activation>/seed-N\n", out.join("summary.json").display(), out.display());
+    stdout(&text)?;
+    if !outcome.failed.is_empty() {
+        bail!("{} of {total} runs failed (see above and their eval.log); rerun with --resume to retry them", outcome.failed.len());
+    }
+    Ok(())
+}
+
+/// The `actsearch eval` command of one run: the grid's recipe flags, one network, activation
+/// and seed, `--out` the run's folder and `--resume` (a retried run continues from its
+/// checkpoint).
+fn task_argv(
+    program: &str,
+    args: &EvalArgs,
+    network: Network,
+    activation: &str,
+    seed: u64,
+    dir: &Path,
+    threads: usize,
+) -> Vec<String> {
+    fn name<T: ValueEnum>(v: &T) -> String {
+        v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+    }
+    let mut a: Vec<String> = vec![
+        program.into(),
+        "eval".into(),
+        "--network".into(),
+        network.name().into(),
+        // One word, so that a formula starting with '-' is not read as a flag.
+        format!("--activation={activation}"),
+        "--seeds".into(),
+        seed.to_string(),
+        "--out".into(),
+        dir.to_string_lossy().into_owned(),
+        "--resume".into(),
+        "--preset".into(),
+        name(&args.preset),
+        "--init-params".into(),
+        name(&args.init_params),
+        "--augment".into(),
+        name(&args.augment),
+        "--eval-batch-size".into(),
+        args.eval_batch_size.to_string(),
+    ];
+    let mut opt = |flag: &str, v: Option<String>| {
+        if let Some(v) = v {
+            a.push(format!("--{flag}={v}"));
+        }
+    };
+    opt("epochs", args.epochs.map(|v| v.to_string()));
+    opt("batch-size", args.batch_size.map(|v| v.to_string()));
+    opt("lr", args.lr.map(|v| v.to_string()));
+    opt("momentum", args.momentum.map(|v| v.to_string()));
+    opt("weight-decay", args.weight_decay.map(|v| v.to_string()));
+    opt("schedule", args.schedule.map(|v| format!("{v:?}").to_lowercase()));
+    opt("grad-clip", args.grad_clip.map(|v| v.to_string()));
+    opt("train-portion", args.train_portion.map(|v| v.to_string()));
+    opt("subset", args.subset.map(|v| v.to_string()));
+    opt("test-subset", args.test_subset.map(|v| v.to_string()));
+    if args.nesterov {
+        a.push("--nesterov".into());
+    }
+    a.extend([
+        format!("--dataset={}", args.common.dataset),
+        format!("--data-dir={}", args.common.data_dir.display()),
+        format!("--backend={}", name(&args.common.backend)),
+        format!("--threads={threads}"),
+    ]);
+    a
+}

@@ -1,0 +1,280 @@
+//! An evaluation grid: networks × activations × seeds, each run an `actsearch eval` task in
+//! its own folder (`OUT/<network>/<activation-slug>/seed-N`), run by an executor (local
+//! processes, or one Slurm job array), then one summary over the grid with the comparison
+//! statistics of `report::stats` against a baseline activation.
+//!
+//! A run's `model.safetensors` (the last file an eval writes) says it finished; `grid.json`
+//! records the plan and every job id, so a grid rerun with `--resume` skips finished runs,
+//! follows jobs still queued or running, and submits the rest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::history::write_json;
+use super::run_dir::{LOCK_FILE, MODEL_FILE, RunLog};
+use crate::files::Lock;
+use crate::observer::Observer;
+use crate::report::stats;
+use crate::search::exec::{Executor, Outcome, Task};
+
+/// One run of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GridRun {
+    pub network: String,
+    /// The activation as given (a name, a formula or a genotype path).
+    pub activation: String,
+    /// Its canonical formula (what runs of the same function share).
+    pub formula: String,
+    pub seed: u64,
+    /// The run's folder.
+    pub dir: PathBuf,
+    /// The command that trains it (`actsearch eval ... --out DIR --resume`).
+    pub argv: Vec<String>,
+    pub threads: usize,
+}
+
+impl GridRun {
+    /// Where the run's output goes.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("eval.log")
+    }
+}
+
+/// The result file of a grid task: the run's model, written last.
+pub fn result_of(task: &Task) -> PathBuf {
+    task.log.with_file_name(MODEL_FILE)
+}
+
+/// What `grid.json` keeps: the plan and the job ids of each run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct GridState {
+    runs: Vec<GridRun>,
+    /// Job ids by run index, in submission order.
+    jobs: BTreeMap<usize, Vec<String>>,
+    /// Why a run failed, by run index.
+    failed: BTreeMap<usize, String>,
+}
+
+const STATE_FILE: &str = "grid.json";
+
+/// How a grid ended.
+#[derive(Clone, Debug)]
+pub struct GridOutcome {
+    pub finished: usize,
+    /// (run folder, why) of the runs that failed.
+    pub failed: Vec<(PathBuf, String)>,
+    /// The user stopped it (the executor's tasks were cancelled); --resume continues.
+    pub stopped: bool,
+    /// The comparison table (Markdown) of the finished runs.
+    pub table: String,
+}
+
+/// Runs (or resumes) the grid `runs` into `out` with `executor`; writes `OUT/summary.json`
+/// and `OUT/summary.md` comparing every activation with `baseline` (a canonical formula) on
+/// each network.
+pub fn run_grid(
+    out: &Path,
+    runs: Vec<GridRun>,
+    baseline: &str,
+    executor: &mut dyn Executor,
+    resume: bool,
+    obs: &dyn Observer,
+) -> Result<GridOutcome> {
+    std::fs::create_dir_all(out)?;
+    let _lock = Lock::try_exclusive(&out.join(LOCK_FILE), &format!("eval grid folder {}", out.display()))?;
+    let state_path = out.join(STATE_FILE);
+    let mut state = match (state_path.exists(), resume) {
+        (true, false) => bail!(
+            "{} holds an eval grid; pass --resume to continue it (finished runs are kept), or choose another --out",
+            out.display()
+        ),
+        (true, true) => {
+            let saved: GridState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+                .map_err(|e| anyhow::anyhow!("{} is unreadable ({e}); choose another --out", state_path.display()))?;
+            let dirs = |r: &[GridRun]| r.iter().map(|r| r.dir.clone()).collect::<Vec<_>>();
+            if dirs(&saved.runs) != dirs(&runs) {
+                bail!(
+                    "{} holds a different grid (other networks, activations or seeds); give the same flags to --resume it, or choose another --out",
+                    out.display()
+                );
+            }
+            GridState { runs: runs.clone(), jobs: saved.jobs, failed: BTreeMap::new() }
+        }
+        (false, _) => GridState { runs: runs.clone(), ..GridState::default() },
+    };
+    write_json(&state_path, &state)?;
+    let mut log = RunLog::open(&out.join("log.log"), obs)?;
+    log.line(&format!("eval grid: {} runs into {}", runs.len(), out.display()))?;
+
+    let task = |i: usize, r: &GridRun| Task { id: i, argv: r.argv.clone(), log: r.log(), threads: r.threads };
+    let mut waiting = 0;
+    let mut fresh = Vec::new();
+    let mut finished = 0;
+    for (i, r) in runs.iter().enumerate() {
+        if r.dir.join(MODEL_FILE).exists() {
+            finished += 1;
+            continue;
+        }
+        std::fs::create_dir_all(&r.dir)?;
+        waiting += 1;
+        if let Some(job) = state.jobs.get(&i).and_then(|j| j.last()).cloned()
+            && executor.adopt(task(i, r), &job)?
+        {
+            log.line(&format!("{}: following job {job}, submitted before the grid was resumed", r.dir.display()))?;
+            continue;
+        }
+        fresh.push(task(i, r));
+    }
+    if finished > 0 {
+        log.line(&format!("{finished} run(s) already finished"))?;
+    }
+    executor.submit_all(fresh, &out.join("slurm-array.sh"))?;
+
+    let mut stopped = false;
+    while waiting > 0 {
+        if obs.should_stop() {
+            stopped = true;
+            break;
+        }
+        let events = executor.poll()?;
+        if obs.should_stop() {
+            stopped = true;
+            break;
+        }
+        if events.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        for (i, outcome) in events {
+            let dir = runs[i].dir.display().to_string();
+            match outcome {
+                Outcome::Submitted { job, retry } => {
+                    state.jobs.entry(i).or_default().push(job.clone());
+                    if let Some(why) = retry {
+                        log.line(&format!("{dir}: {why}: resubmitted as job {job}"))?;
+                    }
+                }
+                Outcome::Exited if runs[i].dir.join(MODEL_FILE).exists() => {
+                    waiting -= 1;
+                    finished += 1;
+                    log.line(&format!("{dir}: finished ({finished} of {})", runs.len()))?;
+                }
+                Outcome::Exited | Outcome::Failed(_) => {
+                    waiting -= 1;
+                    let why = match outcome {
+                        Outcome::Failed(why) => why,
+                        _ => "the eval exited without finishing".to_string(),
+                    };
+                    let last = last_line(&runs[i].log()).map_or(String::new(), |l| format!(": {l}"));
+                    state.failed.insert(i, format!("{why}{last}"));
+                    log.line(&format!("{dir}: failed ({why}{last})"))?;
+                }
+            }
+        }
+        write_json(&state_path, &state)?;
+    }
+    if stopped {
+        if let Some(what) = executor.cancel_all()? {
+            log.line(&format!("stopped by the user: {what}; --resume continues"))?;
+        }
+        write_json(&state_path, &state)?;
+    }
+    let table = summarize(out, &runs, baseline)?;
+    let failed = state.failed.iter().map(|(&i, why)| (runs[i].dir.clone(), why.clone())).collect();
+    if !stopped {
+        log.line(&format!("grid done: {finished} of {} runs finished; summary in {}", runs.len(), out.join("summary.json").display()))?;
+    }
+    Ok(GridOutcome { finished, failed, stopped, table })
+}
+
+/// The last non-empty line of a file.
+fn last_line(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+}
+
+/// The final test accuracy of a finished run.
+fn final_test_acc(dir: &Path) -> Option<f64> {
+    if !dir.join(MODEL_FILE).exists() {
+        return None;
+    }
+    let errors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("errors.json")).ok()?).ok()?;
+    errors["test_acc"].as_array()?.last()?.as_f64()
+}
+
+/// `summary.json` and `summary.md` over the grid: per network and activation the seeds'
+/// accuracies, mean ± std and 95% interval, and the comparison with the baseline of the same
+/// network. Returns the Markdown table.
+fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
+    // (network, formula) -> (activation as given, (seed, accuracy) of finished runs, runs planned)
+    let mut groups: BTreeMap<(String, String), (String, Vec<(u64, f64)>, usize)> = BTreeMap::new();
+    for r in runs {
+        let g = groups.entry((r.network.clone(), r.formula.clone())).or_insert((r.activation.clone(), Vec::new(), 0));
+        g.2 += 1;
+        if let Some(acc) = final_test_acc(&r.dir) {
+            g.1.push((r.seed, acc));
+        }
+    }
+    let mut md = String::from(
+        "| network | activation | seeds | test acc (%) | 95% CI of the mean | vs baseline [95% CI] | p | verdict |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut json_groups = Vec::new();
+    for ((network, formula), (given, finals, planned)) in &groups {
+        let values: Vec<f64> = finals.iter().map(|f| f.1).collect();
+        let s = stats::Summary::of(&values);
+        let base = groups.get(&(network.clone(), baseline.to_string())).map(|b| &b.1);
+        let comparison = match base {
+            Some(b) if formula != baseline && !finals.is_empty() && !b.is_empty() => Some(stats::compare(finals, b)),
+            _ => None,
+        };
+        let seeds = finals.iter().map(|f| f.0.to_string()).collect::<Vec<_>>().join(",");
+        let (mean, ci) = match finals.is_empty() {
+            true => ("no finished run".to_string(), String::new()),
+            false => (
+                format!("{:.2} ± {:.2}", s.mean, s.std),
+                s.ci95().map_or("one seed".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
+            ),
+        };
+        let (vs, p, verdict) = match (&comparison, formula == baseline) {
+            (_, true) => ("baseline".to_string(), String::new(), String::new()),
+            (Some(c), _) => (
+                match c.ci {
+                    Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}], {}", c.diff, c.test.words()),
+                    None => format!("{:+.2}", c.diff),
+                },
+                c.p.map_or(String::new(), |p| format!("{p:.3}")),
+                c.verdict.words(),
+            ),
+            (None, _) => ("no baseline run on this network".to_string(), String::new(), String::new()),
+        };
+        let shown = crate::report::shown(formula);
+        md += &format!("| {network} | `{shown}` | {seeds} | {mean} | {ci} | {vs} | {p} | {verdict} |\n");
+        json_groups.push(serde_json::json!({
+            "network": network,
+            "activation": formula,
+            "given": given,
+            "runs_planned": planned,
+            "seeds": finals.iter().map(|f| f.0).collect::<Vec<_>>(),
+            "test_acc": values,
+            "mean": s.mean,
+            "std": s.std,
+            "ci95": s.ci95().map(|(lo, hi)| [lo, hi]),
+            "comparison": comparison.as_ref().map(|c| c.to_json()),
+        }));
+    }
+    let summary = serde_json::json!({
+        "baseline": baseline,
+        "groups": json_groups,
+        "runs": runs.iter().map(|r| serde_json::json!({
+            "network": r.network, "activation": r.formula, "seed": r.seed,
+            "dir": r.dir.strip_prefix(out).unwrap_or(&r.dir).to_string_lossy(),
+            "test_acc": final_test_acc(&r.dir),
+        })).collect::<Vec<_>>(),
+    });
+    write_json(&out.join("summary.json"), &summary)?;
+    crate::files::write_atomic(&out.join("summary.md"), md.as_bytes())?;
+    Ok(md)
+}
