@@ -1,0 +1,235 @@
+//! `--executor slurm` against a real Slurm cluster (`scripts/slurm-up` starts one on this
+//! machine): a random search through sbatch equals the same search run locally; an eval grid
+//! runs as one job array and writes its summary; a child job cancelled with `scancel` is
+//! retried; a controller killed with kill -9 resumes, following its jobs, and submits none
+//! twice.
+//!
+//! Without `sbatch` the tests say so and pass, except where `ACTSEARCH_REQUIRE_SLURM` is set
+//! (CI sets it, so that they cannot be skipped there).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use actsearch::search::sample::child::Status;
+use actsearch::search::sample::store::{Row, Store};
+
+fn actsearch(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
+}
+
+/// Whether the tests can run; panics where they must (CI).
+fn have_slurm(test: &str) -> bool {
+    let ok = Command::new("sbatch").arg("--version").output().is_ok_and(|o| o.status.success())
+        && Command::new("sinfo").arg("-h").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var_os("ACTSEARCH_REQUIRE_SLURM").is_some() {
+            panic!("{test}: sbatch/sinfo do not work here but ACTSEARCH_REQUIRE_SLURM is set: start the cluster with `bash scripts/slurm-up`");
+        }
+        eprintln!("{test}: skipped: no Slurm cluster here (start one with `sudo bash scripts/slurm-up`)");
+    }
+    ok
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 12);
+    dir
+}
+
+/// A random search of core1 on synthetic data: children of `steps` steps of 8 images.
+fn search_args(out: &str, budget: &str, steps: &str, executor: &str) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "search", "--method", "random", "--space", "core1", "--budget", budget, "--batch-children", budget,
+        "--child-network", "resnet8", "--child-steps", steps, "--batch-size", "8", "--dataset", "cifar10",
+        "--data-dir", "data", "--threads", "1", "--seed", "3", "--out", out, "--executor", executor,
+    ]
+    .map(String::from)
+    .to_vec();
+    if executor == "slurm" {
+        a.extend(["--slurm-cpus", "1", "--workers", "4"].map(String::from));
+    }
+    a
+}
+
+fn run_ok(args: &[String], cwd: &Path) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = actsearch(&args, cwd);
+    assert!(out.status.success(), "{:?}\n{}", args, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn rows(out: &Path) -> Vec<Row> {
+    Store::open(&out.join("search.db")).unwrap().rows().unwrap()
+}
+
+/// Rows without what differs between two runs of one search (time, job ids).
+fn comparable(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect()
+}
+
+fn jobs(out: &Path, id: usize) -> Vec<String> {
+    Store::open(&out.join("search.db")).unwrap().jobs(id).unwrap()
+}
+
+/// `squeue`'s state of a job ("" when it does not know the job).
+fn state(job: &str) -> String {
+    let out = Command::new("squeue").args(["-h", "-r", "-t", "all", "-j", job, "-o", "%T"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_search_through_sbatch_equals_the_local_one_and_resumes_after_kill_9() {
+    if !have_slurm("a_search_through_sbatch_equals_the_local_one") {
+        return;
+    }
+    let dir = setup();
+    let cwd = dir.path();
+    run_ok(&search_args("runs/local", "4", "3", "local"), cwd);
+    run_ok(&search_args("runs/slurm", "4", "3", "slurm"), cwd);
+    let (local, slurm) = (cwd.join("runs/local"), cwd.join("runs/slurm"));
+    assert_eq!(comparable(rows(&slurm)), comparable(rows(&local)));
+    let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert_eq!(read(&slurm, "children.jsonl"), read(&local, "children.jsonl"));
+    assert_eq!(read(&slurm, "top.json"), read(&local, "top.json"));
+    // Each trained child ran as one Slurm job from the batch script kept beside its spec.
+    for row in rows(&slurm).iter().filter(|r| r.same_as.is_none() && r.status != Status::Rejected) {
+        let ids = jobs(&slurm, row.id);
+        assert_eq!(ids.len(), 1, "child {}: {ids:?}", row.id);
+        assert_eq!(row.job_id.as_deref(), Some(ids[0].as_str()));
+        assert_eq!(state(&ids[0]), "COMPLETED", "job {}", ids[0]);
+        let script = read(&slurm.join("children").join(row.id.to_string()), "slurm.sh");
+        assert!(script.contains("#SBATCH --cpus-per-task=1") && script.contains(" child "), "{script}");
+    }
+
+    // kill -9 of the controller while its jobs run, then --resume: it follows the jobs it
+    // submitted (no job twice) and ends with the store of the uninterrupted search.
+    let args = search_args("runs/killed", "4", "150", "slurm");
+    let killed = cwd.join("runs/killed");
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_actsearch"))
+        .args(&args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("two submitted jobs", Duration::from_secs(120), || {
+        killed.join("search.db").exists() && (0..4).filter(|&id| !jobs(&killed, id).is_empty()).count() >= 2
+    });
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    let mut resumed = args.clone();
+    resumed.push("--resume".into());
+    let out = run_ok(&resumed, cwd);
+    let log = read(&killed, "log.log");
+    assert!(log.contains("following job"), "the resumed search submitted its jobs again:\n{log}");
+    for row in rows(&killed).iter().filter(|r| r.same_as.is_none() && r.status != Status::Rejected) {
+        assert_eq!(jobs(&killed, row.id).len(), 1, "child {} was submitted twice\n{log}", row.id);
+    }
+    // The same search run straight through.
+    run_ok(&search_args("runs/straight", "4", "150", "local"), cwd);
+    assert_eq!(comparable(rows(&killed)), comparable(rows(&cwd.join("runs/straight"))), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_cancelled_child_job_is_retried() {
+    if !have_slurm("a_cancelled_child_job_is_retried") {
+        return;
+    }
+    let dir = setup();
+    let cwd = dir.path();
+    let args = search_args("runs/cancel", "1", "400", "slurm");
+    let out = cwd.join("runs/cancel");
+    let controller = Command::new(env!("CARGO_BIN_EXE_actsearch"))
+        .args(&args)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    wait_for("the child's job to run", Duration::from_secs(120), || {
+        if !out.join("search.db").exists() {
+            return false;
+        }
+        match jobs(&out, 0).first() {
+            Some(job) if state(job) == "RUNNING" => {
+                first = job.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    let cancel = Command::new("scancel").arg(&first).status().unwrap();
+    assert!(cancel.success());
+    let done = controller.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let ids = jobs(&out, 0);
+    assert_eq!(ids.len(), 2, "one retry after scancel: {ids:?}");
+    assert_eq!(ids[0], first);
+    let row = &rows(&out)[0];
+    assert_eq!(row.status, Status::Ok, "{row:?}");
+    assert_eq!(row.job_id.as_deref(), Some(ids[1].as_str()));
+    let log = std::fs::read_to_string(out.join("log.log")).unwrap();
+    assert!(log.contains(&format!("slurm job {first} CANCELLED")) && log.contains("resubmitted as job"), "{log}");
+}
+
+#[test]
+fn an_eval_grid_runs_as_one_job_array() {
+    if !have_slurm("an_eval_grid_runs_as_one_job_array") {
+        return;
+    }
+    let dir = setup();
+    let cwd = dir.path();
+    let args = [
+        "eval", "--network", "resnet8", "--activation", "relu", "--activation", "x*sigmoid(b*x)", "--seeds", "0,1",
+        "--epochs", "1", "--batch-size", "8", "--dataset", "cifar10", "--data-dir", "data", "--executor", "slurm",
+        "--slurm-cpus", "1", "--max-jobs", "2", "--out", "grid",
+    ]
+    .map(String::from);
+    let out = run_ok(&args, cwd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("paired by seed"), "{stdout}");
+    let grid = cwd.join("grid");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(grid.join("summary.json")).unwrap()).unwrap();
+    let groups = summary["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    for g in groups {
+        assert_eq!(g["seeds"], serde_json::json!([0, 1]), "{g}");
+    }
+    let swish = groups.iter().find(|g| g["activation"] == "x*sigmoid(b*x)").unwrap();
+    assert!(swish["comparison"]["verdict"].is_string(), "{swish}");
+    // One array: job ids A_0 .. A_3 of one A, every run finished in its own folder.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(grid.join("grid.json")).unwrap()).unwrap();
+    let ids: Vec<String> =
+        state["jobs"].as_object().unwrap().values().map(|v| v[0].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 4);
+    let array = ids[0].split('_').next().unwrap().to_string();
+    assert!(ids.iter().all(|id| id.starts_with(&format!("{array}_"))), "{ids:?}");
+    assert!(std::fs::read_to_string(grid.join("slurm-array.sh")).unwrap().contains("#SBATCH --job-name="));
+    for (network, act) in [("resnet8", "relu"), ("resnet8", "x-sigmoid-b-x-")] {
+        for seed in [0, 1] {
+            let run: PathBuf = grid.join(network).join(act).join(format!("seed-{seed}"));
+            assert!(run.join("model.safetensors").exists(), "{}", run.display());
+        }
+    }
+    // The same grid again is refused without --resume, and with it changes nothing.
+    let again: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::assert_clean_error(&actsearch(&again, cwd), "--resume");
+    let mut resumed = args.to_vec();
+    resumed.push("--resume".into());
+    let out = run_ok(&resumed, cwd);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 run(s) already finished"));
+}
