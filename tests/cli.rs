@@ -479,3 +479,42 @@ fn search_over_seeds_says_whether_the_seeds_agree() {
     assert_clean_error(&actsearch(&[&args[..13], &["--out", "runs/u", "--seeds", "1,1"]].concat(), dir.path()), "twice");
     assert!(!dir.path().join("runs/u").exists());
 }
+
+/// An eval grid on this machine: 2 activations x 2 seeds as 4 processes, 2 at a time, each in
+/// its own folder, one summary comparing them, and each run equal to the same eval run alone.
+#[test]
+fn an_eval_grid_runs_locally_and_equals_single_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let recipe = ["--network", "resnet8", "--epochs", "1", "--batch-size", "16", "--train-portion", "0.75"];
+    let mut args = vec!["eval", "--activation", "relu", "--activation", "gdas_simple_r", "--seeds", "0,1"];
+    args.extend(recipe);
+    args.extend(["--workers", "2", "--threads", "2", "--out", "grid"]);
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| resnet8 | `relu(x)` | 0,1 |") && stdout.contains("paired by seed"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("grid/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["runs"].as_array().unwrap().len(), 4);
+
+    let mut single = vec!["eval", "--activation", "gdas_simple_r", "--seeds", "1", "--threads", "1", "--out", "single"];
+    single.extend(recipe);
+    let one = actsearch(&single, dir.path());
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    let acc = |p: &str| -> serde_json::Value {
+        let e: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(p).join("errors.json")).unwrap()).unwrap();
+        e["test_acc"].clone()
+    };
+    assert_eq!(acc("grid/resnet8/gdas_simple_r/seed-1"), acc("single"));
+
+    // The same function twice is refused before anything runs.
+    let twice = actsearch(&["eval", "--activation", "relu", "--activation", "max(x, 0)", "--out", "twice"], dir.path());
+    assert_clean_error(&twice, "are the same function");
+    assert!(!dir.path().join("twice").exists());
+    // Slurm options need the Slurm executor.
+    let local = actsearch(&["eval", "--activation", "relu", "--slurm-time", "1:00:00"], dir.path());
+    assert_clean_error(&local, "--slurm-time only apply with --executor slurm");
+}

@@ -36,7 +36,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for activation in &args.activation {
         let formula = resolve_activation(activation)?;
         let canonical = formula.to_string();
-        if let Some(first) = seen.insert(canonical.clone(), activation.clone()) {
+        // Parameter-free functions are the same when their values are (relu and max(x, 0));
+        // with trainable parameters only the same formula is.
+        let key = match (formula.params.is_empty(), formula.fingerprint()) {
+            (true, Some(fp)) => format!("{fp:016x}"),
+            _ => canonical.clone(),
+        };
+        if let Some(first) = seen.insert(key, activation.clone()) {
             bail!(
                 "--activation {} and {} are the same function ({}); give each once",
                 crate::report::shown(&first),
