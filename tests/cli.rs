@@ -516,5 +516,5 @@ fn an_eval_grid_runs_locally_and_equals_single_runs() {
     assert!(!dir.path().join("twice").exists());
     // Slurm options need the Slurm executor.
     let local = actsearch(&["eval", "--activation", "relu", "--slurm-time", "1:00:00"], dir.path());
-    assert_clean_error(&local, "--slurm-time only apply with --executor slurm");
+    assert_clean_error(&local, "--slurm-time only apply to --executor slurm");
 }

@@ -80,6 +80,12 @@ fn state(job: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The controller started in the background, its output kept (`piped`) or dropped.
+fn spawn(args: &[String], cwd: &Path, piped: bool) -> std::process::Child {
+    let out = || if piped { Stdio::piped() } else { Stdio::null() };
+    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).stdout(out()).stderr(out()).spawn().unwrap()
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -116,13 +122,7 @@ fn a_search_through_sbatch_equals_the_local_one_and_resumes_after_kill_9() {
     // submitted (no job twice) and ends with the store of the uninterrupted search.
     let args = search_args("runs/killed", "4", "150", "slurm");
     let killed = cwd.join("runs/killed");
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_actsearch"))
-        .args(&args)
-        .current_dir(cwd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut controller = spawn(&args, cwd, false);
     wait_for("two submitted jobs", Duration::from_secs(120), || {
         killed.join("search.db").exists() && (0..4).filter(|&id| !jobs(&killed, id).is_empty()).count() >= 2
     });
@@ -150,13 +150,7 @@ fn a_cancelled_child_job_is_retried() {
     let cwd = dir.path();
     let args = search_args("runs/cancel", "1", "400", "slurm");
     let out = cwd.join("runs/cancel");
-    let controller = Command::new(env!("CARGO_BIN_EXE_actsearch"))
-        .args(&args)
-        .current_dir(cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let controller = spawn(&args, cwd, true);
     let mut first = String::new();
     wait_for("the child's job to run", Duration::from_secs(120), || {
         if !out.join("search.db").exists() {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::search::exec::local::LocalExecutor;
@@ -64,7 +64,7 @@ impl ExecArgs {
         if self.executor == ExecutorArg::Slurm {
             return Ok(());
         }
-        let given = [
+        let flags = [
             ("--max-jobs", self.max_jobs.is_some()),
             ("--slurm-partition", self.slurm_partition.is_some()),
             ("--slurm-time", self.slurm_time.is_some()),
@@ -73,11 +73,7 @@ impl ExecArgs {
             ("--slurm-mem", self.slurm_mem.is_some()),
             ("--slurm-arg", !self.slurm_arg.is_empty()),
         ];
-        let names: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
-        if !names.is_empty() {
-            bail!("{} only apply with --executor slurm", names.join(", "));
-        }
-        Ok(())
+        super::search_args::refuse_flags(&flags, "--executor slurm")
     }
 
     /// Threads of each task: locally `threads` (this machine's) divided between the workers;

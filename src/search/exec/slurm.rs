@@ -70,8 +70,17 @@ pub struct SlurmExecutor {
     /// Whether `sacct` answers (unknown until first asked).
     sacct: Option<bool>,
     last_queue: Option<Instant>,
+    /// Calls of `squeue` that failed in a row (a restarting slurmctld): tolerated for a while.
+    queue_failures: usize,
+    /// Whether any sbatch worked: a first one that fails is a setup error (a bad option, no
+    /// such partition) that stops the run instead of failing every task.
+    submitted_once: bool,
+    fatal: Option<anyhow::Error>,
     pending: Vec<(usize, Outcome)>,
 }
+
+/// Failed `squeue` calls in a row (QUEUE_EVERY apart) before the executor gives up.
+const QUEUE_FAILURES: usize = 60;
 
 impl SlurmExecutor {
     /// An executor for the run in `run_dir`; `result_of` says where a task's result file is.
@@ -91,6 +100,9 @@ impl SlurmExecutor {
             found: None,
             sacct: None,
             last_queue: None,
+            queue_failures: 0,
+            submitted_once: false,
+            fatal: None,
             pending: Vec::new(),
         })
     }
@@ -113,8 +125,13 @@ impl SlurmExecutor {
         let submitted = self.write_script(&task).and_then(|script| sbatch(&script));
         match submitted {
             Ok(job) => {
+                self.submitted_once = true;
                 self.pending.push((id, Outcome::Submitted { job: job.clone(), retry }));
                 self.jobs.push(Job { task, id: job, attempt, ended_at: None });
+            }
+            Err(e) if !self.submitted_once => {
+                self.fatal = Some(e.context("the first job could not be submitted; fix the --slurm-* options and rerun with --resume"));
+                self.queue.push_front(task);
             }
             Err(e) => self.pending.push((id, Outcome::Failed(format!("{e:#}")))),
         }
@@ -287,6 +304,7 @@ impl Executor for SlurmExecutor {
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
             bail!("sbatch printed no job id for {} (it said: {})", script.display(), out.trim());
         }
+        self.submitted_once = true;
         for (k, task) in tasks.into_iter().enumerate() {
             let job = format!("{id}_{k}");
             self.pending.push((task.id, Outcome::Submitted { job: job.clone(), retry: None }));
@@ -302,9 +320,24 @@ impl Executor for SlurmExecutor {
 
     fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
         let due = self.last_queue.is_none_or(|t| t.elapsed() >= QUEUE_EVERY);
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
         if due && !self.jobs.is_empty() {
             self.last_queue = Some(Instant::now());
-            let states = self.states()?;
+            let states = match self.states() {
+                Ok(states) => {
+                    self.queue_failures = 0;
+                    states
+                }
+                Err(e) => {
+                    self.queue_failures += 1;
+                    if self.queue_failures >= QUEUE_FAILURES {
+                        return Err(e.context("Slurm's queue did not answer for two minutes; rerun with --resume once it does"));
+                    }
+                    return Ok(std::mem::take(&mut self.pending));
+                }
+            };
             let mut still = Vec::with_capacity(self.jobs.len());
             for mut job in std::mem::take(&mut self.jobs) {
                 if (self.result_of)(&job.task).exists() {
@@ -342,9 +375,12 @@ impl Executor for SlurmExecutor {
             still.append(&mut self.jobs);
             self.jobs = still;
         }
-        while self.jobs.len() < self.config.max_jobs {
+        while self.jobs.len() < self.config.max_jobs && self.fatal.is_none() {
             let Some(task) = self.queue.pop_front() else { break };
             self.sbatch(task, 1, None);
+        }
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
         }
         Ok(std::mem::take(&mut self.pending))
     }
