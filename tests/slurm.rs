@@ -227,3 +227,41 @@ fn an_eval_grid_runs_as_one_job_array() {
     let out = run_ok(&resumed, cwd);
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 run(s) already finished"));
 }
+
+/// Ctrl-C cancels the run's jobs and says so; --resume submits the cancelled children afresh
+/// (a cancelled job is not followed, and no retry is spent on it) and ends with the store of an
+/// uninterrupted search. The run folder's path has a space, which the batch scripts quote.
+#[test]
+fn ctrl_c_cancels_the_jobs_and_resume_finishes() {
+    if !have_slurm("ctrl_c_cancels_the_jobs_and_resume_finishes") {
+        return;
+    }
+    let dir = setup();
+    let cwd = dir.path();
+    let args = search_args("runs/with space", "2", "400", "slurm");
+    let out = cwd.join("runs/with space");
+    let controller = spawn(&args, cwd, true);
+    wait_for("a running child job", Duration::from_secs(120), || {
+        out.join("search.db").exists() && jobs(&out, 0).first().is_some_and(|job| state(job) == "RUNNING")
+    });
+    let first = jobs(&out, 0)[0].clone();
+    let sent = Command::new("kill").args(["-INT", &controller.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let stopped = controller.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&stopped.stdout);
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stdout.contains("--resume"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("cancelled slurm job(s)") && stderr.contains(&first), "{stderr}");
+    wait_for("the cancelled job to end", Duration::from_secs(60), || state(&first) == "CANCELLED");
+
+    let mut resumed = args.clone();
+    resumed.push("--resume".into());
+    run_ok(&resumed, cwd);
+    let log = std::fs::read_to_string(out.join("log.log")).unwrap();
+    assert!(!log.contains("retry"), "a cancelled job cost a retry:\n{log}");
+    let ids = jobs(&out, 0);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(state(&ids[1]), "COMPLETED");
+    run_ok(&search_args("runs/straight", "2", "400", "local"), cwd);
+    assert_eq!(comparable(rows(&out)), comparable(rows(&cwd.join("runs/straight"))));
+}

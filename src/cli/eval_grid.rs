@@ -4,7 +4,7 @@
 //! with one summary comparing each activation with `--baseline` on each network
 //! (`train::grid`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
@@ -18,7 +18,7 @@ use crate::space::resolve::{resolve_activation, site_values};
 use crate::train::grid::{GridRun, result_of, run_grid};
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let baseline = resolve_activation(&args.baseline)?.to_string();
+    let mut baseline = resolve_activation(&args.baseline)?.to_string();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("eval-grid"));
     let local = super::backend::thread_count(args.common.threads)?;
     let threads = args.exec.task_threads(args.common.threads, local);
@@ -27,21 +27,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.seeds.is_empty() {
         bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");
     }
-    let mut networks = args.network.clone();
-    networks.dedup();
+    let mut networks: Vec<Network> = Vec::new();
+    for &n in &args.network {
+        if !networks.contains(&n) {
+            networks.push(n);
+        }
+    }
+    let base_formula = resolve_activation(&args.baseline)?;
     // Every combination is checked before anything runs.
     let mut runs = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    let mut slugs: HashMap<String, usize> = HashMap::new();
+    let mut folders: HashSet<String> = HashSet::new();
     for activation in &args.activation {
         let formula = resolve_activation(activation)?;
         let canonical = formula.to_string();
-        // Parameter-free functions are the same when their values are (relu and max(x, 0));
-        // with trainable parameters only the same formula is.
-        let key = match (formula.params.is_empty(), formula.fingerprint()) {
-            (true, Some(fp)) => format!("{fp:016x}"),
-            _ => canonical.clone(),
-        };
+        let key = same_key(&formula);
+        if key == same_key(&base_formula) {
+            // The grid's own spelling of the baseline (relu given as max(x, 0), say).
+            baseline = canonical.clone();
+        }
         if let Some(first) = seen.insert(key, activation.clone()) {
             bail!(
                 "--activation {} and {} are the same function ({}); give each once",
@@ -50,10 +54,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 crate::report::shown(&canonical)
             );
         }
-        let base = slug(activation);
-        let n = slugs.entry(base.clone()).or_insert(0);
-        *n += 1;
-        let folder = if *n == 1 { base } else { format!("{base}-{n}") };
+        // A folder name of its own: `a+b` and `a*b` are both `a-b`, the second `a-b-2`, and a
+        // literal `a-b-2` then `a-b-2-2`.
+        let mut folder = slug(activation);
+        while !folders.insert(folder.clone()) {
+            folder = format!("{folder}-2");
+        }
         for &network in &networks {
             let one = EvalArgs { network: vec![network], activation: vec![activation.clone()], ..args.clone() };
             let config = build_config(&one, canonical.clone())?;
@@ -75,6 +81,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.exec.executor == super::exec_args::ExecutorArg::Local {
         args.common.backend.device()?;
     }
+    let has_baseline = runs.iter().any(|r| r.formula == baseline);
     let progress = Progress::new();
     progress.println(&format!(
         "actsearch eval: a grid of {} runs ({} network(s) x {} activation(s) x {} seed(s)) on {}, {} executor, {} at once, {} thread(s) each -> {}",
@@ -93,6 +100,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let outcome = run_grid(&out, runs, &baseline, executor.as_mut(), args.resume, &progress)?;
     progress.finish();
     let mut text = format!("{}\n", outcome.table);
+    if !has_baseline {
+        text += &format!(
+            "note: the baseline {} is not in the grid, so nothing was compared; add it with --activation {}\n",
+            crate::report::shown(&baseline),
+            crate::report::shown(&args.baseline)
+        );
+    }
     for (dir, why) in &outcome.failed {
         text += &format!("failed: {}: {why}\n", dir.display());
     }
@@ -171,4 +185,13 @@ fn task_argv(
         format!("--threads={threads}"),
     ]);
     a
+}
+
+/// What makes two activations the same: the values for a parameter-free function (relu and
+/// max(x, 0)); with trainable parameters, only the same formula.
+fn same_key(formula: &crate::expr::Formula) -> String {
+    match (formula.params.is_empty(), formula.fingerprint()) {
+        (true, Some(fp)) => format!("{fp:016x}"),
+        _ => formula.to_string(),
+    }
 }

@@ -71,7 +71,6 @@ pub fn main() -> i32 {
     if std::env::var_os(crate::search::exec::EXIT_WITH_PARENT_ENV).is_some() {
         watch_parent();
     }
-    progress::handle_ctrl_c();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -86,6 +85,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if matches!(cli.command, Command::Eval(_) | Command::Search(_)) {
+        // The long runs stop cleanly on Ctrl-C (the others end at once, as usual).
+        progress::handle_ctrl_c();
+    }
     let result = match cli.command {
         Command::Eval(args) => eval::run(*args),
         Command::Search(args) => match search_args::sample_method(args.method) {

@@ -13,6 +13,7 @@ use crate::search::oneshot::SearchConfig;
 use crate::search::oneshot::seeds::search_seeds;
 
 pub fn run(args: SearchArgs) -> Result<()> {
+    args.sample.exec.check()?;
     reject_sample_flags(&args)?;
     let preset = match args.preset {
         PresetArg::Paper => bail!("--preset paper is for the sample-based methods (ppo, reinforce, random, evolution, exhaustive)"),

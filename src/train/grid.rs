@@ -94,10 +94,18 @@ pub fn run_grid(
         (true, true) => {
             let saved: GridState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
                 .map_err(|e| anyhow::anyhow!("{} is unreadable ({e}); choose another --out", state_path.display()))?;
-            let dirs = |r: &[GridRun]| r.iter().map(|r| r.dir.clone()).collect::<Vec<_>>();
-            if dirs(&saved.runs) != dirs(&runs) {
+            // The same runs with the same recipe; the binary's path, threads and backend may differ.
+            let plan = |r: &[GridRun]| -> Vec<(PathBuf, Vec<String>)> {
+                r.iter()
+                    .map(|r| {
+                        let recipe = r.argv.iter().skip(1).filter(|a| !a.starts_with("--threads=") && !a.starts_with("--backend="));
+                        (r.dir.clone(), recipe.cloned().collect())
+                    })
+                    .collect()
+            };
+            if plan(&saved.runs) != plan(&runs) {
                 bail!(
-                    "{} holds a different grid (other networks, activations or seeds); give the same flags to --resume it, or choose another --out",
+                    "{} holds a different grid (other networks, activations, seeds or recipe); give the same flags to --resume it, or choose another --out",
                     out.display()
                 );
             }
@@ -162,15 +170,23 @@ pub fn run_grid(
                     finished += 1;
                     log.line(&format!("{dir}: finished ({finished} of {})", runs.len()))?;
                 }
+                Outcome::Failed(_) if runs[i].dir.join(MODEL_FILE).exists() => {
+                    // Its job was seen failing, yet the run finished (a result seen late).
+                    waiting -= 1;
+                    finished += 1;
+                    log.line(&format!("{dir}: finished ({finished} of {})", runs.len()))?;
+                }
                 Outcome::Exited | Outcome::Failed(_) => {
                     waiting -= 1;
                     let why = match outcome {
                         Outcome::Failed(why) => why,
-                        _ => "the eval exited without finishing".to_string(),
+                        _ => {
+                            let last = last_line(&runs[i].log()).map_or(String::new(), |l| format!(": {l}"));
+                            format!("the eval exited without finishing{last}")
+                        }
                     };
-                    let last = last_line(&runs[i].log()).map_or(String::new(), |l| format!(": {l}"));
-                    state.failed.insert(i, format!("{why}{last}"));
-                    log.line(&format!("{dir}: failed ({why}{last})"))?;
+                    state.failed.insert(i, why.clone());
+                    log.line(&format!("{dir}: failed ({why})"))?;
                 }
             }
         }

@@ -77,10 +77,10 @@ impl Executor for LocalExecutor {
                 Ok(Some(status)) if status.success() => ended.push((task.id, Outcome::Exited)),
                 Ok(Some(status)) => {
                     let how = match status.code() {
-                        Some(code) => format!("the child process exited with status {code}"),
+                        Some(code) => format!("the process exited with status {code}"),
                         None => {
                             use std::os::unix::process::ExitStatusExt;
-                            format!("the child process was killed by signal {}", status.signal().unwrap_or(0))
+                            format!("the process was killed by signal {}", status.signal().unwrap_or(0))
                         }
                     };
                     let reason = match last_line(&task) {
@@ -89,7 +89,7 @@ impl Executor for LocalExecutor {
                     };
                     ended.push((task.id, Outcome::Failed(reason)));
                 }
-                Err(e) => ended.push((task.id, Outcome::Failed(format!("cannot wait for the child process: {e}")))),
+                Err(e) => ended.push((task.id, Outcome::Failed(format!("cannot wait for the process: {e}")))),
             }
         }
         self.running = still;
@@ -166,9 +166,9 @@ mod tests {
         assert_eq!(out[0], (0, Outcome::Exited));
         assert_eq!(
             out[1],
-            (1, Outcome::Failed("the child process exited with status 3: error: no such dataset".into()))
+            (1, Outcome::Failed("the process exited with status 3: error: no such dataset".into()))
         );
-        assert_eq!(out[2], (2, Outcome::Failed("the child process was killed by signal 9".into())));
+        assert_eq!(out[2], (2, Outcome::Failed("the process was killed by signal 9".into())));
         assert_eq!(std::fs::read_to_string(dir.path().join("a/child.log")).unwrap(), "ok\n");
     }
 

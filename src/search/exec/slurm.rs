@@ -41,12 +41,31 @@ pub struct SlurmConfig {
     pub max_jobs: usize,
 }
 
-/// A job whose end was seen is given this long for its result file to appear (a shared
-/// filesystem can show it late) before it counts as failed.
-const RESULT_GRACE: Duration = Duration::from_secs(5);
+/// A job that completed (exit 0) without a result file visible here is given this long for it
+/// to appear (a shared filesystem's attribute cache can hide it) before it counts as failed;
+/// a job that failed, timed out or was cancelled, this long.
+const GRACE_COMPLETED: Duration = Duration::from_secs(30);
+const GRACE_FAILED: Duration = Duration::from_secs(5);
 
-/// How often the queue is asked about the jobs (each ask is a call to `squeue`).
-const QUEUE_EVERY: Duration = Duration::from_secs(2);
+/// How often the queue is asked about the jobs (each ask is one call to `squeue`).
+const QUEUE_EVERY: Duration = Duration::from_secs(3);
+
+/// A task waiting for its (next) submission.
+struct Queued {
+    task: Task,
+    /// The submission it waits for (1 for the first).
+    attempt: usize,
+    /// Why it is submitted again, for the log.
+    retry: Option<String>,
+    /// sbatch calls that failed for this submission.
+    sbatch_errors: usize,
+}
+
+impl Queued {
+    fn new(task: Task) -> Queued {
+        Queued { task, attempt: 1, retry: None, sbatch_errors: 0 }
+    }
+}
 
 struct Job {
     task: Task,
@@ -63,7 +82,7 @@ pub struct SlurmExecutor {
     run: String,
     /// Where the task's result file lies, from the task.
     result_of: fn(&Task) -> PathBuf,
-    queue: VecDeque<Task>,
+    queue: VecDeque<Queued>,
     jobs: Vec<Job>,
     /// Jobs of this run already in the queue when the executor started, by name.
     found: Option<HashMap<String, String>>,
@@ -120,28 +139,45 @@ impl SlurmExecutor {
         Ok(path)
     }
 
-    fn sbatch(&mut self, task: Task, attempt: usize, retry: Option<String>) {
-        let id = task.id;
-        let submitted = self.write_script(&task).and_then(|script| sbatch(&script));
-        match submitted {
+    /// Submits `q`: a job followed from now on, or, when sbatch fails, the task queued
+    /// again (failed after more than `retries` sbatch errors); a first sbatch that fails
+    /// stops the run (a bad option fails every job alike).
+    fn sbatch(&mut self, mut q: Queued) {
+        let id = q.task.id;
+        match self.write_script(&q.task).and_then(|script| sbatch(&script)) {
             Ok(job) => {
                 self.submitted_once = true;
-                self.pending.push((id, Outcome::Submitted { job: job.clone(), retry }));
-                self.jobs.push(Job { task, id: job, attempt, ended_at: None });
+                self.pending.push((id, Outcome::Submitted { job: job.clone(), retry: q.retry }));
+                self.jobs.push(Job { task: q.task, id: job, attempt: q.attempt, ended_at: None });
             }
             Err(e) if !self.submitted_once => {
-                self.fatal = Some(e.context("the first job could not be submitted; fix the --slurm-* options and rerun with --resume"));
-                self.queue.push_front(task);
+                self.fatal = Some(e.context(
+                    "sbatch refused the first job; fix what it says (a --slurm-* option?) and rerun with --resume",
+                ));
+                self.queue.push_front(q);
             }
-            Err(e) => self.pending.push((id, Outcome::Failed(format!("{e:#}")))),
+            Err(e) => {
+                q.sbatch_errors += 1;
+                if q.sbatch_errors > self.config.retries {
+                    let why = format!("sbatch failed {} time(s): {e:#}", q.sbatch_errors);
+                    self.pending.push((id, Outcome::Failed(why)));
+                } else {
+                    self.queue.push_back(q);
+                }
+            }
         }
+    }
+
+    /// The live state of `job` ("" when Slurm does not know it).
+    fn state_of(job: &str) -> String {
+        run("squeue", &["-h", "-r", "-t", "all", "-j", job, "-o", "%T"]).map(|t| t.trim().to_string()).unwrap_or_default()
     }
 
     /// The run's jobs already queued or running, by name (asked once).
     fn found_jobs(&mut self) -> Result<&HashMap<String, String>> {
         if self.found.is_none() {
             let prefix = format!("actsearch-{}-", self.run);
-            let text = run("squeue", &["-h", "-o", "%j|%i|%T"])?;
+            let text = run("squeue", &["-h", "-r", "--me", "-o", "%j|%i|%T"])?;
             let found = text
                 .lines()
                 .filter_map(|l| {
@@ -158,7 +194,7 @@ impl SlurmExecutor {
     /// Every job's state, from `squeue` (and `sacct` for jobs that left the queue).
     fn states(&mut self) -> Result<HashMap<String, (String, String)>> {
         // -r: one line per array task, pending ones too.
-        let text = run("squeue", &["-h", "-r", "-t", "all", "-o", "%i|%T|%r"])?;
+        let text = run("squeue", &["-h", "-r", "--me", "-t", "all", "-o", "%i|%T|%r"])?;
         let mut states: HashMap<String, (String, String)> = text
             .lines()
             .filter_map(|l| {
@@ -180,10 +216,55 @@ impl SlurmExecutor {
                     }
                 }
                 // No accounting (the common case on small clusters): squeue alone.
-                Err(_) => self.sacct = Some(false),
+                Err(e) if format!("{e}").contains("disabled") => self.sacct = Some(false),
+                Err(_) => {}
             }
         }
         Ok(states)
+    }
+}
+
+impl SlurmExecutor {
+    /// Tells which followed jobs ended: with a result (exited), or without one after a grace
+    /// (queued again while retries are left, else failed with Slurm's state and reason).
+    fn follow(&mut self, states: &HashMap<String, (String, String)>) {
+        let mut still = Vec::with_capacity(self.jobs.len());
+        for mut job in std::mem::take(&mut self.jobs) {
+            let result = (self.result_of)(&job.task);
+            // Listing the folder makes an NFS client look again instead of trusting its cache.
+            if let Some(dir) = result.parent() {
+                let _ = std::fs::read_dir(dir).map(|d| d.count());
+            }
+            if result.exists() {
+                self.pending.push((job.task.id, Outcome::Exited));
+                continue;
+            }
+            let (state, reason) = states.get(&job.id).cloned().unwrap_or(("GONE".into(), "it left the queue".into()));
+            if !ended_state(&state) {
+                job.ended_at = None; // requeued by Slurm, say
+                still.push(job);
+                continue;
+            }
+            let grace = if state == "COMPLETED" { GRACE_COMPLETED } else { GRACE_FAILED };
+            if job.ended_at.get_or_insert_with(Instant::now).elapsed() < grace {
+                still.push(job);
+                continue;
+            }
+            let why = match reason.as_str() {
+                "" | "None" => format!("slurm job {} {state}", job.id),
+                r => format!("slurm job {} {state} ({r})", job.id),
+            };
+            if job.attempt <= self.config.retries {
+                let note = format!("{why} without a result; retry {} of {}", job.attempt, self.config.retries);
+                let retry = Queued { task: job.task, attempt: job.attempt + 1, retry: Some(note), sbatch_errors: 0 };
+                self.queue.push_front(retry);
+            } else {
+                let last = super::local::last_line(&job.task).map_or(String::new(), |l| format!("; its log ends: {l}"));
+                let what = format!("{why} without a result, after {} submission(s){last}", job.attempt);
+                self.pending.push((job.task.id, Outcome::Failed(what)));
+            }
+        }
+        self.jobs = still;
     }
 }
 
@@ -203,7 +284,7 @@ fn ended_state(state: &str) -> bool {
 
 /// The batch script of one task: `#SBATCH` lines from the options, then the task's command.
 pub fn batch_script(config: &SlurmConfig, name: &str, task: &Task) -> String {
-    let log = task.log.to_string_lossy();
+    let log = directive(&task.log.to_string_lossy().replace('%', "%%"));
     let mut s = String::from("#!/bin/bash\n# Written by actsearch: one task of a run. Resubmit it by hand with `sbatch THIS_FILE`.\n");
     s += &format!("#SBATCH --job-name={name}\n#SBATCH --output={log}\n#SBATCH --open-mode=append\n");
     s += &options(config, task.threads);
@@ -220,7 +301,8 @@ pub fn array_script(config: &SlurmConfig, name: &str, tasks: &[Task], script: &P
         "#!/bin/bash\n# Written by actsearch: one array task per run of an eval grid. Resubmit it by hand with\n# `sbatch --array=0-N THIS_FILE` (N: the last task below), or one task with --array=K.\n",
     );
     s += &format!("#SBATCH --job-name={name}\n");
-    s += &format!("#SBATCH --output={}\n", script.with_file_name("slurm-%A_%a.out").to_string_lossy());
+    let dir = script.parent().unwrap_or(Path::new(".")).to_string_lossy().replace('%', "%%");
+    s += &format!("#SBATCH --output={}\n", directive(&format!("{dir}/slurm-%A_%a.out")));
     s += &options(config, first);
     s += "echo \"actsearch: slurm job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname)\"\n";
     s += "case \"$SLURM_ARRAY_TASK_ID\" in\n";
@@ -234,17 +316,29 @@ pub fn array_script(config: &SlurmConfig, name: &str, tasks: &[Task], script: &P
 
 /// `#SBATCH` lines of the options shared by every job.
 fn options(config: &SlurmConfig, threads: usize) -> String {
-    let mut s = format!("#SBATCH --cpus-per-task={}\n", config.cpus.unwrap_or(threads).max(1));
+    // Retries are actsearch's (it knows whether a result came back), not Slurm's requeue.
+    let mut s = format!("#SBATCH --cpus-per-task={}\n#SBATCH --no-requeue\n", config.cpus.unwrap_or(threads).max(1));
     for (flag, value) in [("partition", &config.partition), ("time", &config.time), ("gres", &config.gres), ("mem", &config.mem)]
     {
         if let Some(v) = value {
-            s += &format!("#SBATCH --{flag}={v}\n");
+            s += &format!("#SBATCH --{flag}={}\n", directive(v));
         }
     }
     for a in &config.args {
-        s += &format!("#SBATCH {a}\n");
+        s += &format!("#SBATCH {}\n", directive(a));
     }
     s
+}
+
+/// A value on an `#SBATCH` line: sbatch splits those lines at blanks and reads `#` as the
+/// start of a comment, so a value with either (a path with a space) is written in double
+/// quotes, with `"` and `\\` escaped.
+fn directive(value: &str) -> String {
+    if value.chars().any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '\'' | '\\')) {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        value.to_string()
+    }
 }
 
 /// `text` as one word for bash.
@@ -283,11 +377,12 @@ impl Executor for SlurmExecutor {
         // stored: follow it rather than start a second one on the same folder.
         let name = self.job_name(&task);
         if let Some(job) = self.found_jobs()?.get(&name).cloned() {
+            self.submitted_once = true;
             self.pending.push((task.id, Outcome::Submitted { job: job.clone(), retry: None }));
             self.jobs.push(Job { task, id: job, attempt: 1, ended_at: None });
             return Ok(());
         }
-        self.queue.push_back(task);
+        self.queue.push_back(Queued::new(task));
         Ok(())
     }
 
@@ -313,71 +408,51 @@ impl Executor for SlurmExecutor {
         Ok(())
     }
 
+    /// Follows `job` if Slurm still has it queued or running (a job cancelled by Ctrl-C, or
+    /// long gone, is not followed: the task is submitted afresh), or else a live job of the
+    /// task found by name.
     fn adopt(&mut self, task: Task, job: &str) -> Result<bool> {
-        self.jobs.push(Job { task, id: job.to_string(), attempt: 1, ended_at: None });
+        let live = |state: &str| !state.is_empty() && !ended_state(state);
+        let followed = match live(&Self::state_of(job)) {
+            true => Some(job.to_string()),
+            false => {
+                let name = self.job_name(&task);
+                let found = self.found_jobs()?.get(&name).cloned();
+                if let Some(other) = &found {
+                    self.pending.push((task.id, Outcome::Submitted { job: other.clone(), retry: None }));
+                }
+                found
+            }
+        };
+        let Some(id) = followed else { return Ok(false) };
+        self.submitted_once = true;
+        self.jobs.push(Job { task, id, attempt: 1, ended_at: None });
         Ok(true)
     }
 
     fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
-        let due = self.last_queue.is_none_or(|t| t.elapsed() >= QUEUE_EVERY);
         if let Some(e) = self.fatal.take() {
             return Err(e);
         }
+        let due = self.last_queue.is_none_or(|t| t.elapsed() >= QUEUE_EVERY);
         if due && !self.jobs.is_empty() {
             self.last_queue = Some(Instant::now());
-            let states = match self.states() {
+            match self.states() {
                 Ok(states) => {
                     self.queue_failures = 0;
-                    states
+                    self.follow(&states);
                 }
                 Err(e) => {
                     self.queue_failures += 1;
                     if self.queue_failures >= QUEUE_FAILURES {
-                        return Err(e.context("Slurm's queue did not answer for two minutes; rerun with --resume once it does"));
+                        return Err(e.context("Slurm's queue did not answer for three minutes; rerun with --resume once it does"));
                     }
-                    return Ok(std::mem::take(&mut self.pending));
-                }
-            };
-            let mut still = Vec::with_capacity(self.jobs.len());
-            for mut job in std::mem::take(&mut self.jobs) {
-                if (self.result_of)(&job.task).exists() {
-                    self.pending.push((job.task.id, Outcome::Exited));
-                    continue;
-                }
-                let (state, reason) = match states.get(&job.id) {
-                    Some((s, r)) => (s.clone(), r.clone()),
-                    None => ("GONE".to_string(), "it left the queue".to_string()),
-                };
-                if !ended_state(&state) {
-                    still.push(job);
-                    continue;
-                }
-                let why = match reason.as_str() {
-                    "" | "None" => format!("slurm job {} {state}", job.id),
-                    r => format!("slurm job {} {state} ({r})", job.id),
-                };
-                let since = *job.ended_at.get_or_insert_with(Instant::now);
-                if since.elapsed() < RESULT_GRACE {
-                    still.push(job);
-                    continue;
-                }
-                if job.attempt <= self.config.retries {
-                    let note = format!("{why} without a result; retry {} of {}", job.attempt, self.config.retries);
-                    let (task, attempt) = (job.task, job.attempt + 1);
-                    self.sbatch(task, attempt, Some(note));
-                } else {
-                    let tries = job.attempt;
-                    let what = format!("{why} without a result, after {tries} submission(s)");
-                    self.pending.push((job.task.id, Outcome::Failed(what)));
                 }
             }
-            // Resubmitted jobs were pushed onto self.jobs by sbatch.
-            still.append(&mut self.jobs);
-            self.jobs = still;
         }
         while self.jobs.len() < self.config.max_jobs && self.fatal.is_none() {
-            let Some(task) = self.queue.pop_front() else { break };
-            self.sbatch(task, 1, None);
+            let Some(q) = self.queue.pop_front() else { break };
+            self.sbatch(q);
         }
         if let Some(e) = self.fatal.take() {
             return Err(e);
@@ -430,7 +505,8 @@ mod tests {
         let s = batch_script(&config, "actsearch-0000abcd-3", &task);
         for line in [
             "#SBATCH --job-name=actsearch-0000abcd-3",
-            "#SBATCH --output=/runs/a b/children/3/child.log",
+            "#SBATCH --output=\"/runs/a b/children/3/child.log\"",
+            "#SBATCH --no-requeue",
             "#SBATCH --cpus-per-task=4",
             "#SBATCH --partition=gpu",
             "#SBATCH --time=1:00:00",
