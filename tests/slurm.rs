@@ -26,7 +26,9 @@ fn have_slurm(test: &str) -> bool {
         && Command::new("sinfo").arg("-h").output().is_ok_and(|o| o.status.success());
     if !ok {
         if std::env::var_os("ACTSEARCH_REQUIRE_SLURM").is_some() {
-            panic!("{test}: sbatch/sinfo do not work here but ACTSEARCH_REQUIRE_SLURM is set: start the cluster with `bash scripts/slurm-up`");
+            panic!(
+                "{test}: sbatch/sinfo do not work here but ACTSEARCH_REQUIRE_SLURM is set: start the cluster with `bash scripts/slurm-up`"
+            );
         }
         eprintln!("{test}: skipped: no Slurm cluster here (start one with `sudo bash scripts/slurm-up`)");
     }
@@ -42,9 +44,33 @@ fn setup() -> tempfile::TempDir {
 /// A random search of core1 on synthetic data: children of `steps` steps of 8 images.
 fn search_args(out: &str, budget: &str, steps: &str, executor: &str) -> Vec<String> {
     let mut a: Vec<String> = [
-        "search", "--method", "random", "--space", "core1", "--budget", budget, "--batch-children", budget,
-        "--child-network", "resnet8", "--child-steps", steps, "--batch-size", "8", "--dataset", "cifar10",
-        "--data-dir", "data", "--threads", "1", "--seed", "3", "--out", out, "--executor", executor,
+        "search",
+        "--method",
+        "random",
+        "--space",
+        "core1",
+        "--budget",
+        budget,
+        "--batch-children",
+        budget,
+        "--child-network",
+        "resnet8",
+        "--child-steps",
+        steps,
+        "--batch-size",
+        "8",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        "data",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        "--out",
+        out,
+        "--executor",
+        executor,
     ]
     .map(String::from)
     .to_vec();
@@ -83,7 +109,13 @@ fn state(job: &str) -> String {
 /// The controller started in the background, its output kept (`piped`) or dropped.
 fn spawn(args: &[String], cwd: &Path, piped: bool) -> std::process::Child {
     let out = || if piped { Stdio::piped() } else { Stdio::null() };
-    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).stdout(out()).stderr(out()).spawn().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_actsearch"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(out())
+        .stderr(out())
+        .spawn()
+        .unwrap()
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -138,7 +170,12 @@ fn a_search_through_sbatch_equals_the_local_one_and_resumes_after_kill_9() {
     }
     // The same search run straight through.
     run_ok(&search_args("runs/straight", "4", "150", "local"), cwd);
-    assert_eq!(comparable(rows(&killed)), comparable(rows(&cwd.join("runs/straight"))), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        comparable(rows(&killed)),
+        comparable(rows(&cwd.join("runs/straight"))),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -186,9 +223,31 @@ fn an_eval_grid_runs_as_one_job_array() {
     let dir = setup();
     let cwd = dir.path();
     let args = [
-        "eval", "--network", "resnet8", "--activation", "relu", "--activation", "x*sigmoid(b*x)", "--seeds", "0,1",
-        "--epochs", "1", "--batch-size", "8", "--dataset", "cifar10", "--data-dir", "data", "--executor", "slurm",
-        "--slurm-cpus", "1", "--max-jobs", "2", "--out", "grid",
+        "eval",
+        "--network",
+        "resnet8",
+        "--activation",
+        "relu",
+        "--activation",
+        "x*sigmoid(b*x)",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        "data",
+        "--executor",
+        "slurm",
+        "--slurm-cpus",
+        "1",
+        "--max-jobs",
+        "2",
+        "--out",
+        "grid",
     ]
     .map(String::from);
     let out = run_ok(&args, cwd);

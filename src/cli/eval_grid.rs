@@ -116,10 +116,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
             outcome.finished
         );
     }
-    text += &format!("summary: {} and summary.md; runs in {}/<network>/<activation>/seed-N\n", out.join("summary.json").display(), out.display());
+    text += &format!(
+        "summary: {} and summary.md; runs in {}/<network>/<activation>/seed-N\n",
+        out.join("summary.json").display(),
+        out.display()
+    );
     stdout(&text)?;
     if !outcome.failed.is_empty() {
-        bail!("{} of {total} runs failed (see above and their eval.log); rerun with --resume to retry them", outcome.failed.len());
+        bail!(
+            "{} of {total} runs failed (see above and their eval.log); rerun with --resume to retry them",
+            outcome.failed.len()
+        );
     }
     Ok(())
 }

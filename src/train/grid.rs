@@ -98,7 +98,11 @@ pub fn run_grid(
             let plan = |r: &[GridRun]| -> Vec<(PathBuf, Vec<String>)> {
                 r.iter()
                     .map(|r| {
-                        let recipe = r.argv.iter().skip(1).filter(|a| !a.starts_with("--threads=") && !a.starts_with("--backend="));
+                        let recipe = r
+                            .argv
+                            .iter()
+                            .skip(1)
+                            .filter(|a| !a.starts_with("--threads=") && !a.starts_with("--backend="));
                         (r.dir.clone(), recipe.cloned().collect())
                     })
                     .collect()
@@ -201,7 +205,11 @@ pub fn run_grid(
     let table = summarize(out, &runs, baseline)?;
     let failed = state.failed.iter().map(|(&i, why)| (runs[i].dir.clone(), why.clone())).collect();
     if !stopped {
-        log.line(&format!("grid done: {finished} of {} runs finished; summary in {}", runs.len(), out.join("summary.json").display()))?;
+        log.line(&format!(
+            "grid done: {finished} of {} runs finished; summary in {}",
+            runs.len(),
+            out.join("summary.json").display()
+        ))?;
     }
     Ok(GridOutcome { finished, failed, stopped, table })
 }
@@ -217,7 +225,8 @@ fn final_test_acc(dir: &Path) -> Option<f64> {
     if !dir.join(MODEL_FILE).exists() {
         return None;
     }
-    let errors: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("errors.json")).ok()?).ok()?;
+    let errors: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("errors.json")).ok()?).ok()?;
     errors["test_acc"].as_array()?.last()?.as_f64()
 }
 
@@ -225,8 +234,10 @@ fn final_test_acc(dir: &Path) -> Option<f64> {
 /// accuracies, mean ± std and 95% interval, and the comparison with the baseline of the same
 /// network. Returns the Markdown table.
 fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
-    // (network, formula) -> (activation as given, (seed, accuracy) of finished runs, runs planned)
-    let mut groups: BTreeMap<(String, String), (String, Vec<(u64, f64)>, usize)> = BTreeMap::new();
+    /// (activation as given, (seed, accuracy) of finished runs, runs planned)
+    type Group = (String, Vec<(u64, f64)>, usize);
+    // (network, formula) -> its group
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     for r in runs {
         let g = groups.entry((r.network.clone(), r.formula.clone())).or_insert((r.activation.clone(), Vec::new(), 0));
         g.2 += 1;

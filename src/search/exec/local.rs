@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -164,10 +164,7 @@ mod tests {
         }
         let out = wait_all(&mut ex);
         assert_eq!(out[0], (0, Outcome::Exited));
-        assert_eq!(
-            out[1],
-            (1, Outcome::Failed("the process exited with status 3: error: no such dataset".into()))
-        );
+        assert_eq!(out[1], (1, Outcome::Failed("the process exited with status 3: error: no such dataset".into())));
         assert_eq!(out[2], (2, Outcome::Failed("the process was killed by signal 9".into())));
         assert_eq!(std::fs::read_to_string(dir.path().join("a/child.log")).unwrap(), "ok\n");
     }

@@ -106,7 +106,9 @@ impl SlurmExecutor {
     /// Fails with a clear message where `sbatch` is missing.
     pub fn new(config: SlurmConfig, run_dir: &Path, result_of: fn(&Task) -> PathBuf) -> Result<SlurmExecutor> {
         if !available() {
-            bail!("--executor slurm needs Slurm's sbatch and squeue on the PATH of this machine (a login node of the cluster); they were not found");
+            bail!(
+                "--executor slurm needs Slurm's sbatch and squeue on the PATH of this machine (a login node of the cluster); they were not found"
+            );
         }
         let abs = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
         let run = format!("{:08x}", xxhash_rust::xxh3::xxh3_64(abs.to_string_lossy().as_bytes()) as u32);
@@ -170,7 +172,9 @@ impl SlurmExecutor {
 
     /// The live state of `job` ("" when Slurm does not know it).
     fn state_of(job: &str) -> String {
-        run("squeue", &["-h", "-r", "-t", "all", "-j", job, "-o", "%T"]).map(|t| t.trim().to_string()).unwrap_or_default()
+        run("squeue", &["-h", "-r", "-t", "all", "-j", job, "-o", "%T"])
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
     }
 
     /// The run's jobs already queued or running, by name (asked once).
@@ -202,7 +206,8 @@ impl SlurmExecutor {
                 Some((f.next()?.trim().to_string(), (f.next()?.to_string(), f.next().unwrap_or("").to_string())))
             })
             .collect();
-        let gone: Vec<String> = self.jobs.iter().filter(|j| !states.contains_key(&j.id)).map(|j| j.id.clone()).collect();
+        let gone: Vec<String> =
+            self.jobs.iter().filter(|j| !states.contains_key(&j.id)).map(|j| j.id.clone()).collect();
         if !gone.is_empty() && self.sacct != Some(false) {
             match run("sacct", &["-n", "-X", "-P", "-o", "JobID,State,Reason", "-j", &gone.join(",")]) {
                 Ok(text) => {
@@ -277,15 +282,28 @@ pub fn available() -> bool {
 fn ended_state(state: &str) -> bool {
     !matches!(
         state,
-        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING" | "SIGNALING"
-            | "STAGE_OUT" | "STOPPED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD"
+        "PENDING"
+            | "RUNNING"
+            | "CONFIGURING"
+            | "COMPLETING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESV_DEL_HOLD"
     )
 }
 
 /// The batch script of one task: `#SBATCH` lines from the options, then the task's command.
 pub fn batch_script(config: &SlurmConfig, name: &str, task: &Task) -> String {
     let log = directive(&task.log.to_string_lossy().replace('%', "%%"));
-    let mut s = String::from("#!/bin/bash\n# Written by actsearch: one task of a run. Resubmit it by hand with `sbatch THIS_FILE`.\n");
+    let mut s = String::from(
+        "#!/bin/bash\n# Written by actsearch: one task of a run. Resubmit it by hand with `sbatch THIS_FILE`.\n",
+    );
     s += &format!("#SBATCH --job-name={name}\n#SBATCH --output={log}\n#SBATCH --open-mode=append\n");
     s += &options(config, task.threads);
     s += "echo \"actsearch: slurm job $SLURM_JOB_ID on $(hostname)\"\n";
@@ -318,7 +336,8 @@ pub fn array_script(config: &SlurmConfig, name: &str, tasks: &[Task], script: &P
 fn options(config: &SlurmConfig, threads: usize) -> String {
     // Retries are actsearch's (it knows whether a result came back), not Slurm's requeue.
     let mut s = format!("#SBATCH --cpus-per-task={}\n#SBATCH --no-requeue\n", config.cpus.unwrap_or(threads).max(1));
-    for (flag, value) in [("partition", &config.partition), ("time", &config.time), ("gres", &config.gres), ("mem", &config.mem)]
+    for (flag, value) in
+        [("partition", &config.partition), ("time", &config.time), ("gres", &config.gres), ("mem", &config.mem)]
     {
         if let Some(v) = value {
             s += &format!("#SBATCH --{flag}={}\n", directive(v));
@@ -445,7 +464,9 @@ impl Executor for SlurmExecutor {
                 Err(e) => {
                     self.queue_failures += 1;
                     if self.queue_failures >= QUEUE_FAILURES {
-                        return Err(e.context("Slurm's queue did not answer for three minutes; rerun with --resume once it does"));
+                        return Err(e.context(
+                            "Slurm's queue did not answer for three minutes; rerun with --resume once it does",
+                        ));
                     }
                 }
             }
