@@ -13,6 +13,7 @@ use clap::ValueEnum;
 use super::eval::{EvalArgs, build_config, slug};
 use super::progress::Progress;
 use super::stdout;
+use crate::data::{DatasetSpec, SplitConfig, load_splits};
 use crate::model::Network;
 use crate::space::resolve::{resolve_activation, site_values};
 use crate::train::grid::{GridRun, result_of, run_grid};
@@ -83,6 +84,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let has_baseline = runs.iter().any(|r| r.formula == baseline);
     let progress = Progress::new();
+    // The data once here (downloaded, checked and decoded into --data-dir), so that a bad
+    // --dataset fails before any job and the runs find the decoded images in the cache.
+    let first = build_config(&args, String::new())?;
+    let split = SplitConfig {
+        train_portion: first.train_portion,
+        subset: first.subset,
+        test_subset: first.test_subset,
+        seed: args.seeds[0],
+    };
+    load_splits(&DatasetSpec::parse(&first.dataset)?, &first.data_dir, &split, &progress)?;
     progress.println(&format!(
         "actsearch eval: a grid of {} runs ({} network(s) x {} activation(s) x {} seed(s)) on {}, {} executor, {} at once, {} thread(s) each -> {}",
         runs.len(),
