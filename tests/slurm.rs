@@ -118,6 +118,22 @@ fn spawn(args: &[String], cwd: &Path, piped: bool) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits until child 0's (first) job runs; its id.
+fn running_child_job(out: &Path) -> String {
+    let mut running = String::new();
+    wait_for("the child's job to run", Duration::from_secs(120), || {
+        let job = out.join("search.db").exists().then(|| jobs(out, 0)).and_then(|j| j.first().cloned());
+        match job {
+            Some(job) if state(&job) == "RUNNING" => {
+                running = job;
+                true
+            }
+            _ => false,
+        }
+    });
+    running
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -188,19 +204,7 @@ fn a_cancelled_child_job_is_retried() {
     let args = search_args("runs/cancel", "1", "400", "slurm");
     let out = cwd.join("runs/cancel");
     let controller = spawn(&args, cwd, true);
-    let mut first = String::new();
-    wait_for("the child's job to run", Duration::from_secs(120), || {
-        if !out.join("search.db").exists() {
-            return false;
-        }
-        match jobs(&out, 0).first() {
-            Some(job) if state(job) == "RUNNING" => {
-                first = job.clone();
-                true
-            }
-            _ => false,
-        }
-    });
+    let first = running_child_job(&out);
     let cancel = Command::new("scancel").arg(&first).status().unwrap();
     assert!(cancel.success());
     let done = controller.wait_with_output().unwrap();
@@ -300,10 +304,7 @@ fn ctrl_c_cancels_the_jobs_and_resume_finishes() {
     let args = search_args("runs/with space", "2", "400", "slurm");
     let out = cwd.join("runs/with space");
     let controller = spawn(&args, cwd, true);
-    wait_for("a running child job", Duration::from_secs(120), || {
-        out.join("search.db").exists() && jobs(&out, 0).first().is_some_and(|job| state(job) == "RUNNING")
-    });
-    let first = jobs(&out, 0)[0].clone();
+    let first = running_child_job(&out);
     let sent = Command::new("kill").args(["-INT", &controller.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let stopped = controller.wait_with_output().unwrap();
