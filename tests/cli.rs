@@ -517,4 +517,6 @@ fn an_eval_grid_runs_locally_and_equals_single_runs() {
     // Slurm options need the Slurm executor.
     let local = actsearch(&["eval", "--activation", "relu", "--slurm-time", "1:00:00"], dir.path());
     assert_clean_error(&local, "--slurm-time only apply to --executor slurm");
+    let local = actsearch(&["search", "--method", "random", "--retries", "3"], dir.path());
+    assert_clean_error(&local, "--retries only apply to --executor slurm");
 }

@@ -33,9 +33,9 @@ pub struct ExecArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub max_jobs: Option<usize>,
     /// Slurm: resubmissions of a job that ends without a result (failed, timed out, node
-    /// failure, cancelled), before the task is recorded as failed.
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = super::whole)]
-    pub retries: u64,
+    /// failure, cancelled), before the task is recorded as failed [default: 2].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::whole)]
+    pub retries: Option<u64>,
     /// Slurm: the partition of every job (sbatch --partition).
     #[arg(long)]
     pub slurm_partition: Option<String>,
@@ -66,6 +66,7 @@ impl ExecArgs {
         }
         let flags = [
             ("--max-jobs", self.max_jobs.is_some()),
+            ("--retries", self.retries.is_some()),
             ("--slurm-partition", self.slurm_partition.is_some()),
             ("--slurm-time", self.slurm_time.is_some()),
             ("--slurm-gres", self.slurm_gres.is_some()),
@@ -109,7 +110,7 @@ impl ExecArgs {
             cpus: self.slurm_cpus,
             mem: self.slurm_mem.clone(),
             args: self.slurm_arg.clone(),
-            retries: self.retries as usize,
+            retries: self.retries.unwrap_or(2) as usize,
             max_jobs: self.max_jobs.unwrap_or(self.workers),
         }
     }

@@ -50,6 +50,23 @@ const GRACE_FAILED: Duration = Duration::from_secs(5);
 /// How often the queue is asked about the jobs (each ask is one call to `squeue`).
 const QUEUE_EVERY: Duration = Duration::from_secs(3);
 
+/// Tasks in one job array (Slurm's MaxArraySize is 1001 by default).
+const ARRAY_MAX: usize = 1000;
+
+/// Reasons for which a pending job will never start, whatever the wait.
+const NEVER_STARTS: &[&str] = &[
+    "PartitionTimeLimit",
+    "PartitionNodeLimit",
+    "PartitionConfig",
+    "DependencyNeverSatisfied",
+    "BadConstraints",
+    "InvalidQOS",
+    "InvalidAccount",
+    "QOSMaxWallDurationPerJobLimit",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+];
+
 /// A task waiting for its (next) submission.
 struct Queued {
     task: Task,
@@ -230,6 +247,26 @@ impl SlurmExecutor {
 }
 
 impl SlurmExecutor {
+    /// One job array of `tasks` (task k of the array runs `tasks[k]`) from the script `script`.
+    fn submit_array(&mut self, tasks: Vec<Task>, script: &Path) -> Result<()> {
+        let name = format!("actsearch-{}-array", self.run);
+        let text = array_script(&self.config, &name, &tasks, script);
+        crate::files::write_atomic(script, text.as_bytes())?;
+        let array = format!("--array=0-{}%{}", tasks.len() - 1, self.config.max_jobs);
+        let out = run("sbatch", &["--parsable", &array, &script.to_string_lossy()])?;
+        let id = out.trim().split(';').next().unwrap_or("").to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            bail!("sbatch printed no job id for {} (it said: {})", script.display(), out.trim());
+        }
+        self.submitted_once = true;
+        for (k, task) in tasks.into_iter().enumerate() {
+            let job = format!("{id}_{k}");
+            self.pending.push((task.id, Outcome::Submitted { job: job.clone(), retry: None }));
+            self.jobs.push(Job { task, id: job, attempt: 1, ended_at: None });
+        }
+        Ok(())
+    }
+
     /// Tells which followed jobs ended: with a result (exited), or without one after a grace
     /// (queued again while retries are left, else failed with Slurm's state and reason).
     fn follow(&mut self, states: &HashMap<String, (String, String)>) {
@@ -245,6 +282,19 @@ impl SlurmExecutor {
                 continue;
             }
             let (state, reason) = states.get(&job.id).cloned().unwrap_or(("GONE".into(), "it left the queue".into()));
+            if let Some(never) = NEVER_STARTS.iter().find(|r| reason.starts_with(**r)) {
+                // Pending for a reason no wait fixes (a --slurm-time over the partition's
+                // limit, say): the same options would keep every job waiting, so stop the run.
+                let _ = run("scancel", &["--quiet", &job.id]);
+                self.fatal.get_or_insert_with(|| {
+                    anyhow::anyhow!(
+                        "slurm job {} can never start ({never}: see `scontrol show job`); fix the --slurm-* options and rerun with --resume",
+                        job.id
+                    )
+                });
+                self.queue.push_front(Queued::new(job.task));
+                continue;
+            }
             if !ended_state(&state) {
                 job.ended_at = None; // requeued by Slurm, say
                 still.push(job);
@@ -406,23 +456,16 @@ impl Executor for SlurmExecutor {
     }
 
     fn submit_all(&mut self, tasks: Vec<Task>, script: &Path) -> Result<()> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        let name = format!("actsearch-{}-array", self.run);
-        let text = array_script(&self.config, &name, &tasks, script);
-        crate::files::write_atomic(script, text.as_bytes())?;
-        let array = format!("--array=0-{}%{}", tasks.len() - 1, self.config.max_jobs);
-        let out = run("sbatch", &["--parsable", &array, &script.to_string_lossy()])?;
-        let id = out.trim().split(';').next().unwrap_or("").to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-            bail!("sbatch printed no job id for {} (it said: {})", script.display(), out.trim());
-        }
-        self.submitted_once = true;
-        for (k, task) in tasks.into_iter().enumerate() {
-            let job = format!("{id}_{k}");
-            self.pending.push((task.id, Outcome::Submitted { job: job.clone(), retry: None }));
-            self.jobs.push(Job { task, id: job, attempt: 1, ended_at: None });
+        // Slurm's MaxArraySize is 1001 by default: larger grids become several arrays, each
+        // with its own script and `%` throttle.
+        let chunks: Vec<Vec<Task>> = tasks.chunks(ARRAY_MAX).map(|c| c.to_vec()).collect();
+        let several = chunks.len() > 1;
+        for (c, chunk) in chunks.into_iter().enumerate() {
+            let path = match several {
+                false => script.to_path_buf(),
+                true => script.with_file_name(format!("slurm-array-{}.sh", c + 1)),
+            };
+            self.submit_array(chunk, &path)?;
         }
         Ok(())
     }
