@@ -1,4 +1,4 @@
-//! The two speed workloads that actsearch is measured on, with exactly the shapes and
+//! The speed workloads that actsearch is measured on, with exactly the shapes and
 //! optimizers of `../shared/reference/pytorch_bench.py`:
 //!
 //! - `w1`: one training step of CIFAR ResNet-20 with ReLU (batch 128, SGD lr 0.1, momentum
@@ -6,6 +6,13 @@
 //! - `w2`: one first-order DARTS step on ResNet-8 whose 7 sites are `small` cells (batch 64):
 //!   Adam step of the alphas on a validation batch, then SGD step of the weights (clip 5) on a
 //!   training batch; 2 warm-up steps, 8 timed.
+//!
+//! - `w4`: one training step of a sample-based search's child: ResNet-20, batch 128, SGD as in
+//!   w1, every activation `x*sigmoid(b*x)` with a per-channel `b`; 3 warm-up steps, 10 timed.
+//! - `w5`: ResNet-20 inference (no autodiff, batch norm with its running statistics) on a
+//!   batch of 500, ending in the argmax; 2 warm-up steps, 10 timed.
+//!
+//! (`w3`, a whole ResNet-8 epoch through the data loader, is not here yet.)
 //!
 //! Inputs are random with a fixed seed: only speed is measured.
 
@@ -32,6 +39,8 @@ use crate::train::update::{Grads, Group};
 pub enum Workload {
     W1,
     W2,
+    W4,
+    W5,
 }
 
 impl Workload {
@@ -39,8 +48,13 @@ impl Workload {
         Ok(match name {
             "w1" => vec![Workload::W1],
             "w2" => vec![Workload::W2],
-            "all" => vec![Workload::W1, Workload::W2],
-            _ => bail!("unknown workload '{name}': use w1, w2 or all"),
+            "w4" => vec![Workload::W4],
+            "w5" => vec![Workload::W5],
+            "all" => vec![Workload::W1, Workload::W2, Workload::W4, Workload::W5],
+            "w3" => bail!(
+                "workload w3 (a ResNet-8 epoch through the data loader) is not implemented yet; use w1, w2, w4, w5 or all"
+            ),
+            _ => bail!("unknown workload '{name}': use w1, w2, w4, w5 or all"),
         })
     }
 
@@ -48,6 +62,8 @@ impl Workload {
         match self {
             Workload::W1 => "w1",
             Workload::W2 => "w2",
+            Workload::W4 => "w4",
+            Workload::W5 => "w5",
         }
     }
 }
@@ -71,6 +87,8 @@ pub fn run(workload: Workload, device: &Device, threads: usize) -> Result<Timing
     let (times, cpu_percent) = match workload {
         Workload::W1 => w1(device)?,
         Workload::W2 => w2(device)?,
+        Workload::W4 => training_step(device, "x*sigmoid(b*x)")?,
+        Workload::W5 => w5(device)?,
     };
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -132,9 +150,14 @@ fn batch(rng: &mut ChaCha8Rng, n: usize, device: &Device) -> (Tensor<4>, Tensor<
 }
 
 fn w1(device: &Device) -> Result<(Vec<f64>, f64)> {
+    training_step(device, "relu")
+}
+
+/// One SGD step of ResNet-20 at batch 128 with `activation` at every site (w1, w4).
+fn training_step(device: &Device, activation: &str) -> Result<(Vec<f64>, f64)> {
     let device = device.clone().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut model = ResNet::new(Network::Resnet20, &resolve("relu")?, 10, 0, &device);
+    let mut model = ResNet::new(Network::Resnet20, &resolve(activation)?, 10, 0, &device);
     let (x, y) = batch(&mut rng, 128, &device);
     let mut sgd =
         Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: None, group: Group::All });
@@ -178,6 +201,18 @@ fn w2(device: &Device) -> Result<(Vec<f64>, f64)> {
         let loss = loss_fn.forward(m.forward(xt.clone()), yt.clone());
         let grads = Grads::of(&m, &loss.backward(), Group::Weights);
         model = sgd.step(m, &grads, 0.025);
+        Ok(())
+    })
+}
+
+fn w5(device: &Device) -> Result<(Vec<f64>, f64)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    // On the plain backend (no autodiff) batch norm uses its running statistics.
+    let model = ResNet::new(Network::Resnet20, &resolve("relu")?, 10, 0, device);
+    let (x, _) = batch(&mut rng, 500, device);
+    timed(2, 10, || {
+        let predicted = model.forward(x.clone()).argmax(1);
+        predicted.into_data();
         Ok(())
     })
 }
