@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use common::actsearch;
 
-fn actsearch(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
-}
+use std::process::Output;
+
 
 use common::assert_clean_error;
 

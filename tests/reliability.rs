@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::actsearch;
+
 use common::assert_clean_error;
 
 use std::path::Path;
@@ -13,9 +15,6 @@ use std::time::{Duration, Instant};
 const TINY: [&str; 10] =
     ["--network", "resnet8", "--batch-size", "16", "--subset", "64", "--test-subset", "32", "--train-portion", "0.75"];
 
-fn actsearch(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
-}
 
 fn spawn(args: &[&str], cwd: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_actsearch"))

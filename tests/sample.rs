@@ -5,16 +5,14 @@
 
 mod common;
 
+use common::{actsearch, comparable, rows};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actsearch::search::sample::child::Status;
-use actsearch::search::sample::store::{Row, Store};
 
-fn actsearch(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
-}
 
 /// A quick search's flags: ResNet-8 children of 3 steps of 8 images, 2 workers of 1 thread.
 fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a str) -> Vec<&'a str> {
@@ -51,14 +49,7 @@ fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a st
     ]
 }
 
-fn rows(out: &Path) -> Vec<Row> {
-    Store::open(&out.join("search.db")).unwrap().rows().unwrap()
-}
 
-/// Rows without what differs between two runs of the same search (time, job ids).
-fn comparable(rows: Vec<Row>) -> Vec<Row> {
-    rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect()
-}
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

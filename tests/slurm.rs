@@ -9,16 +9,14 @@
 
 mod common;
 
+use common::{actsearch, comparable, rows};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use actsearch::search::sample::child::Status;
-use actsearch::search::sample::store::{Row, Store};
-
-fn actsearch(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
-}
+use actsearch::search::sample::store::Store;
 
 /// Whether the tests can run; panics where they must (CI).
 fn have_slurm(test: &str) -> bool {
@@ -85,15 +83,6 @@ fn run_ok(args: &[String], cwd: &Path) -> Output {
     let out = actsearch(&args, cwd);
     assert!(out.status.success(), "{:?}\n{}", args, String::from_utf8_lossy(&out.stderr));
     out
-}
-
-fn rows(out: &Path) -> Vec<Row> {
-    Store::open(&out.join("search.db")).unwrap().rows().unwrap()
-}
-
-/// Rows without what differs between two runs of one search (time, job ids).
-fn comparable(rows: Vec<Row>) -> Vec<Row> {
-    rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect()
 }
 
 fn jobs(out: &Path, id: usize) -> Vec<String> {

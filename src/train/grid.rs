@@ -185,7 +185,8 @@ pub fn run_grid(
                     let why = match outcome {
                         Outcome::Failed(why) => why,
                         _ => {
-                            let last = last_line(&runs[i].log()).map_or(String::new(), |l| format!(": {l}"));
+                            let last = crate::search::exec::last_line(&runs[i].log())
+                                .map_or(String::new(), |l| format!(": {l}"));
                             format!("the eval exited without finishing{last}")
                         }
                     };
@@ -214,20 +215,12 @@ pub fn run_grid(
     Ok(GridOutcome { finished, failed, stopped, table })
 }
 
-/// The last non-empty line of a file.
-fn last_line(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
-}
-
-/// The final test accuracy of a finished run.
+/// The final test accuracy of a finished run (as `report` reads it).
 fn final_test_acc(dir: &Path) -> Option<f64> {
     if !dir.join(MODEL_FILE).exists() {
         return None;
     }
-    let errors: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("errors.json")).ok()?).ok()?;
-    errors["test_acc"].as_array()?.last()?.as_f64()
+    crate::report::runs::read_run(dir).ok()?.errors.final_test_acc()
 }
 
 /// `summary.json` and `summary.md` over the grid: per network and activation the seeds'

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Command, Output};
 
 use actsearch::model::Network;
+use actsearch::search::sample::store::{Row, Store};
 use actsearch::train::TrainConfig;
 use actsearch::train::schedule::Schedule;
 
@@ -51,4 +53,19 @@ pub fn assert_clean_error(out: &std::process::Output, needle: &str) {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
     assert!(errors[0].contains(needle), "error line {:?} does not mention {needle:?}", errors[0]);
+}
+
+/// The actsearch binary run with `args` in `cwd`, its output kept.
+pub fn actsearch(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(cwd).output().expect("run actsearch")
+}
+
+/// The rows of a sample-based search's store in `out`.
+pub fn rows(out: &Path) -> Vec<Row> {
+    Store::open(&out.join("search.db")).unwrap().rows().unwrap()
+}
+
+/// Rows without what differs between two runs of the same search (time, job ids).
+pub fn comparable(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect()
 }

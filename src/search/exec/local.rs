@@ -56,12 +56,6 @@ impl LocalExecutor {
     }
 }
 
-/// The last non-empty line of a task's log, for a failure's reason.
-pub(super) fn last_line(task: &Task) -> Option<String> {
-    let text = std::fs::read_to_string(&task.log).ok()?;
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
-}
-
 impl Executor for LocalExecutor {
     fn submit(&mut self, task: Task) -> Result<()> {
         self.queue.push_back(task);
@@ -83,7 +77,7 @@ impl Executor for LocalExecutor {
                             format!("the process was killed by signal {}", status.signal().unwrap_or(0))
                         }
                     };
-                    let reason = match last_line(&task) {
+                    let reason = match super::last_line(&task.log) {
                         Some(line) => format!("{how}: {line}"),
                         None => how,
                     };

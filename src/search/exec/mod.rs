@@ -32,6 +32,12 @@ pub struct Task {
 /// never leaves its tasks running.
 pub const EXIT_WITH_PARENT_ENV: &str = "ACTSEARCH_EXIT_WITH_PARENT";
 
+/// The last non-empty line of a task's log (or any text file), for a failure's reason.
+pub fn last_line(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+}
+
 /// This very binary's path, to run tasks with (`actsearch child ...`, `actsearch eval ...`).
 /// A binary rebuilt or upgraded while the run goes on leaves Linux saying `PATH (deleted)`:
 /// the path is still the one to give a cluster's jobs (the local executor starts this very

@@ -163,7 +163,7 @@ impl SlurmExecutor {
     /// stops the run (a bad option fails every job alike).
     fn sbatch(&mut self, mut q: Queued) {
         let id = q.task.id;
-        match self.write_script(&q.task).and_then(|script| sbatch(&script)) {
+        match self.write_script(&q.task).and_then(|script| sbatch(&script, &[])) {
             Ok(job) => {
                 self.submitted_once = true;
                 self.pending.push((id, Outcome::Submitted { job: job.clone(), retry: q.retry }));
@@ -252,12 +252,7 @@ impl SlurmExecutor {
         let name = format!("actsearch-{}-array", self.run);
         let text = array_script(&self.config, &name, &tasks, script);
         crate::files::write_atomic(script, text.as_bytes())?;
-        let array = format!("--array=0-{}%{}", tasks.len() - 1, self.config.max_jobs);
-        let out = run("sbatch", &["--parsable", &array, &script.to_string_lossy()])?;
-        let id = out.trim().split(';').next().unwrap_or("").to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-            bail!("sbatch printed no job id for {} (it said: {})", script.display(), out.trim());
-        }
+        let id = sbatch(script, &[&format!("--array=0-{}%{}", tasks.len() - 1, self.config.max_jobs)])?;
         self.submitted_once = true;
         for (k, task) in tasks.into_iter().enumerate() {
             let job = format!("{id}_{k}");
@@ -314,7 +309,7 @@ impl SlurmExecutor {
                 let retry = Queued { task: job.task, attempt: job.attempt + 1, retry: Some(note), sbatch_errors: 0 };
                 self.queue.push_front(retry);
             } else {
-                let last = super::local::last_line(&job.task).map_or(String::new(), |l| format!("; its log ends: {l}"));
+                let last = super::last_line(&job.task.log).map_or(String::new(), |l| format!("; its log ends: {l}"));
                 let what = format!("{why} without a result, after {} submission(s){last}", job.attempt);
                 self.pending.push((job.task.id, Outcome::Failed(what)));
             }
@@ -419,12 +414,15 @@ pub fn shell_quote(text: &str) -> String {
     }
 }
 
-/// `sbatch --parsable SCRIPT`: the job id.
-fn sbatch(script: &Path) -> Result<String> {
-    let text = run("sbatch", &["--parsable", &script.to_string_lossy()])?;
+/// `sbatch --parsable [OPTIONS] SCRIPT`: the job id (of the array, for `--array=...`).
+fn sbatch(script: &Path, options: &[&str]) -> Result<String> {
+    let path = script.to_string_lossy();
+    let args: Vec<&str> =
+        ["--parsable"].iter().copied().chain(options.iter().copied()).chain([path.as_ref()]).collect();
+    let text = run("sbatch", &args)?;
     // `--parsable` prints `ID` or `ID;CLUSTER`.
     let id = text.trim().split(';').next().unwrap_or("").to_string();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
         bail!("sbatch printed no job id for {} (it said: {})", script.display(), text.trim());
     }
     Ok(id)
