@@ -103,6 +103,8 @@ pub struct SlurmExecutor {
     jobs: Vec<Job>,
     /// Jobs of this run already in the queue when the executor started, by name.
     found: Option<HashMap<String, String>>,
+    /// Every job's state when first asked (for adopting a resumed run's jobs).
+    at_start: Option<HashMap<String, String>>,
     /// Whether `sacct` answers (unknown until first asked).
     sacct: Option<bool>,
     last_queue: Option<Instant>,
@@ -136,6 +138,7 @@ impl SlurmExecutor {
             queue: VecDeque::new(),
             jobs: Vec::new(),
             found: None,
+            at_start: None,
             sacct: None,
             last_queue: None,
             queue_failures: 0,
@@ -187,11 +190,14 @@ impl SlurmExecutor {
         }
     }
 
-    /// The live state of `job` ("" when Slurm does not know it).
-    fn state_of(job: &str) -> String {
-        run("squeue", &["-h", "-r", "-t", "all", "-j", job, "-o", "%T"])
-            .map(|t| t.trim().to_string())
-            .unwrap_or_default()
+    /// The state of `job` when this executor first asked ("" when Slurm does not know it):
+    /// a resumed run adopts all its jobs at once, so one `squeue` answers for all of them.
+    fn state_at_start(&mut self, job: &str) -> String {
+        let queue = self.at_start.get_or_insert_with(|| {
+            let text = run("squeue", &["-h", "-r", "--me", "-t", "all", "-o", "%i|%T"]).unwrap_or_default();
+            text.lines().filter_map(|l| l.split_once('|')).map(|(i, t)| (i.trim().to_string(), t.to_string())).collect()
+        });
+        queue.get(job).cloned().unwrap_or_default()
     }
 
     /// The run's jobs already queued or running, by name (asked once).
@@ -473,7 +479,7 @@ impl Executor for SlurmExecutor {
     /// task found by name.
     fn adopt(&mut self, task: Task, job: &str) -> Result<bool> {
         let live = |state: &str| !state.is_empty() && !ended_state(state);
-        let followed = match live(&Self::state_of(job)) {
+        let followed = match live(&self.state_at_start(job)) {
             true => Some(job.to_string()),
             false => {
                 let name = self.job_name(&task);
