@@ -232,3 +232,27 @@ fn network_layers_match_burn_modules_including_running_statistics() {
     assert_close("running mean", &host_f32(ours.running_mean.value()), &host_f32(burns.running_mean.value()), 1e-5);
     assert_close("running var", &host_f32(ours.running_var.value()), &host_f32(burns.running_var.value()), 1e-5);
 }
+
+/// Inference (no autodiff): the one-pass kernel with the running statistics equals burn's
+/// `BatchNorm::forward` in inference mode, after the statistics have moved away from 0 and 1.
+#[test]
+fn inference_batch_norm_matches_burn_with_the_running_statistics() {
+    use actsearch::model::layers::normalize;
+    use burn::module::{Module, Param};
+    use burn::nn::BatchNormConfig;
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut bn = BatchNormConfig::new(5).init(&device);
+    bn.gamma = Param::from_data(TensorData::new(random(&mut rng, 5, 2.0), [5]), &device);
+    bn.beta = Param::from_data(TensorData::new(random(&mut rng, 5, 2.0), [5]), &device);
+    // training steps on shifted, scaled batches move the running statistics
+    for step in 0..4 {
+        let x = Tensor::<4>::from_data(TensorData::new(random(&mut rng, 3 * 5 * 4 * 4, 3.0), [3, 5, 4, 4]), &device);
+        normalize(&bn, x.add_scalar(step as f32));
+    }
+    let plain = bn.valid();
+    let x = Tensor::<4>::from_data(TensorData::new(random(&mut rng, 2 * 5 * 3 * 7, 4.0), [2, 5, 3, 7]), &Device::flex());
+    let mean = host_f32(plain.running_mean.value());
+    assert!(mean.iter().any(|m| m.abs() > 0.1), "the running mean did not move: {mean:?}");
+    assert_close("inference bn", &host_f32(normalize(&plain, x.clone())), &host_f32(plain.forward(x)), 1e-5);
+}

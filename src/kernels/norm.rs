@@ -1,4 +1,5 @@
-//! Training-mode batch normalization for the `flex` CPU backend: the batch statistics in one
+//! Batch normalization for the `flex` CPU backend (training mode, and inference with the
+//! running statistics): the batch statistics in one
 //! pass, the normalization in another, and the backward pass written next to it.
 //!
 //! burn's generic `batch_norm_train` (and its backward) transposes the input to
@@ -57,6 +58,21 @@ pub fn train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (
     let channels = stats.dims()[1];
     let [mean, var] = [0, 1].map(|row| stats.clone().slice([row..row + 1, 0..channels]).reshape([channels]));
     (y, mean, var)
+}
+
+/// Inference-mode batch normalization of `x` `[N, C, H, W]` with the running statistics, in
+/// one pass (`(x - mean) * gamma / sqrt(var + eps) + beta`, the training forward with fixed
+/// statistics). For a device without autodiff: nothing is tracked.
+pub fn infer(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, mean: Tensor<1>, var: Tensor<1>, epsilon: f64) -> Tensor<4> {
+    let channels = mean.dims()[0];
+    let stats: Tensor<2> = Tensor::cat(vec![mean, var], 0).reshape([2, channels]);
+    Tensor::from_dispatch(<Dispatch as NormBackend>::batch_norm_train_nchw(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        stats.into_dispatch(),
+        epsilon,
+    ))
 }
 
 /// (channels, plane size) of an `[N, C, ...]` tensor.
