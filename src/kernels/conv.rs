@@ -11,7 +11,8 @@
 //!   `dW += dy_n col_n^T` (col_n recomputed, not stored).
 //!
 //! Stride-1 "same" convolutions on wide enough images go to `kernels::shifted` instead (k*k
-//! shifted products, no im2col matrix); the forward and the backward choose separately.
+//! shifted products, no im2col matrix); the forward and the backward choose separately. With
+//! `ACTSEARCH_WINOGRAD=1` the 3x3 ones go to `kernels::winograd` (off by default: slower here).
 //!
 //! Samples run in parallel over rayon. The weight gradient is summed per fixed group of
 //! [`GROUP`] samples and the groups are added in order, so the result does not depend on the
@@ -33,7 +34,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{Filled, contiguous, shifted, zeroed};
+use super::{Filled, contiguous, shifted, winograd, zeroed};
 
 /// Samples per weight-gradient partial sum.
 pub(super) const GROUP: usize = 4;
@@ -293,7 +294,7 @@ pub(super) struct Dest<'a>(pub(super) &'a mut [f32], pub(super) usize, pub(super
 
 impl<'a> Dest<'a> {
     /// A row-major matrix whose rows are `ld` apart.
-    fn rows(dst: &'a mut [f32], ld: usize) -> Self {
+    pub(super) fn rows(dst: &'a mut [f32], ld: usize) -> Self {
         Dest(dst, ld, 1)
     }
 }
@@ -357,6 +358,9 @@ fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
         // No output, or no input to sum over: zeros.
         return FlexTensor::from_data(TensorData::new(vec![0f32; g.batch * g.out_len()], shape));
     }
+    if winograd::applies(&g) {
+        return FlexTensor::from_data(TensorData::new(winograd::forward(xs, ws, &g), shape));
+    }
     if shifted::forward_applies(&g) {
         return FlexTensor::from_data(TensorData::new(shifted::forward(xs, ws, &g), shape));
     }
@@ -399,6 +403,10 @@ fn backward(
     if in_len == 0 || out_len == 0 {
         // Nothing flows either way: zero gradients.
         return tensors(vec![0f32; g.batch * in_len], vec![0f32; cout * rows]);
+    }
+    if winograd::applies(&g) {
+        let (dx, dw) = winograd::backward(xs, ws, gs, &g, need_x, need_w);
+        return tensors(dx, dw);
     }
     if shifted::backward_applies(&g) {
         let (dx, dw) = shifted::backward(xs, ws, gs, &g, need_x, need_w);

@@ -1,7 +1,7 @@
 //! Evaluating activations on tensors, and the CPU kernels the networks run on. `reference`
 //! composes burn tensor ops (every backend, autodiff for free, the test oracle); the op
 //! semantics come from `space::ops`. On the `flex` CPU backend `fused` (activations and mixed
-//! cells, compiled by `program`), `conv` (with `shifted`) and `norm` replace burn's ops.
+//! cells, compiled by `program`), `conv` (with `shifted` and `winograd`) and `norm` replace burn's ops.
 
 pub mod conv;
 pub mod fast32;
@@ -10,6 +10,7 @@ pub mod norm;
 pub mod program;
 pub mod reference;
 mod shifted;
+mod winograd;
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::Device;
@@ -18,6 +19,29 @@ use burn::prelude::Device;
 /// devices use the reference path or burn's own ops.
 pub fn available(device: &Device) -> bool {
     *device == Device::flex()
+}
+
+/// 0: not yet read from the environment, 1: on, 2: off.
+static WINOGRAD: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Turns the Winograd path of the 3x3 stride-1 convolutions (`winograd`) on or off for this
+/// process. It is off unless the environment sets `ACTSEARCH_WINOGRAD=1`: on the ResNets'
+/// shapes it does not beat the direct path yet (README, Performance), so the direct path stays
+/// the default.
+pub fn set_winograd(on: bool) {
+    WINOGRAD.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn winograd_enabled() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match WINOGRAD.load(Relaxed) {
+        0 => {
+            let on = std::env::var("ACTSEARCH_WINOGRAD").is_ok_and(|v| v == "1");
+            set_winograd(on);
+            on
+        }
+        mode => mode == 1,
+    }
 }
 
 /// A contiguous f32 view of a flex tensor (a shared handle when it already is one).
