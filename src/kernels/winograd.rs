@@ -29,8 +29,8 @@
 //! Off by default (`ACTSEARCH_WINOGRAD=1` turns it on, see [`super::set_winograd`]): on the
 //! ResNets' shapes it does not beat the direct path yet. With 16-64 channels the products
 //! have an inner dimension of 16-64, where gemm runs far below its peak, and the transforms
-//! (O(C) work per tile against the products' O(C²)) cost as much as the multiplies saved; the
-//! backward transforms are not vectorized yet. Measurements are in the README (Performance).
+//! (O(C) work per tile against the products' O(C²), and a transformed input 4x the size of the
+//! input) cost more than the multiplies saved. Measurements are in the README (Performance).
 
 use std::ops::Range;
 
@@ -145,13 +145,6 @@ impl Tiling {
 }
 
 /// The `count` elements at `at` of each of the 16 streams `[16][stride]` of `v`.
-#[inline(always)]
-fn streams(v: &mut [f32], stride: usize, at: usize, count: usize) -> [&mut [f32]; 16] {
-    let mut it = v.chunks_mut(stride).map(|s| &mut s[at..at + count]);
-    std::array::from_fn(|_| it.next().expect("16 streams"))
-}
-
-/// [`streams`], read-only.
 #[inline(always)]
 fn streams_ref(v: &[f32], stride: usize, at: usize, count: usize) -> [&[f32]; 16] {
     let mut it = v.chunks(stride).map(|s| &s[at..at + count]);
@@ -332,23 +325,22 @@ fn transform_output_grad(
                     odd[tw - 1] = 0.0;
                 }
             }
-            let [a, b, c0, d] = [0, 1, 2, 3].map(|i| &buf[i * tw..][..tw]);
-            let [m00, m01, m02, m03, m10, m11, m12, m13, m20, m21, m22, m23, m30, m31, m32, m33] =
-                streams(dm, stride, c * count + lr * tw, tw).map(|s| &mut s[..tw]);
-            let (a, b, c0, d) = (&a[..tw], &b[..tw], &c0[..tw], &d[..tw]);
-            for x in 0..tw {
-                // dY = [y00 y01; y10 y11]; A dY rows: [r0, r0 + r1, r0 - r1, -r1]
-                let (y00, y01, y10, y11) = (a[x], b[x], c0[x], d[x]);
-                let rows = [(y00, y01), (y00 + y10, y01 + y11), (y00 - y10, y01 - y11), (-y10, -y11)];
-                // then · Aᵀ along columns: [q0, q0 + q1, q0 - q1, -q1]
-                let out = |i: usize| {
-                    let (q0, q1) = rows[i];
-                    [q0, q0 + q1, q0 - q1, -q1]
-                };
-                [m00[x], m01[x], m02[x], m03[x]] = out(0);
-                [m10[x], m11[x], m12[x], m13[x]] = out(1);
-                [m20[x], m21[x], m22[x], m23[x]] = out(2);
-                [m30[x], m31[x], m32[x], m33[x]] = out(3);
+            let [y00, y01, y10, y11] = [0, 1, 2, 3].map(|i| &buf[i * tw..][..tw]);
+            let at = c * count + lr * tw;
+            // A dY, row i: (q0, q1) = pa (y00, y01) + pb (y10, y11) with (pa, pb) =
+            // (1, 0), (1, 1), (1, -1), (0, -1); then · Aᵀ: [q0, q0 + q1, q0 - q1, -q1]
+            for (i, (pa, pb)) in [(1f32, 0f32), (1.0, 1.0), (1.0, -1.0), (0.0, -1.0)].into_iter().enumerate() {
+                let (m0, rest) = dm[(4 * i) * stride + at..].split_at_mut(stride);
+                let (m1, rest) = rest.split_at_mut(stride);
+                let (m2, m3) = rest.split_at_mut(stride);
+                let (m0, m1, m2, m3) = (&mut m0[..tw], &mut m1[..tw], &mut m2[..tw], &mut m3[..tw]);
+                for x in 0..tw {
+                    let (q0, q1) = (pa * y00[x] + pb * y10[x], pa * y01[x] + pb * y11[x]);
+                    m0[x] = q0;
+                    m1[x] = q0 + q1;
+                    m2[x] = q0 - q1;
+                    m3[x] = -q1;
+                }
             }
         }
     }
@@ -360,47 +352,38 @@ fn transform_output_grad(
 fn add_input_grad(dv: &[f32], t: &Tiling, channels: usize, rows: Range<usize>, dxp: &mut [f32], buf: &mut Vec<f32>) {
     let (tw, half, count) = (t.tw, t.half(), rows.len() * t.tw);
     let stride = channels * count;
-    // per patch row i: the columns 2x+2 and 2x+3 of each tile, added after the others
-    buf.resize(8 * tw, 0.0);
+    // per patch row i: B dV's four columns, then the columns 2x+2 and 2x+3 of each tile
+    buf.resize(6 * tw, 0.0);
     for c in 0..channels {
         for (lr, gr) in rows.clone().enumerate() {
             let (n, ty) = (gr / t.th, gr % t.th);
             let at = c * count + lr * tw;
-            let [v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23, v30, v31, v32, v33] =
-                streams_ref(dv, stride, at, tw).map(|s| &s[..tw]);
+            let v: [&[f32]; 16] = streams_ref(dv, stride, at, tw).map(|s| &s[..tw]);
             let plane = &mut dxp[(n * channels + c) * t.plane()..][..t.plane()];
-            let (late, _) = buf.split_at_mut(8 * tw);
-            // B dV: row i of the 4x4 is, per column l, [v0l, v1l - v2l + v3l, v1l + v2l - v0l, -v3l][i]
-            let rows: [[[&[f32]; 4]; 4]; 4] = [
-                [[v00, v00, v00, v00], [v01, v01, v01, v01], [v02, v02, v02, v02], [v03, v03, v03, v03]],
-                [[v10, v20, v30, v10], [v11, v21, v31, v11], [v12, v22, v32, v12], [v13, v23, v33, v13]],
-                [[v10, v20, v00, v10], [v11, v21, v01, v11], [v12, v22, v02, v12], [v13, v23, v03, v13]],
-                [[v30, v30, v30, v30], [v31, v31, v31, v31], [v32, v32, v32, v32], [v33, v33, v33, v33]],
-            ];
-            for (i, cols) in rows.iter().enumerate() {
+            // B dV, row i, per column l: Σ_k coef[i][k] v[k][l], with B's rows
+            // [v0, v1 - v2 + v3, v1 + v2 - v0, -v3]
+            let coef = [[1f32, 0., 0., 0.], [0., 1., -1., 1.], [-1., 1., 1., 0.], [0., 0., 0., -1.]];
+            for (i, [k0, k1, k2, k3]) in coef.into_iter().enumerate() {
+                let (w, rest) = buf.split_at_mut(4 * tw);
+                let (l2, l3) = rest[..2 * tw].split_at_mut(tw);
+                let (l2, l3) = (&mut l2[..tw], &mut l3[..tw]);
+                for (l, wl) in w.chunks_exact_mut(tw).enumerate() {
+                    let (a, b, c, d) = (v[l], v[4 + l], v[8 + l], v[12 + l]);
+                    for ((((o, &a), &b), &c), &d) in wl.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+                        *o = k0 * a + k1 * b + k2 * c + k3 * d;
+                    }
+                }
+                let (w0, rest) = w.split_at(tw);
+                let (w1, rest) = rest.split_at(tw);
+                let (w2, w3) = rest.split_at(tw);
                 let (even, odd) = plane[(2 * ty + i) * t.wp..][..t.wp].split_at_mut(half);
                 let (even, odd) = (&mut even[..tw + 1], &mut odd[..tw + 1]);
-                let (l2, l3) = late[2 * i * tw..][..2 * tw].split_at_mut(tw);
-                let (l2, l3) = (&mut l2[..tw], &mut l3[..tw]);
-                let [[a0, a1, a2, _], [b0, b1, b2, _], [c0, c1, c2, _], [d0, d1, d2, _]] = *cols;
                 for x in 0..tw {
-                    let w = |p: f32, q: f32, r: f32| match i {
-                        0 => p,
-                        1 => p - q + r,
-                        2 => p + q - r,
-                        _ => -p,
-                    };
-                    let (w0, w1, w2, w3) = (
-                        w(a0[x], a1[x], a2[x]),
-                        w(b0[x], b1[x], b2[x]),
-                        w(c0[x], c1[x], c2[x]),
-                        w(d0[x], d1[x], d2[x]),
-                    );
                     // then · Bᵀ along columns 2x .. 2x+3
-                    even[x] += w0;
-                    odd[x] += w1 - w2 + w3;
-                    l2[x] = w1 + w2 - w0;
-                    l3[x] = -w3;
+                    even[x] += w0[x];
+                    odd[x] += w1[x] - w2[x] + w3[x];
+                    l2[x] = w1[x] + w2[x] - w0[x];
+                    l3[x] = -w3[x];
                 }
                 // columns 2x+2 and 2x+3 are the next tile's 2x and 2x+1
                 for x in 0..tw {
