@@ -256,3 +256,38 @@ fn inference_batch_norm_matches_burn_with_the_running_statistics() {
     assert!(mean.iter().any(|m| m.abs() > 0.1), "the running mean did not move: {mean:?}");
     assert_close("inference bn", &host_f32(normalize(&plain, x.clone())), &host_f32(plain.forward(x)), 1e-5);
 }
+
+/// Inference folds the batch norm into the convolution (`layers::convolve_normalized`): the
+/// result equals the convolution followed by the batch norm, on every kernel path (im2col,
+/// pointwise, the shifted products on 32-wide images, stride 2), with moved statistics.
+#[test]
+fn folded_inference_batch_norm_equals_convolution_then_batch_norm() {
+    use actsearch::model::layers::{convolve, convolve_normalized, normalize};
+    use burn::module::{Module, Param};
+    use burn::nn::BatchNormConfig;
+    use burn::nn::conv::Conv2dConfig;
+    let (train, plain) = (Device::flex().autodiff(), Device::flex());
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    for (shape, cout, k, stride, pad) in
+        [([3, 4, 8, 8], 6, 3, 1, 1), ([2, 8, 5, 32], 8, 3, 1, 1), ([2, 6, 8, 8], 5, 1, 2, 0), ([3, 3, 9, 7], 4, 3, 2, 1)]
+    {
+        let conv = Conv2dConfig::new([shape[1], cout], [k, k])
+            .with_stride([stride, stride])
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_bias(false)
+            .init(&plain);
+        let mut bn = BatchNormConfig::new(cout).init(&train);
+        bn.gamma = Param::from_data(TensorData::new(random(&mut rng, cout, 2.0), [cout]), &train);
+        bn.beta = Param::from_data(TensorData::new(random(&mut rng, cout, 2.0), [cout]), &train);
+        for step in 0..3 {
+            let y = Tensor::<4>::from_data(TensorData::new(random(&mut rng, 2 * cout * 9, 3.0), [2, cout, 3, 3]), &train);
+            normalize(&bn, y.mul_scalar(step as f32 + 1.0).add_scalar(step as f32));
+        }
+        let bn = bn.valid();
+        let n: usize = shape.iter().product();
+        let x = Tensor::<4>::from_data(TensorData::new(random(&mut rng, n, 2.0), shape), &plain);
+        let folded = host_f32(convolve_normalized(&conv, &bn, x.clone()));
+        let separate = host_f32(normalize(&bn, convolve(&conv, x)));
+        assert_close(&format!("{shape:?} k{k} s{stride}"), &folded, &separate, 1e-4);
+    }
+}

@@ -55,7 +55,35 @@ pub trait ConvBackend: Backend {
     fn conv2d_nchw(x: FloatTensor<Self>, w: FloatTensor<Self>, stencil: Stencil) -> FloatTensor<Self>;
 }
 
+/// Inference: the convolution with a per-channel bias added to its output, which is a
+/// convolution followed by an inference-mode batch norm with the norm folded into the weights
+/// and the bias (`model::layers::convolve_normalized`). The bias is added to each group of
+/// samples while it is in cache, instead of in another pass over the output. Never tracked:
+/// only the plain CPU backend has it.
+#[backend_extension(Flex)]
+pub trait ConvInferBackend: Backend {
+    /// x `[N, Cin, H, W]` convolved with w `[Cout, Cin, k, k]`, plus `bias[co]` (`[Cout]`) on
+    /// output channel co.
+    fn conv2d_nchw_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stencil: Stencil,
+    ) -> FloatTensor<Self>;
+}
+
 pub use super::available;
+
+/// [`apply`] plus `bias[co]` on output channel co, for a device without autodiff (see
+/// [`ConvInferBackend`]).
+pub fn apply_biased(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, stencil: Stencil) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as ConvInferBackend>::conv2d_nchw_bias(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stencil,
+    ))
+}
 
 /// `x` `[N, Cin, H, W]` convolved with `weight` `[Cout, Cin, k, k]` (square kernel). `x` must be
 /// on a device where [`available`] holds.
@@ -348,35 +376,56 @@ pub(super) fn matmul(dst: Dest, accumulate: bool, (m, n, k): (usize, usize, usiz
     }
 }
 
-fn forward(x: &FlexTensor, w: &FlexTensor, stencil: Stencil) -> FlexTensor {
+/// Adds `bias[c]` to every channel plane (`plane` elements) of `y`, whole samples `[n, C,
+/// plane]`; nothing when there is no bias.
+pub(super) fn add_bias(y: &mut [f32], bias: Option<&[f32]>, plane: usize) {
+    let Some(bias) = bias else { return };
+    if plane == 0 {
+        return;
+    }
+    for (i, p) in y.chunks_mut(plane).enumerate() {
+        let b = bias[i % bias.len()];
+        p.iter_mut().for_each(|v| *v += b);
+    }
+}
+
+/// y of x and w, plus `bias[co]` on output channel co when given.
+fn forward(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, stencil: Stencil) -> FlexTensor {
     let g = Geometry::of(x.layout().shape(), w.layout().shape(), stencil);
-    let (x, w) = (contiguous(x), contiguous(w));
+    let (x, w, bias) = (contiguous(x), contiguous(w), bias.map(contiguous));
     let (xs, ws) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+    let bias = bias.as_ref().map(|b| b.as_slice::<f32>().unwrap());
+    assert!(bias.is_none_or(|b| b.len() == g.cout), "conv2d_nchw_bias: {} biases for {} channels", bias.map_or(0, |b| b.len()), g.cout);
     let (rows, cols) = (g.rows(), g.cols());
     let shape = [g.batch, g.cout, g.ho, g.wo];
     if g.out_len() == 0 || g.in_len() == 0 {
-        // No output, or no input to sum over: zeros.
-        return FlexTensor::from_data(TensorData::new(vec![0f32; g.batch * g.out_len()], shape));
+        // No output, or no input to sum over: zeros (and the bias).
+        let mut y = vec![0f32; g.batch * g.out_len()];
+        add_bias(&mut y, bias, cols);
+        return FlexTensor::from_data(TensorData::new(y, shape));
     }
     if winograd::applies(&g) {
-        return FlexTensor::from_data(TensorData::new(winograd::forward(xs, ws, &g), shape));
+        return FlexTensor::from_data(TensorData::new(winograd::forward(xs, ws, bias, &g), shape));
     }
     if shifted::forward_applies(&g) {
-        return FlexTensor::from_data(TensorData::new(shifted::forward(xs, ws, &g), shape));
+        return FlexTensor::from_data(TensorData::new(shifted::forward(xs, ws, bias, &g), shape));
     }
     let mut y = Filled::new(g.batch * g.out_len());
     let (chunks, ready) = y.chunks(g.out_len());
     chunks.zip(xs.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (yn, xn)| {
         let yn = zeroed(yn, ready);
         if g.pointwise() {
-            return matmul(Dest::rows(yn, cols), false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
+            matmul(Dest::rows(yn, cols), false, (g.cout, cols, rows), Operand(ws, rows, 1), Operand(xn, cols, 1));
+        } else {
+            for oys in g.tiles() {
+                let (at, n) = (oys.start * g.wo, oys.len() * g.wo);
+                col.resize(rows * n, 0.0);
+                im2col(xn, &g, oys, col);
+                let dst = Dest::rows(&mut yn[at..], cols);
+                matmul(dst, false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
+            }
         }
-        for oys in g.tiles() {
-            let (at, n) = (oys.start * g.wo, oys.len() * g.wo);
-            col.resize(rows * n, 0.0);
-            im2col(xn, &g, oys, col);
-            matmul(Dest::rows(&mut yn[at..], cols), false, (g.cout, n, rows), Operand(ws, rows, 1), Operand(col, n, 1));
-        }
+        add_bias(yn, bias, cols);
     });
     FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
 }
@@ -492,7 +541,18 @@ pub(super) fn sum_groups(partials: &[f32], len: usize) -> Vec<f32> {
 
 impl ConvBackend for Flex {
     fn conv2d_nchw(x: FloatTensor<Self>, w: FloatTensor<Self>, stencil: Stencil) -> FloatTensor<Self> {
-        forward(&x, &w, stencil)
+        forward(&x, &w, None, stencil)
+    }
+}
+
+impl ConvInferBackend for Flex {
+    fn conv2d_nchw_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stencil: Stencil,
+    ) -> FloatTensor<Self> {
+        forward(&x, &w, Some(&bias), stencil)
     }
 }
 
@@ -522,10 +582,10 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         match ConvBackward.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, w) = (x.into_primitive(), w.into_primitive());
-                let y = forward(&x, &w, stencil);
+                let y = forward(&x, &w, None, stencil);
                 prep.finish((x, w, stencil), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), stencil)),
+            OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), None, stencil)),
         }
     }
 }
@@ -570,7 +630,7 @@ mod tests {
             let x = FlexTensor::from_data(TensorData::new(xs.clone(), [batch, cin, h, w]));
             let wt = FlexTensor::from_data(TensorData::new(ws.clone(), [cout, cin, k, k]));
             let stencil = Stencil { stride, padding: pad };
-            let y = forward(&x, &wt, stencil);
+            let y = forward(&x, &wt, None, stencil);
             let g = Geometry::of(&[batch, cin, h, w], &[cout, cin, k, k], stencil);
             assert_eq!(y.layout().shape().to_vec(), vec![batch, cout, g.ho, g.wo]);
             let want = naive(&xs, &ws, &g);

@@ -96,9 +96,10 @@ impl Padded {
         }
     }
 
-    /// Position-major results `[C][positions]` back into `[N, C, H, W]`, dropping the padding.
-    /// Every element of `dst` (`samples` images of `channels` planes) is written.
-    fn unpad(&self, src: &[f32], channels: usize, dst: &mut [MaybeUninit<f32>]) {
+    /// Position-major results `[C][positions]` back into `[N, C, H, W]`, dropping the padding,
+    /// plus `bias[c]` on channel c when given. Every element of `dst` (`samples` images of
+    /// `channels` planes) is written.
+    fn unpad(&self, src: &[f32], channels: usize, bias: Option<&[f32]>, dst: &mut [MaybeUninit<f32>]) {
         let (positions, plane) = (self.positions(), self.h * self.w);
         assert_eq!(dst.len(), self.samples * channels * plane);
         for (n, sample) in dst.chunks_mut(channels * plane).enumerate() {
@@ -106,8 +107,10 @@ impl Padded {
                 let base = c * positions + n * self.hp() * self.wp();
                 for (y, row) in image.chunks_mut(self.w).enumerate() {
                     let at = base + y * self.wp();
-                    for (d, &v) in row.iter_mut().zip(&src[at..at + self.w]) {
-                        d.write(v);
+                    let values = &src[at..at + self.w];
+                    match bias {
+                        Some(b) => row.iter_mut().zip(values).for_each(|(d, &v)| _ = d.write(v + b[c])),
+                        None => row.iter_mut().zip(values).for_each(|(d, &v)| _ = d.write(v)),
                     }
                 }
             }
@@ -165,8 +168,9 @@ fn blocks(rows: usize, cols: usize) -> impl Iterator<Item = (std::ops::Range<usi
 /// place (no packing) when the output has at most 16x16 elements.
 const BLOCK: usize = 16;
 
-/// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, k, k]`.
-pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
+/// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, k, k]`, plus `bias[co]` on
+/// output channel co when given.
+pub(super) fn forward(xs: &[f32], ws: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
     let (kk, in_len, out_len) = (g.k * g.k, g.in_len(), g.out_len());
     let mut y = Filled::new(g.batch * out_len);
     let (chunks, ready) = y.chunks(GROUP * out_len);
@@ -177,7 +181,7 @@ pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
             yw.resize(g.cout * lay.positions(), 0.0);
             // W[co, ci, i, j] as the [ci, co] matrix of tap (i, j)
             taps(g, &lay, xp, g.cin, yw, g.cout, |i, j| Operand(&ws[i * g.k + j..], kk, g.cin * kk));
-            lay.unpad(yw, g.cout, yg);
+            lay.unpad(yw, g.cout, bias, yg);
             // SAFETY: unpad writes every element of the group's chunk.
             unsafe { written(yg, ready) };
         })
@@ -212,7 +216,7 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
                     dxw.resize(g.cin * positions, 0.0);
                     let flipped = |i: usize, j: usize| Operand(&ws[(k - 1 - i) * k + (k - 1 - j)..], g.cin * kk, kk);
                     taps(g, &lay, dyp, g.cout, dxw, g.cin, flipped);
-                    lay.unpad(dxw, g.cin, dxg);
+                    lay.unpad(dxw, g.cin, None, dxg);
                     // SAFETY: unpad writes every element of the group's chunk.
                     unsafe { written(dxg, ready) };
                 } else {

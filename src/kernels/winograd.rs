@@ -36,7 +36,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::conv::{Dest, GROUP, Geometry, Operand, matmul, sum_groups};
+use super::conv::{Dest, GROUP, Geometry, Operand, add_bias, matmul, sum_groups};
 use super::{Filled, zeroed};
 
 /// Tiles per chunk (rounded to whole tile rows).
@@ -395,8 +395,9 @@ fn add_input_grad(dv: &[f32], t: &Tiling, channels: usize, rows: Range<usize>, d
     }
 }
 
-/// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, 3, 3]`.
-pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
+/// y `[N, Cout, H, W]` of x `[N, Cin, H, W]` and w `[Cout, Cin, 3, 3]`, plus `bias[co]` on
+/// output channel co when given.
+pub(super) fn forward(xs: &[f32], ws: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
     let (t, in_len, out_len, (cin, cout)) = (Tiling::of(g), g.in_len(), g.out_len(), (g.cin, g.cout));
     let u = transform_weights(ws, cout, cin);
     let mut y = Filled::new(g.batch * out_len);
@@ -417,6 +418,7 @@ pub(super) fn forward(xs: &[f32], ws: &[f32], g: &Geometry) -> Vec<f32> {
                 }
                 transform_output(m, &t, cout, rows, yg, buf);
             }
+            add_bias(yg, bias, g.ho * g.wo);
         })
     });
     y.into_vec()
@@ -546,7 +548,7 @@ mod tests {
                 (f(g.batch * g.in_len(), 37, 9.0), f(cout * cin * 9, 17, 11.0), f(g.batch * g.out_len(), 13, 7.0));
             let [y, dx, dw] = direct(&xs, &ws, &dy, &g);
             let what = format!("{batch}x{cin}->{cout} {h}x{w}");
-            close(&format!("y {what}"), &forward(&xs, &ws, &g), &y, (cin * 9) as f64);
+            close(&format!("y {what}"), &forward(&xs, &ws, None, &g), &y, (cin * 9) as f64);
             let (gx, gw) = backward(&xs, &ws, &dy, &g, true, true);
             close(&format!("dx {what}"), &gx, &dx, (cout * 9) as f64);
             close(&format!("dw {what}"), &gw, &dw, (batch * h * w) as f64);

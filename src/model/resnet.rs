@@ -14,7 +14,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 
 use super::activation::Activation;
-use super::layers::{convolve, normalize};
+use super::layers::convolve_normalized;
 use super::init::Init;
 use crate::expr::Formula;
 
@@ -175,7 +175,7 @@ impl<A: Site> ResNet<A> {
 
     /// Logits `[batch, classes]` for images `[batch, 3, 32, 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.act.forward(normalize(&self.stem_bn, convolve(&self.stem_conv, images)));
+        let mut x = self.act.forward(convolve_normalized(&self.stem_conv, &self.stem_bn, images));
         for block in &self.blocks {
             x = block.forward(x);
         }
@@ -229,10 +229,10 @@ impl<A: Site> Block<A> {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.act1.forward(normalize(&self.bn1, convolve(&self.conv1, x.clone())));
-        let y = normalize(&self.bn2, convolve(&self.conv2, y));
+        let y = self.act1.forward(convolve_normalized(&self.conv1, &self.bn1, x.clone()));
+        let y = convolve_normalized(&self.conv2, &self.bn2, y);
         let shortcut = match &self.short {
-            Some(s) => normalize(&s.bn, convolve(&s.conv, x)),
+            Some(s) => convolve_normalized(&s.conv, &s.bn, x),
             None => x,
         };
         self.act2.forward(y + shortcut)
