@@ -75,6 +75,10 @@ fn fixed_formulas_match_the_reference_path() {
         "gelu(x) + elu(x) - erf(x)*softplus(x) + silu(x) - leaky_relu(x)",
         "sin(x)*cos(b*x) + x^3/(abs(x) + 1)",
         "min(max(x, -10), 10)",
+        // x alone, and x negated (the program reads x in place and copies it only when the
+        // reverse sweep needs its register)
+        "x",
+        "-x*b",
     ] {
         let formula = resolve(text).unwrap();
         let program = Arc::new(Program::from_formula(&formula));

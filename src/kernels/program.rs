@@ -445,13 +445,21 @@ impl Program {
             return with_func!(f, F => lanes1!(y, x, |v| F.value(v)));
         }
         s.ensure(self.insts.len());
+        // The last instruction's result goes straight to y when it is the output (and not x
+        // itself, which is then copied out of its register).
+        let identity = self.output == 0;
+        let direct = !identity && !self.uniform[self.output] && self.output + 1 == self.insts.len();
         for (xc, yc) in x.chunks(LANES).zip(y.chunks_mut(LANES)) {
-            self.run::<false>(xc, params, weights, s);
             let n = xc.len();
-            if self.uniform[self.output] {
-                yc.fill(s.scalars[self.output]);
+            if direct {
+                self.run::<false>(xc, params, weights, s, false, Some(yc));
             } else {
-                yc.copy_from_slice(&s.vals[self.output * LANES..self.output * LANES + n]);
+                self.run::<false>(xc, params, weights, s, identity, None);
+                if self.uniform[self.output] {
+                    yc.fill(s.scalars[self.output]);
+                } else {
+                    yc.copy_from_slice(&s.vals[self.output * LANES..self.output * LANES + n]);
+                }
             }
         }
     }
@@ -478,8 +486,9 @@ impl Program {
             });
         }
         s.ensure(self.insts.len());
+        let x_in_vals = self.sweep_reads_x();
         for ((xc, dyc), dxc) in x.chunks(LANES).zip(dy.chunks(LANES)).zip(dx.chunks_mut(LANES)) {
-            self.run::<true>(xc, params, weights, s);
+            self.run::<true>(xc, params, weights, s, x_in_vals, None);
             s.weight_adj.clear();
             s.weight_adj.resize(self.weights, 0.0);
             self.sweep(dyc, weights, s);
@@ -504,11 +513,32 @@ impl Program {
         }
     }
 
+    /// Whether the reverse sweep reads x's own register (a clamp or a mix of x itself); the
+    /// forward run reads x in place, and copies it into register 0 only then.
+    fn sweep_reads_x(&self) -> bool {
+        self.insts.iter().any(|inst| match *inst {
+            Inst::Clamp(a, _, _) => a == 0,
+            Inst::Mix { start, len, .. } => self.mix_regs[start..start + len].contains(&0),
+            _ => false,
+        })
+    }
+
     /// Every register's value for one chunk; with `DERIV` also the local derivatives of the
-    /// vector Call, Pow and Bin registers (for the sweep that follows).
+    /// vector Call, Pow and Bin registers (for the sweep that follows). x is read in place
+    /// (register 0 holds a copy only with `x_in_vals`); with `dest`, the last instruction
+    /// (the output) writes there instead of into its register.
     #[inline(always)]
-    fn run<const DERIV: bool>(&self, x: &[f32], params: &[f32], weights: &[f32], s: &mut Scratch) {
+    fn run<const DERIV: bool>(
+        &self,
+        x: &[f32],
+        params: &[f32],
+        weights: &[f32],
+        s: &mut Scratch,
+        x_in_vals: bool,
+        mut dest: Option<&mut [f32]>,
+    ) {
         let n = x.len();
+        let last = self.insts.len() - 1;
         for (i, inst) in self.insts.iter().enumerate() {
             if self.uniform[i] {
                 let v = |r: usize| Fast(s.scalars[r]);
@@ -530,12 +560,16 @@ impl Program {
                 continue;
             }
             let (before, after) = s.vals.split_at_mut(i * LANES);
-            let out = &mut after[..n];
-            let reg = |r: usize| &before[r * LANES..r * LANES + n];
+            let out = match dest.as_deref_mut() {
+                Some(d) if i == last => d,
+                _ => &mut after[..n],
+            };
+            let reg = |r: usize| if r == 0 { x } else { &before[r * LANES..r * LANES + n] };
             let d1 = &mut s.dvals[i * LANES..i * LANES + n];
             let d2 = &mut s.dvals2[i * LANES..i * LANES + n];
             match *inst {
-                Inst::X => out.copy_from_slice(x),
+                Inst::X if x_in_vals => out.copy_from_slice(x),
+                Inst::X => {}
                 Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
                 Inst::Neg(a) => lanes1!(out, reg(a), |v| -v),
                 Inst::Pow(a, p) if DERIV => with_power!(p, P => lanes1_d!(out, d1, reg(a), |v| powi_eval(v, P))),
