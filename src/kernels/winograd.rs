@@ -190,15 +190,9 @@ fn untransform_weight_grad(du: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     for pair in 0..pairs {
         let e = |i: usize, j: usize| du[(i * 4 + j) * pairs + pair];
         // columns first: q[a][j] = Σ_i G[i][a] dU[i][j]
-        let mut q = [[0f32; 4]; 3];
-        for j in 0..4 {
-            let col = gt([e(0, j), e(1, j), e(2, j), e(3, j)]);
-            for a in 0..3 {
-                q[a][j] = col[a];
-            }
-        }
+        let cols = [0, 1, 2, 3].map(|j| gt([e(0, j), e(1, j), e(2, j), e(3, j)]));
         for a in 0..3 {
-            let row = gt(q[a]);
+            let row = gt(cols.map(|col| col[a]));
             dw[pair * 9 + a * 3..][..3].copy_from_slice(&row);
         }
     }
