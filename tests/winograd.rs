@@ -12,8 +12,9 @@ use actsearch::train::{TrainConfig, train};
 use burn::prelude::*;
 use common::{synthetic_cifar10, tiny_config};
 
-/// Relative tolerance on every epoch's losses.
-const TOLERANCE: f64 = 2e-3;
+/// Relative tolerance on every epoch's losses (the largest difference seen was 5e-7, on the
+/// third epoch's test loss).
+const TOLERANCE: f64 = 1e-4;
 
 #[test]
 fn training_with_and_without_winograd_gives_the_same_losses() {
