@@ -6,44 +6,11 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actsearch::model::Network;
 use actsearch::model::state::read_safetensors;
 use actsearch::observer::{Event, Observer, Silent};
-use actsearch::search::oneshot::{SearchConfig, search};
+use actsearch::search::oneshot::search;
 use actsearch::space::resolve::resolve_activation;
 use burn::prelude::*;
-
-fn method_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
-    SearchConfig {
-        method: method.to_string(),
-        space: space.to_string(),
-        network: Network::Resnet8,
-        dataset: "cifar10".to_string(),
-        data_dir: data.to_path_buf(),
-        epochs,
-        batch_size: 16,
-        lr: 0.025,
-        lr_min: 0.001,
-        momentum: 0.9,
-        weight_decay: 3e-4,
-        grad_clip: 5.0,
-        arch_lr: 3e-3,
-        arch_betas: (0.5, 0.999),
-        arch_weight_decay: 1e-3,
-        kl_scale: 1e-3,
-        shared_cell: false,
-        warm_start: None,
-        accumulate: 1,
-        train_portion: 0.5,
-        subset: None,
-        test_subset: None,
-        augment: true,
-        seed: 1,
-        backend: "flex".to_string(),
-        threads: 2,
-        out: out.to_path_buf(),
-    }
-}
 
 #[test]
 fn every_method_searches_every_space_and_eval_accepts_the_result() {
@@ -59,7 +26,7 @@ fn every_method_searches_every_space_and_eval_accepts_the_result() {
 fn check_one_epoch(data: &Path, method: &str, space: &str) {
     {
         let out = data.join(format!("{method}-{space}"));
-        let outcome = search(&method_config(method, data, &out, space, 1), &Device::flex(), false, &Silent)
+        let outcome = search(&common::search_config(method, data, &out, space, 1), &Device::flex(), false, &Silent)
             .unwrap_or_else(|e| panic!("{method} on {space}: {e:#}"));
         let h = &outcome.history;
         assert!(h.train_loss.iter().chain(&h.valid_loss).all(|v| v.is_finite()), "{method} {space}: {h:?}");
@@ -100,7 +67,7 @@ fn warm_start_trains_the_weights_with_relu_for_every_method() {
     common::synthetic_cifar10(dir.path(), 12);
     let run = |method: &str, warm: Option<usize>| {
         let name = format!("warm-{method}-{warm:?}");
-        let mut c = method_config(method, dir.path(), &dir.path().join(name), "small", 2);
+        let mut c = common::search_config(method, dir.path(), &dir.path().join(name), "small", 2);
         c.warm_start = warm;
         let outcome = search(&c, &Device::flex(), false, &Silent).unwrap_or_else(|e| panic!("{method}: {e:#}"));
         let log = std::fs::read_to_string(c.out.join("log.log")).unwrap();
@@ -140,7 +107,7 @@ fn search_resume_equals_uninterrupted() {
     // samples, shrinking masks and the best-epoch genotype, with a shared cell.
     for (method, shared, epochs) in [("darts", false, 2), ("gdas", false, 2), ("grafs", true, 3)] {
         let config = |name: &str| {
-            let mut c = method_config(method, dir.path(), &dir.path().join(name), "small", epochs);
+            let mut c = common::search_config(method, dir.path(), &dir.path().join(name), "small", epochs);
             c.shared_cell = shared;
             c
         };
@@ -172,7 +139,7 @@ fn grafs_shares_one_cell_and_shrinks_to_one_op_per_position() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(dir.path(), 12);
     let out = dir.path().join("grafs");
-    let mut config = method_config("grafs", dir.path(), &out, "small", 3);
+    let mut config = common::search_config("grafs", dir.path(), &out, "small", 3);
     config.shared_cell = true;
     config.accumulate = 2;
     search(&config, &Device::flex(), false, &Silent).unwrap();

@@ -12,7 +12,6 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actsearch::expr::resolve;
-use actsearch::model::Network;
 use actsearch::observer::{Event, Observer, Silent};
 use actsearch::search::oneshot::{SearchConfig, search};
 use actsearch::space::resolve::resolve_activation;
@@ -94,35 +93,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_run() {
 }
 
 fn search_config(data: &std::path::Path, method: &str, out: &str) -> SearchConfig {
-    SearchConfig {
-        method: method.to_string(),
-        space: "small".to_string(),
-        network: Network::Resnet8,
-        dataset: "cifar10".to_string(),
-        data_dir: data.to_path_buf(),
-        epochs: 2,
-        batch_size: 16,
-        lr: 0.025,
-        lr_min: 0.001,
-        momentum: 0.9,
-        weight_decay: 3e-4,
-        grad_clip: 5.0,
-        arch_lr: 3e-3,
-        arch_betas: (0.5, 0.999),
-        arch_weight_decay: 1e-3,
-        kl_scale: 1e-3,
-        shared_cell: false,
-        warm_start: None,
-        accumulate: 1,
-        train_portion: 0.5,
-        subset: None,
-        test_subset: None,
-        augment: true,
-        seed: 1,
-        backend: "wgpu".to_string(),
-        threads: 2,
-        out: data.join(out),
-    }
+    SearchConfig { backend: "wgpu".to_string(), ..common::search_config(method, data, &data.join(out), "small", 2) }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use actsearch::model::Network;
+use actsearch::search::oneshot::SearchConfig;
 use actsearch::search::sample::store::{Row, Store};
 use actsearch::train::TrainConfig;
 use actsearch::train::schedule::Schedule;
@@ -68,4 +69,37 @@ pub fn rows(out: &Path) -> Vec<Row> {
 /// Rows without what differs between two runs of the same search (time, job ids).
 pub fn comparable(rows: Vec<Row>) -> Vec<Row> {
     rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect()
+}
+
+/// A one-shot search of ResNet-8 on synthetic CIFAR-10 in `data`, small enough for tests.
+pub fn search_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
+    SearchConfig {
+        method: method.to_string(),
+        space: space.to_string(),
+        network: Network::Resnet8,
+        dataset: "cifar10".to_string(),
+        data_dir: data.to_path_buf(),
+        epochs,
+        batch_size: 16,
+        lr: 0.025,
+        lr_min: 0.001,
+        momentum: 0.9,
+        weight_decay: 3e-4,
+        grad_clip: 5.0,
+        arch_lr: 3e-3,
+        arch_betas: (0.5, 0.999),
+        arch_weight_decay: 1e-3,
+        kl_scale: 1e-3,
+        shared_cell: false,
+        warm_start: None,
+        accumulate: 1,
+        train_portion: 0.5,
+        subset: None,
+        test_subset: None,
+        augment: true,
+        seed: 1,
+        backend: "flex".to_string(),
+        threads: 2,
+        out: out.to_path_buf(),
+    }
 }
