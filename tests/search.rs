@@ -4,13 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use actsearch::model::state::read_safetensors;
-use actsearch::observer::{Event, Observer, Silent};
+use actsearch::observer::Silent;
 use actsearch::search::oneshot::search;
 use actsearch::space::resolve::resolve_activation;
 use burn::prelude::*;
+use common::StopAtEpoch;
 
 #[test]
 fn every_method_searches_every_space_and_eval_accepts_the_result() {
@@ -83,22 +83,6 @@ fn warm_start_trains_the_weights_with_relu_for_every_method() {
     assert_ne!(darts[0], cold[0], "without the warm start epoch 1 trains the mixed cell");
 }
 
-struct StopAtEpoch(usize, AtomicBool);
-
-impl Observer for StopAtEpoch {
-    fn event(&self, event: Event) {
-        if let Event::Batch(p) = event
-            && p.epoch == self.0
-            && p.batch == 1
-        {
-            self.1.store(true, Ordering::SeqCst);
-        }
-    }
-    fn should_stop(&self) -> bool {
-        self.1.load(Ordering::SeqCst)
-    }
-}
-
 #[test]
 fn search_resume_equals_uninterrupted() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +99,7 @@ fn search_resume_equals_uninterrupted() {
         let b_name = format!("{method}-b");
         let device = Device::flex();
         let a = search(&config(&a_name), &device, false, &Silent).unwrap();
-        let stop = StopAtEpoch(2, AtomicBool::new(false));
+        let stop = StopAtEpoch::at(2);
         assert!(search(&config(&b_name), &device, false, &stop).is_err());
         let b = search(&config(&b_name), &device, true, &Silent).unwrap();
         assert_eq!(a.history.train_loss, b.history.train_loss, "{method}");

@@ -9,35 +9,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use actsearch::expr::resolve;
-use actsearch::observer::{Event, Observer, Silent};
+use actsearch::observer::Silent;
 use actsearch::search::oneshot::{SearchConfig, search};
 use actsearch::space::resolve::resolve_activation;
 use actsearch::train::{TrainConfig, train};
 use burn::prelude::*;
-use common::{actsearch, synthetic_cifar10, tiny_config};
+use common::{StopAtEpoch, actsearch, synthetic_cifar10, tiny_config};
 
 fn gpu() -> Device {
     Device::wgpu(Default::default())
-}
-
-/// Stops a run (as a kill would) at batch 1 of the given epoch.
-struct StopAtEpoch(usize, AtomicBool);
-
-impl Observer for StopAtEpoch {
-    fn event(&self, event: Event) {
-        if let Event::Batch(p) = event
-            && p.epoch == self.0
-            && p.batch == 1
-        {
-            self.1.store(true, Ordering::SeqCst);
-        }
-    }
-    fn should_stop(&self) -> bool {
-        self.1.load(Ordering::SeqCst)
-    }
 }
 
 /// `a` and `b` equal within a relative tolerance, element by element, and finite.
@@ -83,7 +64,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_run() {
     let formula = resolve(activation).unwrap();
     let a = train(&config(dir.path(), "straight", activation, 3), &formula, &gpu(), false, &Silent).unwrap();
     let killed = config(dir.path(), "killed", activation, 3);
-    let stop = StopAtEpoch(2, AtomicBool::new(false));
+    let stop = StopAtEpoch::at(2);
     let err = train(&killed, &formula, &gpu(), false, &stop).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
     let b = train(&killed, &formula, &gpu(), true, &Silent).unwrap();
@@ -111,7 +92,7 @@ fn one_shot_searches_run_and_resume_on_wgpu() {
             .unwrap_or_else(|e| panic!("{method}: {e:#}"));
         assert!(a.history.train_loss.iter().all(|l| l.is_finite()), "{method}: {:?}", a.history.train_loss);
         let b_config = search_config(dir.path(), method, &format!("{method}-b"));
-        let stop = StopAtEpoch(2, AtomicBool::new(false));
+        let stop = StopAtEpoch::at(2);
         assert!(search(&b_config, &gpu(), false, &stop).is_err(), "{method}: the stop was not seen");
         let b = search(&b_config, &gpu(), true, &Silent).unwrap_or_else(|e| panic!("{method}: {e:#}"));
         close(method, &b.history.train_loss, &a.history.train_loss, 2e-2);

@@ -4,8 +4,10 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actsearch::model::Network;
+use actsearch::observer::{Event, Observer};
 use actsearch::search::oneshot::SearchConfig;
 use actsearch::search::sample::store::{Row, Store};
 use actsearch::train::TrainConfig;
@@ -101,5 +103,28 @@ pub fn search_config(method: &str, data: &Path, out: &Path, space: &str, epochs:
         backend: "flex".to_string(),
         threads: 2,
         out: out.to_path_buf(),
+    }
+}
+
+/// Stops a run or search (as a kill would) at batch 1 of the given epoch.
+pub struct StopAtEpoch(usize, AtomicBool);
+
+impl StopAtEpoch {
+    pub fn at(epoch: usize) -> StopAtEpoch {
+        StopAtEpoch(epoch, AtomicBool::new(false))
+    }
+}
+
+impl Observer for StopAtEpoch {
+    fn event(&self, event: Event) {
+        if let Event::Batch(p) = event
+            && p.epoch == self.0
+            && p.batch == 1
+        {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+    fn should_stop(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
     }
 }
