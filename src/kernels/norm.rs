@@ -1,6 +1,7 @@
 //! Batch normalization for the `flex` CPU backend (training mode, and inference with the
-//! running statistics): the batch statistics in one
-//! pass, the normalization in another, and the backward pass written next to it.
+//! running statistics): the batch statistics in one pass, the normalization in another, and
+//! the backward pass written next to it. (In the networks, inference folds each batch norm
+//! into the convolution before it: `model::layers::convolve_normalized`.)
 //!
 //! burn's generic `batch_norm_train` (and its backward) transposes the input to
 //! `[C, N*H*W]` for every reduction and makes several elementwise passes; on the CPU those
