@@ -9,14 +9,14 @@
 //!   module with per-channel parameters on the last axis (JAX's channels-last convention);
 //! - `formula`: the canonical formula and its parameter values, as text.
 //!
-//! Every op is written to compute exactly what the op table (`space::ops`) computes: `sqrt`
+//! Every op is written to compute exactly what the op table (`expr::ops`) computes: `sqrt`
 //! and `log` clamp their input at `EPS` first, `sinc` is the normalized `sin(pi x)/(pi x)`,
 //! `leaky_relu` has slope 0.01, `gelu` is the exact (erf) form and `softplus` the overflow-free
 //! `max(x, 0) + log1p(exp(-|x|))`. The tests run the PyTorch and JAX code where those are
 //! installed and compare its values and derivatives with ours.
 
+use crate::expr::ops::EPS;
 use crate::expr::{BinOp, Expr, Formula, Func, ParamName};
-use crate::space::ops::EPS;
 
 /// Where the code goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +72,11 @@ fn ordinal(n: usize) -> String {
 /// A number as Python source, exactly (Rust's shortest round-trip form).
 fn number(v: f64) -> String {
     let text = format!("{v:?}");
-    if text.contains(['.', 'e', 'E']) || text.contains("inf") || text.contains("NaN") { text } else { format!("{text}.0") }
+    if text.contains(['.', 'e', 'E']) || text.contains("inf") || text.contains("NaN") {
+        text
+    } else {
+        format!("{text}.0")
+    }
 }
 
 /// How one framework spells the ops.
@@ -153,7 +157,8 @@ const JAX: Dialect = Dialect {
 /// parenthesized, so Python's precedence (`-a**2` is `-(a**2)`) never matters.
 fn python(e: &Expr, d: &Dialect) -> String {
     // An operand that must be a tensor (a call's argument): constants are made tensors.
-    let tensor = |a: &Expr| if a.uses_x() || a.uses_params() { python(a, d) } else { (d.constant)(constant_value(a), "x") };
+    let tensor =
+        |a: &Expr| if a.uses_x() || a.uses_params() { python(a, d) } else { (d.constant)(constant_value(a), "x") };
     match e {
         Expr::X => "x".into(),
         Expr::Num(v) => number(*v),
@@ -198,7 +203,8 @@ fn header(e: &Exported, comment: &str) -> String {
     let mut out = format!("{comment} Activation exported by actsearch from {}\n", crate::expr::shorten(e.source));
     out += &format!("{comment}   f(x) = {}\n", e.formula);
     for (i, v) in e.values.iter().enumerate() {
-        out += &format!("{comment}   p{i} = {} starts at {} ({})\n", slot_name(e.formula, i), number(*v), e.values_from);
+        out +=
+            &format!("{comment}   p{i} = {} starts at {} ({})\n", slot_name(e.formula, i), number(*v), e.values_from);
     }
     out
 }
@@ -242,7 +248,9 @@ fn pytorch(e: &Exported) -> String {
     out += &format!("    initial_values = ({})\n\n", tuple(&defaults));
     out += "    def __init__(self, channels: int = 1, initial_values=None):\n        super().__init__()\n";
     out += "        values = self.initial_values if initial_values is None else tuple(initial_values)\n";
-    out += &format!("        if len(values) != {n}:\n            raise ValueError(f\"initial_values needs {n} values, got {{len(values)}}\")\n");
+    out += &format!(
+        "        if len(values) != {n}:\n            raise ValueError(f\"initial_values needs {n} values, got {{len(values)}}\")\n"
+    );
     out += "        self.channels = channels\n";
     for i in 0..n {
         out += &format!("        self.p{i} = nn.Parameter(torch.full((channels,), float(values[{i}])))\n");
@@ -272,7 +280,10 @@ fn jax(e: &Exported) -> String {
     out += &format!("INITIAL_VALUES = ({})\n\n\n", tuple(&defaults));
     out += &helpers(&JAX);
     out += "def _gelu(a):\n    return jax.nn.gelu(a, approximate=False)\n\n\n";
-    out += &format!("def activation(x, params=INITIAL_VALUES):\n    \"\"\"f(x) = {}\"\"\"\n", f.to_string().replace('"', "'"));
+    out += &format!(
+        "def activation(x, params=INITIAL_VALUES):\n    \"\"\"f(x) = {}\"\"\"\n",
+        f.to_string().replace('"', "'")
+    );
     if n > 0 {
         let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
         out += &format!("    {} = (jnp.asarray(p, x.dtype) for p in params)\n", tuple(&names));
@@ -337,7 +348,10 @@ mod tests {
         assert!(torch.contains("initial_values = (1.5,)"), "{torch}");
         assert!(torch.contains("return x * torch.sigmoid((p0 * x))"), "{torch}");
         let jax = exported("x*sigmoid(b*x)", &[1.5], Target::Jax);
-        assert!(jax.contains("def activation(x, params=INITIAL_VALUES):") && jax.contains("INITIAL_VALUES = (1.5,)"), "{jax}");
+        assert!(
+            jax.contains("def activation(x, params=INITIAL_VALUES):") && jax.contains("INITIAL_VALUES = (1.5,)"),
+            "{jax}"
+        );
         let text = exported("b1*x + b1*tanh(x)", &[0.25], Target::Formula);
         assert_eq!(text, "b1*x + b1*tanh(x)\n# b1 = 0.25 (initial values)\n");
         // Without parameters and without x.

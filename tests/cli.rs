@@ -7,7 +7,6 @@ use common::actsearch;
 
 use std::process::Output;
 
-
 use common::assert_clean_error;
 
 #[test]
@@ -193,7 +192,9 @@ fn report_over_a_search_and_two_eval_seeds_writes_every_file() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 16);
     let tiny = ["--network", "resnet8", "--epochs", "1", "--batch-size", "16", "--subset", "64"];
-    let eval = [&["eval", "--activation", "silu", "--seeds", "0,1", "--out", "runs/e", "--test-subset", "32"][..], &tiny[..]].concat();
+    let eval =
+        [&["eval", "--activation", "silu", "--seeds", "0,1", "--out", "runs/e", "--test-subset", "32"][..], &tiny[..]]
+            .concat();
     let search = [&["search", "--method", "darts", "--space", "small", "--out", "runs/s"][..], &tiny[..]].concat();
     for args in [eval, search] {
         let out = actsearch(&args, dir.path());
@@ -202,14 +203,20 @@ fn report_over_a_search_and_two_eval_seeds_writes_every_file() {
     let out = actsearch(&["report", "runs/e", "runs/s", "--out", "rep"], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("read 3 runs") && stdout.contains("e/seed-1 (eval)") && stdout.contains("s (one-shot search)"), "{stdout}");
+    assert!(
+        stdout.contains("read 3 runs") && stdout.contains("e/seed-1 (eval)") && stdout.contains("s (one-shot search)"),
+        "{stdout}"
+    );
     let rep = dir.path().join("rep");
-    for file in ["report.md", "report.html", "s-alphas-site0.png", "s-alphas-site6.svg", "s-formula.png", "s-accuracy.svg"] {
+    for file in
+        ["report.md", "report.html", "s-alphas-site0.png", "s-alphas-site6.svg", "s-formula.png", "s-accuracy.svg"]
+    {
         assert!(rep.join(file).metadata().map(|m| m.len() > 0).unwrap_or(false), "{file} missing or empty");
     }
     let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
     assert!(md.contains("| resnet8 |") && md.contains("silu(x)") && md.contains("| 2 (0,1) |"), "{md}");
-    let pngs = std::fs::read_dir(&rep).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "png").count();
+    let pngs =
+        std::fs::read_dir(&rep).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "png").count();
     let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), pngs, "every figure inline in the HTML");
 }
@@ -234,7 +241,8 @@ fn report_bad_input() {
 fn plot_writes_png_and_svg_and_rejects_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     for out in ["f.png", "f.svg"] {
-        let run = actsearch(&["plot", "relu", "x*sigmoid(b*x)", "--derivative", "--range", "-3,3", "--out", out], dir.path());
+        let run =
+            actsearch(&["plot", "relu", "x*sigmoid(b*x)", "--derivative", "--range", "-3,3", "--out", out], dir.path());
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         assert!(String::from_utf8_lossy(&run.stdout).contains("x*sigmoid(b*x)  [params 1 (initial)]"));
     }
@@ -252,15 +260,37 @@ fn search_then_eval_compares_with_the_baseline_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 16);
     let args = [
-        "search", "--method", "gdas", "--space", "small", "--network", "resnet8", "--epochs", "1", "--batch-size", "16",
-        "--subset", "64", "--out", "runs/s", "--then-eval", "--eval-network", "resnet8", "--baseline", "silu",
-        "--eval-seeds", "0,1",
+        "search",
+        "--method",
+        "gdas",
+        "--space",
+        "small",
+        "--network",
+        "resnet8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--subset",
+        "64",
+        "--out",
+        "runs/s",
+        "--then-eval",
+        "--eval-network",
+        "resnet8",
+        "--baseline",
+        "silu",
+        "--eval-seeds",
+        "0,1",
     ];
     let out = actsearch(&args, dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("\nfound ") && stdout.contains("\nbaseline ") && stdout.contains("silu(x)"), "{stdout}");
-    assert!(stdout.contains("found - baseline: ") && stdout.contains("95% CI") && stdout.contains("paired by seed"), "{stdout}");
+    assert!(
+        stdout.contains("found - baseline: ") && stdout.contains("95% CI") && stdout.contains("paired by seed"),
+        "{stdout}"
+    );
     let s = dir.path().join("runs/s");
     for file in [
         "eval-found/seed-0/errors.json",
@@ -272,7 +302,8 @@ fn search_then_eval_compares_with_the_baseline_and_writes_the_report() {
     ] {
         assert!(s.join(file).exists(), "{file} missing");
     }
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["found"]["seeds"], serde_json::json!([0, 1]));
     assert_eq!(summary["baseline"]["activation"], "silu(x)");
     assert_eq!(summary["comparison"]["test"], "paired by seed");
@@ -318,8 +349,21 @@ fn report_leaves_out_unfinished_runs_counts_a_seed_once_and_skips_failed_folders
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 16);
     let args = [
-        "eval", "--network", "resnet8", "--activation", "relu", "--epochs", "2", "--batch-size", "16", "--subset", "32",
-        "--test-subset", "16", "--out", "runs/done",
+        "eval",
+        "--network",
+        "resnet8",
+        "--activation",
+        "relu",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--subset",
+        "32",
+        "--test-subset",
+        "16",
+        "--out",
+        "runs/done",
     ];
     let out = actsearch(&args, dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -351,15 +395,24 @@ fn report_leaves_out_unfinished_runs_counts_a_seed_once_and_skips_failed_folders
     let out = actsearch(&["report", "runs", "--out", "rep"], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let notes = stderr_lines(&out, "note:");
-    assert!(notes.iter().any(|n| n.contains("skipped runs/failed") && n.contains("errors.json is missing")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("skipped runs/failed") && n.contains("errors.json is missing")),
+        "{notes:?}"
+    );
     assert!(notes.iter().any(|n| n.contains("left out of the results table: killed (1 of 2 epochs)")), "{notes:?}");
     let warnings = stderr_lines(&out, "warning:");
-    assert!(warnings.len() == 1 && warnings[0].contains("seed 0") && warnings[0].contains("is in 2 runs"), "{warnings:?}");
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("seed 0") && warnings[0].contains("is in 2 runs"),
+        "{warnings:?}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("killed (eval, unfinished: 1 of 2 epochs)"), "{stdout}");
     let md = std::fs::read_to_string(dir.path().join("rep/report.md")).unwrap();
     let row = md.lines().find(|l| l.starts_with("| resnet8 |")).unwrap();
-    assert!(row.contains("| 1 (0; seed 0 in several runs, one used) | (one seed) | baseline |") && !row.contains("99"), "{row}");
+    assert!(
+        row.contains("| 1 (0; seed 0 in several runs, one used) | (one seed) | baseline |") && !row.contains("99"),
+        "{row}"
+    );
     // Nothing readable at all is still an error, and so is a file.
     assert_clean_error(&actsearch(&["report", "runs/failed"], dir.path()), "errors.json is missing");
     assert_clean_error(&actsearch(&["report", "runs/done/errors.json"], dir.path()), "is a file");
@@ -380,7 +433,13 @@ fn long_formulas_and_paths_are_cut_to_80_characters_in_messages() {
         let out = actsearch(&args, dir.path());
         assert_clean_error(&out, "...");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.len() < 1_000, "{} bytes on stderr for {:?}: {}", stderr.len(), &args[..args.len() - 1], &stderr[..300]);
+        assert!(
+            stderr.len() < 1_000,
+            "{} bytes on stderr for {:?}: {}",
+            stderr.len(),
+            &args[..args.len() - 1],
+            &stderr[..300]
+        );
     }
 }
 
@@ -388,17 +447,28 @@ fn long_formulas_and_paths_are_cut_to_80_characters_in_messages() {
 fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
     let dir = tempfile::tempdir().unwrap();
     // "-x" is read as the formula, then --lr's own check speaks.
-    assert_clean_error(&actsearch(&["eval", "--activation", "-x", "--lr", "-1"], dir.path()), "--lr must be a positive number, got -1");
-    for (flag, value) in [("--subset", "-1"), ("--test-subset", "-5"), ("--epochs", "-2"), ("--threads", "-1"), ("--threads", "0")] {
+    assert_clean_error(
+        &actsearch(&["eval", "--activation", "-x", "--lr", "-1"], dir.path()),
+        "--lr must be a positive number, got -1",
+    );
+    for (flag, value) in
+        [("--subset", "-1"), ("--test-subset", "-5"), ("--epochs", "-2"), ("--threads", "-1"), ("--threads", "0")]
+    {
         let out = actsearch(&["eval", "--activation", "relu", flag, value], dir.path());
         assert_clean_error(&out, flag);
         assert_clean_error(&out, "must be a positive whole number");
     }
     assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--seeds", "0,-1"], dir.path()), "whole number");
-    assert_clean_error(&actsearch(&["eval", "--activation", "relu", "--momentum", "-0.5"], dir.path()), "--momentum must be in [0, 1)");
+    assert_clean_error(
+        &actsearch(&["eval", "--activation", "relu", "--momentum", "-0.5"], dir.path()),
+        "--momentum must be in [0, 1)",
+    );
     // search takes --test-subset like eval, and negative numbers too.
     let search = ["search", "--method", "darts", "--space", "small", "--test-subset", "5"];
-    assert_clean_error(&actsearch(&[&search[..], &["--arch-lr", "-1"]].concat(), dir.path()), "--arch-lr must be a positive number");
+    assert_clean_error(
+        &actsearch(&[&search[..], &["--arch-lr", "-1"]].concat(), dir.path()),
+        "--arch-lr must be a positive number",
+    );
     assert_clean_error(&actsearch(&[&search[..], &["--kl-scale", "-1"]].concat(), dir.path()), "--kl-scale");
     assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");
     assert_clean_error(&actsearch(&["bench", "w6"], dir.path()), "use w1, w2, w3, w4, w5 or all");
@@ -410,7 +480,8 @@ fn threads_beyond_the_cores_warn_once_and_bench_errors_are_not_doubled() {
     let cores = std::thread::available_parallelism().unwrap().get();
     let more = (cores + 1).to_string();
     // The warning comes when the pool starts; the missing dataset then stops the run.
-    let out = actsearch(&["eval", "--activation", "relu", "--threads", &more, "--dataset", "no/such/folder"], dir.path());
+    let out =
+        actsearch(&["eval", "--activation", "relu", "--threads", &more, "--dataset", "no/such/folder"], dir.path());
     let warnings = stderr_lines(&out, "warning:");
     let expected = format!("warning: --threads {more} is more than the {cores} core");
     assert!(warnings.len() == 1 && warnings[0].starts_with(&expected), "{warnings:?}");
@@ -427,7 +498,20 @@ fn threads_beyond_the_cores_warn_once_and_bench_errors_are_not_doubled() {
 fn compare_gives_intervals_and_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 16);
-    let tiny = ["--network", "resnet8", "--epochs", "1", "--batch-size", "16", "--subset", "64", "--test-subset", "32", "--seeds", "0,1"];
+    let tiny = [
+        "--network",
+        "resnet8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--subset",
+        "64",
+        "--test-subset",
+        "32",
+        "--seeds",
+        "0,1",
+    ];
     for act in ["relu", "silu"] {
         let out_dir = format!("runs/{act}");
         let args = [&["eval", "--activation", act, "--out", &out_dir][..], &tiny[..]].concat();
@@ -450,19 +534,36 @@ fn search_over_seeds_says_whether_the_seeds_agree() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 16);
     let args = [
-        "search", "--method", "gdas", "--space", "small", "--network", "resnet8", "--epochs", "1", "--batch-size", "16",
-        "--subset", "64", "--out", "runs/s", "--seeds", "0,1",
+        "search",
+        "--method",
+        "gdas",
+        "--space",
+        "small",
+        "--network",
+        "resnet8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--subset",
+        "64",
+        "--out",
+        "runs/s",
+        "--seeds",
+        "0,1",
     ];
     let out = actsearch(&args, dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let s = dir.path().join("runs/s");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["seeds"], serde_json::json!([0, 1]));
     let mut formulas = Vec::new();
     for seed in [0, 1] {
         let g: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(s.join(format!("seed-{seed}/genotype.json"))).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(s.join(format!("seed-{seed}/genotype.json"))).unwrap())
+                .unwrap();
         formulas.push(g["formula"].as_str().unwrap().to_string());
         assert!(stdout.contains(&format!("seed {seed}: {}", formulas[seed])), "{stdout}");
     }
@@ -475,7 +576,10 @@ fn search_over_seeds_says_whether_the_seeds_agree() {
     let out = actsearch(&[&args[..], &["--resume"]].concat(), dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(s.join("seed-1/genotype.json")).unwrap(), before);
-    assert_clean_error(&actsearch(&[&args[..13], &["--out", "runs/u", "--seeds", "1,1"]].concat(), dir.path()), "twice");
+    assert_clean_error(
+        &actsearch(&[&args[..13], &["--out", "runs/u", "--seeds", "1,1"]].concat(), dir.path()),
+        "twice",
+    );
     assert!(!dir.path().join("runs/u").exists());
 }
 

@@ -251,7 +251,8 @@ fn inference_batch_norm_matches_burn_with_the_running_statistics() {
         normalize(&bn, x.add_scalar(step as f32));
     }
     let plain = bn.valid();
-    let x = Tensor::<4>::from_data(TensorData::new(random(&mut rng, 2 * 5 * 3 * 7, 4.0), [2, 5, 3, 7]), &Device::flex());
+    let x =
+        Tensor::<4>::from_data(TensorData::new(random(&mut rng, 2 * 5 * 3 * 7, 4.0), [2, 5, 3, 7]), &Device::flex());
     let mean = host_f32(plain.running_mean.value());
     assert!(mean.iter().any(|m| m.abs() > 0.1), "the running mean did not move: {mean:?}");
     assert_close("inference bn", &host_f32(normalize(&plain, x.clone())), &host_f32(plain.forward(x)), 1e-5);
@@ -268,9 +269,12 @@ fn folded_inference_batch_norm_equals_convolution_then_batch_norm() {
     use burn::nn::conv::Conv2dConfig;
     let (train, plain) = (Device::flex().autodiff(), Device::flex());
     let mut rng = ChaCha8Rng::seed_from_u64(10);
-    for (shape, cout, k, stride, pad) in
-        [([3, 4, 8, 8], 6, 3, 1, 1), ([2, 8, 5, 32], 8, 3, 1, 1), ([2, 6, 8, 8], 5, 1, 2, 0), ([3, 3, 9, 7], 4, 3, 2, 1)]
-    {
+    for (shape, cout, k, stride, pad) in [
+        ([3, 4, 8, 8], 6, 3, 1, 1),
+        ([2, 8, 5, 32], 8, 3, 1, 1),
+        ([2, 6, 8, 8], 5, 1, 2, 0),
+        ([3, 3, 9, 7], 4, 3, 2, 1),
+    ] {
         let conv = Conv2dConfig::new([shape[1], cout], [k, k])
             .with_stride([stride, stride])
             .with_padding(burn::nn::PaddingConfig2d::Explicit(pad, pad, pad, pad))
@@ -280,7 +284,8 @@ fn folded_inference_batch_norm_equals_convolution_then_batch_norm() {
         bn.gamma = Param::from_data(TensorData::new(random(&mut rng, cout, 2.0), [cout]), &train);
         bn.beta = Param::from_data(TensorData::new(random(&mut rng, cout, 2.0), [cout]), &train);
         for step in 0..3 {
-            let y = Tensor::<4>::from_data(TensorData::new(random(&mut rng, 2 * cout * 9, 3.0), [2, cout, 3, 3]), &train);
+            let y =
+                Tensor::<4>::from_data(TensorData::new(random(&mut rng, 2 * cout * 9, 3.0), [2, cout, 3, 3]), &train);
             normalize(&bn, y.mul_scalar(step as f32 + 1.0).add_scalar(step as f32));
         }
         let bn = bn.valid();

@@ -13,7 +13,8 @@ use actsearch::expr::{Formula, resolve};
 
 /// Every unary op once, then compositions with max/min, powers, constants and parameters.
 fn formulas() -> Vec<String> {
-    let mut all: Vec<String> = actsearch::expr::Func::ALL.iter().map(|f| format!("{}(1.3*x - 0.2)", f.name())).collect();
+    let mut all: Vec<String> =
+        actsearch::expr::Func::ALL.iter().map(|f| format!("{}(1.3*x - 0.2)", f.name())).collect();
     all.extend(
         [
             "x*sigmoid(b*x)",
@@ -91,7 +92,10 @@ fn check_target(target: &str, module: &str, driver: &str) {
         }
     }
     // Per-channel parameters: channel c of an (N, C, ...) input uses value c.
-    assert!(results.iter().all(|r| r["per_channel_ok"].as_bool() != Some(false)), "per-channel check failed: {results:?}");
+    assert!(
+        results.iter().all(|r| r["per_channel_ok"].as_bool() != Some(false)),
+        "per-channel check failed: {results:?}"
+    );
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -121,7 +125,8 @@ print(json.dumps(out))
 
 /// Activation in float64: values, autograd derivatives, and channel c of an (N, C, ...) input
 /// against a one-channel module with value c.
-const TORCH_SETUP: &str = "import torch\ntorch.set_default_dtype(torch.float64)  # parameters in float64, not rounded through float32";
+const TORCH_SETUP: &str =
+    "import torch\ntorch.set_default_dtype(torch.float64)  # parameters in float64, not rounded through float32";
 const TORCH_EACH: &str = r#"
     act = mod.Activation(initial_values=params).double()
     x = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
@@ -172,7 +177,9 @@ fn jax_export_computes_our_values_and_derivatives() {
 #[test]
 fn formula_export_round_trips_and_bad_input_is_one_error() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(dir.path()).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(dir.path()).output().unwrap()
+    };
     let out = run(&["export", "b1*x + max(b1*tanh(x), tanh(x))", "--to", "formula"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -181,8 +188,14 @@ fn formula_export_round_trips_and_bad_input_is_one_error() {
     assert!(text.contains("# b1 = 1.0 (its initial value)"), "{text}");
     common::assert_clean_error(&run(&["export", "x +* 2", "--to", "pytorch"]), "x +* 2");
     common::assert_clean_error(&run(&["export", "missing/genotype.json", "--to", "jax"]), "missing/genotype.json");
-    common::assert_clean_error(&run(&["export", "relu", "--to", "pytorch", "--values", "learned-mean"]), "genotype.json");
+    common::assert_clean_error(
+        &run(&["export", "relu", "--to", "pytorch", "--values", "learned-mean"]),
+        "genotype.json",
+    );
     // --out into a folder that does not exist: an error, nothing written.
-    common::assert_clean_error(&run(&["export", "relu", "--to", "pytorch", "--out", "no/such/dir/act.py"]), "no/such/dir/act.py");
+    common::assert_clean_error(
+        &run(&["export", "relu", "--to", "pytorch", "--out", "no/such/dir/act.py"]),
+        "no/such/dir/act.py",
+    );
     assert!(!Path::new(&dir.path().join("no")).exists());
 }

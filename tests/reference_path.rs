@@ -1,10 +1,10 @@
 //! The reference path (formulas composed from burn tensor ops, autodiff backward) against the
-//! op table in `space::ops` (values and derivatives) and against finite differences.
+//! op table in `expr::ops` (values and derivatives) and against finite differences.
 
+use actsearch::expr::ops::{BinOp, Func};
 use actsearch::expr::{Formula, NAMED, resolve};
 use actsearch::kernels::reference;
 use actsearch::model::state::host_f32;
-use actsearch::space::ops::{BinOp, Func};
 use burn::prelude::*;
 use burn::tensor::DType;
 

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 const TINY: [&str; 10] =
     ["--network", "resnet8", "--batch-size", "16", "--subset", "64", "--test-subset", "32", "--train-portion", "0.75"];
 
-
 fn spawn(args: &[&str], cwd: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_actsearch"))
         .args(args)

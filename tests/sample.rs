@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use actsearch::search::sample::child::Status;
 
-
 /// A quick search's flags: ResNet-8 children of 3 steps of 8 images, 2 workers of 1 thread.
 fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a str) -> Vec<&'a str> {
     vec![
@@ -48,8 +47,6 @@ fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a st
         out,
     ]
 }
-
-
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

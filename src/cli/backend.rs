@@ -73,7 +73,9 @@ pub fn thread_count(threads: Option<usize>) -> Result<usize> {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 let of = if cores == 1 { "1 core".to_string() } else { format!("{cores} cores") };
-                eprintln!("warning: --threads {n} is more than the {of} of this machine; runs will be slower, not faster");
+                eprintln!(
+                    "warning: --threads {n} is more than the {of} of this machine; runs will be slower, not faster"
+                );
             });
             Ok(n)
         }

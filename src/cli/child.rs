@@ -34,7 +34,8 @@ pub fn run(args: ChildArgs) -> Result<()> {
     let out = result_path(&args.spec);
     // One process per child folder, whatever runs it (two Slurm jobs of one child, say).
     let folder = args.spec.parent().unwrap_or(std::path::Path::new("."));
-    let _lock = crate::files::Lock::try_exclusive(&folder.join(".lock"), &format!("child folder {}", folder.display()))?;
+    let _lock =
+        crate::files::Lock::try_exclusive(&folder.join(".lock"), &format!("child folder {}", folder.display()))?;
     if out.exists() {
         bail!("{} already holds this child's result; delete it to train the child again", out.display());
     }

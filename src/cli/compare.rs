@@ -35,11 +35,19 @@ pub fn run(args: CompareArgs) -> Result<()> {
     }
     let groups = tables::result_groups(&runs);
     if groups.is_empty() {
-        bail!("no finished eval with a test accuracy in the given folders; compare reads the --out folders of `actsearch eval`");
+        bail!(
+            "no finished eval with a test accuracy in the given folders; compare reads the --out folders of `actsearch eval`"
+        );
     }
     for g in &groups {
         for r in &g.repeated {
-            eprintln!("warning: seed {} of {} is in several runs: {} used, {} left out", r.seed, g.activation, r.used, r.left_out.join(", "));
+            eprintln!(
+                "warning: seed {} of {} is in several runs: {} used, {} left out",
+                r.seed,
+                g.activation,
+                r.used,
+                r.left_out.join(", ")
+            );
         }
     }
     let table = tables::comparison_table(&groups, &baseline)?;

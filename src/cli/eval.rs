@@ -131,8 +131,11 @@ impl EvalArgs {
     }
 
     /// Whether this is a grid: several networks or activations, or runs handed to an executor.
-    fn is_grid(&self) -> bool {
-        self.network.len() > 1 || self.activation.len() > 1 || self.exec.executor == ExecutorArg::Slurm || self.exec.workers > 1
+    pub fn is_grid(&self) -> bool {
+        self.network.len() > 1
+            || self.activation.len() > 1
+            || self.exec.executor == ExecutorArg::Slurm
+            || self.exec.workers > 1
     }
 
     /// The quick preset for `activation` on `network`, one seed, into `out`; every other flag
@@ -158,11 +161,10 @@ fn parse_network(s: &str) -> Result<Network> {
     Network::parse(s)
 }
 
+/// One activation on one network (the seeds each in their own folder); a grid goes to
+/// `eval_grid` instead (the cli's dispatch chooses).
 pub fn run(args: EvalArgs) -> Result<()> {
     args.exec.check()?;
-    if args.is_grid() {
-        return super::eval_grid::run(args);
-    }
     run_summary(args).map(|_| ())
 }
 

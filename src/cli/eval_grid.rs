@@ -19,6 +19,7 @@ use crate::space::resolve::{resolve_activation, site_values};
 use crate::train::grid::{GridRun, result_of, run_grid};
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    args.exec.check()?;
     let mut baseline = resolve_activation(&args.baseline)?.to_string();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("eval-grid"));
     let local = super::backend::thread_count(args.common.threads)?;

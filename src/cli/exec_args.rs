@@ -74,7 +74,7 @@ impl ExecArgs {
             ("--slurm-mem", self.slurm_mem.is_some()),
             ("--slurm-arg", !self.slurm_arg.is_empty()),
         ];
-        super::search_args::refuse_flags(&flags, "--executor slurm")
+        super::refuse_flags(&flags, "--executor slurm")
     }
 
     /// Threads of each task: locally `threads` (this machine's) divided between the workers;

@@ -56,7 +56,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let (per_param, values_from) = match args.values {
         Some(Values::Init) => (init()?, INIT),
         Some(Values::LearnedMean) if !is_genotype => {
-            bail!("--values learned-mean needs a search's genotype.json; '{}' is a formula", crate::report::shown(&args.activation))
+            bail!(
+                "--values learned-mean needs a search's genotype.json; '{}' is a formula",
+                crate::report::shown(&args.activation)
+            )
         }
         Some(Values::LearnedMean) => (learned_mean()?, LEARNED_MEAN),
         // The default: what the search learned where it recorded it, else the initial values.

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::stdout;
 use crate::expr::named::NAMED;
-use crate::space::ops::Func;
+use crate::expr::ops::Func;
 
 pub fn run() -> Result<()> {
     let mut text = String::from("Named activations (use with --activation NAME):\n");

@@ -90,6 +90,7 @@ pub fn main() -> i32 {
         progress::handle_ctrl_c();
     }
     let result = match cli.command {
+        Command::Eval(args) if args.is_grid() => eval_grid::run(*args),
         Command::Eval(args) => eval::run(*args),
         Command::Search(args) => match search_args::sample_method(args.method) {
             Some(method) => sample::run(&args, method),
@@ -214,4 +215,14 @@ fn watch_parent() {
             }
         }
     });
+}
+
+/// Refuses the flags of `flags` that were given (`true`), naming them: they `only apply to
+/// {what}`.
+fn refuse_flags(flags: &[(&str, bool)], what: &str) -> anyhow::Result<()> {
+    let given: Vec<&str> = flags.iter().filter_map(|&(flag, on)| on.then_some(flag)).collect();
+    if !given.is_empty() {
+        anyhow::bail!("{} only apply to {what}", given.join(", "));
+    }
+    Ok(())
 }

@@ -34,7 +34,8 @@ pub struct PlotArgs {
 }
 
 fn parse_range(text: &str) -> std::result::Result<(f64, f64), String> {
-    let bad = || format!("\"{}\" is not a range: write LOW,HIGH with LOW < HIGH (|values| <= 1e12), e.g. -5,5", shown(text));
+    let bad =
+        || format!("\"{}\" is not a range: write LOW,HIGH with LOW < HIGH (|values| <= 1e12), e.g. -5,5", shown(text));
     let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
     let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
     match lo < hi && lo.abs() <= 1e12 && hi.abs() <= 1e12 {

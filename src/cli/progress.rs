@@ -147,7 +147,10 @@ impl Observer for Progress {
                 });
                 bar.set_length(budget as u64);
                 bar.set_position(done as u64);
-                bar.set_message(format!("best {best:.4} | last {}", super::shorten_user_values(&crate::expr::shorten(&current))));
+                bar.set_message(format!(
+                    "best {best:.4} | last {}",
+                    super::shorten_user_values(&crate::expr::shorten(&current))
+                ));
             }
             Event::Epoch(summary) => {
                 if let Some(bar) = &state.epoch_bar {

@@ -4,13 +4,13 @@
 use anyhow::{Result, bail};
 
 use super::progress::Progress;
-use super::search_args::{PresetArg, SearchArgs, default_out, refuse_flags};
+use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
 use crate::model::Network;
+use crate::search::sample::child::load_data;
 use crate::search::sample::controller::ControllerConfig;
 use crate::search::sample::policy::{PolicyConfig, Rule};
 use crate::search::sample::ppo::CLIP;
-use crate::search::sample::child::load_data;
 use crate::search::sample::run::{ChildRecipe, SampleConfig, SampleMethod};
 use crate::search::sample::space::TokenSpace;
 
@@ -63,7 +63,7 @@ fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
         ("--network (children use --child-network)", args.network.is_some()),
         ("--seeds (run one search per seed with --seed N --out DIR-N)", !args.seeds.is_empty()),
     ];
-    refuse_flags(&flags, "the one-shot methods (darts, darts2, gdas, drnas, grafs)")
+    super::refuse_flags(&flags, "the one-shot methods (darts, darts2, gdas, drnas, grafs)")
 }
 
 pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {

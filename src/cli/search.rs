@@ -5,18 +5,20 @@ use anyhow::{Result, bail};
 use clap::ValueEnum;
 
 use super::progress::Progress;
-use super::search_args::{PresetArg, SearchArgs, default_out, refuse_flags};
+use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
 use super::then_eval::compare;
-use crate::search::oneshot::config::SearchPreset;
 use crate::search::oneshot::SearchConfig;
+use crate::search::oneshot::config::SearchPreset;
 use crate::search::oneshot::seeds::search_seeds;
 
 pub fn run(args: SearchArgs) -> Result<()> {
     args.sample.exec.check()?;
     reject_sample_flags(&args)?;
     let preset = match args.preset {
-        PresetArg::Paper => bail!("--preset paper is for the sample-based methods (ppo, reinforce, random, evolution, exhaustive)"),
+        PresetArg::Paper => {
+            bail!("--preset paper is for the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")
+        }
         PresetArg::Seed => SearchPreset::Seed,
         PresetArg::Grafs => SearchPreset::Grafs,
         PresetArg::Quick => SearchPreset::Quick,
@@ -105,7 +107,12 @@ pub fn run(args: SearchArgs) -> Result<()> {
             "the {} seeds disagree: {} different functions ({}); the search is not stable at this budget\n",
             seeds.len(),
             summary.functions.len(),
-            summary.functions.iter().map(|f| format!("seeds {:?}: {}", f.seeds, crate::report::shown(&f.formula))).collect::<Vec<_>>().join("; ")
+            summary
+                .functions
+                .iter()
+                .map(|f| format!("seeds {:?}: {}", f.seeds, crate::report::shown(&f.formula)))
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
     };
     text += &format!("summary in {}\n", config.out.join("summary.json").display());
@@ -125,7 +132,7 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
         ("--max-proposals", s.max_proposals.is_some()),
         ("--executor slurm", s.exec.executor == super::exec_args::ExecutorArg::Slurm),
     ];
-    refuse_flags(&flags, "the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")
+    super::refuse_flags(&flags, "the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")
 }
 
 fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {

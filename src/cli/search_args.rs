@@ -214,13 +214,3 @@ pub fn default_out(method: &str, space: &str) -> PathBuf {
     let slug: String = space.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
     PathBuf::from("runs").join(format!("search-{method}-{slug}"))
 }
-
-/// Refuses the flags of `flags` that were given (`true`), naming them: they `only apply to
-/// {what}`.
-pub fn refuse_flags(flags: &[(&str, bool)], what: &str) -> anyhow::Result<()> {
-    let given: Vec<&str> = flags.iter().filter_map(|&(flag, on)| on.then_some(flag)).collect();
-    if !given.is_empty() {
-        anyhow::bail!("{} only apply to {what}", given.join(", "));
-    }
-    Ok(())
-}

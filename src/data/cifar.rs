@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::archive::{ArchiveInfo, CIFAR10_ARCHIVE, CIFAR100_ARCHIVE, extract_archive, verify_archive};
 use super::image_set::{IMAGE_BYTES, ImageSet};
+use super::synthetic::SYNTHETIC_DECLARATION;
 use crate::files::Lock;
 use crate::observer::{Event, Observer};
 
@@ -128,11 +129,6 @@ pub fn load_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Resul
     )));
     Ok((train, test))
 }
-
-/// The file whose presence in a CIFAR folder marks it as synthetic test data (written by
-/// [`super::synthetic`]), with the line `records per file: N`. Official extractions never
-/// have it, so for them the official record counts are checked.
-pub const SYNTHETIC_DECLARATION: &str = "actsearch-synthetic.txt";
 
 /// Where a CIFAR folder came from, which says how many records each file must hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,8 +9,12 @@ use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::cifar::SYNTHETIC_DECLARATION;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, hwc_from_chw};
+
+/// The file whose presence in a CIFAR folder marks it as synthetic test data (written by
+/// this module), with the line `records per file: N`. Official extractions never
+/// have it, so for them the official record counts are checked.
+pub const SYNTHETIC_DECLARATION: &str = "actsearch-synthetic.txt";
 
 /// CIFAR-10's class names in label order.
 pub const CIFAR10_CLASSES: [&str; 10] =

@@ -20,7 +20,7 @@
 use super::range::range;
 use super::slots::renumber;
 use super::{BinOp, Expr, Formula, Func};
-use crate::space::ops::powi_eval;
+use crate::expr::ops::powi_eval;
 
 impl Formula {
     /// The simplified formula; it evaluates to the same values as `self` (with the parameter
@@ -69,7 +69,8 @@ fn rewrite_call(f: Func, a: Expr) -> Expr {
     match (f, a) {
         (Func::Abs, a) if range(&a).lo >= 0.0 => a,
         // The inner call's values are already what the outer one would make of them.
-        (Func::Abs, inner @ Expr::Call(Func::Abs | Func::Relu, _)) | (Func::Relu, inner @ Expr::Call(Func::Relu, _)) => inner,
+        (Func::Abs, inner @ Expr::Call(Func::Abs | Func::Relu, _))
+        | (Func::Relu, inner @ Expr::Call(Func::Relu, _)) => inner,
         (f, a) => Expr::Call(f, Box::new(a)),
     }
 }
@@ -183,7 +184,10 @@ mod tests {
         let cases = [
             ("max(elu(x), elu(x))", "elu(x)"),
             ("min(sin(x)*x, sin(x)*x)", "sin(x)*x"),
-            ("max(leaky_relu(max(min(elu(x), 10), min(elu(x), 10))), min(gelu(x), 10))", "max(leaky_relu(min(elu(x), 10)), min(gelu(x), 10))"),
+            (
+                "max(leaky_relu(max(min(elu(x), 10), min(elu(x), 10))), min(gelu(x), 10))",
+                "max(leaky_relu(min(elu(x), 10)), min(gelu(x), 10))",
+            ),
             ("min(min(x, 10), 5)", "min(x, 5)"),
             ("min(min(x, 5), 10)", "min(x, 5)"),
             ("max(max(x, -10), -3)", "max(x, -3)"),
@@ -212,7 +216,14 @@ mod tests {
             assert!(f.eval(f64::NAN, &[]).is_nan() == c.eval(f64::NAN, &[]).is_nan(), "{before} at NaN");
         }
         // What the rules must leave alone: different operands, parameters, clamps that bind.
-        for kept in ["max(elu(x), gelu(x))", "max(b*x, b*x)", "min(elu(x), 10)", "relu(abs(x) - 1)", "abs(sin(x))", "min(max(x, 0), 5)"] {
+        for kept in [
+            "max(elu(x), gelu(x))",
+            "max(b*x, b*x)",
+            "min(elu(x), 10)",
+            "relu(abs(x) - 1)",
+            "abs(sin(x))",
+            "min(max(x, 0), 5)",
+        ] {
             assert_eq!(canon(kept), kept);
         }
     }

@@ -1,13 +1,13 @@
 //! Evaluating formulas: values, derivatives and a numeric fingerprint.
 //!
-//! Every value and derivative comes from the `space::ops` table ([`Func::eval`],
+//! Every value and derivative comes from the `expr::ops` table ([`Func::eval`],
 //! [`BinOp::eval`], [`powi_eval`]), so formulas mean exactly what the kernels compute.
 //! A parameter or template argument index beyond the given slice reads as NaN, and its gradient
 //! is dropped; so [`Formula::eval`] of a template (which passes no arguments) is NaN, never a
 //! panic.
 
 use super::{Expr, Formula};
-use crate::space::ops::{Real, powi_eval};
+use crate::expr::ops::{Real, powi_eval};
 
 impl Formula {
     /// The value at `x` with parameter values `params` (one per slot).

@@ -18,13 +18,16 @@
 //! - [`canonical`]: semantics-preserving simplification, ending with [`slots`]' renumbering.
 //! - [`slots`]: substitution of formulas into templates and the slot renumbering pass.
 //! - [`range`]: the interval of values an expression can take (drops redundant clamps).
-//! - [`eval`]: value, derivatives (all from the `space::ops` table) and numeric fingerprint.
+//! - [`eval`]: value, derivatives (all from the `expr::ops` table) and numeric fingerprint.
+//! - [`ops`]: the op table, the value and derivative of every scalar op, that formulas, cells
+//!   and kernels are all built from.
 //! - [`named`]: the named activations (`relu`, `mish`, the seed's searched functions, ...).
 
 pub mod canonical;
 pub mod eval;
 mod lex;
 pub mod named;
+pub mod ops;
 pub mod parse;
 pub mod parse_error;
 pub mod print;
@@ -32,9 +35,10 @@ pub mod print;
 mod random_tree;
 pub mod range;
 pub mod slots;
+mod token;
 
-pub use crate::space::ops::{BinOp, Func, Real};
 pub use named::{NAMED, NamedFn, lookup, resolve};
+pub use ops::{BinOp, EPS, Func, Real, powi_eval};
 pub use parse_error::{ParseError, shorten};
 
 /// An expression tree.

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use super::lex::Tok;
 use super::named;
+use super::token::Tok;
 
 /// A formula that could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]

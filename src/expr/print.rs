@@ -135,7 +135,7 @@ mod tests {
     use super::super::named::NAMED;
     use super::super::random_tree::TreeGen;
     use super::*;
-    use crate::space::ops::Func;
+    use crate::expr::ops::Func;
 
     fn round_trip(f: &Formula) {
         let text = f.to_string();

@@ -7,7 +7,7 @@
 //! NaN, which every rule that uses it passes through unchanged.
 
 use super::{BinOp, Expr, Func};
-use crate::space::ops::powi_eval;
+use crate::expr::ops::powi_eval;
 
 /// An interval `[lo, hi]`; either end may be infinite.
 #[derive(Clone, Copy, Debug, PartialEq)]

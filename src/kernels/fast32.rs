@@ -1,6 +1,6 @@
 //! [`Fast`]: an `f32` whose transcendental functions are branch-free polynomial
 //! approximations (Cody-Waite range reduction plus minimax or Taylor polynomials, in the style
-//! of Cephes and SLEEF). The op table (`space::ops`) evaluated on `Fast` inside a loop over a
+//! of Cephes and SLEEF). The op table (`expr::ops`) evaluated on `Fast` inside a loop over a
 //! slice compiles to vector code, where the standard library's `f32::sin` and friends are
 //! opaque calls that stay scalar. That is what makes the fused kernels fast.
 //!
@@ -13,7 +13,7 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-use crate::space::ops::Real;
+use crate::expr::ops::Real;
 
 /// An `f32` with vectorizable math (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd)]

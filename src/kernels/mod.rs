@@ -1,12 +1,14 @@
 //! Evaluating activations on tensors, and the CPU kernels the networks run on. `reference`
 //! composes burn tensor ops (every backend, autodiff for free, the test oracle); the op
-//! semantics come from `space::ops`. On the `flex` CPU backend `fused` (activations and mixed
+//! semantics come from `expr::ops`. On the `flex` CPU backend `fused` (activations and mixed
 //! cells, compiled by `program`), `conv` (with `shifted`, and `winograd` when switched on) and
 //! `norm` replace burn's ops.
 
 pub mod conv;
 pub mod fast32;
 pub mod fused;
+mod geometry;
+mod matmul;
 pub mod norm;
 pub mod program;
 pub mod reference;

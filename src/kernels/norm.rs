@@ -64,7 +64,14 @@ pub fn train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (
 /// Inference-mode batch normalization of `x` `[N, C, H, W]` with the running statistics, in
 /// one pass (`(x - mean) * gamma / sqrt(var + eps) + beta`, the training forward with fixed
 /// statistics). For a device without autodiff: nothing is tracked.
-pub fn infer(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, mean: Tensor<1>, var: Tensor<1>, epsilon: f64) -> Tensor<4> {
+pub fn infer(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<4> {
     let channels = mean.dims()[0];
     let stats: Tensor<2> = Tensor::cat(vec![mean, var], 0).reshape([2, channels]);
     Tensor::from_dispatch(<Dispatch as NormBackend>::batch_norm_train_nchw(
@@ -85,7 +92,12 @@ fn planes_of(x: &FlexTensor) -> (usize, usize) {
 }
 
 /// Per-channel sums of `f(plane index, plane)` (each a pair of f64), combined in plane order.
-fn channel_sums(len: usize, plane: usize, channels: usize, f: impl Fn(usize) -> [f64; 2] + Sync + Send) -> Vec<[f64; 2]> {
+fn channel_sums(
+    len: usize,
+    plane: usize,
+    channels: usize,
+    f: impl Fn(usize) -> [f64; 2] + Sync + Send,
+) -> Vec<[f64; 2]> {
     let planes = len.checked_div(plane).unwrap_or(0);
     let per_plane: Vec<[f64; 2]> = (0..planes).into_par_iter().map(f).collect();
     let mut sums = vec![[0f64; 2]; channels];
@@ -152,7 +164,8 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
     let (channels, plane) = planes_of(x);
     let shape = x.layout().shape().clone();
     let (x, gamma, beta, stats) = (contiguous(x), contiguous(gamma), contiguous(beta), contiguous(stats));
-    let (xs, gs, bs) = (x.as_slice::<f32>().unwrap(), gamma.as_slice::<f32>().unwrap(), beta.as_slice::<f32>().unwrap());
+    let (xs, gs, bs) =
+        (x.as_slice::<f32>().unwrap(), gamma.as_slice::<f32>().unwrap(), beta.as_slice::<f32>().unwrap());
     let norm = centre_and_scale(stats.as_slice::<f32>().unwrap(), channels, epsilon);
     let mut y = Filled::new(xs.len());
     if plane > 0 {
@@ -195,19 +208,17 @@ fn backward(
     let mut dx = Filled::new(xs.len());
     if plane > 0 {
         let (chunks, ready) = dx.chunks(plane);
-        chunks.zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(
-            |(i, (out, (p, d)))| {
-                let c = i % channels;
-                let (mean, inv) = norm[c];
-                let (mean_dy, mean_dyx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
-                let scale = gs[c] * inv;
-                for ((o, &v), &g) in out.iter_mut().zip(p).zip(d) {
-                    o.write(scale * (g - mean_dy - (v - mean) * inv * mean_dyx));
-                }
-                // SAFETY: the loop wrote every element (out, p and d are one plane long).
-                unsafe { written(out, ready) };
-            },
-        );
+        chunks.zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(|(i, (out, (p, d)))| {
+            let c = i % channels;
+            let (mean, inv) = norm[c];
+            let (mean_dy, mean_dyx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
+            let scale = gs[c] * inv;
+            for ((o, &v), &g) in out.iter_mut().zip(p).zip(d) {
+                o.write(scale * (g - mean_dy - (v - mean) * inv * mean_dyx));
+            }
+            // SAFETY: the loop wrote every element (out, p and d are one plane long).
+            unsafe { written(out, ready) };
+        });
     }
     let column = |k: usize| sums.iter().map(|s| s[k] as f32).collect::<Vec<f32>>();
     (

@@ -2,7 +2,7 @@
 //! one pass over memory by [`Program::forward_plane`] and differentiated in reverse mode by
 //! [`Program::backward_plane`] (which recomputes the forward from the saved input, in the
 //! style of llm.c: each instruction's value and local derivative come from the op table,
-//! `space::ops`, so the fused path and the reference path share one definition).
+//! `expr::ops`, so the fused path and the reference path share one definition).
 //!
 //! A fixed formula compiles to a few instructions; a mixed cell compiles to every candidate
 //! op of every position, each multiplied by its mixing weight (an input like the per-channel
@@ -13,8 +13,8 @@
 //! computed once as scalars ("uniform" registers).
 
 use super::fast32::Fast;
+use crate::expr::ops::{BinOp, Func, powi_eval};
 use crate::expr::{Expr, Formula};
-use crate::space::ops::{BinOp, Func, powi_eval};
 
 /// `match f` with each arm binding the constant `F`, so that the closure in the arm is
 /// specialized to one function and its loop vectorizes.

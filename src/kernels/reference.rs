@@ -1,13 +1,13 @@
 //! The reference path: a formula evaluated on burn tensors by composing the tensor form of
-//! each op from `space::ops`. Works on every backend and gets its backward pass from autodiff.
+//! each op from `expr::ops`. Works on every backend and gets its backward pass from autodiff.
 //!
 //! Constants are kept as scalars while possible so that `x + 1` is one `add_scalar`, not a
 //! broadcast of a full tensor.
 
 use burn::prelude::*;
 
+use crate::expr::ops::BinOp;
 use crate::expr::{Expr, Formula};
-use crate::space::ops::BinOp;
 
 /// A partially evaluated sub-expression: a scalar constant or a tensor broadcastable to `x`.
 /// Short-lived values on the stack of one evaluation, so the size difference does not matter.
@@ -60,8 +60,8 @@ impl<const D: usize> Inputs<'_, D> {
                 Val::T(t) => Val::T(t.neg()),
             },
             Expr::Pow(a, n) => match self.eval(a) {
-                Val::Num(c) => Val::Num(crate::space::ops::powi_eval(c, *n).0),
-                Val::T(t) => Val::T(crate::space::ops::powi_tensor(t, *n)),
+                Val::Num(c) => Val::Num(crate::expr::ops::powi_eval(c, *n).0),
+                Val::T(t) => Val::T(crate::expr::ops::powi_tensor(t, *n)),
             },
             Expr::Call(f, a) => match self.eval(a) {
                 Val::Num(c) => Val::Num(f.value(c)),

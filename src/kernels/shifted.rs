@@ -23,7 +23,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::conv::{Dest, GROUP, Geometry, Operand, matmul, sum_groups};
+use super::geometry::Geometry;
+use super::matmul::{Dest, GROUP, Operand, matmul, sum_groups};
 use super::{Filled, written, zeroed};
 
 /// The padded layout of a group of `samples` samples of `[C, H, W]` images with padding `p`.
@@ -147,7 +148,15 @@ thread_local! {
 /// `sum over taps of dst[q, :] += src[q + offset(tap), :] kernel(tap)` for the group's positions:
 /// `src` is padded `[c_src, len]`, `dst` position-major `[c_dst][positions]`, `kernel(i, j)`
 /// the `[c_src, c_dst]` matrix of tap (i, j) as an operand.
-fn taps<'a>(g: &Geometry, lay: &Padded, src: &[f32], c_src: usize, dst: &mut [f32], c_dst: usize, kernel: impl Fn(usize, usize) -> Operand<'a>) {
+fn taps<'a>(
+    g: &Geometry,
+    lay: &Padded,
+    src: &[f32],
+    c_src: usize,
+    dst: &mut [f32],
+    c_dst: usize,
+    kernel: impl Fn(usize, usize) -> Operand<'a>,
+) {
     let (len, positions) = (lay.channel_len(), lay.positions());
     for i in 0..g.k {
         for j in 0..g.k {
@@ -191,7 +200,14 @@ pub(super) fn forward(xs: &[f32], ws: &[f32], bias: Option<&[f32]>, g: &Geometry
 
 /// The gradients for x (if `need_x`, else empty) and w (if `need_w`, else empty; `[Cout, Cin,
 /// k, k]`) given dy.
-pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x: bool, need_w: bool) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn backward(
+    xs: &[f32],
+    ws: &[f32],
+    gs: &[f32],
+    g: &Geometry,
+    need_x: bool,
+    need_w: bool,
+) -> (Vec<f32>, Vec<f32>) {
     let (k, kk, in_len, out_len) = (g.k, g.k * g.k, g.in_len(), g.out_len());
     let groups = g.batch.div_ceil(GROUP);
     let w_len = g.cout * g.cin * kk;
@@ -201,11 +217,8 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
     let (dx_chunks, ready) = dx.chunks(dx_chunk);
     let mut partials = Filled::new(groups * part_chunk);
     let (part_chunks, part_ready) = partials.chunks(part_chunk);
-    xs.par_chunks(GROUP * in_len)
-        .zip(gs.par_chunks(GROUP * out_len))
-        .zip(dx_chunks)
-        .zip(part_chunks)
-        .for_each(|(((xg, gg), dxg), part)| {
+    xs.par_chunks(GROUP * in_len).zip(gs.par_chunks(GROUP * out_len)).zip(dx_chunks).zip(part_chunks).for_each(
+        |(((xg, gg), dxg), part)| {
             let part = zeroed(part, part_ready);
             SCRATCH.with_borrow_mut(|[xp, dyp, dxw]| {
                 let lay = Padded::of(g, xg.len() / in_len);
@@ -241,7 +254,8 @@ pub(super) fn backward(xs: &[f32], ws: &[f32], gs: &[f32], g: &Geometry, need_x:
                     }
                 }
             })
-        });
+        },
+    );
     let partials = partials.into_vec();
     let dw = if need_w { sum_groups(&partials, w_len) } else { Vec::new() };
     (if need_x { dx.into_vec() } else { Vec::new() }, dw)

@@ -36,7 +36,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::conv::{Dest, GROUP, Geometry, Operand, add_bias, matmul, sum_groups};
+use super::geometry::Geometry;
+use super::matmul::{Dest, GROUP, Operand, add_bias, matmul, sum_groups};
 use super::{Filled, zeroed};
 
 /// Tiles per chunk (rounded to whole tile rows).

@@ -15,10 +15,10 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use crate::expr::ops::BinOp;
 use crate::kernels::program::{Inst, Program};
 use crate::kernels::{fused, reference};
 use crate::space::cell::{CellSpace, Source};
-use crate::space::ops::BinOp;
 
 /// How a cell mixes its candidate ops in the next forward pass. The search installs one
 /// before every forward (`search::oneshot::mixing`), because the weights depend on the method

@@ -14,8 +14,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 
 use super::activation::Activation;
-use super::layers::convolve_normalized;
 use super::init::Init;
+use super::layers::convolve_normalized;
 use crate::expr::Formula;
 
 /// The supported depths.

@@ -204,7 +204,8 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: BTreeMa
     metadata.remove(CHECKSUM_KEY);
     let file = safetensors::serialize(views, Some(metadata))
         .map_err(|e| anyhow!("cannot encode tensors for {}: {e}", path.display()))?;
-    let (mut header, data) = split_file(&file).map_err(|e| anyhow!("cannot encode tensors for {}: {e}", path.display()))?;
+    let (mut header, data) =
+        split_file(&file).map_err(|e| anyhow!("cannot encode tensors for {}: {e}", path.display()))?;
     let checksum = file_checksum(&header, data)?;
     header.metadata.insert(CHECKSUM_KEY.to_string(), checksum);
     let mut text = serde_json::to_string(&header)?.into_bytes();
@@ -269,7 +270,9 @@ pub fn read_safetensors(path: &Path) -> Result<(HashMap<String, NamedTensor>, Ha
     for (name, view) in file.tensors() {
         let data = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => Values::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+            Dtype::F32 => {
+                Values::F32(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            }
             Dtype::I64 => Values::I64(
                 data.chunks_exact(8)
                     .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))

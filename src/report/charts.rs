@@ -154,7 +154,8 @@ fn render<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) ->
     let (width, _) = root.dim_in_pixel();
     let lines = figure.title_lines(width);
     let (title, area) = root.split_vertically(TITLE_LINE * lines.len() as u32);
-    let style = (FONT, 20).into_font().style(FontStyle::Bold).into_text_style(&title).pos(Pos::new(HPos::Center, VPos::Top));
+    let style =
+        (FONT, 20).into_font().style(FontStyle::Bold).into_text_style(&title).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, line) in lines.into_iter().enumerate() {
         let y = 8 + (TITLE_LINE * i as u32) as i32;
         title.draw(&Text::new(line, (width as i32 / 2, y), style.clone())).map_err(|e| e.to_string())?;
@@ -168,7 +169,8 @@ fn render<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) ->
 /// The data's extent along one axis, padded; a single value gets a unit-wide range. Values
 /// beyond ±1e12 are left out (an axis spanning ±1e308 would overflow).
 pub(crate) fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
-    let (lo, hi) = values.filter(|v| v.abs() <= 1e12).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) =
+        values.filter(|v| v.abs() <= 1e12).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     match (lo.is_finite(), hi > lo) {
         (false, _) => (0.0, 1.0),
         (true, false) => (lo - 0.5, hi + 0.5),

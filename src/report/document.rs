@@ -74,17 +74,18 @@ pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
     if !groups.is_empty() || !unfinished.is_empty() {
         let mut blocks = Vec::new();
         if !groups.is_empty() {
-            blocks.push(Block::Text(
-                format!(
-                    "Final test accuracy of the finished eval runs: mean ± sample standard deviation over seeds, the 95% \
+            blocks.push(Block::Text(format!(
+                "Final test accuracy of the finished eval runs: mean ± sample standard deviation over seeds, the 95% \
                      confidence interval of the mean, and the difference to {} trained with the same network, data and \
                      recipe, with its 95% interval (paired by seed when both ran the same seeds, Welch otherwise), the \
                      two-sided p-value, the verdict, and about how many seeds a difference of that size would need \
                      (80% power). A single seed gives no verdict.",
-                    shown(baseline)
-                ),
-            ));
-            blocks.push(Block::Table { caption: "test accuracy".into(), table: tables::results_table(&groups, baseline) });
+                shown(baseline)
+            )));
+            blocks.push(Block::Table {
+                caption: "test accuracy".into(),
+                table: tables::results_table(&groups, baseline),
+            });
         }
         if !unfinished.is_empty() {
             let line = format!("unfinished runs, left out of the results table: {}", unfinished.join(", "));
@@ -173,7 +174,14 @@ fn accuracy_panel(run: &Run, title: String) -> Panel {
             Line { markers: points.len() <= 30, ..Line::new(*name, points, i) }
         })
         .collect();
-    Panel { title, x_label: "epoch".into(), y_label: "accuracy (%)".into(), lines, integer_x: true, ..Default::default() }
+    Panel {
+        title,
+        x_label: "epoch".into(),
+        y_label: "accuracy (%)".into(),
+        lines,
+        integer_x: true,
+        ..Default::default()
+    }
 }
 
 fn eval_blocks(evals: &[&Run]) -> Vec<Block> {
@@ -283,7 +291,12 @@ fn one_shot_blocks(run: &Run, search: &OneShot, warnings: &mut Vec<String>) -> R
             blocks.push(Block::Figure {
                 file: format!("{name}-alphas-site{site}"),
                 caption: format!("{}: weights at site {site}, one panel per position", run.name),
-                figure: Figure { title: Some(format!("{} — site {site}", run.name)), panels, columns, panel_size: None },
+                figure: Figure {
+                    title: Some(format!("{} — site {site}", run.name)),
+                    panels,
+                    columns,
+                    panel_size: None,
+                },
             });
         }
     }
@@ -339,7 +352,9 @@ fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
             lines: chunk
                 .iter()
                 .enumerate()
-                .map(|(i, (run, s))| Line::new(format!("{} ({})", s.method, run.name), s.best_so_far(), i % PALETTE.len()))
+                .map(|(i, (run, s))| {
+                    Line::new(format!("{} ({})", s.method, run.name), s.best_so_far(), i % PALETTE.len())
+                })
                 .collect(),
             ..Default::default()
         })
@@ -388,7 +403,11 @@ pub fn write(report: &Report, out: &Path) -> Result<Written> {
                     fs::write(&svg, &svg_text).with_context(|| format!("cannot write {}", svg.display()))?;
                     images.extend([png, svg]);
                     md += &format!("![{caption}]({file}.png)\n\n*{caption}*\n\n");
-                    html += &format!("<figure>{}<figcaption>{}</figcaption></figure>\n", inline_svg(&svg_text), escape(caption));
+                    html += &format!(
+                        "<figure>{}<figcaption>{}</figcaption></figure>\n",
+                        inline_svg(&svg_text),
+                        escape(caption)
+                    );
                 }
             }
         }
@@ -443,10 +462,8 @@ mod tests {
     use crate::report::runs::{AlphaEpoch, Child, Errors};
 
     fn run(name: &str, seed: u64, kind: RunKind) -> Run {
-        let curves = [
-            ("train_acc".to_string(), vec![30.0, 40.0]),
-            ("test_acc".to_string(), vec![35.0, 45.0 + seed as f64]),
-        ];
+        let curves =
+            [("train_acc".to_string(), vec![30.0, 40.0]), ("test_acc".to_string(), vec![35.0, 45.0 + seed as f64])];
         Run {
             dir: name.into(),
             name: name.into(),
@@ -484,10 +501,8 @@ mod tests {
 
     #[test]
     fn writes_every_file_of_a_mixed_report() {
-        let sample = Sample {
-            method: "random".into(),
-            children: vec![Child { child: 1, formula: "x".into(), reward: 0.4 }],
-        };
+        let sample =
+            Sample { method: "random".into(), children: vec![Child { child: 1, formula: "x".into(), reward: 0.4 }] };
         let runs = vec![
             run("a", 0, RunKind::Eval),
             run("b", 1, RunKind::Eval),
@@ -522,7 +537,10 @@ mod tests {
             }
         }
         let md = fs::read_to_string(&written.markdown).unwrap();
-        assert!(md.contains("| resnet8 | cifar10 |  | relu(x) | 45.50 ± 0.71 | 2 (0,1) | [39.15, 51.85] | baseline |"), "{md}");
+        assert!(
+            md.contains("| resnet8 | cifar10 |  | relu(x) | 45.50 ± 0.71 | 2 (0,1) | [39.15, 51.85] | baseline |"),
+            "{md}"
+        );
         assert!(md.contains("(s-alphas-site0.png)"));
         let html = fs::read_to_string(&written.html).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
@@ -560,7 +578,11 @@ mod tests {
         let report = build(&runs, "relu(x)").unwrap();
         assert_eq!(report.notes, ["unfinished runs, left out of the results table: killed (2 of 3 epochs)"]);
         assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
-        assert!(report.warnings[0].starts_with("seed 0 of resnet8 on cifar10 with relu(x) is in 2 runs"), "{:?}", report.warnings);
+        assert!(
+            report.warnings[0].starts_with("seed 0 of resnet8 on cifar10 with relu(x) is in 2 runs"),
+            "{:?}",
+            report.warnings
+        );
         assert!(report.warnings[1].starts_with("search s: x/0 is undefined"), "{:?}", report.warnings);
         let dir = tempfile::tempdir().unwrap();
         let written = write(&report, dir.path()).unwrap();
@@ -568,7 +590,10 @@ mod tests {
         // One seed, once: not the killed run's accuracy, not the copy's twice.
         assert!(md.contains("| resnet8 | cifar10 |  | relu(x) | 45.00 ± 0.00 | 1 (0; seed 0 in several runs, one used) | (one seed) | baseline |"), "{md}");
         assert!(md.contains("Unfinished runs, left out of the results table: killed (2 of 3 epochs)."), "{md}");
-        assert!(md.contains("Unfinished (2 of 2 epochs, no genotype.json): the formula of its last epoch so far is `x/0`."), "{md}");
+        assert!(
+            md.contains("Unfinished (2 of 2 epochs, no genotype.json): the formula of its last epoch so far is `x/0`."),
+            "{md}"
+        );
     }
 
     #[test]

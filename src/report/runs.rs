@@ -70,15 +70,29 @@ pub struct Recipe {
 
 /// `config.json` fields that do not change what a run computes (or that the groups hold
 /// apart already): left out of [`Recipe::key`].
-const NOT_RECIPE: [&str; 11] =
-    ["seed", "out", "threads", "backend", "data_dir", "dataset", "network", "activation", "activation_spec", "eval_batch_size", "method"];
+const NOT_RECIPE: [&str; 11] = [
+    "seed",
+    "out",
+    "threads",
+    "backend",
+    "data_dir",
+    "dataset",
+    "network",
+    "activation",
+    "activation_spec",
+    "eval_batch_size",
+    "method",
+];
 
 impl Recipe {
     pub fn of_config(config: &serde_json::Value) -> Recipe {
         let Some(object) = config.as_object() else { return Recipe::default() };
         // serde_json's map is ordered by key, so equal recipes give equal text.
-        let kept: serde_json::Map<String, serde_json::Value> =
-            object.iter().filter(|(k, _)| !NOT_RECIPE.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let kept: serde_json::Map<String, serde_json::Value> = object
+            .iter()
+            .filter(|(k, _)| !NOT_RECIPE.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let count = |field: &str| match object.get(field).and_then(|v| v.as_u64()) {
             Some(n) => n.to_string(),
             None => "all".to_string(),
@@ -101,7 +115,11 @@ pub enum Progress {
     Finished,
     /// `done` epochs in `errors.json` of `planned` (None: config.json does not say), and the
     /// final file the run has not written, when the epochs are all there but it is not.
-    Unfinished { done: usize, planned: Option<usize>, missing: Option<&'static str> },
+    Unfinished {
+        done: usize,
+        planned: Option<usize>,
+        missing: Option<&'static str>,
+    },
 }
 
 impl fmt::Display for Progress {
@@ -323,7 +341,9 @@ fn check_given(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) => bail!("{} is a file, not a directory: {fix} (here maybe {})", shown_path(dir), shown_path(parent)),
+            Some(parent) => {
+                bail!("{} is a file, not a directory: {fix} (here maybe {})", shown_path(dir), shown_path(parent))
+            }
             None => bail!("{} is a file, not a directory: {fix}", shown_path(dir)),
         },
         Err(_) => bail!("{} is not a directory (it does not exist): {fix}", shown_path(dir)),
@@ -394,14 +414,15 @@ fn read_errors(dir: &Path) -> Result<Errors> {
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         anyhow!("{} is corrupt ({e}): rerun the run or leave the directory out of the report", shown_path(&path))
     })?;
-    let object = value.as_object().ok_or_else(|| anyhow!("{} is not a JSON object; is it an actsearch errors.json?", shown_path(&path)))?;
-    let text_field = |name: &str| -> Result<String> {
-        object
-            .get(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("{} has no \"{name}\" string; is it an actsearch errors.json?", shown_path(&path)))
-    };
+    let object = value
+        .as_object()
+        .ok_or_else(|| anyhow!("{} is not a JSON object; is it an actsearch errors.json?", shown_path(&path)))?;
+    let text_field =
+        |name: &str| -> Result<String> {
+            object.get(name).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
+                anyhow!("{} has no \"{name}\" string; is it an actsearch errors.json?", shown_path(&path))
+            })
+        };
     let mut curves = BTreeMap::new();
     for (key, v) in object {
         let Some(items) = v.as_array() else { continue };
@@ -410,7 +431,8 @@ fn read_errors(dir: &Path) -> Result<Errors> {
         }
         // A NaN (a diverged loss) is written as null: read it back as NaN, not as corruption.
         let values: Option<Vec<f64>> = items.iter().map(|x| x.as_f64().or(x.is_null().then_some(f64::NAN))).collect();
-        let values = values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", shown_path(&path)))?;
+        let values =
+            values.ok_or_else(|| anyhow!("{}: \"{key}\" holds something other than numbers", shown_path(&path)))?;
         curves.insert(key.clone(), values);
     }
     // An eval or one-shot search has per-epoch training curves; a sample-based search has
@@ -438,8 +460,9 @@ fn read_config(dir: &Path) -> Result<serde_json::Value> {
     let path = dir.join("config.json");
     match fs::read_to_string(&path) {
         Err(_) => Ok(serde_json::Value::Null),
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| anyhow!("{} is corrupt ({e}): rerun the run or leave it out of the report", shown_path(&path))),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            anyhow!("{} is corrupt ({e}): rerun the run or leave it out of the report", shown_path(&path))
+        }),
     }
 }
 
@@ -458,7 +481,12 @@ fn read_one_shot(dir: &Path, method: Option<String>) -> Result<OneShot> {
     let header: AlphaHeader = serde_json::from_str(first)
         .map_err(|e| anyhow!("{} line 1 is corrupt ({e}); rerun the search or leave it out", shown_path(&path)))?;
     if header.positions.len() != header.ops.len() {
-        bail!("{} names {} positions but lists ops for {}", shown_path(&path), header.positions.len(), header.ops.len());
+        bail!(
+            "{} names {} positions but lists ops for {}",
+            shown_path(&path),
+            header.positions.len(),
+            header.ops.len()
+        );
     }
     let epochs = read_jsonl::<AlphaEpoch>(&path, "epoch/formula/weights")?;
     let sites = epochs.first().map_or(0, |e| e.weights.len());
@@ -489,7 +517,11 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, fields: &str) -> Result
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
-                anyhow!("{} line {} is corrupt ({e}; expected {fields}); rerun or leave it out", shown_path(path), i + 1)
+                anyhow!(
+                    "{} line {} is corrupt ({e}; expected {fields}); rerun or leave it out",
+                    shown_path(path),
+                    i + 1
+                )
             })
         })
         .collect()
@@ -536,7 +568,11 @@ mod tests {
         write(&eval.join("seed-0"), "errors.json", ERRORS);
         write(&eval.join("seed-1"), "errors.json", &ERRORS.replace("35.5", "36.5"));
         let search = root.path().join("search");
-        write(&search, "errors.json", &ERRORS.replace("\"runtime\"", "\"formula\": [\"x\", \"x + sin(x)\"], \"runtime\""));
+        write(
+            &search,
+            "errors.json",
+            &ERRORS.replace("\"runtime\"", "\"formula\": [\"x\", \"x + sin(x)\"], \"runtime\""),
+        );
         write(&search, "config.json", r#"{"method": "darts"}"#);
         let line = |epoch: usize, w: f64| {
             format!(
@@ -588,9 +624,17 @@ mod tests {
         write(&run, "errors.json", r#"{"network": "resnet8", "dataset": "c", "activation": "relu"}"#);
         assert!(message(std::slice::from_ref(&run)).contains("no \"train_acc\""));
         write(&run, "errors.json", ERRORS);
-        write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0, 2.0]]]}\n");
+        write(
+            &run,
+            "alphas.jsonl",
+            "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0, 2.0]]]}\n",
+        );
         assert!(message(std::slice::from_ref(&run)).contains("do not match"));
-        write(&run, "alphas.jsonl", "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\", \"b\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0]]]}\n");
+        write(
+            &run,
+            "alphas.jsonl",
+            "{\"epoch\": 1, \"formula\": \"x\", \"positions\": [\"u1\", \"b\"], \"ops\": [[\"sin\"]], \"weights\": [[[1.0]]]}\n",
+        );
         assert!(message(std::slice::from_ref(&run)).contains("names 2 positions but lists ops for 1"));
         write(&run, "alphas.jsonl", "{\"epoch\": 1,\n");
         assert!(message(&[run]).contains("alphas.jsonl line 1 is corrupt"));
@@ -623,7 +667,14 @@ mod tests {
         let search = root.path().join("search");
         write(&search, "config.json", r#"{"epochs": 2, "method": "darts"}"#);
         write(&search, "errors.json", ERRORS);
-        write(&search, "alphas.jsonl", &format!("{}\n", r#"{"epoch":1,"formula":"x","positions":["u1"],"ops":[["identity"]],"weights":[[[1.0]]]}"#));
+        write(
+            &search,
+            "alphas.jsonl",
+            &format!(
+                "{}\n",
+                r#"{"epoch":1,"formula":"x","positions":["u1"],"ops":[["identity"]],"weights":[[[1.0]]]}"#
+            ),
+        );
         assert_eq!(progress(&search).to_string(), "2 of 2 epochs, no genotype.json");
     }
 

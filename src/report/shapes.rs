@@ -112,7 +112,8 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
         if derivative {
             let slope = finite_runs(points.iter().map(|p| (p.0, p.2)));
             match slope.is_empty() {
-                true => warnings.push(format!("the derivative of {name} is undefined over the whole range {over}: not drawn")),
+                true => warnings
+                    .push(format!("the derivative of {name} is undefined over the whole range {over}: not drawn")),
                 false => curves.push((
                     i,
                     true,

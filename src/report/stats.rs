@@ -29,7 +29,9 @@ pub enum Verdict {
     Better,
     Worse,
     /// The interval contains 0; `seeds` is the smaller number of seeds of the two sides.
-    NoDetectableDifference { seeds: usize },
+    NoDetectableDifference {
+        seeds: usize,
+    },
     /// One side has a single seed: no verdict can be given.
     NotAVerdict,
 }
@@ -100,9 +102,9 @@ impl Comparison {
     /// difference of this size would need about 44 seeds per activation"); none otherwise.
     pub fn seeds_needed_clause(&self) -> Option<String> {
         match (self.verdict, self.seeds_needed) {
-            (Verdict::NoDetectableDifference { .. }, Some(n)) if n > MANY_SEEDS => {
-                Some(format!("a difference this small would need more than {MANY_SEEDS} seeds per activation to detect"))
-            }
+            (Verdict::NoDetectableDifference { .. }, Some(n)) if n > MANY_SEEDS => Some(format!(
+                "a difference this small would need more than {MANY_SEEDS} seeds per activation to detect"
+            )),
             (Verdict::NoDetectableDifference { .. }, Some(n)) => {
                 Some(format!("a difference of this size would need about {n} seeds per activation"))
             }
@@ -202,7 +204,8 @@ fn paired_differences(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Opti
     let mut b = baseline.to_vec();
     c.sort_by_key(|&(s, _)| s);
     b.sort_by_key(|&(s, _)| s);
-    let same = c.len() == b.len() && c.iter().zip(&b).all(|(x, y)| x.0 == y.0) && c.windows(2).all(|w| w[0].0 != w[1].0);
+    let same =
+        c.len() == b.len() && c.iter().zip(&b).all(|(x, y)| x.0 == y.0) && c.windows(2).all(|w| w[0].0 != w[1].0);
     same.then(|| c.iter().zip(&b).map(|(x, y)| x.1 - y.1).collect())
 }
 

@@ -140,7 +140,11 @@ fn one_per_seed(runs: Vec<&Run>) -> (Vec<&Run>, Vec<Repeated>) {
         same.sort_by(|a, b| a.written.cmp(&b.written).then(a.name.cmp(&b.name)));
         let used = same.pop().expect("two or more runs");
         left_out.extend(same.iter().map(|r| r.name.as_str()));
-        repeated.push(Repeated { seed, used: used.name.clone(), left_out: same.iter().map(|r| r.name.clone()).collect() });
+        repeated.push(Repeated {
+            seed,
+            used: used.name.clone(),
+            left_out: same.iter().map(|r| r.name.clone()).collect(),
+        });
     }
     let kept = runs.into_iter().filter(|r| !left_out.contains(&r.name.as_str())).collect();
     (kept, repeated)
@@ -180,7 +184,8 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
         "verdict",
         "seeds needed",
     ];
-    let same_setting = |a: &ResultGroup, b: &ResultGroup| a.network == b.network && a.dataset == b.dataset && a.recipe == b.recipe;
+    let same_setting =
+        |a: &ResultGroup, b: &ResultGroup| a.network == b.network && a.dataset == b.dataset && a.recipe == b.recipe;
     let mut rows = Vec::new();
     for g in groups {
         let base = groups.iter().find(|b| same_setting(b, g) && b.activation == baseline);
@@ -212,10 +217,14 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
             super::shown(&g.activation),
             format!("{:.2} ± {:.2}", g.mean, g.std),
             format!("{} ({seeds}{repeated})", g.finals.len()),
-            super::stats::Summary::of(&accs).ci95().map_or("(one seed)".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
+            super::stats::Summary::of(&accs)
+                .ci95()
+                .map_or("(one seed)".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
         ];
         match base {
-            Some(base) if std::ptr::eq(g, base) => row.extend(["baseline".to_string(), String::new(), String::new(), String::new()]),
+            Some(base) if std::ptr::eq(g, base) => {
+                row.extend(["baseline".to_string(), String::new(), String::new(), String::new()])
+            }
             Some(base) => {
                 let c = compare(&pairs(g), &pairs(base));
                 let test = match c.test {
@@ -231,7 +240,12 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
                 row.push(c.verdict.words());
                 row.push(super::stats::seeds_needed_text(c.seeds_needed));
             }
-            None => row.extend([format!("(no {} run with this recipe)", super::shown(baseline)), String::new(), String::new(), String::new()]),
+            None => row.extend([
+                format!("(no {} run with this recipe)", super::shown(baseline)),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
         }
         rows.push(row);
     }
@@ -311,7 +325,10 @@ mod tests {
         assert!((relu.mean - 91.0).abs() < 1e-12 && (relu.std - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(groups[0].std, 0.0);
         let table = results_table(&groups, "relu");
-        assert_eq!(table.rows[1][..7], ["resnet20", "cifar10", "", "relu", "91.00 ± 1.41", "2 (0,1)", "[78.29, 103.71]"]);
+        assert_eq!(
+            table.rows[1][..7],
+            ["resnet20", "cifar10", "", "relu", "91.00 ± 1.41", "2 (0,1)", "[78.29, 103.71]"]
+        );
         assert_eq!(table.rows[1][7], "baseline");
         assert_eq!(table.rows[0][7], "+2.00 (no interval from one seed)");
         // No baseline in a setting: said, not an error.
@@ -322,7 +339,8 @@ mod tests {
     fn unfinished_runs_are_left_out_and_a_repeated_seed_counts_once() {
         use std::time::{Duration, SystemTime};
         let at = |secs: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        let killed = Run { planned_epochs: Some(3), final_file: false, ..named("resnet8", "relu", 0, &[20.0], "killed") };
+        let killed =
+            Run { planned_epochs: Some(3), final_file: false, ..named("resnet8", "relu", 0, &[20.0], "killed") };
         let no_model = Run { final_file: false, ..eval("resnet8", "relu", 2, &[90.0]) };
         let runs = vec![
             Run { written: at(10), ..finished(named("resnet8", "relu", 0, &[30.0, 40.0, 50.0], "first")) },
@@ -334,7 +352,10 @@ mod tests {
         let groups = result_groups(&runs);
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].finals, vec![(Some(0), 60.0), (Some(1), 70.0)]);
-        assert_eq!(groups[0].repeated, vec![Repeated { seed: 0, used: "rerun".into(), left_out: vec!["first".into()] }]);
+        assert_eq!(
+            groups[0].repeated,
+            vec![Repeated { seed: 0, used: "rerun".into(), left_out: vec!["first".into()] }]
+        );
         assert_eq!(results_table(&groups, "relu").rows[0][5], "2 (0,1; seed 0 in several runs, one used)");
         // Nothing finished: no group at all.
         assert!(result_groups(&runs[3..]).is_empty());
@@ -389,7 +410,9 @@ mod tests {
     #[test]
     fn recipes_are_kept_apart() {
         let recipe = |epochs: u64, lr: f64| {
-            Recipe::of_config(&serde_json::json!({"epochs": epochs, "lr": lr, "subset": 5000, "seed": 3, "out": "x", "threads": 2}))
+            Recipe::of_config(
+                &serde_json::json!({"epochs": epochs, "lr": lr, "subset": 5000, "seed": 3, "out": "x", "threads": 2}),
+            )
         };
         let with = |run: Run, r: Recipe| Run { recipe: r, ..run };
         let mut runs = Vec::new();
@@ -399,12 +422,18 @@ mod tests {
             runs.push(with(eval("resnet8", "silu(x)", seed, &[40.0 + seed as f64]), recipe(3, 0.1)));
             runs.push(with(eval("resnet8", "silu(x)", seed, &[45.0 + seed as f64]), recipe(3, 0.05)));
         }
-        assert_eq!(recipe(3, 0.1), Recipe::of_config(&serde_json::json!({"lr": 0.1, "epochs": 3, "subset": 5000, "seed": 9})));
+        assert_eq!(
+            recipe(3, 0.1),
+            Recipe::of_config(&serde_json::json!({"lr": 0.1, "epochs": 3, "subset": 5000, "seed": 9}))
+        );
         let groups = result_groups(&runs);
         assert_eq!(groups.len(), 4);
         let labels: Vec<&str> = groups.iter().map(|g| g.recipe.label.as_str()).collect();
         assert!(labels.contains(&"1 epoch on 5000 images, all test"), "{labels:?}");
-        assert!(labels.iter().filter(|l| l.starts_with("3 epochs on 5000 images, all test (recipe ")).count() == 3, "{labels:?}");
+        assert!(
+            labels.iter().filter(|l| l.starts_with("3 epochs on 5000 images, all test (recipe ")).count() == 3,
+            "{labels:?}"
+        );
         let table = results_table(&groups, "relu(x)");
         let row = |acc: &str| table.rows.iter().find(|r| r[4].starts_with(acc)).unwrap().clone();
         assert_eq!(row("40.50")[7], "-10.00 [-10.00, -10.00], paired by seed");

@@ -17,7 +17,6 @@
 use anyhow::{Result, bail};
 
 use super::cell_ops::{CellOp, OpSet, PosKind};
-use super::cell_toml;
 use super::genotype::{Genotype, ParamInfo, PositionChoice};
 use crate::expr::{Expr, Formula};
 
@@ -152,17 +151,6 @@ pub struct CellSpace {
 }
 
 impl CellSpace {
-    /// A space by name (`small`, `huge`, `grafs`, `core1`, `core2`) or a `PATH.toml` cell file.
-    pub fn parse(spec: &str) -> Result<CellSpace> {
-        if let Some(space) = CellSpace::builtin(spec) {
-            return Ok(space);
-        }
-        if spec.ends_with(".toml") {
-            return cell_toml::load(std::path::Path::new(spec));
-        }
-        bail!("unknown search space '{spec}' (use small, huge, grafs, core1, core2 or a PATH.toml cell file)")
-    }
-
     /// A built-in space, every position offering all ops of its kind.
     pub fn builtin(name: &str) -> Option<CellSpace> {
         let (shape, set) = match name {

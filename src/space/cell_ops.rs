@@ -8,7 +8,7 @@
 //!   bounded anyway, as `tanh`), and `sqrt` reads `max(x, 0.001)`.
 //! - [`OpSet::Core`]: Ramachandran et al.'s core-unit set (25 unary, 10 binary). `DESIGN.md`
 //!   says "(24)" but lists 25 unary ops; all 25 are here. Its `eps` (in `log(|x| + eps)` and
-//!   `x1/(x2 + eps)`) is the seed's [`EPS`](super::ops::EPS) = 1e-10, the same `eps` as the
+//!   `x1/(x2 + eps)`) is the seed's [`EPS`](crate::expr::ops::EPS) = 1e-10, the same `eps` as the
 //!   `sqrt`/`log` clamp: `x2 = 0` gives `x1*1e10`, still finite in f32, and a candidate that
 //!   blows up is simply a failed sample in the sample-based search.
 //!

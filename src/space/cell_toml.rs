@@ -43,6 +43,19 @@ struct PositionFile {
     ops: Vec<String>,
 }
 
+impl CellSpace {
+    /// A space by name (`small`, `huge`, `grafs`, `core1`, `core2`) or a `PATH.toml` cell file.
+    pub fn parse(spec: &str) -> Result<CellSpace> {
+        if let Some(space) = CellSpace::builtin(spec) {
+            return Ok(space);
+        }
+        if spec.ends_with(".toml") {
+            return load(std::path::Path::new(spec));
+        }
+        bail!("unknown search space '{spec}' (use small, huge, grafs, core1, core2 or a PATH.toml cell file)")
+    }
+}
+
 /// Reads the cell file at `path`; the space is named after the path.
 pub fn load(path: &Path) -> Result<CellSpace> {
     let text = std::fs::read_to_string(path)

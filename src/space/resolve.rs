@@ -277,3 +277,59 @@ mod check_tests {
         assert!(err.contains("does not fit its space"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod genotype_files {
+    //! Genotype files written and read back, through `resolve_activation` as eval reads them.
+    use super::resolve_activation;
+    use crate::space::cell::CellSpace;
+    use crate::space::genotype::Genotype;
+
+    #[test]
+    fn reads_the_formula_of_a_genotype() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genotype.json");
+        std::fs::write(&path, r#"{"formula": "x*sigmoid(b*x)", "ops": [["mul"]]}"#).unwrap();
+        assert_eq!(resolve_activation(path.to_str().unwrap()).unwrap().to_string(), "x*sigmoid(b*x)");
+    }
+
+    #[test]
+    fn genotypes_round_trip_and_resolve_to_their_formula() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = CellSpace::parse("grafs").unwrap();
+        let mut g = space.genotype(&[7, 6, 6, 0, 8, 1]).unwrap();
+        assert_eq!(g.params.len(), 4);
+        g.params[0].learned = Some(vec![vec![0.5, -1.25], vec![2.0, 0.0]]);
+        let path = dir.path().join("genotype.json");
+        g.save(&path).unwrap();
+        assert_eq!(Genotype::load(&path).unwrap(), g);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\n  \"space\": \"grafs\""), "{text}");
+        let f = resolve_activation(path.to_str().unwrap()).unwrap();
+        assert_eq!(f, g.parsed().unwrap());
+        assert_eq!(f.to_string(), g.formula);
+        assert_eq!(f.num_params(), g.params.len());
+        assert_eq!(g.init_values(), [0.0, 1.0, 1.0, 1.0]);
+        // A file with only a formula is still accepted by eval, but is not a full genotype.
+        let short = dir.path().join("short.json");
+        std::fs::write(&short, r#"{"formula": "x"}"#).unwrap();
+        assert!(format!("{:#}", Genotype::load(&short).unwrap_err()).contains("is not a complete genotype"));
+    }
+
+    #[test]
+    fn bad_genotypes_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.json");
+        assert!(
+            resolve_activation(missing.to_str().unwrap()).unwrap_err().to_string().contains("cannot read genotype")
+        );
+        let no_formula = dir.path().join("g.json");
+        std::fs::write(&no_formula, r#"{"ops": []}"#).unwrap();
+        assert!(
+            format!("{:#}", resolve_activation(no_formula.to_str().unwrap()).unwrap_err()).contains("no \"formula\"")
+        );
+        let bad = dir.path().join("b.json");
+        std::fs::write(&bad, r#"{"formula": "x*("}"#).unwrap();
+        assert!(format!("{:#}", resolve_activation(bad.to_str().unwrap()).unwrap_err()).contains("column"));
+    }
+}

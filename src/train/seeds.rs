@@ -12,8 +12,8 @@ use super::config::TrainConfig;
 use super::history::write_json;
 use super::run::{RunOutcome, train};
 use super::run_dir::LOCK_FILE;
-use crate::files::Lock;
 use crate::expr::Formula;
+use crate::files::Lock;
 use crate::observer::{Event, Observer};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

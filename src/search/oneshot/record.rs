@@ -65,7 +65,10 @@ pub fn undecided(space: &CellSpace, weights: &[Vec<Vec<f64>>]) -> Vec<String> {
         let Some((k, &top)) = w.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else { continue };
         let uniform = 1.0 / in_play.max(1) as f64;
         if in_play > 1 && top < DECIDED * uniform {
-            out.push(format!("{}: {} at {top:.3} against {uniform:.3} for each of {in_play} ops", position.name, position.ops[k]));
+            out.push(format!(
+                "{}: {} at {top:.3} against {uniform:.3} for each of {in_play} ops",
+                position.name, position.ops[k]
+            ));
         }
     }
     out

@@ -72,7 +72,10 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     let out = &config.out;
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
-        obs.event(Event::Info(format!("{} holds this search, finished; its results are kept as they are", out.display())));
+        obs.event(Event::Info(format!(
+            "{} holds this search, finished; its results are kept as they are",
+            out.display()
+        )));
         let genotype = Genotype::load(&out.join("genotype.json"))?;
         let history = History::read(&out.join("errors.json"))?;
         return Ok(SearchOutcome { out: out.clone(), genotype, history, undecided: Vec::new() });
@@ -92,7 +95,9 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     };
     let splits = data::load_splits(&DatasetSpec::parse(&config.dataset)?, &config.data_dir, &split, obs)?;
     let train_set = Arc::new(splits.train);
-    let Some(valid) = splits.valid else { bail!("--train-portion leaves no validation images for the alphas; lower it") };
+    let Some(valid) = splits.valid else {
+        bail!("--train-portion leaves no validation images for the alphas; lower it")
+    };
     let valid_set = Arc::new(valid);
     let test_set = config.test_subset.is_some().then(|| Arc::new(splits.test));
 

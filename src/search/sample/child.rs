@@ -151,7 +151,13 @@ pub fn read_result(path: &Path) -> Result<Option<ChildResult>> {
 
 /// The data a child of `recipe` trains on (and is scored on: the validation split). The
 /// controller makes the same call once up front, so a bad dataset fails before any child.
-pub fn load_data(recipe: &ChildRecipe, dataset: &str, data_dir: &Path, seed: u64, obs: &dyn Observer) -> Result<Splits> {
+pub fn load_data(
+    recipe: &ChildRecipe,
+    dataset: &str,
+    data_dir: &Path,
+    seed: u64,
+    obs: &dyn Observer,
+) -> Result<Splits> {
     let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
     data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)
 }

@@ -445,7 +445,13 @@ impl<'a> IterationRun<'a> {
                 continue;
             }
             let threads = self.config.threads;
-            let argv = vec![program.clone(), "child".into(), spec.to_string_lossy().into_owned(), "--threads".into(), threads.to_string()];
+            let argv = vec![
+                program.clone(),
+                "child".into(),
+                spec.to_string_lossy().into_owned(),
+                "--threads".into(),
+                threads.to_string(),
+            ];
             let task = Task { id, argv, log: spec.with_file_name("child.log"), threads };
             waiting += 1;
             if let Some(job) = self.store.job(id)?

@@ -482,7 +482,8 @@ fn sinc<T: Real>(x: T) -> (T, T) {
     // d/du of the series above.
     let series_du = -u / T::c(3.0)
         * (T::one()
-            - u2 / T::c(10.0) * (T::one() - u2 / T::c(28.0) * (T::one() - u2 / T::c(54.0) * (T::one() - u2 / T::c(88.0)))));
+            - u2 / T::c(10.0)
+                * (T::one() - u2 / T::c(28.0) * (T::one() - u2 / T::c(54.0) * (T::one() - u2 / T::c(88.0)))));
     let (s, c) = sin_cos_pi(x);
     let ratio = s / u;
     let ratio_dx = (c - ratio) / x;
