@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod exec;
 pub mod export;
 pub mod expr;
 pub mod files;

@@ -24,7 +24,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("eval-grid"));
     let local = super::backend::thread_count(args.common.threads)?;
     let threads = args.exec.task_threads(args.common.threads, local);
-    let program = crate::search::exec::this_program()?;
+    let program = crate::exec::this_program()?;
     super::distinct_seeds("--seeds", &args.seeds)?;
     if args.seeds.is_empty() {
         bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");

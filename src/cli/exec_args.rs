@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use crate::search::exec::local::LocalExecutor;
-use crate::search::exec::slurm::{SlurmConfig, SlurmExecutor};
-use crate::search::exec::{Executor, Task};
+use crate::exec::local::LocalExecutor;
+use crate::exec::slurm::{SlurmConfig, SlurmExecutor};
+use crate::exec::{Executor, Task};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExecutorArg {

@@ -68,7 +68,7 @@ enum Command {
 /// Run the program; returns the process exit code. Every error is one line on stderr.
 pub fn main() -> i32 {
     memory::keep_freed_memory();
-    if std::env::var_os(crate::search::exec::EXIT_WITH_PARENT_ENV).is_some() {
+    if std::env::var_os(crate::exec::EXIT_WITH_PARENT_ENV).is_some() {
         watch_parent();
     }
     let cli = match Cli::try_parse() {

@@ -1,8 +1,7 @@
 //! Searching for activation functions. `oneshot`: gradient-based cell searches (DARTS, GDAS,
 //! DrNAS, GRAFS) over a ResNet whose every activation site is a mixed cell. `sample`:
 //! sample-based searches (PPO, REINFORCE, random, evolution, exhaustive) that train one child
-//! network per proposed function, run by an executor from `exec`.
+//! network per proposed function, run by an executor of `crate::exec`.
 
-pub mod exec;
 pub mod oneshot;
 pub mod sample;

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::history::write_json;
 use super::run_dir::{LOCK_FILE, MODEL_FILE, RunLog};
+use crate::exec::follow::{Followed, Follower, Pending, Submission, follow};
+use crate::exec::{Executor, Outcome, Task};
 use crate::files::Lock;
 use crate::observer::Observer;
 use crate::report::stats;
-use crate::search::exec::{Executor, Outcome, Task};
 
 /// One run of the grid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,8 +123,7 @@ pub fn run_grid(
     log.line(&format!("eval grid: {} runs into {}", runs.len(), out.display()))?;
 
     let task = |i: usize, r: &GridRun| Task { id: i, argv: r.argv.clone(), log: r.log(), threads: r.threads };
-    let mut waiting = 0;
-    let mut fresh = Vec::new();
+    let mut pending = Vec::new();
     let mut finished = 0;
     for (i, r) in runs.iter().enumerate() {
         if r.dir.join(MODEL_FILE).exists() {
@@ -131,74 +131,19 @@ pub fn run_grid(
             continue;
         }
         std::fs::create_dir_all(&r.dir)?;
-        waiting += 1;
-        if let Some(job) = state.jobs.get(&i).and_then(|j| j.last()).cloned()
-            && executor.adopt(task(i, r), &job)?
-        {
-            log.line(&format!("{}: following job {job}, submitted before the grid was resumed", r.dir.display()))?;
-            continue;
-        }
-        fresh.push(task(i, r));
+        pending.push(Pending { task: task(i, r), job: state.jobs.get(&i).and_then(|j| j.last()).cloned() });
     }
     if finished > 0 {
         log.line(&format!("{finished} run(s) already finished"))?;
     }
-    executor.submit_all(fresh, &out.join("slurm-array.sh"))?;
-
-    let mut stopped = false;
-    while waiting > 0 {
-        if obs.should_stop() {
-            stopped = true;
-            break;
-        }
-        let events = executor.poll()?;
-        if obs.should_stop() {
-            stopped = true;
-            break;
-        }
-        if events.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            continue;
-        }
-        for (i, outcome) in events {
-            let dir = runs[i].dir.display().to_string();
-            match outcome {
-                Outcome::Submitted { job, retry } => {
-                    state.jobs.entry(i).or_default().push(job.clone());
-                    if let Some(why) = retry {
-                        log.line(&format!("{dir}: {why}: resubmitted as job {job}"))?;
-                    }
-                }
-                Outcome::Exited if runs[i].dir.join(MODEL_FILE).exists() => {
-                    waiting -= 1;
-                    finished += 1;
-                    log.line(&format!("{dir}: finished ({finished} of {})", runs.len()))?;
-                }
-                Outcome::Failed(_) if runs[i].dir.join(MODEL_FILE).exists() => {
-                    // Its job was seen failing, yet the run finished (a result seen late).
-                    waiting -= 1;
-                    finished += 1;
-                    log.line(&format!("{dir}: finished ({finished} of {})", runs.len()))?;
-                }
-                Outcome::Exited | Outcome::Failed(_) => {
-                    waiting -= 1;
-                    let why = match outcome {
-                        Outcome::Failed(why) => why,
-                        _ => {
-                            let last = crate::search::exec::last_line(&runs[i].log())
-                                .map_or(String::new(), |l| format!(": {l}"));
-                            format!("the eval exited without finishing{last}")
-                        }
-                    };
-                    state.failed.insert(i, why.clone());
-                    log.line(&format!("{dir}: failed ({why})"))?;
-                }
-            }
-        }
-        write_json(&state_path, &state)?;
-    }
-    if stopped {
-        if let Some(what) = executor.cancel_all()? {
+    let script = out.join("slurm-array.sh");
+    let mut follower =
+        GridFollower { runs: &runs, state: &mut state, state_path: &state_path, log: &mut log, finished, obs };
+    let followed = follow(executor, pending, Submission::Together(&script), &mut follower)?;
+    let finished = follower.finished;
+    let stopped = matches!(followed, Followed::Stopped(_));
+    if let Followed::Stopped(what) = followed {
+        if let Some(what) = what {
             log.line(&format!("stopped by the user: {what}; --resume continues"))?;
         }
         write_json(&state_path, &state)?;
@@ -213,6 +158,59 @@ pub fn run_grid(
         ))?;
     }
     Ok(GridOutcome { finished, failed, stopped, table })
+}
+
+/// The grid's side of the follow loop: job ids and failures go to `grid.json`, each end to
+/// the log.
+struct GridFollower<'a, 'l> {
+    runs: &'a [GridRun],
+    state: &'a mut GridState,
+    state_path: &'a Path,
+    log: &'a mut RunLog<'l>,
+    finished: usize,
+    obs: &'a dyn Observer,
+}
+
+impl Follower for GridFollower<'_, '_> {
+    fn adopted(&mut self, i: usize, job: &str) -> Result<()> {
+        let dir = self.runs[i].dir.display();
+        self.log.line(&format!("{dir}: following job {job}, submitted before the grid was resumed"))
+    }
+
+    fn submitted(&mut self, i: usize, job: &str, retry: Option<&str>) -> Result<()> {
+        self.state.jobs.entry(i).or_default().push(job.to_string());
+        match retry {
+            Some(why) => self.log.line(&format!("{}: {why}: resubmitted as job {job}", self.runs[i].dir.display())),
+            None => Ok(()),
+        }
+    }
+
+    fn ended(&mut self, i: usize, outcome: Outcome) -> Result<()> {
+        let run = &self.runs[i];
+        let dir = run.dir.display().to_string();
+        // A run whose job was seen failing may still have finished (a result seen late).
+        if run.dir.join(MODEL_FILE).exists() {
+            self.finished += 1;
+            return self.log.line(&format!("{dir}: finished ({} of {})", self.finished, self.runs.len()));
+        }
+        let why = match outcome {
+            Outcome::Failed(why) => why,
+            _ => {
+                let last = crate::exec::last_line(&run.log()).map_or(String::new(), |l| format!(": {l}"));
+                format!("the eval exited without finishing{last}")
+            }
+        };
+        self.state.failed.insert(i, why.clone());
+        self.log.line(&format!("{dir}: failed ({why})"))
+    }
+
+    fn polled(&mut self) -> Result<()> {
+        write_json(self.state_path, &*self.state)
+    }
+
+    fn should_stop(&self) -> bool {
+        self.obs.should_stop()
+    }
 }
 
 /// The final test accuracy of a finished run (as `report` reads it).

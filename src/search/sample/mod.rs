@@ -10,7 +10,7 @@
 //! - [`child`], one child's spec, training and result file (`actsearch child`);
 //! - [`store`], which is `search.db`;
 //! - [`run`]: the loop that ties them together on one budget, through an executor
-//!   (`search::exec`).
+//!   (`exec`).
 
 pub mod child;
 pub mod controller;

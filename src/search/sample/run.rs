@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -31,9 +31,10 @@ use super::random::RandomSearch;
 use super::screen::{Screen, screen};
 use super::space::TokenSpace;
 use super::store::{Checkpoint, Row, Store};
+use crate::exec::follow::{Followed, Follower, Pending, Submission, follow};
+use crate::exec::{Executor, Outcome, Task};
 use crate::files::write_atomic;
 use crate::observer::{Event, Observer};
-use crate::search::exec::{Executor, Outcome, Task};
 use crate::train::run_dir::{CONFIG_FILE, RunDir, RunLog};
 
 /// The methods.
@@ -147,9 +148,6 @@ pub struct SampleOutcome {
     /// True when the user stopped it (Ctrl-C): `--resume` continues.
     pub stopped: bool,
 }
-
-/// How often the loop looks at the executor.
-const POLL: Duration = Duration::from_millis(50);
 
 /// Runs (or resumes) the search `config` with children run by `executor`.
 pub fn run(
@@ -436,8 +434,8 @@ impl<'a> IterationRun<'a> {
     /// jobs an earlier controller submitted where the executor can); false when the user
     /// stopped the search (the executor's tasks are then cancelled).
     fn train(&mut self, ids: &[usize], executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
-        let program = crate::search::exec::this_program()?;
-        let mut waiting = 0;
+        let program = crate::exec::this_program()?;
+        let mut pending = Vec::new();
         for &id in ids {
             let spec = self.child_dir(id).join("spec.json");
             if let Some(result) = read_result(&result_path(&spec))? {
@@ -453,61 +451,18 @@ impl<'a> IterationRun<'a> {
                 threads.to_string(),
             ];
             let task = Task { id, argv, log: spec.with_file_name("child.log"), threads };
-            waiting += 1;
-            if let Some(job) = self.store.job(id)?
-                && executor.adopt(task.clone(), &job)?
-            {
-                log.line(&format!("child {id}: following job {job}, submitted before the search was resumed"))?;
-                continue;
-            }
-            executor.submit(task)?;
+            pending.push(Pending { task, job: self.store.job(id)? });
         }
-        let mut started = Instant::now();
-        while waiting > 0 {
-            if self.obs.should_stop() {
-                return self.stop(executor, log);
+        let mut follower = ChildFollower { run: self, log, since: Instant::now() };
+        match follow(executor, pending, Submission::Each, &mut follower)? {
+            Followed::All => Ok(true),
+            Followed::Stopped(what) => {
+                if let Some(what) = what {
+                    log.line(&format!("stopped by the user: {what}"))?;
+                }
+                Ok(false)
             }
-            let events = executor.poll()?;
-            if self.obs.should_stop() {
-                // What ended as the user stopped (a child hit by the same Ctrl-C) is not a result.
-                return self.stop(executor, log);
-            }
-            if events.is_empty() {
-                std::thread::sleep(POLL);
-                continue;
-            }
-            for (id, outcome) in events {
-                let spec = self.child_dir(id).join("spec.json");
-                let elapsed = started.elapsed().as_secs_f64();
-                let result = match (read_result(&result_path(&spec)), outcome) {
-                    (_, Outcome::Submitted { job, retry }) => {
-                        self.store.set_job(id, &job)?;
-                        if let Some(why) = retry {
-                            log.line(&format!("child {id}: {why}: resubmitted as job {job}"))?;
-                        }
-                        continue;
-                    }
-                    (Ok(Some(r)), _) => r,
-                    (Ok(None), Outcome::Exited) => {
-                        ChildResult::failed(id, "the child exited without a result".into(), elapsed)
-                    }
-                    (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
-                    (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed),
-                };
-                waiting -= 1;
-                self.record(id, result, log)?;
-            }
-            started = Instant::now();
         }
-        Ok(true)
-    }
-
-    /// The user stopped the search: cancel what runs, say so, and let --resume continue.
-    fn stop(&mut self, executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
-        if let Some(what) = executor.cancel_all()? {
-            log.line(&format!("stopped by the user: {what}"))?;
-        }
-        Ok(false)
     }
 
     /// Stores the row of a trained child as soon as its result is in.
@@ -573,6 +528,50 @@ impl<'a> IterationRun<'a> {
             }
         }
         Ok((rows, rewards, trained))
+    }
+}
+
+/// The search's side of the follow loop: job ids go to the store, and each ended child's
+/// result file (or why there is none) becomes its row.
+struct ChildFollower<'r, 'a, 'l> {
+    run: &'r mut IterationRun<'a>,
+    log: &'r mut RunLog<'l>,
+    /// When the last events came in (a failed child's seconds count from there).
+    since: Instant,
+}
+
+impl Follower for ChildFollower<'_, '_, '_> {
+    fn adopted(&mut self, id: usize, job: &str) -> Result<()> {
+        self.log.line(&format!("child {id}: following job {job}, submitted before the search was resumed"))
+    }
+
+    fn submitted(&mut self, id: usize, job: &str, retry: Option<&str>) -> Result<()> {
+        self.run.store.set_job(id, job)?;
+        match retry {
+            Some(why) => self.log.line(&format!("child {id}: {why}: resubmitted as job {job}")),
+            None => Ok(()),
+        }
+    }
+
+    fn ended(&mut self, id: usize, outcome: Outcome) -> Result<()> {
+        let spec = self.run.child_dir(id).join("spec.json");
+        let elapsed = self.since.elapsed().as_secs_f64();
+        let result = match (read_result(&result_path(&spec)), outcome) {
+            (Ok(Some(r)), _) => r,
+            (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
+            (Ok(None), _) => ChildResult::failed(id, "the child exited without a result".into(), elapsed),
+            (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed),
+        };
+        self.run.record(id, result, self.log)
+    }
+
+    fn polled(&mut self) -> Result<()> {
+        self.since = Instant::now();
+        Ok(())
+    }
+
+    fn should_stop(&self) -> bool {
+        self.run.obs.should_stop()
     }
 }
 
@@ -913,7 +912,7 @@ mod tests {
             if mkdir "$(dirname "$(dirname "$0")")/.crashed" 2>/dev/null; then kill -9 $$; fi
             printf '{"id": %s, "reward": 0.25, "train_loss": 1.5, "seconds": 0.1, "status": "ok"}' "$id" > "$(dirname "$0")/result.json""#;
         /// The local executor running `sh -c SCRIPT SPEC` instead of `actsearch child SPEC`.
-        struct Scripted(crate::search::exec::local::LocalExecutor, &'static str);
+        struct Scripted(crate::exec::local::LocalExecutor, &'static str);
         impl Executor for Scripted {
             fn submit(&mut self, task: Task) -> Result<()> {
                 let argv = vec!["sh".into(), "-c".into(), self.1.into(), task.argv[2].clone()];
@@ -929,7 +928,7 @@ mod tests {
                 self.0.cancel_all()
             }
         }
-        let mut ex = Scripted(crate::search::exec::local::LocalExecutor::new(2), script);
+        let mut ex = Scripted(crate::exec::local::LocalExecutor::new(2), script);
         let mut c = config(SampleMethod::Random, &out, 6);
         c.batch_children = 3;
         let outcome = run(&c, &mut ex, false, &Silent).unwrap();

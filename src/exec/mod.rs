@@ -1,13 +1,15 @@
-//! Executors: where the children of a sample-based search run. An executor takes tasks (a
-//! child spec file to turn into a result file beside it), runs them somewhere, and says when
-//! each has ended; the result file, written atomically by the child, is the source of truth,
-//! so the controller reads it and never trusts a process's word alone. Executors know nothing
-//! about the methods, and the methods nothing about executors.
+//! Executors: where the children of a sample-based search and the runs of an eval grid run.
+//! An executor takes tasks (a command that turns a spec into a result file in its own folder),
+//! runs them somewhere, and says when each has ended; the result file, written atomically by
+//! the task, is the source of truth, so the caller reads it and never trusts a process's word
+//! alone. Executors know nothing of what a task trains, and the callers nothing of executors.
 //!
+//! - [`follow::follow`]: the one loop that adopts, submits, polls and cancels tasks;
 //! - [`local::LocalExecutor`]: up to `--workers` processes on this machine;
 //! - [`slurm::SlurmExecutor`]: one Slurm job per task (`sbatch --parsable`), followed with
 //!   `squeue`, resubmitted when a job fails without a result.
 
+pub mod follow;
 pub mod local;
 pub mod slurm;
 
