@@ -47,7 +47,7 @@ pub fn run(args: ChildArgs) -> Result<()> {
     let trained = backend.device().and_then(|device| {
         let pool = thread_pool(Some(args.threads.unwrap_or(spec.threads).max(1)))?;
         let progress = Progress::new();
-        pool.install(|| train_child(&spec, &device, &progress))
+        pool.install(|| train_child(&spec, folder, &device, &progress))
     });
     match trained {
         Ok(result) => {

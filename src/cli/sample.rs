@@ -143,6 +143,9 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
             config.out.join("search.db").display()
         ));
     }
+    if !args.sample.keep_checkpoints {
+        crate::search::sample::run::remove_child_checkpoints(&config.out)?;
+    }
     let mut text = String::new();
     if let Some(why) = &outcome.ended_early {
         text += &format!("note: the search ended before its budget: {why}\n");

@@ -130,6 +130,7 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
         ("--population", s.population.is_some()),
         ("--tournament", s.tournament.is_some()),
         ("--max-proposals", s.max_proposals.is_some()),
+        ("--keep-checkpoints", s.keep_checkpoints),
         ("--executor slurm", s.exec.executor == super::exec_args::ExecutorArg::Slurm),
     ];
     super::refuse_flags(&flags, "the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")

@@ -196,6 +196,10 @@ pub struct SampleArgs {
     /// Functions listed in top.json and at the end.
     #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub top_k: usize,
+    /// Keep each child's final weights and optimizer state (OUT/children/ID/checkpoint.safetensors)
+    /// when the search finishes; by default they are deleted then (a stopped search keeps them).
+    #[arg(long)]
+    pub keep_checkpoints: bool,
 }
 
 /// The sample-based method, if `method` is one.

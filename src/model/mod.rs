@@ -1,13 +1,16 @@
-//! The networks: CIFAR ResNet-(6n+2) whose every activation site holds its own instance of a
-//! pluggable activation, plus the PyTorch-compatible naming of their weights.
+//! The networks, each with pluggable activation sites and one trait ([`Net`]) that the
+//! training loop sees: CIFAR ResNet-(6n+2) whose every activation site holds its own instance
+//! of an activation, plus the PyTorch-compatible naming of their weights.
 
 pub mod activation;
 pub mod cell;
 pub mod init;
 pub mod layers;
+pub mod net;
 pub mod resnet;
 pub mod state;
 
 pub use activation::Activation;
 pub use cell::MixedCell;
+pub use net::Net;
 pub use resnet::{Network, ResNet, Site};

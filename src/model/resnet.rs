@@ -210,6 +210,23 @@ impl<A: Site> ResNet<A> {
     }
 }
 
+impl<A: Site> super::net::Net for ResNet<A> {
+    type Input = Tensor<4>;
+    type Site = A;
+
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        ResNet::forward(self, images)
+    }
+
+    fn sites(&self) -> Vec<&A> {
+        ResNet::sites(self)
+    }
+
+    fn map_sites(self, f: impl FnMut(usize, A) -> A) -> Self {
+        ResNet::map_sites(self, f)
+    }
+}
+
 impl<A: Site> Block<A> {
     fn new(
         cin: usize,

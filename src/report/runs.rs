@@ -372,6 +372,11 @@ fn find_runs(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, skipped: &mut V
         }
     };
     let mut subdirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    // A sample-based search's children are trained through the same loop as an eval (their
+    // folders hold errors.json and log.log) but are parts of the search, not runs of their own.
+    if dir.join("search.db").is_file() || dir.join("children.jsonl").is_file() {
+        subdirs.retain(|p| p.file_name().is_none_or(|n| n != "children"));
+    }
     subdirs.sort();
     for sub in subdirs {
         find_runs(&sub, depth + 1, found, skipped)?;

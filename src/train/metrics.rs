@@ -1,4 +1,4 @@
-//! Loss and top-1/top-5 accuracy accumulated over the batches of an epoch.
+//! Loss and top-1/top-5 accuracy accumulated over batches.
 
 /// Running sums over one pass of a split.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,6 +26,14 @@ impl Meter {
         }
         self.loss_sum += loss * n as f64;
         self.count += n;
+    }
+
+    /// Adds another meter's sums (a batch's, say).
+    pub fn merge(&mut self, other: &Meter) {
+        self.loss_sum += other.loss_sum;
+        self.top1 += other.top1;
+        self.top5 += other.top5;
+        self.count += other.count;
     }
 
     pub fn loss(&self) -> f64 {

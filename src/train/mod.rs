@@ -1,8 +1,10 @@
-//! The one training loop shared by `eval` (and later the searches): optimizer, learning-rate
+//! The one training loop shared by `eval`, the one-shot searches and the children of the
+//! sample-based searches: optimizer, learning-rate
 //! schedules, metrics, `errors.json`, checkpoints and resume, multi-seed summaries, and
 //! evaluation grids (networks × activations × seeds as executor tasks).
 
 pub mod adam;
+pub mod batches;
 pub mod checkpoint;
 pub mod config;
 pub mod driver;

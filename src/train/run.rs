@@ -5,6 +5,7 @@
 //! evaluation of a split, the parameter count).
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,18 +13,22 @@ use anyhow::Result;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use super::batches::ImageBatches;
 use super::config::TrainConfig;
-use super::driver::{At, Job, StepReport, Strategy, Trained, run_epochs};
+use super::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
 use super::history::History;
 use super::metrics::Meter;
 use super::run_dir::{MODEL_FILE, RunDir, RunLog, Start};
+use super::schedule::Schedule;
 use super::sgd::{Sgd, SgdConfig};
 use super::update::{Grads, Group};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
 use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
-use crate::model::{Activation, ResNet, Site};
+use crate::model::{Activation, Net, ResNet};
 use crate::observer::{Event, Observer};
 use crate::space::resolve::site_values;
 
@@ -86,15 +91,19 @@ pub fn train(
         params: trainable_params(&model),
         ..History::default()
     };
-    let job = Job {
-        out,
-        config,
-        epochs: config.epochs,
-        train: train_set.clone(),
+    let batches = ImageBatches {
+        set: train_set.clone(),
         norm: splits.norm,
         batch_size: config.batch_size,
         augment: config.augment,
         seed: config.seed,
+    };
+    let job = Job {
+        out,
+        config,
+        span: Span::Epochs(config.epochs),
+        train: &batches,
+        write_config: true,
         intro: format!(
             "training {} with activation {} on {} ({} train / {} valid / {} test images), seed {}",
             config.network.name(),
@@ -106,8 +115,7 @@ pub fn train(
             config.seed
         ),
     };
-    let mut strategy = WeightSteps {
-        config,
+    let mut strategy = WeightSteps::<ResNet<Activation>, TrainConfig> {
         sgd: Sgd::new(SgdConfig {
             momentum: config.momentum,
             nesterov: config.nesterov,
@@ -115,14 +123,18 @@ pub fn train(
             grad_clip: config.grad_clip,
             group: Group::All,
         }),
+        lr: LrRule { schedule: config.schedule, base: config.lr, per: Per::Epoch, total: config.epochs },
         loss_fn: CrossEntropyLossConfig::new().init(&train_device),
         valid: valid_set,
-        test: test_set,
+        test: Some(test_set),
         norm: splits.norm,
+        eval_batch: config.eval_batch_size,
         device: device.clone(),
+        hint: "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation",
+        types: PhantomData,
     };
-    let Trained { model, history, batches_tracked } =
-        run_epochs(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
+    let Trained { model, history, batches_tracked, .. } =
+        driver::run(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
 
     let metadata = std::collections::BTreeMap::from([
         ("activation".to_string(), config.activation.clone()),
@@ -142,29 +154,72 @@ pub fn train(
     Ok(RunOutcome { out: out.clone(), history })
 }
 
-/// Eval's strategy: one SGD step of every weight per batch; valid and test every epoch.
-struct WeightSteps<'a> {
-    config: &'a TrainConfig,
-    sgd: Sgd,
-    loss_fn: CrossEntropyLoss,
-    valid: Option<Arc<ImageSet>>,
-    test: Arc<ImageSet>,
-    norm: Normalization,
-    device: Device,
+/// Whether a schedule steps once per epoch or once per optimizer step.
+#[derive(Clone, Copy, Debug)]
+pub enum Per {
+    Epoch,
+    Step,
 }
 
-impl Strategy<Activation> for WeightSteps<'_> {
-    type Config = TrainConfig;
+/// The weights' learning rate: `schedule` from `base` over `total` epochs or steps.
+#[derive(Clone, Copy, Debug)]
+pub struct LrRule {
+    pub schedule: Schedule,
+    pub base: f64,
+    pub per: Per,
+    pub total: usize,
+}
 
-    fn lr(&self, epoch: usize) -> f64 {
-        self.config.schedule.lr(self.config.lr, epoch, self.config.epochs)
+impl LrRule {
+    pub fn at(&self, at: &At) -> f64 {
+        let now = match self.per {
+            Per::Epoch => at.epoch,
+            Per::Step => at.step,
+        };
+        self.schedule.lr(self.base, now, self.total)
+    }
+}
+
+/// The strategy of eval and of a search's children: one SGD step of every weight per batch,
+/// then the validation split (where there is one) and the test split (where given) at each
+/// evaluation point. `C` is the run's configuration type.
+pub struct WeightSteps<N, C> {
+    pub sgd: Sgd,
+    pub lr: LrRule,
+    pub loss_fn: CrossEntropyLoss,
+    pub valid: Option<Arc<ImageSet>>,
+    pub test: Option<Arc<ImageSet>>,
+    pub norm: Normalization,
+    /// Images per evaluation batch.
+    pub eval_batch: usize,
+    /// The plain (non-autodiff) device evaluation runs on.
+    pub device: Device,
+    /// Advice for a run that diverged.
+    pub hint: &'static str,
+    pub types: PhantomData<(N, C)>,
+}
+
+impl<N, C> Strategy for WeightSteps<N, C>
+where
+    N: Net<Input = Tensor<4>>,
+    C: Serialize + DeserializeOwned + Clone,
+{
+    type Net = N;
+    type Batch = Batch;
+    type Config = C;
+
+    fn lr(&self, at: &At) -> f64 {
+        self.lr.at(at)
     }
 
-    fn step(&mut self, model: ResNet<Activation>, batch: &Batch, at: At) -> Result<(ResNet<Activation>, StepReport)> {
+    fn step(&mut self, model: N, batch: &Batch, at: At) -> Result<(N, StepReport)> {
         let (images, labels) = to_tensors(batch, &model.devices()[0]);
         let logits = model.forward(images);
         let loss = self.loss_fn.forward(logits.clone(), labels);
-        let report = StepReport { loss: loss.clone().into_scalar::<f32>() as f64, logits: host_f32(logits.inner()) };
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let mut meter = Meter::default();
+        meter.add(&host_f32(logits.inner()), &batch.labels, value);
+        let report = StepReport { loss: value, meter };
         if !report.loss.is_finite() {
             return Ok((model, report));
         }
@@ -172,14 +227,15 @@ impl Strategy<Activation> for WeightSteps<'_> {
         Ok((self.sgd.step(model, &grads, at.lr), report))
     }
 
-    fn evaluate(&mut self, model: &ResNet<Activation>) -> Result<(Option<Meter>, Option<Meter>)> {
+    fn evaluate(&mut self, model: &N) -> Result<(Option<Meter>, Option<Meter>)> {
         let frozen = model.valid();
-        let batch = self.config.eval_batch_size;
+        let batch = self.eval_batch;
         let valid = self.valid.as_ref().map(|v| evaluate(&frozen, v, self.norm, batch, &self.device));
-        Ok((valid, Some(evaluate(&frozen, &self.test, self.norm, batch, &self.device))))
+        let test = self.test.as_ref().map(|t| evaluate(&frozen, t, self.norm, batch, &self.device));
+        Ok((valid, test))
     }
 
-    fn end_epoch(&mut self, _model: &ResNet<Activation>, _epoch: usize, _history: &mut History) -> Result<String> {
+    fn end_epoch(&mut self, _model: &N, _epoch: usize, _history: &mut History) -> Result<String> {
         Ok(String::new())
     }
 
@@ -193,7 +249,7 @@ impl Strategy<Activation> for WeightSteps<'_> {
     }
 
     fn divergence_hint(&self) -> &'static str {
-        "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation"
+        self.hint
     }
 }
 
@@ -205,8 +261,8 @@ pub(crate) fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1
 }
 
 /// Loss and accuracy of `model` (in inference mode) over a whole split.
-pub fn evaluate<A: Site>(
-    model: &ResNet<A>,
+pub fn evaluate<N: Net<Input = Tensor<4>>>(
+    model: &N,
     set: &Arc<ImageSet>,
     norm: Normalization,
     batch_size: usize,

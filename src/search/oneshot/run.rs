@@ -36,7 +36,8 @@ use crate::observer::{Event, Observer};
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
 use crate::train::adam::{Adam, AdamConfig};
-use crate::train::driver::{At, Job, StepReport, Strategy, Trained, run_epochs};
+use crate::train::batches::ImageBatches;
+use crate::train::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
 use crate::train::history::History;
 use crate::train::metrics::Meter;
 use crate::train::run::{evaluate, to_tensors, trainable_params};
@@ -123,15 +124,19 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         params: trainable_params(&model),
         ..History::default()
     };
-    let job = Job {
-        out,
-        config,
-        epochs: config.epochs,
-        train: train_set.clone(),
+    let batches = ImageBatches {
+        set: train_set.clone(),
         norm: splits.norm,
         batch_size: config.batch_size,
         augment: config.augment,
         seed: config.seed,
+    };
+    let job = Job {
+        out,
+        config,
+        span: Span::Epochs(config.epochs),
+        train: &batches,
+        write_config: true,
         intro: format!(
             "searching the {} space with {} on {} {} ({} train / {} valid images, {} cell{}), seed {}",
             space.name,
@@ -173,8 +178,8 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         last: None,
         epochs_recorded: 0,
     };
-    let Trained { model, history, batches_tracked } =
-        run_epochs(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
+    let Trained { model, history, batches_tracked, .. } =
+        driver::run(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
 
     let genotype = match (method, strategy.best.take(), strategy.last.take()) {
         (Method::Grafs, Some(best), _) => {
@@ -351,11 +356,13 @@ impl OneShot<'_> {
     }
 }
 
-impl Strategy<MixedCell> for OneShot<'_> {
+impl Strategy for OneShot<'_> {
+    type Net = ResNet<MixedCell>;
+    type Batch = Batch;
     type Config = SearchConfig;
 
-    fn lr(&self, epoch: usize) -> f64 {
-        Schedule::Cosine.lr_with_floor(self.config.lr, self.config.lr_min, epoch, self.config.epochs)
+    fn lr(&self, at: &At) -> f64 {
+        Schedule::Cosine.lr_with_floor(self.config.lr, self.config.lr_min, at.epoch, self.config.epochs)
     }
 
     fn begin_epoch(&mut self, model: ResNet<MixedCell>, epoch: usize) -> Result<(ResNet<MixedCell>, Option<String>)> {
@@ -401,7 +408,9 @@ impl Strategy<MixedCell> for OneShot<'_> {
             false => self.mixer.install(model, Pass::Train, self.sample_seed(at, WEIGHTS)),
         };
         let (loss, logits, value) = self.loss(&model, batch);
-        let report = StepReport { loss: value, logits: host_f32(logits.inner()) };
+        let mut meter = Meter::default();
+        meter.add(&host_f32(logits.inner()), &batch.labels, value);
+        let report = StepReport { loss: value, meter };
         if !value.is_finite() {
             return Ok((model, report));
         }

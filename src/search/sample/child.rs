@@ -1,8 +1,10 @@
 //! One child of a sample-based search: a small JSON spec in, a result file out.
 //!
 //! A child trains a fresh ResNet with the proposed activation for a fixed number of SGD steps
-//! (cosine learning rate per step, momentum, weight decay) on the training split and scores it
-//! by its accuracy on the held-out validation split (the reward, a fraction in [0, 1]). Every
+//! (cosine learning rate per step, momentum, weight decay, full batches, the loader's epochs
+//! following one another) on the training split, through the one training loop
+//! (`train::driver`), and scores it by its accuracy on the held-out validation split (the
+//! reward, a fraction in [0, 1]). Every
 //! child of a search gets the same seed, so the same data order and the same initial weights
 //! (common random numbers): rewards differ because the functions do, not by luck.
 //!
@@ -15,19 +17,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 
-use crate::data::{self, DatasetSpec, LoaderConfig, SplitConfig, Splits};
+use crate::data::{self, DatasetSpec, SplitConfig, Splits};
 use crate::expr::Formula;
 use crate::files::write_atomic;
 use crate::model::{Activation, Network, ResNet};
 use crate::observer::Observer;
-use crate::train::run::{evaluate, to_tensors};
+use crate::train::batches::ImageBatches;
+use crate::train::driver::{self, Batches, Diverged, Job, Span};
+use crate::train::history::History;
+use crate::train::run::{LrRule, Per, WeightSteps, trainable_params};
+use crate::train::run_dir::RunLog;
+use crate::train::schedule::Schedule;
 use crate::train::sgd::{Sgd, SgdConfig};
-use crate::train::update::{Grads, Group};
+use crate::train::update::Group;
 
 /// What to train.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -162,12 +169,11 @@ pub fn load_data(
     data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)
 }
 
-/// Mean loss of the last steps is the child's reported train loss.
-const LOSS_WINDOW: usize = 20;
-
-/// Trains the child `spec` on `device`. A divergence is a result (status `diverged`), not an
-/// error; errors are bad specs or unreadable data.
-pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
+/// Trains the child `spec` on `device` through the one training loop, in its folder `dir`
+/// (`log.log`, `errors.json`, and `checkpoint.safetensors` at the end of its steps, which a
+/// later rung can resume). A divergence is a result (status `diverged`), not an error; errors
+/// are bad specs or unreadable data.
+pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
     let start = Instant::now();
     if spec.recipe.steps == 0 {
         bail!("child {}: steps must be at least 1", spec.id);
@@ -186,105 +192,98 @@ pub fn train_child(spec: &ChildSpec, device: &Device, obs: &dyn Observer) -> Res
     let splits = load_data(&spec.recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)?;
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
+    let batches = ImageBatches {
+        set: train_set.clone(),
+        norm: splits.norm,
+        batch_size: spec.recipe.batch_size,
+        augment: spec.recipe.augment,
+        seed: spec.seed,
+    };
+    if batches.len(true) == 0 {
+        bail!(
+            "child {}: {} training images are fewer than one batch of {}",
+            spec.id,
+            train_set.len(),
+            spec.recipe.batch_size
+        );
+    }
 
     let train_device = device.clone().autodiff();
-    let mut model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, |channels| {
+    let model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, |channels| {
         Activation::with_init(&formula, &spec.init, channels, &train_device)
     });
-    let mut sgd = Sgd::new(SgdConfig {
-        momentum: spec.recipe.momentum,
-        nesterov: false,
-        weight_decay: spec.recipe.weight_decay,
-        grad_clip: None,
-        group: Group::All,
-    });
-    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
-    let mut losses: Vec<f64> = Vec::with_capacity(spec.recipe.steps);
-    let mut step = 0;
-    let mut epoch = 0;
-    'train: while step < spec.recipe.steps {
-        let loader = data::batches(
-            train_set.clone(),
-            splits.norm,
-            LoaderConfig {
-                batch_size: spec.recipe.batch_size,
-                shuffle: true,
-                augment: spec.recipe.augment,
-                drop_last: true,
-                seed: spec.seed,
-                epoch,
-            },
-        );
-        let mut any = false;
-        for batch in loader {
-            any = true;
-            let lr = cosine(spec.recipe.lr, step, spec.recipe.steps);
-            let (images, labels) = to_tensors(&batch, &train_device);
-            let loss = loss_fn.forward(model.forward(images), labels);
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            if !value.is_finite() {
-                let error = format!("the training loss became {value} at step {} of {}", step + 1, spec.recipe.steps);
-                return Ok(ChildResult {
-                    id: spec.id,
-                    reward: 0.0,
-                    train_loss: None,
-                    seconds: start.elapsed().as_secs_f64(),
-                    status: Status::Diverged,
-                    error: Some(error),
-                });
-            }
-            losses.push(value);
-            let grads = Grads::of(&model, &loss.backward(), Group::All);
-            model = sgd.step(model, &grads, lr);
-            step += 1;
-            if step == spec.recipe.steps {
-                break 'train;
-            }
+    let history = History {
+        seed: spec.seed,
+        network: spec.recipe.network.name().to_string(),
+        dataset: spec.dataset.clone(),
+        activation: spec.formula.clone(),
+        params: trainable_params(&model),
+        ..History::default()
+    };
+    let steps = spec.recipe.steps;
+    let job = Job {
+        out: dir,
+        config: spec,
+        span: Span::Steps { steps, eval_interval: steps },
+        train: &batches,
+        write_config: false,
+        intro: format!(
+            "child {}: training {} with {} for {steps} steps on {} ({} train / {} valid images), seed {}",
+            spec.id,
+            spec.recipe.network.name(),
+            spec.formula,
+            spec.dataset,
+            train_set.len(),
+            valid_set.len(),
+            spec.seed
+        ),
+    };
+    let mut strategy = WeightSteps::<ResNet<Activation>, ChildSpec> {
+        sgd: Sgd::new(SgdConfig {
+            momentum: spec.recipe.momentum,
+            nesterov: false,
+            weight_decay: spec.recipe.weight_decay,
+            grad_clip: None,
+            group: Group::All,
+        }),
+        lr: LrRule { schedule: Schedule::Cosine, base: spec.recipe.lr, per: Per::Step, total: steps },
+        loss_fn: CrossEntropyLossConfig::new().init(&train_device),
+        valid: Some(valid_set),
+        test: None,
+        norm: splits.norm,
+        eval_batch: EVAL_BATCH,
+        device: device.clone(),
+        hint: "the search gives it reward 0",
+        types: PhantomData,
+    };
+    let mut log = RunLog::open(&dir.join("log.log"), obs)?;
+    let mean = |losses: &[f64]| (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+    let trained = match driver::run(&job, model, history, &mut strategy, false, &mut log, obs) {
+        Ok(trained) => trained,
+        Err(e) => {
+            let Some(diverged) = e.downcast_ref::<Diverged>() else { return Err(e) };
+            return Ok(ChildResult {
+                id: spec.id,
+                reward: 0.0,
+                train_loss: mean(&diverged.recent_losses),
+                seconds: start.elapsed().as_secs_f64(),
+                status: Status::Diverged,
+                error: Some(diverged.what.clone()),
+            });
         }
-        if !any {
-            bail!(
-                "child {}: {} training images are fewer than one batch of {}",
-                spec.id,
-                train_set.len(),
-                spec.recipe.batch_size
-            );
-        }
-        epoch += 1;
-    }
-    let meter = evaluate(&model.valid(), &valid_set, splits.norm, 500, device);
-    let tail = &losses[losses.len().saturating_sub(LOSS_WINDOW)..];
-    let train_loss = Some(tail.iter().sum::<f64>() / tail.len() as f64);
-    let reward = meter.acc() / 100.0;
+    };
+    let reward = trained.history.valid_acc.last().copied().unwrap_or(0.0) / 100.0;
+    let train_loss = mean(&trained.recent_losses);
     let seconds = start.elapsed().as_secs_f64();
-    if !reward.is_finite() || !meter.loss().is_finite() {
-        let error = format!("the validation loss is {}", meter.loss());
-        return Ok(ChildResult {
-            id: spec.id,
-            reward: 0.0,
-            train_loss,
-            seconds,
-            status: Status::Diverged,
-            error: Some(error),
-        });
-    }
     Ok(ChildResult { id: spec.id, reward, train_loss, seconds, status: Status::Ok, error: None })
 }
 
-/// The learning rate of step `step` of `steps`: half a cosine from `lr` towards 0.
-fn cosine(lr: f64, step: usize, steps: usize) -> f64 {
-    0.5 * lr * (1.0 + (std::f64::consts::PI * step as f64 / steps as f64).cos())
-}
+/// Images per batch of the child's one evaluation.
+const EVAL_BATCH: usize = 500;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cosine_runs_from_lr_towards_zero() {
-        assert_eq!(cosine(0.1, 0, 100), 0.1);
-        assert!((cosine(0.1, 50, 100) - 0.05).abs() < 1e-12);
-        assert!(cosine(0.1, 99, 100) < 0.001);
-    }
 
     #[test]
     fn status_names_round_trip() {

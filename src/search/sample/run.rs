@@ -272,6 +272,23 @@ pub fn run(
     Ok(SampleOutcome { top, trained, proposals: rows.len(), ended_early, stopped })
 }
 
+/// Deletes the children's checkpoints (`children/ID/checkpoint.safetensors`, each child's
+/// final weights and optimizer state) of the finished search in `out`; returns how many.
+pub fn remove_child_checkpoints(out: &Path) -> Result<usize> {
+    let children = out.join("children");
+    let Ok(entries) = std::fs::read_dir(&children) else { return Ok(0) };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path().join(crate::train::checkpoint::FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+        }
+    }
+    Ok(removed)
+}
+
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
 }
