@@ -6,45 +6,18 @@ use anyhow::{Result, bail};
 use super::progress::Progress;
 use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
-use crate::model::Network;
 use crate::search::sample::child::load_data;
+use crate::search::sample::config::{ChildRecipe, SampleConfig, SampleMethod, SamplePreset};
 use crate::search::sample::controller::ControllerConfig;
 use crate::search::sample::policy::{PolicyConfig, Rule};
 use crate::search::sample::ppo::CLIP;
-use crate::search::sample::run::{ChildRecipe, SampleConfig, SampleMethod};
 use crate::search::sample::space::TokenSpace;
 
-/// The values a preset gives the sample-based searches.
-struct Defaults {
-    budget: usize,
-    batch_children: usize,
-    network: Network,
-    steps: usize,
-    subset: Option<usize>,
-    population: usize,
-    tournament: usize,
-}
-
-fn defaults(preset: PresetArg) -> Result<Defaults> {
+/// The sample-based searches' preset that `--preset` names (`seed` means `paper` for them).
+fn preset(preset: PresetArg) -> Result<SamplePreset> {
     match preset {
-        PresetArg::Seed | PresetArg::Paper => Ok(Defaults {
-            budget: 1000,
-            batch_children: 8,
-            network: Network::Resnet20,
-            steps: 10000,
-            subset: None,
-            population: 20,
-            tournament: 5,
-        }),
-        PresetArg::Quick => Ok(Defaults {
-            budget: 16,
-            batch_children: 4,
-            network: Network::Resnet8,
-            steps: 200,
-            subset: Some(5000),
-            population: 4,
-            tournament: 2,
-        }),
+        PresetArg::Seed | PresetArg::Paper => Ok(SamplePreset::Paper),
+        PresetArg::Quick => Ok(SamplePreset::Quick),
         PresetArg::Grafs => {
             bail!("--preset grafs is for the one-shot methods; use --preset paper or quick with a sample-based method")
         }
@@ -68,7 +41,7 @@ fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
 
 pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     reject_one_shot_flags(args)?;
-    let d = defaults(args.preset)?;
+    let d = preset(args.preset)?.defaults();
     let s = &args.sample;
     let space = TokenSpace::parse(&args.space)?;
     s.exec.check()?;

@@ -9,14 +9,20 @@
 //!   and the LSTM [`controller`] trained by [`policy`] with [`ppo`]'s or [`reinforce`]'s loss;
 //! - [`child`], one child's spec, training and result file (`actsearch child`);
 //! - [`store`], which is `search.db`;
-//! - [`run`]: the loop that ties them together on one budget, through an executor
-//!   (`exec`).
+//! - [`config`]: a search's configuration and its presets;
+//! - [`iteration`]: one controller iteration, from proposals to rows, its children run
+//!   through an executor (`exec`);
+//! - [`outputs`]: `children.jsonl`, `top.json` and `errors.json`;
+//! - [`run`]: the loop that ties them together on one budget.
 
 pub mod child;
+pub mod config;
 pub mod controller;
 pub mod evolution;
 pub mod exhaustive;
+pub mod iteration;
 pub mod method;
+pub mod outputs;
 pub mod policy;
 pub mod ppo;
 pub mod random;
