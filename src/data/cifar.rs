@@ -1,5 +1,7 @@
 //! CIFAR-10 and CIFAR-100 in the official binary layout: locating (and if needed extracting)
-//! the files under the data directory, and parsing their fixed-size records.
+//! the files under the data directory, or reading a binary folder the user points at
+//! (`--dataset PATH`, such as the offline `cifar-100-binary.tar.xz` extracted), and parsing
+//! their fixed-size records.
 //!
 //! CIFAR-10 records are 1 label byte + 3072 CHW bytes; CIFAR-100 records are 1 coarse label
 //! byte + 1 fine label byte + 3072 CHW bytes (the fine label is used).
@@ -115,10 +117,44 @@ impl CifarKind {
 /// (or, in a synthetic dataset, the number its [`SYNTHETIC_DECLARATION`] declares).
 pub fn load_cifar(kind: CifarKind, data_dir: &Path, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
     let folder = prepare_cifar(kind, data_dir, obs)?;
-    let source = Source::of(kind, data_dir, &folder)?;
-    let classes = read_class_names(kind, data_dir, &folder)?;
-    let train = read_records(kind, data_dir, &folder, &source, kind.train_files(), &classes)?;
-    let test = read_records(kind, data_dir, &folder, &source, kind.test_files(), &classes)?;
+    let fix = format!("delete {} and run `{}`", folder.display(), kind.fetch_command(data_dir));
+    read_cifar(kind, &folder, &fix, obs)
+}
+
+/// The CIFAR binary folder at `dir`, or the one such folder directly inside it (what an
+/// archive of one extracts to), and which CIFAR it holds: CIFAR-100's `train.bin`, `test.bin`
+/// and `fine_label_names.txt`, or CIFAR-10's `data_batch_1.bin` ... `test_batch.bin` and
+/// `batches.meta.txt`. None when it is neither.
+pub fn find_cifar_folder(dir: &Path) -> Option<(CifarKind, PathBuf)> {
+    let kind_of = |d: &Path| {
+        [CifarKind::Cifar100, CifarKind::Cifar10].into_iter().find(|k| {
+            let data = k.train_files().iter().chain(k.test_files());
+            d.join(k.class_names_file()).is_file() && data.into_iter().all(|f| d.join(f).is_file())
+        })
+    };
+    if let Some(kind) = kind_of(dir) {
+        return Some((kind, dir.to_path_buf()));
+    }
+    let mut inside = fs::read_dir(dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir());
+    let (first, second) = (inside.next()?, inside.next());
+    match second {
+        None => kind_of(&first).map(|kind| (kind, first)),
+        Some(_) => None,
+    }
+}
+
+/// Reads the CIFAR binary folder `folder` of `kind`, checking the record counts (the official
+/// ones, or a synthetic folder's declared ones), every label and the class-name files; its
+/// MD5 is not checked, so a lossless repack of the official files (such as the offline
+/// `cifar-100-binary.tar.xz`) is read too. `fix` says how to repair a damaged folder.
+pub fn read_cifar(kind: CifarKind, folder: &Path, fix: &str, obs: &dyn Observer) -> Result<(ImageSet, ImageSet)> {
+    let source = Source::of(folder, fix)?;
+    let classes = read_class_names(kind, folder, kind.class_names_file(), kind.num_classes(), fix)?;
+    if kind == CifarKind::Cifar100 {
+        read_class_names(kind, folder, "coarse_label_names.txt", 20, fix)?;
+    }
+    let train = read_records(kind, folder, &source, kind.train_files(), &classes, fix)?;
+    let test = read_records(kind, folder, &source, kind.test_files(), &classes, fix)?;
     obs.event(Event::Info(format!(
         "{}: {} training and {} test images from {}{}",
         kind.title(),
@@ -138,19 +174,14 @@ enum Source {
 }
 
 impl Source {
-    fn of(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<Source> {
+    fn of(folder: &Path, fix: &str) -> Result<Source> {
         let path = folder.join(SYNTHETIC_DECLARATION);
         let Ok(text) = fs::read_to_string(&path) else { return Ok(Source::Official) };
         let declared =
             text.lines().find_map(|l| l.strip_prefix("records per file:")).and_then(|n| n.trim().parse().ok());
         match declared {
             Some(records_per_file) => Ok(Source::Synthetic { records_per_file }),
-            None => bail!(
-                "{} has no line `records per file: N`; delete {} (for the official data, run `{}`)",
-                path.display(),
-                folder.display(),
-                kind.fetch_command(data_dir)
-            ),
+            None => bail!("{} has no line `records per file: N`; {fix}", path.display()),
         }
     }
 
@@ -218,29 +249,14 @@ fn prepare_from(kind: CifarKind, data_dir: &Path, info: &ArchiveInfo, obs: &dyn 
     Ok(folder)
 }
 
-/// Reads the class names: the non-empty lines of the names file, exactly `num_classes`.
-fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<Vec<String>> {
-    let path = folder.join(kind.class_names_file());
-    let text = fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} class names from {}: delete {} and run `{}`",
-            kind.title(),
-            path.display(),
-            folder.display(),
-            kind.fetch_command(data_dir)
-        )
-    })?;
+/// Reads the class names in `file`: its non-empty lines, exactly `count` of them.
+fn read_class_names(kind: CifarKind, folder: &Path, file: &str, count: usize, fix: &str) -> Result<Vec<String>> {
+    let path = folder.join(file);
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} class names from {}: {fix}", kind.title(), path.display()))?;
     let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    if names.len() != kind.num_classes() {
-        bail!(
-            "{} lists {} class names but {} has {}; delete {} and run `{}`",
-            path.display(),
-            names.len(),
-            kind.title(),
-            kind.num_classes(),
-            folder.display(),
-            kind.fetch_command(data_dir)
-        );
+    if names.len() != count {
+        bail!("{} lists {} class names but {} has {count}; {fix}", path.display(), names.len(), kind.title());
     }
     Ok(names)
 }
@@ -249,19 +265,18 @@ fn read_class_names(kind: CifarKind, data_dir: &Path, folder: &Path) -> Result<V
 /// records `source` expects.
 fn read_records(
     kind: CifarKind,
-    data_dir: &Path,
     folder: &Path,
     source: &Source,
     files: &[&str],
     classes: &[String],
+    fix: &str,
 ) -> Result<ImageSet> {
-    let fix = || format!("delete {} and run `{}`", folder.display(), kind.fetch_command(data_dir));
     let mut set = ImageSet { classes: classes.to_vec(), ..ImageSet::default() };
     for name in files {
         let path = folder.join(name);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read CIFAR file {}: {}", path.display(), fix()))?;
+        let bytes = fs::read(&path).with_context(|| format!("cannot read CIFAR file {}: {fix}", path.display()))?;
         let before = set.len();
-        parse_records(kind, &path, &bytes, &mut set).map_err(|e| anyhow::anyhow!("{e}; {}", fix()))?;
+        parse_records(kind, &path, &bytes, &mut set).map_err(|e| anyhow::anyhow!("{e}; {fix}"))?;
         let (found, expected) = (set.len() - before, source.expected_records(kind, name));
         if found != expected {
             let whose = match source {
@@ -269,9 +284,8 @@ fn read_records(
                 Source::Synthetic { .. } => format!("its {SYNTHETIC_DECLARATION} declares"),
             };
             bail!(
-                "CIFAR file {} holds {found} images but {whose} {expected} (incomplete or damaged); {}",
-                path.display(),
-                fix()
+                "CIFAR file {} holds {found} images but {whose} {expected} (incomplete or damaged); {fix}",
+                path.display()
             );
         }
     }

@@ -1,6 +1,7 @@
-//! Image folders shipped as an archive (`.tar.xz`, `.tar.gz`, `.tar`), such as the offline
-//! `cifar10-images.tar.xz`: extracted once under `<data_dir>/extracted/<archive name>/`, then
-//! loaded like any image folder.
+//! Datasets shipped as an archive (`.tar.xz`, `.tar.gz`, `.tar`), such as the offline
+//! `cifar10-images.tar.xz` (an image folder) or `cifar-100-binary.tar.xz` (a CIFAR binary
+//! folder): extracted once under `<data_dir>/extracted/<archive name>/`, then loaded like the
+//! folder they hold.
 //!
 //! An extraction is keyed by the archive's contents, not its name: the marker `.complete`
 //! (JSON, written last) records the archive's size, mtime and xxh3. Equal size and mtime are
@@ -27,6 +28,12 @@ const MARKER: &str = ".complete";
 /// The image folder inside `archive` (the directory holding `train/` and `test/`), extracting
 /// the archive first if this archive (by contents) has not been extracted before.
 pub fn prepare_folder_archive(archive: &Path, data_dir: &Path, obs: &dyn Observer) -> Result<PathBuf> {
+    find_image_root(&extract_once(archive, data_dir, obs)?, archive)
+}
+
+/// The folder `archive` is extracted to, `<data_dir>/extracted/<archive name>/`, extracting it
+/// first unless this archive (by contents) was extracted there before.
+pub fn extract_once(archive: &Path, data_dir: &Path, obs: &dyn Observer) -> Result<PathBuf> {
     let name = archive.file_name().and_then(|n| n.to_str()).unwrap_or("archive");
     let extracted = data_dir.join("extracted");
     let target = extracted.join(name);
@@ -70,7 +77,7 @@ pub fn prepare_folder_archive(archive: &Path, data_dir: &Path, obs: &dyn Observe
     if let Some(xxh3) = xxh3 {
         extract(archive, &extracted, &target, Marker { archive: archive.display().to_string(), stamp, xxh3 }, obs)?;
     }
-    find_image_root(&target, archive)
+    Ok(target)
 }
 
 /// Size and modification time of a file: when both are unchanged, so are the contents.

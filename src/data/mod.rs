@@ -22,7 +22,7 @@ pub mod synthetic;
 mod test_observer;
 
 pub use archive::{extract_archive, is_archive, verify_archive};
-pub use cifar::{CifarKind, load_cifar, prepare_cifar};
+pub use cifar::{CifarKind, find_cifar_folder, load_cifar, prepare_cifar, read_cifar};
 pub use download::fetch;
 pub use folder::load_folder;
 pub use folder_archive::prepare_folder_archive;

@@ -12,10 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::archive::is_archive;
-use super::cifar::{CifarKind, load_cifar};
+use super::cifar::{CifarKind, find_cifar_folder, load_cifar, read_cifar};
 use super::download::fetch;
 use super::folder::load_folder;
-use super::folder_archive::prepare_folder_archive;
+use super::folder_archive::{extract_once, prepare_folder_archive};
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
 use crate::observer::{Event, Observer};
 
@@ -30,7 +30,8 @@ pub enum DatasetSpec {
 }
 
 impl DatasetSpec {
-    /// Parses `cifar10`, `cifar100` (any case, `cifar-10` too) or the path of an existing folder.
+    /// Parses `cifar10`, `cifar100` (any case, `cifar-10` too) or the path of an existing
+    /// folder or archive: an image folder, or a CIFAR binary folder (see `cifar::find_cifar_folder`).
     pub fn parse(text: &str) -> Result<DatasetSpec> {
         match text.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
             "cifar10" => return Ok(DatasetSpec::Cifar10),
@@ -45,7 +46,8 @@ impl DatasetSpec {
             bail!(
                 "dataset '{text}' is neither cifar10, cifar100 nor an existing folder or archive; pass \
                  --dataset cifar10, --dataset cifar100 or --dataset PATH to a folder (or a \
-                 .tar.xz/.tar.gz of one) holding train/<class>/ and test/<class>/ images"
+                 .tar.xz/.tar.gz of one) holding train/<class>/ and test/<class>/ images, or a \
+                 CIFAR binary folder such as cifar-100-binary/ (or its archive)"
             );
         }
         Ok(DatasetSpec::Folder(path))
@@ -141,10 +143,31 @@ pub fn load_splits(spec: &DatasetSpec, data_dir: &Path, cfg: &SplitConfig, obs: 
     let (train_all, test_all) = match spec {
         DatasetSpec::Cifar10 => load_cifar_or_download(CifarKind::Cifar10, data_dir, obs)?,
         DatasetSpec::Cifar100 => load_cifar_or_download(CifarKind::Cifar100, data_dir, obs)?,
-        DatasetSpec::Folder(path) => load_folder(path, &data_dir.join("cache"), obs)?,
+        DatasetSpec::Folder(path) => match find_cifar_folder(path) {
+            Some((kind, folder)) => {
+                let fix = format!(
+                    "{} is not a complete {} binary folder: replace it with a good copy",
+                    folder.display(),
+                    kind.title()
+                );
+                read_cifar(kind, &folder, &fix, obs)?
+            }
+            None => load_folder(path, &data_dir.join("cache"), obs)?,
+        },
         DatasetSpec::FolderArchive(archive) => {
-            let folder = prepare_folder_archive(archive, data_dir, obs)?;
-            load_folder(&folder, &data_dir.join("cache"), obs)?
+            let target = extract_once(archive, data_dir, obs)?;
+            match find_cifar_folder(&target) {
+                Some((kind, folder)) => {
+                    let fix = format!(
+                        "{} (extracted from {}) is damaged: delete {} and rerun to extract it again, or check the archive",
+                        folder.display(),
+                        archive.display(),
+                        target.display()
+                    );
+                    read_cifar(kind, &folder, &fix, obs)?
+                }
+                None => load_folder(&prepare_folder_archive(archive, data_dir, obs)?, &data_dir.join("cache"), obs)?,
+            }
         }
     };
     cut(spec, train_all, test_all, cfg, obs)
