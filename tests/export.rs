@@ -2,7 +2,7 @@
 //! formula is exported by the binary, run by Python on a grid of inputs in float64 (values and
 //! autograd derivatives), and compared with `Formula::eval_grad`. Where torch or jax is not
 //! installed, that half is skipped with a note (set ACTSEARCH_PYTHON to a Python that has
-//! them; CI's machines have neither).
+//! them); CI installs the reference venv and sets ACTSEARCH_REQUIRE_TORCH, so there they run.
 
 mod common;
 
@@ -36,20 +36,10 @@ fn grid() -> Vec<f64> {
     (0..=120).map(|i| -6.0 + 0.1 * i as f64).collect()
 }
 
-/// A Python that can import `module`, if there is one.
-fn python_with(module: &str) -> Option<String> {
-    let python = std::env::var("ACTSEARCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python).args(["-c", &format!("import {module}")]).output().ok()?.status.success();
-    ok.then_some(python)
-}
-
 /// Exports every formula with `--to target` into `dir`, runs `driver` over them and checks
 /// values and derivatives against ours with the parameter values the driver used.
 fn check_target(target: &str, module: &str, driver: &str) {
-    let Some(python) = python_with(module) else {
-        eprintln!("skipped: no {module} in python3 (set ACTSEARCH_PYTHON to a Python that has it)");
-        return;
-    };
+    let Some(python) = common::python_with(&format!("export --to {target}"), &[module]) else { return };
     let dir = tempfile::tempdir().unwrap();
     let formulas = formulas();
     for (i, f) in formulas.iter().enumerate() {

@@ -128,3 +128,32 @@ impl Observer for StopAtEpoch {
         self.1.load(Ordering::SeqCst)
     }
 }
+
+/// A Python that can import every module of `modules`: `ACTSEARCH_PYTHON`, else `python3`.
+/// None when there is none: the caller skips its check, and says so on the terminal (written
+/// past the test harness's capture, so that `cargo test` shows it). Under
+/// `ACTSEARCH_REQUIRE_TORCH` (CI sets it, with its reference venv) a missing module fails the
+/// test instead, so the parity checks cannot be skipped there.
+pub fn python_with(test: &str, modules: &[&str]) -> Option<String> {
+    let python = std::env::var("ACTSEARCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let import = format!("import {}", modules.join(", "));
+    let out = Command::new(&python).args(["-c", &import]).output();
+    if out.as_ref().is_ok_and(|o| o.status.success()) {
+        return Some(python);
+    }
+    let why = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string(),
+        Err(e) => e.to_string(),
+    };
+    if std::env::var_os("ACTSEARCH_REQUIRE_TORCH").is_some() {
+        panic!(
+            "{test}: ACTSEARCH_REQUIRE_TORCH is set but `{python} -c '{import}'` fails ({why}): set ACTSEARCH_PYTHON to the reference venv (python3 -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch==2.13.0 safetensors jax)"
+        );
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipped: {python} cannot `{import}` (set ACTSEARCH_PYTHON to a Python that can, e.g. /tmp/torchref/bin/python)"
+    );
+    None
+}
