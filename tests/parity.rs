@@ -75,3 +75,95 @@ fn a_trained_resnet_gives_the_pytorch_twins_logits() {
         assert!((a - b).abs() <= 1e-4 * scale, "logit {i}: ours {a}, PyTorch {b} (scale {scale})");
     }
 }
+
+/// Loads our ViT's weights into `transformers_ref.ViT` strictly, then redraws every parameter
+/// from N(0, 0.5^2) (at the init's 0.02, attention is nearly uniform and a wrong scale would
+/// hide), and writes those weights and the model's logits on our inputs.
+const VIT_TWIN: &str = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+import transformers_ref as tr
+
+class Swish(nn.Module):  # x*sigmoid(b*x) as `export --to pytorch` names its parameter: p0
+    def __init__(self, width):
+        super().__init__()
+        self.p0 = nn.Parameter(torch.ones(width))
+    def forward(self, x):
+        return x * torch.sigmoid(self.p0 * x)
+
+ours, act, mlp, inputs, out = sys.argv[2:7]
+act = tr.named("gelu") if act == "gelu" else Swish
+model = tr.ViT("vit-micro", act, classes=10, mlp=mlp)
+model.load_state_dict(load_file(ours), strict=True)
+torch.manual_seed(0)
+with torch.no_grad():
+    for p in model.parameters():
+        p.normal_(0.0, 0.5)
+model.eval()
+with torch.no_grad():
+    logits = model(load_file(inputs)["x"])
+state = {k: v.contiguous() for k, v in model.state_dict().items()}
+state["logits"] = logits.contiguous()
+save_file(state, out)
+"#;
+
+/// Every tensor of a safetensors file written by another program (no checksum of ours).
+fn plain_safetensors(path: &Path) -> std::collections::HashMap<String, NamedTensor> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            (name.clone(), NamedTensor { name, shape: view.shape().to_vec(), values: Values::F32(values) })
+        })
+        .collect()
+}
+
+#[test]
+fn the_vit_gives_the_reference_vits_logits_and_loads_strictly() {
+    use actsearch::model::vit::{Mlp, Vit, VitSize};
+    let Some(python) = common::python_with("vit parity", &["torch", "safetensors"]) else { return };
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
+    let device = Device::flex();
+    for (activation, mlp, mlp_name) in [("gelu(x)", Mlp::Standard, "standard"), ("x*sigmoid(b*x)", Mlp::Gated, "gated")]
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let formula = actsearch::expr::Formula::parse(activation).unwrap();
+        let ours = Vit::with_sites(VitSize::VitMicro, mlp, 10, 0, &device, |width| {
+            actsearch::model::Activation::new(&formula, width, &device)
+        });
+        let ours_file = tmp.path().join("ours.safetensors");
+        write_safetensors(&ours_file, &ours.state_dict(0), BTreeMap::new()).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let shape = [3, 3, 32, 32];
+        let x: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let inputs = tmp.path().join("inputs.safetensors");
+        let input = NamedTensor { name: "x".into(), shape: shape.to_vec(), values: Values::F32(x.clone()) };
+        write_safetensors(&inputs, &[input], BTreeMap::new()).unwrap();
+        let script = tmp.path().join("twin.py");
+        std::fs::write(&script, VIT_TWIN).unwrap();
+        let theirs_file = tmp.path().join("theirs.safetensors");
+        let act = if activation == "gelu(x)" { "gelu" } else { "swish" };
+        let run = Command::new(&python)
+            .arg(&script)
+            .arg(&reference)
+            .args([&ours_file, Path::new(act), Path::new(mlp_name), &inputs, &theirs_file])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{activation} {mlp_name}: {}", String::from_utf8_lossy(&run.stderr));
+        let mut theirs = plain_safetensors(&theirs_file);
+        let Values::F32(logits) = theirs.remove("logits").unwrap().values else { unreachable!() };
+        let model = ours.load_state_dict(&theirs).unwrap().valid();
+        let got = host_f32(model.forward(Tensor::<4>::from_data(TensorData::new(x, shape), &device)));
+        let scale = logits.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(&logits).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * scale, "{activation} {mlp_name} logit {i}: ours {a}, reference {b}");
+        }
+        assert!(scale > 1.0, "{activation} {mlp_name}: logits {logits:?} too small to test anything");
+    }
+}

@@ -1,4 +1,5 @@
-//! An activation site: a formula plus its own per-channel trainable parameters.
+//! An activation site: a formula plus its own per-channel (or, in a transformer, per-feature)
+//! trainable parameters.
 //!
 //! Every parameter of the formula (`b`, `b1`, ...) becomes a per-channel vector initialised to
 //! 1, owned by this site only. The forward pass is the fused kernel on the CPU backend and
@@ -43,6 +44,24 @@ impl Activation {
     pub fn with_values(formula: &Formula, values: &[Vec<f32>], device: &Device) -> Self {
         let params = values.iter().map(|v| Param::from_data(TensorData::new(v.clone(), [v.len()]), device)).collect();
         Activation { params, formula: formula.clone(), program: Arc::new(Program::from_formula(formula)) }
+    }
+
+    /// The activation on features along the last axis of `x` (the transformers' MLP hidden
+    /// layers), parameter slot `k` a `[width]` vector on that axis. On the CPU a formula
+    /// without parameters runs the fused kernel with each row of features as one plane;
+    /// with parameters it runs the reference path (the fused kernel's planes are per channel).
+    pub fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        let width = dims[D - 1];
+        if self.params.is_empty() && fused::available(&x.device()) {
+            let rows = dims.iter().product::<usize>() / width.max(1);
+            let y = fused::apply(self.program.clone(), x.reshape([rows, 1, width, 1]), Vec::new(), None);
+            return y.reshape(dims);
+        }
+        let mut shape = [1usize; D];
+        shape[D - 1] = width;
+        let params: Vec<Tensor<D>> = self.params.iter().map(|p| p.val().reshape(shape)).collect();
+        reference::eval(&self.formula, x, &params)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {

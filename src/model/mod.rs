@@ -1,6 +1,7 @@
 //! The networks, each with pluggable activation sites and one trait ([`Net`]) that the
 //! training loop sees: CIFAR ResNet-(6n+2) whose every activation site holds its own instance
-//! of an activation, plus the PyTorch-compatible naming of their weights.
+//! of an activation, the Vision Transformer (`vit`), plus the PyTorch-compatible naming of
+//! their weights.
 
 pub mod activation;
 pub mod cell;
@@ -9,8 +10,10 @@ pub mod layers;
 pub mod net;
 pub mod resnet;
 pub mod state;
+pub mod vit;
 
 pub use activation::Activation;
 pub use cell::MixedCell;
 pub use net::Net;
 pub use resnet::{Network, ResNet, Site};
+pub use vit::{Mlp, Vit, VitSize};

@@ -57,18 +57,46 @@ fn is_linear_weight(path: &str) -> bool {
     path == "fc.weight"
 }
 
-/// Every tensor of `module` under PyTorch names, plus `num_batches_tracked` for each
-/// BatchNorm (PyTorch's strict loading expects it).
+/// How a network's burn module paths become its PyTorch twin's `state_dict` names.
+pub trait Naming {
+    /// The PyTorch name of the tensor at burn path `path`.
+    fn torch_name(&self, path: &str) -> String;
+    /// Whether the tensor at `path` is a linear weight (burn keeps `[in, out]`, PyTorch
+    /// `[out, in]`).
+    fn transposed(&self, path: &str) -> bool;
+}
+
+/// The CIFAR ResNets' names ([`torch_name`]; the classifier `fc` is the one linear layer),
+/// also used for the other modules saved by name (a search controller's state).
+pub struct ResNetNames;
+
+impl Naming for ResNetNames {
+    fn torch_name(&self, path: &str) -> String {
+        torch_name(path)
+    }
+
+    fn transposed(&self, path: &str) -> bool {
+        is_linear_weight(path)
+    }
+}
+
+/// Every tensor of `module` under the ResNets' PyTorch names, plus `num_batches_tracked` for
+/// each BatchNorm (PyTorch's strict loading expects it).
 pub fn state_dict<M: Module>(module: &M, batches_tracked: i64) -> Vec<NamedTensor> {
+    state_dict_with(module, batches_tracked, &ResNetNames)
+}
+
+/// [`state_dict`] under the names `names` gives.
+pub fn state_dict_with<M: Module>(module: &M, batches_tracked: i64, names: &dyn Naming) -> Vec<NamedTensor> {
     let mut collector = Collector { path: Vec::new(), out: Vec::new() };
     module.visit(&mut collector);
     let mut out = Vec::new();
     for (path, mut shape, mut values) in collector.out {
-        if is_linear_weight(&path) {
+        if names.transposed(&path) {
             values = transpose(&values, shape[0], shape[1]);
             shape.swap(0, 1);
         }
-        let name = torch_name(&path);
+        let name = names.torch_name(&path);
         let tracked = name.strip_suffix(".running_var").map(|prefix| format!("{prefix}.num_batches_tracked"));
         out.push(NamedTensor { name, shape, values: Values::F32(values) });
         if let Some(tracked) = tracked {
@@ -78,10 +106,19 @@ pub fn state_dict<M: Module>(module: &M, batches_tracked: i64) -> Vec<NamedTenso
     out
 }
 
-/// Replace every tensor of `module` by the one of the same PyTorch name in `tensors`.
-/// Missing names or shape mismatches are errors that name the tensor.
+/// Replace every tensor of `module` by the one of the same PyTorch name (the ResNets' names)
+/// in `tensors`. Missing names or shape mismatches are errors that name the tensor.
 pub fn load_state_dict<M: Module>(module: M, tensors: &HashMap<String, NamedTensor>) -> Result<M> {
-    let mut loader = Loader { path: Vec::new(), tensors, error: None };
+    load_state_dict_with(module, tensors, &ResNetNames)
+}
+
+/// [`load_state_dict`] under the names `names` gives.
+pub fn load_state_dict_with<M: Module>(
+    module: M,
+    tensors: &HashMap<String, NamedTensor>,
+    names: &dyn Naming,
+) -> Result<M> {
+    let mut loader = Loader { path: Vec::new(), tensors, names, error: None };
     let module = module.map(&mut loader);
     match loader.error {
         Some(e) => Err(e),
@@ -112,6 +149,7 @@ impl ModuleVisitor for Collector {
 struct Loader<'a> {
     path: Vec<String>,
     tensors: &'a HashMap<String, NamedTensor>,
+    names: &'a dyn Naming,
     error: Option<anyhow::Error>,
 }
 
@@ -127,12 +165,12 @@ impl ModuleMapper for Loader<'_> {
             return param;
         }
         let path = self.path.join(".");
-        let name = torch_name(&path);
+        let name = self.names.torch_name(&path);
         let (id, tensor, mapper) = param.consume();
         let shape = tensor.dims();
         let loaded = match self.tensors.get(&name) {
             None => Err(anyhow!("the weights file has no tensor '{name}'")),
-            Some(t) => host_values(t, &shape[..], is_linear_weight(&path)),
+            Some(t) => host_values(t, &shape[..], self.names.transposed(&path)),
         };
         match loaded {
             Ok(values) => {
