@@ -163,7 +163,7 @@ fn w1(device: &Device) -> Result<(Vec<f64>, f64)> {
 fn training_step(device: &Device, activation: &str) -> Result<(Vec<f64>, f64)> {
     let device = device.clone().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut model = ResNet::new(Network::Resnet20, &resolve(activation)?, 10, 0, &device);
+    let mut model = ResNet::new(Network::Resnet20, &resolve(activation)?, 10, 0, &device)?;
     let (x, y) = batch(&mut rng, 128, &device);
     let mut sgd =
         Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: None, group: Group::All });
@@ -184,7 +184,7 @@ fn w2(device: &Device) -> Result<(Vec<f64>, f64)> {
     let mut model = ResNet::with_sites(Network::Resnet8, 10, 0, &device, |channels| {
         let alphas = space.positions().iter().map(|p| alpha_init.normal(p.ops.len(), 1e-3)).collect();
         MixedCell::new(&space, channels, alphas, &device)
-    });
+    })?;
     let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
     let mixer = Mixer::new(Method::Darts, false, &op_counts, model.sites().len());
     let (xt, yt) = batch(&mut rng, 64, &device);
@@ -221,7 +221,7 @@ fn w3(device: &Device) -> Result<(Vec<f64>, f64)> {
         classes: (0..10).map(|c| c.to_string()).collect(),
     });
     let norm = Normalization::of(&set);
-    let mut model = ResNet::new(Network::Resnet8, &resolve("relu")?, 10, 0, &device);
+    let mut model = ResNet::new(Network::Resnet8, &resolve("relu")?, 10, 0, &device)?;
     let mut sgd =
         Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: None, group: Group::All });
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
@@ -242,7 +242,7 @@ fn w3(device: &Device) -> Result<(Vec<f64>, f64)> {
 fn w5(device: &Device) -> Result<(Vec<f64>, f64)> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     // On the plain backend (no autodiff) batch norm uses its running statistics.
-    let model = ResNet::new(Network::Resnet20, &resolve("relu")?, 10, 0, device);
+    let model = ResNet::new(Network::Resnet20, &resolve("relu")?, 10, 0, device)?;
     let (x, _) = batch(&mut rng, 500, device);
     timed(2, 10, || {
         let predicted = model.forward(x.clone()).argmax(1);

@@ -80,6 +80,14 @@ fn impossible_flags() {
     assert_clean_error(&out, "--warm-start 2 leaves no epoch");
     let out = actsearch(&["search", "--method", "random", "--warm-start", "1"], dir.path());
     assert_clean_error(&out, "--warm-start only apply to the one-shot methods");
+    // The transformers' flags and recipes.
+    let out = actsearch(&["eval", "--activation", "silu", "--network", "resnet20", "--mlp", "gated"], dir.path());
+    assert_clean_error(&out, "--mlp gated applies to the transformers");
+    let out = actsearch(&["eval", "--activation", "gelu", "--network", "vit-micro", "--momentum", "0.9"], dir.path());
+    assert_clean_error(&out, "trains with AdamW");
+    let out = actsearch(&["eval", "--activation", "gelu", "--network", "vit-micro", "--preset", "seed"], dir.path());
+    assert_clean_error(&out, "--preset seed is the seed project's ResNet recipe");
+    assert!(!dir.path().join("runs").exists(), "a refused eval wrote {:?}", std::fs::read_dir(dir.path()));
 }
 
 #[test]

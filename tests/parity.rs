@@ -46,7 +46,8 @@ fn a_trained_resnet_gives_the_pytorch_twins_logits() {
 
     let device = Device::flex();
     let (tensors, _) = read_safetensors(&model_file).unwrap();
-    let model = ResNet::new(Network::Resnet8, &formula, 10, 0, &device).load_state_dict(&tensors).unwrap().valid();
+    let model =
+        ResNet::new(Network::Resnet8, &formula, 10, 0, &device).unwrap().load_state_dict(&tensors).unwrap().valid();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let shape = [6, 3, 32, 32];
     let x: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-2.0..2.0)).collect();

@@ -107,8 +107,8 @@ fn weights_round_trip_through_safetensors_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     let formula = resolve("b1*x*sigmoid(b2*x)").unwrap();
-    let a = ResNet::new(Network::Resnet20, &formula, 10, 1, &device);
-    let b = ResNet::new(Network::Resnet20, &formula, 10, 2, &device);
+    let a = ResNet::new(Network::Resnet20, &formula, 10, 1, &device).unwrap();
+    let b = ResNet::new(Network::Resnet20, &formula, 10, 2, &device).unwrap();
     let path = dir.path().join("w.safetensors");
     write_safetensors(&path, &state_dict(&a, 7), Default::default()).unwrap();
     let (tensors, _) = read_safetensors(&path).unwrap();
@@ -135,8 +135,8 @@ fn weights_round_trip_through_safetensors_by_name() {
 fn loading_weights_of_another_network_names_the_tensor() {
     let device = Device::flex();
     let relu = resolve("relu").unwrap();
-    let small = ResNet::new(Network::Resnet8, &relu, 10, 1, &device);
-    let big = ResNet::new(Network::Resnet20, &relu, 10, 1, &device);
+    let small = ResNet::new(Network::Resnet8, &relu, 10, 1, &device).unwrap();
+    let big = ResNet::new(Network::Resnet20, &relu, 10, 1, &device).unwrap();
     let tensors = state_dict(&small, 0).into_iter().map(|t| (t.name.clone(), t)).collect();
     let err = load_state_dict(big, &tensors).unwrap_err().to_string();
     assert!(err.contains("blocks.1."), "{err}");
@@ -152,4 +152,38 @@ fn a_diverging_run_stops_with_a_clear_message() {
     let err = train(&config, &formula, &Device::flex(), false, &Silent).unwrap_err().to_string();
     assert!(err.contains("diverged"), "{err}");
     assert!(!dir.path().join("run/model.safetensors").exists());
+}
+
+#[test]
+fn a_short_vit_run_lowers_the_loss_and_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_cifar10(dir.path(), 32);
+    let formula = resolve("x*sigmoid(b*x)").unwrap();
+    let device = Device::flex();
+    let config = |out: &str| TrainConfig {
+        lr: 3e-3,
+        augment: false,
+        ..common::tiny_vit_config(dir.path(), &dir.path().join(out), "x*sigmoid(b*x)", 4)
+    };
+    let a = train(&config("straight"), &formula, &device, false, &Silent).unwrap();
+    let losses = &a.history.train_loss;
+    // Measured: 2.41, 2.37, 2.28, 2.14 (a ViT learns the synthetic classes slower than a ResNet).
+    let falling = losses.windows(2).all(|w| w[1] < w[0]);
+    assert!(falling && losses[3] < losses[0] * 0.92, "the ViT's training loss did not fall: {losses:?}");
+
+    // Killed in epoch 2, then resumed: AdamW's moments and step count come back from the
+    // checkpoint, so every number and every weight is the uninterrupted run's.
+    let stop = StopAt { epoch: 2, batch: 2, seen: AtomicUsize::new(0) };
+    train(&config("killed"), &formula, &device, false, &stop).unwrap_err();
+    let b = train(&config("killed"), &formula, &device, true, &Silent).unwrap();
+    assert_eq!(a.history.train_loss, b.history.train_loss);
+    assert_eq!(a.history.test_loss, b.history.test_loss);
+    assert_eq!(a.history.lr, b.history.lr);
+    let bytes = |o: &actsearch::train::RunOutcome| std::fs::read(o.out.join("model.safetensors")).unwrap();
+    assert!(bytes(&a) == bytes(&b), "model.safetensors differs after resume");
+    // The parameters the reference names: a site's slot is pK, LayerNorm's are weight/bias.
+    let (weights, _) = read_safetensors(&a.out.join("model.safetensors")).unwrap();
+    for name in ["blocks.3.mlp.act.p0", "blocks.0.ln1.weight", "blocks.0.attn.qkv.weight", "cls", "pos"] {
+        assert!(weights.contains_key(name), "model.safetensors has no {name}");
+    }
 }

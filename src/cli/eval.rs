@@ -10,9 +10,9 @@ use super::backend::DataAndCompute;
 use super::exec_args::{ExecArgs, ExecutorArg};
 use super::progress::Progress;
 use super::stdout;
-use crate::model::Network;
+use crate::model::{Mlp, Network};
 use crate::space::resolve::{InitParams, resolve_activation, site_values};
-use crate::train::config::Preset;
+use crate::train::config::{Optimizer, Preset};
 use crate::train::schedule::Schedule;
 use crate::train::{TrainConfig, seeds};
 
@@ -41,9 +41,17 @@ pub enum Augment {
     None,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MlpArg {
+    Standard,
+    Gated,
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
-    /// The CIFAR ResNet to train; a comma-separated list (resnet8,resnet20) makes a grid.
+    /// The network to train: a CIFAR ResNet (resnet8, resnet20, resnet32, resnet44, resnet56,
+    /// resnet110) or a Vision Transformer (vit-micro, vit-tiny, trained with AdamW); a
+    /// comma-separated list (resnet8,resnet20) makes a grid.
     #[arg(long, default_value = "resnet20", value_delimiter = ',', value_parser = parse_network)]
     pub network: Vec<Network>,
     /// A named activation (see `actsearch functions`), a formula such as "x*sigmoid(b*x)",
@@ -64,28 +72,34 @@ pub struct EvalArgs {
     /// Defaults for the training recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "standard")]
     pub preset: PresetArg,
+    /// A transformer's MLP blocks: standard `act(x W1) W2`, or gated `act(x W1) * (x W3) W2`
+    /// at two thirds of the width (`--activation silu --mlp gated` is SwiGLU, gelu GEGLU).
+    #[arg(long, value_enum, default_value = "standard")]
+    pub mlp: MlpArg,
     /// Training epochs [preset: standard 200, seed 100, quick 3].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub epochs: Option<usize>,
     /// Training batch size [preset: standard 128, seed 64].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_size: Option<usize>,
-    /// Peak learning rate [preset: standard 0.1, seed 0.025].
+    /// Peak learning rate [preset: standard 0.1, seed 0.025; ViTs 1e-3].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// SGD momentum [preset: 0.9].
+    /// SGD momentum [preset: 0.9] (the ResNets; a ViT trains with AdamW).
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// Use Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
-    /// L2 weight decay [preset: standard 5e-4, seed 3e-4].
+    /// Weight decay [preset: standard 5e-4, seed 3e-4; ViTs 0.05, decoupled (AdamW), on
+    /// parameters of two or more dimensions].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule, stepped per epoch [preset: cosine].
+    /// Learning-rate schedule, stepped per epoch [preset: cosine]; a ViT's is stepped per
+    /// step, after a linear warm-up over the first 5% of the steps.
     #[arg(long, value_parser = Schedule::parse)]
     pub schedule: Option<Schedule>,
-    /// Clip the global gradient norm to this value [preset: seed 5, others none].
+    /// Clip the global gradient norm to this value [preset: seed 5, ViTs 1, others none].
     #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f64>,
     /// Training-data augmentation.
@@ -173,7 +187,7 @@ pub fn run_summary(args: EvalArgs) -> Result<seeds::Summary> {
     let formula = resolve_activation(args.single_activation())?;
     let config = build_config(&args, formula.to_string())?;
     // A genotype without usable learned values fails here, before anything is written.
-    site_values(args.single_activation(), &formula, config.init_params, &config.network.site_channels())?;
+    site_values(args.single_activation(), &formula, config.init_params, &config.network.site_widths(config.mlp))?;
     let (device, pool) = args.common.device_and_pool()?;
     let config = TrainConfig { threads: pool.current_num_threads(), ..config };
     let threads = config.threads;
@@ -218,9 +232,20 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         PresetArg::Seed => Preset::Seed,
         PresetArg::Quick => Preset::Quick,
     };
-    let d = preset.defaults();
+    let network = args.single_network();
+    let d = preset.defaults_for(network)?;
+    let mlp = match args.mlp {
+        MlpArg::Standard => Mlp::Standard,
+        MlpArg::Gated if network.is_resnet() => {
+            bail!("--mlp gated applies to the transformers (vit-micro, vit-tiny); {} has no MLP blocks", network.name())
+        }
+        MlpArg::Gated => Mlp::Gated,
+    };
+    if d.optimizer == Optimizer::Adamw && (args.momentum.is_some() || args.nesterov) {
+        bail!("--momentum and --nesterov are SGD's; {} trains with AdamW (betas 0.9, 0.999)", network.name());
+    }
     let config = TrainConfig {
-        network: args.single_network(),
+        network,
         activation_spec: args.single_activation().to_string(),
         activation,
         init_params: match args.init_params {
@@ -239,6 +264,9 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
         schedule: args.schedule.unwrap_or(d.schedule),
         grad_clip: args.grad_clip.or(d.grad_clip),
+        optimizer: d.optimizer,
+        warmup: d.warmup,
+        mlp,
         augment: args.augment == Augment::Standard,
         train_portion: args.train_portion.unwrap_or(d.train_portion),
         subset: args.subset.or(d.subset),

@@ -65,7 +65,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         for &network in &networks {
             let one = EvalArgs { network: vec![network], activation: vec![activation.clone()], ..args.clone() };
             let config = build_config(&one, canonical.clone())?;
-            site_values(activation, &formula, config.init_params, &network.site_channels())?;
+            site_values(activation, &formula, config.init_params, &network.site_widths(config.mlp))?;
             for &seed in &args.seeds {
                 let dir = out.join(network.name()).join(&folder).join(format!("seed-{seed}"));
                 runs.push(GridRun {
@@ -196,6 +196,9 @@ fn task_argv(
     opt("test-subset", args.test_subset.map(|v| v.to_string()));
     if args.nesterov {
         a.push("--nesterov".into());
+    }
+    if args.mlp == super::eval::MlpArg::Gated {
+        a.push("--mlp=gated".into());
     }
     a.extend([
         format!("--dataset={}", args.common.dataset),

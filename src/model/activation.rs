@@ -73,3 +73,30 @@ impl Activation {
         reference::eval(&self.formula, x, &params)
     }
 }
+
+/// What sits at an activation site: a fixed formula ([`Activation`]) or a searchable cell
+/// (`model::cell::MixedCell`).
+pub trait Site: Module + burn::module::ModuleDisplay {
+    /// On `[N, C, H, W]`, each parameter per channel (axis 1): the ResNets' sites.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4>;
+
+    /// On a tensor of any rank whose last axis holds the features, each parameter per
+    /// feature: the transformers' MLP hidden layers.
+    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // Every feature is a channel of its own: [rows, features, 1, 1] is the same memory.
+        let dims = x.dims();
+        let features = dims[D - 1];
+        let rows = dims.iter().product::<usize>() / features.max(1);
+        self.forward(x.reshape([rows, features, 1, 1])).reshape(dims)
+    }
+}
+
+impl Site for Activation {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        Activation::forward(self, x)
+    }
+
+    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        Activation::forward_features(self, x)
+    }
+}

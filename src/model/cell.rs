@@ -15,6 +15,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::activation::Site;
 use crate::expr::ops::BinOp;
 use crate::kernels::program::{Inst, Program};
 use crate::kernels::{fused, reference};
@@ -225,6 +226,12 @@ impl MixedCell {
         let channels = x.dims()[1];
         let params: Vec<Tensor<4>> = self.params[i][k].iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
         reference::eval_args(self.space.op_template(i, k), x.clone(), args, &params)
+    }
+}
+
+impl Site for MixedCell {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        MixedCell::forward(self, x)
     }
 }
 

@@ -8,12 +8,15 @@ pub mod cell;
 pub mod init;
 pub mod layers;
 pub mod net;
+pub mod network;
 pub mod resnet;
 pub mod state;
 pub mod vit;
 
 pub use activation::Activation;
+pub use activation::Site;
 pub use cell::MixedCell;
 pub use net::Net;
-pub use resnet::{Network, ResNet, Site};
+pub use network::{Arch, Network};
+pub use resnet::ResNet;
 pub use vit::{Mlp, Vit, VitSize};

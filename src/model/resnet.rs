@@ -5,123 +5,24 @@
 //! its own `Activation` instance.
 //!
 //! Field names are chosen so that `model::state` can map them one-to-one onto the PyTorch
-//! reference model's `state_dict` names.
+//! reference model's `state_dict` names. [`Network`] names every network of `--network`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 
-use super::activation::Activation;
+use super::activation::{Activation, Site};
 use super::init::Init;
 use super::layers::convolve_normalized;
+use super::network::Network;
 use crate::expr::Formula;
-
-/// The supported depths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    Resnet8,
-    Resnet20,
-    Resnet32,
-    Resnet44,
-    Resnet56,
-    Resnet110,
-}
-
-impl Network {
-    pub const ALL: [Network; 6] = [
-        Network::Resnet8,
-        Network::Resnet20,
-        Network::Resnet32,
-        Network::Resnet44,
-        Network::Resnet56,
-        Network::Resnet110,
-    ];
-
-    pub fn parse(name: &str) -> Result<Network> {
-        for n in Network::ALL {
-            if n.name() == name.to_ascii_lowercase() {
-                return Ok(n);
-            }
-        }
-        bail!("unknown network '{name}': use one of resnet8, resnet20, resnet32, resnet44, resnet56, resnet110")
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Network::Resnet8 => "resnet8",
-            Network::Resnet20 => "resnet20",
-            Network::Resnet32 => "resnet32",
-            Network::Resnet44 => "resnet44",
-            Network::Resnet56 => "resnet56",
-            Network::Resnet110 => "resnet110",
-        }
-    }
-
-    /// Blocks per stage: depth = 6n + 2.
-    pub fn blocks_per_stage(self) -> usize {
-        match self {
-            Network::Resnet8 => 1,
-            Network::Resnet20 => 3,
-            Network::Resnet32 => 5,
-            Network::Resnet44 => 7,
-            Network::Resnet56 => 9,
-            Network::Resnet110 => 18,
-        }
-    }
-
-    /// Channels of each activation site, in forward order (stem, then act1/act2 per block).
-    pub fn site_channels(self) -> Vec<usize> {
-        let n = self.blocks_per_stage();
-        let mut sites = vec![16];
-        for c in [16, 32, 64] {
-            for _ in 0..n {
-                sites.extend([c, c]);
-            }
-        }
-        sites
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct Shortcut {
     pub conv: Conv2d,
     pub bn: BatchNorm,
-}
-
-/// What sits at an activation site: a fixed formula ([`Activation`]) or a searchable cell
-/// (`model::cell::MixedCell`).
-pub trait Site: Module + burn::module::ModuleDisplay {
-    /// On `[N, C, H, W]`, each parameter per channel (axis 1): the ResNets' sites.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4>;
-
-    /// On a tensor of any rank whose last axis holds the features, each parameter per
-    /// feature: the transformers' MLP hidden layers.
-    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        // Every feature is a channel of its own: [rows, features, 1, 1] is the same memory.
-        let dims = x.dims();
-        let features = dims[D - 1];
-        let rows = dims.iter().product::<usize>() / features.max(1);
-        self.forward(x.reshape([rows, features, 1, 1])).reshape(dims)
-    }
-}
-
-impl Site for Activation {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Activation::forward(self, x)
-    }
-
-    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        Activation::forward_features(self, x)
-    }
-}
-
-impl Site for crate::model::cell::MixedCell {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        crate::model::cell::MixedCell::forward(self, x)
-    }
 }
 
 #[derive(Module, Debug)]
@@ -145,8 +46,9 @@ pub struct ResNet<A: Site> {
 }
 
 impl ResNet<Activation> {
-    /// A freshly initialised network with `formula` at every activation site.
-    pub fn new(network: Network, formula: &Formula, num_classes: usize, seed: u64, device: &Device) -> Self {
+    /// A freshly initialised network with `formula` at every activation site (an error when
+    /// `network` is not a ResNet).
+    pub fn new(network: Network, formula: &Formula, num_classes: usize, seed: u64, device: &Device) -> Result<Self> {
         ResNet::with_sites(network, num_classes, seed, device, |channels| Activation::new(formula, channels, device))
     }
 }
@@ -154,20 +56,22 @@ impl ResNet<Activation> {
 impl<A: Site> ResNet<A> {
     /// A freshly initialised network whose sites come from `site(channels)`, called in forward
     /// order (stem, then act1 and act2 of each block).
+    /// An error when `network` is not a ResNet.
     pub fn with_sites(
         network: Network,
         num_classes: usize,
         seed: u64,
         device: &Device,
         mut site: impl FnMut(usize) -> A,
-    ) -> Self {
+    ) -> Result<Self> {
+        let blocks_per_stage = network.blocks_per_stage()?;
         // The draw order (blocks, classifier, stem) is part of what a seed means: keep it.
         let mut init = Init::new(seed);
         let act = site(16);
         let mut blocks = Vec::new();
         let mut cin = 16;
         for (stage, cout) in [16usize, 32, 64].into_iter().enumerate() {
-            for i in 0..network.blocks_per_stage() {
+            for i in 0..blocks_per_stage {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                 blocks.push(Block::new(cin, cout, stride, &mut site, &mut init, device));
                 cin = cout;
@@ -176,7 +80,7 @@ impl<A: Site> ResNet<A> {
         let fc_weight = init.uniform(&[64, num_classes], 64);
         let fc_bias = init.uniform(&[num_classes], 64);
         let stem_conv = conv(&mut init, 3, 16, 3, 1, device);
-        ResNet {
+        Ok(ResNet {
             stem_conv,
             stem_bn: bn(16, device),
             act,
@@ -185,7 +89,7 @@ impl<A: Site> ResNet<A> {
                 weight: Param::from_data(TensorData::new(fc_weight, [64, num_classes]), device),
                 bias: Some(Param::from_data(TensorData::new(fc_bias, [num_classes]), device)),
             },
-        }
+        })
     }
 
     /// Logits `[batch, classes]` for images `[batch, 3, 32, 32]`.

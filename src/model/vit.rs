@@ -18,9 +18,9 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::activation::Site;
 use super::init::Init;
 use super::net::Net;
-use super::resnet::Site;
 use super::state::{self, NamedTensor, Naming};
 use std::collections::HashMap;
 

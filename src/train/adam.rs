@@ -5,8 +5,13 @@
 //! g = grad + wd * p;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
 //! p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 //! ```
+//!
+//! and AdamW (`torch.optim.AdamW`, the transformers' recipes): the decay is decoupled,
+//! `p *= 1 - lr * wd` before the step with `g = grad`, and applies only to the parameters not
+//! in the no-decay set (biases, norms and activation parameters). Either may clip the global
+//! gradient norm first (`torch.nn.utils.clip_grad_norm_`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -25,6 +30,9 @@ pub struct AdamConfig {
 
 pub struct Adam {
     config: AdamConfig,
+    /// AdamW: the parameters (by name) that get no decay; None for Adam's L2 decay.
+    decoupled: Option<HashSet<String>>,
+    grad_clip: Option<f64>,
     /// Steps taken (for bias correction); the same for every parameter of the group.
     pub steps: u64,
     m: HashMap<String, Tensor<1>>,
@@ -33,7 +41,13 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(config: AdamConfig) -> Adam {
-        Adam { config, steps: 0, m: HashMap::new(), v: HashMap::new() }
+        Adam { config, decoupled: None, grad_clip: None, steps: 0, m: HashMap::new(), v: HashMap::new() }
+    }
+
+    /// AdamW, decaying every parameter but those named in `no_decay`, clipping the global
+    /// gradient norm to `grad_clip` where given.
+    pub fn adamw(config: AdamConfig, no_decay: HashSet<String>, grad_clip: Option<f64>) -> Adam {
+        Adam { decoupled: Some(no_decay), grad_clip, ..Adam::new(config) }
     }
 
     pub fn step<M: Module>(&mut self, module: M, grads: &Grads, lr: f64) -> M {
@@ -42,9 +56,18 @@ impl Adam {
         let (b1, b2) = c.betas;
         let correction1 = 1.0 - b1.powi(self.steps as i32);
         let correction2 = 1.0 - b2.powi(self.steps as i32);
-        let (ms, vs) = (&mut self.m, &mut self.v);
+        let scale = update::clip_scale(grads, self.grad_clip);
+        let (ms, vs, decoupled) = (&mut self.m, &mut self.v, &self.decoupled);
         update::apply(module, grads, c.group, &mut |name, p, grad| {
-            let g = if c.weight_decay != 0.0 { grad + p.clone().mul_scalar(c.weight_decay) } else { grad };
+            let grad = if scale != 1.0 { grad.mul_scalar(scale) } else { grad };
+            let (p, g) = match decoupled {
+                Some(no_decay) if c.weight_decay != 0.0 && !no_decay.contains(name) => {
+                    (p.mul_scalar(1.0 - lr * c.weight_decay), grad)
+                }
+                Some(_) => (p, grad),
+                None if c.weight_decay != 0.0 => (p.clone(), grad + p.mul_scalar(c.weight_decay)),
+                None => (p, grad),
+            };
             let m = match ms.remove(name) {
                 Some(m) => m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
                 None => g.clone().mul_scalar(1.0 - b1),
@@ -114,6 +137,47 @@ mod tests {
         for i in 0..2 {
             assert!((got[i] as f64 - p[i]).abs() < 1e-5, "{got:?} vs {p:?}");
         }
+        assert_eq!(crate::model::state::host_f32(model.other.val()), vec![2.0]);
+    }
+
+    /// AdamW: decoupled decay on every parameter but the no-decay ones, after clipping the
+    /// global gradient norm, as torch.optim.AdamW after clip_grad_norm_ computes it.
+    #[test]
+    fn adamw_decays_only_outside_the_no_decay_set_and_clips() {
+        let device = Device::flex().autodiff();
+        let mut model = Arch {
+            alphas: Param::from_data(TensorData::new(vec![0.5f32, -1.0], [2]), &device),
+            other: Param::from_data(TensorData::new(vec![2.0f32], [1]), &device),
+        };
+        let c = [3.0f64, -4.0, 0.0];
+        let cfg = AdamConfig { betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.1, group: Group::All };
+        let mut adam = Adam::adamw(cfg, ["other".to_string()].into(), Some(1.0));
+        let (mut p, mut m, mut v) = ([0.5f64, -1.0, 2.0], [0.0f64; 3], [0.0f64; 3]);
+        let lr = 0.01;
+        for t in 1..=3 {
+            let coef = Tensor::<1>::from_data(TensorData::new(vec![c[0] as f32, c[1] as f32], [2]), &device);
+            let loss = (model.alphas.val() * coef).sum() + model.other.val().sum().mul_scalar(0.0);
+            let grads = Grads::of(&model, &loss.backward(), Group::All);
+            model = adam.step(model, &grads, lr);
+            // The gradient (3, -4, 0) has norm 5: clipped to norm 1.
+            let scale = 1.0 / (5.0 + 1e-6);
+            for i in 0..3 {
+                let g = c[i] * scale;
+                if i < 2 {
+                    p[i] *= 1.0 - lr * 0.1;
+                }
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.999 * v[i] + 0.001 * g * g;
+                let mh = m[i] / (1.0 - 0.9f64.powi(t));
+                let vh = v[i] / (1.0 - 0.999f64.powi(t));
+                p[i] -= lr * mh / (vh.sqrt() + 1e-8);
+            }
+        }
+        let got = crate::model::state::host_f32(model.alphas.val());
+        for i in 0..2 {
+            assert!((got[i] as f64 - p[i]).abs() < 1e-6, "{got:?} vs {p:?}");
+        }
+        // No decay: a zero gradient leaves it where it was.
         assert_eq!(crate::model::state::host_f32(model.other.val()), vec![2.0]);
     }
 }

@@ -6,7 +6,23 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::schedule::Schedule;
-use crate::model::Network;
+use crate::model::{Arch, Mlp, Network};
+
+/// The optimizer of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// SGD with momentum (the ResNets' recipes); the schedule steps once per epoch.
+    #[default]
+    Sgd,
+    /// AdamW with betas (0.9, 0.999), decay on the parameters of two or more dimensions (the
+    /// transformers' recipes); warm-up and schedule step once per optimizer step.
+    Adamw,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -31,6 +47,15 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Clip the global gradient norm to this value (none: no clipping).
     pub grad_clip: Option<f64>,
+    /// Absent from the config.json of SGD runs, which stay as they were written before.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub optimizer: Optimizer,
+    /// Linear warm-up of the learning rate over this fraction of the steps (AdamW runs).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub warmup: f64,
+    /// The MLP blocks of a transformer (`--mlp`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mlp: Mlp,
     pub augment: bool,
     pub train_portion: f64,
     pub subset: Option<usize>,
@@ -68,9 +93,38 @@ pub struct Defaults {
     pub subset: Option<usize>,
     pub test_subset: Option<usize>,
     pub grad_clip: Option<f64>,
+    pub optimizer: Optimizer,
+    pub warmup: f64,
 }
 
 impl Preset {
+    /// The preset's values for `network`: the ResNets' SGD recipes, or for a ViT DESIGN.md's
+    /// recipe (AdamW lr 1e-3, weight decay 0.05, batch 128, 5% warm-up then cosine per step,
+    /// gradient norm clipped at 1). The seed preset is the seed project's ResNet recipe only.
+    pub fn defaults_for(self, network: Network) -> anyhow::Result<Defaults> {
+        if let Arch::Vit(_) = network.arch() {
+            let vit = Defaults {
+                lr: 1e-3,
+                momentum: 0.0,
+                weight_decay: 0.05,
+                grad_clip: Some(1.0),
+                optimizer: Optimizer::Adamw,
+                warmup: 0.05,
+                ..Preset::Standard.defaults()
+            };
+            return match self {
+                Preset::Standard => Ok(vit),
+                Preset::Quick => Ok(Defaults { epochs: 3, subset: Some(7000), test_subset: Some(2000), ..vit }),
+                Preset::Seed => anyhow::bail!(
+                    "--preset seed is the seed project's ResNet recipe; {} trains with --preset standard or quick",
+                    network.name()
+                ),
+            };
+        }
+        Ok(self.defaults())
+    }
+
+    /// The ResNets' values.
     pub fn defaults(self) -> Defaults {
         let standard = Defaults {
             epochs: 200,
@@ -83,6 +137,8 @@ impl Preset {
             subset: None,
             test_subset: None,
             grad_clip: None,
+            optimizer: Optimizer::Sgd,
+            warmup: 0.0,
         };
         match self {
             Preset::Standard => standard,

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod grid;
 pub mod history;
 pub mod metrics;
+pub mod optimizer;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;

@@ -16,19 +16,21 @@ use burn::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::adam::{Adam, AdamConfig};
 use super::batches::ImageBatches;
-use super::config::TrainConfig;
-use super::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
+use super::config::{Optimizer, TrainConfig};
+use super::driver::{self, At, Batches, Job, Span, StepReport, Strategy, Trained};
 use super::history::History;
 use super::metrics::Meter;
+use super::optimizer::Optim;
 use super::run_dir::{MODEL_FILE, RunDir, RunLog, Start};
 use super::schedule::Schedule;
 use super::sgd::{Sgd, SgdConfig};
-use super::update::{Grads, Group};
+use super::update::{Grads, Group, names_where};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
-use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
-use crate::model::{Activation, Net, ResNet};
+use crate::model::state::{NamedTensor, host_f32, write_safetensors};
+use crate::model::{Activation, Arch, Net, ResNet, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::resolve::site_values;
 
@@ -72,17 +74,47 @@ pub fn train(
         seed: config.seed,
     };
     let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
-    let train_set = Arc::new(splits.train);
-    let valid_set = splits.valid.map(Arc::new);
-    let test_set = Arc::new(splits.test);
+    let data::Splits { train, valid, test, norm, num_classes, classes } = splits;
 
     let train_device = device.clone().autodiff();
-    let values = site_values(&config.activation_spec, formula, config.init_params, &config.network.site_channels())?;
-    let mut site = 0;
-    let model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |_| {
-        site += 1;
-        Activation::with_values(formula, &values[site - 1], &train_device)
-    });
+    let widths = config.network.site_widths(config.mlp);
+    let values = site_values(&config.activation_spec, formula, config.init_params, &widths)?;
+    let mut values = values.into_iter();
+    let mut site = |_: usize| Activation::with_values(formula, &values.next().unwrap_or_default(), &train_device);
+    let data = Data { train: Arc::new(train), valid: valid.map(Arc::new), test: Arc::new(test), norm, classes };
+    let resuming = start == Start::Resume;
+    match config.network.arch() {
+        Arch::ResNet { .. } => {
+            let model = ResNet::with_sites(config.network, num_classes, config.seed, &train_device, &mut site)?;
+            train_net(config, model, data, device, resuming, &mut log, obs)
+        }
+        Arch::Vit(size) => {
+            let model = Vit::with_sites(size, config.mlp, num_classes, config.seed, &train_device, &mut site);
+            train_net(config, model, data, device, resuming, &mut log, obs)
+        }
+    }
+}
+
+/// The splits of one run, their normalization and class names.
+struct Data {
+    train: Arc<ImageSet>,
+    valid: Option<Arc<ImageSet>>,
+    test: Arc<ImageSet>,
+    norm: Normalization,
+    classes: Vec<String>,
+}
+
+/// The epochs of `config` on `model` through the driver, then `model.safetensors`.
+fn train_net<N: Net<Input = Tensor<4>>>(
+    config: &TrainConfig,
+    model: N,
+    data: Data,
+    device: &Device,
+    resuming: bool,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<RunOutcome> {
+    let out = &config.out;
     let history = History {
         seed: config.seed,
         network: config.network.name().to_string(),
@@ -92,8 +124,8 @@ pub fn train(
         ..History::default()
     };
     let batches = ImageBatches {
-        set: train_set.clone(),
-        norm: splits.norm,
+        set: data.train.clone(),
+        norm: data.norm,
         batch_size: config.batch_size,
         augment: config.augment,
         seed: config.seed,
@@ -109,43 +141,63 @@ pub fn train(
             config.network.name(),
             config.activation,
             config.dataset,
-            train_set.len(),
-            valid_set.as_ref().map_or(0, |v| v.len()),
-            test_set.len(),
+            data.train.len(),
+            data.valid.as_ref().map_or(0, |v| v.len()),
+            data.test.len(),
             config.seed
         ),
     };
-    let mut strategy = WeightSteps::<ResNet<Activation>, TrainConfig> {
-        sgd: Sgd::new(SgdConfig {
-            momentum: config.momentum,
-            nesterov: config.nesterov,
-            weight_decay: config.weight_decay,
-            grad_clip: config.grad_clip,
-            group: Group::All,
-        }),
-        lr: LrRule { schedule: config.schedule, base: config.lr, per: Per::Epoch, total: config.epochs },
-        loss_fn: CrossEntropyLossConfig::new().init(&train_device),
-        valid: valid_set,
-        test: Some(test_set),
-        norm: splits.norm,
+    let (optim, lr) = match config.optimizer {
+        Optimizer::Sgd => {
+            let sgd = Sgd::new(SgdConfig {
+                momentum: config.momentum,
+                nesterov: config.nesterov,
+                weight_decay: config.weight_decay,
+                grad_clip: config.grad_clip,
+                group: Group::All,
+            });
+            let lr =
+                LrRule { schedule: config.schedule, base: config.lr, per: Per::Epoch, total: config.epochs, warmup: 0 };
+            (Optim::Sgd(sgd), lr)
+        }
+        Optimizer::Adamw => {
+            let adam =
+                AdamConfig { betas: (0.9, 0.999), eps: 1e-8, weight_decay: config.weight_decay, group: Group::All };
+            let no_decay = names_where(&model, &|path, dims| !model.decays(path, dims));
+            let total = config.epochs * batches.len(false);
+            let warmup = (config.warmup * total as f64).round() as usize;
+            let lr = LrRule { schedule: config.schedule, base: config.lr, per: Per::Step, total, warmup };
+            (Optim::AdamW(Adam::adamw(adam, no_decay, config.grad_clip)), lr)
+        }
+    };
+    let mut strategy = WeightSteps::<N, TrainConfig> {
+        optim,
+        lr,
+        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
+        valid: data.valid,
+        test: Some(data.test),
+        norm: data.norm,
         eval_batch: config.eval_batch_size,
         device: device.clone(),
-        hint: "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation",
+        hint: match config.optimizer {
+            Optimizer::Sgd => "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation",
+            Optimizer::Adamw => "lower --lr or use a bounded activation",
+        },
         types: PhantomData,
     };
     let Trained { model, history, batches_tracked, .. } =
-        driver::run(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
+        driver::run(&job, model, history, &mut strategy, resuming, log, obs)?;
 
     let metadata = std::collections::BTreeMap::from([
         ("activation".to_string(), config.activation.clone()),
         ("network".to_string(), config.network.name().to_string()),
-        ("num_classes".to_string(), splits.num_classes.to_string()),
-        ("classes".to_string(), serde_json::to_string(&splits.classes)?),
+        ("num_classes".to_string(), data.classes.len().to_string()),
+        ("classes".to_string(), serde_json::to_string(&data.classes)?),
         // Inputs are (pixel/255 - mean) / std per channel, with these training-split statistics.
-        ("normalize_mean".to_string(), serde_json::to_string(&splits.norm.mean)?),
-        ("normalize_std".to_string(), serde_json::to_string(&splits.norm.std)?),
+        ("normalize_mean".to_string(), serde_json::to_string(&data.norm.mean)?),
+        ("normalize_std".to_string(), serde_json::to_string(&data.norm.std)?),
     ]);
-    write_safetensors(&out.join(MODEL_FILE), &state_dict(&model, batches_tracked), metadata)?;
+    write_safetensors(&out.join(MODEL_FILE), &model.state_dict(batches_tracked), metadata)?;
     log.line(&format!(
         "finished: final test accuracy {:.2}% ({})",
         history.test_acc.last().copied().unwrap_or(f64::NAN),
@@ -161,13 +213,15 @@ pub enum Per {
     Step,
 }
 
-/// The weights' learning rate: `schedule` from `base` over `total` epochs or steps.
+/// The weights' learning rate: a linear warm-up over the first `warmup` steps (or epochs),
+/// rising to `base` at the last of them, then `schedule` from `base` over the rest of `total`.
 #[derive(Clone, Copy, Debug)]
 pub struct LrRule {
     pub schedule: Schedule,
     pub base: f64,
     pub per: Per,
     pub total: usize,
+    pub warmup: usize,
 }
 
 impl LrRule {
@@ -176,7 +230,10 @@ impl LrRule {
             Per::Epoch => at.epoch,
             Per::Step => at.step,
         };
-        self.schedule.lr(self.base, now, self.total)
+        if now < self.warmup {
+            return self.base * (now + 1) as f64 / self.warmup as f64;
+        }
+        self.schedule.lr(self.base, now - self.warmup, self.total - self.warmup)
     }
 }
 
@@ -184,7 +241,7 @@ impl LrRule {
 /// then the validation split (where there is one) and the test split (where given) at each
 /// evaluation point. `C` is the run's configuration type.
 pub struct WeightSteps<N, C> {
-    pub sgd: Sgd,
+    pub optim: Optim,
     pub lr: LrRule,
     pub loss_fn: CrossEntropyLoss,
     pub valid: Option<Arc<ImageSet>>,
@@ -224,7 +281,7 @@ where
             return Ok((model, report));
         }
         let grads = Grads::of(&model, &loss.backward(), Group::All);
-        Ok((self.sgd.step(model, &grads, at.lr), report))
+        Ok((self.optim.step(model, &grads, at.lr), report))
     }
 
     fn evaluate(&mut self, model: &N) -> Result<(Option<Meter>, Option<Meter>)> {
@@ -240,12 +297,11 @@ where
     }
 
     fn state(&self) -> (Vec<NamedTensor>, serde_json::Value) {
-        (self.sgd.state(), serde_json::Value::Null)
+        self.optim.state()
     }
 
-    fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, _state: &serde_json::Value) -> Result<()> {
-        self.sgd.load_state(tensors, &self.device);
-        Ok(())
+    fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, state: &serde_json::Value) -> Result<()> {
+        self.optim.load_state(tensors, state, &self.device)
     }
 
     fn divergence_hint(&self) -> &'static str {
@@ -298,4 +354,27 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
     let mut count = Count(0);
     module.visit(&mut count);
     count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_step(step: usize) -> At {
+        At { epoch: 0, index: step, batches: 100, step, lr: 0.0 }
+    }
+
+    #[test]
+    fn warm_up_rises_linearly_to_the_base_then_the_schedule_runs_over_the_rest() {
+        let rule = LrRule { schedule: Schedule::Cosine, base: 1e-3, per: Per::Step, total: 100, warmup: 5 };
+        assert!((rule.at(&at_step(0)) - 2e-4).abs() < 1e-12);
+        assert!((rule.at(&at_step(4)) - 1e-3).abs() < 1e-12);
+        assert!((rule.at(&at_step(5)) - 1e-3).abs() < 1e-12);
+        // Halfway through the 95 steps after the warm-up, cosine is at half the base.
+        assert!((rule.at(&at_step(5 + 95 / 2)) - Schedule::Cosine.lr(1e-3, 47, 95)).abs() < 1e-15);
+        assert!(rule.at(&at_step(99)) < 1e-5);
+        // Without a warm-up the rule is the schedule itself (the ResNets' and children's).
+        let plain = LrRule { warmup: 0, ..rule };
+        assert_eq!(plain.at(&at_step(30)), Schedule::Cosine.lr(1e-3, 30, 100));
+    }
 }

@@ -76,13 +76,7 @@ impl Sgd {
 
     /// The factor that brings the gradient norm down to the clip threshold (1 if below).
     fn clip_scale(&self, grads: &Grads) -> f64 {
-        match self.config.grad_clip {
-            Some(max_norm) => {
-                let norm = grads.norm();
-                if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
-            }
-            None => 1.0,
-        }
+        update::clip_scale(grads, self.config.grad_clip)
     }
 
     /// The momentum buffers as named host tensors (for checkpoints).

@@ -97,6 +97,45 @@ impl Grads {
 
 /// Replace each trainable parameter `p` of `group` that has a gradient `g` in `grads` by
 /// `update(name, p, g)` (flat tensors, no autodiff).
+/// The factor that clips the global norm of `grads` to `max_norm` (PyTorch's
+/// `clip_grad_norm_`: `max_norm / (norm + 1e-6)` when the norm exceeds it), or 1.
+pub fn clip_scale(grads: &Grads, max_norm: Option<f64>) -> f64 {
+    match max_norm {
+        Some(max_norm) => {
+            let norm = grads.norm();
+            if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
+        }
+        None => 1.0,
+    }
+}
+
+/// The names (as [`Grads`] keys them) of `module`'s trainable parameters for which
+/// `pick(path, dims)` holds.
+pub fn names_where<M: Module>(module: &M, pick: &dyn Fn(&str, usize) -> bool) -> std::collections::HashSet<String> {
+    struct Pick<'a> {
+        pick: &'a dyn Fn(&str, usize) -> bool,
+        path: Vec<String>,
+        out: std::collections::HashSet<String>,
+    }
+    impl ModuleVisitor for Pick<'_> {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let path = self.path.join(".");
+            if param.is_require_grad() && (self.pick)(&path, D) {
+                self.out.insert(torch_name(&path));
+            }
+        }
+    }
+    let mut visitor = Pick { pick, path: Vec::new(), out: Default::default() };
+    module.visit(&mut visitor);
+    visitor.out
+}
+
 pub fn apply<M: Module>(
     module: M,
     grads: &Grads,

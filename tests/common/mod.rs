@@ -37,6 +37,9 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         weight_decay: 5e-4,
         schedule: Schedule::Cosine,
         grad_clip: None,
+        optimizer: Default::default(),
+        warmup: 0.0,
+        mlp: Default::default(),
         augment: true,
         train_portion: 0.8,
         subset: None,
@@ -156,4 +159,19 @@ pub fn python_with(test: &str, modules: &[&str]) -> Option<String> {
         "{test}: skipped: {python} cannot `{import}` (set ACTSEARCH_PYTHON to a Python that can, e.g. /tmp/torchref/bin/python)"
     );
     None
+}
+
+/// [`tiny_config`] for a vit-micro with the ViT recipe (AdamW, warm-up, clipping at 1).
+pub fn tiny_vit_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize) -> TrainConfig {
+    let d = actsearch::train::config::Preset::Standard.defaults_for(Network::VitMicro).unwrap();
+    TrainConfig {
+        network: Network::VitMicro,
+        lr: d.lr,
+        momentum: d.momentum,
+        weight_decay: d.weight_decay,
+        grad_clip: d.grad_clip,
+        optimizer: d.optimizer,
+        warmup: 0.3,
+        ..tiny_config(data_dir, out, activation, epochs)
+    }
 }

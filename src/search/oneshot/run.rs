@@ -114,7 +114,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
             false => Vec::new(),
         };
         MixedCell::new(&space, channels, alphas, &train_device).bounded(bound)
-    });
+    })?;
     let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
     let history = History {
         seed: config.seed,

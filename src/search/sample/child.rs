@@ -30,6 +30,7 @@ use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
+use crate::train::optimizer::Optim;
 use crate::train::run::{LrRule, Per, WeightSteps, trainable_params};
 use crate::train::run_dir::RunLog;
 use crate::train::schedule::Schedule;
@@ -211,7 +212,7 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
     let train_device = device.clone().autodiff();
     let model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, |channels| {
         Activation::with_init(&formula, &spec.init, channels, &train_device)
-    });
+    })?;
     let history = History {
         seed: spec.seed,
         network: spec.recipe.network.name().to_string(),
@@ -239,14 +240,14 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
         ),
     };
     let mut strategy = WeightSteps::<ResNet<Activation>, ChildSpec> {
-        sgd: Sgd::new(SgdConfig {
+        optim: Optim::Sgd(Sgd::new(SgdConfig {
             momentum: spec.recipe.momentum,
             nesterov: false,
             weight_decay: spec.recipe.weight_decay,
             grad_clip: None,
             group: Group::All,
-        }),
-        lr: LrRule { schedule: Schedule::Cosine, base: spec.recipe.lr, per: Per::Step, total: steps },
+        })),
+        lr: LrRule { schedule: Schedule::Cosine, base: spec.recipe.lr, per: Per::Step, total: steps, warmup: 0 },
         loss_fn: CrossEntropyLossConfig::new().init(&train_device),
         valid: Some(valid_set),
         test: None,

@@ -1,0 +1,54 @@
+//! The optimizer of a run that trains weights only (eval and a search's children): SGD for
+//! the ResNets' recipes, AdamW for the transformers'. One enum, so the strategy and its
+//! checkpoint treat both alike.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::prelude::*;
+
+use super::adam::Adam;
+use super::sgd::Sgd;
+use super::update::Grads;
+use crate::model::state::NamedTensor;
+
+pub enum Optim {
+    Sgd(Sgd),
+    AdamW(Adam),
+}
+
+impl Optim {
+    pub fn step<M: Module>(&mut self, module: M, grads: &Grads, lr: f64) -> M {
+        match self {
+            Optim::Sgd(sgd) => sgd.step(module, grads, lr),
+            Optim::AdamW(adam) => adam.step(module, grads, lr),
+        }
+    }
+
+    /// The state for a checkpoint: buffers as named tensors, and AdamW's step count.
+    pub fn state(&self) -> (Vec<NamedTensor>, serde_json::Value) {
+        match self {
+            Optim::Sgd(sgd) => (sgd.state(), serde_json::Value::Null),
+            Optim::AdamW(adam) => (adam.state(), serde_json::json!({ "adam_steps": adam.steps })),
+        }
+    }
+
+    pub fn load_state(
+        &mut self,
+        tensors: &HashMap<String, NamedTensor>,
+        state: &serde_json::Value,
+        device: &Device,
+    ) -> Result<()> {
+        match self {
+            Optim::Sgd(sgd) => sgd.load_state(tensors, device),
+            Optim::AdamW(adam) => {
+                let Some(steps) = state.get("adam_steps").and_then(|s| s.as_u64()) else {
+                    anyhow::bail!("the checkpoint has no AdamW step count; it was not written by this run")
+                };
+                adam.load_state(tensors, steps, device);
+            }
+        }
+        Ok(())
+    }
+}
