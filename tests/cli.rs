@@ -87,6 +87,10 @@ fn impossible_flags() {
     assert_clean_error(&out, "trains with AdamW");
     let out = actsearch(&["eval", "--activation", "gelu", "--network", "vit-micro", "--preset", "seed"], dir.path());
     assert_clean_error(&out, "--preset seed is the seed project's ResNet recipe");
+    let out = actsearch(&["search", "--method", "grafs", "--network", "vit-micro"], dir.path());
+    assert_clean_error(&out, "the one-shot searches run on the CIFAR ResNets in this version");
+    let out = actsearch(&["search", "--method", "random", "--child-network", "vit-tiny"], dir.path());
+    assert_clean_error(&out, "sample-search children are CIFAR ResNets in this version");
     assert!(!dir.path().join("runs").exists(), "a refused eval wrote {:?}", std::fs::read_dir(dir.path()));
 }
 

@@ -47,6 +47,12 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     s.exec.check()?;
     let threads = super::backend::thread_count(args.common.threads)?;
     let per_child = s.exec.task_threads(args.common.threads, threads);
+    if let Some(network) = s.child_network.filter(|n| !n.is_resnet()) {
+        bail!(
+            "sample-search children are CIFAR ResNets in this version, not {}; pass --child-network resnet8 (or another resnet)",
+            network.name()
+        );
+    }
     let budget = s.budget.unwrap_or(d.budget);
     let config = SampleConfig {
         method,

@@ -24,6 +24,12 @@ pub fn run(args: SearchArgs) -> Result<()> {
         PresetArg::Quick => SearchPreset::Quick,
     };
     let defaults = preset.defaults();
+    if let Some(network) = args.network.filter(|n| !n.is_resnet()) {
+        bail!(
+            "the one-shot searches run on the CIFAR ResNets in this version, not on {}; pass --network resnet8 (or another resnet)",
+            network.name()
+        );
+    }
     let method = args.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
     let (device, pool) = args.common.device_and_pool()?;
     let config = SearchConfig {
