@@ -105,9 +105,12 @@ fn run_child(args: &BenchArgs, w: Workload) -> Result<Value> {
 
 /// The reference script for one workload, with its peak RSS added.
 fn run_reference(python: &PathBuf, args: &BenchArgs, w: Workload) -> Result<Value> {
-    const WRAPPER: &str = "import json, resource, runpy, sys, io, contextlib\n\
+    // The script's folder goes first on the path, as `python3 script` would put it (it
+    // imports transformers_ref.py beside it).
+    const WRAPPER: &str = "import json, os, resource, runpy, sys, io, contextlib\n\
         script, which, threads = sys.argv[1], sys.argv[2], sys.argv[3]\n\
         sys.argv = [script, which, '--threads', threads]\n\
+        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))\n\
         buf = io.StringIO()\n\
         with contextlib.redirect_stdout(buf):\n    runpy.run_path(script, run_name='__main__')\n\
         line = json.loads(buf.getvalue().strip().splitlines()[-1])\n\
