@@ -151,7 +151,7 @@ fn extract(archive: &Path, extracted: &Path, target: &Path, marker: Marker, obs:
 }
 
 /// `dir` itself if it holds `train/` and `test/`, else its only subdirectory that does.
-fn find_image_root(dir: &Path, archive: &Path) -> Result<PathBuf> {
+pub fn find_image_root(dir: &Path, archive: &Path) -> Result<PathBuf> {
     let is_root = |d: &Path| d.join("train").is_dir() && d.join("test").is_dir();
     if is_root(dir) {
         return Ok(dir.to_path_buf());

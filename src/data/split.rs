@@ -15,7 +15,7 @@ use super::archive::is_archive;
 use super::cifar::{CifarKind, find_cifar_folder, load_cifar, read_cifar};
 use super::download::fetch;
 use super::folder::load_folder;
-use super::folder_archive::{extract_once, prepare_folder_archive};
+use super::folder_archive::{extract_once, find_image_root};
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
 use crate::observer::{Event, Observer};
 
@@ -166,7 +166,7 @@ pub fn load_splits(spec: &DatasetSpec, data_dir: &Path, cfg: &SplitConfig, obs: 
                     );
                     read_cifar(kind, &folder, &fix, obs)?
                 }
-                None => load_folder(&prepare_folder_archive(archive, data_dir, obs)?, &data_dir.join("cache"), obs)?,
+                None => load_folder(&find_image_root(&target, archive)?, &data_dir.join("cache"), obs)?,
             }
         }
     };

@@ -79,8 +79,12 @@ pub fn train(
     let train_device = device.clone().autodiff();
     let widths = config.network.site_widths(config.mlp);
     let values = site_values(&config.activation_spec, formula, config.init_params, &widths)?;
-    let mut values = values.into_iter();
-    let mut site = |_: usize| Activation::with_values(formula, &values.next().unwrap_or_default(), &train_device);
+    // site_values gives one entry per site of `widths`, in the order the network builds them.
+    let mut built = 0;
+    let mut site = |_: usize| {
+        built += 1;
+        Activation::with_values(formula, &values[built - 1], &train_device)
+    };
     let data = Data { train: Arc::new(train), valid: valid.map(Arc::new), test: Arc::new(test), norm, classes };
     let resuming = start == Start::Resume;
     match config.network.arch() {
