@@ -8,6 +8,11 @@
 //! parameter and weight gradients are summed per plane and then reduced in plane order, so
 //! results do not depend on the thread count.
 //!
+//! A program compiled for [`Layout::Features`] instead reads `x` of any rank as rows of
+//! features (the last axis) with parameters `[K, F]`, in place: blocks of rows go to rayon, a
+//! block runs along each row in chunks of [`LANES`] features, and the gradients are summed
+//! per block (a fixed number of rows) and reduced in block order.
+//!
 //! Other backends use the reference path (`kernels::reference`); [`available`] says which.
 
 use std::sync::Arc;
@@ -25,7 +30,7 @@ use rayon::prelude::*;
 
 use super::{Filled, contiguous, zeroed};
 
-use super::program::{Program, Scratch};
+use super::program::{LANES, Layout, Program, Scratch};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBackend: Backend {
@@ -40,12 +45,25 @@ pub trait FusedBackend: Backend {
 
 pub use super::available;
 
-/// `program` applied to `x`, with `params[k]` (`[C]`) as parameter row k and `weights`
-/// (`[M]`, the concatenated mixing weights) as its weights. `x` must be on a device where
-/// [`available`] holds.
-pub fn apply(program: Arc<Program>, x: Tensor<4>, params: Vec<Tensor<1>>, weights: Option<Tensor<1>>) -> Tensor<4> {
+/// `program` applied to `x`, with `params[k]` as parameter row k and `weights` (`[M]`, the
+/// concatenated mixing weights) as its weights. `x` must be on a device where [`available`]
+/// holds. The program's [`Layout`] says where the parameters vary: per channel (`x` is
+/// `[N, C, H, W]`, `params[k]` is `[C]`) or per feature of the last axis (`x` of any rank,
+/// `params[k]` is `[F]`).
+pub fn apply<const D: usize>(
+    program: Arc<Program>,
+    x: Tensor<D>,
+    params: Vec<Tensor<1>>,
+    weights: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let channels = match program.layout {
+        Layout::Channels => {
+            assert_eq!(D, 4, "the channel layout takes [N, C, H, W]");
+            x.dims()[1]
+        }
+        Layout::Features => x.dims()[D - 1],
+    };
     let device = x.device();
-    let channels = x.dims()[1];
     let p: Tensor<2> = match params.is_empty() {
         true => Tensor::zeros([1, channels], &device),
         false => Tensor::stack(params, 0),
@@ -66,6 +84,9 @@ fn channel_params(p: &[f32], channels: usize, ch: usize, out: &mut Vec<f32>) {
 }
 
 fn forward(x: &FlexTensor, p: &FlexTensor, w: &FlexTensor, program: &Program) -> FlexTensor {
+    if program.layout == Layout::Features {
+        return forward_features(x, p, w, program);
+    }
     let shape = x.layout().shape().clone();
     let (channels, plane) = (shape[1], shape[2] * shape[3]);
     let (x, p, w) = (contiguous(x), contiguous(p), contiguous(w));
@@ -92,6 +113,9 @@ fn backward(
     dy: &FlexTensor,
     program: &Program,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
+    if program.layout == Layout::Features {
+        return backward_features(x, p, w, dy, program);
+    }
     let shape = x.layout().shape().clone();
     let (channels, plane) = (shape[1], shape[2] * shape[3]);
     let (x, p, w, dy) = (contiguous(x), contiguous(p), contiguous(w), contiguous(dy));
@@ -137,6 +161,118 @@ fn backward(
     (
         FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
         FlexTensor::from_data(TensorData::new(to_f32(dp), [k, channels])),
+        FlexTensor::from_data(TensorData::new(to_f32(dw), [m])),
+    )
+}
+
+/// Rows of features per rayon task in the feature layout; the gradients are summed per block,
+/// so the block size depends on the row count only (never on the thread count).
+fn feature_block(rows: usize) -> usize {
+    rows.div_ceil(256).max(16)
+}
+
+/// Row-major `[K, F]` parameters at features `start..start + n` into `out` as `[K, LANES]`.
+fn feature_params(p: &[f32], features: usize, start: usize, n: usize, out: &mut Vec<f32>) {
+    let k = p.len() / features;
+    out.clear();
+    out.resize(k.max(1) * LANES, 0.0);
+    for r in 0..k {
+        out[r * LANES..r * LANES + n].copy_from_slice(&p[r * features + start..r * features + start + n]);
+    }
+}
+
+fn forward_features(x: &FlexTensor, p: &FlexTensor, w: &FlexTensor, program: &Program) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let features = shape[shape.num_dims() - 1];
+    let (x, p, w) = (contiguous(x), contiguous(p), contiguous(w));
+    let (xs, ps, ws) = (x.as_slice::<f32>().unwrap(), p.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+    let mut y = Filled::new(xs.len());
+    if features > 0 && !xs.is_empty() {
+        let block = feature_block(xs.len() / features) * features;
+        let (chunks, ready) = y.chunks(block);
+        chunks.zip(xs.par_chunks(block)).for_each_init(
+            || (Scratch::default(), Vec::new()),
+            |(scratch, pv), (yo, xi)| {
+                let yo = zeroed(yo, ready);
+                for start in (0..features).step_by(LANES) {
+                    let n = LANES.min(features - start);
+                    feature_params(ps, features, start, n, pv);
+                    for (yr, xr) in yo.chunks_mut(features).zip(xi.chunks(features)) {
+                        program.forward_plane(&xr[start..start + n], &mut yr[start..start + n], pv, ws, scratch);
+                    }
+                }
+            },
+        );
+    }
+    FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
+}
+
+fn backward_features(
+    x: &FlexTensor,
+    p: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    program: &Program,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let shape = x.layout().shape().clone();
+    let features = shape[shape.num_dims() - 1];
+    let (x, p, w, dy) = (contiguous(x), contiguous(p), contiguous(w), contiguous(dy));
+    let (xs, ps, ws, gs) = (
+        x.as_slice::<f32>().unwrap(),
+        p.as_slice::<f32>().unwrap(),
+        w.as_slice::<f32>().unwrap(),
+        dy.as_slice::<f32>().unwrap(),
+    );
+    let (k, m) = (ps.len() / features.max(1), ws.len());
+    let mut dx = Filled::new(xs.len());
+    // Per block: the [K, F] parameter partials, then the m weight partials.
+    let stride = k * features + m;
+    let mut dp = vec![0f64; k * features];
+    let mut dw = vec![0f64; m];
+    if features > 0 && !xs.is_empty() {
+        let block = feature_block(xs.len() / features) * features;
+        let blocks = xs.len().div_ceil(block);
+        let mut partials = vec![0f64; blocks * stride.max(1)];
+        let (chunks, ready) = dx.chunks(block);
+        chunks
+            .zip(xs.par_chunks(block).zip(gs.par_chunks(block)))
+            .zip(partials.par_chunks_mut(stride.max(1)))
+            .for_each_init(
+                || (Scratch::default(), Vec::new(), Vec::new()),
+                |(scratch, pv, dpc), ((dxo, (xi, gi)), part)| {
+                    let dxo = zeroed(dxo, ready);
+                    let (dp_part, dw_part) = part[..stride].split_at_mut(k * features);
+                    for start in (0..features).step_by(LANES) {
+                        let n = LANES.min(features - start);
+                        feature_params(ps, features, start, n, pv);
+                        dpc.clear();
+                        dpc.resize(k * LANES, 0f64);
+                        let rows = dxo.chunks_mut(features).zip(xi.chunks(features).zip(gi.chunks(features)));
+                        for (dxr, (xr, gr)) in rows {
+                            let span = start..start + n;
+                            let (xr, gr) = (&xr[span.clone()], &gr[span.clone()]);
+                            program.backward_plane(xr, gr, &mut dxr[span], pv, ws, dpc, dw_part, scratch);
+                        }
+                        for r in 0..k {
+                            dp_part[r * features + start..r * features + start + n]
+                                .copy_from_slice(&dpc[r * LANES..r * LANES + n]);
+                        }
+                    }
+                },
+            );
+        for part in partials.chunks(stride.max(1)) {
+            for (d, g) in dp.iter_mut().zip(&part[..k * features]) {
+                *d += g;
+            }
+            for (d, g) in dw.iter_mut().zip(&part[k * features..stride]) {
+                *d += g;
+            }
+        }
+    }
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|g| g as f32).collect::<Vec<f32>>();
+    (
+        FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
+        FlexTensor::from_data(TensorData::new(to_f32(dp), [k, features])),
         FlexTensor::from_data(TensorData::new(to_f32(dw), [m])),
     )
 }

@@ -303,10 +303,24 @@ pub enum Inst {
     },
 }
 
+/// Where a program's parameters vary: per channel plane (`[N, C, H, W]`, the ResNets' sites)
+/// or per element of the last axis (`[.., F]`, the transformers' MLP hidden layers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// One value of each parameter per channel plane: parameters are uniform registers.
+    #[default]
+    Channels,
+    /// One value per feature of the last axis: a chunk runs along a row of features, and
+    /// each parameter is a vector register read from the chunk's `[K, LANES]` table.
+    Features,
+}
+
 /// Registers are instruction indices; register 0 is always [`Inst::X`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     pub insts: Vec<Inst>,
+    /// Where the parameters vary (see [`Layout`]).
+    pub layout: Layout,
     /// Whether the register is the same for every element of a plane.
     pub uniform: Vec<bool>,
     /// The register holding the result.
@@ -325,6 +339,7 @@ impl Default for Program {
     fn default() -> Program {
         Program {
             insts: vec![Inst::X],
+            layout: Layout::Channels,
             uniform: vec![false],
             output: 0,
             params: 0,
@@ -355,15 +370,35 @@ impl Program {
         r
     }
 
-    fn push_new(&mut self, inst: Inst) -> usize {
+    /// The same program for features on the last axis ([`Layout::Features`]): parameters,
+    /// and what depends on them, become vector registers.
+    pub fn on_features(mut self) -> Program {
+        self.layout = Layout::Features;
+        let insts = std::mem::take(&mut self.insts);
+        self.uniform.clear();
+        for &inst in &insts {
+            let u = self.is_uniform(inst);
+            self.uniform.push(u);
+        }
+        self.insts = insts;
+        self
+    }
+
+    /// Whether `inst` is the same for every element of a chunk, given the registers so far.
+    fn is_uniform(&self, inst: Inst) -> bool {
         let u = &self.uniform;
-        let uniform = match inst {
+        match inst {
             Inst::X => false,
-            Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => true,
+            Inst::Param(_) => self.layout == Layout::Channels,
+            Inst::Const(_) | Inst::Weight(_) => true,
             Inst::Neg(a) | Inst::Pow(a, _) | Inst::Call(_, a) | Inst::Clamp(a, _, _) => u[a],
             Inst::Bin(_, a, b) => u[a] && u[b],
             Inst::Mix { start, len, .. } => self.mix_regs[start..start + len].iter().all(|&r| u[r]),
-        };
+        }
+    }
+
+    fn push_new(&mut self, inst: Inst) -> usize {
+        let uniform = self.is_uniform(inst);
         match inst {
             Inst::Param(k) => self.params = self.params.max(k + 1),
             Inst::Weight(j) => self.weights = self.weights.max(j + 1),
@@ -417,14 +452,17 @@ impl Program {
     }
 
     simd_builds! {
-        /// `y = f(x)` for one channel plane; `params[k]` is row k at this channel.
+        /// `y = f(x)` for one channel plane; `params[k]` is row k at this channel. With
+        /// [`Layout::Features`], `x` is one chunk of at most [`LANES`] features and
+        /// `params[k * LANES + l]` is row k at the chunk's feature l.
         forward_plane, forward_plane_impl,
         (x: &[f32], y: &mut [f32], params: &[f32], weights: &[f32], s: &mut Scratch)
     }
 
     simd_builds! {
         /// The gradient for one channel plane: writes `dx`, adds this plane's contributions to
-        /// `dparams[k]` (row k at this channel) and `dweights[j]`.
+        /// `dparams[k]` (row k at this channel) and `dweights[j]`. With [`Layout::Features`]
+        /// (one chunk, as in `forward_plane`), `dparams[k * LANES + l]` is row k at feature l.
         backward_plane, backward_plane_impl,
         (x: &[f32], dy: &[f32], dx: &mut [f32], params: &[f32], weights: &[f32],
          dparams: &mut [f64], dweights: &mut [f64], s: &mut Scratch)
@@ -505,6 +543,12 @@ impl Program {
                     continue;
                 }
                 match *inst {
+                    Inst::Param(k) if !self.uniform[i] => {
+                        let adj = &s.adj[i * LANES..i * LANES + xc.len()];
+                        for (d, &g) in dparams[k * LANES..].iter_mut().zip(adj) {
+                            *d += g as f64;
+                        }
+                    }
                     Inst::Param(k) => dparams[k] += s.scalar_adj[i] as f64,
                     Inst::Weight(j) => dweights[j] += s.scalar_adj[i] as f64,
                     _ => {}
@@ -570,7 +614,8 @@ impl Program {
             match *inst {
                 Inst::X if x_in_vals => out.copy_from_slice(x),
                 Inst::X => {}
-                Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
+                Inst::Param(k) => out.copy_from_slice(&params[k * LANES..k * LANES + n]),
+                Inst::Const(_) | Inst::Weight(_) => unreachable!("uniform"),
                 Inst::Neg(a) => lanes1!(out, reg(a), |v| -v),
                 Inst::Pow(a, p) if DERIV => with_power!(p, P => lanes1_d!(out, d1, reg(a), |v| powi_eval(v, P))),
                 Inst::Pow(a, p) => with_power!(p, P => lanes1!(out, reg(a), |v| powi_eval(v, P).0)),
@@ -662,8 +707,8 @@ impl Program {
                 continue;
             }
             match inst {
-                Inst::X => {}
-                Inst::Const(_) | Inst::Param(_) | Inst::Weight(_) => unreachable!("uniform"),
+                Inst::X | Inst::Param(_) => {}
+                Inst::Const(_) | Inst::Weight(_) => unreachable!("uniform"),
                 Inst::Neg(a) => chain!(s, i, a, n, vals[a], |_v, g| -g),
                 Inst::Pow(a, _) => chain!(s, i, a, n, dvals[i], |d, g| g * d),
                 Inst::Clamp(a, lo, hi) => chain!(s, i, a, n, vals[a], |v, g| if v > lo && v < hi { g } else { 0.0 }),

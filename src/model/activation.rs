@@ -20,9 +20,12 @@ pub struct Activation {
     pub params: Vec<Param<Tensor<1>>>,
     #[module(skip)]
     pub formula: Formula,
-    /// The formula compiled for the fused CPU kernel.
+    /// The formula compiled for the fused CPU kernel, per channel plane.
     #[module(skip)]
     pub program: Arc<Program>,
+    /// The same, per feature of the last axis (`forward_features`).
+    #[module(skip)]
+    pub features_program: Arc<Program>,
 }
 
 impl Activation {
@@ -37,27 +40,34 @@ impl Activation {
             .iter()
             .map(|&v| Param::from_data(TensorData::new(vec![v as f32; channels], [channels]), device))
             .collect();
-        Activation { params, formula: formula.clone(), program: Arc::new(Program::from_formula(formula)) }
+        Activation::compiled(formula, params)
     }
 
     /// Slot `i` starts at the per-channel values `values[i]`.
     pub fn with_values(formula: &Formula, values: &[Vec<f32>], device: &Device) -> Self {
         let params = values.iter().map(|v| Param::from_data(TensorData::new(v.clone(), [v.len()]), device)).collect();
-        Activation { params, formula: formula.clone(), program: Arc::new(Program::from_formula(formula)) }
+        Activation::compiled(formula, params)
+    }
+
+    fn compiled(formula: &Formula, params: Vec<Param<Tensor<1>>>) -> Self {
+        let program = Program::from_formula(formula);
+        Activation {
+            params,
+            formula: formula.clone(),
+            features_program: Arc::new(program.clone().on_features()),
+            program: Arc::new(program),
+        }
     }
 
     /// The activation on features along the last axis of `x` (the transformers' MLP hidden
-    /// layers), parameter slot `k` a `[width]` vector on that axis. On the CPU a formula
-    /// without parameters runs the fused kernel with each row of features as one plane;
-    /// with parameters it runs the reference path (the fused kernel's planes are per channel).
+    /// layers), parameter slot `k` a `[width]` vector on that axis: the fused kernel in its
+    /// feature layout on the CPU, the reference path elsewhere.
     pub fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let dims = x.dims();
-        let width = dims[D - 1];
-        if self.params.is_empty() && fused::available(&x.device()) {
-            let rows = dims.iter().product::<usize>() / width.max(1);
-            let y = fused::apply(self.program.clone(), x.reshape([rows, 1, width, 1]), Vec::new(), None);
-            return y.reshape(dims);
+        if fused::available(&x.device()) {
+            let params = self.params.iter().map(|p| p.val()).collect();
+            return fused::apply(self.features_program.clone(), x, params, None);
         }
+        let width = x.dims()[D - 1];
         let mut shape = [1usize; D];
         shape[D - 1] = width;
         let params: Vec<Tensor<D>> = self.params.iter().map(|p| p.val().reshape(shape)).collect();
@@ -82,13 +92,7 @@ pub trait Site: Module + burn::module::ModuleDisplay {
 
     /// On a tensor of any rank whose last axis holds the features, each parameter per
     /// feature: the transformers' MLP hidden layers.
-    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        // Every feature is a channel of its own: [rows, features, 1, 1] is the same memory.
-        let dims = x.dims();
-        let features = dims[D - 1];
-        let rows = dims.iter().product::<usize>() / features.max(1);
-        self.forward(x.reshape([rows, features, 1, 1])).reshape(dims)
-    }
+    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D>;
 }
 
 impl Site for Activation {

@@ -17,7 +17,7 @@ use burn::tensor::activation::softmax;
 
 use super::activation::Site;
 use crate::expr::ops::BinOp;
-use crate::kernels::program::{Inst, Program};
+use crate::kernels::program::{Inst, Layout, Program};
 use crate::kernels::{fused, reference};
 use crate::space::cell::{CellSpace, Source};
 
@@ -127,19 +127,33 @@ impl MixedCell {
 
     /// Composed burn tensor ops (every backend; the test oracle of the fused kernel).
     pub fn forward_reference(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_reference_on(x, Layout::Channels)
+    }
+
+    /// The cell on features along the last axis of `x` (the transformers' MLP hidden layers):
+    /// the fused kernel in its feature layout on the CPU, the reference path elsewhere.
+    pub fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match fused::available(&x.device()) {
+            true => self.forward_fused_on(x, Layout::Features),
+            false => self.forward_reference_on(x, Layout::Features),
+        }
+    }
+
+    /// The reference path with the parameters on axis 1 (channels) or the last axis.
+    pub fn forward_reference_on<const D: usize>(&self, x: Tensor<D>, layout: Layout) -> Tensor<D> {
         let Some(mixes) = self.mixes() else { return burn::tensor::activation::relu(x) };
         let wiring = self.space.shape.wiring();
-        let mut outputs: Vec<Tensor<4>> = Vec::with_capacity(wiring.len());
+        let mut outputs: Vec<Tensor<D>> = Vec::with_capacity(wiring.len());
         for (i, mix) in mixes.into_iter().enumerate() {
-            let args: Vec<Tensor<4>> = wiring[i]
+            let args: Vec<Tensor<D>> = wiring[i]
                 .iter()
                 .map(|source| match source {
                     Source::Input => x.clone(),
                     Source::Pos(j) => outputs[*j].clone(),
                 })
                 .collect();
-            let op = |k: usize| self.op(i, k, &x, &args);
-            let scalar = |t: Tensor<1>| t.reshape([1, 1, 1, 1]);
+            let op = |k: usize| self.op(i, k, &x, &args, layout);
+            let scalar = |t: Tensor<1>| t.reshape([1; D]);
             let mut out = match mix {
                 PositionMix::Soft { ops, weights } => ops
                     .iter()
@@ -166,6 +180,11 @@ impl MixedCell {
     /// holds every op in play, each times its mixing weight; the weights of all positions are
     /// one vector.
     pub fn forward_fused(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_fused_on(x, Layout::Channels)
+    }
+
+    /// The fused kernel with the parameters on axis 1 (channels) or the last axis.
+    pub fn forward_fused_on<const D: usize>(&self, x: Tensor<D>, layout: Layout) -> Tensor<D> {
         let Some(mixes) = self.mixes() else { return burn::tensor::activation::relu(x) };
         let wiring = self.space.shape.wiring();
         let mut program = Program::default();
@@ -218,13 +237,24 @@ impl MixedCell {
             outputs.push(out);
         }
         program.output = *outputs.last().expect("a cell has at least one position");
-        fused::apply(Arc::new(program), x, params, Some(Tensor::cat(weights, 0)))
+        let weights = Some(Tensor::cat(weights, 0));
+        let program = match layout {
+            Layout::Channels => program,
+            Layout::Features => program.on_features(),
+        };
+        fused::apply(Arc::new(program), x, params, weights)
     }
 
-    /// Candidate op `k` of position `i` on its arguments.
-    fn op(&self, i: usize, k: usize, x: &Tensor<4>, args: &[Tensor<4>]) -> Tensor<4> {
-        let channels = x.dims()[1];
-        let params: Vec<Tensor<4>> = self.params[i][k].iter().map(|p| p.val().reshape([1, channels, 1, 1])).collect();
+    /// Candidate op `k` of position `i` on its arguments, its parameters on axis 1 (channels)
+    /// or the last axis.
+    fn op<const D: usize>(&self, i: usize, k: usize, x: &Tensor<D>, args: &[Tensor<D>], layout: Layout) -> Tensor<D> {
+        let axis = match layout {
+            Layout::Channels => 1,
+            Layout::Features => D - 1,
+        };
+        let mut shape = [1usize; D];
+        shape[axis] = x.dims()[axis];
+        let params: Vec<Tensor<D>> = self.params[i][k].iter().map(|p| p.val().reshape(shape)).collect();
         reference::eval_args(self.space.op_template(i, k), x.clone(), args, &params)
     }
 }
@@ -232,6 +262,10 @@ impl MixedCell {
 impl Site for MixedCell {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         MixedCell::forward(self, x)
+    }
+
+    fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        MixedCell::forward_features(self, x)
     }
 }
 
