@@ -87,8 +87,14 @@ fn impossible_flags() {
     assert_clean_error(&out, "trains with AdamW");
     let out = actsearch(&["eval", "--activation", "gelu", "--network", "vit-micro", "--preset", "seed"], dir.path());
     assert_clean_error(&out, "--preset seed is the seed project's ResNet recipe");
-    let out = actsearch(&["search", "--method", "grafs", "--network", "vit-micro"], dir.path());
-    assert_clean_error(&out, "the one-shot searches run on the CIFAR ResNets in this version");
+    let out = actsearch(&["search", "--network", "vit-micro", "--warm-start-with", "nosuch"], dir.path());
+    assert_clean_error(&out, "--warm-start-with 'nosuch' is not a function");
+    let out = actsearch(&["search", "--warm-start-with", "x*sigmoid(b*x)"], dir.path());
+    assert_clean_error(&out, "the warm start needs a fixed function of x");
+    let out = actsearch(&["search", "--network", "resnet8", "--mlp", "gated"], dir.path());
+    assert_clean_error(&out, "--mlp gated applies to the transformers");
+    let out = actsearch(&["search", "--method", "random", "--warm-start-with", "gelu"], dir.path());
+    assert_clean_error(&out, "--warm-start-with only apply to the one-shot methods");
     let out = actsearch(&["search", "--method", "random", "--child-network", "vit-tiny"], dir.path());
     assert_clean_error(&out, "sample-search children are CIFAR ResNets in this version");
     assert!(!dir.path().join("runs").exists(), "a refused eval wrote {:?}", std::fs::read_dir(dir.path()));

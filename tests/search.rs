@@ -147,3 +147,69 @@ fn grafs_shares_one_cell_and_shrinks_to_one_op_per_position() {
     let log = std::fs::read_to_string(out.join("log.log")).unwrap();
     assert!(log.contains("warm start") && log.contains("progressive shrinking"), "{log}");
 }
+
+/// The one-shot methods on a vit-micro: the cell replaces each of the 4 MLP activations (its
+/// per-feature parameters on the last axis, 256 wide), the weights train with AdamW, and the
+/// genotype trains again in `eval` on the ViT with the learned per-feature values.
+#[test]
+fn every_method_searches_a_vit_and_eval_trains_the_genotype_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(dir.path(), 12);
+    for method in ["darts", "darts2", "gdas", "drnas", "grafs"] {
+        let out = dir.path().join(format!("vit-{method}"));
+        let config = common::search_vit_config(method, dir.path(), &out, "small", 1);
+        let outcome = search(&config, &Device::flex(), false, &Silent).unwrap_or_else(|e| panic!("{method}: {e:#}"));
+        let h = &outcome.history;
+        assert!(h.train_loss.iter().chain(&h.valid_loss).all(|v| v.is_finite()), "{method}: {h:?}");
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(out.join("alphas.jsonl")).unwrap().lines().next().unwrap())
+                .unwrap();
+        assert_eq!(line["weights"].as_array().unwrap().len(), 4, "{method}: one weight table per block");
+        let (weights, _) = read_safetensors(&out.join("model.safetensors")).unwrap();
+        assert!(weights.contains_key("blocks.3.mlp.fc.weight"), "{method}: the ViT's state_dict names");
+        for info in &outcome.genotype.params {
+            let learned = info.learned.as_ref().unwrap();
+            assert_eq!(learned.len(), 4, "{method}: one vector per site");
+            assert!(learned.iter().all(|v| v.len() == 256), "{method}: one value per feature");
+        }
+    }
+    let genotype = dir.path().join("vit-grafs/genotype.json");
+    let mut eval = common::tiny_vit_config(dir.path(), &dir.path().join("eval"), genotype.to_str().unwrap(), 1);
+    eval.init_params = actsearch::space::resolve::InitParams::Learned;
+    let formula = resolve_activation(genotype.to_str().unwrap()).unwrap();
+    let run = actsearch::train::run::train(&eval, &formula, &Device::flex(), false, &Silent).unwrap();
+    assert!(run.history.test_acc.iter().all(|v| v.is_finite()));
+}
+
+/// The warm start follows the network: GELU on a ViT (the log says so), and
+/// `warm_start_with` overrides it (another function gives other epoch-1 losses). A killed ViT
+/// search (AdamW for the weights beside Adam for the alphas in one checkpoint) resumes to the
+/// uninterrupted result.
+#[test]
+fn a_vit_search_warms_up_with_gelu_and_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(dir.path(), 12);
+    let config = |name: &str, with: Option<&str>| {
+        let mut c = common::search_vit_config("grafs", dir.path(), &dir.path().join(name), "small", 3);
+        c.shared_cell = true;
+        c.warm_start_with = with.map(str::to_string);
+        c
+    };
+    let device = Device::flex();
+    let a = search(&config("a", None), &device, false, &Silent).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("a/log.log")).unwrap();
+    assert!(log.contains("the weights train with gelu"), "{log}");
+    let named = search(&config("gelu", Some("gelu")), &device, false, &Silent).unwrap();
+    assert_eq!(a.history.train_loss, named.history.train_loss, "gelu is the ViT's default");
+    let silu = search(&config("silu", Some("silu")), &device, false, &Silent).unwrap();
+    assert_ne!(a.history.train_loss[0], silu.history.train_loss[0]);
+
+    assert!(search(&config("b", None), &device, false, &StopAtEpoch::at(2)).is_err());
+    let b = search(&config("b", None), &device, true, &Silent).unwrap();
+    assert_eq!(a.history.train_loss, b.history.train_loss);
+    assert_eq!(a.history.valid_acc, b.history.valid_acc);
+    assert_eq!(a.genotype, b.genotype);
+    let (wa, _) = read_safetensors(&dir.path().join("a/model.safetensors")).unwrap();
+    let (wb, _) = read_safetensors(&dir.path().join("b/model.safetensors")).unwrap();
+    assert_eq!(wa, wb);
+}

@@ -47,6 +47,19 @@ pub enum MlpArg {
     Gated,
 }
 
+impl MlpArg {
+    /// The MLP of `network`: gated is refused for a network without MLP blocks.
+    pub fn on(self, network: Network) -> Result<Mlp> {
+        match self {
+            MlpArg::Standard => Ok(Mlp::Standard),
+            MlpArg::Gated if network.is_resnet() => {
+                bail!("--mlp gated applies to the transformers (vit-micro, vit-tiny); {} has no MLP blocks", network.name())
+            }
+            MlpArg::Gated => Ok(Mlp::Gated),
+        }
+    }
+}
+
 #[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
     /// The network to train: a CIFAR ResNet (resnet8, resnet20, resnet32, resnet44, resnet56,
@@ -234,13 +247,7 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
     };
     let network = args.single_network();
     let d = preset.defaults_for(network)?;
-    let mlp = match args.mlp {
-        MlpArg::Standard => Mlp::Standard,
-        MlpArg::Gated if network.is_resnet() => {
-            bail!("--mlp gated applies to the transformers (vit-micro, vit-tiny); {} has no MLP blocks", network.name())
-        }
-        MlpArg::Gated => Mlp::Gated,
-    };
+    let mlp = args.mlp.on(network)?;
     if d.optimizer == Optimizer::Adamw && (args.momentum.is_some() || args.nesterov) {
         bail!("--momentum and --nesterov are SGD's; {} trains with AdamW (betas 0.9, 0.999)", network.name());
     }

@@ -32,6 +32,7 @@ fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
         ("--arch-lr", args.arch_lr.is_some()),
         ("--shared-cell", args.shared_cell),
         ("--warm-start", args.warm_start.is_some()),
+        ("--warm-start-with", args.warm_start_with.is_some()),
         ("--test-subset", args.test_subset.is_some()),
         ("--network (children use --child-network)", args.network.is_some()),
         ("--seeds (run one search per seed with --seed N --out DIR-N)", !args.seeds.is_empty()),

@@ -9,6 +9,7 @@ use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
 use super::then_eval::compare;
 use crate::search::oneshot::SearchConfig;
+use crate::train::config::Optimizer;
 use crate::search::oneshot::config::SearchPreset;
 use crate::search::oneshot::seeds::search_seeds;
 
@@ -24,33 +25,53 @@ pub fn run(args: SearchArgs) -> Result<()> {
         PresetArg::Quick => SearchPreset::Quick,
     };
     let defaults = preset.defaults();
-    if let Some(network) = args.network.filter(|n| !n.is_resnet()) {
-        bail!(
-            "the one-shot searches run on the CIFAR ResNets in this version, not on {}; pass --network resnet8 (or another resnet)",
-            network.name()
-        );
-    }
+    let network = args.network.unwrap_or(defaults.network);
+    // The weights' recipe follows the network: SGD for the ResNets, AdamW for the ViTs.
+    let weights = match network.is_resnet() {
+        true => Weights {
+            optimizer: Optimizer::Sgd,
+            lr: defaults.lr,
+            lr_min: 0.001,
+            momentum: 0.9,
+            weight_decay: defaults.weight_decay,
+            grad_clip: 5.0,
+            warmup: 0.0,
+        },
+        false => Weights {
+            optimizer: Optimizer::Adamw,
+            lr: 1e-3,
+            lr_min: 0.0,
+            momentum: 0.0,
+            weight_decay: 0.05,
+            grad_clip: 1.0,
+            warmup: 0.05,
+        },
+    };
     let method = args.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
     let (device, pool) = args.common.device_and_pool()?;
     let config = SearchConfig {
         method: method.clone(),
         space: args.space.clone(),
-        network: args.network.unwrap_or(defaults.network),
+        network,
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
         epochs: args.epochs.unwrap_or(defaults.epochs),
         batch_size: args.batch_size.unwrap_or(defaults.batch_size),
-        lr: args.lr.unwrap_or(defaults.lr),
-        lr_min: 0.001,
-        momentum: 0.9,
-        weight_decay: args.weight_decay.unwrap_or(defaults.weight_decay),
-        grad_clip: 5.0,
+        lr: args.lr.unwrap_or(weights.lr),
+        lr_min: weights.lr_min,
+        momentum: weights.momentum,
+        weight_decay: args.weight_decay.unwrap_or(weights.weight_decay),
+        grad_clip: weights.grad_clip,
+        optimizer: weights.optimizer,
+        warmup: weights.warmup,
+        mlp: args.mlp.on(network)?,
         arch_lr: args.arch_lr.unwrap_or(defaults.arch_lr),
         arch_betas: (0.5, 0.999),
         arch_weight_decay: 1e-3,
         kl_scale: args.kl_scale,
         shared_cell: args.shared_cell || defaults.shared_cell,
         warm_start: args.warm_start.map(|n| n as usize),
+        warm_start_with: args.warm_start_with.clone(),
         accumulate: args.accumulate.unwrap_or(defaults.accumulate),
         train_portion: args.train_portion.unwrap_or(defaults.train_portion),
         subset: args.subset.or(defaults.subset),
@@ -86,7 +107,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
     ));
     if args.then_eval {
         // A bad baseline fails now, not after the search.
-        crate::space::resolve::resolve_activation(&args.baseline)?;
+        crate::space::resolve::resolve_activation(&args.baseline())?;
     }
     let (summary, outcomes) = pool.install(|| search_seeds(&config, &seeds, &device, args.resume, &progress))?;
     progress.finish();
@@ -123,6 +144,17 @@ pub fn run(args: SearchArgs) -> Result<()> {
     };
     text += &format!("summary in {}\n", config.out.join("summary.json").display());
     stdout(&text)
+}
+
+/// The weights' recipe of a one-shot search.
+struct Weights {
+    optimizer: Optimizer,
+    lr: f64,
+    lr_min: f64,
+    momentum: f64,
+    weight_decay: f64,
+    grad_clip: f64,
+    warmup: f64,
 }
 
 /// The sample-only flags given with a one-shot method: an error names them.
@@ -173,5 +205,6 @@ fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {
     if c.subset == Some(0) || c.test_subset == Some(0) {
         anyhow::bail!("--subset and --test-subset must be at least 1");
     }
+    c.warm_start_formula()?;
     Ok(())
 }

@@ -69,9 +69,15 @@ pub struct SearchArgs {
     /// 5143824, grafs 22667121 sequences (the run prints its space's size).
     #[arg(long, default_value = "grafs")]
     pub space: String,
-    /// The CIFAR ResNet whose activation sites become cells [preset: seed resnet8, grafs resnet20].
+    /// The network whose activation sites become cells: a CIFAR ResNet, or a ViT (vit-micro,
+    /// vit-tiny), whose every MLP activation becomes the cell and whose weights train with
+    /// the ViT recipe (AdamW lr 1e-3, weight decay 0.05, 5% warm-up then cosine, clip 1)
+    /// [preset: seed resnet8, grafs resnet20].
     #[arg(long, value_parser = Network::parse)]
     pub network: Option<Network>,
+    /// A ViT's MLP blocks: standard, or gated (the cell gates x W3, as SwiGLU does).
+    #[arg(long, value_enum, default_value = "standard")]
+    pub mlp: super::eval::MlpArg,
     /// Defaults for the recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: PresetArg,
@@ -84,10 +90,11 @@ pub struct SearchArgs {
     /// Average the gradients of N batches into one step [preset: seed 1, grafs 2].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub accumulate: Option<usize>,
-    /// Weights' learning rate, cosine-annealed to 0.001 [preset: seed 0.025, grafs 0.1].
+    /// Weights' learning rate, cosine-annealed to 0.001 [preset: seed 0.025, grafs 0.1; a ViT
+    /// 1e-3, to 0].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// Weights' weight decay [preset: seed 3e-4, grafs 1e-4].
+    /// Weights' weight decay [preset: seed 3e-4, grafs 1e-4; a ViT 0.05].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Alphas' learning rate (Adam, betas (0.5, 0.999), weight decay 1e-3) [preset: seed 3e-4, grafs 6e-4].
@@ -101,6 +108,10 @@ pub struct SearchArgs {
     /// before the alphas move too) [default: grafs 1, other one-shot methods 0].
     #[arg(long, allow_negative_numbers = true, value_parser = super::whole)]
     pub warm_start: Option<u64>,
+    /// The function the weights train with during the warm start (GRAFS' --comp): a named
+    /// function or formula of x without parameters [default: relu on a ResNet, gelu on a ViT].
+    #[arg(long, allow_hyphen_values = true)]
+    pub warm_start_with: Option<String>,
     /// One set of alphas shared by every activation site (the GRAFS setting) instead of one
     /// set per site [preset: grafs].
     #[arg(long)]
@@ -139,10 +150,12 @@ pub struct SearchArgs {
     /// in OUT/summary.json), and write a report (formula plot, alphas, curves) to OUT/report.
     #[arg(long)]
     pub then_eval: bool,
-    /// The activation the found function is compared with (--then-eval).
-    #[arg(long, default_value = "relu", requires = "then_eval", allow_hyphen_values = true)]
-    pub baseline: String,
-    /// The network both are trained on (--then-eval).
+    /// The activation the found function is compared with (--then-eval) [default: relu on a
+    /// ResNet, gelu on a ViT].
+    #[arg(long, requires = "then_eval", allow_hyphen_values = true)]
+    pub baseline: Option<String>,
+    /// The network both are trained on (--then-eval), with eval's quick preset for it (a ViT
+    /// gets the ViT recipe and the search's --mlp).
     #[arg(long, default_value = "resnet8", value_parser = Network::parse, requires = "then_eval")]
     pub eval_network: Network,
     /// Seeds of the evals of --then-eval (the same for both, so the comparison is paired by
@@ -217,4 +230,15 @@ pub fn sample_method(method: Method) -> Option<SampleMethod> {
 pub fn default_out(method: &str, space: &str) -> PathBuf {
     let slug: String = space.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
     PathBuf::from("runs").join(format!("search-{method}-{slug}"))
+}
+
+impl SearchArgs {
+    /// `--baseline`, or the function the eval network is usually trained with.
+    pub fn baseline(&self) -> String {
+        match &self.baseline {
+            Some(b) => b.clone(),
+            None if self.eval_network.is_resnet() => "relu".to_string(),
+            None => "gelu".to_string(),
+        }
+    }
 }

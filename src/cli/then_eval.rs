@@ -20,25 +20,29 @@ pub fn compare(
 ) -> Result<()> {
     use super::eval::{self, EvalArgs};
     use crate::report::stats;
-    let runs = [(found.to_string(), out.join("eval-found")), (args.baseline.clone(), out.join("eval-baseline"))];
+    let baseline = args.baseline();
+    let runs = [(found.to_string(), out.join("eval-found")), (baseline.clone(), out.join("eval-baseline"))];
     let seeds = args.eval_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
     stdout(&format!(
         "found: {}\ntraining it and {} from scratch on {} (eval's quick preset, seeds {seeds}) to compare\n",
         crate::space::resolve::resolve_activation(found)?,
-        args.baseline,
+        baseline,
         args.eval_network.name()
     ))?;
     let mut summaries = Vec::new();
     for (activation, dir) in &runs {
         let mut eval = EvalArgs::quick(args.eval_network, activation, dir, seed, args.common.clone());
         eval.seeds = args.eval_seeds.clone();
+        if !args.eval_network.is_resnet() {
+            eval.mlp = args.mlp;
+        }
         eval.resume = args.resume;
         summaries.push(eval::run_summary(eval)?);
     }
     let pairs =
         |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.test_acc.iter().copied()).collect::<Vec<_>>();
     let c = stats::compare(&pairs(&summaries[0]), &pairs(&summaries[1]));
-    let quick = crate::train::config::Preset::Quick.defaults();
+    let quick = crate::train::config::Preset::Quick.defaults_for(args.eval_network)?;
     let recipe = format!(
         "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
         args.eval_network.name(),

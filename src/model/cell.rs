@@ -16,7 +16,8 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::activation::Site;
-use crate::expr::ops::BinOp;
+use crate::expr::ops::{BinOp, Func};
+use crate::expr::{Expr, Formula};
 use crate::kernels::program::{Inst, Layout, Program};
 use crate::kernels::{fused, reference};
 use crate::space::cell::{CellSpace, Source};
@@ -29,8 +30,9 @@ pub enum Mix {
     /// The softmax of the cell's own alphas over all ops (DARTS; the default).
     #[default]
     Own,
-    /// The cell is ReLU (GRAFS' warm start trains the weights with ReLU first).
-    Relu,
+    /// The cell is this fixed function without parameters (the warm start trains the weights
+    /// with it first: GRAFS' ReLU for the ResNets, GELU for the transformers).
+    Fixed(Formula),
     /// One mixing rule per position.
     Positions(Vec<PositionMix>),
 }
@@ -111,10 +113,10 @@ impl MixedCell {
         }
     }
 
-    /// The installed mix per position, or `None` for ReLU.
+    /// The installed mix per position, or `None` for a fixed function.
     fn mixes(&self) -> Option<Vec<PositionMix>> {
         match &self.mix {
-            Mix::Relu => None,
+            Mix::Fixed(_) => None,
             Mix::Own => Some(
                 self.weights()
                     .into_iter()
@@ -141,7 +143,7 @@ impl MixedCell {
 
     /// The reference path with the parameters on axis 1 (channels) or the last axis.
     pub fn forward_reference_on<const D: usize>(&self, x: Tensor<D>, layout: Layout) -> Tensor<D> {
-        let Some(mixes) = self.mixes() else { return burn::tensor::activation::relu(x) };
+        let Some(mixes) = self.mixes() else { return self.fixed(x, false) };
         let wiring = self.space.shape.wiring();
         let mut outputs: Vec<Tensor<D>> = Vec::with_capacity(wiring.len());
         for (i, mix) in mixes.into_iter().enumerate() {
@@ -185,7 +187,7 @@ impl MixedCell {
 
     /// The fused kernel with the parameters on axis 1 (channels) or the last axis.
     pub fn forward_fused_on<const D: usize>(&self, x: Tensor<D>, layout: Layout) -> Tensor<D> {
-        let Some(mixes) = self.mixes() else { return burn::tensor::activation::relu(x) };
+        let Some(mixes) = self.mixes() else { return self.fixed(x, true) };
         let wiring = self.space.shape.wiring();
         let mut program = Program::default();
         let mut params: Vec<Tensor<1>> = Vec::new();
@@ -245,6 +247,19 @@ impl MixedCell {
         fused::apply(Arc::new(program), x, params, weights)
     }
 
+    /// The installed fixed function (the warm start): ReLU through burn's op, as always; any
+    /// other through the fused kernel (`fused`) or the reference path.
+    fn fixed<const D: usize>(&self, x: Tensor<D>, fused_path: bool) -> Tensor<D> {
+        let Mix::Fixed(formula) = &self.mix else { unreachable!("a mix of positions is not fixed") };
+        if formula.expr == Expr::Call(Func::Relu, Box::new(Expr::X)) {
+            return burn::tensor::activation::relu(x);
+        }
+        match fused_path {
+            true => fused::apply(Arc::new(Program::from_formula(formula).on_features()), x, Vec::new(), None),
+            false => reference::eval(formula, x, &[]),
+        }
+    }
+
     /// Candidate op `k` of position `i` on its arguments, its parameters on axis 1 (channels)
     /// or the last axis.
     fn op<const D: usize>(&self, i: usize, k: usize, x: &Tensor<D>, args: &[Tensor<D>], layout: Layout) -> Tensor<D> {
@@ -272,7 +287,6 @@ impl Site for MixedCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expr::Formula;
 
     fn tensor(values: &[f32], device: &Device) -> Tensor<4> {
         Tensor::from_data(TensorData::new(values.to_vec(), [1, values.len(), 1, 1]), device)

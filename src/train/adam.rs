@@ -89,8 +89,15 @@ impl Adam {
     }
 
     pub fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, steps: u64, device: &Device) {
-        self.m = load_named_state(tensors, "exp_avg", device);
-        self.v = load_named_state(tensors, "exp_avg_sq", device);
+        // Only this optimizer's group: a search's AdamW (weights) and Adam (alphas) share the
+        // checkpoint's `exp_avg` names.
+        let group = self.config.group;
+        let mine = |mut map: HashMap<String, Tensor<1>>| {
+            map.retain(|name, _| group.contains(name));
+            map
+        };
+        self.m = mine(load_named_state(tensors, "exp_avg", device));
+        self.v = mine(load_named_state(tensors, "exp_avg_sq", device));
         self.steps = steps;
     }
 }

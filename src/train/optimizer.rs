@@ -8,10 +8,27 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::prelude::*;
 
-use super::adam::Adam;
+use super::adam::{Adam, AdamConfig};
 use super::sgd::Sgd;
-use super::update::Grads;
+use super::update::{Grads, Group, names_where};
+use crate::model::Net;
 use crate::model::state::NamedTensor;
+
+/// The transformers' AdamW: betas (0.9, 0.999), decay on the parameters the network says
+/// decay (`Net::decays`: two or more dimensions), the global gradient norm clipped.
+pub struct AdamW {
+    pub weight_decay: f64,
+    pub grad_clip: Option<f64>,
+    pub group: Group,
+}
+
+impl AdamW {
+    pub fn build<N: Net>(&self, model: &N) -> Optim {
+        let config = AdamConfig { betas: (0.9, 0.999), eps: 1e-8, weight_decay: self.weight_decay, group: self.group };
+        let no_decay = names_where(model, &|path, dims| !model.decays(path, dims));
+        Optim::AdamW(Adam::adamw(config, no_decay, self.grad_clip))
+    }
+}
 
 pub enum Optim {
     Sgd(Sgd),

@@ -16,17 +16,16 @@ use burn::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::adam::{Adam, AdamConfig};
 use super::batches::ImageBatches;
 use super::config::{Optimizer, TrainConfig};
 use super::driver::{self, At, Batches, Job, Span, StepReport, Strategy, Trained};
 use super::history::History;
 use super::metrics::Meter;
-use super::optimizer::Optim;
+use super::optimizer::{AdamW, Optim};
 use super::run_dir::{MODEL_FILE, RunDir, RunLog, Start};
-use super::schedule::Schedule;
+use super::schedule::{LrRule, Per};
 use super::sgd::{Sgd, SgdConfig};
-use super::update::{Grads, Group, names_where};
+use super::update::{Grads, Group};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
 use crate::model::state::{NamedTensor, host_f32, write_safetensors};
@@ -165,13 +164,10 @@ fn train_net<N: Net<Input = Tensor<4>>>(
             (Optim::Sgd(sgd), lr)
         }
         Optimizer::Adamw => {
-            let adam =
-                AdamConfig { betas: (0.9, 0.999), eps: 1e-8, weight_decay: config.weight_decay, group: Group::All };
-            let no_decay = names_where(&model, &|path, dims| !model.decays(path, dims));
-            let total = config.epochs * batches.len(false);
-            let warmup = (config.warmup * total as f64).round() as usize;
-            let lr = LrRule { schedule: config.schedule, base: config.lr, per: Per::Step, total, warmup };
-            (Optim::AdamW(Adam::adamw(adam, no_decay, config.grad_clip)), lr)
+            let steps = config.epochs * batches.len(false);
+            let recipe = AdamW { weight_decay: config.weight_decay, grad_clip: config.grad_clip, group: Group::All };
+            let optim = recipe.build(&model);
+            (optim, LrRule::warmed(config.schedule, config.lr, steps, config.warmup))
         }
     };
     let mut strategy = WeightSteps::<N, TrainConfig> {
@@ -208,37 +204,6 @@ fn train_net<N: Net<Input = Tensor<4>>>(
         config.activation
     ))?;
     Ok(RunOutcome { out: out.clone(), history })
-}
-
-/// Whether a schedule steps once per epoch or once per optimizer step.
-#[derive(Clone, Copy, Debug)]
-pub enum Per {
-    Epoch,
-    Step,
-}
-
-/// The weights' learning rate: a linear warm-up over the first `warmup` steps (or epochs),
-/// rising to `base` at the last of them, then `schedule` from `base` over the rest of `total`.
-#[derive(Clone, Copy, Debug)]
-pub struct LrRule {
-    pub schedule: Schedule,
-    pub base: f64,
-    pub per: Per,
-    pub total: usize,
-    pub warmup: usize,
-}
-
-impl LrRule {
-    pub fn at(&self, at: &At) -> f64 {
-        let now = match self.per {
-            Per::Epoch => at.epoch,
-            Per::Step => at.step,
-        };
-        if now < self.warmup {
-            return self.base * (now + 1) as f64 / self.warmup as f64;
-        }
-        self.schedule.lr(self.base, now - self.warmup, self.total - self.warmup)
-    }
 }
 
 /// The strategy of eval and of a search's children: one SGD step of every weight per batch,
@@ -358,27 +323,4 @@ pub fn trainable_params<M: Module>(module: &M) -> usize {
     let mut count = Count(0);
     module.visit(&mut count);
     count.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at_step(step: usize) -> At {
-        At { epoch: 0, index: step, batches: 100, step, lr: 0.0 }
-    }
-
-    #[test]
-    fn warm_up_rises_linearly_to_the_base_then_the_schedule_runs_over_the_rest() {
-        let rule = LrRule { schedule: Schedule::Cosine, base: 1e-3, per: Per::Step, total: 100, warmup: 5 };
-        assert!((rule.at(&at_step(0)) - 2e-4).abs() < 1e-12);
-        assert!((rule.at(&at_step(4)) - 1e-3).abs() < 1e-12);
-        assert!((rule.at(&at_step(5)) - 1e-3).abs() < 1e-12);
-        // Halfway through the 95 steps after the warm-up, cosine is at half the base.
-        assert!((rule.at(&at_step(5 + 95 / 2)) - Schedule::Cosine.lr(1e-3, 47, 95)).abs() < 1e-15);
-        assert!(rule.at(&at_step(99)) < 1e-5);
-        // Without a warm-up the rule is the schedule itself (the ResNets' and children's).
-        let plain = LrRule { warmup: 0, ..rule };
-        assert_eq!(plain.at(&at_step(30)), Schedule::Cosine.lr(1e-3, 30, 100));
-    }
 }

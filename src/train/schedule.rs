@@ -2,6 +2,8 @@
 //! `MultiStepLR` are in the common CIFAR recipes).
 
 use anyhow::{Result, bail};
+
+use super::driver::At;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,24 @@ impl Schedule {
 mod tests {
     use super::*;
 
+    fn at_step(step: usize) -> At {
+        At { epoch: 0, index: step, batches: 100, step, lr: 0.0 }
+    }
+
+    #[test]
+    fn warm_up_rises_linearly_to_the_base_then_the_schedule_runs_over_the_rest() {
+        let rule = LrRule { schedule: Schedule::Cosine, base: 1e-3, per: Per::Step, total: 100, warmup: 5 };
+        assert!((rule.at(&at_step(0)) - 2e-4).abs() < 1e-12);
+        assert!((rule.at(&at_step(4)) - 1e-3).abs() < 1e-12);
+        assert!((rule.at(&at_step(5)) - 1e-3).abs() < 1e-12);
+        // Halfway through the 95 steps after the warm-up, cosine is at half the base.
+        assert!((rule.at(&at_step(5 + 95 / 2)) - Schedule::Cosine.lr(1e-3, 47, 95)).abs() < 1e-15);
+        assert!(rule.at(&at_step(99)) < 1e-5);
+        // Without a warm-up the rule is the schedule itself (the ResNets' and children's).
+        let plain = LrRule { warmup: 0, ..rule };
+        assert_eq!(plain.at(&at_step(30)), Schedule::Cosine.lr(1e-3, 30, 100));
+    }
+
     #[test]
     fn cosine_starts_at_base_and_decays() {
         assert_eq!(Schedule::Cosine.lr(0.1, 0, 10), 0.1);
@@ -73,5 +93,43 @@ mod tests {
     #[test]
     fn unknown_schedule_is_an_error() {
         assert!(Schedule::parse("linear").unwrap_err().to_string().contains("cosine"));
+    }
+}
+
+/// Whether a schedule steps once per epoch or once per optimizer step.
+#[derive(Clone, Copy, Debug)]
+pub enum Per {
+    Epoch,
+    Step,
+}
+
+/// The weights' learning rate: a linear warm-up over the first `warmup` steps (or epochs),
+/// rising to `base` at the last of them, then `schedule` from `base` over the rest of `total`.
+#[derive(Clone, Copy, Debug)]
+pub struct LrRule {
+    pub schedule: Schedule,
+    pub base: f64,
+    pub per: Per,
+    pub total: usize,
+    pub warmup: usize,
+}
+
+impl LrRule {
+    /// `schedule` per step over `steps`, after a linear warm-up over the first `warmup`
+    /// fraction of them (the transformers' recipes).
+    pub fn warmed(schedule: Schedule, base: f64, steps: usize, warmup: f64) -> LrRule {
+        let warmup = (warmup * steps as f64).round() as usize;
+        LrRule { schedule, base, per: Per::Step, total: steps, warmup }
+    }
+
+    pub fn at(&self, at: &At) -> f64 {
+        let now = match self.per {
+            Per::Epoch => at.epoch,
+            Per::Step => at.step,
+        };
+        if now < self.warmup {
+            return self.base * (now + 1) as f64 / self.warmup as f64;
+        }
+        self.schedule.lr(self.base, now - self.warmup, self.total - self.warmup)
     }
 }

@@ -95,8 +95,12 @@ pub fn search_config(method: &str, data: &Path, out: &Path, space: &str, epochs:
         arch_betas: (0.5, 0.999),
         arch_weight_decay: 1e-3,
         kl_scale: 1e-3,
+        optimizer: Default::default(),
+        warmup: 0.0,
+        mlp: Default::default(),
         shared_cell: false,
         warm_start: None,
+        warm_start_with: None,
         accumulate: 1,
         train_portion: 0.5,
         subset: None,
@@ -106,6 +110,22 @@ pub fn search_config(method: &str, data: &Path, out: &Path, space: &str, epochs:
         backend: "flex".to_string(),
         threads: 2,
         out: out.to_path_buf(),
+    }
+}
+
+/// [`search_config`] on a vit-micro with the ViT recipe for the weights (AdamW, warm-up,
+/// clipping at 1).
+pub fn search_vit_config(method: &str, data: &Path, out: &Path, space: &str, epochs: usize) -> SearchConfig {
+    SearchConfig {
+        network: Network::VitMicro,
+        optimizer: actsearch::train::config::Optimizer::Adamw,
+        lr: 1e-3,
+        lr_min: 0.0,
+        momentum: 0.0,
+        weight_decay: 0.05,
+        grad_clip: 1.0,
+        warmup: 0.3,
+        ..search_config(method, data, out, space, epochs)
     }
 }
 

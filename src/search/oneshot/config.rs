@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Network;
+use crate::expr::Formula;
+use crate::expr::named::resolve;
+use crate::model::{Mlp, Network};
+use crate::train::config::Optimizer;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchConfig {
@@ -17,12 +20,22 @@ pub struct SearchConfig {
     pub data_dir: PathBuf,
     pub epochs: usize,
     pub batch_size: usize,
-    /// Weights: SGD, cosine from `lr` to `lr_min`, momentum, weight decay, gradient-norm clip.
+    /// Weights: SGD, cosine from `lr` to `lr_min` per epoch, momentum, weight decay,
+    /// gradient-norm clip (the ResNets); or AdamW with a linear warm-up over the first
+    /// `warmup` of the steps then cosine to 0 per step (the transformers' recipe).
     pub lr: f64,
     pub lr_min: f64,
     pub momentum: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
+    /// The weights' optimizer. Not written for SGD, so older runs resume unchanged.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub optimizer: Optimizer,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub warmup: f64,
+    /// The MLP blocks of a transformer (`--mlp`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mlp: Mlp,
     /// Architecture: Adam with these settings.
     pub arch_lr: f64,
     pub arch_betas: (f64, f64),
@@ -36,6 +49,10 @@ pub struct SearchConfig {
     /// rest), so configs written before the flag existed resume unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_start: Option<usize>,
+    /// `--warm-start-with NAME`: the function of the warm-start epochs. Absent: the network's
+    /// own (see [`SearchConfig::warm_start_function`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start_with: Option<String>,
     /// Batches whose gradients are averaged into one optimizer step.
     pub accumulate: usize,
     /// Fraction of the training images that train the weights; the rest trains the alphas.
@@ -59,6 +76,34 @@ impl SearchConfig {
     pub fn warm_start_epochs(&self) -> usize {
         self.warm_start.unwrap_or(if self.method == "grafs" { 1 } else { 0 })
     }
+
+    /// The function the weights train with during the warm start: `--warm-start-with`, or the
+    /// network's own (GRAFS' `--comp`): `relu` for the ResNets, `gelu` for the transformers.
+    pub fn warm_start_function(&self) -> &str {
+        match &self.warm_start_with {
+            Some(name) => name,
+            None if self.network.is_resnet() => "relu",
+            None => "gelu",
+        }
+    }
+
+    /// [`SearchConfig::warm_start_function`] parsed; an error names the problem.
+    pub fn warm_start_formula(&self) -> anyhow::Result<Formula> {
+        let name = self.warm_start_function();
+        match resolve(name) {
+            Ok(f) if f.num_params() == 0 && f.uses_x() => Ok(f),
+            Ok(_) => anyhow::bail!(
+                "--warm-start-with '{name}' has parameters or no x: the warm start needs a fixed function of x, such as relu, gelu or silu"
+            ),
+            Err(e) => anyhow::bail!(
+                "--warm-start-with '{name}' is not a function ({e}); name one such as relu, gelu or silu (see `actsearch functions`)"
+            ),
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Named sets of defaults for `actsearch search`.

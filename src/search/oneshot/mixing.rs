@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use super::dirichlet;
 use crate::model::cell::{Mix, PositionMix};
 use crate::model::state::host_f32;
-use crate::model::{MixedCell, ResNet};
+use crate::expr::Formula;
+use crate::model::MixedCell;
+use crate::model::net::Net;
 
 /// The one-shot methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,13 +97,13 @@ impl Mixer {
     }
 
     /// The alpha tensors of each set, per position.
-    pub fn alpha_sets(&self, model: &ResNet<MixedCell>) -> Vec<Vec<Tensor<1>>> {
+    pub fn alpha_sets<N: Net<Site = MixedCell>>(&self, model: &N) -> Vec<Vec<Tensor<1>>> {
         let sites = model.sites();
         (0..self.active.len()).map(|s| sites[s].alphas.iter().map(|a| a.val()).collect()).collect()
     }
 
     /// Install in every site the mix for the next forward pass. `seed` picks the samples.
-    pub fn install(&self, model: ResNet<MixedCell>, pass: Pass, seed: u64) -> ResNet<MixedCell> {
+    pub fn install<N: Net<Site = MixedCell>>(&self, model: N, pass: Pass, seed: u64) -> N {
         let sets = self.alpha_sets(&model);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let sites = model.sites().len();
@@ -123,9 +125,10 @@ impl Mixer {
         model.map_sites(|i, cell| cell.with_mix(mixes[i].clone()))
     }
 
-    /// Install ReLU at every site (GRAFS' warm start).
-    pub fn install_relu(model: ResNet<MixedCell>) -> ResNet<MixedCell> {
-        model.map_sites(|_, cell| cell.with_mix(Mix::Relu))
+    /// Install the fixed function `warm` at every site (the warm start: GRAFS' ReLU for the
+    /// ResNets, GELU for the transformers).
+    pub fn install_fixed<N: Net<Site = MixedCell>>(model: N, warm: &Formula) -> N {
+        model.map_sites(|_, cell| cell.with_mix(Mix::Fixed(warm.clone())))
     }
 
     fn position_mix(&self, alpha: Tensor<1>, active: &[bool], pass: Pass, rng: &mut ChaCha8Rng) -> PositionMix {
@@ -147,7 +150,7 @@ impl Mixer {
 
     /// The deterministic mixing weights `[site][position][op]` (0 for ops out of play): what
     /// `alphas.jsonl` records and the genotype is discretized from.
-    pub fn weights(&self, model: &ResNet<MixedCell>) -> Vec<Vec<Vec<f64>>> {
+    pub fn weights<N: Net<Site = MixedCell>>(&self, model: &N) -> Vec<Vec<Vec<f64>>> {
         let sets: Vec<Vec<Vec<f64>>> = self
             .alpha_sets(model)
             .into_iter()
@@ -180,7 +183,7 @@ impl Mixer {
     /// DrNAS' KL anchor: the sum over alpha sets and positions of KL(Dir(ELU(alpha)+1) ||
     /// Dir(1)), as a scalar whose gradient is exact (the value is carried as a constant).
     /// `None` for methods without Dirichlet weights.
-    pub fn kl(&self, model: &ResNet<MixedCell>) -> Option<Tensor<1>> {
+    pub fn kl<N: Net<Site = MixedCell>>(&self, model: &N) -> Option<Tensor<1>> {
         if !self.method.dirichlet() {
             return None;
         }

@@ -10,12 +10,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::model::state::host_f32;
-use crate::model::{MixedCell, ResNet};
+use crate::model::MixedCell;
+use crate::model::net::Net;
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
 
 /// Softmaxed weights `[site][position][op]`.
-pub fn site_weights(model: &ResNet<MixedCell>) -> Vec<Vec<Vec<f64>>> {
+pub fn site_weights<N: Net<Site = MixedCell>>(model: &N) -> Vec<Vec<Vec<f64>>> {
     model
         .sites()
         .iter()
@@ -25,7 +26,7 @@ pub fn site_weights(model: &ResNet<MixedCell>) -> Vec<Vec<Vec<f64>>> {
 
 /// The genotype of the mean (over sites) mixing weights, with each chosen parameter's learned
 /// per-site, per-channel values.
-pub fn genotype(space: &CellSpace, model: &ResNet<MixedCell>, weights: &[Vec<Vec<f64>>]) -> Result<Genotype> {
+pub fn genotype<N: Net<Site = MixedCell>>(space: &CellSpace, model: &N, weights: &[Vec<Vec<f64>>]) -> Result<Genotype> {
     let mut genotype = space.discretize(&mean_over_sites(weights))?;
     let positions: Vec<&str> = space.positions().iter().map(|p| p.name.as_str()).collect();
     for info in &mut genotype.params {

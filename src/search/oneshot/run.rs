@@ -17,6 +17,7 @@
 //! the final formula.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,8 +31,10 @@ use super::mixing::{Method, Mixer, Pass};
 use super::{record, shrink, unrolled};
 use crate::data::{self, Batch, DatasetSpec, ImageSet, Loader, LoaderConfig, Normalization, SplitConfig};
 use crate::model::init::Init;
-use crate::model::state::{NamedTensor, host_f32, state_dict, write_safetensors};
-use crate::model::{MixedCell, ResNet};
+use crate::expr::Formula;
+use crate::model::net::Net;
+use crate::model::state::{NamedTensor, host_f32, write_safetensors};
+use crate::model::{Arch, MixedCell, ResNet, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
@@ -40,9 +43,12 @@ use crate::train::batches::ImageBatches;
 use crate::train::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
 use crate::train::history::History;
 use crate::train::metrics::Meter;
+use crate::train::config::Optimizer;
+use crate::train::driver::Batches;
+use crate::train::optimizer::{AdamW, Optim};
 use crate::train::run::{evaluate, to_tensors, trainable_params};
 use crate::train::run_dir::{RunDir, RunLog, Start, checkpoint_note};
-use crate::train::schedule::Schedule;
+use crate::train::schedule::{LrRule, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::update::{Grads, Group};
 
@@ -102,19 +108,74 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     let valid_set = Arc::new(valid);
     let test_set = config.test_subset.is_some().then(|| Arc::new(splits.test));
 
+    let warm = config.warm_start_formula()?;
     let train_device = device.clone().autodiff();
     let mut alpha_init = Init::new(config.seed ^ 0xa1fa);
     let bound = (method == Method::Grafs).then_some(GRAFS_BOUND);
     let mut site = 0;
-    let model = ResNet::with_sites(config.network, splits.num_classes, config.seed, &train_device, |channels| {
+    let cell = |width: usize| {
         let owns_alphas = !config.shared_cell || site == 0;
         site += 1;
         let alphas = match owns_alphas {
             true => space.positions().iter().map(|p| alpha_init.normal(p.ops.len(), 1e-3)).collect(),
             false => Vec::new(),
         };
-        MixedCell::new(&space, channels, alphas, &train_device).bounded(bound)
-    })?;
+        MixedCell::new(&space, width, alphas, &train_device).bounded(bound)
+    };
+    let data = SearchData {
+        train: train_set,
+        valid: valid_set,
+        test: test_set,
+        norm: splits.norm,
+        num_classes: splits.num_classes,
+    };
+    let setup = Setup { config, method, space: space.clone(), bound, warm, device: device.clone() };
+    match config.network.arch() {
+        Arch::ResNet { .. } => {
+            let model = ResNet::with_sites(config.network, data.num_classes, config.seed, &train_device, cell)?;
+            search_net(setup, model, data, start, &mut log, obs)
+        }
+        Arch::Vit(size) => {
+            let model = Vit::with_sites(size, config.mlp, data.num_classes, config.seed, &train_device, cell);
+            search_net(setup, model, data, start, &mut log, obs)
+        }
+    }
+}
+
+/// The splits of one search.
+struct SearchData {
+    train: Arc<ImageSet>,
+    valid: Arc<ImageSet>,
+    test: Option<Arc<ImageSet>>,
+    norm: Normalization,
+    num_classes: usize,
+}
+
+/// What every network's search shares.
+struct Setup<'a> {
+    config: &'a SearchConfig,
+    method: Method,
+    space: CellSpace,
+    /// The bound on every position's output (GRAFS).
+    bound: Option<f64>,
+    /// The warm start's function.
+    warm: Formula,
+    /// The plain (non-autodiff) device.
+    device: Device,
+}
+
+/// The search on `model` (its sites mixed cells) through the driver, then `genotype.json`
+/// and `model.safetensors`.
+fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
+    setup: Setup,
+    model: N,
+    data: SearchData,
+    start: Start,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<SearchOutcome> {
+    let Setup { config, method, space, bound, warm, device } = setup;
+    let out = &config.out;
     let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
     let history = History {
         seed: config.seed,
@@ -125,8 +186,8 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         ..History::default()
     };
     let batches = ImageBatches {
-        set: train_set.clone(),
-        norm: splits.norm,
+        set: data.train.clone(),
+        norm: data.norm,
         batch_size: config.batch_size,
         augment: config.augment,
         seed: config.seed,
@@ -143,43 +204,57 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
             method.name(),
             config.dataset,
             config.network.name(),
-            train_set.len(),
-            valid_set.len(),
+            data.train.len(),
+            data.valid.len(),
             if config.shared_cell { "one shared" } else { "a per-site" },
             bound.map(|b| format!(", outputs bounded to ±{b}")).unwrap_or_default(),
             config.seed
         ),
     };
+    let sgd_config = SgdConfig {
+        momentum: config.momentum,
+        nesterov: false,
+        weight_decay: config.weight_decay,
+        grad_clip: Some(config.grad_clip),
+        group: Group::Weights,
+    };
+    let (weights, lr) = match config.optimizer {
+        Optimizer::Sgd => (Optim::Sgd(Sgd::new(sgd_config)), None),
+        Optimizer::Adamw => {
+            let steps = config.epochs * batches.len(false);
+            let recipe = AdamW { weight_decay: config.weight_decay, grad_clip: Some(config.grad_clip), group: Group::Weights };
+            let lr = LrRule::warmed(Schedule::Cosine, config.lr, steps, config.warmup);
+            (recipe.build(&model), Some(lr))
+        }
+    };
     let mut strategy = OneShot {
         config,
         space: space.clone(),
         mixer: Mixer::new(method, config.shared_cell, &op_counts, model.sites().len()),
-        sgd: Sgd::new(SgdConfig {
-            momentum: config.momentum,
-            nesterov: false,
-            weight_decay: config.weight_decay,
-            grad_clip: Some(config.grad_clip),
-            group: Group::Weights,
-        }),
+        weights,
+        lr,
+        unrolled: Sgd::new(sgd_config),
         adam: Adam::new(AdamConfig {
             betas: config.arch_betas,
             eps: 1e-8,
             weight_decay: config.arch_weight_decay,
             group: Group::Arch,
         }),
-        loss_fn: CrossEntropyLossConfig::new().init(&train_device),
-        valid: valid_set,
-        test: test_set,
+        warm,
+        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
+        valid: data.valid,
+        test: data.test,
         valid_batches: None,
-        norm: splits.norm,
-        device: device.clone(),
+        norm: data.norm,
+        device,
         pending: None,
         best: None,
         last: None,
         epochs_recorded: 0,
+        types: PhantomData,
     };
     let Trained { model, history, batches_tracked, .. } =
-        driver::run(&job, model, history, &mut strategy, start == Start::Resume, &mut log, obs)?;
+        driver::run(&job, model, history, &mut strategy, start == Start::Resume, log, obs)?;
 
     let genotype = match (method, strategy.best.take(), strategy.last.take()) {
         (Method::Grafs, Some(best), _) => {
@@ -199,7 +274,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         ("network".to_string(), config.network.name().to_string()),
         ("formula".to_string(), genotype.formula.clone()),
     ]);
-    write_safetensors(&out.join("model.safetensors"), &state_dict(&model, batches_tracked), metadata)?;
+    write_safetensors(&out.join("model.safetensors"), &model.state_dict(batches_tracked), metadata)?;
     let undecided = record::undecided(&space, &strategy.mixer.weights(&model));
     if !undecided.is_empty() {
         let line = format!(
@@ -224,6 +299,9 @@ struct Best {
 /// The search state that checkpoints keep besides tensors.
 #[derive(Serialize, Deserialize)]
 struct SavedState {
+    /// The weights' optimizer state besides tensors (AdamW's step count); absent for SGD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weights: Option<serde_json::Value>,
     arch_steps: u64,
     mixer: Mixer,
     best: Option<Best>,
@@ -239,12 +317,20 @@ struct Pending {
     batches: usize,
 }
 
-struct OneShot<'a> {
+struct OneShot<'a, N> {
     config: &'a SearchConfig,
     space: CellSpace,
     mixer: Mixer,
-    sgd: Sgd,
+    /// The weights' optimizer: SGD (the ResNets) or AdamW (the transformers).
+    weights: Optim,
+    /// The weights' learning rate per step for AdamW; SGD's is cosine per epoch.
+    lr: Option<LrRule>,
+    /// darts2's virtual step (an SGD step at the weights' learning rate, as in DARTS; with
+    /// AdamW it has no momentum buffers).
+    unrolled: Sgd,
     adam: Adam,
+    /// The warm start's function.
+    warm: Formula,
     loss_fn: CrossEntropyLoss,
     valid: Arc<ImageSet>,
     /// The test split, only with `--test-subset`.
@@ -257,13 +343,14 @@ struct OneShot<'a> {
     best: Option<Best>,
     last: Option<Genotype>,
     epochs_recorded: usize,
+    types: PhantomData<N>,
 }
 
 /// Purposes of the samples drawn for one batch.
 const ARCH: u64 = 1;
 const WEIGHTS: u64 = 2;
 
-impl OneShot<'_> {
+impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
     fn method(&self) -> Method {
         self.mixer.method
     }
@@ -311,7 +398,7 @@ impl OneShot<'_> {
     }
 
     /// Cross-entropy of `model` (with its installed mix) on `batch`, and its value.
-    fn loss(&self, model: &ResNet<MixedCell>, batch: &Batch) -> (Tensor<1>, Tensor<2>, f64) {
+    fn loss(&self, model: &N, batch: &Batch) -> (Tensor<1>, Tensor<2>, f64) {
         let (images, labels) = to_tensors(batch, &model.devices()[0]);
         let logits = model.forward(images);
         let loss = self.loss_fn.forward(logits.clone(), labels);
@@ -320,7 +407,7 @@ impl OneShot<'_> {
     }
 
     /// The architecture gradient of one validation batch, for every method but darts2.
-    fn arch_grads(&self, model: ResNet<MixedCell>, valid: &Batch, at: At) -> Result<(ResNet<MixedCell>, Grads)> {
+    fn arch_grads(&self, model: N, valid: &Batch, at: At) -> Result<(N, Grads)> {
         let model = self.mixer.install(model, Pass::Train, self.sample_seed(at, ARCH));
         let (mut loss, _, value) = self.loss(&model, valid);
         guard(value, "validation (architecture)", at, &self.config.out)?;
@@ -334,12 +421,12 @@ impl OneShot<'_> {
     /// DARTS' second-order architecture gradient (see `unrolled`).
     fn unrolled_arch_grads(
         &self,
-        model: ResNet<MixedCell>,
+        model: N,
         valid: &Batch,
         train: &Batch,
         at: At,
-    ) -> Result<(ResNet<MixedCell>, Grads)> {
-        let evaluate = |m: ResNet<MixedCell>, batch: &Batch, which: &str| -> Result<(ResNet<MixedCell>, Tensor<1>)> {
+    ) -> Result<(N, Grads)> {
+        let evaluate = |m: N, batch: &Batch, which: &str| -> Result<(N, Tensor<1>)> {
             let m = self.mixer.install(m, Pass::Train, self.sample_seed(at, ARCH));
             let (loss, _, value) = self.loss(&m, batch);
             guard(value, which, at, &self.config.out)?;
@@ -347,7 +434,7 @@ impl OneShot<'_> {
         };
         let grads = unrolled::second_order_arch_grads(
             &model,
-            &self.sgd,
+            &self.unrolled,
             at.lr,
             |m| evaluate(m, train, "training (unrolled step)"),
             |m| evaluate(m, valid, "validation (architecture)"),
@@ -356,16 +443,19 @@ impl OneShot<'_> {
     }
 }
 
-impl Strategy for OneShot<'_> {
-    type Net = ResNet<MixedCell>;
+impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
+    type Net = N;
     type Batch = Batch;
     type Config = SearchConfig;
 
     fn lr(&self, at: &At) -> f64 {
-        Schedule::Cosine.lr_with_floor(self.config.lr, self.config.lr_min, at.epoch, self.config.epochs)
+        match &self.lr {
+            Some(rule) => rule.at(at),
+            None => Schedule::Cosine.lr_with_floor(self.config.lr, self.config.lr_min, at.epoch, self.config.epochs),
+        }
     }
 
-    fn begin_epoch(&mut self, model: ResNet<MixedCell>, epoch: usize) -> Result<(ResNet<MixedCell>, Option<String>)> {
+    fn begin_epoch(&mut self, model: N, epoch: usize) -> Result<(N, Option<String>)> {
         self.valid_batches = None;
         let epochs = self.config.epochs;
         self.mixer.tau = match epochs {
@@ -375,8 +465,9 @@ impl Strategy for OneShot<'_> {
         let warm = self.config.warm_start_epochs();
         let note = match self.method() {
             _ if epoch < warm => Some(format!(
-                "epoch {} of {warm} of warm start: the weights train with ReLU while the alphas learn",
-                epoch + 1
+                "epoch {} of {warm} of warm start: the weights train with {} while the alphas learn",
+                epoch + 1,
+                self.config.warm_start_function()
             )),
             Method::Grafs => self.shrink(&model, epoch),
             Method::Gdas => Some(format!("epoch {}: Gumbel-softmax temperature {:.3}", epoch + 1, self.mixer.tau)),
@@ -385,7 +476,7 @@ impl Strategy for OneShot<'_> {
         Ok((model, note))
     }
 
-    fn step(&mut self, model: ResNet<MixedCell>, batch: &Batch, at: At) -> Result<(ResNet<MixedCell>, StepReport)> {
+    fn step(&mut self, model: N, batch: &Batch, at: At) -> Result<(N, StepReport)> {
         let valid = self.next_valid(at.epoch);
         let (model, arch) = match self.method() {
             Method::Darts2 => self.unrolled_arch_grads(model, &valid, batch, at)?,
@@ -404,7 +495,7 @@ impl Strategy for OneShot<'_> {
 
         let warm_start = at.epoch < self.config.warm_start_epochs();
         let model = match warm_start {
-            true => Mixer::install_relu(model),
+            true => Mixer::install_fixed(model, &self.warm),
             false => self.mixer.install(model, Pass::Train, self.sample_seed(at, WEIGHTS)),
         };
         let (loss, logits, value) = self.loss(&model, batch);
@@ -420,20 +511,20 @@ impl Strategy for OneShot<'_> {
             return Ok((model, report));
         }
         let weights = pending.weights.scale(1.0 / pending.batches as f64);
-        Ok((self.sgd.step(model, &weights, at.lr), report))
+        Ok((self.weights.step(model, &weights, at.lr), report))
     }
 
     fn passes(&self) -> f64 {
         2.0
     }
 
-    fn evaluate(&mut self, model: &ResNet<MixedCell>) -> Result<(Option<Meter>, Option<Meter>)> {
+    fn evaluate(&mut self, model: &N) -> Result<(Option<Meter>, Option<Meter>)> {
         let frozen = self.mixer.install(model.valid(), Pass::Eval, 0);
         let test = self.test.as_ref().map(|t| evaluate(&frozen, t, self.norm, 500, &self.device));
         Ok((Some(evaluate(&frozen, &self.valid, self.norm, 500, &self.device)), test))
     }
 
-    fn end_epoch(&mut self, model: &ResNet<MixedCell>, epoch: usize, history: &mut History) -> Result<String> {
+    fn end_epoch(&mut self, model: &N, epoch: usize, history: &mut History) -> Result<String> {
         let weights = self.mixer.weights(model);
         let current = record::genotype(&self.space, model, &weights)?;
         record::append_alphas(
@@ -455,9 +546,10 @@ impl Strategy for OneShot<'_> {
     }
 
     fn state(&self) -> (Vec<NamedTensor>, serde_json::Value) {
-        let mut tensors = self.sgd.state();
+        let (mut tensors, weights) = self.weights.state();
         tensors.extend(self.adam.state());
         let saved = SavedState {
+            weights: (!weights.is_null()).then_some(weights),
             arch_steps: self.adam.steps,
             mixer: self.mixer.clone(),
             best: self.best.clone(),
@@ -470,7 +562,8 @@ impl Strategy for OneShot<'_> {
     fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, state: &serde_json::Value) -> Result<()> {
         let saved: SavedState = serde_json::from_value(state.clone())
             .map_err(|e| anyhow::anyhow!("the checkpoint's search state is unreadable ({e}); start a new --out"))?;
-        self.sgd.load_state(tensors, &self.device);
+        let weights = saved.weights.clone().unwrap_or_default();
+        self.weights.load_state(tensors, &weights, &self.device)?;
         self.adam.load_state(tensors, saved.arch_steps, &self.device);
         (self.mixer, self.best, self.last, self.epochs_recorded) = (saved.mixer, saved.best, saved.last, saved.epochs);
         record::truncate_alphas(&self.config.out.join("alphas.jsonl"), saved.epochs)?;
@@ -482,9 +575,9 @@ impl Strategy for OneShot<'_> {
     }
 }
 
-impl OneShot<'_> {
+impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
     /// GRAFS' progressive shrinking at the start of `epoch` (0-based, >= 1).
-    fn shrink(&mut self, model: &ResNet<MixedCell>, epoch: usize) -> Option<String> {
+    fn shrink(&mut self, model: &N, epoch: usize) -> Option<String> {
         let weights = self.mixer.weights(model);
         let positions = self.space.positions();
         let mut dropped_total = 0;

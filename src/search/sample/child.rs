@@ -31,9 +31,9 @@ use crate::train::batches::ImageBatches;
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::Optim;
-use crate::train::run::{LrRule, Per, WeightSteps, trainable_params};
+use crate::train::run::{WeightSteps, trainable_params};
 use crate::train::run_dir::RunLog;
-use crate::train::schedule::Schedule;
+use crate::train::schedule::{LrRule, Per, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::update::Group;
 
