@@ -95,8 +95,8 @@ fn impossible_flags() {
     assert_clean_error(&out, "--mlp gated applies to the transformers");
     let out = actsearch(&["search", "--method", "random", "--warm-start-with", "gelu"], dir.path());
     assert_clean_error(&out, "--warm-start-with only apply to the one-shot methods");
-    let out = actsearch(&["search", "--method", "random", "--child-network", "vit-tiny"], dir.path());
-    assert_clean_error(&out, "sample-search children are CIFAR ResNets in this version");
+    let out = actsearch(&["search", "--method", "random", "--child-network", "resnet8", "--mlp", "gated"], dir.path());
+    assert_clean_error(&out, "--mlp gated applies to the transformers");
     assert!(!dir.path().join("runs").exists(), "a refused eval wrote {:?}", std::fs::read_dir(dir.path()));
 }
 

@@ -204,3 +204,33 @@ fn bad_input_is_one_clear_error() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("c4/result.json")).unwrap()).unwrap();
     assert_eq!(result["status"], "ok");
 }
+
+/// Children on a ViT (`--child-network vit-micro`): each trains with the ViT recipe (its spec
+/// says AdamW, warm-up and clipping), gets a finite reward, keeps its checkpoint under the
+/// ViT's `state_dict` names with `--keep-checkpoints`, and the search points at a ViT eval.
+#[test]
+fn children_train_on_a_vit_with_its_recipe() {
+    let dir = setup();
+    let mut args = search_args("random", "core1", "runs/vit", "2");
+    let at = args.iter().position(|a| *a == "resnet8").unwrap();
+    args[at] = "vit-micro";
+    args.push("--keep-checkpoints");
+    let run = actsearch(&args, dir.path());
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("--network vit-micro"), "{stdout}");
+    let out = dir.path().join("runs/vit");
+    let trained: Vec<_> = rows(&out).into_iter().filter(|r| r.status == Status::Ok && r.same_as.is_none()).collect();
+    assert!(!trained.is_empty());
+    for r in trained {
+        assert!(r.reward.is_finite() && (0.0..=1.0).contains(&r.reward));
+        let child = out.join(format!("children/{}", r.id));
+        let spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(child.join("spec.json")).unwrap()).unwrap();
+        assert_eq!(spec["network"], "vit-micro");
+        assert_eq!(spec["optimizer"], "adamw");
+        assert_eq!(spec["grad_clip"], 1.0);
+        let (tensors, _) = actsearch::model::state::read_safetensors(&child.join("checkpoint.safetensors")).unwrap();
+        assert!(tensors.contains_key("blocks.0.attn.qkv.weight"), "{:?}", tensors.keys().collect::<Vec<_>>());
+    }
+}

@@ -53,7 +53,10 @@ impl MlpArg {
         match self {
             MlpArg::Standard => Ok(Mlp::Standard),
             MlpArg::Gated if network.is_resnet() => {
-                bail!("--mlp gated applies to the transformers (vit-micro, vit-tiny); {} has no MLP blocks", network.name())
+                bail!(
+                    "--mlp gated applies to the transformers (vit-micro, vit-tiny); {} has no MLP blocks",
+                    network.name()
+                )
             }
             MlpArg::Gated => Ok(Mlp::Gated),
         }

@@ -3,6 +3,8 @@
 
 use anyhow::{Result, bail};
 
+use crate::train::config::Optimizer;
+
 use super::progress::Progress;
 use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
@@ -48,12 +50,10 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     s.exec.check()?;
     let threads = super::backend::thread_count(args.common.threads)?;
     let per_child = s.exec.task_threads(args.common.threads, threads);
-    if let Some(network) = s.child_network.filter(|n| !n.is_resnet()) {
-        bail!(
-            "sample-search children are CIFAR ResNets in this version, not {}; pass --child-network resnet8 (or another resnet)",
-            network.name()
-        );
-    }
+    let network = s.child_network.unwrap_or(d.network);
+    // The children's recipe follows their network: SGD for the ResNets, the ViT recipe
+    // (AdamW, 5% warm-up, cosine per step, clip 1) for the ViTs.
+    let vit = !network.is_resnet();
     let budget = s.budget.unwrap_or(d.budget);
     let config = SampleConfig {
         method,
@@ -62,15 +62,19 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         batch_children: s.batch_children.unwrap_or(d.batch_children),
         seed: args.seed,
         child: ChildRecipe {
-            network: s.child_network.unwrap_or(d.network),
+            network,
             steps: s.child_steps.unwrap_or(d.steps),
             batch_size: args.batch_size.unwrap_or(128),
-            lr: args.lr.unwrap_or(0.1),
-            momentum: 0.9,
-            weight_decay: args.weight_decay.unwrap_or(5e-4),
+            lr: args.lr.unwrap_or(if vit { 1e-3 } else { 0.1 }),
+            momentum: if vit { 0.0 } else { 0.9 },
+            weight_decay: args.weight_decay.unwrap_or(if vit { 0.05 } else { 5e-4 }),
             augment: args.augment == "standard",
             subset: args.subset.or(d.subset),
             train_portion: args.train_portion.unwrap_or(0.8),
+            optimizer: if vit { Optimizer::Adamw } else { Optimizer::Sgd },
+            warmup: if vit { 0.05 } else { 0.0 },
+            grad_clip: vit.then_some(1.0),
+            mlp: args.mlp.on(network)?,
         },
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
@@ -149,8 +153,13 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     if args.then_eval {
         return super::then_eval::compare(args, config.seed, &config.dataset, &config.out, &best.formula, &[]);
     }
+    // A ViT's children point at a ViT eval (eval's default network is resnet20).
+    let network = match config.child.network.is_resnet() {
+        true => String::new(),
+        false => format!(" --network {}", config.child.network.name()),
+    };
     stdout(&format!(
-        "train the best from scratch with\n  actsearch eval --activation \"{}\" --seeds 0,1,2\n",
+        "train the best from scratch with\n  actsearch eval --activation \"{}\"{network} --seeds 0,1,2\n",
         best.formula
     ))
 }

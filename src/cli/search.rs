@@ -9,9 +9,9 @@ use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
 use super::then_eval::compare;
 use crate::search::oneshot::SearchConfig;
-use crate::train::config::Optimizer;
 use crate::search::oneshot::config::SearchPreset;
 use crate::search::oneshot::seeds::search_seeds;
+use crate::train::config::Optimizer;
 
 pub fn run(args: SearchArgs) -> Result<()> {
     args.sample.exec.check()?;
@@ -117,8 +117,12 @@ pub fn run(args: SearchArgs) -> Result<()> {
     }
     if seeds.len() == 1 {
         let genotype = outcomes[0].out.join("genotype.json");
+        let network = match config.network.is_resnet() {
+            true => String::new(),
+            false => format!(" --network {}", config.network.name()),
+        };
         return stdout(&format!(
-            "found: {}\ngenotype in {}; train it from scratch with\n  actsearch eval --activation {} --seeds 0,1,2\n",
+            "found: {}\ngenotype in {}; train it from scratch with\n  actsearch eval --activation {}{network} --seeds 0,1,2\n",
             outcomes[0].genotype.formula,
             genotype.display(),
             genotype.display()

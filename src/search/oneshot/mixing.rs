@@ -20,11 +20,11 @@ use rand_distr::{Distribution, Gumbel};
 use serde::{Deserialize, Serialize};
 
 use super::dirichlet;
-use crate::model::cell::{Mix, PositionMix};
-use crate::model::state::host_f32;
 use crate::expr::Formula;
 use crate::model::MixedCell;
+use crate::model::cell::{Mix, PositionMix};
 use crate::model::net::Net;
+use crate::model::state::host_f32;
 
 /// The one-shot methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,9 +9,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::model::state::host_f32;
 use crate::model::MixedCell;
 use crate::model::net::Net;
+use crate::model::state::host_f32;
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
 

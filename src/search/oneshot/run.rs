@@ -30,8 +30,8 @@ use super::config::SearchConfig;
 use super::mixing::{Method, Mixer, Pass};
 use super::{record, shrink, unrolled};
 use crate::data::{self, Batch, DatasetSpec, ImageSet, Loader, LoaderConfig, Normalization, SplitConfig};
-use crate::model::init::Init;
 use crate::expr::Formula;
+use crate::model::init::Init;
 use crate::model::net::Net;
 use crate::model::state::{NamedTensor, host_f32, write_safetensors};
 use crate::model::{Arch, MixedCell, ResNet, Vit};
@@ -40,11 +40,11 @@ use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::batches::ImageBatches;
+use crate::train::config::Optimizer;
+use crate::train::driver::Batches;
 use crate::train::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
 use crate::train::history::History;
 use crate::train::metrics::Meter;
-use crate::train::config::Optimizer;
-use crate::train::driver::Batches;
 use crate::train::optimizer::{AdamW, Optim};
 use crate::train::run::{evaluate, to_tensors, trainable_params};
 use crate::train::run_dir::{RunDir, RunLog, Start, checkpoint_note};
@@ -222,7 +222,8 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
         Optimizer::Sgd => (Optim::Sgd(Sgd::new(sgd_config)), None),
         Optimizer::Adamw => {
             let steps = config.epochs * batches.len(false);
-            let recipe = AdamW { weight_decay: config.weight_decay, grad_clip: Some(config.grad_clip), group: Group::Weights };
+            let recipe =
+                AdamW { weight_decay: config.weight_decay, grad_clip: Some(config.grad_clip), group: Group::Weights };
             let lr = LrRule::warmed(Schedule::Cosine, config.lr, steps, config.warmup);
             (recipe.build(&model), Some(lr))
         }
@@ -419,13 +420,7 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
     }
 
     /// DARTS' second-order architecture gradient (see `unrolled`).
-    fn unrolled_arch_grads(
-        &self,
-        model: N,
-        valid: &Batch,
-        train: &Batch,
-        at: At,
-    ) -> Result<(N, Grads)> {
+    fn unrolled_arch_grads(&self, model: N, valid: &Batch, train: &Batch, at: At) -> Result<(N, Grads)> {
         let evaluate = |m: N, batch: &Batch, which: &str| -> Result<(N, Tensor<1>)> {
             let m = self.mixer.install(m, Pass::Train, self.sample_seed(at, ARCH));
             let (loss, _, value) = self.loss(&m, batch);

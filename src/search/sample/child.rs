@@ -1,8 +1,9 @@
 //! One child of a sample-based search: a small JSON spec in, a result file out.
 //!
-//! A child trains a fresh ResNet with the proposed activation for a fixed number of SGD steps
-//! (cosine learning rate per step, momentum, weight decay, full batches, the loader's epochs
-//! following one another) on the training split, through the one training loop
+//! A child trains a fresh network with the proposed activation for a fixed number of steps
+//! (a ResNet with SGD: cosine learning rate per step, momentum, weight decay; a ViT with the
+//! ViT recipe: AdamW, warm-up then cosine per step, clipping; full batches, the loader's
+//! epochs following one another) on the training split, through the one training loop
 //! (`train::driver`), and scores it by its accuracy on the held-out validation split (the
 //! reward, a fraction in [0, 1]). Every
 //! child of a search gets the same seed, so the same data order and the same initial weights
@@ -22,15 +23,16 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
-use crate::data::{self, DatasetSpec, SplitConfig, Splits};
+use crate::data::{self, DatasetSpec, ImageSet, Normalization, SplitConfig, Splits};
 use crate::expr::Formula;
 use crate::files::write_atomic;
-use crate::model::{Activation, Network, ResNet};
+use crate::model::{Activation, Arch, Mlp, Net, Network, ResNet, Vit};
 use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
+use crate::train::config::Optimizer;
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
-use crate::train::optimizer::Optim;
+use crate::train::optimizer::{AdamW, Optim};
 use crate::train::run::{WeightSteps, trainable_params};
 use crate::train::run_dir::RunLog;
 use crate::train::schedule::{LrRule, Per, Schedule};
@@ -59,7 +61,9 @@ pub struct ChildSpec {
     pub backend: String,
 }
 
-/// How each child trains (the same for every child of a search).
+/// How each child trains (the same for every child of a search). The transformers' fields
+/// are not written at their defaults (SGD, no warm-up, no clipping, standard MLPs), so the
+/// specs and configs of ResNet searches are unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChildRecipe {
     pub network: Network,
@@ -71,6 +75,20 @@ pub struct ChildRecipe {
     pub augment: bool,
     pub subset: Option<usize>,
     pub train_portion: f64,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub optimizer: Optimizer,
+    /// Linear warm-up over this fraction of the steps (AdamW).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub warmup: f64,
+    /// Clip the global gradient norm to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mlp: Mlp,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// How a child ended.
@@ -210,9 +228,38 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
     }
 
     let train_device = device.clone().autodiff();
-    let model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, |channels| {
-        Activation::with_init(&formula, &spec.init, channels, &train_device)
-    })?;
+    let site = |width: usize| Activation::with_init(&formula, &spec.init, width, &train_device);
+    let data = ChildData { batches, valid: valid_set, norm: splits.norm };
+    match spec.recipe.network.arch() {
+        Arch::ResNet { .. } => {
+            let model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, site)?;
+            train_child_net(spec, dir, model, data, device, start, obs)
+        }
+        Arch::Vit(size) => {
+            let model = Vit::with_sites(size, spec.recipe.mlp, splits.num_classes, spec.seed, &train_device, site);
+            train_child_net(spec, dir, model, data, device, start, obs)
+        }
+    }
+}
+
+/// A child's training batches and validation split.
+struct ChildData {
+    batches: ImageBatches,
+    valid: Arc<ImageSet>,
+    norm: Normalization,
+}
+
+/// [`train_child`] on a built network.
+fn train_child_net<N: Net<Input = Tensor<4>>>(
+    spec: &ChildSpec,
+    dir: &Path,
+    model: N,
+    data: ChildData,
+    device: &Device,
+    start: Instant,
+    obs: &dyn Observer,
+) -> Result<ChildResult> {
+    let ChildData { batches, valid, norm } = data;
     let history = History {
         seed: spec.seed,
         network: spec.recipe.network.name().to_string(),
@@ -234,24 +281,38 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             spec.recipe.network.name(),
             spec.formula,
             spec.dataset,
-            train_set.len(),
-            valid_set.len(),
+            batches.examples(),
+            valid.len(),
             spec.seed
         ),
     };
-    let mut strategy = WeightSteps::<ResNet<Activation>, ChildSpec> {
-        optim: Optim::Sgd(Sgd::new(SgdConfig {
-            momentum: spec.recipe.momentum,
-            nesterov: false,
-            weight_decay: spec.recipe.weight_decay,
-            grad_clip: None,
-            group: Group::All,
-        })),
-        lr: LrRule { schedule: Schedule::Cosine, base: spec.recipe.lr, per: Per::Step, total: steps, warmup: 0 },
-        loss_fn: CrossEntropyLossConfig::new().init(&train_device),
-        valid: Some(valid_set),
+    let recipe = &spec.recipe;
+    let (optim, lr) = match recipe.optimizer {
+        Optimizer::Sgd => {
+            let sgd = Sgd::new(SgdConfig {
+                momentum: recipe.momentum,
+                nesterov: false,
+                weight_decay: recipe.weight_decay,
+                grad_clip: recipe.grad_clip,
+                group: Group::All,
+            });
+            (
+                Optim::Sgd(sgd),
+                LrRule { schedule: Schedule::Cosine, base: recipe.lr, per: Per::Step, total: steps, warmup: 0 },
+            )
+        }
+        Optimizer::Adamw => {
+            let adamw = AdamW { weight_decay: recipe.weight_decay, grad_clip: recipe.grad_clip, group: Group::All };
+            (adamw.build(&model), LrRule::warmed(Schedule::Cosine, recipe.lr, steps, recipe.warmup))
+        }
+    };
+    let mut strategy = WeightSteps::<N, ChildSpec> {
+        optim,
+        lr,
+        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
+        valid: Some(valid),
         test: None,
-        norm: splits.norm,
+        norm,
         eval_batch: EVAL_BATCH,
         device: device.clone(),
         hint: "the search gives it reward 0",
