@@ -3,8 +3,9 @@
 //! into anyone's model:
 //!
 //! - `pytorch`: an `nn.Module` whose trainable parameters are per channel (dimension 1 of an
-//!   `(N, C, ...)` input, as in `nn.BatchNorm2d`), initialized to the initial or the learned
-//!   (mean) values;
+//!   `(N, C, ...)` input, as in `nn.BatchNorm2d`) or, with the feature layout, per feature of
+//!   the last axis (a transformer's MLP hidden layer, as `transformers_ref.py` builds it with
+//!   `act(width)`), initialized to the initial or the learned (mean) values;
 //! - `jax`: a pure function of `(x, params)` and, where Flax is installed, a `flax.linen`
 //!   module with per-channel parameters on the last axis (JAX's channels-last convention);
 //! - `formula`: the canonical formula and its parameter values, as text.
@@ -17,6 +18,7 @@
 
 use crate::expr::ops::EPS;
 use crate::expr::{BinOp, Expr, Formula, Func, ParamName};
+use crate::space::genotype::SiteLayout;
 
 /// Where the code goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Exported<'a> {
     pub values_from: &'a str,
     /// What the user exported (shown in the header comment).
     pub source: &'a str,
+    /// Where the PyTorch module's parameters lie (JAX's are always on the last axis).
+    pub layout: SiteLayout,
 }
 
 /// The source code of `e` for `target`.
@@ -235,8 +239,17 @@ fn pytorch(e: &Exported) -> String {
     let body = body(f, &TORCH);
     let n = f.num_params();
     let mut out = header(e, "#");
-    out += "#   Every parameter is per channel: one value per channel of dimension 1 of an (N, C, ...)\n";
-    out += "#   input (as nn.BatchNorm2d), or a single value everywhere with channels=1.\n";
+    out += match e.layout {
+        SiteLayout::Channels => {
+            "#   Every parameter is per channel: one value per channel of dimension 1 of an (N, C, ...)\n\
+             #   input (as nn.BatchNorm2d), or a single value everywhere with channels=1.\n"
+        }
+        SiteLayout::Features => {
+            "#   Every parameter is per feature: one value per entry of the last axis of a (..., F)\n\
+             #   input (a transformer's MLP hidden layer, built as Activation(F)), or a single value\n\
+             #   everywhere with channels=1.\n"
+        }
+    };
     out += &format!(
         "#   Same values as actsearch: sqrt and log clamp their input at {EPS:e}, sinc is sin(pi x)/(pi x).\n"
     );
@@ -262,8 +275,14 @@ fn pytorch(e: &Exported) -> String {
     out += &format!("        return {body}\n");
     if n > 0 {
         out += "\n    @staticmethod\n    def _per_channel(p, x):\n";
-        out += "        if x.dim() < 2 or p.numel() == 1:\n            return p.to(x.dtype)\n";
-        out += "        return p.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))\n";
+        match e.layout {
+            SiteLayout::Channels => {
+                out += "        if x.dim() < 2 or p.numel() == 1:\n            return p.to(x.dtype)\n";
+                out += "        return p.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))\n";
+            }
+            // The last axis: broadcasting lines p up with it as it is.
+            SiteLayout::Features => out += "        return p.to(x.dtype)\n",
+        }
     }
     out
 }
@@ -322,7 +341,8 @@ mod tests {
 
     fn exported(text: &str, values: &[f64], target: Target) -> String {
         let f = Formula::parse(text).unwrap().canonical();
-        export(&Exported { formula: &f, values, values_from: "initial values", source: text }, target)
+        let layout = SiteLayout::Channels;
+        export(&Exported { formula: &f, values, values_from: "initial values", source: text, layout }, target)
     }
 
     #[test]

@@ -189,3 +189,32 @@ fn formula_export_round_trips_and_bad_input_is_one_error() {
     );
     assert!(!Path::new(&dir.path().join("no")).exists());
 }
+
+/// A genotype searched on a ViT says so (`"layout": "features"`): its PyTorch module puts the
+/// parameters on the last axis unless `--layout channels` says otherwise; a formula defaults
+/// to channels.
+#[test]
+fn the_layout_follows_the_genotype_and_the_flag_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let genotype = serde_json::json!({
+        "space": "small",
+        "ops": [{"position": "u1", "op": "cos"}, {"position": "u2", "op": "cos"}, {"position": "b", "op": "beta_mix"}],
+        "formula": "b1*cos(x) + (1 - b1)*cos(x)",
+        "params": [{"name": "b1", "init": 1.0, "position": "b", "slot": 0, "learned": [[0.5, 1.5]]}],
+        "layout": "features",
+    });
+    std::fs::write(dir.path().join("genotype.json"), genotype.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_actsearch")).args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let features = run(&["export", "genotype.json", "--to", "pytorch"]);
+    assert!(features.contains("per feature") && !features.contains(".view(1, -1"), "{features}");
+    assert!(features.contains("initial_values = (1.0,)"), "the learned mean: {features}");
+    let channels = run(&["export", "genotype.json", "--to", "pytorch", "--layout", "channels"]);
+    assert!(channels.contains("per channel") && channels.contains(".view(1, -1"), "{channels}");
+    let formula = run(&["export", "b*x", "--to", "pytorch"]);
+    assert!(formula.contains(".view(1, -1"), "{formula}");
+    assert!(run(&["export", "b*x", "--to", "pytorch", "--layout", "features"]).contains("per feature"));
+}

@@ -77,7 +77,8 @@ fn a_trained_resnet_gives_the_pytorch_twins_logits() {
     }
 }
 
-/// Loads our ViT's weights into `transformers_ref.ViT` strictly, then redraws every parameter
+/// Loads our ViT's weights into `transformers_ref.ViT` strictly (a formula with parameters
+/// through the module `export --layout features` writes for it), then redraws every parameter
 /// from N(0, 0.5^2) (at the init's 0.02, attention is nearly uniform and a wrong scale would
 /// hide), and writes those weights and the model's logits on our inputs.
 const VIT_TWIN: &str = r#"
@@ -88,15 +89,13 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 import transformers_ref as tr
 
-class Swish(nn.Module):  # x*sigmoid(b*x) as `export --to pytorch` names its parameter: p0
-    def __init__(self, width):
-        super().__init__()
-        self.p0 = nn.Parameter(torch.ones(width))
-    def forward(self, x):
-        return x * torch.sigmoid(self.p0 * x)
-
 ours, act, mlp, inputs, out = sys.argv[2:7]
-act = tr.named("gelu") if act == "gelu" else Swish
+if act == "gelu":
+    act = tr.named("gelu")
+else:  # the module `actsearch export --to pytorch --layout features` wrote beside this script
+    sys.path.insert(0, sys.argv[7])
+    import exported
+    act = exported.Activation
 model = tr.ViT("vit-micro", act, classes=10, mlp=mlp)
 model.load_state_dict(load_file(ours), strict=True)
 torch.manual_seed(0)
@@ -149,11 +148,21 @@ fn the_vit_gives_the_reference_vits_logits_and_loads_strictly() {
         let script = tmp.path().join("twin.py");
         std::fs::write(&script, VIT_TWIN).unwrap();
         let theirs_file = tmp.path().join("theirs.safetensors");
-        let act = if activation == "gelu(x)" { "gelu" } else { "swish" };
+        let act = if activation == "gelu(x)" { "gelu" } else { "exported" };
+        let canonical = formula.canonical();
+        let exported = actsearch::export::Exported {
+            formula: &canonical,
+            values: &vec![1.0; canonical.num_params()],
+            values_from: "its initial value",
+            source: activation,
+            layout: actsearch::space::genotype::SiteLayout::Features,
+        };
+        let code = actsearch::export::export(&exported, actsearch::export::Target::Pytorch);
+        std::fs::write(tmp.path().join("exported.py"), code).unwrap();
         let run = Command::new(&python)
             .arg(&script)
             .arg(&reference)
-            .args([&ours_file, Path::new(act), Path::new(mlp_name), &inputs, &theirs_file])
+            .args([&ours_file, Path::new(act), Path::new(mlp_name), &inputs, &theirs_file, tmp.path()])
             .output()
             .unwrap();
         assert!(run.status.success(), "{activation} {mlp_name}: {}", String::from_utf8_lossy(&run.stderr));

@@ -167,6 +167,7 @@ fn every_method_searches_a_vit_and_eval_trains_the_genotype_on_it() {
         assert_eq!(line["weights"].as_array().unwrap().len(), 4, "{method}: one weight table per block");
         let (weights, _) = read_safetensors(&out.join("model.safetensors")).unwrap();
         assert!(weights.contains_key("blocks.3.mlp.fc.weight"), "{method}: the ViT's state_dict names");
+        assert_eq!(outcome.genotype.layout, actsearch::space::genotype::SiteLayout::Features, "{method}");
         for info in &outcome.genotype.params {
             let learned = info.learned.as_ref().unwrap();
             assert_eq!(learned.len(), 4, "{method}: one vector per site");

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::stdout;
 use crate::export::{Exported, Target, export};
+use crate::space::genotype::{Genotype, SiteLayout};
 use crate::space::resolve::{InitParams, resolve_activation, site_values};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,6 +29,12 @@ pub enum Values {
     LearnedMean,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    Channels,
+    Features,
+}
+
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// A search's genotype.json, a named activation or a formula such as "x*sigmoid(b*x)".
@@ -40,6 +47,13 @@ pub struct ExportArgs {
     /// values, else init].
     #[arg(long, value_enum)]
     pub values: Option<Values>,
+    /// Where the PyTorch module's parameters lie: `channels` (dimension 1 of (N, C, ...), as
+    /// BatchNorm2d: the ResNets' sites) or `features` (the last axis: a transformer's MLP
+    /// hidden layer, as transformers_ref.py builds it with act(width)). JAX's parameters are
+    /// on the last axis either way [default: the genotype's, from the network it was searched
+    /// on; channels for a formula].
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
     /// Write the code to this file (atomically) instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -74,7 +88,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
         To::Jax => Target::Jax,
         To::Formula => Target::Formula,
     };
-    let code = export(&Exported { formula: &formula, values: &values, values_from, source: &args.activation }, target);
+    let layout = match args.layout {
+        Some(LayoutArg::Channels) => SiteLayout::Channels,
+        Some(LayoutArg::Features) => SiteLayout::Features,
+        None if is_genotype => Genotype::load(std::path::Path::new(&args.activation))?.layout,
+        None => SiteLayout::Channels,
+    };
+    let exported = Exported { formula: &formula, values: &values, values_from, source: &args.activation, layout };
+    let code = export(&exported, target);
     match &args.out {
         None => stdout(&code),
         Some(path) => {

@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 
 use super::vit::{Mlp, VitSize};
+use crate::space::genotype::SiteLayout;
 
 /// Every network `--network` names: the CIFAR ResNets by depth and the ViTs (`model::vit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,6 +79,15 @@ impl Network {
             Network::Resnet110 => resnet(18),
             Network::VitMicro => Arch::Vit(VitSize::VitMicro),
             Network::VitTiny => Arch::Vit(VitSize::VitTiny),
+        }
+    }
+
+    /// Where the sites' per-unit parameters lie: per channel in a ResNet, per feature of the
+    /// last axis in a transformer's MLPs.
+    pub fn site_layout(self) -> SiteLayout {
+        match self.arch() {
+            Arch::ResNet { .. } => SiteLayout::Channels,
+            Arch::Vit(_) => SiteLayout::Features,
         }
     }
 

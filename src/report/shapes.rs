@@ -222,6 +222,7 @@ mod tests {
                 slot: 0,
                 learned: Some(vec![vec![1.0, 2.0], vec![3.0, 4.0]]),
             }],
+            layout: Default::default(),
         };
         let learned = of_genotype(&genotype).unwrap();
         assert_eq!(learned.params, vec![2.5]);

@@ -263,7 +263,7 @@ impl CellSpace {
             .zip(choice)
             .map(|(p, &k)| PositionChoice { position: p.name.clone(), op: p.ops[k].clone() })
             .collect();
-        Ok(Genotype { space: self.name.clone(), ops, formula: formula.to_string(), params })
+        Ok(Genotype { space: self.name.clone(), ops, formula: formula.to_string(), params, layout: Default::default() })
     }
 
     /// The genotype of the largest alpha at each position (ties: the lowest index; NaN never

@@ -22,6 +22,33 @@ pub struct Genotype {
     /// One entry per parameter slot of `formula`, in slot order (first appearance reading the
     /// formula left to right; several anonymous slots all print as `b`).
     pub params: Vec<ParamInfo>,
+    /// Where the searched network's sites held their parameters (`features` for a
+    /// transformer's MLPs); not written for `channels`, so older genotypes read the same.
+    #[serde(default, skip_serializing_if = "is_channels")]
+    pub layout: SiteLayout,
+}
+
+/// Where a site's per-unit parameters lie: one per channel (dimension 1 of `(N, C, ...)`, the
+/// ResNets) or one per feature of the last axis (the transformers' MLP hidden layers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteLayout {
+    #[default]
+    Channels,
+    Features,
+}
+
+impl SiteLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            SiteLayout::Channels => "channels",
+            SiteLayout::Features => "features",
+        }
+    }
+}
+
+fn is_channels(layout: &SiteLayout) -> bool {
+    *layout == SiteLayout::Channels
 }
 
 /// The op chosen at one position.

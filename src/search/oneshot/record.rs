@@ -13,7 +13,7 @@ use crate::model::MixedCell;
 use crate::model::net::Net;
 use crate::model::state::host_f32;
 use crate::space::cell::CellSpace;
-use crate::space::genotype::Genotype;
+use crate::space::genotype::{Genotype, SiteLayout};
 
 /// Softmaxed weights `[site][position][op]`.
 pub fn site_weights<N: Net<Site = MixedCell>>(model: &N) -> Vec<Vec<Vec<f64>>> {
@@ -25,9 +25,15 @@ pub fn site_weights<N: Net<Site = MixedCell>>(model: &N) -> Vec<Vec<Vec<f64>>> {
 }
 
 /// The genotype of the mean (over sites) mixing weights, with each chosen parameter's learned
-/// per-site, per-channel values.
-pub fn genotype<N: Net<Site = MixedCell>>(space: &CellSpace, model: &N, weights: &[Vec<Vec<f64>>]) -> Result<Genotype> {
+/// per-site, per-channel (or per-feature, with `layout`) values.
+pub fn genotype<N: Net<Site = MixedCell>>(
+    space: &CellSpace,
+    model: &N,
+    weights: &[Vec<Vec<f64>>],
+    layout: SiteLayout,
+) -> Result<Genotype> {
     let mut genotype = space.discretize(&mean_over_sites(weights))?;
+    genotype.layout = layout;
     let positions: Vec<&str> = space.positions().iter().map(|p| p.name.as_str()).collect();
     for info in &mut genotype.params {
         let Some(pos) = positions.iter().position(|&p| p == info.position) else { continue };

@@ -266,7 +266,7 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
             best.genotype
         }
         (_, _, Some(last)) => last,
-        _ => record::genotype(&space, &model, &strategy.mixer.weights(&model))?,
+        _ => record::genotype(&space, &model, &strategy.mixer.weights(&model), config.network.site_layout())?,
     };
     genotype.save(&out.join("genotype.json"))?;
     let metadata = std::collections::BTreeMap::from([
@@ -521,7 +521,7 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
 
     fn end_epoch(&mut self, model: &N, epoch: usize, history: &mut History) -> Result<String> {
         let weights = self.mixer.weights(model);
-        let current = record::genotype(&self.space, model, &weights)?;
+        let current = record::genotype(&self.space, model, &weights, self.config.network.site_layout())?;
         record::append_alphas(
             &self.config.out.join("alphas.jsonl"),
             epoch + 1,
