@@ -147,10 +147,16 @@ fn eval_writes_every_file_for_each_seed() {
             "train_acc_top5",
             "valid_acc_top5",
             "test_acc_top5",
+            "step",
         ] {
             assert_eq!(errors[key].as_array().map(|a| a.len()), Some(1), "{key}");
         }
         assert_eq!(errors["activation"], "sigmoid(sigmoid(x))*sigmoid(x)");
+        // 60 training images (16 per file, 75%) in batches of 16: 4 steps; judged by test
+        // accuracy.
+        assert_eq!(errors["step"][0], 4);
+        assert_eq!(errors["metric"], "test_acc");
+        assert_eq!(errors["higher_is_better"], true);
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("runs/x/summary.json")).unwrap()).unwrap();

@@ -195,6 +195,12 @@ pub fn run<S: Strategy, D: Batches<Batch = S::Batch>>(
         at.step = meta.step;
         at.recent = meta.recent_losses.into_iter().collect();
         history = meta.history;
+        if history.step.len() < history.epochs_done() {
+            // A run from before errors.json counted steps: its evaluations were whole epochs.
+            let per_epoch = job.train.len(false);
+            history.step = (1..=history.epochs_done()).map(|e| e * per_epoch).collect();
+            at.step = at.step.max(at.evaluations * per_epoch);
+        }
         let whence = match job.span {
             Span::Epochs(_) => format!("epoch {}", meta.epoch),
             Span::Steps { .. } => format!("step {}", meta.step),
@@ -360,7 +366,7 @@ fn evaluation<S: Strategy, D>(
         }
     }
     let runtime = time_before + started.elapsed().as_secs_f64();
-    history.push_epoch(meter, valid.as_ref(), test.as_ref(), train_time, runtime, lr);
+    history.push_epoch(at.step, meter, valid.as_ref(), test.as_ref(), train_time, runtime, lr);
     let extra = strategy.end_epoch(model, at.evaluations, history)?;
     history.write(&out.join("errors.json"))?;
 

@@ -2,6 +2,10 @@
 //! DESIGN.md). Accuracies are in percent, times in seconds; `runtime` is the wall-clock time
 //! since the run started (cumulative), `train_time` the time spent training in that epoch.
 //! When there is no validation split (`--train-portion 1`), the `valid_*` arrays are empty.
+//! The arrays hold one entry per evaluation (an epoch, or `--eval-interval` steps) and `step`
+//! says after how many optimizer steps each was taken. `metric` names the array the run is
+//! judged by and `higher_is_better` its direction (files written before these existed read as
+//! `test_acc`, higher is better, with no `step`).
 
 use std::path::Path;
 
@@ -35,13 +39,48 @@ pub struct History {
     /// Searches: the discretized (argmax) formula after each epoch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub formula: Vec<String>,
+    /// Optimizer steps done at each evaluation.
+    #[serde(default)]
+    pub step: Vec<usize>,
+    /// The array the run is judged by: `test_acc` for an eval, `valid_acc` for a search or a
+    /// child (whose reward it is).
+    #[serde(default = "test_acc")]
+    pub metric: String,
+    #[serde(default = "yes")]
+    pub higher_is_better: bool,
+}
+
+fn test_acc() -> String {
+    "test_acc".to_string()
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl History {
-    /// Record one finished epoch: the training meter, the validation and test meters where
-    /// the run has those splits, the epoch's training time, the cumulative runtime and the lr.
+    /// A run's history before its first evaluation, judged by `metric` (higher is better: the
+    /// image tasks' accuracies).
+    pub fn new(seed: u64, network: &str, dataset: &str, activation: &str, params: usize, metric: &str) -> History {
+        History {
+            seed,
+            network: network.to_string(),
+            dataset: dataset.to_string(),
+            activation: activation.to_string(),
+            params,
+            metric: metric.to_string(),
+            higher_is_better: true,
+            ..History::default()
+        }
+    }
+
+    /// Record one finished evaluation: the training meter, the validation and test meters
+    /// where the run has those splits, the training time since the last, the cumulative
+    /// runtime, the lr and the optimizer steps done.
+    #[allow(clippy::too_many_arguments)]
     pub fn push_epoch(
         &mut self,
+        step: usize,
         train: &Meter,
         valid: Option<&Meter>,
         test: Option<&Meter>,
@@ -65,6 +104,7 @@ impl History {
         self.train_time.push(train_time);
         self.runtime.push(runtime);
         self.lr.push(lr);
+        self.step.push(step);
     }
 
     pub fn epochs_done(&self) -> usize {

@@ -118,14 +118,9 @@ fn train_net<N: Net<Input = Tensor<4>>>(
     obs: &dyn Observer,
 ) -> Result<RunOutcome> {
     let out = &config.out;
-    let history = History {
-        seed: config.seed,
-        network: config.network.name().to_string(),
-        dataset: config.dataset.clone(),
-        activation: config.activation.clone(),
-        params: trainable_params(&model),
-        ..History::default()
-    };
+    let params = trainable_params(&model);
+    let history =
+        History::new(config.seed, config.network.name(), &config.dataset, &config.activation, params, "test_acc");
     let batches = ImageBatches {
         set: data.train.clone(),
         norm: data.norm,

@@ -177,14 +177,10 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
     let Setup { config, method, space, bound, warm, device } = setup;
     let out = &config.out;
     let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
-    let history = History {
-        seed: config.seed,
-        network: config.network.name().to_string(),
-        dataset: config.dataset.clone(),
-        activation: format!("{} cell ({})", space.name, method.name()),
-        params: trainable_params(&model),
-        ..History::default()
-    };
+    let activation = format!("{} cell ({})", space.name, method.name());
+    let params = trainable_params(&model);
+    // The supernet is judged by its validation accuracy (GRAFS keeps the best epoch's genotype).
+    let history = History::new(config.seed, config.network.name(), &config.dataset, &activation, params, "valid_acc");
     let batches = ImageBatches {
         set: data.train.clone(),
         norm: data.norm,

@@ -260,14 +260,10 @@ fn train_child_net<N: Net<Input = Tensor<4>>>(
     obs: &dyn Observer,
 ) -> Result<ChildResult> {
     let ChildData { batches, valid, norm } = data;
-    let history = History {
-        seed: spec.seed,
-        network: spec.recipe.network.name().to_string(),
-        dataset: spec.dataset.clone(),
-        activation: spec.formula.clone(),
-        params: trainable_params(&model),
-        ..History::default()
-    };
+    let network = spec.recipe.network.name();
+    let params = trainable_params(&model);
+    // A child is judged by its validation accuracy: its reward.
+    let history = History::new(spec.seed, network, &spec.dataset, &spec.formula, params, "valid_acc");
     let steps = spec.recipe.steps;
     let job = Job {
         out: dir,
