@@ -1,5 +1,6 @@
 //! Our networks against their PyTorch twins on the same weights: a trained `model.safetensors`
-//! loads into the twin with `strict=True`, and both give the same logits on the same inputs.
+//! loads into the twin with `strict=True`, and both give the same logits on the same inputs;
+//! and `python/vit_torch.py` trains on an `eval --write-plan` run's data to the same numbers.
 //! Skipped with a note where torch is not installed, except under `ACTSEARCH_REQUIRE_TORCH`
 //! (CI), where that fails.
 
@@ -175,5 +176,63 @@ fn the_vit_gives_the_reference_vits_logits_and_loads_strictly() {
             assert!((a - b).abs() <= 1e-4 * scale, "{activation} {mlp_name} logit {i}: ours {a}, reference {b}");
         }
         assert!(scale > 1.0, "{activation} {mlp_name}: logits {logits:?} too small to test anything");
+    }
+}
+
+/// `eval --write-plan` on a vit-micro, then `python/vit_torch.py` on its folder: from the same
+/// initial weights, on the same augmented batches in the same order, with the same AdamW,
+/// warm-up, cosine and clipping, the twin's per-epoch losses and accuracies are ours (2
+/// epochs of two batches each, the second batch 32 images).
+#[test]
+fn vit_torch_trains_on_the_plan_to_our_numbers() {
+    let Some(python) = common::python_with("vit twin", &["torch", "safetensors"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 40);
+    let run = common::actsearch(
+        &[
+            "eval",
+            "--network",
+            "vit-micro",
+            "--activation",
+            "gelu",
+            "--epochs",
+            "2",
+            "--subset",
+            "160",
+            "--test-subset",
+            "64",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            "data",
+            "--out",
+            "run",
+            "--write-plan",
+        ],
+        dir.path(),
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let twin = Command::new(&python)
+        .arg(root.join("python/vit_torch.py"))
+        .arg(dir.path().join("run"))
+        .arg("--reference")
+        .arg(root.join("../shared/reference"))
+        .output()
+        .unwrap();
+    assert!(twin.status.success(), "the twin failed: {}", String::from_utf8_lossy(&twin.stderr));
+    let json = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run").join(file)).unwrap()).unwrap()
+    };
+    let (ours, theirs) = (json("errors.json"), json("torch_errors.json"));
+    for key in ["train_loss", "test_loss", "test_acc"] {
+        let values = |v: &serde_json::Value| -> Vec<f64> {
+            v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        };
+        let (a, b) = (values(&ours), values(&theirs));
+        assert_eq!(a.len(), 2, "{key}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{key}: ours {a:?}, the twin's {b:?}");
+        }
     }
 }

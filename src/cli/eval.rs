@@ -143,6 +143,12 @@ pub struct EvalArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Also write each run's data for a twin in another framework: OUT/plan.safetensors (the
+    /// training and test images, the normalization, and every epoch's order, crops and flips)
+    /// and OUT/init.safetensors (the initial weights, under the PyTorch twin's names).
+    /// `python/vit_torch.py OUT` then trains transformers_ref.ViT on exactly the same data.
+    #[arg(long)]
+    pub write_plan: bool,
     /// Where the runs of a grid go, and how many at once.
     #[command(flatten)]
     pub exec: ExecArgs,
@@ -285,6 +291,7 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         backend: args.common.backend.name().to_string(),
         threads: 0,
         out: args.out.clone().unwrap_or_else(|| default_out(args)),
+        write_plan: args.write_plan,
     };
     validate(&config, args)?;
     Ok(config)

@@ -65,14 +65,20 @@ pub struct Loader {
     next: usize,
 }
 
-/// Batches of `set` for one epoch as `cfg` says, normalized with `norm`.
-pub fn batches(set: Arc<ImageSet>, norm: Normalization, cfg: LoaderConfig) -> Loader {
-    let mut order: Vec<usize> = (0..set.len()).collect();
-    if cfg.shuffle {
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ ORDER_SALT);
-        rng.set_stream(cfg.epoch);
+/// The order in which an epoch visits `n` images: shuffled from (seed, epoch), or as they are.
+pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ORDER_SALT);
+        rng.set_stream(epoch);
         order.shuffle(&mut rng);
     }
+    order
+}
+
+/// Batches of `set` for one epoch as `cfg` says, normalized with `norm`.
+pub fn batches(set: Arc<ImageSet>, norm: Normalization, cfg: LoaderConfig) -> Loader {
+    let order = epoch_order(set.len(), cfg.shuffle, cfg.seed, cfg.epoch);
     let count = cfg.num_batches(set.len());
     let job = Arc::new(Job { set, order, count, table: NormTable::new(&norm), cfg });
     let (tx, rx) = sync_channel(PREFETCH);

@@ -15,6 +15,7 @@ pub mod folder_archive;
 mod folder_cache;
 pub mod image_set;
 pub mod loader;
+pub mod plan;
 pub mod split;
 pub mod synthetic;
 

@@ -64,6 +64,11 @@ pub struct TrainConfig {
     pub backend: String,
     pub threads: usize,
     pub out: PathBuf,
+    /// `--write-plan`: also write `plan.safetensors` (the data in training order) and
+    /// `init.safetensors` (the initial weights) for a twin in another framework. Not part of
+    /// the recipe: never written to config.json.
+    #[serde(skip)]
+    pub write_plan: bool,
 }
 
 /// Named sets of defaults.

@@ -26,6 +26,7 @@ use super::run_dir::{MODEL_FILE, RunDir, RunLog, Start};
 use super::schedule::{LrRule, Per};
 use super::sgd::{Sgd, SgdConfig};
 use super::update::{Grads, Group};
+use crate::data::plan::Plan;
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
 use crate::expr::Formula;
 use crate::model::state::{NamedTensor, host_f32, write_safetensors};
@@ -89,13 +90,33 @@ pub fn train(
     match config.network.arch() {
         Arch::ResNet { .. } => {
             let model = ResNet::with_sites(config.network, num_classes, config.seed, &train_device, &mut site)?;
+            write_plan(config, &model, &data, resuming)?;
             train_net(config, model, data, device, resuming, &mut log, obs)
         }
         Arch::Vit(size) => {
             let model = Vit::with_sites(size, config.mlp, num_classes, config.seed, &train_device, &mut site);
+            write_plan(config, &model, &data, resuming)?;
             train_net(config, model, data, device, resuming, &mut log, obs)
         }
     }
+}
+
+/// With `--write-plan`, a fresh run's data in training order (`plan.safetensors`) and its
+/// initial weights (`init.safetensors`), for a twin in another framework.
+fn write_plan<N: Net>(config: &TrainConfig, model: &N, data: &Data, resuming: bool) -> Result<()> {
+    if !config.write_plan || resuming {
+        return Ok(());
+    }
+    let plan = Plan {
+        train: &data.train,
+        test: &data.test,
+        norm: data.norm,
+        seed: config.seed,
+        epochs: config.epochs,
+        augment: config.augment,
+    };
+    data::plan::write_plan(&config.out.join("plan.safetensors"), &plan)?;
+    write_safetensors(&config.out.join("init.safetensors"), &model.state_dict(0), Default::default())
 }
 
 /// The splits of one run, their normalization and class names.

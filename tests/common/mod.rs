@@ -48,6 +48,7 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         backend: "flex".to_string(),
         threads: 2,
         out: out.to_path_buf(),
+        write_plan: false,
     }
 }
 
