@@ -87,6 +87,12 @@ fn impossible_flags() {
     assert_clean_error(&out, "trains with AdamW");
     let out = actsearch(&["eval", "--activation", "gelu", "--network", "vit-micro", "--preset", "seed"], dir.path());
     assert_clean_error(&out, "--preset seed is the seed project's ResNet recipe");
+    std::fs::write(dir.path().join("input.txt"), "To be, or not to be\n").unwrap();
+    let out =
+        actsearch(&["eval", "--network", "vit-micro", "--activation", "gelu", "--dataset", "input.txt"], dir.path());
+    assert_clean_error(&out, "a text file is a dataset for the character language models");
+    let out = actsearch(&["search", "--network", "vit-micro", "--dataset", "input.txt"], dir.path());
+    assert_clean_error(&out, "a text file is a dataset for the character language models");
     let out = actsearch(&["search", "--network", "vit-micro", "--warm-start-with", "nosuch"], dir.path());
     assert_clean_error(&out, "--warm-start-with 'nosuch' is not a function");
     let out = actsearch(&["search", "--warm-start-with", "x*sigmoid(b*x)"], dir.path());

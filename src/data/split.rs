@@ -42,6 +42,13 @@ impl DatasetSpec {
         if path.is_file() && is_archive(&path) {
             return Ok(DatasetSpec::FolderArchive(path));
         }
+        if path.is_file() {
+            bail!(
+                "dataset '{text}' is a file but not an archive: the image networks (the ResNets, vit-micro, vit-tiny) \
+                 read cifar10, cifar100, or a folder or .tar.xz/.tar.gz of images (train/<class>/, test/<class>/); \
+                 a text file is a dataset for the character language models, which this version does not have yet"
+            );
+        }
         if !path.is_dir() {
             bail!(
                 "dataset '{text}' is neither cifar10, cifar100 nor an existing folder or archive; pass \

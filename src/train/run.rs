@@ -56,6 +56,8 @@ pub fn train(
     obs: &dyn Observer,
 ) -> Result<RunOutcome> {
     let out = &config.out;
+    // A dataset that cannot be read fails before the run folder exists.
+    let spec = data::DatasetSpec::parse(&config.dataset)?;
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
         obs.event(Event::Info(format!("{} holds this run, finished; its results are kept as they are", out.display())));
@@ -66,7 +68,6 @@ pub fn train(
         log.line("resuming: the run stopped before its first checkpoint, so it starts again from epoch 1")?;
     }
 
-    let spec = data::DatasetSpec::parse(&config.dataset)?;
     let split = SplitConfig {
         train_portion: config.train_portion,
         subset: config.subset,

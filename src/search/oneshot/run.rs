@@ -77,6 +77,8 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     }
     let space = CellSpace::parse(&config.space)?;
     let out = &config.out;
+    // A dataset that cannot be read fails before the run folder exists.
+    let spec = DatasetSpec::parse(&config.dataset)?;
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
         obs.event(Event::Info(format!(
@@ -100,7 +102,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         test_subset: config.test_subset.or(Some(1)),
         seed: config.seed,
     };
-    let splits = data::load_splits(&DatasetSpec::parse(&config.dataset)?, &config.data_dir, &split, obs)?;
+    let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
     let train_set = Arc::new(splits.train);
     let Some(valid) = splits.valid else {
         bail!("--train-portion leaves no validation images for the alphas; lower it")
