@@ -219,9 +219,15 @@ impl Attention {
         let [batch, tokens, d] = x.dims();
         let (heads, dh) = (self.heads, d / self.heads);
         let split = |t: Tensor<3>| t.reshape([batch, tokens, heads, dh]).swap_dims(1, 2);
-        let qkv = self.qkv.forward(x);
-        let (q, k, v) =
-            (split(qkv.clone().narrow(2, 0, d)), split(qkv.clone().narrow(2, d, d)), split(qkv.narrow(2, 2 * d, d)));
+        // q, k and v each from their columns of the fused weight: slicing the [d, 3d] weight
+        // costs little, where slicing the [batch, tokens, 3d] output would copy it, and its
+        // gradient would be three zero-filled tensors of that size.
+        let (weight, bias) = (self.qkv.weight.val(), self.qkv.bias.as_ref().map(|b| b.val()));
+        let part = |i: usize| {
+            let b = bias.clone().map(|b| b.narrow(0, i * d, d));
+            split(burn::tensor::module::linear(x.clone(), weight.clone().narrow(1, i * d, d), b))
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
         let y = softmax(scores, 3).matmul(v);
         self.proj.forward(y.swap_dims(1, 2).reshape([batch, tokens, d]))
