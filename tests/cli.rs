@@ -654,3 +654,32 @@ fn an_eval_grid_runs_locally_and_equals_single_runs() {
     let local = actsearch(&["search", "--method", "random", "--retries", "3"], dir.path());
     assert_clean_error(&local, "--retries only apply to --executor slurm");
 }
+
+/// A grid of ViTs compares with GELU unless --baseline says otherwise (ResNet grids keep ReLU).
+#[test]
+fn a_vit_grid_compares_with_gelu_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 12);
+    let args = [
+        "eval",
+        "--network",
+        "vit-micro",
+        "--activation",
+        "relu",
+        "--activation",
+        "gelu",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--seeds",
+        "0,1",
+        "--out",
+        "runs/g",
+    ];
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let gelu = stdout.lines().find(|l| l.contains("`gelu(x)`")).unwrap();
+    assert!(gelu.contains("| baseline |"), "{stdout}");
+}

@@ -47,6 +47,17 @@ pub enum MlpArg {
     Gated,
 }
 
+impl EvalArgs {
+    /// `--baseline`, or the function the grid's networks are usually trained with.
+    pub fn baseline(&self) -> String {
+        match &self.baseline {
+            Some(b) => b.clone(),
+            None if self.network.iter().all(|n| !n.is_resnet()) => "gelu".to_string(),
+            None => "relu".to_string(),
+        }
+    }
+}
+
 impl MlpArg {
     /// The MLP of `network`: gated is refused for a network without MLP blocks.
     pub fn on(self, network: Network) -> Result<Mlp> {
@@ -76,9 +87,10 @@ pub struct EvalArgs {
     /// activation with --baseline.
     #[arg(long, required = true, allow_hyphen_values = true)]
     pub activation: Vec<String>,
-    /// The activation a grid compares every other with (on each network).
-    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
-    pub baseline: String,
+    /// The activation a grid compares every other with (on each network) [default: gelu when
+    /// every network is a ViT, else relu].
+    #[arg(long, allow_hyphen_values = true)]
+    pub baseline: Option<String>,
     /// Where the activation's parameters (b, g, ...) start when --activation is a genotype:
     /// `init` (the op's initial value, as from scratch), `learned` (the values the search
     /// learned, per site and channel; needs the search's network) or `learned-mean` (each

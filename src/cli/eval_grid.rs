@@ -20,7 +20,7 @@ use crate::train::grid::{GridRun, result_of, run_grid};
 
 pub fn run(args: EvalArgs) -> Result<()> {
     args.exec.check()?;
-    let mut baseline = resolve_activation(&args.baseline)?.to_string();
+    let mut baseline = resolve_activation(&args.baseline())?.to_string();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join("eval-grid"));
     let local = super::backend::thread_count(args.common.threads)?;
     let threads = args.exec.task_threads(args.common.threads, local);
@@ -35,7 +35,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             networks.push(n);
         }
     }
-    let base_formula = resolve_activation(&args.baseline)?;
+    let base_formula = resolve_activation(&args.baseline())?;
     // Every combination is checked before anything runs.
     let mut runs = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -116,7 +116,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         text += &format!(
             "note: the baseline {} is not in the grid, so nothing was compared; add it with --activation {}\n",
             crate::report::shown(&baseline),
-            crate::report::shown(&args.baseline)
+            crate::report::shown(&args.baseline())
         );
     }
     for (dir, why) in &outcome.failed {
