@@ -52,8 +52,13 @@ impl EvalArgs {
     pub fn baseline(&self) -> String {
         match &self.baseline {
             Some(b) => b.clone(),
-            None if self.network.iter().all(|n| !n.is_resnet()) => "gelu".to_string(),
-            None => "relu".to_string(),
+            // One baseline for the grid: the networks' usual activation where they agree.
+            None => {
+                match self.network.iter().map(|n| n.usual_activation()).collect::<std::collections::BTreeSet<_>>() {
+                    usual if usual.len() == 1 => usual.into_iter().next().unwrap_or("relu").to_string(),
+                    _ => "relu".to_string(),
+                }
+            }
         }
     }
 }

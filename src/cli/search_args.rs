@@ -237,8 +237,7 @@ impl SearchArgs {
     pub fn baseline(&self) -> String {
         match &self.baseline {
             Some(b) => b.clone(),
-            None if self.eval_network.is_resnet() => "relu".to_string(),
-            None => "gelu".to_string(),
+            None => self.eval_network.usual_activation().to_string(),
         }
     }
 }

@@ -91,6 +91,15 @@ impl Network {
         }
     }
 
+    /// The activation this network is usually trained with: ReLU for a ResNet, GELU for a
+    /// transformer (the warm start's function and the comparisons' default baseline).
+    pub fn usual_activation(self) -> &'static str {
+        match self.arch() {
+            Arch::ResNet { .. } => "relu",
+            Arch::Vit(_) => "gelu",
+        }
+    }
+
     /// Whether this is a CIFAR ResNet.
     pub fn is_resnet(self) -> bool {
         matches!(self.arch(), Arch::ResNet { .. })

@@ -20,7 +20,8 @@ pub enum Optimizer {
     Adamw,
 }
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+/// Whether a field is at its default, so config files leave it out (`skip_serializing_if`).
+pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::expr::Formula;
 use crate::expr::named::resolve;
 use crate::model::{Mlp, Network};
-use crate::train::config::Optimizer;
+use crate::train::config::{Optimizer, is_default};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchConfig {
@@ -82,8 +82,7 @@ impl SearchConfig {
     pub fn warm_start_function(&self) -> &str {
         match &self.warm_start_with {
             Some(name) => name,
-            None if self.network.is_resnet() => "relu",
-            None => "gelu",
+            None => self.network.usual_activation(),
         }
     }
 
@@ -100,10 +99,6 @@ impl SearchConfig {
             ),
         }
     }
-}
-
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
 }
 
 /// Named sets of defaults for `actsearch search`.

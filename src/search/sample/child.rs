@@ -29,7 +29,7 @@ use crate::files::write_atomic;
 use crate::model::{Activation, Arch, Mlp, Net, Network, ResNet, Vit};
 use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
-use crate::train::config::Optimizer;
+use crate::train::config::{Optimizer, is_default};
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::{AdamW, Optim};
@@ -85,10 +85,6 @@ pub struct ChildRecipe {
     pub grad_clip: Option<f64>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub mlp: Mlp,
-}
-
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
 }
 
 /// How a child ended.
