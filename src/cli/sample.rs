@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::train::config::Optimizer;
+use crate::train::config::{Optimizer, Preset};
 
 use super::progress::Progress;
 use super::search_args::{PresetArg, SearchArgs, default_out};
@@ -51,9 +51,9 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     let threads = super::backend::thread_count(args.common.threads)?;
     let per_child = s.exec.task_threads(args.common.threads, threads);
     let network = s.child_network.unwrap_or(d.network);
-    // The children's recipe follows their network: SGD for the ResNets, the ViT recipe
+    // The children's recipe follows their network: SGD for the ResNets, eval's ViT recipe
     // (AdamW, 5% warm-up, cosine per step, clip 1) for the ViTs.
-    let vit = !network.is_resnet();
+    let vit = (!network.is_resnet()).then(|| Preset::Standard.defaults_for(network)).transpose()?;
     let budget = s.budget.unwrap_or(d.budget);
     let config = SampleConfig {
         method,
@@ -65,15 +65,15 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
             network,
             steps: s.child_steps.unwrap_or(d.steps),
             batch_size: args.batch_size.unwrap_or(128),
-            lr: args.lr.unwrap_or(if vit { 1e-3 } else { 0.1 }),
-            momentum: if vit { 0.0 } else { 0.9 },
-            weight_decay: args.weight_decay.unwrap_or(if vit { 0.05 } else { 5e-4 }),
+            lr: args.lr.unwrap_or(vit.map_or(0.1, |v| v.lr)),
+            momentum: vit.map_or(0.9, |v| v.momentum),
+            weight_decay: args.weight_decay.unwrap_or(vit.map_or(5e-4, |v| v.weight_decay)),
             augment: args.augment == "standard",
             subset: args.subset.or(d.subset),
             train_portion: args.train_portion.unwrap_or(0.8),
-            optimizer: if vit { Optimizer::Adamw } else { Optimizer::Sgd },
-            warmup: if vit { 0.05 } else { 0.0 },
-            grad_clip: vit.then_some(1.0),
+            optimizer: vit.map_or(Optimizer::Sgd, |v| v.optimizer),
+            warmup: vit.map_or(0.0, |v| v.warmup),
+            grad_clip: vit.and_then(|v| v.grad_clip),
             mlp: args.mlp.on(network)?,
         },
         dataset: args.common.dataset.clone(),

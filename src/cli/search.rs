@@ -11,7 +11,7 @@ use super::then_eval::compare;
 use crate::search::oneshot::SearchConfig;
 use crate::search::oneshot::config::SearchPreset;
 use crate::search::oneshot::seeds::search_seeds;
-use crate::train::config::Optimizer;
+use crate::train::config::{Optimizer, Preset};
 
 pub fn run(args: SearchArgs) -> Result<()> {
     args.sample.exec.check()?;
@@ -37,15 +37,19 @@ pub fn run(args: SearchArgs) -> Result<()> {
             grad_clip: 5.0,
             warmup: 0.0,
         },
-        false => Weights {
-            optimizer: Optimizer::Adamw,
-            lr: 1e-3,
-            lr_min: 0.0,
-            momentum: 0.0,
-            weight_decay: 0.05,
-            grad_clip: 1.0,
-            warmup: 0.05,
-        },
+        // eval's ViT recipe (train::config::Preset), cosine to 0.
+        false => {
+            let vit = Preset::Standard.defaults_for(network)?;
+            Weights {
+                optimizer: vit.optimizer,
+                lr: vit.lr,
+                lr_min: 0.0,
+                momentum: vit.momentum,
+                weight_decay: vit.weight_decay,
+                grad_clip: vit.grad_clip.unwrap_or(1.0),
+                warmup: vit.warmup,
+            }
+        }
     };
     let method = args.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
     let (device, pool) = args.common.device_and_pool()?;
