@@ -157,10 +157,23 @@ fn backward(
             dw[j] += part[k + j];
         }
     }
+    gradients(dx, shape, dp, [k, channels], dw)
+}
+
+/// The gradients as tensors: `dx` of the input's shape, the parameter table's `[K, C]` and the
+/// weights', summed in f64 and handed back in f32.
+fn gradients(
+    dx: Filled,
+    shape: burn::tensor::Shape,
+    dp: Vec<f64>,
+    table: [usize; 2],
+    dw: Vec<f64>,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
     let to_f32 = |v: Vec<f64>| v.into_iter().map(|g| g as f32).collect::<Vec<f32>>();
+    let m = dw.len();
     (
         FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
-        FlexTensor::from_data(TensorData::new(to_f32(dp), [k, channels])),
+        FlexTensor::from_data(TensorData::new(to_f32(dp), table)),
         FlexTensor::from_data(TensorData::new(to_f32(dw), [m])),
     )
 }
@@ -269,12 +282,7 @@ fn backward_features(
             }
         }
     }
-    let to_f32 = |v: Vec<f64>| v.into_iter().map(|g| g as f32).collect::<Vec<f32>>();
-    (
-        FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
-        FlexTensor::from_data(TensorData::new(to_f32(dp), [k, features])),
-        FlexTensor::from_data(TensorData::new(to_f32(dw), [m])),
-    )
+    gradients(dx, shape, dp, [k, features], dw)
 }
 
 impl FusedBackend for Flex {
