@@ -4,6 +4,39 @@
 //! cells, compiled by `program`), `conv` (with `shifted`, and `winograd` when switched on) and
 //! `norm` replace burn's ops.
 
+/// Defines `fn $name(args)` that runs `$imp(args)` (an `#[inline(always)]` function) compiled
+/// for the best instruction set this CPU has: AVX-512, AVX2 + FMA, or the baseline. Every
+/// build computes the same numbers (the bodies fix their summation order, and `fast32` uses
+/// fused multiply-adds everywhere).
+macro_rules! simd_fn {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $imp:ident) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $imp($($arg),*)
+                }
+                if $crate::kernels::program::has_avx512() {
+                    // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if $crate::kernels::program::has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+
+pub mod attention;
 pub mod conv;
 pub mod fast32;
 pub mod fused;

@@ -791,13 +791,13 @@ fn sum(a: &[f32]) -> f32 {
 
 /// Whether this CPU has AVX-512F (and AVX2, FMA).
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
+pub(super) fn has_avx512() -> bool {
     is_x86_feature_detected!("avx512f") && has_avx2()
 }
 
 /// Whether this CPU has AVX2 and FMA (detected once, cached by the standard library).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 

@@ -16,12 +16,12 @@ use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use super::activation::Site;
 use super::init::Init;
 use super::net::Net;
 use super::state::{self, NamedTensor, Naming};
+use crate::kernels::attention;
 use std::collections::HashMap;
 
 /// The ViT sizes of the reference (`SIZES`).
@@ -214,34 +214,33 @@ impl<A: Site> VitBlock<A> {
 }
 
 impl Attention {
-    /// `softmax(q k^T / sqrt(d_head)) v` per head, every query attending to every key.
+    /// `softmax(q k^T / sqrt(d_head)) v` per head, every query attending to every key
+    /// (`kernels::attention`).
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, tokens, d] = x.dims();
-        let (heads, dh) = (self.heads, d / self.heads);
-        let split = |t: Tensor<3>| t.reshape([batch, tokens, heads, dh]).swap_dims(1, 2);
-        // q, k and v each from their columns of the fused weight: slicing the [d, 3d] weight
-        // costs little, where slicing the [batch, tokens, 3d] output would copy it, and its
-        // gradient would be three zero-filled tensors of that size.
-        let (weight, bias) = (self.qkv.weight.val(), self.qkv.bias.as_ref().map(|b| b.val()));
-        let part = |i: usize| {
-            let b = bias.clone().map(|b| b.narrow(0, i * d, d));
-            split(burn::tensor::module::linear(x.clone(), weight.clone().narrow(1, i * d, d), b))
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
-        let y = softmax(scores, 3).matmul(v);
-        self.proj.forward(y.swap_dims(1, 2).reshape([batch, tokens, d]))
+        let qkv = rows(x, |x| self.qkv.forward(x));
+        rows(attention::self_attention(qkv, self.heads, false), |y| self.proj.forward(y))
     }
 }
 
 impl<A: Site> MlpBlock<A> {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut h = self.act.forward_features(self.fc.forward(x.clone()));
+        let mut h = self.act.forward_features(rows(x.clone(), |x| self.fc.forward(x)));
         if let Some(up) = &self.up {
-            h = h * up.forward(x);
+            h = h * rows(x, |x| up.forward(x));
         }
-        self.proj.forward(h)
+        rows(h, |h| self.proj.forward(h))
     }
+}
+
+/// `f` applied to the rows of `x` `[batch, tokens, features]`, as one matrix `[batch * tokens,
+/// features]`: a linear layer on the 3-D tensor would run as one small product per sample
+/// (burn keeps the batched form for 65 rows), each packing the weight again, and its input
+/// gradient likewise.
+fn rows(x: Tensor<3>, f: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Tensor<3> {
+    let [batch, tokens, features] = x.dims();
+    let y = f(x.reshape([batch * tokens, features]));
+    let out = y.dims()[1];
+    y.reshape([batch, tokens, out])
 }
 
 /// A linear layer `[fan_in] -> [fan_out]` with N(0, 0.02) weights and a zero bias.

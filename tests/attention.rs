@@ -1,0 +1,115 @@
+//! The attention kernel (`kernels::attention`) against the reference path (burn's ops, with
+//! autodiff's backward): the output and the gradient of qkv, with and without the causal
+//! mask, on scores large enough that the softmax is far from uniform; the gradient against
+//! finite differences of the kernel's own forward; and the same bits on 1 and 3 threads.
+
+use actsearch::kernels::attention::{reference, self_attention};
+use actsearch::model::state::host_f32;
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// `[batch, tokens, 3 d]` with d = 24 in 3 heads of 8; 17 tokens (not a multiple of 8).
+const SHAPE: [usize; 3] = [3, 17, 72];
+const HEADS: usize = 3;
+
+fn qkv(seed: u64, std: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..SHAPE.iter().product()).map(|_| rng.random_range(-std..std)).collect()
+}
+
+/// A fixed random weighting of the output, so that every output element's gradient differs.
+fn weights(n: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The output and the gradient of `sum(w * out)` for qkv `xs`, by `f`.
+fn run(xs: &[f32], causal: bool, f: fn(Tensor<3>, usize, bool) -> Tensor<3>) -> (Vec<f32>, Vec<f32>) {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<3>::from_data(TensorData::new(xs.to_vec(), SHAPE), &device).require_grad();
+    let y = f(x.clone(), HEADS, causal);
+    let [b, t, d] = y.dims();
+    let w = Tensor::<3>::from_data(TensorData::new(weights(b * t * d), [b, t, d]), &device);
+    let grads = (y.clone() * w).sum().backward();
+    (host_f32(y.inner()), host_f32(x.grad(&grads).unwrap()))
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs() / (w as f64).abs().max(1.0);
+        assert!(err < tol, "{what}[{i}]: kernel {g} vs reference {w} (error {err:.2e})");
+    }
+}
+
+#[test]
+fn the_kernel_matches_the_reference_path() {
+    // std 3: scores up to ~70, a softmax that is nearly one-hot in places.
+    for (seed, std) in [(1, 0.5f32), (2, 3.0)] {
+        let xs = qkv(seed, std);
+        for causal in [false, true] {
+            let (y, dx) = run(&xs, causal, self_attention);
+            let (y_ref, dx_ref) = run(&xs, causal, reference);
+            let what = format!("std {std}, causal {causal}");
+            assert_close(&format!("output ({what})"), &y, &y_ref, 1e-5);
+            assert_close(&format!("d qkv ({what})"), &dx, &dx_ref, 1e-4);
+        }
+    }
+}
+
+/// The causal mask: changing a later token's keys and values leaves earlier outputs alone.
+#[test]
+fn a_causal_token_sees_only_its_past() {
+    let xs = qkv(3, 1.0);
+    let mut changed = xs.clone();
+    let [_, t, w] = SHAPE;
+    for c in w / 3..w {
+        changed[(t - 1) * w + c] += 1.0; // the last token of sample 0: its k and v
+    }
+    let (a, _) = run(&xs, true, self_attention);
+    let (b, _) = run(&changed, true, self_attention);
+    let d = w / 3;
+    assert_eq!(a[..(t - 1) * d], b[..(t - 1) * d], "earlier tokens of sample 0 moved");
+    assert_ne!(a[(t - 1) * d..t * d], b[(t - 1) * d..t * d], "the last token did not move");
+    let (a, _) = run(&xs, false, self_attention);
+    let (b, _) = run(&changed, false, self_attention);
+    assert_ne!(a[..d], b[..d], "without the mask the first token sees the last");
+}
+
+/// The kernel's gradient against central differences of its own forward, in f64 sums.
+#[test]
+fn the_gradient_matches_finite_differences() {
+    let xs = qkv(4, 1.0);
+    let [b, t, w] = SHAPE;
+    let ws = weights(b * t * (w / 3));
+    let loss = |xs: &[f32]| -> f64 {
+        let device = Device::flex();
+        let x = Tensor::<3>::from_data(TensorData::new(xs.to_vec(), SHAPE), &device);
+        let y = host_f32(self_attention(x, HEADS, true));
+        y.iter().zip(&ws).map(|(&a, &b)| a as f64 * b as f64).sum()
+    };
+    let (_, dx) = run(&xs, true, self_attention);
+    let h = 1e-2f32;
+    for i in (0..xs.len()).step_by(37) {
+        let (mut up, mut down) = (xs.clone(), xs.clone());
+        up[i] += h;
+        down[i] -= h;
+        let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
+        let err = (dx[i] as f64 - numeric).abs();
+        assert!(err < 2e-3 * numeric.abs().max(1.0), "d qkv[{i}]: kernel {} vs numeric {numeric}", dx[i]);
+    }
+}
+
+#[test]
+fn the_kernel_does_not_depend_on_the_thread_count() {
+    let xs = qkv(5, 2.0);
+    let with_threads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| run(&xs, true, self_attention))
+    };
+    let (y1, dx1) = with_threads(1);
+    let (y3, dx3) = with_threads(3);
+    assert!(y1.iter().zip(&y3).all(|(a, b)| a.to_bits() == b.to_bits()), "outputs differ");
+    assert!(dx1.iter().zip(&dx3).all(|(a, b)| a.to_bits() == b.to_bits()), "gradients differ");
+}
