@@ -41,6 +41,7 @@ pub mod conv;
 pub mod fast32;
 pub mod fused;
 mod geometry;
+pub mod layer_norm;
 mod matmul;
 pub mod norm;
 pub mod program;

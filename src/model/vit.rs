@@ -21,7 +21,7 @@ use super::activation::Site;
 use super::init::Init;
 use super::net::Net;
 use super::state::{self, NamedTensor, Naming};
-use crate::kernels::attention;
+use crate::kernels::{attention, layer_norm};
 use std::collections::HashMap;
 
 /// The ViT sizes of the reference (`SIZES`).
@@ -186,7 +186,7 @@ impl<A: Site> Vit<A> {
             t = block.forward(t);
         }
         let first = t.narrow(1, 0, 1).reshape([batch, d]);
-        self.head.forward(self.ln_f.forward(first))
+        self.head.forward(layer_norm::apply(&self.ln_f, LN_EPSILON, first))
     }
 
     /// All activation sites in forward order.
@@ -208,8 +208,8 @@ impl<A: Site> Vit<A> {
 
 impl<A: Site> VitBlock<A> {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln1.forward(x));
-        x.clone() + self.mlp.forward(self.ln2.forward(x))
+        let x = x.clone() + self.attn.forward(layer_norm::apply(&self.ln1, LN_EPSILON, x));
+        x.clone() + self.mlp.forward(layer_norm::apply(&self.ln2, LN_EPSILON, x))
     }
 }
 
@@ -255,8 +255,11 @@ fn zeros(shape: [usize; 1], device: &Device) -> Param<Tensor<1>> {
     Param::from_data(TensorData::new(vec![0f32; shape[0]], shape), device)
 }
 
+/// The LayerNorms' epsilon: PyTorch's default, which the reference keeps.
+const LN_EPSILON: f64 = 1e-5;
+
 fn layer_norm(d: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d).init(device)
+    LayerNormConfig::new(d).with_epsilon(LN_EPSILON).init(device)
 }
 
 /// The reference's `state_dict` names: burn's LayerNorm `gamma`/`beta` are `weight`/`bias`, a

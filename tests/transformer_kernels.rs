@@ -1,10 +1,16 @@
-//! The attention kernel (`kernels::attention`) against the reference path (burn's ops, with
-//! autodiff's backward): the output and the gradient of qkv, with and without the causal
-//! mask, on scores large enough that the softmax is far from uniform; the gradient against
-//! finite differences of the kernel's own forward; and the same bits on 1 and 3 threads.
+//! The transformers' CPU kernels against burn's own ops (with autodiff's backward):
+//! - attention (`kernels::attention`): the output and the gradient of qkv, with and without
+//!   the causal mask, on scores large enough that the softmax is far from uniform; the
+//!   gradient against finite differences of the kernel's own forward;
+//! - layer norm (`kernels::layer_norm`): the output and the gradients of x, gamma and beta
+//!   against `burn::nn::LayerNorm`, on rows with a large mean;
+//! - both: the same bits on 1 and 3 threads.
 
 use actsearch::kernels::attention::{reference, self_attention};
+use actsearch::kernels::layer_norm;
 use actsearch::model::state::host_f32;
+use burn::module::Param;
+use burn::nn::LayerNormConfig;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,7 +50,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 }
 
 #[test]
-fn the_kernel_matches_the_reference_path() {
+fn attention_matches_the_reference_path() {
     // std 3: scores up to ~70, a softmax that is nearly one-hot in places.
     for (seed, std) in [(1, 0.5f32), (2, 3.0)] {
         let xs = qkv(seed, std);
@@ -79,7 +85,7 @@ fn a_causal_token_sees_only_its_past() {
 
 /// The kernel's gradient against central differences of its own forward, in f64 sums.
 #[test]
-fn the_gradient_matches_finite_differences() {
+fn attentions_gradient_matches_finite_differences() {
     let xs = qkv(4, 1.0);
     let [b, t, w] = SHAPE;
     let ws = weights(b * t * (w / 3));
@@ -102,7 +108,7 @@ fn the_gradient_matches_finite_differences() {
 }
 
 #[test]
-fn the_kernel_does_not_depend_on_the_thread_count() {
+fn attention_does_not_depend_on_the_thread_count() {
     let xs = qkv(5, 2.0);
     let with_threads = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -112,4 +118,57 @@ fn the_kernel_does_not_depend_on_the_thread_count() {
     let (y3, dx3) = with_threads(3);
     assert!(y1.iter().zip(&y3).all(|(a, b)| a.to_bits() == b.to_bits()), "outputs differ");
     assert!(dx1.iter().zip(&dx3).all(|(a, b)| a.to_bits() == b.to_bits()), "gradients differ");
+}
+
+/// `[rows, features]` for the layer norm: 3 x 7 rows (more than one block of 16) of 37
+/// features (not a multiple of 8).
+const LN_SHAPE: [usize; 3] = [3, 7, 37];
+
+/// The output and the gradients of x, gamma and beta of `sum(w * ln(x))`, by the kernel or by
+/// burn's `LayerNorm`.
+fn run_layer_norm(kernel: bool) -> [Vec<f32>; 4] {
+    let device = Device::flex().autodiff();
+    let n: usize = LN_SHAPE.iter().product();
+    let f = LN_SHAPE[2];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    // A row mean of about 50 against a spread of about 2: cancellation shows if the variance
+    // is not taken about the mean.
+    let xs: Vec<f32> = (0..n).map(|i| 50.0 * ((i / f) % 2) as f32 + rng.random_range(-2.0f32..2.0)).collect();
+    let mut ln = LayerNormConfig::new(f).with_epsilon(1e-5).init(&device);
+    let gamma: Vec<f32> = (0..f).map(|_| rng.random_range(0.5f32..1.5)).collect();
+    let beta: Vec<f32> = (0..f).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    ln.gamma = Param::from_data(TensorData::new(gamma, [f]), &device);
+    ln.beta = Some(Param::from_data(TensorData::new(beta, [f]), &device));
+    let x = Tensor::<3>::from_data(TensorData::new(xs, LN_SHAPE), &device).require_grad();
+    let y = if kernel { layer_norm::apply(&ln, 1e-5, x.clone()) } else { ln.forward(x.clone()) };
+    let w = Tensor::<3>::from_data(TensorData::new(weights(n), LN_SHAPE), &device);
+    let grads = (y.clone() * w).sum().backward();
+    let beta = ln.beta.as_ref().unwrap();
+    [
+        host_f32(y.inner()),
+        host_f32(x.grad(&grads).unwrap()),
+        host_f32(ln.gamma.val().grad(&grads).unwrap()),
+        host_f32(beta.val().grad(&grads).unwrap()),
+    ]
+}
+
+#[test]
+fn the_layer_norm_kernel_matches_burns_layer_norm() {
+    let got = run_layer_norm(true);
+    let want = run_layer_norm(false);
+    for (name, (g, w)) in ["output", "d x", "d gamma", "d beta"].iter().zip(got.iter().zip(&want)) {
+        assert_close(name, g, w, 2e-5);
+    }
+}
+
+#[test]
+fn the_layer_norm_kernel_does_not_depend_on_the_thread_count() {
+    let with_threads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| run_layer_norm(true))
+    };
+    let (one, three) = (with_threads(1), with_threads(3));
+    for (a, b) in one.iter().zip(&three) {
+        assert!(a.iter().zip(b).all(|(u, v)| u.to_bits() == v.to_bits()), "results differ");
+    }
 }
