@@ -4,10 +4,12 @@
 //!   gradient against finite differences of the kernel's own forward;
 //! - layer norm (`kernels::layer_norm`): the output and the gradients of x, gamma and beta
 //!   against `burn::nn::LayerNorm`, on rows with a large mean;
-//! - both: the same bits on 1 and 3 threads.
+//! - linear (`kernels::linear`): the output and the gradients of x, W and b against burn's
+//!   `linear`, and only the gradients that are asked for;
+//! - each: the same bits on 1 and 3 threads.
 
 use actsearch::kernels::attention::{reference, self_attention};
-use actsearch::kernels::layer_norm;
+use actsearch::kernels::{layer_norm, linear};
 use actsearch::model::state::host_f32;
 use burn::module::Param;
 use burn::nn::LayerNormConfig;
@@ -166,6 +168,65 @@ fn the_layer_norm_kernel_does_not_depend_on_the_thread_count() {
     let with_threads = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| run_layer_norm(true))
+    };
+    let (one, three) = (with_threads(1), with_threads(3));
+    for (a, b) in one.iter().zip(&three) {
+        assert!(a.iter().zip(b).all(|(u, v)| u.to_bits() == v.to_bits()), "results differ");
+    }
+}
+
+/// The output and the gradients of x, W and b of `sum(w * (x W + b))` for x `[m, k]` and W
+/// `[k, n]`, by the kernel or by burn's `linear`.
+fn run_linear(kernel: bool, (m, k, n): (usize, usize, usize)) -> [Vec<f32>; 4] {
+    let device = Device::flex().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut values = |len: usize| (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<f32>>();
+    let x = Tensor::<2>::from_data(TensorData::new(values(m * k), [m, k]), &device).require_grad();
+    let w = Tensor::<2>::from_data(TensorData::new(values(k * n), [k, n]), &device).require_grad();
+    let b = Tensor::<1>::from_data(TensorData::new(values(n), [n]), &device).require_grad();
+    let y = match kernel {
+        true => linear::affine(x.clone(), w.clone(), Some(b.clone())),
+        false => burn::tensor::module::linear(x.clone(), w.clone(), Some(b.clone())),
+    };
+    let weighting = Tensor::<2>::from_data(TensorData::new(weights(m * n), [m, n]), &device);
+    let grads = (y.clone() * weighting).sum().backward();
+    [
+        host_f32(y.inner()),
+        host_f32(x.grad(&grads).unwrap()),
+        host_f32(w.grad(&grads).unwrap()),
+        host_f32(b.grad(&grads).unwrap()),
+    ]
+}
+
+#[test]
+fn the_linear_kernel_matches_burns_linear() {
+    let got = run_linear(true, (70, 37, 19));
+    let want = run_linear(false, (70, 37, 19));
+    for (name, (g, w)) in ["output", "d x", "d W", "d b"].iter().zip(got.iter().zip(&want)) {
+        assert_close(name, g, w, 1e-5);
+    }
+}
+
+/// A constant input (the images of a patch embedding): no gradient is computed for it, and
+/// the weight's is still right.
+#[test]
+fn the_linear_kernel_skips_gradients_nobody_asked_for() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device);
+    let w = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &device).require_grad();
+    let y = linear::affine(x.clone(), w.clone(), Some(Tensor::zeros([2], &device)));
+    let grads = y.sum().backward();
+    assert!(x.grad(&grads).is_none());
+    assert_eq!(host_f32(w.grad(&grads).unwrap()), vec![4.0, 4.0, 6.0, 6.0]);
+}
+
+/// Products large enough (over `gemm`'s threading threshold of 48 x 48 x 256) that `gemm`
+/// splits them over the threads.
+#[test]
+fn the_linear_kernel_does_not_depend_on_the_thread_count() {
+    let with_threads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| run_linear(true, (600, 40, 70)))
     };
     let (one, three) = (with_threads(1), with_threads(3));
     for (a, b) in one.iter().zip(&three) {

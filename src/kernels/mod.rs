@@ -42,6 +42,7 @@ pub mod fast32;
 pub mod fused;
 mod geometry;
 pub mod layer_norm;
+pub mod linear;
 mod matmul;
 pub mod norm;
 pub mod program;

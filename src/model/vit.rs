@@ -21,7 +21,7 @@ use super::activation::Site;
 use super::init::Init;
 use super::net::Net;
 use super::state::{self, NamedTensor, Naming};
-use crate::kernels::{attention, layer_norm};
+use crate::kernels::{attention, layer_norm, linear};
 use std::collections::HashMap;
 
 /// The ViT sizes of the reference (`SIZES`).
@@ -170,23 +170,20 @@ impl<A: Site> Vit<A> {
         let (rows, cols) = (height / p, width / p);
         // The convolution with kernel = stride = p: each patch's (c, i, j) pixels against the
         // flattened kernel, one product over all patches.
-        let patches = images.reshape([batch, 3, rows, p, cols, p]).permute([0, 2, 4, 1, 3, 5]).reshape([
-            batch,
-            rows * cols,
-            3 * p * p,
-        ]);
-        let kernel = self.patch.weight.val().reshape([d, 3 * p * p]).transpose().unsqueeze::<3>();
-        let mut t = patches.matmul(kernel);
-        if let Some(bias) = &self.patch.bias {
-            t = t + bias.val().reshape([1, 1, d]);
-        }
+        let patches = images
+            .reshape([batch, 3, rows, p, cols, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([batch * rows * cols, 3 * p * p]);
+        let kernel = self.patch.weight.val().reshape([d, 3 * p * p]).transpose();
+        let bias = self.patch.bias.as_ref().map(|b| b.val());
+        let t = linear::affine(patches, kernel, bias).reshape([batch, rows * cols, d]);
         let cls = self.cls.val().expand([batch, 1, d]);
         let mut t = Tensor::cat(vec![cls, t], 1) + self.pos.val();
         for block in &self.blocks {
             t = block.forward(t);
         }
         let first = t.narrow(1, 0, 1).reshape([batch, d]);
-        self.head.forward(layer_norm::apply(&self.ln_f, LN_EPSILON, first))
+        linear::apply(&self.head, layer_norm::apply(&self.ln_f, LN_EPSILON, first))
     }
 
     /// All activation sites in forward order.
@@ -217,28 +214,28 @@ impl Attention {
     /// `softmax(q k^T / sqrt(d_head)) v` per head, every query attending to every key
     /// (`kernels::attention`).
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = rows(x, |x| self.qkv.forward(x));
-        rows(attention::self_attention(qkv, self.heads, false), |y| self.proj.forward(y))
+        let qkv = rows(&self.qkv, x);
+        rows(&self.proj, attention::self_attention(qkv, self.heads, false))
     }
 }
 
 impl<A: Site> MlpBlock<A> {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut h = self.act.forward_features(rows(x.clone(), |x| self.fc.forward(x)));
+        let mut h = self.act.forward_features(rows(&self.fc, x.clone()));
         if let Some(up) = &self.up {
-            h = h * rows(x, |x| up.forward(x));
+            h = h * rows(up, x);
         }
-        rows(h, |h| self.proj.forward(h))
+        rows(&self.proj, h)
     }
 }
 
-/// `f` applied to the rows of `x` `[batch, tokens, features]`, as one matrix `[batch * tokens,
-/// features]`: a linear layer on the 3-D tensor would run as one small product per sample
-/// (burn keeps the batched form for 65 rows), each packing the weight again, and its input
-/// gradient likewise.
-fn rows(x: Tensor<3>, f: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Tensor<3> {
+/// `layer` applied to the rows of `x` `[batch, tokens, features]`, as one matrix `[batch *
+/// tokens, features]` (`kernels::linear`): burn would run a linear layer on the 3-D tensor as
+/// one small product per sample (it keeps the batched form for 65 rows), each packing the
+/// weight again, and its input gradient likewise.
+fn rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, features] = x.dims();
-    let y = f(x.reshape([batch * tokens, features]));
+    let y = linear::apply(layer, x.reshape([batch * tokens, features]));
     let out = y.dims()[1];
     y.reshape([batch, tokens, out])
 }
