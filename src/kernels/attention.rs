@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use super::fast32::Fast;
 use super::matmul::{Dest, Operand, matmul};
-use super::{Filled, contiguous, zeroed};
+use super::{Filled, contiguous, dot, sum_of, zeroed};
 use crate::expr::ops::Real;
 
 #[backend_extension(Flex, Autodiff)]
@@ -46,7 +46,10 @@ pub trait AttentionBackend: Backend {
 /// [`reference`] elsewhere.
 pub fn self_attention(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
     let d = qkv.dims()[2] / 3;
-    assert!(heads > 0 && d % heads == 0 && qkv.dims()[2] == 3 * d, "attention: qkv must be [batch, tokens, 3 d]");
+    assert!(
+        heads > 0 && d.is_multiple_of(heads) && qkv.dims()[2] == 3 * d,
+        "attention: qkv must be [batch, tokens, 3 d]"
+    );
     if !super::available(&qkv.device()) {
         return reference(qkv, heads, causal);
     }
@@ -177,7 +180,7 @@ fn softmax_rows_impl(p: &mut [f32], n: usize, scale: f32, causal: bool) {
         for v in row.iter_mut() {
             *v = Fast(*v * scale - max).exp().0;
         }
-        let inv = 1.0 / lane_sum(row);
+        let inv = 1.0 / sum_of(row, |v| v);
         row.iter_mut().for_each(|v| *v *= inv);
         masked.iter_mut().for_each(|v| *v = 0.0);
     }
@@ -191,33 +194,11 @@ simd_fn! {
 #[inline(always)]
 fn softmax_backward_rows_impl(ds: &mut [f32], p: &[f32], n: usize, scale: f32) {
     for (dr, pr) in ds.chunks_mut(n).zip(p.chunks(n)) {
-        let mut acc = [0f32; 8];
-        let (dc, pc) = (dr.chunks_exact(8), pr.chunks_exact(8));
-        let tail: f32 = dc.remainder().iter().zip(pc.remainder()).map(|(a, b)| a * b).sum();
-        for (a, b) in dc.zip(pc) {
-            for l in 0..8 {
-                acc[l] += a[l] * b[l];
-            }
-        }
-        let dot = acc.iter().sum::<f32>() + tail;
+        let dot = dot(dr, pr);
         for (g, &pv) in dr.iter_mut().zip(pr) {
             *g = scale * pv * (*g - dot);
         }
     }
-}
-
-/// The sum of `v` in eight interleaved partial sums (the same order on every instruction set).
-#[inline(always)]
-fn lane_sum(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = v.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += c[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 impl AttentionBackend for Flex {

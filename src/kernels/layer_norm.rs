@@ -24,7 +24,7 @@ use burn::nn::LayerNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{Filled, contiguous, zeroed};
+use super::{Filled, contiguous, sum_of, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LayerNormBackend: Backend {
@@ -68,8 +68,8 @@ simd_fn! {
 fn forward_rows_impl(x: &[f32], y: &mut [f32], stats: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let f = gamma.len();
     for ((xr, yr), st) in x.chunks(f).zip(y.chunks_mut(f)).zip(stats.chunks_mut(2)) {
-        let mean = lane_sum(xr, |v| v) / f as f32;
-        let var = lane_sum(xr, |v| (v - mean) * (v - mean)) / f as f32;
+        let mean = sum_of(xr, |v| v) / f as f32;
+        let var = sum_of(xr, |v| (v - mean) * (v - mean)) / f as f32;
         let r = 1.0 / (var + eps).sqrt();
         for (((o, &v), &g), &b) in yr.iter_mut().zip(xr).zip(gamma).zip(beta) {
             *o = (v - mean) * r * g + b;
@@ -133,21 +133,6 @@ fn backward_rows_impl(
             *db += d;
         }
     }
-}
-
-/// The sum of `f(v)` over `v` in eight interleaved partial sums (the same order on every
-/// instruction set).
-#[inline(always)]
-fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = v.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += f(c[l]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The output, and the per-row `(mean, 1/sqrt(var + eps))` `[rows, 2]`.

@@ -23,6 +23,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::matmul::{Operand, product};
 use super::{Filled, contiguous, written};
 
 #[backend_extension(Flex, Autodiff)]
@@ -55,43 +56,13 @@ fn block_rows(rows: usize) -> usize {
 }
 
 /// `dst` `[m, n]` (row-major, written through the pointer only) = `(dst if accumulate) + a b`,
-/// `a` `[m, k]` and `b` `[k, n]` given by their elements and (row, column) strides, over all
-/// threads of the current pool.
+/// over all threads of the current pool.
 ///
 /// # Safety
-/// `dst` must be valid for writes of `m * n` floats (and reads, with `accumulate`), not
-/// aliased by the operands, and every index of `a` and `b` that the strides reach in range.
-unsafe fn gemm_into(
-    dst: *mut f32,
-    accumulate: bool,
-    (m, n, k): (usize, usize, usize),
-    a: (&[f32], usize, usize),
-    b: (&[f32], usize, usize),
-) {
+/// As [`product`]'s.
+unsafe fn gemm_into(dst: *mut f32, accumulate: bool, (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
     // SAFETY: the caller's contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            accumulate,
-            a.0.as_ptr(),
-            a.2 as isize,
-            a.1 as isize,
-            b.0.as_ptr(),
-            b.2 as isize,
-            b.1 as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        )
-    }
+    unsafe { product(dst, (n, 1), accumulate, (m, n, k), a, b, gemm::Parallelism::Rayon(0)) }
 }
 
 /// The shape `(rows, in, out)`, checked.
@@ -123,7 +94,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let mut y = y.into_vec();
     if m * n * k > 0 {
         // SAFETY: y is m x n and initialized; x is m x k and w is k x n, row-major.
-        unsafe { gemm_into(y.as_mut_ptr(), true, (m, n, k), (xs, k, 1), (ws, n, 1)) };
+        unsafe { gemm_into(y.as_mut_ptr(), true, (m, n, k), Operand(xs, k, 1), Operand(ws, n, 1)) };
     }
     FlexTensor::from_data(TensorData::new(y, [m, n]))
 }
@@ -149,7 +120,7 @@ fn backward(
             // SAFETY: dx has room for m x k floats, written (not read) by gemm; dy is m x n
             // and w is k x n, row-major.
             unsafe {
-                gemm_into(dx.as_mut_ptr(), false, (m, k, n), (gs, n, 1), (ws, 1, n));
+                gemm_into(dx.as_mut_ptr(), false, (m, k, n), Operand(gs, n, 1), Operand(ws, 1, n));
                 dx.set_len(m * k);
             }
         }
@@ -158,7 +129,7 @@ fn backward(
     let mut dw = vec![0f32; k * n];
     if wanted[1] && m * k * n > 0 {
         // SAFETY: dw is k x n; x is m x k and dy m x n, row-major.
-        unsafe { gemm_into(dw.as_mut_ptr(), false, (k, n, m), (xs, 1, k), (gs, n, 1)) };
+        unsafe { gemm_into(dw.as_mut_ptr(), false, (k, n, m), Operand(xs, 1, k), Operand(gs, n, 1)) };
     }
     // db = Σ_rows dy, per block then in block order.
     let mut db = vec![0f32; n];

@@ -43,14 +43,34 @@ pub(super) fn matmul(dst: Dest, accumulate: bool, (m, n, k): (usize, usize, usiz
     }
     // SAFETY: every index the product touches lies inside the slices (checked above), `dst`
     // is exclusively borrowed and does not alias the operands.
+    unsafe { product(dst.0.as_mut_ptr(), (dst.1, dst.2), accumulate, (m, n, k), a, b, gemm::Parallelism::None) }
+}
+
+/// The `gemm` call of [`matmul`] on a raw destination with (row, column) strides `ld`, which
+/// is written (and, with `accumulate`, read) through the pointer only: the destination may be
+/// uninitialized when it is not read.
+///
+/// # Safety
+/// Every index of `dst`, `a` and `b` that `m`, `n`, `k` and the strides reach must be in
+/// range, and `dst` must not alias the operands.
+pub(super) unsafe fn product(
+    dst: *mut f32,
+    ld: (usize, usize),
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.0.as_mut_ptr(),
-            dst.2 as isize,
-            dst.1 as isize,
+            dst,
+            ld.1 as isize,
+            ld.0 as isize,
             accumulate,
             a.0.as_ptr(),
             a.2 as isize,
@@ -63,7 +83,7 @@ pub(super) fn matmul(dst: Dest, accumulate: bool, (m, n, k): (usize, usize, usiz
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

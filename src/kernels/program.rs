@@ -13,6 +13,7 @@
 //! computed once as scalars ("uniform" registers).
 
 use super::fast32::Fast;
+use super::{dot, sum_of};
 use crate::expr::ops::{BinOp, Func, powi_eval};
 use crate::expr::{Expr, Formula};
 
@@ -720,7 +721,7 @@ impl Program {
                         let (lo, hi) = s.adj.split_at_mut(i * LANES);
                         let grads = &hi[..n];
                         if self.uniform[r] {
-                            let total: f32 = sum(grads);
+                            let total: f32 = sum_of(grads, |g| g);
                             s.weight_adj[weight + j] += total * s.scalars[r];
                             s.add_scalar(r, total * w);
                             continue;
@@ -759,34 +760,6 @@ impl Program {
             }
         }
     }
-}
-
-/// `sum(a * b)` with eight partial sums, so that it vectorizes.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `sum(a)` with eight partial sums.
-#[inline(always)]
-fn sum(a: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = a.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for x in chunks {
-        for k in 0..8 {
-            acc[k] += x[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Whether this CPU has AVX-512F (and AVX2, FMA).

@@ -300,7 +300,9 @@ pub fn run<S: Strategy, D: Batches<Batch = S::Batch>>(
             }));
             let evaluate_now = match job.span {
                 Span::Epochs(_) => false,
-                Span::Steps { steps, eval_interval } => at.step == steps || at.step % eval_interval.max(1) == 0,
+                Span::Steps { steps, eval_interval } => {
+                    at.step == steps || at.step.is_multiple_of(eval_interval.max(1))
+                }
             };
             if evaluate_now {
                 let time = interval_start.elapsed().as_secs_f64();
