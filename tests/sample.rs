@@ -205,6 +205,47 @@ fn bad_input_is_one_clear_error() {
     assert_eq!(result["status"], "ok");
 }
 
+/// A child's spec is checked as eval checks its flags, through the same code: each bad field
+/// is one error line naming the field and the spec, the child exits 1 and writes no result.
+/// Counts beyond 10^9 are refused on the command line too, before anything is sized by them.
+#[test]
+fn child_specs_and_counts_are_checked_as_evals_flags_are() {
+    let dir = setup();
+    let spec = serde_json::json!({
+        "id": 5, "tokens": "identity sigmoid mul", "formula": "x*sigmoid(x)", "init": [], "network": "resnet8",
+        "dataset": "cifar10", "data_dir": "data", "steps": 2, "batch_size": 8, "lr": 0.1, "momentum": 0.9,
+        "weight_decay": 0.0005, "augment": false, "subset": null, "train_portion": 0.8, "seed": 0, "threads": 1,
+        "backend": "flex"
+    });
+    std::fs::create_dir_all(dir.path().join("c5")).unwrap();
+    let cases: [(&str, serde_json::Value, &str); 7] = [
+        ("batch_size", 0.into(), "\"batch_size\" in c5/spec.json must be at least 1"),
+        ("batch_size", 1.into(), "\"batch_size\" in c5/spec.json must be at least 2"),
+        ("lr", (-0.1).into(), "\"lr\" in c5/spec.json must be a positive number, got -0.1"),
+        ("momentum", 1.5.into(), "\"momentum\" in c5/spec.json must be in [0, 1)"),
+        ("steps", 1_000_000_000_000u64.into(), "\"steps\" in c5/spec.json must be at most 1000000000 (10^9)"),
+        ("train_portion", 1.0.into(), "\"train_portion\" in c5/spec.json must be in (0, 1)"),
+        ("weight_decay", (-1.0).into(), "\"weight_decay\" in c5/spec.json must be zero or positive"),
+    ];
+    for (field, value, message) in cases {
+        let mut bad = spec.clone();
+        bad[field] = value;
+        std::fs::write(dir.path().join("c5/spec.json"), bad.to_string()).unwrap();
+        common::assert_clean_error(&actsearch(&["child", "c5/spec.json"], dir.path()), message);
+        assert!(!dir.path().join("c5/result.json").exists(), "{field}: a result was written");
+    }
+    let huge = "1000000000000";
+    let mut args = search_args("random", "core1", "runs/huge", "2");
+    let at = args.iter().position(|a| *a == "--child-steps").unwrap();
+    args[at + 1] = huge;
+    common::assert_clean_error(&actsearch(&args, dir.path()), "must be at most 1000000000 (10^9)");
+    let args = search_args("random", "core1", "runs/huge", "18446744073709551615");
+    common::assert_clean_error(&actsearch(&args, dir.path()), "must be at most 1000000000 (10^9)");
+    let eval = ["eval", "--activation", "relu", "--epochs", huge, "--dataset", "cifar10", "--data-dir", "data"];
+    common::assert_clean_error(&actsearch(&eval, dir.path()), "--epochs");
+    assert!(!dir.path().join("runs/huge").exists());
+}
+
 /// Children on a ViT (`--child-network vit-micro`): each trains with the ViT recipe (its spec
 /// says AdamW, warm-up and clipping), gets a finite reward, keeps its checkpoint under the
 /// ViT's `state_dict` names with `--keep-checkpoints`, and the search points at a ViT eval.

@@ -1,6 +1,7 @@
 //! `--backend` and `--threads`: choosing the compute device at run time. More threads than
-//! the machine has cores is allowed but warned about (once per process, on stderr): the extra
-//! threads only take turns on the same cores, and runs get many times slower.
+//! the machine has cores are capped at the cores, with one warning per process (on stderr):
+//! the extra threads would only take turns on the same cores, and a run with thousands of
+//! them crawls. Results do not depend on the thread count, so the cap changes only the speed.
 
 use anyhow::{Result, bail};
 use burn::prelude::Device;
@@ -64,7 +65,7 @@ pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 
 /// The threads to use: `threads`, or every core when None. Zero is an error; more than the
 /// cores [`std::thread::available_parallelism`] reports (which respects CPU affinity and
-/// container limits) gets one warning per process.
+/// container limits) are capped at the cores, with one warning per process.
 pub fn thread_count(threads: Option<usize>) -> Result<usize> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).ok();
     match (threads, cores) {
@@ -74,10 +75,10 @@ pub fn thread_count(threads: Option<usize>) -> Result<usize> {
             WARNED.call_once(|| {
                 let of = if cores == 1 { "1 core".to_string() } else { format!("{cores} cores") };
                 eprintln!(
-                    "warning: --threads {n} is more than the {of} of this machine; runs will be slower, not faster"
+                    "warning: --threads {n} is more than the {of} of this machine; using {cores} (more would only be slower)"
                 );
             });
-            Ok(n)
+            Ok(cores)
         }
         (Some(n), _) => Ok(n),
         (None, cores) => Ok(cores.unwrap_or(1)),

@@ -44,8 +44,9 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let workloads = Workload::parse(&args.workload)?;
-    // Here, not only in the child process, whose stderr is only shown when it fails.
-    thread_count(Some(args.threads))?;
+    // Here, not only in the child process, whose stderr is only shown when it fails; both
+    // sides then run on the capped count.
+    let args = BenchArgs { threads: thread_count(Some(args.threads))?, ..args };
     if let Some(python) = &args.pytorch {
         if !args.reference.is_file() {
             bail!(

@@ -324,37 +324,9 @@ pub fn slug(activation: &str) -> String {
 }
 
 fn validate(c: &TrainConfig, args: &EvalArgs) -> Result<()> {
-    if c.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if c.batch_size < 2 {
-        bail!("--batch-size must be at least 2 (BatchNorm needs two images to train)");
-    }
+    c.numbers().check(&|field| format!("--{field}"))?;
     if c.eval_batch_size == 0 {
         bail!("--eval-batch-size must be at least 1");
-    }
-    if !(c.lr > 0.0 && c.lr.is_finite()) {
-        bail!("--lr must be a positive number, got {}", c.lr);
-    }
-    if !(0.0..1.0).contains(&c.momentum) {
-        bail!("--momentum must be in [0, 1), got {}", c.momentum);
-    }
-    if c.nesterov && c.momentum == 0.0 {
-        bail!("--nesterov needs a non-zero --momentum");
-    }
-    if !(c.weight_decay >= 0.0 && c.weight_decay.is_finite()) {
-        bail!("--weight-decay must be zero or positive, got {}", c.weight_decay);
-    }
-    if let Some(clip) = c.grad_clip
-        && !(clip > 0.0 && clip.is_finite())
-    {
-        bail!("--grad-clip must be a positive number, got {clip}");
-    }
-    if !(c.train_portion > 0.0 && c.train_portion <= 1.0) {
-        bail!("--train-portion must be in (0, 1], got {}", c.train_portion);
-    }
-    if c.subset == Some(0) || c.test_subset == Some(0) {
-        bail!("--subset and --test-subset must be at least 1");
     }
     if args.seeds.is_empty() {
         bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");

@@ -175,11 +175,13 @@ fn shorten_user_values(text: &str) -> String {
     words.join(" ")
 }
 
-/// A count flag's value: a whole number of at least 1 (a negative or fractional value gets
+/// A count flag's value: a whole number from 1 to 10^9 (`MAX_COUNT`; a negative or fractional value gets
 /// this message, naming the flag, instead of clap's "invalid digit").
 fn positive_whole(text: &str) -> Result<usize, String> {
+    use crate::train::config::MAX_COUNT;
     match text.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
+        Ok(n) if n > MAX_COUNT => Err(format!("must be at most {MAX_COUNT} (10^9), got {n}")),
         _ => Err(format!("must be a positive whole number (1, 2, 3, ...), got {}", crate::report::shown(text))),
     }
 }

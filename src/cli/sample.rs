@@ -179,31 +179,20 @@ fn warm_data(config: &SampleConfig, progress: &Progress) -> Result<()> {
 }
 
 fn validate(c: &SampleConfig) -> Result<()> {
-    if c.child.batch_size < 2 {
-        bail!("--batch-size must be at least 2 (BatchNorm needs two images to train)");
-    }
-    for (flag, v) in [("--lr", c.child.lr), ("--controller-lr", c.policy.lr)] {
-        if !(v > 0.0 && v.is_finite()) {
-            bail!("{flag} must be a positive number, got {v}");
-        }
-    }
-    if !(c.child.train_portion > 0.0 && c.child.train_portion < 1.0) {
-        bail!(
-            "--train-portion must be in (0, 1) for a sample-based search (the rest scores the children), got {}",
-            c.child.train_portion
-        );
-    }
-    if !(c.child.weight_decay >= 0.0 && c.child.weight_decay.is_finite()) {
-        bail!("--weight-decay must be finite and not negative, got {}", c.child.weight_decay);
+    // The children's recipe, checked as `actsearch child` checks each spec.
+    let flag = |field: &str| match field {
+        "steps" => "--child-steps".to_string(),
+        f => format!("--{f}"),
+    };
+    c.child.numbers().check(&flag)?;
+    if !(c.policy.lr > 0.0 && c.policy.lr.is_finite()) {
+        bail!("--controller-lr must be a positive number, got {}", c.policy.lr);
     }
     if !(c.policy.entropy_weight >= 0.0 && c.policy.entropy_weight.is_finite()) {
         bail!("--entropy-weight must be finite and not negative, got {}", c.policy.entropy_weight);
     }
     if c.method == SampleMethod::Evolution && c.tournament > c.population {
         bail!("--tournament ({}) must not exceed --population ({})", c.tournament, c.population);
-    }
-    if c.child.subset == Some(0) {
-        bail!("--subset must be at least 1");
     }
     Ok(())
 }

@@ -161,3 +161,102 @@ impl Preset {
         }
     }
 }
+
+/// The largest count (epochs, steps, batch size, images, budget) any command accepts: beyond
+/// it a run could not finish anyway, and a count of 10^12 must be refused before anything is
+/// sized by it.
+pub const MAX_COUNT: usize = 1_000_000_000;
+
+/// The numbers of one training recipe, checked the same way wherever they were given: eval's
+/// and the searches' flags, or the fields of a child's spec (`search::sample::child`).
+pub struct RecipeNumbers {
+    /// `("epochs", n)` or `("steps", n)`.
+    pub length: (&'static str, usize),
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub grad_clip: Option<f64>,
+    pub warmup: f64,
+    pub train_portion: f64,
+    /// The rest of the training set must be a validation split (searches and children).
+    pub needs_validation: bool,
+    pub subset: Option<usize>,
+    pub test_subset: Option<usize>,
+}
+
+impl RecipeNumbers {
+    /// The first number out of range, as one error line; `name(field)` is how the user wrote
+    /// the field (`--batch-size`, or `"batch_size" in spec.json`), from its flag name.
+    pub fn check(&self, name: &dyn Fn(&str) -> String) -> anyhow::Result<()> {
+        use anyhow::bail;
+        let counts = [
+            (self.length.0, Some(self.length.1)),
+            ("batch-size", Some(self.batch_size)),
+            ("subset", self.subset),
+            ("test-subset", self.test_subset),
+        ];
+        for (field, value) in counts {
+            match value {
+                Some(0) => bail!("{} must be at least 1", name(field)),
+                Some(n) if n > MAX_COUNT => bail!("{} must be at most {MAX_COUNT} (10^9), got {n}", name(field)),
+                _ => {}
+            }
+        }
+        if self.batch_size < 2 {
+            bail!("{} must be at least 2 (BatchNorm needs two images to train)", name("batch-size"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("{} must be a positive number, got {}", name("lr"), self.lr);
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("{} must be in [0, 1), got {}", name("momentum"), self.momentum);
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            bail!("{} needs a non-zero {}", name("nesterov"), name("momentum"));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            bail!("{} must be zero or positive, got {}", name("weight-decay"), self.weight_decay);
+        }
+        if let Some(clip) = self.grad_clip
+            && !(clip > 0.0 && clip.is_finite())
+        {
+            bail!("{} must be a positive number, got {clip}", name("grad-clip"));
+        }
+        if !(0.0..1.0).contains(&self.warmup) {
+            bail!("{} must be in [0, 1) (a fraction of the steps), got {}", name("warmup"), self.warmup);
+        }
+        match self.needs_validation {
+            true if !(self.train_portion > 0.0 && self.train_portion < 1.0) => bail!(
+                "{} must be in (0, 1): the rest of the training set is the validation split, got {}",
+                name("train-portion"),
+                self.train_portion
+            ),
+            false if !(self.train_portion > 0.0 && self.train_portion <= 1.0) => {
+                bail!("{} must be in (0, 1], got {}", name("train-portion"), self.train_portion)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// This config's recipe numbers ([`RecipeNumbers::check`]).
+    pub fn numbers(&self) -> RecipeNumbers {
+        RecipeNumbers {
+            length: ("epochs", self.epochs),
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            grad_clip: self.grad_clip,
+            warmup: self.warmup,
+            train_portion: self.train_portion,
+            needs_validation: false,
+            subset: self.subset,
+            test_subset: self.test_subset,
+        }
+    }
+}

@@ -29,7 +29,7 @@ use crate::files::write_atomic;
 use crate::model::{Activation, Arch, Mlp, Net, Network, ResNet, Vit};
 use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
-use crate::train::config::{Optimizer, is_default};
+use crate::train::config::{Optimizer, RecipeNumbers, is_default};
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::{AdamW, Optim};
@@ -85,6 +85,26 @@ pub struct ChildRecipe {
     pub grad_clip: Option<f64>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub mlp: Mlp,
+}
+
+impl ChildRecipe {
+    /// The recipe's numbers, checked as eval's ([`RecipeNumbers::check`]).
+    pub fn numbers(&self) -> RecipeNumbers {
+        RecipeNumbers {
+            length: ("steps", self.steps),
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: false,
+            weight_decay: self.weight_decay,
+            grad_clip: self.grad_clip,
+            warmup: self.warmup,
+            train_portion: self.train_portion,
+            needs_validation: true,
+            subset: self.subset,
+            test_subset: None,
+        }
+    }
 }
 
 /// How a child ended.
@@ -149,9 +169,14 @@ pub fn write_spec(path: &Path, spec: &ChildSpec) -> Result<()> {
     write_atomic(path, serde_json::to_string_pretty(spec)?.as_bytes())
 }
 
+/// The spec at `path`, its recipe checked as eval checks its flags ([`RecipeNumbers::check`]).
 pub fn read_spec(path: &Path) -> Result<ChildSpec> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read child spec {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a child spec", path.display()))
+    let spec: ChildSpec =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a child spec", path.display()))?;
+    let field = |flag: &str| format!("\"{}\" in {}", flag.replace('-', "_"), path.display());
+    spec.recipe.numbers().check(&field)?;
+    Ok(spec)
 }
 
 pub fn write_result(path: &Path, result: &ChildResult) -> Result<()> {
@@ -190,16 +215,7 @@ pub fn load_data(
 /// are bad specs or unreadable data.
 pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
     let start = Instant::now();
-    if spec.recipe.steps == 0 {
-        bail!("child {}: steps must be at least 1", spec.id);
-    }
-    if !(spec.recipe.train_portion > 0.0 && spec.recipe.train_portion < 1.0) {
-        bail!(
-            "child {}: the train portion must be between 0 and 1 (the rest is the validation split), got {}",
-            spec.id,
-            spec.recipe.train_portion
-        );
-    }
+    spec.recipe.numbers().check(&|field| format!("child {}: {}", spec.id, field.replace('-', "_")))?;
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
     if spec.init.len() != formula.num_params() {
         bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
