@@ -57,6 +57,12 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Compare activations over seeds with a baseline: mean ± std, the difference with a 95%
     /// confidence interval, a p-value and a verdict (better, worse, no detectable difference).
+    ///
+    /// The interval is paired by seed when both sides ran the same seeds, Welch's otherwise.
+    /// There is no interval, and so no better/worse verdict, with one seed on either side, or
+    /// when the difference has no spread: the same difference in every seed (identical runs,
+    /// or a small test set's quantized accuracies), or, unpaired, the same accuracy in every
+    /// seed on each side. More seeds or a larger test set give one.
     Compare(compare::CompareArgs),
     /// Charts, tables, report.md and a self-contained report.html from eval and search runs.
     Report(report::ReportArgs),

@@ -83,7 +83,13 @@ pub fn compare(
             c.verdict.words(),
             c.seeds_needed_clause().map_or(String::new(), |clause| format!(" ({clause})"))
         ),
-        None => format!("found - baseline: {:+.2} points: {}\n", c.diff, c.verdict.words()),
+        None => {
+            let test = match c.test {
+                crate::report::stats::Test::None => String::new(),
+                test => format!(" ({})", test.words()),
+            };
+            format!("found - baseline: {:+.2} points{test}: {}\n", c.diff, c.verdict.words())
+        }
     };
     let undecided = match undecided.is_empty() {
         true => String::new(),

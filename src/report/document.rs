@@ -79,7 +79,8 @@ pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
                      confidence interval of the mean, and the difference to {} trained with the same network, data and \
                      recipe, with its 95% interval (paired by seed when both ran the same seeds, Welch otherwise), the \
                      two-sided p-value, the verdict, and about how many seeds a difference of that size would need \
-                     (80% power). A single seed gives no verdict.",
+                     (80% power). A single seed gives no verdict, nor does a difference with no spread (the same in \
+                     every seed): there is no interval to test it by.",
                 shown(baseline)
             )));
             blocks.push(Block::Table {

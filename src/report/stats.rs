@@ -7,6 +7,11 @@
 //!   data order of both runs, so pairing removes that shared noise.
 //! - Welch's t (unequal variances, Welch-Satterthwaite degrees of freedom) otherwise.
 //! - One seed on either side: no interval, no p-value, and the verdict says that it is none.
+//! - No spread at all (the same difference in every seed, or, unpaired, the same accuracy in
+//!   every seed on each side): no t-test is possible, so there is no interval, no p-value and
+//!   no better/worse verdict. A few test images give quantized accuracies, and a constant
+//!   difference from a handful of them is not evidence; the verdict says so and what would
+//!   give one (more seeds, or a larger test set).
 //!
 //! The t quantiles come from `statrs`. "Seeds needed" is the usual normal-approximation power
 //! calculation (two-sided 5% level, 80% power): n = ((z(0.975) + z(0.8)) * sd / |diff|)^2 for
@@ -34,6 +39,13 @@ pub enum Verdict {
     },
     /// One side has a single seed: no verdict can be given.
     NotAVerdict,
+    /// No spread to estimate an interval from: the paired differences are all equal
+    /// (`identical` when they are all 0), or, unpaired, each side has one value in every seed.
+    NoSpread {
+        seeds: usize,
+        identical: bool,
+        paired: bool,
+    },
 }
 
 impl Verdict {
@@ -43,6 +55,16 @@ impl Verdict {
             Verdict::Worse => "worse".to_string(),
             Verdict::NoDetectableDifference { seeds } => format!("no detectable difference with {seeds} seeds"),
             Verdict::NotAVerdict => "not a verdict: one seed gives no uncertainty (run --seeds 0,1,2)".to_string(),
+            Verdict::NoSpread { seeds, identical, paired } => {
+                let what = match (identical, paired) {
+                    (true, true) => "identical in every seed",
+                    (false, true) => "the same difference in every seed",
+                    (_, false) => "the same accuracy in every seed on each side",
+                };
+                format!(
+                    "{what}: no interval from {seeds} seeds, so not a verdict (more seeds or a larger test set would give one)"
+                )
+            }
         }
     }
 }
@@ -174,15 +196,17 @@ pub fn compare(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Comparison 
             (Test::Welch, (vc + vb).sqrt(), df, pooled, 2.0)
         }
     };
-    let (ci, p) = if se > 0.0 && df.is_finite() {
-        let t = StudentsT::new(0.0, 1.0, df).expect("positive degrees of freedom");
-        let half = t.inverse_cdf(0.975) * se;
-        let stat = diff / se;
-        ((diff - half, diff + half), 2.0 * (1.0 - t.cdf(stat.abs())))
-    } else {
-        // No spread at all: the difference is exact.
-        ((diff, diff), if diff == 0.0 { 1.0 } else { 0.0 })
-    };
+    if !(se > 0.0 && df.is_finite()) {
+        let seeds = c.n.min(b.n);
+        return Comparison {
+            test,
+            verdict: Verdict::NoSpread { seeds, identical: diff == 0.0, paired: test == Test::Paired },
+            ..none
+        };
+    }
+    let t = StudentsT::new(0.0, 1.0, df).expect("positive degrees of freedom");
+    let half = t.inverse_cdf(0.975) * se;
+    let (ci, p) = ((diff - half, diff + half), 2.0 * (1.0 - t.cdf((diff / se).abs())));
     let verdict = if ci.0 > 0.0 {
         Verdict::Better
     } else if ci.1 < 0.0 {
@@ -263,10 +287,9 @@ mod tests {
         assert_eq!(compare(&c, &b).verdict, Verdict::Better);
         assert_eq!(compare(&b, &c).verdict, Verdict::Worse);
         assert!(compare(&c, &b).p.unwrap() < 0.01);
-        // Identical runs: exact zero difference, p = 1.
+        // Identical runs: no spread, so no interval and no p-value.
         let same = compare(&c, &c);
-        assert_eq!((same.ci, same.p), (Some((0.0, 0.0)), Some(1.0)));
-        assert_eq!(same.seeds_needed, None);
+        assert_eq!((same.ci, same.p, same.seeds_needed), (None, None, None));
     }
 
     /// mean 92, sd 2, n 3: 92 +- 4.302653 * 2 / sqrt(3) = 92 +- 4.968275 (scipy's t.interval).
@@ -283,6 +306,27 @@ mod tests {
         assert_eq!(seeds_needed_text(Some(641)), "641");
         assert_eq!(seeds_needed_text(Some(21375)), "more than 1000");
         assert_eq!(seeds_needed_text(None), "");
+    }
+
+    /// 20/24 vs 22/26 correct over 2 seeds: a constant difference from quantized accuracies
+    /// is no evidence, and identical runs are said to be identical; neither is better.
+    #[test]
+    fn no_spread_gives_no_interval_and_no_verdict() {
+        let c = [(0, 100.0 * 20.0 / 24.0), (1, 100.0 * 22.0 / 26.0)];
+        let b: Vec<(u64, f64)> = c.iter().map(|&(s, v)| (s, v - 2.0)).collect();
+        let r = compare(&c, &b);
+        assert_eq!((r.test, r.ci, r.p, r.seeds_needed), (Test::Paired, None, None, None));
+        assert_eq!(r.verdict, Verdict::NoSpread { seeds: 2, identical: false, paired: true });
+        assert!(r.verdict.words().starts_with("the same difference in every seed: no interval from 2 seeds"));
+        let same = compare(&c, &c);
+        assert!(same.verdict.words().starts_with("identical in every seed"), "{}", same.verdict.words());
+        assert_eq!(same.ci, None);
+        // Different seeds, each side constant: Welch has no spread either.
+        let r = compare(&[(0, 50.0), (1, 50.0)], &[(2, 40.0), (3, 40.0)]);
+        assert_eq!((r.test, r.ci, r.p), (Test::Welch, None, None));
+        assert!(r.verdict.words().contains("more seeds or a larger test set"));
+        // A spread on either side is a t-test again.
+        assert_eq!(compare(&[(0, 50.0), (1, 51.0)], &[(2, 40.0), (3, 40.0)]).test, Test::Welch);
     }
 
     #[test]

@@ -234,7 +234,8 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
                 };
                 row.push(match c.ci {
                     Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}]{test}", c.diff),
-                    None => format!("{:+.2} (no interval from one seed)", c.diff),
+                    None if c.test == Test::None => format!("{:+.2} (no interval from one seed)", c.diff),
+                    None => format!("{:+.2} (no interval: no spread){test}", c.diff),
                 });
                 row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
                 row.push(c.verdict.words());
@@ -436,7 +437,7 @@ mod tests {
         );
         let table = results_table(&groups, "relu(x)");
         let row = |acc: &str| table.rows.iter().find(|r| r[4].starts_with(acc)).unwrap().clone();
-        assert_eq!(row("40.50")[7], "-10.00 [-10.00, -10.00], paired by seed");
+        assert_eq!(row("40.50")[7], "-10.00 (no interval: no spread), paired by seed");
         assert_eq!(row("60.50")[7], "(no relu(x) run with this recipe)");
         let err = comparison_table(&groups, "relu(x)").unwrap_err().to_string();
         assert!(err.contains("1 epoch on 5000 images"), "{err}");

@@ -261,7 +261,8 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
             (Some(c), _) => (
                 match c.ci {
                     Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}], {}", c.diff, c.test.words()),
-                    None => format!("{:+.2}", c.diff),
+                    None if c.test == crate::report::stats::Test::None => format!("{:+.2}", c.diff),
+                    None => format!("{:+.2}, {}", c.diff, c.test.words()),
                 },
                 c.p.map_or(String::new(), |p| format!("{p:.3}")),
                 c.verdict.words(),
