@@ -275,3 +275,51 @@ fn children_train_on_a_vit_with_its_recipe() {
         assert!(tensors.contains_key("blocks.0.attn.qkv.weight"), "{:?}", tensors.keys().collect::<Vec<_>>());
     }
 }
+
+/// An uncollected `result.json` is trusted only as the child wrote it: another child's id, a
+/// hand-edited reward, a missing checksum, or a reward or time out of range (even with a
+/// checksum recomputed to match) are each refused with the path and the fix.
+#[test]
+fn forged_or_damaged_child_results_are_refused() {
+    use actsearch::files::Checksum;
+    use actsearch::search::sample::child::{ChildResult, Status, read_result, write_result};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("result.json");
+    let good = ChildResult { id: 0, reward: 0.4, train_loss: Some(1.5), seconds: 3.0, status: Status::Ok, error: None };
+    write_result(&path, &good).unwrap();
+    assert_eq!(read_result(&path, 0).unwrap().unwrap().reward, 0.4);
+    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Rewrites the file with `field` set to `v`, and the checksum recomputed when `sign`.
+    let forge = |field: &str, v: serde_json::Value, sign: bool| {
+        let mut forged = value.clone();
+        forged[field] = v;
+        let object = forged.as_object_mut().unwrap();
+        object.remove("checksum");
+        if sign {
+            let sum = Checksum::of(serde_json::to_string(&forged).unwrap().as_bytes());
+            forged["checksum"] = sum.into();
+        }
+        std::fs::write(&path, forged.to_string()).unwrap();
+    };
+    let refused = |why: &str| {
+        let e = read_result(&path, 0).unwrap_err().to_string();
+        assert!(e.contains("result.json is not child 0's result") && e.contains(why), "{e}");
+        assert!(e.ends_with("delete it, and the child is trained again"), "{e}");
+    };
+    forge("reward", 0.75.into(), false);
+    refused("no checksum");
+    let mut edited = value.clone();
+    edited["reward"] = 0.75.into();
+    std::fs::write(&path, edited.to_string()).unwrap();
+    refused("checksum does not match");
+    forge("id", 5.into(), true);
+    refused("it says child 5");
+    forge("reward", 7.5.into(), true);
+    refused("reward 7.5 is not a validation accuracy in [0, 1]");
+    forge("seconds", (-1.0).into(), true);
+    refused("time -1 s is not a duration");
+    std::fs::write(&path, "{\"id\": 0").unwrap();
+    refused("not JSON");
+    std::fs::remove_file(&path).unwrap();
+    assert!(read_result(&path, 0).unwrap().is_none());
+}

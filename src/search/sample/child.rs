@@ -179,20 +179,55 @@ pub fn read_spec(path: &Path) -> Result<ChildSpec> {
     Ok(spec)
 }
 
+/// Writes `result` to `path` (atomically), with a `checksum` of its other fields that
+/// [`read_result`] verifies.
 pub fn write_result(path: &Path, result: &ChildResult) -> Result<()> {
-    write_atomic(path, serde_json::to_string_pretty(result)?.as_bytes())
+    let mut value = serde_json::to_value(result)?;
+    let sum = crate::files::Checksum::of(serde_json::to_string(&value)?.as_bytes());
+    value["checksum"] = sum.into();
+    write_atomic(path, serde_json::to_string_pretty(&value)?.as_bytes())
 }
 
-/// The result at `path`, or None while there is none (a half-written one is never seen: the
-/// file appears by rename).
-pub fn read_result(path: &Path) -> Result<Option<ChildResult>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let r = serde_json::from_str(&text).with_context(|| format!("{} is not a child result", path.display()))?;
-            Ok(Some(r))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+/// Child `id`'s result at `path`, or None while there is none (a half-written one is never
+/// seen: the file appears by rename). A file that is not that child's result as
+/// [`write_result`] wrote it (another id, a checksum that does not match, a reward outside
+/// [0, 1] or a negative time) is refused, with its path and the fix.
+pub fn read_result(path: &Path, id: usize) -> Result<Option<ChildResult>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "{} is not child {id}'s result: {why}; delete it, and the child is trained again",
+            path.display()
+        )
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(|e| refuse(format!("not JSON ({e})")))?;
+    let sum = value.as_object_mut().and_then(|o| o.remove("checksum"));
+    let r: ChildResult = serde_json::from_value(value.clone()).map_err(|e| refuse(format!("{e}")))?;
+    match sum.as_ref().and_then(|s| s.as_str()) {
+        Some(s) if s == crate::files::Checksum::of(serde_json::to_string(&value)?.as_bytes()) => {}
+        Some(_) => return Err(refuse("its checksum does not match its contents".into())),
+        None => return Err(refuse("it has no checksum (an actsearch child writes one)".into())),
+    }
+    let problem = if r.id != id {
+        Some(format!("it says child {}", r.id))
+    } else if !(r.reward.is_finite() && (0.0..=1.0).contains(&r.reward)) {
+        Some(format!("its reward {} is not a validation accuracy in [0, 1]", r.reward))
+    } else if r.status != Status::Ok && r.reward != 0.0 {
+        Some(format!("a {} child has reward 0, not {}", r.status.name(), r.reward))
+    } else if !(r.seconds.is_finite() && r.seconds >= 0.0) {
+        Some(format!("its time {} s is not a duration", r.seconds))
+    } else if r.train_loss.is_some_and(|l| !l.is_finite()) {
+        Some("its training loss is not finite".into())
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(refuse(why)),
+        None => Ok(Some(r)),
     }
 }
 

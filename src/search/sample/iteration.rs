@@ -182,7 +182,7 @@ impl<'a> IterationRun<'a> {
         let mut pending = Vec::new();
         for &id in ids {
             let spec = self.child_dir(id).join("spec.json");
-            if let Some(result) = read_result(&result_path(&spec))? {
+            if let Some(result) = read_result(&result_path(&spec), id)? {
                 self.record(id, result, log)?;
                 continue;
             }
@@ -300,7 +300,7 @@ impl Follower for ChildFollower<'_, '_, '_> {
     fn ended(&mut self, id: usize, outcome: Outcome) -> Result<()> {
         let spec = self.run.child_dir(id).join("spec.json");
         let elapsed = self.since.elapsed().as_secs_f64();
-        let result = match (read_result(&result_path(&spec)), outcome) {
+        let result = match (read_result(&result_path(&spec), id), outcome) {
             (Ok(Some(r)), _) => r,
             (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
             (Ok(None), _) => ChildResult::failed(id, "the child exited without a result".into(), elapsed),

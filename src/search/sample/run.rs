@@ -449,15 +449,26 @@ mod tests {
     fn a_crashed_child_is_failed_and_the_search_finishes() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        // The first child started kills itself; the others write an ok result.
-        let script = r#"id=$(basename "$(dirname "$0")")
+        // The first child started kills itself; the others copy an ok result (written with
+        // its checksum by `write_result`, as `actsearch child` writes it).
+        let templates = dir.path().join("results");
+        std::fs::create_dir_all(&templates).unwrap();
+        for id in 0..20 {
+            let ok =
+                ChildResult { id, reward: 0.25, train_loss: Some(1.5), seconds: 0.1, status: Status::Ok, error: None };
+            crate::search::sample::child::write_result(&templates.join(format!("{id}.json")), &ok).unwrap();
+        }
+        let script = format!(
+            r#"id=$(basename "$(dirname "$0")")
             if mkdir "$(dirname "$(dirname "$0")")/.crashed" 2>/dev/null; then kill -9 $$; fi
-            printf '{"id": %s, "reward": 0.25, "train_loss": 1.5, "seconds": 0.1, "status": "ok"}' "$id" > "$(dirname "$0")/result.json""#;
+            cp "{}/$id.json" "$(dirname "$0")/result.json""#,
+            templates.display()
+        );
         /// The local executor running `sh -c SCRIPT SPEC` instead of `actsearch child SPEC`.
-        struct Scripted(crate::exec::local::LocalExecutor, &'static str);
+        struct Scripted(crate::exec::local::LocalExecutor, String);
         impl Executor for Scripted {
             fn submit(&mut self, task: Task) -> Result<()> {
-                let argv = vec!["sh".into(), "-c".into(), self.1.into(), task.argv[2].clone()];
+                let argv = vec!["sh".into(), "-c".into(), self.1.clone(), task.argv[2].clone()];
                 self.0.submit(Task { argv, ..task })
             }
             fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
