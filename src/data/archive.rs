@@ -299,24 +299,42 @@ fn unpack_entries(archive: &Path, tar: &mut tar::Archive<Watched>, dest: &Path) 
         }
         let path = entry.path().map_err(|e| anyhow::anyhow!(bad_archive(&e)))?.into_owned();
         check_entry_path(archive, &name, &path)?;
+        let mut link = None;
         if kind.is_symlink() || kind.is_hard_link() {
-            let link = entry
+            let target = entry
                 .link_name()
                 .map_err(|e| anyhow::anyhow!(bad_archive(&e)))?
                 .map(|l| l.into_owned())
                 .unwrap_or_default();
             // A symlink is resolved from its own directory, a hard link from the archive root.
             let base = if kind.is_symlink() { path.parent().unwrap_or(Path::new("")) } else { Path::new("") };
-            check_link(archive, &name, base, &link)?;
+            check_link(archive, &name, base, &target)?;
+            link = Some(target);
         }
-        let unpacked = entry.unpack_in(dest).map_err(|e| {
-            anyhow::anyhow!(
+        // Something missing while unpacking is the archive's fault, not the disk's: a hard
+        // link to an entry it does not hold (or holds later), or an entry under a link that
+        // leads nowhere.
+        let unpacked = entry.unpack_in(dest).map_err(|e| match &link {
+            Some(target) if e.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "archive {} has a broken link: entry {name} links to {}, which the archive does not hold \
+                 before it; refusing to extract it: {}",
+                archive.display(),
+                target.display(),
+                refetch_hint(archive)
+            ),
+            None if e.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "archive {} has a broken link: entry {name} lies under a link that leads nowhere; refusing \
+                 to extract it: {}",
+                archive.display(),
+                refetch_hint(archive)
+            ),
+            _ => anyhow::anyhow!(
                 "cannot extract entry {name} of archive {} into {} ({e}); check free disk space, \
                  or {}",
                 archive.display(),
                 dest.display(),
                 refetch_hint(archive)
-            )
+            ),
         })?;
         if !unpacked {
             bail!(
@@ -613,6 +631,33 @@ mod tests {
             let target = tmp.path().join(format!("out{i}"));
             let err = extract_archive(&archive, &target).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains("resolves outside the target directory"), "{err}");
+            assert!(listing(&target).is_empty(), "{:?}", listing(&target));
+        }
+    }
+
+    /// A hard link to nothing, a chain of hard links ending in nothing, and a file under a
+    /// symlink to nothing: each is named a broken link (not a disk problem).
+    #[test]
+    fn broken_links_are_named_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hard: &[Entry] = &[("d/h", tar::EntryType::Link, "d/missing.txt", b"")];
+        let chain: &[Entry] = &[
+            ("d/", tar::EntryType::Directory, "", b""),
+            ("d/h1", tar::EntryType::Link, "d/h2", b""),
+            ("d/h2", tar::EntryType::Link, "d/missing.txt", b""),
+        ];
+        let under: &[Entry] = &[
+            ("d/", tar::EntryType::Directory, "", b""),
+            ("d/s", tar::EntryType::Symlink, "nowhere", b""),
+            ("d/s/f.txt", tar::EntryType::Regular, "", b"data"),
+        ];
+        for (i, entries) in [hard, chain, under].into_iter().enumerate() {
+            let archive = tmp.path().join(format!("broken{i}.tar.gz"));
+            write_tar_gz(&archive, entries);
+            let target = tmp.path().join(format!("out{i}"));
+            let err = extract_archive(&archive, &target).unwrap_err().to_string();
+            assert!(err.contains("has a broken link") || err.contains("resolves outside"), "{i}: {err}");
+            assert!(!err.contains("disk space"), "{i}: {err}");
             assert!(listing(&target).is_empty(), "{:?}", listing(&target));
         }
     }
