@@ -31,8 +31,9 @@ use burn::tensor::activation::softmax;
 use rayon::prelude::*;
 
 use super::fast32::Fast;
+use super::lanes::{dot, sum_of};
 use super::matmul::{Dest, Operand, matmul};
-use super::{Filled, contiguous, dot, sum_of, zeroed};
+use super::{Filled, contiguous, zeroed};
 use crate::expr::ops::Real;
 
 #[backend_extension(Flex, Autodiff)]

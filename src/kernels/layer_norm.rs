@@ -24,7 +24,8 @@ use burn::nn::LayerNorm;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{Filled, contiguous, sum_of, zeroed};
+use super::lanes::sum_of;
+use super::{Filled, contiguous, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LayerNormBackend: Backend {

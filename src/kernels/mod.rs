@@ -41,6 +41,7 @@ pub mod conv;
 pub mod fast32;
 pub mod fused;
 mod geometry;
+mod lanes;
 pub mod layer_norm;
 pub mod linear;
 mod matmul;
@@ -80,35 +81,6 @@ fn winograd_enabled() -> bool {
         }
         mode => mode == 1,
     }
-}
-
-/// `Σ f(v)` with eight interleaved partial sums: the same order, so the same bits, on every
-/// instruction set, and it vectorizes inside the [`simd_fn`] builds.
-#[inline(always)]
-fn sum_of(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = v.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += f(c[l]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `Σ a b` with eight partial sums, as [`sum_of`].
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// A contiguous f32 view of a flex tensor (a shared handle when it already is one).

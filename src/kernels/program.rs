@@ -13,7 +13,7 @@
 //! computed once as scalars ("uniform" registers).
 
 use super::fast32::Fast;
-use super::{dot, sum_of};
+use super::lanes::{dot, sum_of};
 use crate::expr::ops::{BinOp, Func, powi_eval};
 use crate::expr::{Expr, Formula};
 
