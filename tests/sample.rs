@@ -48,6 +48,16 @@ fn search_args<'a>(method: &'a str, space: &'a str, out: &'a str, budget: &'a st
     ]
 }
 
+/// A child spec of 2 steps of x*sigmoid(x) on ResNet-8, reading CIFAR-10 from `data_dir`.
+fn child_spec(id: usize, data_dir: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "tokens": "identity sigmoid mul", "formula": "x*sigmoid(x)", "init": [], "network": "resnet8",
+        "dataset": "cifar10", "data_dir": data_dir, "steps": 2, "batch_size": 8, "lr": 0.1, "momentum": 0.9,
+        "weight_decay": 0.0005, "augment": false, "subset": null, "train_portion": 0.8, "seed": 0, "threads": 1,
+        "backend": "flex"
+    })
+}
+
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 12);
@@ -176,12 +186,7 @@ fn bad_input_is_one_clear_error() {
     common::assert_clean_error(&one, "--budget only apply to the sample-based methods");
 
     // A child whose data is missing writes a failed result and exits 1.
-    let spec = serde_json::json!({
-        "id": 4, "tokens": "identity sigmoid mul", "formula": "x*sigmoid(x)", "init": [], "network": "resnet8",
-        "dataset": "cifar10", "data_dir": "nowhere", "steps": 2, "batch_size": 8, "lr": 0.1, "momentum": 0.9,
-        "weight_decay": 0.0005, "augment": false, "subset": null, "train_portion": 0.8, "seed": 0, "threads": 1,
-        "backend": "flex"
-    });
+    let spec = child_spec(4, "nowhere");
     std::fs::create_dir_all(dir.path().join("c4")).unwrap();
     std::fs::write(dir.path().join("c4/spec.json"), spec.to_string()).unwrap();
     let failed = actsearch(&["child", "c4/spec.json"], dir.path());
@@ -211,12 +216,7 @@ fn bad_input_is_one_clear_error() {
 #[test]
 fn child_specs_and_counts_are_checked_as_evals_flags_are() {
     let dir = setup();
-    let spec = serde_json::json!({
-        "id": 5, "tokens": "identity sigmoid mul", "formula": "x*sigmoid(x)", "init": [], "network": "resnet8",
-        "dataset": "cifar10", "data_dir": "data", "steps": 2, "batch_size": 8, "lr": 0.1, "momentum": 0.9,
-        "weight_decay": 0.0005, "augment": false, "subset": null, "train_portion": 0.8, "seed": 0, "threads": 1,
-        "backend": "flex"
-    });
+    let spec = child_spec(5, "data");
     std::fs::create_dir_all(dir.path().join("c5")).unwrap();
     let cases: [(&str, serde_json::Value, &str); 7] = [
         ("batch_size", 0.into(), "\"batch_size\" in c5/spec.json must be at least 1"),

@@ -111,8 +111,7 @@ fn backward(
     let (x, w, dy) = (contiguous(x), contiguous(w), contiguous(dy));
     let (xs, ws, gs) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap(), dy.as_slice::<f32>().unwrap());
     // dx = dy W^T (W^T's element (j, i) is W[i, j]); gemm writes every element.
-    let mut dx = vec![0f32; 0];
-    dx.reserve_exact(m * k);
+    let mut dx = Vec::with_capacity(m * k);
     if wanted[0] && m * k > 0 {
         if n == 0 {
             dx.resize(m * k, 0.0);

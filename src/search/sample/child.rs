@@ -246,11 +246,10 @@ pub fn load_data(
 
 /// Trains the child `spec` on `device` through the one training loop, in its folder `dir`
 /// (`log.log`, `errors.json`, and `checkpoint.safetensors` at the end of its steps, which a
-/// later rung can resume). A divergence is a result (status `diverged`), not an error; errors
-/// are bad specs or unreadable data.
+/// later rung can resume). `spec` is as [`read_spec`] checked it. A divergence is a result
+/// (status `diverged`), not an error; errors are bad formulas or unreadable data.
 pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
     let start = Instant::now();
-    spec.recipe.numbers().check(&|field| format!("child {}: {}", spec.id, field.replace('-', "_")))?;
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
     if spec.init.len() != formula.num_params() {
         bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
