@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::method::{Learned, Method};
+use super::method::{Learned, Method, nth_sequence};
 
 pub struct Exhaustive {
     sizes: Vec<usize>,
@@ -18,21 +18,12 @@ impl Exhaustive {
         Exhaustive { sizes, next: 0, total }
     }
 
-    /// Sequence number `index` in counting order.
-    fn sequence(&self, mut index: u128) -> Vec<usize> {
-        let mut out = vec![0; self.sizes.len()];
-        for (slot, &n) in out.iter_mut().zip(&self.sizes).rev() {
-            *slot = (index % n as u128) as usize;
-            index /= n as u128;
-        }
-        out
-    }
 }
 
 impl Method for Exhaustive {
     fn propose(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
         let end = (self.next + n as u128).min(self.total);
-        let out = (self.next..end).map(|i| self.sequence(i)).collect();
+        let out = (self.next..end).map(|i| nth_sequence(&self.sizes, i)).collect();
         self.next = end;
         Ok(out)
     }

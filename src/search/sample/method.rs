@@ -64,6 +64,16 @@ pub fn uniform_sequence(sizes: &[usize], rng: &mut ChaCha8Rng) -> Vec<usize> {
     sizes.iter().map(|&n| rng.random_range(0..n)).collect()
 }
 
+/// Sequence number `index` in mixed-radix counting order, the last step changing fastest.
+pub fn nth_sequence(sizes: &[usize], mut index: u128) -> Vec<usize> {
+    let mut out = vec![0; sizes.len()];
+    for (slot, &n) in out.iter_mut().zip(sizes).rev() {
+        *slot = (index % n as u128) as usize;
+        index /= n as u128;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //!
 //! - [`space`]: the discrete spaces (`core1`, `core2`, and the cells one op per position);
 //! - [`screen`]: the identity of a proposal (canonical formula, fingerprint) and whether it
-//!   is worth training;
+//!   is worth training; [`census`], how many distinct functions a small space holds;
 //! - [`method`]: what a method is to the loop; [`random`], [`evolution`], [`exhaustive`],
 //!   and the LSTM [`controller`] trained by [`policy`] with [`ppo`]'s or [`reinforce`]'s loss;
 //! - [`child`], one child's spec, training and result file (`actsearch child`);
@@ -15,6 +15,7 @@
 //! - [`outputs`]: `children.jsonl`, `top.json` and `errors.json`;
 //! - [`run`]: the loop that ties them together on one budget.
 
+pub mod census;
 pub mod child;
 pub mod config;
 pub mod controller;

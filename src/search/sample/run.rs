@@ -12,14 +12,18 @@
 //! `errors.json`; `log.log` gets a line per child and per iteration and ends with the top
 //! functions.
 
+use std::collections::HashSet;
+
 use anyhow::{Context, Result, bail};
 
 pub use super::config::{ChildRecipe, SampleConfig, SampleMethod, build_method};
 use super::iteration::{At, IterationRun};
+use super::method::Method;
 use super::outputs::write_outputs;
 pub use super::outputs::{Iteration, Top, remove_child_checkpoints, top_functions};
+use super::census::{REPEATS_IN_A_ROW, census};
 use super::space::TokenSpace;
-use super::store::{Checkpoint, Store};
+use super::store::{Checkpoint, Row, Store};
 use crate::exec::Executor;
 use crate::files::write_atomic;
 use crate::observer::Observer;
@@ -51,13 +55,25 @@ pub fn run(
     if config.batch_children == 0 {
         bail!("--batch-children must be at least 1");
     }
+    let (_dir, _start) = RunDir::open(&config.out, config, resume)?;
+    write_atomic(&config.out.join(CONFIG_FILE), serde_json::to_string_pretty(config)?.as_bytes())?;
+    let device = burn::prelude::Device::flex();
+    let method = build_method(config, &space, &device)?;
+    run_method(config, &space, method, executor, obs)
+}
+
+/// [`run`] with the method given, in a run folder [`run`] has opened.
+fn run_method(
+    config: &SampleConfig,
+    space: &TokenSpace,
+    mut method: Box<dyn Method>,
+    executor: &mut dyn Executor,
+    obs: &dyn Observer,
+) -> Result<SampleOutcome> {
     let out = &config.out;
-    let (_dir, _start) = RunDir::open(out, config, resume)?;
-    write_atomic(&out.join(CONFIG_FILE), serde_json::to_string_pretty(config)?.as_bytes())?;
+    let census = census(space)?;
     let mut store = Store::open(&out.join("search.db"))?;
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
-    let device = burn::prelude::Device::flex();
-    let mut method = build_method(config, &space, &device)?;
 
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut next_id = 0;
@@ -78,6 +94,12 @@ pub fn run(
             config.child.steps
         ))?,
     }
+    if let Some(c) = census.filter(|c| c.trainable < config.budget) {
+        log.line(&format!(
+            "warning: --budget {} exceeds the {} distinct functions the {} space holds (of {} sequences, {} distinct functions are rejected untrained); the search stops once it has trained them all",
+            config.budget, c.trainable, space.name, c.sequences, c.rejected
+        ))?;
+    }
 
     let mut ended_early = None;
     let mut stopped = false;
@@ -86,6 +108,21 @@ pub fn run(
         let trained = rows.iter().filter(|r| r.id < next_id && r.trained()).count();
         let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(0.0, f64::max);
         if trained >= config.budget {
+            break;
+        }
+        if let Some(c) = census.filter(|c| trained >= c.trainable) {
+            ended_early = Some(format!(
+                "the space is exhausted: all {} distinct functions of the {} space were trained",
+                c.trainable, space.name
+            ));
+            break;
+        }
+        let repeats = repeats_in_a_row(rows.iter().filter(|r| r.id < next_id));
+        if repeats >= REPEATS_IN_A_ROW {
+            ended_early = Some(format!(
+                "the last {repeats} proposals were all functions the search had seen, with {trained} of {} distinct functions trained: the method has converged or the space is exhausted",
+                config.budget
+            ));
             break;
         }
         if next_id >= config.max_proposals {
@@ -103,7 +140,7 @@ pub fn run(
         let step = iterations.len();
         let mut it = IterationRun::new(
             config,
-            &space,
+            space,
             &mut store,
             At { first_id: next_id, step, trained_before: trained, best_before: best },
             obs,
@@ -160,6 +197,18 @@ pub fn run(
     Ok(SampleOutcome { top, trained, proposals: rows.len(), ended_early, stopped })
 }
 
+/// How many of the last `rows` (in id order) were functions seen before them, trained or
+/// rejected (by fingerprint, or by formula for a function without one).
+fn repeats_in_a_row<'r>(rows: impl Iterator<Item = &'r Row>) -> usize {
+    let mut seen = HashSet::new();
+    let mut run = 0;
+    for r in rows {
+        let key = r.fingerprint.map_or_else(|| r.formula.clone(), |fp| format!("{fp:016x}"));
+        run = if seen.insert(key) { 0 } else { run + 1 };
+    }
+    run
+}
+
 fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
 }
@@ -175,10 +224,8 @@ mod tests {
     use crate::search::sample::child::write_result;
     use crate::search::sample::child::{ChildResult, ChildSpec, Status, result_path};
     use crate::search::sample::controller::ControllerConfig;
-    use crate::search::sample::method::Method;
     use crate::search::sample::policy::PolicyConfig;
     use crate::search::sample::policy::Rule;
-    use crate::search::sample::store::Row;
 
     fn config(method: SampleMethod, out: &Path, budget: usize) -> SampleConfig {
         SampleConfig {
@@ -398,6 +445,71 @@ mod tests {
     }
 
     use super::super::method::Learned;
+
+    /// Every method stops once a counted space is exhausted, with a warning at the start.
+    #[test]
+    fn a_search_stops_when_its_space_is_exhausted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cell = dir.path().join("two.toml");
+        std::fs::write(&cell, crate::search::sample::census::tests::TWO).unwrap();
+        for method in [
+            SampleMethod::Ppo,
+            SampleMethod::Reinforce,
+            SampleMethod::Random,
+            SampleMethod::Evolution,
+            SampleMethod::Exhaustive,
+        ] {
+            let out = dir.path().join(method.name());
+            let mut c = config(method, &out, 1_000_000);
+            c.space = cell.to_string_lossy().into_owned();
+            c.population = 2;
+            c.tournament = 2;
+            let mut ex = Scored::new(target_score);
+            let outcome = run(&c, &mut ex, false, &Silent).unwrap();
+            assert_eq!((outcome.trained, ex.ran), (2, 2), "{}", method.name());
+            let why = outcome.ended_early.unwrap();
+            assert!(why.contains("exhausted: all 2 distinct functions"), "{}: {why}", method.name());
+            let log = std::fs::read_to_string(out.join("log.log")).unwrap();
+            assert!(log.contains("warning: --budget 1000000 exceeds the 2 distinct functions"), "{log}");
+        }
+    }
+
+    /// A method that proposes one sequence forever.
+    struct Stuck(Vec<usize>);
+
+    impl Method for Stuck {
+        fn propose(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
+            Ok(vec![self.0.clone(); n])
+        }
+        fn learn(&mut self, _: &[(Vec<usize>, f64)]) -> Result<Learned> {
+            Ok(Learned::default())
+        }
+        fn state(&self) -> Result<serde_json::Value> {
+            Ok(serde_json::json!(null))
+        }
+        fn load_state(&mut self, _: &serde_json::Value) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// In a space too large to count, a method that only repeats itself is stopped after
+    /// `REPEATS_IN_A_ROW` repeats, long before `--max-proposals`.
+    #[test]
+    fn a_method_that_only_repeats_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(SampleMethod::Random, dir.path(), 10);
+        c.space = "core2".into();
+        c.batch_children = 500;
+        c.max_proposals = usize::MAX;
+        let space = TokenSpace::parse("core2").unwrap();
+        let mut ex = Scored::new(|_: &ChildSpec| 0.5);
+        let method = Box::new(Stuck(vec![0; 8]));
+        let outcome = run_method(&c, &space, method, &mut ex, &Silent).unwrap();
+        let why = outcome.ended_early.unwrap();
+        assert!(why.contains("the last 2499 proposals were all functions the search had seen"), "{why}");
+        assert_eq!(outcome.proposals, REPEATS_IN_A_ROW + 500);
+        assert!(ex.ran <= 1);
+    }
 
     #[test]
     fn the_same_function_is_trained_once_and_useless_ones_not_at_all() {
