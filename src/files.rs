@@ -7,13 +7,17 @@
 //!   (kill -9 during a write) are removed.
 //! - [`Lock`]: an OS file lock (`std::fs::File::lock`, flock on Linux). It is released when the
 //!   process dies, so kill -9 never leaves a stale lock. [`Lock::try_exclusive`] fails at once
-//!   (a run folder: a second run into it is an error); [`Lock::wait_exclusive`] waits (a cache
-//!   or an extraction: the second process waits for the first and then uses its result).
+//!   (a run folder: a second run into it is an error), or in a task after a bounded wait
+//!   ([`wait_for_busy_locks`]: the orphan of a killed run may still hold it for a moment);
+//!   [`Lock::wait_exclusive`] waits (a cache or an extraction: the second process waits for
+//!   the first and then uses its result).
 //! - [`Checksum`]: xxh3-64 of file contents, written as 16 hex digits, verified on load.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -97,6 +101,35 @@ pub fn process_alive(pid: u32) -> bool {
     if Path::new("/proc/self").exists() { Path::new(&format!("/proc/{pid}")).exists() } else { true }
 }
 
+/// How long [`Lock::try_exclusive`] waits for a lock another process holds, in ms (0: not at
+/// all).
+static LOCK_PATIENCE_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes [`Lock::try_exclusive`] wait up to `patience` for a lock that another process holds,
+/// before it fails. A task started by an executor sets it: when a run is killed and resumed at
+/// once, the killed run's task may still hold its folder's lock while it exits.
+pub fn wait_for_busy_locks(patience: Duration) {
+    LOCK_PATIENCE_MS.store(patience.as_millis() as u64, Ordering::Relaxed);
+}
+
+/// The error of a lock that another process holds: a failure of the moment, not of the input
+/// (the binary exits with [`Busy::EXIT_CODE`], and executors retry such a task).
+#[derive(Debug)]
+pub struct Busy(pub String);
+
+impl Busy {
+    /// `EX_TEMPFAIL` of sysexits.h.
+    pub const EXIT_CODE: i32 = 75;
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
 /// An exclusive OS lock on a lock file, held until dropped (or until the process dies).
 #[derive(Debug)]
 pub struct Lock {
@@ -105,17 +138,36 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Takes the lock on `path` (created if missing) or fails at once when another process
-    /// holds it. `what` names the locked thing for the error, e.g. "run folder runs/x".
+    /// Takes the lock on `path` (created if missing) or fails when another process holds it:
+    /// at once, or after the patience [`wait_for_busy_locks`] set. `what` names the locked
+    /// thing for the error, e.g. "run folder runs/x".
     pub fn try_exclusive(path: &Path, what: &str) -> Result<Lock> {
+        Lock::try_exclusive_telling(path, what, || {})
+    }
+
+    /// [`Lock::try_exclusive`], calling `waiting` once if it waits.
+    pub fn try_exclusive_telling(path: &Path, what: &str, waiting: impl FnOnce()) -> Result<Lock> {
         let file = open_lock_file(path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Lock { _file: file, path: path.to_path_buf() }),
-            Err(fs::TryLockError::WouldBlock) => bail!(
-                "{what} is in use by another actsearch process (it holds the lock {}); wait for it to finish or choose another --out",
-                path.display()
-            ),
-            Err(fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+        let deadline = Instant::now() + Duration::from_millis(LOCK_PATIENCE_MS.load(Ordering::Relaxed));
+        let mut waiting = Some(waiting);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lock { _file: file, path: path.to_path_buf() }),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    if let Some(tell) = waiting.take() {
+                        tell();
+                    }
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(Busy(format!(
+                        "{what} is in use by another actsearch process (it holds the lock {}); wait for it to finish or choose another --out",
+                        path.display()
+                    ))
+                    .into());
+                }
+                Err(fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+            }
         }
     }
 

@@ -106,8 +106,10 @@ fn every_method_runs_end_to_end_and_the_report_reads_it() {
     }
 }
 
-/// kill -9 of the controller while children train, then `--resume`: the final store equals an
-/// uninterrupted search's, and no child that had a result is trained again.
+/// kill -9 of the controller while children train, then `--resume` at once: the final store
+/// equals an uninterrupted search's, and no child that had a result is trained again. The
+/// killed search's children hold their locks 2.5 s after it died (a test hook), so the
+/// resumed search's children certainly meet a lock still held, as they may in real life.
 #[test]
 fn a_killed_search_resumes_to_the_same_store() {
     let dir = setup();
@@ -118,18 +120,24 @@ fn a_killed_search_resumes_to_the_same_store() {
     let out = dir.path().join("runs/killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_actsearch"))
         .args(&args)
+        .env(actsearch::exec::TEST_LINGER_ENV, "2500")
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once two children have finished (their results exist) and before the end.
+    // Kill it once two children have finished (their results exist) and another has started
+    // (its log exists, its result does not), before the end.
     let start = Instant::now();
-    let results = |out: &Path| -> Vec<PathBuf> {
+    let folders = |out: &Path| -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(out.join("children")) else { return Vec::new() };
-        entries.flatten().map(|e| e.path().join("result.json")).filter(|p| p.is_file()).collect()
+        entries.flatten().map(|e| e.path()).collect()
     };
-    while results(&out).len() < 2 {
+    let results = |out: &Path| -> Vec<PathBuf> {
+        folders(out).into_iter().map(|d| d.join("result.json")).filter(|p| p.is_file()).collect()
+    };
+    let training = |out: &Path| folders(out).iter().any(|d| d.join("child.log").is_file() && !d.join("result.json").is_file());
+    while results(&out).len() < 2 || !training(&out) {
         assert!(child.try_wait().unwrap().is_none(), "the search ended before it could be killed");
         assert!(start.elapsed() < Duration::from_secs(120), "no child finished");
         std::thread::sleep(Duration::from_millis(20));
@@ -138,9 +146,6 @@ fn a_killed_search_resumes_to_the_same_store() {
     child.wait().unwrap();
     let before: Vec<(PathBuf, std::time::SystemTime)> =
         results(&out).into_iter().map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap())).collect();
-    // The killed controller's children exit with it (--exit-with-parent).
-    std::thread::sleep(Duration::from_millis(1500));
-
     let mut resumed_args = args.clone();
     resumed_args.push("--resume");
     let resumed = actsearch(&resumed_args, dir.path());
@@ -155,6 +160,10 @@ fn a_killed_search_resumes_to_the_same_store() {
     }
     assert_eq!(comparable(rows(&out)), comparable(rows(&dir.path().join("runs/straight"))));
     let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    let waited = folders(&out).iter().any(|d| {
+        std::fs::read_to_string(d.join("child.log")).is_ok_and(|log| log.contains("waiting for another process"))
+    });
+    assert!(waited, "no resumed child met the lock of a killed one:\n{}", read("runs/killed/log.log"));
     assert_eq!(read("runs/killed/children.jsonl"), read("runs/straight/children.jsonl"));
     assert_eq!(read("runs/killed/top.json"), read("runs/straight/top.json"));
     // Without --resume the folder is not touched.

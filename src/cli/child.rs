@@ -32,10 +32,19 @@ pub fn run(args: ChildArgs) -> Result<()> {
     }
     let spec = read_spec(&args.spec)?;
     let out = result_path(&args.spec);
-    // One process per child folder, whatever runs it (two Slurm jobs of one child, say).
+    let had_result = out.exists();
+    // One process per child folder, whatever runs it (two Slurm jobs of one child, say). A
+    // task waits a while for the lock (the child of a killed search may still hold it).
     let folder = args.spec.parent().unwrap_or(std::path::Path::new("."));
-    let _lock =
-        crate::files::Lock::try_exclusive(&folder.join(".lock"), &format!("child folder {}", folder.display()))?;
+    let what = format!("child folder {}", folder.display());
+    let _lock = crate::files::Lock::try_exclusive_telling(&folder.join(".lock"), &what, || {
+        eprintln!("child {}: waiting for another process to release {what} (the child of a stopped search, on its way out?)", spec.id)
+    })?;
+    std::thread::sleep(crate::exec::test_linger());
+    if out.exists() && !had_result {
+        eprintln!("child {}: another process wrote this child's result while this one waited for its lock", spec.id);
+        return Ok(());
+    }
     if out.exists() {
         bail!("{} already holds this child's result; delete it to train the child again", out.display());
     }

@@ -32,8 +32,10 @@ pub struct ExecArgs {
     /// [default: --workers].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub max_jobs: Option<usize>,
-    /// Slurm: resubmissions of a job that ends without a result (failed, timed out, node
-    /// failure, cancelled), before the task is recorded as failed [default: 2].
+    /// Restarts of a task that ends without a result for reasons of the machine, before it is
+    /// recorded as failed [default: 2]. Slurm: the job failed, timed out, was cancelled or lost
+    /// its node. Local: the process was killed by a signal (a crash, the OOM killer), or its
+    /// folder was locked by another process. A task that fails on its own input is not retried.
     #[arg(long, allow_negative_numbers = true, value_parser = super::whole)]
     pub retries: Option<u64>,
     /// Slurm: the partition of every job (sbatch --partition).
@@ -66,7 +68,6 @@ impl ExecArgs {
         }
         let flags = [
             ("--max-jobs", self.max_jobs.is_some()),
-            ("--retries", self.retries.is_some()),
             ("--slurm-partition", self.slurm_partition.is_some()),
             ("--slurm-time", self.slurm_time.is_some()),
             ("--slurm-gres", self.slurm_gres.is_some()),
@@ -97,9 +98,14 @@ impl ExecArgs {
     /// says.
     pub fn executor(&self, run_dir: &Path, result_of: fn(&Task) -> PathBuf) -> Result<Box<dyn Executor>> {
         Ok(match self.executor {
-            ExecutorArg::Local => Box::new(LocalExecutor::new(self.workers)),
+            ExecutorArg::Local => Box::new(LocalExecutor::new(self.workers, self.retries(), result_of)),
             ExecutorArg::Slurm => Box::new(SlurmExecutor::new(self.slurm_config(), run_dir, result_of)?),
         })
+    }
+
+    /// `--retries`, default 2.
+    fn retries(&self) -> usize {
+        self.retries.unwrap_or(2) as usize
     }
 
     pub fn slurm_config(&self) -> SlurmConfig {
@@ -110,7 +116,7 @@ impl ExecArgs {
             cpus: self.slurm_cpus,
             mem: self.slurm_mem.clone(),
             args: self.slurm_arg.clone(),
-            retries: self.retries.unwrap_or(2) as usize,
+            retries: self.retries(),
             max_jobs: self.max_jobs.unwrap_or(self.workers),
         }
     }

@@ -77,6 +77,9 @@ pub fn main() -> i32 {
     if std::env::var_os(crate::exec::EXIT_WITH_PARENT_ENV).is_some() {
         watch_parent();
     }
+    if std::env::var_os(crate::exec::TASK_ENV).is_some() {
+        crate::files::wait_for_busy_locks(crate::exec::TASK_LOCK_PATIENCE);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -115,7 +118,10 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            1
+            match e.chain().any(|c| c.is::<crate::files::Busy>()) {
+                true => crate::files::Busy::EXIT_CODE,
+                false => 1,
+            }
         }
     }
 }
@@ -215,10 +221,12 @@ fn whole(text: &str) -> Result<u64, String> {
 /// --exit-with-parent`.
 fn watch_parent() {
     let parent = std::os::unix::process::parent_id();
+    let linger = crate::exec::test_linger();
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(std::time::Duration::from_millis(500));
             if std::os::unix::process::parent_id() != parent {
+                std::thread::sleep(linger);
                 std::process::exit(130);
             }
         }

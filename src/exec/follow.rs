@@ -35,6 +35,9 @@ pub trait Follower {
     /// Task `id` was handed to the cluster as `job` (again, after a failure, when `retry`
     /// says why).
     fn submitted(&mut self, id: usize, job: &str, retry: Option<&str>) -> Result<()>;
+    /// Task `id` ended without a result for the machine's reasons and was queued again (why:
+    /// what happened, and which retry this is).
+    fn retrying(&mut self, id: usize, why: &str) -> Result<()>;
     /// Task `id` ended: `Outcome::Exited` or `Outcome::Failed` (its result file, if any, says
     /// the rest).
     fn ended(&mut self, id: usize, outcome: Outcome) -> Result<()>;
@@ -95,6 +98,7 @@ pub fn follow(
         for (id, outcome) in events {
             match outcome {
                 Outcome::Submitted { job, retry } => follower.submitted(id, &job, retry.as_deref())?,
+                Outcome::Retrying(why) => follower.retrying(id, &why)?,
                 ended => {
                     waiting -= 1;
                     follower.ended(id, ended)?;

@@ -34,6 +34,25 @@ pub struct Task {
 /// never leaves its tasks running.
 pub const EXIT_WITH_PARENT_ENV: &str = "ACTSEARCH_EXIT_WITH_PARENT";
 
+/// Set in the environment of every task, local or on Slurm: a task waits up to
+/// [`TASK_LOCK_PATIENCE`] for its folder's lock (`files::wait_for_busy_locks`), which the
+/// task of a killed run may still hold on its way out when the run is resumed at once.
+pub const TASK_ENV: &str = "ACTSEARCH_TASK";
+
+/// How long a task waits for its folder's lock before it fails (and is retried).
+pub const TASK_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// For tests only: a child holds its lock this many milliseconds before it trains, and a task
+/// whose parent is gone keeps running (and holding its lock) as long before it exits, so that
+/// a test can make the race of a kill and an immediate `--resume` certain instead of likely.
+pub const TEST_LINGER_ENV: &str = "ACTSEARCH_TEST_LINGER_MS";
+
+/// The [`TEST_LINGER_ENV`] delay (zero when unset).
+pub fn test_linger() -> std::time::Duration {
+    let ms = std::env::var(TEST_LINGER_ENV).ok().and_then(|ms| ms.parse().ok()).unwrap_or(0);
+    std::time::Duration::from_millis(ms)
+}
+
 /// The last non-empty line of a task's log (or any text file), for a failure's reason.
 pub fn last_line(path: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -60,12 +79,15 @@ pub enum Outcome {
     Exited,
     /// It failed, crashed or was killed, with what is known of why.
     Failed(String),
+    /// It ended without a result for the machine's reasons (killed, its lock busy), and was
+    /// queued again, as the reason says; it is still in flight.
+    Retrying(String),
 }
 
 impl Outcome {
     /// Whether the task has ended (it is no longer in flight).
     pub fn ended(&self) -> bool {
-        !matches!(self, Outcome::Submitted { .. })
+        !matches!(self, Outcome::Submitted { .. } | Outcome::Retrying(_))
     }
 }
 

@@ -358,6 +358,7 @@ pub fn batch_script(config: &SlurmConfig, name: &str, task: &Task) -> String {
     s += &format!("#SBATCH --job-name={name}\n#SBATCH --output={log}\n#SBATCH --open-mode=append\n");
     s += &options(config, task.threads);
     s += "echo \"actsearch: slurm job $SLURM_JOB_ID on $(hostname)\"\n";
+    s += &format!("export {}=1\n", super::TASK_ENV);
     s += &format!("exec {}\n", task.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
     s
 }
@@ -374,6 +375,7 @@ pub fn array_script(config: &SlurmConfig, name: &str, tasks: &[Task], script: &P
     s += &format!("#SBATCH --output={}\n", directive(&format!("{dir}/slurm-%A_%a.out")));
     s += &options(config, first);
     s += "echo \"actsearch: slurm job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname)\"\n";
+    s += &format!("export {}=1\n", super::TASK_ENV);
     s += "case \"$SLURM_ARRAY_TASK_ID\" in\n";
     for (k, t) in tasks.iter().enumerate() {
         let cmd = t.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");

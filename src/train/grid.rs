@@ -185,6 +185,10 @@ impl Follower for GridFollower<'_, '_> {
         }
     }
 
+    fn retrying(&mut self, i: usize, why: &str) -> Result<()> {
+        self.log.line(&format!("{}: {why}: started again", self.runs[i].dir.display()))
+    }
+
     fn ended(&mut self, i: usize, outcome: Outcome) -> Result<()> {
         let run = &self.runs[i];
         let dir = run.dir.display().to_string();

@@ -69,6 +69,37 @@ impl<'a> IterationRun<'a> {
         IterationRun { config, space, store, first_id, step, trained_before, best_before, obs, slots, meta, stored }
     }
 
+    /// Trains again the children of committed iterations that failed (`Row::lost`), when a
+    /// search is resumed: their rows, and those of their repeats, get the real result. The
+    /// method learned from reward 0 for them when their iteration ended; that stays.
+    /// Returns false when the user stopped the search.
+    pub(super) fn retry_lost(
+        config: &'a SampleConfig,
+        space: &'a TokenSpace,
+        store: &'a mut Store,
+        next_id: usize,
+        executor: &mut dyn Executor,
+        log: &mut RunLog,
+        obs: &'a dyn Observer,
+    ) -> Result<bool> {
+        let rows: Vec<Row> = store.rows()?.into_iter().filter(|r| r.id < next_id).collect();
+        let lost: Vec<usize> = rows.iter().filter(|r| r.lost()).map(|r| r.id).collect();
+        if lost.is_empty() {
+            return Ok(true);
+        }
+        if rows.iter().enumerate().any(|(i, r)| r.id != i) {
+            anyhow::bail!("search.db lacks the rows of some proposals before {next_id}; it is damaged");
+        }
+        let shown: Vec<String> = lost.iter().map(|id| id.to_string()).collect();
+        log.line(&format!("training again the {} child(ren) that failed: {}", lost.len(), shown.join(", ")))?;
+        let trained_before = rows.iter().filter(|r| r.trained() && !r.lost()).count();
+        let best_before = rows.iter().map(|r| r.reward).fold(0.0, f64::max);
+        let at = At { first_id: 0, step: 0, trained_before, best_before };
+        let mut run = IterationRun::new(config, space, store, at, obs);
+        run.meta = rows.into_iter().map(|r| (r.formula, r.fingerprint, r.tokens)).collect();
+        run.train(&lost, executor, log)
+    }
+
     fn row(&self, id: usize, status: Status, reward: f64, reason: Option<String>, same_as: Option<usize>) -> Row {
         let (formula, fingerprint, tokens) = self.meta[id - self.first_id].clone();
         Row {
@@ -109,7 +140,7 @@ impl<'a> IterationRun<'a> {
                 Screen::Reject { fingerprint, .. } => *fingerprint,
             };
             self.meta.push((formula.clone(), fingerprint, self.space.tokens_text(tokens)));
-            if let Some(row) = self.store.row(id)? {
+            if let Some(row) = self.store.row(id)?.filter(|r| !r.lost()) {
                 if row.trained() {
                     new_in_batch += 1;
                     if let Some(fp) = row.fingerprint {
@@ -176,15 +207,23 @@ impl<'a> IterationRun<'a> {
 
     /// Runs the children `ids` (collecting results that are already there, and following
     /// jobs an earlier controller submitted where the executor can); false when the user
-    /// stopped the search (the executor's tasks are then cancelled).
+    /// stopped the search (the executor's tasks are then cancelled). A `failed` result is
+    /// not collected: the child is trained again.
     fn train(&mut self, ids: &[usize], executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
         let program = crate::exec::this_program()?;
         let mut pending = Vec::new();
         for &id in ids {
             let spec = self.child_dir(id).join("spec.json");
-            if let Some(result) = read_result(&result_path(&spec), id)? {
-                self.record(id, result, log)?;
-                continue;
+            match read_result(&result_path(&spec), id)? {
+                Some(result) if result.status == Status::Failed => {
+                    std::fs::remove_file(result_path(&spec))
+                        .with_context(|| format!("cannot remove the failed result of child {id}"))?;
+                }
+                Some(result) => {
+                    self.record(id, result, log)?;
+                    continue;
+                }
+                None => {}
             }
             let threads = self.config.threads;
             let argv = vec![
@@ -217,7 +256,14 @@ impl<'a> IterationRun<'a> {
         row.seconds = result.seconds;
         row.train_loss = result.train_loss;
         row.job_id = job;
-        self.store.insert(std::slice::from_ref(&row))?;
+        match self.store.row(id)? {
+            // A failed child trained again (`retry_failed`, or an iteration replayed).
+            Some(old) => {
+                row.controller_step = old.controller_step;
+                self.store.retrained(&row)?
+            }
+            None => self.store.insert(std::slice::from_ref(&row))?,
+        }
         let what = match result.status {
             Status::Ok => format!("reward {reward:.4}"),
             other => format!("{} ({})", other.name(), result.error.as_deref().unwrap_or("no reason given")),
@@ -295,6 +341,10 @@ impl Follower for ChildFollower<'_, '_, '_> {
             Some(why) => self.log.line(&format!("child {id}: {why}: resubmitted as job {job}")),
             None => Ok(()),
         }
+    }
+
+    fn retrying(&mut self, id: usize, why: &str) -> Result<()> {
+        self.log.line(&format!("child {id}: {why}: started again"))
     }
 
     fn ended(&mut self, id: usize, outcome: Outcome) -> Result<()> {

@@ -102,8 +102,8 @@ fn run_method(
     }
 
     let mut ended_early = None;
-    let mut stopped = false;
-    loop {
+    let mut stopped = !IterationRun::retry_lost(config, space, &mut store, next_id, executor, &mut log, obs)?;
+    while !stopped {
         let rows = store.rows()?;
         let trained = rows.iter().filter(|r| r.id < next_id && r.trained()).count();
         let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(0.0, f64::max);
@@ -273,16 +273,18 @@ mod tests {
     /// Children scored by a function of their tokens, without training: the result file is
     /// written at submission. `die_after`: the executor fails (as a killed controller would
     /// stop) once it has run that many children.
+    /// `lose`: children whose process is lost (reported failed, without a result).
     struct Scored<F: FnMut(&ChildSpec) -> f64> {
         score: F,
         ended: Vec<usize>,
         ran: usize,
         die_after: Option<usize>,
+        lose: Vec<usize>,
     }
 
     impl<F: FnMut(&ChildSpec) -> f64> Scored<F> {
         fn new(score: F) -> Self {
-            Scored { score, ended: Vec::new(), ran: 0, die_after: None }
+            Scored { score, ended: Vec::new(), ran: 0, die_after: None, lose: Vec::new() }
         }
     }
 
@@ -292,6 +294,10 @@ mod tests {
                 bail!("the executor died");
             }
             let spec_path = PathBuf::from(&task.argv[2]);
+            if self.lose.contains(&task.id) {
+                self.ended.push(task.id);
+                return Ok(());
+            }
             let spec = crate::search::sample::child::read_spec(&spec_path)?;
             let reward = (self.score)(&spec);
             let result = ChildResult {
@@ -310,7 +316,11 @@ mod tests {
         fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
             let ended = std::mem::take(&mut self.ended);
             let submitted = ended.iter().map(|&id| (id, Outcome::Submitted { job: format!("job-{id}"), retry: None }));
-            Ok(submitted.collect::<Vec<_>>().into_iter().chain(ended.iter().map(|&id| (id, Outcome::Exited))).collect())
+            let outcome = |id: usize| match self.lose.contains(&id) {
+                true => Outcome::Failed("the process was killed by signal 9".into()),
+                false => Outcome::Exited,
+            };
+            Ok(submitted.collect::<Vec<_>>().into_iter().chain(ended.iter().map(|&id| (id, outcome(id)))).collect())
         }
         fn in_flight(&self) -> usize {
             self.ended.len()
@@ -422,6 +432,47 @@ mod tests {
             }
             assert_eq!(a.iter().filter(|r| r.trained()).count(), 20);
         }
+    }
+
+    /// Children that failed are trained again on `--resume`, their repeats updated: a random
+    /// search (whose proposals do not depend on rewards) then ends with the store of a search
+    /// where nothing failed.
+    #[test]
+    fn failed_children_are_trained_again_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let straight = dir.path().join("straight");
+        run(&config(SampleMethod::Random, &straight, 20), &mut Scored::new(target_score), false, &Silent).unwrap();
+        let rows = Store::open(&straight.join("search.db")).unwrap().rows().unwrap();
+        // Lose two trained children, one of them repeated later, if any is.
+        let repeated = rows.iter().find_map(|r| r.same_as).unwrap_or(0);
+        let other = rows.iter().find(|r| r.trained() && r.id != repeated).unwrap().id;
+
+        let lossy = dir.path().join("lossy");
+        let c = config(SampleMethod::Random, &lossy, 20);
+        let mut ex = Scored::new(target_score);
+        ex.lose = vec![repeated, other];
+        let outcome = run(&c, &mut ex, false, &Silent).unwrap();
+        assert_eq!(outcome.trained, 20);
+        let failed = Store::open(&lossy.join("search.db")).unwrap().rows().unwrap();
+        assert_eq!(failed.iter().filter(|r| r.lost()).count(), 2);
+
+        let mut ex = Scored::new(target_score);
+        run(&c, &mut ex, true, &Silent).unwrap();
+        assert_eq!(ex.ran, 2, "only the failed children are trained again");
+        let strip = |rows: Vec<Row>| rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect::<Vec<_>>();
+        assert_eq!(
+            strip(Store::open(&lossy.join("search.db")).unwrap().rows().unwrap()),
+            strip(Store::open(&straight.join("search.db")).unwrap().rows().unwrap())
+        );
+        for file in ["children.jsonl", "top.json"] {
+            assert_eq!(
+                std::fs::read_to_string(straight.join(file)).unwrap(),
+                std::fs::read_to_string(lossy.join(file)).unwrap(),
+                "{file}"
+            );
+        }
+        let log = std::fs::read_to_string(lossy.join("log.log")).unwrap();
+        assert!(log.contains("training again the 2 child(ren) that failed"), "{log}");
     }
 
     /// A method that proposes given sequences once.
@@ -555,14 +606,14 @@ mod tests {
         assert_eq!(all[0].job_id.as_deref(), Some("job-0"));
     }
 
-    /// A child process that crashes is recorded as failed with its reason, and the search
-    /// goes on to its budget.
+    /// A child process that crashes every time is retried, then recorded as failed with its
+    /// reason, and the search goes on to its budget.
     #[test]
     fn a_crashed_child_is_failed_and_the_search_finishes() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        // The first child started kills itself; the others copy an ok result (written with
-        // its checksum by `write_result`, as `actsearch child` writes it).
+        // The first child started kills itself, every time; the others copy an ok result
+        // (written with its checksum by `write_result`, as `actsearch child` writes it).
         let templates = dir.path().join("results");
         std::fs::create_dir_all(&templates).unwrap();
         for id in 0..20 {
@@ -572,7 +623,9 @@ mod tests {
         }
         let script = format!(
             r#"id=$(basename "$(dirname "$0")")
-            if mkdir "$(dirname "$(dirname "$0")")/.crashed" 2>/dev/null; then kill -9 $$; fi
+            m="$(dirname "$(dirname "$0")")/.crashed"
+            if mkdir "$m.d" 2>/dev/null; then echo "$id" > "$m"; fi
+            if [ "$(cat "$m" 2>/dev/null)" = "$id" ]; then kill -9 $$; fi
             cp "{}/$id.json" "$(dirname "$0")/result.json""#,
             templates.display()
         );
@@ -593,7 +646,8 @@ mod tests {
                 self.0.cancel_all()
             }
         }
-        let mut ex = Scripted(crate::exec::local::LocalExecutor::new(2), script);
+        let result_of = |task: &Task| task.log.with_file_name("result.json");
+        let mut ex = Scripted(crate::exec::local::LocalExecutor::new(2, 2, result_of), script);
         let mut c = config(SampleMethod::Random, &out, 6);
         c.batch_children = 3;
         let outcome = run(&c, &mut ex, false, &Silent).unwrap();
@@ -605,6 +659,8 @@ mod tests {
         assert!(failed[0].reason.as_deref().unwrap().contains("killed by signal 9"), "{:?}", failed[0].reason);
         let log = std::fs::read_to_string(out.join("log.log")).unwrap();
         assert!(log.contains("top 1:"), "{log}");
+        let id = failed[0].id;
+        assert!(log.contains(&format!("child {id}: the process was killed by signal 9; retry 2 of 2: started again")), "{log}");
         // children.jsonl lists the trained children, not the failed one.
         let lines = std::fs::read_to_string(out.join("children.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 5);

@@ -42,6 +42,12 @@ impl Row {
     pub fn trained(&self) -> bool {
         self.same_as.is_none() && self.status != Status::Rejected
     }
+
+    /// A child that failed (crashed, was killed, could not train): what it would have scored
+    /// is unknown, and a resumed search trains it again.
+    pub fn lost(&self) -> bool {
+        self.same_as.is_none() && self.status == Status::Failed
+    }
 }
 
 /// The controller's checkpoint.
@@ -104,6 +110,19 @@ impl Store {
     pub fn insert(&mut self, rows: &[Row]) -> Result<()> {
         let tx = self.conn.transaction()?;
         insert_rows(&tx, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces the row of a child trained again (it had failed), and gives its repeats its
+    /// new status and reward, in one transaction.
+    pub fn retrained(&mut self, row: &Row) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        write_rows(&tx, "INSERT OR REPLACE", std::slice::from_ref(row))?;
+        tx.execute(
+            "UPDATE children SET status = ?1, reward = ?2 WHERE same_as = ?3",
+            params![row.status.name(), row.reward, row.id as i64],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -183,8 +202,13 @@ fn hex(fingerprint: u64) -> String {
 }
 
 fn insert_rows(tx: &rusqlite::Transaction, rows: &[Row]) -> Result<()> {
+    write_rows(tx, "INSERT", rows)
+}
+
+/// Writes `rows` with `verb` (`INSERT`, or `INSERT OR REPLACE`).
+fn write_rows(tx: &rusqlite::Transaction, verb: &str, rows: &[Row]) -> Result<()> {
     let mut stmt = tx.prepare(&format!(
-        "INSERT INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "{verb} INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?;
     for r in rows {
         stmt.execute(params![
