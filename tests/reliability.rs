@@ -146,3 +146,44 @@ fn learned_params_of_a_parameterless_genotype_train() {
     let out = actsearch(&eval_args("genotype.json", "runs/d", "1", &["--init-params", "learned"]), dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `--subset 100000` of 80 images uses all 80: its config.json records the subset used (none:
+/// all images) and keeps the request beside it, so it is one recipe with `--subset 80` and no
+/// subset, and `--resume` with the same flags still matches.
+#[test]
+fn a_clamped_subset_is_recorded_as_used() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16); // 80 training, 16 test images
+    let base = ["eval", "--activation", "relu", "--network", "resnet8", "--batch-size", "16", "--epochs", "1"];
+    let runs: [(&str, &[&str]); 3] = [
+        ("runs/huge", &["--subset", "100000", "--test-subset", "100000"]),
+        ("runs/exact", &["--subset", "80", "--test-subset", "16"]),
+        ("runs/none", &[]),
+    ];
+    let mut recipes = Vec::new();
+    for (out, extra) in runs {
+        let args: Vec<&str> = base.iter().copied().chain(["--out", out]).chain(extra.iter().copied()).collect();
+        let run = actsearch(&args, dir.path());
+        assert!(run.status.success(), "{out}: {}", stderr(&run));
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(out).join("config.json")).unwrap()).unwrap();
+        assert_eq!((config["subset"].clone(), config["test_subset"].clone()), (serde_json::Value::Null, serde_json::Value::Null), "{out}");
+        recipes.push(actsearch::report::runs::Recipe::of_config(&config));
+        if out == "runs/huge" {
+            assert_eq!(config["requested_subset"], 100000);
+            assert_eq!(config["requested_test_subset"], 100000);
+            let again: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+            let resumed = actsearch(&again, dir.path());
+            assert!(resumed.status.success(), "{}", stderr(&resumed));
+            let other: Vec<&str> = args.iter().map(|a| if *a == "100000" { "50" } else { a }).chain(["--resume"]).collect();
+            let refused = actsearch(&other, dir.path());
+            assert_clean_error(&refused, "subset: 100000 in the run vs 50 now");
+        } else if out == "runs/exact" {
+            assert_eq!(config["requested_subset"], 80, "{out}: {config}");
+        } else {
+            assert!(config.get("requested_subset").is_none(), "{out}: {config}");
+        }
+    }
+    assert!(recipes.iter().all(|r| *r == recipes[0]), "{recipes:?}");
+    assert_eq!(recipes[0].label, "1 epoch on all images, all test");
+}

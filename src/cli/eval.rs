@@ -304,6 +304,7 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         train_portion: args.train_portion.unwrap_or(d.train_portion),
         subset: args.subset.or(d.subset),
         test_subset: args.test_subset.or(d.test_subset),
+        requested: Default::default(),
         seed: args.seeds.first().copied().unwrap_or(0),
         backend: args.common.backend.name().to_string(),
         threads: 0,

@@ -55,7 +55,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     // (AdamW, 5% warm-up, cosine per step, clip 1) for the ViTs.
     let vit = (!network.is_resnet()).then(|| Preset::Standard.defaults_for(network)).transpose()?;
     let budget = s.budget.unwrap_or(d.budget);
-    let config = SampleConfig {
+    let mut config = SampleConfig {
         method,
         space: args.space.clone(),
         budget,
@@ -70,6 +70,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
             weight_decay: args.weight_decay.unwrap_or(vit.map_or(5e-4, |v| v.weight_decay)),
             augment: args.augment == "standard",
             subset: args.subset.or(d.subset),
+            requested: Default::default(),
             train_portion: args.train_portion.unwrap_or(0.8),
             optimizer: vit.map_or(Optimizer::Sgd, |v| v.optimizer),
             warmup: vit.map_or(0.0, |v| v.warmup),
@@ -116,7 +117,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         config.threads,
         config.out.display()
     ));
-    warm_data(&config, &progress)?;
+    warm_data(&mut config, &progress)?;
     let mut executor = s.exec.executor(&config.out, |task| task.log.with_file_name("result.json"))?;
     let outcome = crate::search::sample::run::run(&config, executor.as_mut(), args.resume, &progress)?;
     progress.finish();
@@ -165,9 +166,12 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
 }
 
 /// Loads the data once in this process: a bad --dataset fails before any child starts, and
-/// the children then find the decoded images in the cache.
-fn warm_data(config: &SampleConfig, progress: &Progress) -> Result<()> {
+/// the children then find the decoded images in the cache. The children's subset becomes the
+/// one used (`Splits::settle`).
+fn warm_data(config: &mut SampleConfig, progress: &Progress) -> Result<()> {
     let splits = load_data(&config.child, &config.dataset, &config.data_dir, config.seed, progress)?;
+    let child = &mut config.child;
+    splits.settle(&mut child.subset, &mut None, &mut child.requested);
     if splits.train.len() < config.child.batch_size {
         bail!(
             "the training split has {} images, fewer than one batch of {}; lower --batch-size or raise --subset",

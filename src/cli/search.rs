@@ -80,6 +80,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         train_portion: args.train_portion.unwrap_or(defaults.train_portion),
         subset: args.subset.or(defaults.subset),
         test_subset: args.test_subset,
+        requested: Default::default(),
         augment: args.augment == "standard",
         seed: args.seeds.first().copied().unwrap_or(args.seed),
         backend: args.common.backend.name().to_string(),

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use anyhow::{Result, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -140,6 +141,37 @@ pub struct Splits {
     pub norm: Normalization,
     pub num_classes: usize,
     pub classes: Vec<String>,
+    /// The subsets as used: `--subset` and `--test-subset` clamped to the images there are,
+    /// None when every image is used (a subset as large as the set is no subset).
+    pub subset: Option<usize>,
+    pub test_subset: Option<usize>,
+}
+
+/// The subsets a run asked for where they differ from those it used (a config's
+/// `requested_subset`, `requested_test_subset`; absent when equal).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Requested {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_subset: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_test_subset: Option<usize>,
+}
+
+impl Splits {
+    /// Records the subsets as used in a run's config: the used ones replace `subset` and
+    /// `test_subset`, and what was asked goes to `requested` where it differs
+    /// (`--subset 100000` of 400 images: used None, requested 100000). Runs that used the
+    /// same images are then one recipe, and the request is kept for the record.
+    pub fn settle(&self, subset: &mut Option<usize>, test_subset: &mut Option<usize>, requested: &mut Requested) {
+        let one = |asked: &mut Option<usize>, kept: &mut Option<usize>, used: Option<usize>| {
+            if *asked != used {
+                *kept = kept.or(*asked);
+                *asked = used;
+            }
+        };
+        one(subset, &mut requested.requested_subset, self.subset);
+        one(test_subset, &mut requested.requested_test_subset, self.test_subset);
+    }
 }
 
 /// Loads `spec` (from `data_dir`; image-folder caches go to `data_dir/cache`) and cuts it as
@@ -253,15 +285,18 @@ fn cut(
         None
     };
     let train = train_all.select(&order[..n_train]);
-    let test = match cfg.test_subset {
+    let subset = (n < train_all.len()).then_some(n);
+    let (test, test_subset) = match cfg.test_subset {
         Some(_) => {
             let m = clamp_subset("--test-subset", cfg.test_subset, test_all.len(), spec, obs);
-            test_all.select(&shuffled(test_all.len(), cfg.seed, 1)[..m])
+            let all = test_all.len();
+            (test_all.select(&shuffled(all, cfg.seed, 1)[..m]), (m < all).then_some(m))
         }
-        None => test_all,
+        None => (test_all, None),
     };
     let classes = train.classes.clone();
-    Ok(Splits { norm: Normalization::of(&train), num_classes: classes.len(), classes, train, valid, test })
+    let norm = Normalization::of(&train);
+    Ok(Splits { norm, num_classes: classes.len(), classes, train, valid, test, subset, test_subset })
 }
 
 /// `0..n` shuffled by ChaCha8 seeded with `seed`, on its own `stream`.

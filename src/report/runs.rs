@@ -70,7 +70,9 @@ pub struct Recipe {
 
 /// `config.json` fields that do not change what a run computes (or that the groups hold
 /// apart already): left out of [`Recipe::key`].
-const NOT_RECIPE: [&str; 11] = [
+const NOT_RECIPE: [&str; 13] = [
+    "requested_subset",
+    "requested_test_subset",
     "seed",
     "out",
     "threads",

@@ -59,8 +59,12 @@ pub struct TrainConfig {
     pub mlp: Mlp,
     pub augment: bool,
     pub train_portion: f64,
+    /// The subsets as used (None: all images); what was asked, where it differs, is in
+    /// `requested` (see `Splits::settle`).
     pub subset: Option<usize>,
     pub test_subset: Option<usize>,
+    #[serde(flatten)]
+    pub requested: crate::data::split::Requested,
     pub seed: u64,
     pub backend: String,
     pub threads: usize,

@@ -75,7 +75,10 @@ pub fn train(
         seed: config.seed,
     };
     let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
-    let data::Splits { train, valid, test, norm, num_classes, classes } = splits;
+    let mut settled = config.clone();
+    splits.settle(&mut settled.subset, &mut settled.test_subset, &mut settled.requested);
+    let config = &settled;
+    let data::Splits { train, valid, test, norm, num_classes, classes, .. } = splits;
 
     let train_device = device.clone().autodiff();
     let widths = config.network.site_widths(config.mlp);

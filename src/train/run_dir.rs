@@ -129,9 +129,18 @@ impl RunDir {
 }
 
 /// A resumed run must be the same run: only the thread count, backend and paths may differ.
+/// A saved `requested_K` (what was asked for `K`, where the run used less: `Splits::settle`)
+/// is what the flags now must match for `K`.
 pub(crate) fn check_same_run(saved: &serde_json::Value, now: &serde_json::Value, out: &Path) -> Result<()> {
     const VOLATILE: [&str; 4] = ["threads", "backend", "out", "data_dir"];
     let (Some(a), Some(b)) = (saved.as_object(), now.as_object()) else { return Ok(()) };
+    let mut a = a.clone();
+    let requested: Vec<String> = a.keys().filter(|k| k.starts_with("requested_")).cloned().collect();
+    for key in requested {
+        let value = a.remove(&key).unwrap_or_default();
+        a.insert(key["requested_".len()..].to_string(), value);
+    }
+    let a = &a;
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !VOLATILE.contains(&k.as_str())).collect();
     keys.sort();
     keys.dedup();

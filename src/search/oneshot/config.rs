@@ -63,6 +63,9 @@ pub struct SearchConfig {
     /// split is not used. Not written when absent, so older runs resume unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_subset: Option<usize>,
+    /// The subsets asked for, where they differ from those used (see `Splits::settle`).
+    #[serde(flatten)]
+    pub requested: crate::data::split::Requested,
     pub augment: bool,
     pub seed: u64,
     pub backend: String,

@@ -103,6 +103,12 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         seed: config.seed,
     };
     let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
+    let mut settled = config.clone();
+    // Without --test-subset, the one test image read is not a subset the search uses.
+    let mut test_subset = settled.test_subset.or(splits.test_subset);
+    splits.settle(&mut settled.subset, &mut test_subset, &mut settled.requested);
+    settled.test_subset = settled.test_subset.and(test_subset);
+    let config = &settled;
     let train_set = Arc::new(splits.train);
     let Some(valid) = splits.valid else {
         bail!("--train-portion leaves no validation images for the alphas; lower it")

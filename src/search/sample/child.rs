@@ -73,7 +73,11 @@ pub struct ChildRecipe {
     pub momentum: f64,
     pub weight_decay: f64,
     pub augment: bool,
+    /// The subset as used (None: all images); the one asked for, where it differs, is in
+    /// `requested` (see `Splits::settle`).
     pub subset: Option<usize>,
+    #[serde(flatten)]
+    pub requested: crate::data::split::Requested,
     pub train_portion: f64,
     #[serde(default, skip_serializing_if = "is_default")]
     pub optimizer: Optimizer,

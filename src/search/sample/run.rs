@@ -243,6 +243,7 @@ mod tests {
                 weight_decay: 5e-4,
                 augment: false,
                 subset: None,
+                requested: Default::default(),
                 train_portion: 0.8,
                 optimizer: Default::default(),
                 warmup: 0.0,
