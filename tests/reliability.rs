@@ -65,7 +65,7 @@ fn a_finished_run_is_never_rewritten() {
     assert_clean_error(&other, "holds another run");
     assert!(!stderr(&other).contains("delete"), "{}", stderr(&other));
     let again = actsearch(&eval_args("relu", "runs/a", "1", &[]), dir.path());
-    assert_clean_error(&again, "holds a finished run");
+    assert_clean_error(&again, "holds a finished eval run");
     // The same run with --resume: already finished, reported, nothing rewritten.
     let same = actsearch(&eval_args("relu", "runs/a", "1", &["--resume"]), dir.path());
     assert!(same.status.success(), "{}", stderr(&same));

@@ -73,7 +73,7 @@ fn resume_equals_uninterrupted() {
     assert!(err.to_string().contains("--resume"), "{err}");
     // Without --resume an existing run is never overwritten.
     let err = train(&killed, &formula, &device, false, &Silent).unwrap_err();
-    assert!(err.to_string().contains("holds an unfinished run"), "{err}");
+    assert!(err.to_string().contains("holds an unfinished eval run"), "{err}");
     let b = train(&killed, &formula, &device, true, &Silent).unwrap();
 
     assert_eq!(a.history.train_loss, b.history.train_loss);

@@ -79,18 +79,29 @@ impl RunDir {
             return Ok(Start::Fresh);
         }
         let finished = out.join(MODEL_FILE).exists();
+        let now = serde_json::to_value(config)?;
+        let held = self.held();
         if !resume {
-            if finished {
-                bail!("{} holds a finished run; choose another --out (nothing was changed)", out.display());
+            if held.ends {
+                bail!("{} holds {}; choose another --out (nothing was changed)", out.display(), held.what);
             }
             bail!(
-                "{} holds an unfinished run ({}); pass --resume to continue it, or choose another --out",
+                "{} holds {}; pass --resume to continue it, or choose another --out (nothing was changed)",
                 out.display(),
-                self.progress_text()
+                held.what
             );
         }
         let saved = self.saved_config()?;
-        check_same_run(&saved, &serde_json::to_value(config)?, out)?;
+        let (was, is) = (RunKind::of(&saved), RunKind::of(&now));
+        if was != is {
+            bail!(
+                "--resume: {} holds {}, not {}; choose another --out (nothing was changed)",
+                out.display(),
+                held.what,
+                is.article()
+            );
+        }
+        check_same_run(&saved, &now, out)?;
         Ok(if finished {
             Start::Finished
         } else if out.join(checkpoint::FILE).exists() {
@@ -116,6 +127,28 @@ impl RunDir {
             .map_err(|e| anyhow::anyhow!("{} is not valid JSON ({e}), {}", path.display(), other_run))
     }
 
+    /// What the folder holds, in words ("a finished eval run", "a sample-based search (6
+    /// distinct functions trained)", "an unfinished one-shot search (2 of 5 epochs done)"),
+    /// and whether that run has ended for good (it cannot be continued).
+    fn held(&self) -> Held {
+        let out = &self.path;
+        let kind = self.saved_config().map(|c| RunKind::of(&c)).unwrap_or(RunKind::Unknown);
+        if kind == RunKind::Sample || out.join("search.db").exists() {
+            let trained = std::fs::read_to_string(out.join("children.jsonl")).map_or(0, |t| t.lines().count());
+            let what = format!("a sample-based search ({trained} distinct functions trained, see its log.log)");
+            return Held { what, ends: false };
+        }
+        let name = match kind {
+            RunKind::OneShot => "one-shot search",
+            RunKind::Eval => "eval run",
+            _ => "run",
+        };
+        if out.join(MODEL_FILE).exists() || out.join("genotype.json").exists() {
+            return Held { what: format!("a finished {name}"), ends: true };
+        }
+        Held { what: format!("an unfinished {name} ({})", self.progress_text()), ends: false }
+    }
+
     /// "2 of 3 epochs done" from `errors.json` and `config.json`, or "no epoch done".
     fn progress_text(&self) -> String {
         let done = History::read(&self.path.join("errors.json")).map(|h| h.epochs_done()).unwrap_or(0);
@@ -128,11 +161,53 @@ impl RunDir {
     }
 }
 
-/// A resumed run must be the same run: only the thread count, backend and paths may differ.
+/// What a run folder holds, in words, and whether that run has ended for good.
+struct Held {
+    what: String,
+    ends: bool,
+}
+
+/// The kinds of run a folder can hold, told apart by their `config.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunKind {
+    Eval,
+    OneShot,
+    Sample,
+    Unknown,
+}
+
+impl RunKind {
+    fn of(config: &serde_json::Value) -> RunKind {
+        let has = |key: &str| config.get(key).is_some();
+        if has("budget") && has("child") {
+            RunKind::Sample
+        } else if has("space") && has("method") {
+            RunKind::OneShot
+        } else if has("activation") {
+            RunKind::Eval
+        } else {
+            RunKind::Unknown
+        }
+    }
+
+    /// "an eval run", for "holds X, not an eval run".
+    fn article(self) -> &'static str {
+        match self {
+            RunKind::Eval => "an eval run",
+            RunKind::OneShot => "a one-shot search",
+            RunKind::Sample => "a sample-based search",
+            RunKind::Unknown => "this run",
+        }
+    }
+}
+
+/// A resumed run must be the same run: only what cannot change its results may differ (the
+/// threads, backend, paths, and how many tasks run at once where). The error names every
+/// field that differs, nested ones by their path (`child.lr`), with both values.
 /// A saved `requested_K` (what was asked for `K`, where the run used less: `Splits::settle`)
 /// is what the flags now must match for `K`.
 pub(crate) fn check_same_run(saved: &serde_json::Value, now: &serde_json::Value, out: &Path) -> Result<()> {
-    const VOLATILE: [&str; 4] = ["threads", "backend", "out", "data_dir"];
+    const VOLATILE: [&str; 6] = ["threads", "backend", "out", "data_dir", "workers", "executor"];
     let (Some(a), Some(b)) = (saved.as_object(), now.as_object()) else { return Ok(()) };
     let mut a = a.clone();
     let requested: Vec<String> = a.keys().filter(|k| k.starts_with("requested_")).cloned().collect();
@@ -140,17 +215,8 @@ pub(crate) fn check_same_run(saved: &serde_json::Value, now: &serde_json::Value,
         let value = a.remove(&key).unwrap_or_default();
         a.insert(key["requested_".len()..].to_string(), value);
     }
-    let a = &a;
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !VOLATILE.contains(&k.as_str())).collect();
-    keys.sort();
-    keys.dedup();
-    let shown =
-        |v: Option<&serde_json::Value>| v.map_or("nothing".to_string(), |v| crate::expr::shorten(&v.to_string()));
-    let diffs: Vec<String> = keys
-        .into_iter()
-        .filter(|key| a.get(key.as_str()) != b.get(key.as_str()))
-        .map(|key| format!("{key}: {} in the run vs {} now", shown(a.get(key.as_str())), shown(b.get(key.as_str()))))
-        .collect();
+    let mut diffs = Vec::new();
+    differences("", &a, b, &VOLATILE, &mut diffs);
     if !diffs.is_empty() {
         bail!(
             "--resume: {} holds another run ({}); rerun with that run's flags, or choose another --out (nothing was changed)",
@@ -159,6 +225,33 @@ pub(crate) fn check_same_run(saved: &serde_json::Value, now: &serde_json::Value,
         );
     }
     Ok(())
+}
+
+/// "key: A in the run vs B now" for each key of `a` or `b` (but `skip`) whose values differ,
+/// going into objects both sides hold.
+fn differences(
+    prefix: &str,
+    a: &serde_json::Map<String, serde_json::Value>,
+    b: &serde_json::Map<String, serde_json::Value>,
+    skip: &[&str],
+    out: &mut Vec<String>,
+) {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !skip.contains(&k.as_str())).collect();
+    keys.sort();
+    keys.dedup();
+    let shown =
+        |v: Option<&serde_json::Value>| v.map_or("nothing".to_string(), |v| crate::expr::shorten(&v.to_string()));
+    for key in keys {
+        let (x, y) = (a.get(key.as_str()), b.get(key.as_str()));
+        if x == y {
+            continue;
+        }
+        let path = format!("{prefix}{key}");
+        match (x.and_then(|x| x.as_object()), y.and_then(|y| y.as_object())) {
+            (Some(x), Some(y)) => differences(&format!("{path}."), x, y, &[], out),
+            _ => out.push(format!("{path}: {} in the run vs {} now", shown(x), shown(y))),
+        }
+    }
 }
 
 /// What is left after a failure in epoch `epoch` (0-based).
@@ -231,7 +324,7 @@ mod tests {
         std::fs::write(out.join("log.log"), "a run\n").unwrap();
         // Without --resume: refused, and the folder says what it holds.
         let err = open(&out, &config, false).unwrap_err().to_string();
-        assert!(err.contains("unfinished run (no epoch done)") && err.contains("--resume"), "{err}");
+        assert!(err.contains("holds an unfinished eval run (no epoch done)") && err.contains("--resume"), "{err}");
         // A different activation: refused although there is no checkpoint.
         let other = json!({"epochs": 3, "activation": "silu(x)", "threads": 2});
         let err = open(&out, &other, true).unwrap_err().to_string();
@@ -246,8 +339,44 @@ mod tests {
         std::fs::write(out.join(MODEL_FILE), b"x").unwrap();
         assert_eq!(open(&out, &config, true).unwrap(), Start::Finished);
         let err = open(&out, &config, false).unwrap_err().to_string();
-        assert!(err.contains("finished run") && err.contains("nothing was changed"), "{err}");
+        assert!(err.contains("holds a finished eval run; choose another --out (nothing was changed)"), "{err}");
         assert_eq!(std::fs::read_to_string(out.join(CONFIG_FILE)).unwrap(), config.to_string());
+    }
+
+    /// A folder is described for what it holds, a run of another kind is never resumed, and
+    /// a changed field is named by its path, both values shown, however long the config.
+    #[test]
+    fn the_folder_says_what_it_holds_and_resume_names_each_difference() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("search");
+        std::fs::create_dir_all(&out).unwrap();
+        let padding = "x".repeat(200);
+        let search = json!({"method": "ppo", "budget": 6, "workers": 1, "executor": "local", "notes": padding,
+            "child": {"network": "resnet8", "steps": 3, "lr": 0.1, "subset": null}});
+        std::fs::write(out.join(CONFIG_FILE), search.to_string()).unwrap();
+        std::fs::write(out.join("log.log"), "a search\n").unwrap();
+        std::fs::write(out.join("search.db"), "").unwrap();
+        std::fs::write(out.join("children.jsonl"), "{}\n{}\n").unwrap();
+        let eval = json!({"epochs": 3, "activation": "relu(x)"});
+        let err = open(&out, &eval, false).unwrap_err().to_string();
+        assert!(err.contains("holds a sample-based search (2 distinct functions trained"), "{err}");
+        let err = open(&out, &eval, true).unwrap_err().to_string();
+        assert!(err.contains("holds a sample-based search") && err.contains("not an eval run"), "{err}");
+        let mut changed = search.clone();
+        changed["child"]["lr"] = json!(0.2);
+        changed["workers"] = json!(2);
+        changed["executor"] = json!("slurm");
+        let err = open(&out, &changed, true).unwrap_err().to_string();
+        assert!(err.contains("(child.lr: 0.1 in the run vs 0.2 now)"), "{err}");
+        changed["child"]["lr"] = json!(0.1);
+        assert_eq!(open(&out, &changed, true).unwrap(), Start::Restart, "--workers and --executor do not block");
+
+        let oneshot = tmp.path().join("oneshot");
+        std::fs::create_dir_all(&oneshot).unwrap();
+        std::fs::write(oneshot.join(CONFIG_FILE), json!({"method": "darts", "space": "small"}).to_string()).unwrap();
+        std::fs::write(oneshot.join("genotype.json"), "{}").unwrap();
+        let err = open(&oneshot, &eval, false).unwrap_err().to_string();
+        assert!(err.contains("holds a finished one-shot search; choose another --out"), "{err}");
     }
 
     #[test]
