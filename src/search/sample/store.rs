@@ -12,7 +12,7 @@
 //! written in the same transaction as the rows of the iteration it follows, so that a
 //! resumed search takes the same decisions as an uninterrupted one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -63,6 +63,7 @@ pub struct Checkpoint {
 
 pub struct Store {
     conn: Connection,
+    path: PathBuf,
 }
 
 const SCHEMA: &str = "
@@ -97,13 +98,37 @@ CREATE TABLE IF NOT EXISTS state (
 const COLUMNS: &str = "id, formula, fingerprint, tokens, reward, status, reason, seconds, method, controller_step, job_id, train_loss, same_as";
 
 impl Store {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`. A file that is not a search store, or one
+    /// damaged, is an error that names it and the fix ([`Store::damaged`]).
     pub fn open(path: &Path) -> Result<Store> {
         let conn =
             Connection::open(path).with_context(|| format!("cannot open the results store {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.execute_batch(SCHEMA).with_context(|| format!("{} is not a search store", path.display()))?;
-        Ok(Store { conn })
+        let store = Store { conn, path: path.to_path_buf() };
+        store.read(|| {
+            store.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            store.conn.execute_batch(SCHEMA)?;
+            // The whole file is read once: damage anywhere is found now, not mid-search.
+            let check: String = store.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if check != "ok" {
+                bail!("SQLite's check says: {check}");
+            }
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// The error of a store that cannot be read: its path, and the fix.
+    fn damaged(&self) -> String {
+        format!(
+            "{} is damaged or is not a search store; move it away and rerun the search with --resume \
+             (it starts over with the same seed and collects the results in children/ without training them again)",
+            self.path.display()
+        )
+    }
+
+    /// `f`, a read of the store, with [`Store::damaged`] on its error.
+    fn read<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        f().with_context(|| self.damaged())
     }
 
     /// Adds rows (new ids) in one transaction.
@@ -146,36 +171,46 @@ impl Store {
 
     /// The last checkpoint, if any.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
-        let text: Option<String> =
-            self.conn.query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0)).optional()?;
-        let Some(text) = text else { return Ok(None) };
-        let v: serde_json::Value = serde_json::from_str(&text).context("the store's checkpoint is not JSON")?;
-        let field = |name: &str| v[name].as_u64().map(|n| n as usize);
-        let (Some(iterations), Some(next_id)) = (field("iterations"), field("next_id")) else {
-            bail!("the store's checkpoint lacks its iteration count");
-        };
-        Ok(Some(Checkpoint { iterations, next_id, method: v["method"].clone() }))
+        self.read(|| {
+            let text: Option<String> = self
+                .conn
+                .query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0))
+                .optional()?;
+            let Some(text) = text else { return Ok(None) };
+            let v: serde_json::Value = serde_json::from_str(&text).context("its checkpoint row is not JSON")?;
+            let field = |name: &str| v[name].as_u64().map(|n| n as usize);
+            let (Some(iterations), Some(next_id)) = (field("iterations"), field("next_id")) else {
+                bail!("its checkpoint row lacks the iteration count");
+            };
+            Ok(Some(Checkpoint { iterations, next_id, method: v["method"].clone() }))
+        })
     }
 
     /// Every row, in id order.
     pub fn rows(&self) -> Result<Vec<Row>> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM children ORDER BY id"))?;
-        let rows = stmt.query_map([], read_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().collect()
+        self.read(|| {
+            let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM children ORDER BY id"))?;
+            let rows = stmt.query_map([], read_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().collect()
+        })
     }
 
     /// The row with `id`, if stored.
     pub fn row(&self, id: usize) -> Result<Option<Row>> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM children WHERE id = ?1"))?;
-        stmt.query_row(params![id as i64], read_row).optional()?.transpose()
+        self.read(|| {
+            let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM children WHERE id = ?1"))?;
+            stmt.query_row(params![id as i64], read_row).optional()?.transpose()
+        })
     }
 
     /// The child that trained the function with this fingerprint, if any.
     pub fn trained_with(&self, fingerprint: u64) -> Result<Option<Row>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM children WHERE fingerprint = ?1 AND same_as IS NULL AND status != 'rejected' ORDER BY id LIMIT 1"
-        ))?;
-        stmt.query_row(params![hex(fingerprint)], read_row).optional()?.transpose()
+        self.read(|| {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM children WHERE fingerprint = ?1 AND same_as IS NULL AND status != 'rejected' ORDER BY id LIMIT 1"
+            ))?;
+            stmt.query_row(params![hex(fingerprint)], read_row).optional()?.transpose()
+        })
     }
 
     /// Records that child `id` was submitted as `job` (every submission, retries too).
@@ -186,9 +221,11 @@ impl Store {
 
     /// Every job id recorded for child `id`, in submission order.
     pub fn jobs(&self, id: usize) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT job_id FROM jobs WHERE child = ?1 ORDER BY rowid")?;
-        let ids = stmt.query_map(params![id as i64], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(ids)
+        self.read(|| {
+            let mut stmt = self.conn.prepare("SELECT job_id FROM jobs WHERE child = ?1 ORDER BY rowid")?;
+            let ids = stmt.query_map(params![id as i64], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
+        })
     }
 
     /// The last job id recorded for child `id` by [`Store::set_job`].
@@ -263,6 +300,37 @@ fn read_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Row>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that is not SQLite, is cut short, or holds a checkpoint row that is not JSON
+    /// is an error naming the file and the fix.
+    #[test]
+    fn a_damaged_store_names_itself_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search.db");
+        let expect = |e: anyhow::Error, why: &str| {
+            let text = format!("{e:#}");
+            assert!(text.starts_with(&format!("{} is damaged or is not a search store; move it away", path.display())), "{text}");
+            assert!(text.contains(why), "{text}");
+        };
+        std::fs::write(&path, b"this is not a database, but it is long enough to look like a header......").unwrap();
+        expect(Store::open(&path).err().unwrap(), "not a database");
+
+        std::fs::remove_file(&path).unwrap();
+        let mut store = Store::open(&path).unwrap();
+        let rows: Vec<Row> = (0..200).map(|i| row(i, i as u64, Status::Ok, None)).collect();
+        store.commit_iteration(&rows, &Checkpoint { iterations: 1, next_id: 200, method: serde_json::json!({}) }).unwrap();
+        store.conn.execute("UPDATE state SET value = '{broken' WHERE key = 'controller'", []).unwrap();
+        expect(store.checkpoint().unwrap_err(), "its checkpoint row is not JSON");
+        drop(store);
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let e = match Store::open(&path) {
+            Err(e) => e,
+            Ok(store) => store.rows().unwrap_err(),
+        };
+        expect(e, "");
+    }
 
     fn row(id: usize, fingerprint: u64, status: Status, same_as: Option<usize>) -> Row {
         Row {
