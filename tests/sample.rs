@@ -103,6 +103,11 @@ fn every_method_runs_end_to_end_and_the_report_reads_it() {
         assert!(report.status.success(), "{method}: {}", String::from_utf8_lossy(&report.stderr));
         let md = std::fs::read_to_string(dir.path().join(format!("report-{method}/report.md"))).unwrap();
         assert!(md.contains("best reward so far"), "{method}: {md}");
+        // compare reads evals: it says what it did with the search, and that nothing is left.
+        let compared = actsearch(&["compare", out.to_str().unwrap()], dir.path());
+        let said = String::from_utf8_lossy(&compared.stderr);
+        assert!(said.contains("is a sample-based search, not an eval: left out; its best function"), "{said}");
+        assert!(said.contains("error: no finished eval"), "{said}");
     }
 }
 

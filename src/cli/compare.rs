@@ -30,8 +30,32 @@ pub fn run(args: CompareArgs) -> Result<()> {
     for s in &skipped {
         eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);
     }
-    for r in runs.iter().filter(|r| !r.finished()) {
-        eprintln!("note: {} is unfinished ({}): left out", r.name, r.progress());
+    for r in &runs {
+        let dir = shown_path(&r.dir);
+        let name = if r.name == dir { dir.clone() } else { format!("{} ({dir})", r.name) };
+        match &r.kind {
+            runs::RunKind::Sample(sample) => {
+                let best = sample.children.iter().filter(|c| c.reward.is_finite()).max_by(|a, b| a.reward.total_cmp(&b.reward));
+                let hint = match best {
+                    Some(c) => format!(
+                        "; its best function, {} (reward {:.4}), is compared once trained: actsearch eval --activation \"{}\" --seeds 0,1,2",
+                        crate::report::shown(&c.formula),
+                        c.reward,
+                        c.formula
+                    ),
+                    None => String::new(),
+                };
+                eprintln!("note: {name} is a sample-based search, not an eval: left out{hint}");
+            }
+            runs::RunKind::OneShot(_) => eprintln!(
+                "note: {name} is a one-shot search, not an eval: left out; its genotype is compared once trained: actsearch eval --activation {} --seeds 0,1,2",
+                r.dir.join("genotype.json").display()
+            ),
+            runs::RunKind::Eval if !r.finished() => {
+                eprintln!("note: {name} is unfinished ({}): left out", r.progress())
+            }
+            runs::RunKind::Eval => {}
+        }
     }
     let groups = tables::result_groups(&runs);
     if groups.is_empty() {
@@ -51,6 +75,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
         }
     }
     let table = tables::comparison_table(&groups, &baseline)?;
+    let used: usize = groups.iter().map(|g| g.finals.len()).sum();
+    eprintln!("note: compared {used} finished eval runs in {} groups", groups.len());
     stdout(&format!(
         "{}\n(final test accuracy; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
         table.to_markdown(),

@@ -352,8 +352,11 @@ fn check_given(dir: &Path) -> Result<()> {
     }
 }
 
+/// Whether `dir` holds a run of its own. The root of an eval grid (`grid.json`) or of a
+/// multi-seed eval (`summary.json` beside `seed-N/`) holds runs, below it, but is not one.
 fn is_run(dir: &Path) -> bool {
-    RUN_FILES.iter().any(|f| dir.join(f).is_file())
+    let root = dir.join("grid.json").is_file() || (dir.join("summary.json").is_file() && !dir.join("errors.json").is_file());
+    !root && RUN_FILES.iter().any(|f| dir.join(f).is_file())
 }
 
 /// Runs at or below `dir` (a run may hold more runs, e.g. a search's `--then-eval` evals); a
@@ -388,6 +391,12 @@ fn find_runs(dir: &Path, depth: usize, found: &mut Vec<PathBuf>, skipped: &mut V
 
 /// Reads one run directory.
 pub fn read_run(dir: &Path) -> Result<Run> {
+    let sample = dir.join("search.db").is_file() || dir.join("children.jsonl").is_file();
+    if sample && !dir.join("children.jsonl").is_file() {
+        bail!(
+            "a sample-based search without its children.jsonl; rerun the search with --resume, which writes it again from search.db"
+        );
+    }
     let errors = read_errors(dir)?;
     let config = read_config(dir)?;
     let method = config.get("method").and_then(|m| m.as_str()).map(str::to_string);
@@ -683,6 +692,24 @@ mod tests {
             ),
         );
         assert_eq!(progress(&search).to_string(), "2 of 2 epochs, no genotype.json");
+    }
+
+    /// The root of an eval grid is not a run (its runs are below it), and a sample-based
+    /// search without children.jsonl is named as such, with the fix.
+    #[test]
+    fn grid_roots_hold_runs_and_a_sample_search_without_children_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        let grid = root.path().join("grid");
+        write(&grid, "grid.json", "{}");
+        write(&grid, "log.log", "a grid\n");
+        write(&grid.join("resnet8/relu/seed-0"), "errors.json", ERRORS);
+        let scanned = scan(std::slice::from_ref(&grid)).unwrap();
+        assert_eq!((scanned.runs.len(), scanned.skipped.len()), (1, 0), "{:?}", scanned.skipped);
+        let sample = root.path().join("sample");
+        write(&sample, "errors.json", &ERRORS.replace("\"train_acc\"", "\"mean_reward\""));
+        write(&sample, "search.db", "");
+        let err = read_run(&sample).unwrap_err().to_string();
+        assert!(err.starts_with("a sample-based search without its children.jsonl; rerun the search with --resume"), "{err}");
     }
 
     #[test]
