@@ -657,8 +657,35 @@ fn an_eval_grid_runs_locally_and_equals_single_runs() {
     // Slurm options need the Slurm executor.
     let local = actsearch(&["eval", "--activation", "relu", "--slurm-time", "1:00:00"], dir.path());
     assert_clean_error(&local, "--slurm-time only apply to --executor slurm");
-    let local = actsearch(&["search", "--method", "random", "--retries", "3"], dir.path());
-    assert_clean_error(&local, "--retries only apply to --executor slurm");
+    let local = actsearch(&["search", "--method", "random", "--max-jobs", "3"], dir.path());
+    assert_clean_error(&local, "--max-jobs only apply to --executor slurm");
+}
+
+/// A function that diverges in every seed: the summary says so (and not that the baseline is
+/// missing), the advice does not promise that --resume fixes it, and --resume does not run it
+/// again.
+#[test]
+fn a_grid_tells_a_divergence_from_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    common::synthetic_cifar10(&dir.path().join("data"), 16);
+    let args = [
+        "eval", "--activation", "relu", "--activation", "exp(exp(exp(x)))", "--seeds", "0,1", "--network", "resnet8",
+        "--epochs", "1", "--batch-size", "16", "--out", "grid",
+    ];
+    for resume in [false, true] {
+        let args: Vec<&str> = args.iter().copied().chain(resume.then_some("--resume")).collect();
+        let out = actsearch(&args, dir.path());
+        assert_clean_error(
+            &out,
+            "2 of 4 runs did not finish: 2 diverged, which a rerun repeats (same seed, same data): lower --lr",
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("retry them"));
+        let md = std::fs::read_to_string(dir.path().join("grid/summary.md")).unwrap();
+        let row = md.lines().find(|l| l.contains("exp(exp(exp(x)))")).unwrap();
+        assert!(row.contains("| diverged in 2 of 2 runs |"), "{md}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("grid/log.log")).unwrap();
+    assert_eq!(log.matches("in an earlier attempt; not run again").count(), 2, "{log}");
 }
 
 /// A grid of ViTs compares with GELU unless --baseline says otherwise (ResNet grids keep ReLU).

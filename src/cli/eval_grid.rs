@@ -119,7 +119,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             crate::report::shown(&args.baseline())
         );
     }
-    for (dir, why) in &outcome.failed {
+    for (dir, why, _) in &outcome.failed {
         text += &format!("failed: {}: {why}\n", dir.display());
     }
     if outcome.stopped {
@@ -134,11 +134,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
         out.display()
     );
     stdout(&text)?;
-    if !outcome.failed.is_empty() {
-        bail!(
-            "{} of {total} runs failed (see above and their eval.log); rerun with --resume to retry them",
-            outcome.failed.len()
-        );
+    let diverged = outcome.failed.iter().filter(|f| f.2).count();
+    let other = outcome.failed.len() - diverged;
+    let mut advice = Vec::new();
+    if diverged > 0 {
+        advice.push(format!(
+            "{diverged} diverged, which a rerun repeats (same seed, same data): lower --lr, add --grad-clip 5, or leave those activations out"
+        ));
+    }
+    if other > 0 {
+        advice.push(format!("{other} failed otherwise (see above and their eval.log): rerun with --resume to retry them"));
+    }
+    if !advice.is_empty() {
+        bail!("{} of {total} runs did not finish: {}", outcome.failed.len(), advice.join("; "));
     }
     Ok(())
 }

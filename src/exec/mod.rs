@@ -34,6 +34,10 @@ pub struct Task {
 /// never leaves its tasks running.
 pub const EXIT_WITH_PARENT_ENV: &str = "ACTSEARCH_EXIT_WITH_PARENT";
 
+/// A task that failed for good on its own, with nothing a retry would change (an eval whose
+/// training diverged), leaves this file beside its result file: executors do not retry it.
+pub const GAVE_UP_FILE: &str = "diverged.json";
+
 /// Set in the environment of every task, local or on Slurm: a task waits up to
 /// [`TASK_LOCK_PATIENCE`] for its folder's lock (`files::wait_for_busy_locks`), which the
 /// task of a killed run may still hold on its way out when the run is resumed at once.

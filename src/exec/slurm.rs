@@ -278,7 +278,7 @@ impl SlurmExecutor {
             if let Some(dir) = result.parent() {
                 let _ = std::fs::read_dir(dir).map(|d| d.count());
             }
-            if result.exists() {
+            if result.exists() || result.with_file_name(super::GAVE_UP_FILE).exists() {
                 self.pending.push((job.task.id, Outcome::Exited));
                 continue;
             }

@@ -7,14 +7,14 @@
 //! records the plan and every job id, so a grid rerun with `--resume` skips finished runs,
 //! follows jobs still queued or running, and submits the rest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::history::write_json;
-use super::run_dir::{LOCK_FILE, MODEL_FILE, RunLog};
+use super::run_dir::{DIVERGED_FILE, LOCK_FILE, MODEL_FILE, RunLog};
 use crate::exec::follow::{Followed, Follower, Pending, Submission, follow};
 use crate::exec::{Executor, Outcome, Task};
 use crate::files::Lock;
@@ -57,6 +57,10 @@ struct GridState {
     jobs: BTreeMap<usize, Vec<String>>,
     /// Why a run failed, by run index.
     failed: BTreeMap<usize, String>,
+    /// The runs that diverged (`DIVERGED_FILE`), by run index: their failure is the recipe's,
+    /// and a rerun would diverge again.
+    #[serde(default)]
+    diverged: BTreeSet<usize>,
 }
 
 const STATE_FILE: &str = "grid.json";
@@ -65,8 +69,9 @@ const STATE_FILE: &str = "grid.json";
 #[derive(Clone, Debug)]
 pub struct GridOutcome {
     pub finished: usize,
-    /// (run folder, why) of the runs that failed.
-    pub failed: Vec<(PathBuf, String)>,
+    /// (run folder, why) of the runs that failed, and whether each diverged (a rerun would
+    /// diverge again: `--resume` does not retry it).
+    pub failed: Vec<(PathBuf, String, bool)>,
     /// The user stopped it (the executor's tasks were cancelled); --resume continues.
     pub stopped: bool,
     /// The comparison table (Markdown) of the finished runs.
@@ -114,7 +119,7 @@ pub fn run_grid(
                     out.display()
                 );
             }
-            GridState { runs: runs.clone(), jobs: saved.jobs, failed: BTreeMap::new() }
+            GridState { runs: runs.clone(), jobs: saved.jobs, ..GridState::default() }
         }
         (false, _) => GridState { runs: runs.clone(), ..GridState::default() },
     };
@@ -128,6 +133,15 @@ pub fn run_grid(
     for (i, r) in runs.iter().enumerate() {
         if r.dir.join(MODEL_FILE).exists() {
             finished += 1;
+            continue;
+        }
+        if let Some(why) = divergence(&r.dir) {
+            log.line(&format!(
+                "{}: {why}, in an earlier attempt; not run again, since the same recipe diverges again (delete its folder to force a rerun)",
+                r.dir.display()
+            ))?;
+            state.failed.insert(i, why);
+            state.diverged.insert(i);
             continue;
         }
         std::fs::create_dir_all(&r.dir)?;
@@ -148,8 +162,9 @@ pub fn run_grid(
         }
         write_json(&state_path, &state)?;
     }
-    let table = summarize(out, &runs, baseline)?;
-    let failed = state.failed.iter().map(|(&i, why)| (runs[i].dir.clone(), why.clone())).collect();
+    let table = summarize(out, &runs, baseline, &state.diverged)?;
+    let failed =
+        state.failed.iter().map(|(&i, why)| (runs[i].dir.clone(), why.clone(), state.diverged.contains(&i))).collect();
     if !stopped {
         log.line(&format!(
             "grid done: {finished} of {} runs finished; summary in {}",
@@ -197,8 +212,12 @@ impl Follower for GridFollower<'_, '_> {
             self.finished += 1;
             return self.log.line(&format!("{dir}: finished ({} of {})", self.finished, self.runs.len()));
         }
-        let why = match outcome {
-            Outcome::Failed(why) => why,
+        let why = match (divergence(&run.dir), outcome) {
+            (Some(why), _) => {
+                self.state.diverged.insert(i);
+                why
+            }
+            (None, Outcome::Failed(why)) => why,
             _ => {
                 let last = crate::exec::last_line(&run.log()).map_or(String::new(), |l| format!(": {l}"));
                 format!("the eval exited without finishing{last}")
@@ -217,6 +236,12 @@ impl Follower for GridFollower<'_, '_> {
     }
 }
 
+/// "diverged: WHAT", when the run in `dir` left a [`DIVERGED_FILE`].
+fn divergence(dir: &Path) -> Option<String> {
+    let note: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(DIVERGED_FILE)).ok()?).ok()?;
+    Some(format!("diverged: {}", note["what"].as_str().unwrap_or("a loss stopped being finite")))
+}
+
 /// The final test accuracy of a finished run (as `report` reads it).
 fn final_test_acc(dir: &Path) -> Option<f64> {
     if !dir.join(MODEL_FILE).exists() {
@@ -228,14 +253,16 @@ fn final_test_acc(dir: &Path) -> Option<f64> {
 /// `summary.json` and `summary.md` over the grid: per network and activation the seeds'
 /// accuracies, mean ± std and 95% interval, and the comparison with the baseline of the same
 /// network. Returns the Markdown table.
-fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
-    /// (activation as given, (seed, accuracy) of finished runs, runs planned)
-    type Group = (String, Vec<(u64, f64)>, usize);
+fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<usize>) -> Result<String> {
+    /// (activation as given, (seed, accuracy) of finished runs, runs planned, runs diverged)
+    type Group = (String, Vec<(u64, f64)>, usize, usize);
     // (network, formula) -> its group
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-    for r in runs {
-        let g = groups.entry((r.network.clone(), r.formula.clone())).or_insert((r.activation.clone(), Vec::new(), 0));
+    for (i, r) in runs.iter().enumerate() {
+        let g =
+            groups.entry((r.network.clone(), r.formula.clone())).or_insert((r.activation.clone(), Vec::new(), 0, 0));
         g.2 += 1;
+        g.3 += diverged.contains(&i) as usize;
         if let Some(acc) = final_test_acc(&r.dir) {
             g.1.push((r.seed, acc));
         }
@@ -244,7 +271,7 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
         "| network | activation | seeds | test acc (%) | 95% CI of the mean | vs baseline [95% CI] | p | verdict |\n|---|---|---|---|---|---|---|---|\n",
     );
     let mut json_groups = Vec::new();
-    for ((network, formula), (given, finals, planned)) in &groups {
+    for ((network, formula), (given, finals, planned, diverged)) in &groups {
         let values: Vec<f64> = finals.iter().map(|f| f.1).collect();
         let s = stats::Summary::of(&values);
         let base = groups.get(&(network.clone(), baseline.to_string())).map(|b| &b.1);
@@ -271,7 +298,11 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
                 c.p.map_or(String::new(), |p| format!("{p:.3}")),
                 c.verdict.words(),
             ),
-            (None, _) => ("no baseline run on this network".to_string(), String::new(), String::new()),
+            (None, _) if finals.is_empty() && *diverged > 0 => {
+                (format!("diverged in {diverged} of {planned} runs"), String::new(), String::new())
+            }
+            (None, _) if finals.is_empty() => ("no finished run to compare".to_string(), String::new(), String::new()),
+            (None, _) => ("no finished baseline run on this network".to_string(), String::new(), String::new()),
         };
         let shown = crate::report::shown(formula);
         md += &format!("| {network} | `{shown}` | {seeds} | {mean} | {ci} | {vs} | {p} | {verdict} |\n");
@@ -280,6 +311,7 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str) -> Result<String> {
             "activation": formula,
             "given": given,
             "runs_planned": planned,
+            "runs_diverged": diverged,
             "seeds": finals.iter().map(|f| f.0).collect::<Vec<_>>(),
             "test_acc": values,
             "mean": s.mean,

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -18,11 +18,11 @@ use serde::de::DeserializeOwned;
 
 use super::batches::ImageBatches;
 use super::config::{Optimizer, TrainConfig};
-use super::driver::{self, At, Batches, Job, Span, StepReport, Strategy, Trained};
+use super::driver::{self, At, Batches, Diverged, Job, Span, StepReport, Strategy, Trained};
 use super::history::History;
 use super::metrics::Meter;
 use super::optimizer::{AdamW, Optim};
-use super::run_dir::{MODEL_FILE, RunDir, RunLog, Start};
+use super::run_dir::{DIVERGED_FILE, MODEL_FILE, RunDir, RunLog, Start};
 use super::schedule::{LrRule, Per};
 use super::sgd::{Sgd, SgdConfig};
 use super::update::{Grads, Group};
@@ -64,6 +64,8 @@ pub fn train(
         return Ok(RunOutcome { out: out.clone(), history: History::read(&out.join("errors.json"))? });
     }
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
+    // What an earlier attempt left: this one writes its own if it diverges.
+    let _ = std::fs::remove_file(out.join(DIVERGED_FILE));
     if start == Start::Restart {
         log.line("resuming: the run stopped before its first checkpoint, so it starts again from epoch 1")?;
     }
@@ -95,14 +97,25 @@ pub fn train(
         Arch::ResNet { .. } => {
             let model = ResNet::with_sites(config.network, num_classes, config.seed, &train_device, &mut site)?;
             write_plan(config, &model, &data, resuming)?;
-            train_net(config, model, data, device, resuming, &mut log, obs)
+            train_net(config, model, data, device, resuming, &mut log, obs).map_err(|e| diverged(out, e))
         }
         Arch::Vit(size) => {
             let model = Vit::with_sites(size, config.mlp, num_classes, config.seed, &train_device, &mut site);
             write_plan(config, &model, &data, resuming)?;
-            train_net(config, model, data, device, resuming, &mut log, obs)
+            train_net(config, model, data, device, resuming, &mut log, obs).map_err(|e| diverged(out, e))
         }
     }
+}
+
+/// `e`, having written [`DIVERGED_FILE`] into `out` when it is a divergence.
+fn diverged(out: &Path, e: anyhow::Error) -> anyhow::Error {
+    if let Some(d) = e.downcast_ref::<Diverged>() {
+        let note = serde_json::json!({ "what": d.what, "advice": d.advice });
+        if let Err(w) = crate::files::write_atomic(&out.join(DIVERGED_FILE), note.to_string().as_bytes()) {
+            return w.context(format!("{e:#}"));
+        }
+    }
+    e
 }
 
 /// With `--write-plan`, a fresh run's data in training order (`plan.safetensors`) and its

@@ -29,6 +29,9 @@ pub const LOCK_FILE: &str = ".lock";
 pub const CONFIG_FILE: &str = "config.json";
 /// The final weights: written last, so its presence marks a finished run.
 pub const MODEL_FILE: &str = "model.safetensors";
+/// Written by an eval whose training diverged (what happened, and the advice): a rerun of the
+/// same recipe diverges again, so executors and an eval grid do not retry it.
+pub const DIVERGED_FILE: &str = crate::exec::GAVE_UP_FILE;
 
 /// Files any run writes; one of them in a folder means the folder holds a run.
 const RUN_FILES: [&str; 7] =
