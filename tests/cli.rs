@@ -686,6 +686,11 @@ fn a_grid_tells_a_divergence_from_a_failure() {
     }
     let log = std::fs::read_to_string(dir.path().join("grid/log.log")).unwrap();
     assert_eq!(log.matches("in an earlier attempt; not run again").count(), 2, "{log}");
+    // Another recipe is refused, naming the runs and the flag that differ.
+    let other: Vec<&str> = args.iter().copied().chain(["--lr", "0.05", "--resume"]).collect();
+    assert_clean_error(&actsearch(&other, dir.path()), "/seed-0: nothing in the saved grid vs --lr=0.05 now");
+    let more: Vec<&str> = args.iter().map(|a| if *a == "0,1" { "0,1,2" } else { a }).chain(["--resume"]).collect();
+    assert_clean_error(&actsearch(&more, dir.path()), "runs only in this one: grid/resnet8/exp-exp-exp-x---/seed-2");
 }
 
 /// A grid of ViTs compares with GELU unless --baseline says otherwise (ResNet grids keep ReLU).

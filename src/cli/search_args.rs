@@ -171,8 +171,10 @@ pub struct SearchArgs {
 /// Flags of the sample-based methods only.
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// Distinct functions to train; repeats and rejected functions do not count [preset:
-    /// paper 1000, quick 16].
+    /// Distinct functions to train; repeats and rejected functions do not count. A space of at
+    /// most 100,000 sequences is counted first: the search warns when the budget exceeds its
+    /// distinct functions, and stops once it has trained them all [preset: paper 1000, quick
+    /// 16].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub budget: Option<usize>,
     /// Proposals per controller iteration [preset: paper 8, quick 4].
@@ -203,7 +205,8 @@ pub struct SampleArgs {
     /// PPO: optimization epochs over each batch of proposals.
     #[arg(long, default_value_t = 4, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub ppo_epochs: usize,
-    /// Stop after this many proposals even if the budget is not spent [default: 20 x budget].
+    /// Stop after this many proposals even if the budget is not spent; any search also stops
+    /// after 2000 proposals in a row of functions it has seen [default: 20 x budget].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub max_proposals: Option<usize>,
     /// Functions listed in top.json and at the end.

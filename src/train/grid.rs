@@ -113,10 +113,12 @@ pub fn run_grid(
                     })
                     .collect()
             };
-            if plan(&saved.runs) != plan(&runs) {
+            let (was, now) = (plan(&saved.runs), plan(&runs));
+            if was != now {
                 bail!(
-                    "{} holds a different grid (other networks, activations, seeds or recipe); give the same flags to --resume it, or choose another --out",
-                    out.display()
+                    "{} holds a different grid ({}); give the same flags to --resume it, or choose another --out (nothing was changed)",
+                    out.display(),
+                    plan_difference(&was, &now)
                 );
             }
             GridState { runs: runs.clone(), jobs: saved.jobs, ..GridState::default() }
@@ -234,6 +236,35 @@ impl Follower for GridFollower<'_, '_> {
     fn should_stop(&self) -> bool {
         self.obs.should_stop()
     }
+}
+
+/// What differs between a saved grid's plan and the one asked now, in a few words: the runs
+/// only one of them holds, or the arguments of the first run both hold that differ.
+fn plan_difference(was: &[(PathBuf, Vec<String>)], now: &[(PathBuf, Vec<String>)]) -> String {
+    let list = |runs: Vec<&PathBuf>| -> String {
+        let shown: Vec<String> = runs.iter().take(3).map(|p| p.display().to_string()).collect();
+        let more = runs.len().saturating_sub(3);
+        shown.join(", ") + &if more > 0 { format!(" and {more} more") } else { String::new() }
+    };
+    let dirs = |plan: &[(PathBuf, Vec<String>)]| plan.iter().map(|p| p.0.clone()).collect::<BTreeSet<_>>();
+    let (a, b) = (dirs(was), dirs(now));
+    let mut parts = Vec::new();
+    if !a.is_subset(&b) {
+        parts.push(format!("runs only in the saved grid: {}", list(a.difference(&b).collect())));
+    }
+    if !b.is_subset(&a) {
+        parts.push(format!("runs only in this one: {}", list(b.difference(&a).collect())));
+    }
+    if parts.is_empty()
+        && let Some(((dir, x), (_, y))) = was.iter().zip(now).find(|(x, y)| x != y)
+    {
+        let only = |p: &[String], q: &[String]| match p.iter().filter(|s| !q.contains(s)).cloned().collect::<Vec<_>>() {
+            v if v.is_empty() => "nothing".to_string(),
+            v => v.join(" "),
+        };
+        parts.push(format!("{}: {} in the saved grid vs {} now", dir.display(), only(x, y), only(y, x)));
+    }
+    parts.join("; ")
 }
 
 /// "diverged: WHAT", when the run in `dir` left a [`DIVERGED_FILE`].

@@ -207,19 +207,23 @@ impl RunKind {
 /// A resumed run must be the same run: only what cannot change its results may differ (the
 /// threads, backend, paths, and how many tasks run at once where). The error names every
 /// field that differs, nested ones by their path (`child.lr`), with both values.
-/// A saved `requested_K` (what was asked for `K`, where the run used less: `Splits::settle`)
-/// is what the flags now must match for `K`.
+/// A `requested_K` (what was asked for `K`, where the run used less: `Splits::settle`) stands
+/// for `K` on either side: the flags must match what was asked.
 pub(crate) fn check_same_run(saved: &serde_json::Value, now: &serde_json::Value, out: &Path) -> Result<()> {
     const VOLATILE: [&str; 6] = ["threads", "backend", "out", "data_dir", "workers", "executor"];
     let (Some(a), Some(b)) = (saved.as_object(), now.as_object()) else { return Ok(()) };
-    let mut a = a.clone();
-    let requested: Vec<String> = a.keys().filter(|k| k.starts_with("requested_")).cloned().collect();
-    for key in requested {
-        let value = a.remove(&key).unwrap_or_default();
-        a.insert(key["requested_".len()..].to_string(), value);
-    }
+    // What was asked, on either side (a run's own config, or its checkpoint's, holds both).
+    let as_asked = |config: &serde_json::Map<String, serde_json::Value>| {
+        let mut config = config.clone();
+        let requested: Vec<String> = config.keys().filter(|k| k.starts_with("requested_")).cloned().collect();
+        for key in requested {
+            let value = config.remove(&key).unwrap_or_default();
+            config.insert(key["requested_".len()..].to_string(), value);
+        }
+        config
+    };
     let mut diffs = Vec::new();
-    differences("", &a, b, &VOLATILE, &mut diffs);
+    differences("", &as_asked(a), &as_asked(b), &VOLATILE, &mut diffs);
     if !diffs.is_empty() {
         bail!(
             "--resume: {} holds another run ({}); rerun with that run's flags, or choose another --out (nothing was changed)",
