@@ -669,8 +669,21 @@ fn a_grid_tells_a_divergence_from_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     common::synthetic_cifar10(&dir.path().join("data"), 16);
     let args = [
-        "eval", "--activation", "relu", "--activation", "exp(exp(exp(x)))", "--seeds", "0,1", "--network", "resnet8",
-        "--epochs", "1", "--batch-size", "16", "--out", "grid",
+        "eval",
+        "--activation",
+        "relu",
+        "--activation",
+        "exp(exp(exp(x)))",
+        "--seeds",
+        "0,1",
+        "--network",
+        "resnet8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        "grid",
     ];
     for resume in [false, true] {
         let args: Vec<&str> = args.iter().copied().chain(resume.then_some("--resume")).collect();

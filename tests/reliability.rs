@@ -167,7 +167,11 @@ fn a_clamped_subset_is_recorded_as_used() {
         assert!(run.status.success(), "{out}: {}", stderr(&run));
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join(out).join("config.json")).unwrap()).unwrap();
-        assert_eq!((config["subset"].clone(), config["test_subset"].clone()), (serde_json::Value::Null, serde_json::Value::Null), "{out}");
+        assert_eq!(
+            (config["subset"].clone(), config["test_subset"].clone()),
+            (serde_json::Value::Null, serde_json::Value::Null),
+            "{out}"
+        );
         recipes.push(actsearch::report::runs::Recipe::of_config(&config));
         if out == "runs/huge" {
             assert_eq!(config["requested_subset"], 100000);
@@ -175,7 +179,8 @@ fn a_clamped_subset_is_recorded_as_used() {
             let again: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
             let resumed = actsearch(&again, dir.path());
             assert!(resumed.status.success(), "{}", stderr(&resumed));
-            let other: Vec<&str> = args.iter().map(|a| if *a == "100000" { "50" } else { a }).chain(["--resume"]).collect();
+            let other: Vec<&str> =
+                args.iter().map(|a| if *a == "100000" { "50" } else { a }).chain(["--resume"]).collect();
             let refused = actsearch(&other, dir.path());
             assert_clean_error(&refused, "subset: 100000 in the run vs 50 now");
         } else if out == "runs/exact" {

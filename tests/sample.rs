@@ -141,7 +141,8 @@ fn a_killed_search_resumes_to_the_same_store() {
     let results = |out: &Path| -> Vec<PathBuf> {
         folders(out).into_iter().map(|d| d.join("result.json")).filter(|p| p.is_file()).collect()
     };
-    let training = |out: &Path| folders(out).iter().any(|d| d.join("child.log").is_file() && !d.join("result.json").is_file());
+    let training =
+        |out: &Path| folders(out).iter().any(|d| d.join("child.log").is_file() && !d.join("result.json").is_file());
     while results(&out).len() < 2 || !training(&out) {
         assert!(child.try_wait().unwrap().is_none(), "the search ended before it could be killed");
         assert!(start.elapsed() < Duration::from_secs(120), "no child finished");
@@ -232,7 +233,7 @@ fn child_specs_and_counts_are_checked_as_evals_flags_are() {
     let dir = setup();
     let spec = child_spec(5, "data");
     std::fs::create_dir_all(dir.path().join("c5")).unwrap();
-    let cases: [(&str, serde_json::Value, &str); 7] = [
+    let cases: [(&str, serde_json::Value, &str); 11] = [
         ("batch_size", 0.into(), "\"batch_size\" in c5/spec.json must be at least 1"),
         ("batch_size", 1.into(), "\"batch_size\" in c5/spec.json must be at least 2"),
         ("lr", (-0.1).into(), "\"lr\" in c5/spec.json must be a positive number, got -0.1"),
@@ -240,6 +241,14 @@ fn child_specs_and_counts_are_checked_as_evals_flags_are() {
         ("steps", 1_000_000_000_000u64.into(), "\"steps\" in c5/spec.json must be at most 1000000000 (10^9)"),
         ("train_portion", 1.0.into(), "\"train_portion\" in c5/spec.json must be in (0, 1)"),
         ("weight_decay", (-1.0).into(), "\"weight_decay\" in c5/spec.json must be zero or positive"),
+        ("formula", "sin(".into(), "\"formula\" in c5/spec.json: "),
+        (
+            "init",
+            serde_json::json!([1.0]),
+            "\"init\" in c5/spec.json has 1 values for the 0 parameters of x*sigmoid(x)",
+        ),
+        ("backend", "tpu".into(), "\"backend\" in c5/spec.json: unknown backend 'tpu'"),
+        ("network", "resnet9000".into(), "c5/spec.json is not a child spec: unknown variant `resnet9000`"),
     ];
     for (field, value, message) in cases {
         let mut bad = spec.clone();

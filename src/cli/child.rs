@@ -31,6 +31,14 @@ pub fn run(args: ChildArgs) -> Result<()> {
         super::watch_parent();
     }
     let spec = read_spec(&args.spec)?;
+    let backend = match Backend::from_str(&spec.backend, true) {
+        Ok(b) => b,
+        Err(_) => bail!(
+            "\"backend\" in {}: unknown backend '{}' (use flex, cuda, rocm or wgpu)",
+            args.spec.display(),
+            spec.backend
+        ),
+    };
     let out = result_path(&args.spec);
     let had_result = out.exists();
     // One process per child folder, whatever runs it (two Slurm jobs of one child, say). A
@@ -38,7 +46,10 @@ pub fn run(args: ChildArgs) -> Result<()> {
     let folder = args.spec.parent().unwrap_or(std::path::Path::new("."));
     let what = format!("child folder {}", folder.display());
     let _lock = crate::files::Lock::try_exclusive_telling(&folder.join(".lock"), &what, || {
-        eprintln!("child {}: waiting for another process to release {what} (the child of a stopped search, on its way out?)", spec.id)
+        eprintln!(
+            "child {}: waiting for another process to release {what} (the child of a stopped search, on its way out?)",
+            spec.id
+        )
     })?;
     std::thread::sleep(crate::exec::test_linger());
     if out.exists() && !had_result {
@@ -48,10 +59,6 @@ pub fn run(args: ChildArgs) -> Result<()> {
     if out.exists() {
         bail!("{} already holds this child's result; delete it to train the child again", out.display());
     }
-    let backend = match Backend::from_str(&spec.backend, true) {
-        Ok(b) => b,
-        Err(_) => bail!("{}: unknown backend '{}'", args.spec.display(), spec.backend),
-    };
     let start = Instant::now();
     let trained = backend.device().and_then(|device| {
         let pool = thread_pool(Some(args.threads.unwrap_or(spec.threads).max(1)))?;

@@ -35,7 +35,11 @@ pub fn run(args: CompareArgs) -> Result<()> {
         let name = if r.name == dir { dir.clone() } else { format!("{} ({dir})", r.name) };
         match &r.kind {
             runs::RunKind::Sample(sample) => {
-                let best = sample.children.iter().filter(|c| c.reward.is_finite()).max_by(|a, b| a.reward.total_cmp(&b.reward));
+                let best = sample
+                    .children
+                    .iter()
+                    .filter(|c| c.reward.is_finite())
+                    .max_by(|a, b| a.reward.total_cmp(&b.reward));
                 let hint = match best {
                     Some(c) => format!(
                         "; its best function, {} (reward {:.4}), is compared once trained: actsearch eval --activation \"{}\" --seeds 0,1,2",

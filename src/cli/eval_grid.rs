@@ -143,7 +143,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ));
     }
     if other > 0 {
-        advice.push(format!("{other} failed otherwise (see above and their eval.log): rerun with --resume to retry them"));
+        advice.push(format!(
+            "{other} failed otherwise (see above and their eval.log): rerun with --resume to retry them"
+        ));
     }
     if !advice.is_empty() {
         bail!("{} of {total} runs did not finish: {}", outcome.failed.len(), advice.join("; "));

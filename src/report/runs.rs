@@ -355,7 +355,8 @@ fn check_given(dir: &Path) -> Result<()> {
 /// Whether `dir` holds a run of its own. The root of an eval grid (`grid.json`) or of a
 /// multi-seed eval (`summary.json` beside `seed-N/`) holds runs, below it, but is not one.
 fn is_run(dir: &Path) -> bool {
-    let root = dir.join("grid.json").is_file() || (dir.join("summary.json").is_file() && !dir.join("errors.json").is_file());
+    let root =
+        dir.join("grid.json").is_file() || (dir.join("summary.json").is_file() && !dir.join("errors.json").is_file());
     !root && RUN_FILES.iter().any(|f| dir.join(f).is_file())
 }
 
@@ -709,7 +710,10 @@ mod tests {
         write(&sample, "errors.json", &ERRORS.replace("\"train_acc\"", "\"mean_reward\""));
         write(&sample, "search.db", "");
         let err = read_run(&sample).unwrap_err().to_string();
-        assert!(err.starts_with("a sample-based search without its children.jsonl; rerun the search with --resume"), "{err}");
+        assert!(
+            err.starts_with("a sample-based search without its children.jsonl; rerun the search with --resume"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -180,6 +180,16 @@ pub fn read_spec(path: &Path) -> Result<ChildSpec> {
         serde_json::from_str(&text).with_context(|| format!("{} is not a child spec", path.display()))?;
     let field = |flag: &str| format!("\"{}\" in {}", flag.replace('-', "_"), path.display());
     spec.recipe.numbers().check(&field)?;
+    let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("{}: {e}", field("formula")))?;
+    if spec.init.len() != formula.num_params() {
+        bail!(
+            "{} has {} values for the {} parameters of {}; give one per parameter",
+            field("init"),
+            spec.init.len(),
+            formula.num_params(),
+            spec.formula
+        );
+    }
     Ok(spec)
 }
 
@@ -254,10 +264,8 @@ pub fn load_data(
 /// (status `diverged`), not an error; errors are bad formulas or unreadable data.
 pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
     let start = Instant::now();
+    // read_spec checked the formula and its initial values.
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
-    if spec.init.len() != formula.num_params() {
-        bail!("child {}: {} initial values for {} parameters", spec.id, spec.init.len(), formula.num_params());
-    }
     let splits = load_data(&spec.recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)?;
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };

@@ -17,7 +17,6 @@ impl Exhaustive {
         let total = sizes.iter().map(|&n| n as u128).product();
         Exhaustive { sizes, next: 0, total }
     }
-
 }
 
 impl Method for Exhaustive {

@@ -16,12 +16,12 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail};
 
+use super::census::{REPEATS_IN_A_ROW, census};
 pub use super::config::{ChildRecipe, SampleConfig, SampleMethod, build_method};
 use super::iteration::{At, IterationRun};
 use super::method::Method;
 use super::outputs::write_outputs;
 pub use super::outputs::{Iteration, Top, remove_child_checkpoints, top_functions};
-use super::census::{REPEATS_IN_A_ROW, census};
 use super::space::TokenSpace;
 use super::store::{Checkpoint, Row, Store};
 use crate::exec::Executor;
@@ -460,7 +460,8 @@ mod tests {
         let mut ex = Scored::new(target_score);
         run(&c, &mut ex, true, &Silent).unwrap();
         assert_eq!(ex.ran, 2, "only the failed children are trained again");
-        let strip = |rows: Vec<Row>| rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect::<Vec<_>>();
+        let strip =
+            |rows: Vec<Row>| rows.into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect::<Vec<_>>();
         assert_eq!(
             strip(Store::open(&lossy.join("search.db")).unwrap().rows().unwrap()),
             strip(Store::open(&straight.join("search.db")).unwrap().rows().unwrap())
@@ -661,7 +662,10 @@ mod tests {
         let log = std::fs::read_to_string(out.join("log.log")).unwrap();
         assert!(log.contains("top 1:"), "{log}");
         let id = failed[0].id;
-        assert!(log.contains(&format!("child {id}: the process was killed by signal 9; retry 2 of 2: started again")), "{log}");
+        assert!(
+            log.contains(&format!("child {id}: the process was killed by signal 9; retry 2 of 2: started again")),
+            "{log}"
+        );
         // children.jsonl lists the trained children, not the failed one.
         let lines = std::fs::read_to_string(out.join("children.jsonl")).unwrap();
         assert_eq!(lines.lines().count(), 5);

@@ -172,10 +172,8 @@ impl Store {
     /// The last checkpoint, if any.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         self.read(|| {
-            let text: Option<String> = self
-                .conn
-                .query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0))
-                .optional()?;
+            let text: Option<String> =
+                self.conn.query_row("SELECT value FROM state WHERE key = 'controller'", [], |r| r.get(0)).optional()?;
             let Some(text) = text else { return Ok(None) };
             let v: serde_json::Value = serde_json::from_str(&text).context("its checkpoint row is not JSON")?;
             let field = |name: &str| v[name].as_u64().map(|n| n as usize);
@@ -309,7 +307,10 @@ mod tests {
         let path = dir.path().join("search.db");
         let expect = |e: anyhow::Error, why: &str| {
             let text = format!("{e:#}");
-            assert!(text.starts_with(&format!("{} is damaged or is not a search store; move it away", path.display())), "{text}");
+            assert!(
+                text.starts_with(&format!("{} is damaged or is not a search store; move it away", path.display())),
+                "{text}"
+            );
             assert!(text.contains(why), "{text}");
         };
         std::fs::write(&path, b"this is not a database, but it is long enough to look like a header......").unwrap();
@@ -318,7 +319,9 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let mut store = Store::open(&path).unwrap();
         let rows: Vec<Row> = (0..200).map(|i| row(i, i as u64, Status::Ok, None)).collect();
-        store.commit_iteration(&rows, &Checkpoint { iterations: 1, next_id: 200, method: serde_json::json!({}) }).unwrap();
+        store
+            .commit_iteration(&rows, &Checkpoint { iterations: 1, next_id: 200, method: serde_json::json!({}) })
+            .unwrap();
         store.conn.execute("UPDATE state SET value = '{broken' WHERE key = 'controller'", []).unwrap();
         expect(store.checkpoint().unwrap_err(), "its checkpoint row is not JSON");
         drop(store);
