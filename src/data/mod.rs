@@ -4,7 +4,8 @@
 //!
 //! Reading order: [`ImageSet`] (what every source produces) → [`cifar`] and [`folder`] (the
 //! sources) → [`split`] (what training asks for) → [`augment`] and [`loader`] (what the model
-//! eats). [`synthetic`] writes small learnable datasets for tests and examples.
+//! eats). [`synthetic`] writes small learnable datasets for tests and examples. [`text`] is
+//! the character text of the language models: vocabulary, splits and windows.
 
 pub mod archive;
 pub mod augment;
@@ -18,6 +19,7 @@ pub mod loader;
 pub mod plan;
 pub mod split;
 pub mod synthetic;
+pub mod text;
 
 #[cfg(test)]
 mod test_observer;
