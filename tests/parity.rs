@@ -111,6 +111,34 @@ state["logits"] = logits.contiguous()
 save_file(state, out)
 "#;
 
+const GPT_TWIN: &str = r#"
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from safetensors.torch import load_file, save_file
+import transformers_ref as tr
+
+ours, act, mlp, inputs, out = sys.argv[2:7]
+if act == "gelu":
+    act = tr.named("gelu")
+else:  # the module `actsearch export --to pytorch --layout features` wrote beside this script
+    sys.path.insert(0, sys.argv[7])
+    import exported
+    act = exported.Activation
+model = tr.GPT("gpt-micro", act, vocab=65, mlp=mlp)
+model.load_state_dict(load_file(ours), strict=True)
+torch.manual_seed(0)
+with torch.no_grad():
+    for p in model.parameters():
+        p.normal_(0.0, 0.3)
+model.eval()
+with torch.no_grad():
+    logits = model(load_file(inputs)["ids"].long())
+state = {k: v.contiguous() for k, v in model.state_dict().items()}
+state["logits"] = logits.reshape(-1, logits.shape[-1]).contiguous()
+save_file(state, out)
+"#;
+
 /// Every tensor of a safetensors file written by another program (no checksum of ours).
 fn plain_safetensors(path: &Path) -> std::collections::HashMap<String, NamedTensor> {
     let bytes = std::fs::read(path).unwrap();
@@ -171,6 +199,66 @@ fn the_vit_gives_the_reference_vits_logits_and_loads_strictly() {
         let Values::F32(logits) = theirs.remove("logits").unwrap().values else { unreachable!() };
         let model = ours.load_state_dict(&theirs).unwrap().valid();
         let got = host_f32(model.forward(Tensor::<4>::from_data(TensorData::new(x, shape), &device)));
+        let scale = logits.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(&logits).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * scale, "{activation} {mlp_name} logit {i}: ours {a}, reference {b}");
+        }
+        assert!(scale > 1.0, "{activation} {mlp_name}: logits {logits:?} too small to test anything");
+    }
+}
+
+/// Our gpt-micro loads into `transformers_ref.GPT` with `strict=True`, and with the
+/// reference's (re-drawn) weights gives its logits, causal mask and tied head included.
+#[test]
+fn the_gpt_gives_the_reference_gpts_logits_and_loads_strictly() {
+    use actsearch::model::gpt::{Gpt, GptSize};
+    use actsearch::model::vit::Mlp;
+    let Some(python) = common::python_with("gpt parity", &["torch", "safetensors"]) else { return };
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
+    let device = Device::flex();
+    for (activation, mlp, mlp_name) in [("gelu(x)", Mlp::Standard, "standard"), ("x*sigmoid(b*x)", Mlp::Gated, "gated")]
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let formula = actsearch::expr::Formula::parse(activation).unwrap();
+        let ours = Gpt::with_sites(GptSize::GptMicro, mlp, 65, 0, &device, |width| {
+            actsearch::model::Activation::new(&formula, width, &device)
+        });
+        let ours_file = tmp.path().join("ours.safetensors");
+        write_safetensors(&ours_file, &ours.state_dict(0), BTreeMap::new()).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let shape = [3, 64];
+        let ids: Vec<i64> = (0..shape.iter().product::<usize>()).map(|_| rng.random_range(0..65)).collect();
+        let as_f32: Vec<f32> = ids.iter().map(|&i| i as f32).collect();
+        let inputs = tmp.path().join("inputs.safetensors");
+        let input = NamedTensor { name: "ids".into(), shape: shape.to_vec(), values: Values::F32(as_f32) };
+        write_safetensors(&inputs, &[input], BTreeMap::new()).unwrap();
+        let script = tmp.path().join("twin.py");
+        std::fs::write(&script, GPT_TWIN).unwrap();
+        let theirs_file = tmp.path().join("theirs.safetensors");
+        let act = if activation == "gelu(x)" { "gelu" } else { "exported" };
+        let canonical = formula.canonical();
+        let exported = actsearch::export::Exported {
+            formula: &canonical,
+            values: &vec![1.0; canonical.num_params()],
+            values_from: "its initial value",
+            source: activation,
+            layout: actsearch::space::genotype::SiteLayout::Features,
+        };
+        let code = actsearch::export::export(&exported, actsearch::export::Target::Pytorch);
+        std::fs::write(tmp.path().join("exported.py"), code).unwrap();
+        let run = Command::new(&python)
+            .arg(&script)
+            .arg(&reference)
+            .args([&ours_file, Path::new(act), Path::new(mlp_name), &inputs, &theirs_file, tmp.path()])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{activation} {mlp_name}: {}", String::from_utf8_lossy(&run.stderr));
+        let mut theirs = plain_safetensors(&theirs_file);
+        let Values::F32(logits) = theirs.remove("logits").unwrap().values else { unreachable!() };
+        let model = ours.load_state_dict(&theirs).unwrap().valid();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &device);
+        let got = host_f32(model.forward(ids));
+        assert_eq!(got.len(), 3 * 64 * 65);
         let scale = logits.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
         for (i, (a, b)) in got.iter().zip(&logits).enumerate() {
             assert!((a - b).abs() <= 1e-4 * scale, "{activation} {mlp_name} logit {i}: ours {a}, reference {b}");

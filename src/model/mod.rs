@@ -1,21 +1,24 @@
 //! The networks, each with pluggable activation sites and one trait ([`Net`]) that the
 //! training loop sees: CIFAR ResNet-(6n+2) whose every activation site holds its own instance
-//! of an activation, the Vision Transformer (`vit`), plus the PyTorch-compatible naming of
-//! their weights.
+//! of an activation, the Vision Transformer (`vit`) and the character GPT (`gpt`), built from
+//! the shared pieces of `transformer`, plus the PyTorch-compatible naming of their weights.
 
 pub mod activation;
 pub mod cell;
+pub mod gpt;
 pub mod init;
 pub mod layers;
 pub mod net;
 pub mod network;
 pub mod resnet;
 pub mod state;
+pub mod transformer;
 pub mod vit;
 
 pub use activation::Activation;
 pub use activation::Site;
 pub use cell::MixedCell;
+pub use gpt::{Gpt, GptSize};
 pub use net::Net;
 pub use network::{Arch, Network};
 pub use resnet::ResNet;

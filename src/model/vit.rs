@@ -3,25 +3,28 @@
 //! one matrix product over the patches), a cls token and learned positions, pre-LN blocks
 //! (`x + attn(ln1(x))`, then `x + mlp(ln2(x))`) with biases, a final LayerNorm and a linear
 //! head on the cls token. Every MLP hidden layer is an activation site, its per-feature
-//! parameters on the last axis; `Mlp::Gated` makes a block `act(x W_fc) * (x W_up) W_proj`
+//! parameters on the last axis (`transformer`); `Mlp::Gated` makes a block `act(x W_fc) * (x W_up) W_proj`
 //! with two thirds of the hidden width (rounded up to a multiple of 8).
 //!
 //! Initialization follows the reference: N(0, 0.02) for every weight of two or more
 //! dimensions (the patch convolution, the linear layers, cls and positions), zero biases,
 //! LayerNorm (1, 0); drawn from our own seeded stream, so the same seed gives the same weights
-//! everywhere. Parameter names are the reference's `state_dict` keys ([`VitNames`]).
+//! everywhere. Parameter names are the reference's `state_dict` keys
+//! (`transformer::TransformerNames`).
 
 use anyhow::{Result, bail};
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, PaddingConfig2d};
+use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 
 use super::activation::Site;
 use super::init::Init;
 use super::net::Net;
-use super::state::{self, NamedTensor, Naming};
-use crate::kernels::{attention, layer_norm, linear};
+use super::state::{self, NamedTensor};
+pub use super::transformer::Mlp;
+use super::transformer::{Block, BlockShape, LN_EPSILON, MlpBlock, TransformerNames, layer_norm, linear, zeros};
+use crate::kernels::{layer_norm as ln_kernel, linear as linear_kernel};
 use std::collections::HashMap;
 
 /// The ViT sizes of the reference (`SIZES`).
@@ -59,61 +62,13 @@ impl VitSize {
     }
 }
 
-/// The MLP of each block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mlp {
-    /// `act(x W_fc) W_proj`.
-    #[default]
-    Standard,
-    /// `act(x W_fc) * (x W_up) W_proj` at two thirds of the width (SwiGLU with silu, GEGLU
-    /// with gelu).
-    Gated,
-}
-
-impl Mlp {
-    /// The hidden width for a standard width of `hidden`.
-    pub fn width(self, hidden: usize) -> usize {
-        match self {
-            Mlp::Standard => hidden,
-            Mlp::Gated => (2 * hidden / 3).div_ceil(8) * 8,
-        }
-    }
-}
-
-/// Multi-head self-attention with one fused qkv projection.
-#[derive(Module, Debug)]
-pub struct Attention {
-    pub qkv: Linear,
-    pub proj: Linear,
-    #[module(skip)]
-    pub heads: usize,
-}
-
-/// A block's MLP: `fc`, the activation site `act`, `up` when gated, `proj`.
-#[derive(Module, Debug)]
-pub struct MlpBlock<A: Site> {
-    pub fc: Linear,
-    pub up: Option<Linear>,
-    pub act: A,
-    pub proj: Linear,
-}
-
-#[derive(Module, Debug)]
-pub struct VitBlock<A: Site> {
-    pub ln1: LayerNorm,
-    pub attn: Attention,
-    pub ln2: LayerNorm,
-    pub mlp: MlpBlock<A>,
-}
-
 #[derive(Module, Debug)]
 pub struct Vit<A: Site> {
     /// The patch embedding, a convolution with kernel and stride `patch` (`[d, 3, p, p]`).
     pub patch: Conv2d,
     pub cls: Param<Tensor<3>>,
     pub pos: Param<Tensor<3>>,
-    pub blocks: Vec<VitBlock<A>>,
+    pub blocks: Vec<Block<A>>,
     pub ln_f: LayerNorm,
     pub head: Linear,
 }
@@ -133,9 +88,9 @@ impl<A: Site> Vit<A> {
         let tokens = (32 / p) * (32 / p) + 1;
         let width = mlp.width(hidden);
         let mut init = Init::new(seed);
-        let mut normal = |shape: &[usize]| init.normal(shape.iter().product(), 0.02);
+        let mut normal = |shape: &[usize], std: f64| init.normal(shape.iter().product(), std);
         let patch = Conv2d {
-            weight: Param::from_data(TensorData::new(normal(&[d, 3, p, p]), [d, 3, p, p]), device),
+            weight: Param::from_data(TensorData::new(normal(&[d, 3, p, p], 0.02), [d, 3, p, p]), device),
             bias: Some(zeros([d], device)),
             stride: [p, p],
             kernel_size: [p, p],
@@ -143,24 +98,12 @@ impl<A: Site> Vit<A> {
             groups: 1,
             padding: PaddingConfig2d::Valid,
         };
-        let cls = Param::from_data(TensorData::new(normal(&[1, 1, d]), [1, 1, d]), device);
-        let pos = Param::from_data(TensorData::new(normal(&[1, tokens, d]), [1, tokens, d]), device);
-        let mut blocks = Vec::new();
-        for _ in 0..layers {
-            let attn = Attention {
-                qkv: linear(&mut normal, d, 3 * d, device),
-                proj: linear(&mut normal, d, d, device),
-                heads,
-            };
-            let fc = linear(&mut normal, d, width, device);
-            let up = (mlp == Mlp::Gated).then(|| linear(&mut normal, d, width, device));
-            let act = site(width);
-            let proj = linear(&mut normal, width, d, device);
-            let mlp = MlpBlock { fc, up, act, proj };
-            blocks.push(VitBlock { ln1: layer_norm(d, device), attn, ln2: layer_norm(d, device), mlp });
-        }
-        let head = linear(&mut normal, d, num_classes, device);
-        Vit { patch, cls, pos, blocks, ln_f: layer_norm(d, device), head }
+        let cls = Param::from_data(TensorData::new(normal(&[1, 1, d], 0.02), [1, 1, d]), device);
+        let pos = Param::from_data(TensorData::new(normal(&[1, tokens, d], 0.02), [1, tokens, d]), device);
+        let shape = BlockShape { d, heads, width, mlp, bias: true, causal: false, residual_layers: None };
+        let blocks = (0..layers).map(|_| Block::new(&shape, &mut normal, &mut site, device)).collect();
+        let head = linear(&mut normal, d, num_classes, 0.02, true, device);
+        Vit { patch, cls, pos, blocks, ln_f: layer_norm(d, true, device), head }
     }
 
     /// Logits `[batch, classes]` for images `[batch, 3, 32, 32]`.
@@ -176,14 +119,14 @@ impl<A: Site> Vit<A> {
             .reshape([batch * rows * cols, 3 * p * p]);
         let kernel = self.patch.weight.val().reshape([d, 3 * p * p]).transpose();
         let bias = self.patch.bias.as_ref().map(|b| b.val());
-        let t = linear::affine(patches, kernel, bias).reshape([batch, rows * cols, d]);
+        let t = linear_kernel::affine(patches, kernel, bias).reshape([batch, rows * cols, d]);
         let cls = self.cls.val().expand([batch, 1, d]);
         let mut t = Tensor::cat(vec![cls, t], 1) + self.pos.val();
         for block in &self.blocks {
             t = block.forward(t);
         }
         let first = t.narrow(1, 0, 1).reshape([batch, d]);
-        linear::apply(&self.head, layer_norm::apply(&self.ln_f, LN_EPSILON, first))
+        linear_kernel::apply(&self.head, ln_kernel::apply(&self.ln_f, LN_EPSILON, first))
     }
 
     /// All activation sites in forward order.
@@ -197,97 +140,9 @@ impl<A: Site> Vit<A> {
             .blocks
             .into_iter()
             .enumerate()
-            .map(|(i, b)| VitBlock { mlp: MlpBlock { act: f(i, b.mlp.act), ..b.mlp }, ..b })
+            .map(|(i, b)| Block { mlp: MlpBlock { act: f(i, b.mlp.act), ..b.mlp }, ..b })
             .collect();
         Vit { blocks, ..self }
-    }
-}
-
-impl<A: Site> VitBlock<A> {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(layer_norm::apply(&self.ln1, LN_EPSILON, x));
-        x.clone() + self.mlp.forward(layer_norm::apply(&self.ln2, LN_EPSILON, x))
-    }
-}
-
-impl Attention {
-    /// `softmax(q k^T / sqrt(d_head)) v` per head, every query attending to every key
-    /// (`kernels::attention`).
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let qkv = rows(&self.qkv, x);
-        rows(&self.proj, attention::self_attention(qkv, self.heads, false))
-    }
-}
-
-impl<A: Site> MlpBlock<A> {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let mut h = self.act.forward_features(rows(&self.fc, x.clone()));
-        if let Some(up) = &self.up {
-            h = h * rows(up, x);
-        }
-        rows(&self.proj, h)
-    }
-}
-
-/// `layer` applied to the rows of `x` `[batch, tokens, features]`, as one matrix `[batch *
-/// tokens, features]` (`kernels::linear`): burn would run a linear layer on the 3-D tensor as
-/// one small product per sample (it keeps the batched form for 65 rows), each packing the
-/// weight again, and its input gradient likewise.
-fn rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, tokens, features] = x.dims();
-    let y = linear::apply(layer, x.reshape([batch * tokens, features]));
-    let out = y.dims()[1];
-    y.reshape([batch, tokens, out])
-}
-
-/// A linear layer `[fan_in] -> [fan_out]` with N(0, 0.02) weights and a zero bias.
-fn linear(normal: &mut impl FnMut(&[usize]) -> Vec<f32>, fan_in: usize, fan_out: usize, device: &Device) -> Linear {
-    Linear {
-        weight: Param::from_data(TensorData::new(normal(&[fan_in, fan_out]), [fan_in, fan_out]), device),
-        bias: Some(zeros([fan_out], device)),
-    }
-}
-
-fn zeros(shape: [usize; 1], device: &Device) -> Param<Tensor<1>> {
-    Param::from_data(TensorData::new(vec![0f32; shape[0]], shape), device)
-}
-
-/// The LayerNorms' epsilon: PyTorch's default, which the reference keeps.
-const LN_EPSILON: f64 = 1e-5;
-
-fn layer_norm(d: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d).with_epsilon(LN_EPSILON).init(device)
-}
-
-/// The reference's `state_dict` names: burn's LayerNorm `gamma`/`beta` are `weight`/`bias`, a
-/// site's parameter slot `params.K` is `pK` (the name `export --to pytorch` gives it), and
-/// every linear weight is transposed.
-pub struct VitNames;
-
-impl Naming for VitNames {
-    fn torch_name(&self, path: &str) -> String {
-        let parts: Vec<&str> = path.split('.').collect();
-        let n = parts.len();
-        let mut out: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
-        if n >= 2 && parts[n - 2].starts_with("ln") {
-            match parts[n - 1] {
-                "gamma" => out[n - 1] = "weight".into(),
-                "beta" => out[n - 1] = "bias".into(),
-                _ => {}
-            }
-        }
-        if n >= 3 && parts[n - 3] == "act" && parts[n - 2] == "params" {
-            let slot = out.pop().unwrap_or_default();
-            out.pop();
-            out.push(format!("p{slot}"));
-        }
-        out.join(".")
-    }
-
-    fn transposed(&self, path: &str) -> bool {
-        let parts: Vec<&str> = path.split('.').collect();
-        let n = parts.len();
-        n >= 2 && parts[n - 1] == "weight" && matches!(parts[n - 2], "qkv" | "proj" | "fc" | "up" | "head")
     }
 }
 
@@ -314,11 +169,11 @@ impl<A: Site> Net for Vit<A> {
     }
 
     fn state_dict(&self, batches_tracked: i64) -> Vec<NamedTensor> {
-        state::state_dict_with(self, batches_tracked, &VitNames)
+        state::state_dict_with(self, batches_tracked, &TransformerNames)
     }
 
     fn load_state_dict(self, tensors: &HashMap<String, NamedTensor>) -> Result<Self> {
-        state::load_state_dict_with(self, tensors, &VitNames)
+        state::load_state_dict_with(self, tensors, &TransformerNames)
     }
 }
 

@@ -1,0 +1,198 @@
+//! The character GPT of the language-model task, exactly `transformers_ref.GPT` of
+//! `../shared/reference` (nanoGPT without biases): token and learned position embeddings, causal
+//! pre-LN blocks (`transformer::Block`, no biases), a final LayerNorm without bias, and the
+//! output head tied to the token embedding (`logits = ln_f(t) wte^T`). Every MLP hidden layer
+//! is an activation site, as in the ViT.
+//!
+//! Initialization follows the reference (GPT-2): N(0, 0.02) for every weight of two or more
+//! dimensions, the attention and MLP output projections N(0, 0.02 / sqrt(2 layers)),
+//! LayerNorm weights 1; drawn from our own seeded stream. Parameter names are the reference's
+//! `state_dict` keys ([`GptNames`]).
+
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use burn::module::Param;
+use burn::nn::LayerNorm;
+use burn::prelude::*;
+
+use super::activation::Site;
+use super::init::Init;
+use super::net::Net;
+use super::state::{self, NamedTensor, Naming};
+use super::transformer::{Block, BlockShape, LN_EPSILON, Mlp, MlpBlock, TransformerNames, layer_norm};
+use crate::kernels::{layer_norm as ln_kernel, linear as linear_kernel};
+
+/// The GPT sizes of the reference (`SIZES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GptSize {
+    GptMicro,
+    GptMini,
+}
+
+/// The shape of one GPT size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GptShape {
+    pub layers: usize,
+    pub heads: usize,
+    pub d_model: usize,
+    /// The hidden width of a standard MLP.
+    pub hidden: usize,
+    /// The longest context, in characters (the learned positions).
+    pub block: usize,
+}
+
+impl GptSize {
+    pub fn name(self) -> &'static str {
+        match self {
+            GptSize::GptMicro => "gpt-micro",
+            GptSize::GptMini => "gpt-mini",
+        }
+    }
+
+    pub fn shape(self) -> GptShape {
+        match self {
+            GptSize::GptMicro => GptShape { layers: 4, heads: 4, d_model: 128, hidden: 512, block: 64 },
+            GptSize::GptMini => GptShape { layers: 6, heads: 6, d_model: 384, hidden: 1536, block: 256 },
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt<A: Site> {
+    /// The token embedding `[vocab, d]`, also the output head.
+    pub wte: Param<Tensor<2>>,
+    /// The learned positions `[block, d]`.
+    pub wpe: Param<Tensor<2>>,
+    pub blocks: Vec<Block<A>>,
+    pub ln_f: LayerNorm,
+}
+
+impl<A: Site> Gpt<A> {
+    /// A freshly initialised GPT over `vocab` tokens whose sites come from `site(width)`, in
+    /// forward order (one per block).
+    pub fn with_sites(
+        size: GptSize,
+        mlp: Mlp,
+        vocab: usize,
+        seed: u64,
+        device: &Device,
+        mut site: impl FnMut(usize) -> A,
+    ) -> Self {
+        let GptShape { layers, heads, d_model: d, hidden, block } = size.shape();
+        let mut init = Init::new(seed);
+        let mut normal = |shape: &[usize], std: f64| init.normal(shape.iter().product(), std);
+        let wte = Param::from_data(TensorData::new(normal(&[vocab, d], 0.02), [vocab, d]), device);
+        let wpe = Param::from_data(TensorData::new(normal(&[block, d], 0.02), [block, d]), device);
+        let shape = BlockShape {
+            d,
+            heads,
+            width: mlp.width(hidden),
+            mlp,
+            bias: false,
+            causal: true,
+            residual_layers: Some(layers),
+        };
+        let blocks = (0..layers).map(|_| Block::new(&shape, &mut normal, &mut site, device)).collect();
+        Gpt { wte, wpe, blocks, ln_f: layer_norm(d, false, device) }
+    }
+
+    /// The longest context the positions cover.
+    pub fn block_size(&self) -> usize {
+        self.wpe.dims()[0]
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.wte.dims()[0]
+    }
+
+    /// Logits `[batch * tokens, vocab]`, row `b * tokens + t` predicting the character after
+    /// `ids[b][t]`, for ids `[batch, tokens]` (tokens at most the block size).
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+        let [batch, tokens] = ids.dims();
+        let d = self.wte.dims()[1];
+        assert!(tokens <= self.block_size(), "gpt: {tokens} tokens exceed the block of {}", self.block_size());
+        let embedded = self.wte.val().select(0, ids.reshape([batch * tokens])).reshape([batch, tokens, d]);
+        let positions = self.wpe.val().narrow(0, 0, tokens).reshape([1, tokens, d]);
+        let mut t = embedded + positions;
+        for block in &self.blocks {
+            t = block.forward(t);
+        }
+        let t = ln_kernel::apply(&self.ln_f, LN_EPSILON, t.reshape([batch * tokens, d]));
+        linear_kernel::affine(t, self.wte.val().transpose(), None)
+    }
+
+    /// All activation sites in forward order.
+    pub fn sites(&self) -> Vec<&A> {
+        self.blocks.iter().map(|b| &b.mlp.act).collect()
+    }
+
+    /// Replace every activation site by `f(index, site)`, in forward order.
+    pub fn map_sites(self, mut f: impl FnMut(usize, A) -> A) -> Self {
+        let blocks = self
+            .blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| Block { mlp: MlpBlock { act: f(i, b.mlp.act), ..b.mlp }, ..b })
+            .collect();
+        Gpt { blocks, ..self }
+    }
+}
+
+/// The reference's `state_dict` names: those of every transformer (`TransformerNames`), and
+/// the embeddings, plain parameters here, are `nn.Embedding` weights there (`wte.weight`).
+pub struct GptNames;
+
+impl Naming for GptNames {
+    fn torch_name(&self, path: &str) -> String {
+        match path {
+            "wte" | "wpe" => format!("{path}.weight"),
+            _ => TransformerNames.torch_name(path),
+        }
+    }
+
+    fn transposed(&self, path: &str) -> bool {
+        TransformerNames.transposed(path)
+    }
+}
+
+impl<A: Site> Net for Gpt<A> {
+    type Input = Tensor<2, Int>;
+    type Site = A;
+
+    fn forward(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+        Gpt::forward(self, ids)
+    }
+
+    fn sites(&self) -> Vec<&A> {
+        Gpt::sites(self)
+    }
+
+    fn map_sites(self, f: impl FnMut(usize, A) -> A) -> Self {
+        Gpt::map_sites(self, f)
+    }
+
+    /// AdamW's groups of the reference: parameters of two or more dimensions (the embeddings
+    /// and linear weights) decay; LayerNorm and activation parameters do not.
+    fn decays(&self, _path: &str, dims: usize) -> bool {
+        dims >= 2
+    }
+
+    fn state_dict(&self, batches_tracked: i64) -> Vec<NamedTensor> {
+        state::state_dict_with(self, batches_tracked, &GptNames)
+    }
+
+    fn load_state_dict(self, tensors: &HashMap<String, NamedTensor>) -> Result<Self> {
+        state::load_state_dict_with(self, tensors, &GptNames)
+    }
+}
+
+/// Parses a GPT size name.
+pub fn parse_size(name: &str) -> Result<GptSize> {
+    match name.to_ascii_lowercase().as_str() {
+        "gpt-micro" => Ok(GptSize::GptMicro),
+        "gpt-mini" => Ok(GptSize::GptMini),
+        _ => bail!("unknown GPT '{name}': use gpt-micro or gpt-mini"),
+    }
+}
