@@ -1,7 +1,8 @@
 //! The one training loop shared by `eval`, the one-shot searches and the children of the
 //! sample-based searches: optimizer, learning-rate
 //! schedules, metrics, `errors.json`, checkpoints and resume, multi-seed summaries, and
-//! evaluation grids (networks × activations × seeds as executor tasks).
+//! evaluation grids (networks × activations × seeds as executor tasks). `batches` and `text`
+//! hold the training batches of the image and language-model tasks.
 
 pub mod adam;
 pub mod batches;
@@ -17,6 +18,7 @@ pub mod run_dir;
 pub mod schedule;
 pub mod seeds;
 pub mod sgd;
+pub mod text;
 pub mod update;
 
 pub use config::TrainConfig;

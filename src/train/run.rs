@@ -203,14 +203,18 @@ fn train_net<N: Net<Input = Tensor<4>>>(
             (optim, LrRule::warmed(config.schedule, config.lr, steps, config.warmup))
         }
     };
-    let mut strategy = WeightSteps::<N, TrainConfig> {
-        optim,
-        lr,
-        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
+    let splits = ImageSplits {
         valid: data.valid,
         test: Some(data.test),
         norm: data.norm,
         eval_batch: config.eval_batch_size,
+        device: device.clone(),
+    };
+    let mut strategy = WeightSteps::<N, TrainConfig, ImageSplits> {
+        optim,
+        lr,
+        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
+        data: splits,
         device: device.clone(),
         hint: match config.optimizer {
             Optimizer::Sgd => "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation",
@@ -239,13 +243,20 @@ fn train_net<N: Net<Input = Tensor<4>>>(
     Ok(RunOutcome { out: out.clone(), history })
 }
 
-/// The strategy of eval and of a search's children: one SGD step of every weight per batch,
-/// then the validation split (where there is one) and the test split (where given) at each
-/// evaluation point. `C` is the run's configuration type.
-pub struct WeightSteps<N, C> {
-    pub optim: Optim,
-    pub lr: LrRule,
-    pub loss_fn: CrossEntropyLoss,
+/// What [`WeightSteps`] trains on, for one kind of task (images, text): how a training batch
+/// becomes the network's input and the target class of each row of logits, and how the
+/// held-out splits are scored.
+pub trait Supervised<N: Net> {
+    type Batch;
+    /// The network's input for `batch` on `device`, and the target of each row of logits.
+    fn tensors(&self, batch: &Self::Batch, device: &Device) -> (N::Input, Vec<i64>);
+    /// The validation and test metrics of `model` (its inference copy), where the run has them.
+    fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>);
+}
+
+/// The image tasks' splits: the validation split (where there is one) and the test split
+/// (where given), normalized with the training split's statistics.
+pub struct ImageSplits {
     pub valid: Option<Arc<ImageSet>>,
     pub test: Option<Arc<ImageSet>>,
     pub norm: Normalization,
@@ -253,31 +264,60 @@ pub struct WeightSteps<N, C> {
     pub eval_batch: usize,
     /// The plain (non-autodiff) device evaluation runs on.
     pub device: Device,
+}
+
+impl<N: Net<Input = Tensor<4>>> Supervised<N> for ImageSplits {
+    type Batch = Batch;
+
+    fn tensors(&self, batch: &Batch, device: &Device) -> (Tensor<4>, Vec<i64>) {
+        (to_tensors(batch, device).0, batch.labels.clone())
+    }
+
+    fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>) {
+        let score = |set: &Arc<ImageSet>| evaluate(model, set, self.norm, self.eval_batch, &self.device);
+        (self.valid.as_ref().map(score), self.test.as_ref().map(score))
+    }
+}
+
+/// The strategy of eval and of a search's children: one optimizer step of every weight per
+/// batch, then the held-out splits of `D` at each evaluation point. `C` is the run's
+/// configuration type.
+pub struct WeightSteps<N, C, D> {
+    pub optim: Optim,
+    pub lr: LrRule,
+    pub loss_fn: CrossEntropyLoss,
+    pub data: D,
+    /// The plain (non-autodiff) device the optimizer state is restored to.
+    pub device: Device,
     /// Advice for a run that diverged.
     pub hint: &'static str,
     pub types: PhantomData<(N, C)>,
 }
 
-impl<N, C> Strategy for WeightSteps<N, C>
+impl<N, C, D> Strategy for WeightSteps<N, C, D>
 where
-    N: Net<Input = Tensor<4>>,
+    N: Net,
     C: Serialize + DeserializeOwned + Clone,
+    D: Supervised<N>,
 {
     type Net = N;
-    type Batch = Batch;
+    type Batch = D::Batch;
     type Config = C;
 
     fn lr(&self, at: &At) -> f64 {
         self.lr.at(at)
     }
 
-    fn step(&mut self, model: N, batch: &Batch, at: At) -> Result<(N, StepReport)> {
-        let (images, labels) = to_tensors(batch, &model.devices()[0]);
-        let logits = model.forward(images);
+    fn step(&mut self, model: N, batch: &D::Batch, at: At) -> Result<(N, StepReport)> {
+        let device = model.devices()[0].clone();
+        let (input, targets) = self.data.tensors(batch, &device);
+        let n = targets.len();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
+        let logits = model.forward(input);
         let loss = self.loss_fn.forward(logits.clone(), labels);
         let value = loss.clone().into_scalar::<f32>() as f64;
         let mut meter = Meter::default();
-        meter.add(&host_f32(logits.inner()), &batch.labels, value);
+        meter.add(&host_f32(logits.inner()), &targets, value);
         let report = StepReport { loss: value, meter };
         if !report.loss.is_finite() {
             return Ok((model, report));
@@ -287,11 +327,7 @@ where
     }
 
     fn evaluate(&mut self, model: &N) -> Result<(Option<Meter>, Option<Meter>)> {
-        let frozen = model.valid();
-        let batch = self.eval_batch;
-        let valid = self.valid.as_ref().map(|v| evaluate(&frozen, v, self.norm, batch, &self.device));
-        let test = self.test.as_ref().map(|t| evaluate(&frozen, t, self.norm, batch, &self.device));
-        Ok((valid, test))
+        Ok(self.data.evaluate(&model.valid()))
     }
 
     fn end_epoch(&mut self, _model: &N, _epoch: usize, _history: &mut History) -> Result<String> {

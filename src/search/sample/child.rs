@@ -33,7 +33,7 @@ use crate::train::config::{Optimizer, RecipeNumbers, is_default};
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::{AdamW, Optim};
-use crate::train::run::{WeightSteps, trainable_params};
+use crate::train::run::{ImageSplits, WeightSteps, trainable_params};
 use crate::train::run_dir::RunLog;
 use crate::train::schedule::{LrRule, Per, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
@@ -360,14 +360,12 @@ fn train_child_net<N: Net<Input = Tensor<4>>>(
             (adamw.build(&model), LrRule::warmed(Schedule::Cosine, recipe.lr, steps, recipe.warmup))
         }
     };
-    let mut strategy = WeightSteps::<N, ChildSpec> {
+    let splits = ImageSplits { valid: Some(valid), test: None, norm, eval_batch: EVAL_BATCH, device: device.clone() };
+    let mut strategy = WeightSteps::<N, ChildSpec, ImageSplits> {
         optim,
         lr,
         loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
-        valid: Some(valid),
-        test: None,
-        norm,
-        eval_batch: EVAL_BATCH,
+        data: splits,
         device: device.clone(),
         hint: "the search gives it reward 0",
         types: PhantomData,
