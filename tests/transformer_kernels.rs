@@ -6,6 +6,7 @@
 //!   against `burn::nn::LayerNorm`, on rows with a large mean;
 //! - linear (`kernels::linear`): the output and the gradients of x, W and b against burn's
 //!   `linear`, and only the gradients that are asked for;
+//! - the GPT's bias-free linear layers (a transposed weight too) and shift-free LayerNorm;
 //! - each: the same bits on 1 and 3 threads.
 
 use actsearch::kernels::attention::{reference, self_attention};
@@ -231,5 +232,57 @@ fn the_linear_kernel_does_not_depend_on_the_thread_count() {
     let (one, three) = (with_threads(1), with_threads(3));
     for (a, b) in one.iter().zip(&three) {
         assert!(a.iter().zip(b).all(|(u, v)| u.to_bits() == v.to_bits()), "results differ");
+    }
+}
+
+/// The GPT's layers have no bias: the linear kernel without one matches burn's `linear`
+/// without one, output and gradients of x and W (a transposed weight, as the tied head's).
+#[test]
+fn the_linear_kernel_without_a_bias_matches_burns() {
+    let device = Device::flex().autodiff();
+    let (m, k, n) = (70, 37, 19);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut values = |len: usize| (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<f32>>();
+    let xs = values(m * k);
+    let ws = values(n * k);
+    let run = |kernel: bool| {
+        let x = Tensor::<2>::from_data(TensorData::new(xs.clone(), [m, k]), &device).require_grad();
+        let w = Tensor::<2>::from_data(TensorData::new(ws.clone(), [n, k]), &device).require_grad();
+        let y = match kernel {
+            true => linear::affine(x.clone(), w.clone().transpose(), None),
+            false => burn::tensor::module::linear(x.clone(), w.clone().transpose(), None),
+        };
+        let weighting = Tensor::<2>::from_data(TensorData::new(weights(m * n), [m, n]), &device);
+        let grads = (y.clone() * weighting).sum().backward();
+        [host_f32(y.inner()), host_f32(x.grad(&grads).unwrap()), host_f32(w.grad(&grads).unwrap())]
+    };
+    let (got, want) = (run(true), run(false));
+    for (name, (g, w)) in ["output", "d x", "d W"].iter().zip(got.iter().zip(&want)) {
+        assert_close(name, g, w, 1e-5);
+    }
+}
+
+/// A LayerNorm without a shift (the GPT's): the kernel matches burn's, output and the
+/// gradients of x and gamma.
+#[test]
+fn the_layer_norm_kernel_without_a_shift_matches_burns() {
+    let device = Device::flex().autodiff();
+    let n: usize = LN_SHAPE.iter().product();
+    let f = LN_SHAPE[2];
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let xs: Vec<f32> = (0..n).map(|i| 50.0 * ((i / f) % 2) as f32 + rng.random_range(-2.0f32..2.0)).collect();
+    let gamma: Vec<f32> = (0..f).map(|_| rng.random_range(0.5f32..1.5)).collect();
+    let run = |kernel: bool| {
+        let mut ln = LayerNormConfig::new(f).with_epsilon(1e-5).with_bias(false).init(&device);
+        ln.gamma = Param::from_data(TensorData::new(gamma.clone(), [f]), &device);
+        let x = Tensor::<3>::from_data(TensorData::new(xs.clone(), LN_SHAPE), &device).require_grad();
+        let y = if kernel { layer_norm::apply(&ln, 1e-5, x.clone()) } else { ln.forward(x.clone()) };
+        let w = Tensor::<3>::from_data(TensorData::new(weights(n), LN_SHAPE), &device);
+        let grads = (y.clone() * w).sum().backward();
+        [host_f32(y.inner()), host_f32(x.grad(&grads).unwrap()), host_f32(ln.gamma.val().grad(&grads).unwrap())]
+    };
+    let (got, want) = (run(true), run(false));
+    for (name, (g, w)) in ["output", "d x", "d gamma"].iter().zip(got.iter().zip(&want)) {
+        assert_close(name, g, w, 2e-5);
     }
 }

@@ -38,17 +38,22 @@ pub trait LayerNormBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// `ln` applied to `x` (over the last axis): the kernel where [`super::available`] holds and
-/// `ln` has a shift, burn's `LayerNorm::forward` elsewhere. `epsilon` must be the one `ln` was
-/// built with (burn keeps it private).
+/// `ln` applied to `x` (over the last axis): the kernel where [`super::available`] holds
+/// (without a shift, on a zero one that wants no gradient: the GPT's LayerNorms have none),
+/// burn's `LayerNorm::forward` elsewhere. `epsilon` must be the one `ln` was built with (burn
+/// keeps it private).
 pub fn apply<const D: usize>(ln: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
-    let Some(beta) = ln.beta.as_ref().filter(|_| super::available(&x.device())) else {
+    if !super::available(&x.device()) {
         return ln.forward(x);
+    }
+    let beta = match ln.beta.as_ref() {
+        Some(beta) => beta.val(),
+        None => Tensor::zeros(ln.gamma.dims(), &x.device()),
     };
     Tensor::from_dispatch(<Dispatch as LayerNormBackend>::layer_norm_rows(
         x.into_dispatch(),
         ln.gamma.val().into_dispatch(),
-        beta.val().into_dispatch(),
+        beta.into_dispatch(),
         epsilon,
     ))
 }

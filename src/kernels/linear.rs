@@ -37,17 +37,18 @@ pub fn apply(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     affine(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
 }
 
-/// `x W (+ b)` for x `[rows, in]`: the kernel where [`super::available`] holds and there is a
-/// bias, burn's `linear` elsewhere.
+/// `x W (+ b)` for x `[rows, in]`: the kernel where [`super::available`] holds (without a
+/// bias, on a zero one that wants no gradient: the GPT has none), burn's `linear` elsewhere.
 pub fn affine(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
-    match bias {
-        Some(bias) if super::available(&x.device()) => Tensor::from_dispatch(<Dispatch as LinearBackend>::linear_rows(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-        )),
-        bias => burn::tensor::module::linear(x, weight, bias),
+    if !super::available(&x.device()) {
+        return burn::tensor::module::linear(x, weight, bias);
     }
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &x.device()));
+    Tensor::from_dispatch(<Dispatch as LinearBackend>::linear_rows(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
 }
 
 /// Rows per rayon task of the bias passes.
