@@ -14,17 +14,23 @@ use super::update::{Grads, Group, names_where};
 use crate::model::Net;
 use crate::model::state::NamedTensor;
 
-/// The transformers' AdamW: betas (0.9, 0.999), decay on the parameters the network says
-/// decay (`Net::decays`: two or more dimensions), the global gradient norm clipped.
+/// The transformers' AdamW: decay on the parameters the network says decay (`Net::decays`:
+/// two or more dimensions), the global gradient norm clipped.
 pub struct AdamW {
+    pub betas: (f64, f64),
     pub weight_decay: f64,
     pub grad_clip: Option<f64>,
     pub group: Group,
 }
 
 impl AdamW {
+    /// PyTorch's default betas, the ViT's recipe (and the searches').
+    pub const DEFAULT_BETAS: (f64, f64) = (0.9, 0.999);
+    /// nanoGPT's betas for its small character models, the GPT's recipe.
+    pub const GPT_BETAS: (f64, f64) = (0.9, 0.99);
+
     pub fn build<N: Net>(&self, model: &N) -> Optim {
-        let config = AdamConfig { betas: (0.9, 0.999), eps: 1e-8, weight_decay: self.weight_decay, group: self.group };
+        let config = AdamConfig { betas: self.betas, eps: 1e-8, weight_decay: self.weight_decay, group: self.group };
         let no_decay = names_where(model, &|path, dims| !model.decays(path, dims));
         Optim::AdamW(Adam::adamw(config, no_decay, self.grad_clip))
     }

@@ -192,13 +192,24 @@ fn train_net<N: Net<Input = Tensor<4>>>(
                 grad_clip: config.grad_clip,
                 group: Group::All,
             });
-            let lr =
-                LrRule { schedule: config.schedule, base: config.lr, per: Per::Epoch, total: config.epochs, warmup: 0 };
+            let lr = LrRule {
+                schedule: config.schedule,
+                base: config.lr,
+                per: Per::Epoch,
+                total: config.epochs,
+                warmup: 0,
+                floor: 0.0,
+            };
             (Optim::Sgd(sgd), lr)
         }
         Optimizer::Adamw => {
             let steps = config.epochs * batches.len(false);
-            let recipe = AdamW { weight_decay: config.weight_decay, grad_clip: config.grad_clip, group: Group::All };
+            let recipe = AdamW {
+                betas: AdamW::DEFAULT_BETAS,
+                weight_decay: config.weight_decay,
+                grad_clip: config.grad_clip,
+                group: Group::All,
+            };
             let optim = recipe.build(&model);
             (optim, LrRule::warmed(config.schedule, config.lr, steps, config.warmup))
         }

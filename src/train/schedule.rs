@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn warm_up_rises_linearly_to_the_base_then_the_schedule_runs_over_the_rest() {
-        let rule = LrRule { schedule: Schedule::Cosine, base: 1e-3, per: Per::Step, total: 100, warmup: 5 };
+        let rule = LrRule { schedule: Schedule::Cosine, base: 1e-3, per: Per::Step, total: 100, warmup: 5, floor: 0.0 };
         assert!((rule.at(&at_step(0)) - 2e-4).abs() < 1e-12);
         assert!((rule.at(&at_step(4)) - 1e-3).abs() < 1e-12);
         assert!((rule.at(&at_step(5)) - 1e-3).abs() < 1e-12);
@@ -74,6 +74,19 @@ mod tests {
         // Without a warm-up the rule is the schedule itself (the ResNets' and children's).
         let plain = LrRule { warmup: 0, ..rule };
         assert_eq!(plain.at(&at_step(30)), Schedule::Cosine.lr(1e-3, 30, 100));
+    }
+
+    /// nanoGPT's shakespeare_char rule: 100 warm-up steps to 1e-3, then cosine to 1e-4 at
+    /// the last of 2000 steps.
+    #[test]
+    fn cosine_decays_to_the_floor() {
+        let rule =
+            LrRule { schedule: Schedule::Cosine, base: 1e-3, per: Per::Step, total: 2000, warmup: 100, floor: 1e-4 };
+        assert!((rule.at(&at_step(99)) - 1e-3).abs() < 1e-15);
+        assert!((rule.at(&at_step(100)) - 1e-3).abs() < 1e-15);
+        assert!((rule.at(&at_step(100 + 950)) - 5.5e-4).abs() < 1e-12, "halfway: halfway between base and floor");
+        let last = rule.at(&at_step(1999));
+        assert!(last > 1e-4 && last < 1.001e-4, "{last}");
     }
 
     #[test]
@@ -104,7 +117,9 @@ pub enum Per {
 }
 
 /// The weights' learning rate: a linear warm-up over the first `warmup` steps (or epochs),
-/// rising to `base` at the last of them, then `schedule` from `base` over the rest of `total`.
+/// rising to `base` at the last of them, then `schedule` from `base` over the rest of `total`
+/// (cosine towards `floor`: 0 for every recipe but the GPT's, whose floor is a tenth of the
+/// base, as nanoGPT's).
 #[derive(Clone, Copy, Debug)]
 pub struct LrRule {
     pub schedule: Schedule,
@@ -112,6 +127,7 @@ pub struct LrRule {
     pub per: Per,
     pub total: usize,
     pub warmup: usize,
+    pub floor: f64,
 }
 
 impl LrRule {
@@ -119,7 +135,7 @@ impl LrRule {
     /// fraction of them (the transformers' recipes).
     pub fn warmed(schedule: Schedule, base: f64, steps: usize, warmup: f64) -> LrRule {
         let warmup = (warmup * steps as f64).round() as usize;
-        LrRule { schedule, base, per: Per::Step, total: steps, warmup }
+        LrRule { schedule, base, per: Per::Step, total: steps, warmup, floor: 0.0 }
     }
 
     pub fn at(&self, at: &At) -> f64 {
@@ -130,6 +146,6 @@ impl LrRule {
         if now < self.warmup {
             return self.base * (now + 1) as f64 / self.warmup as f64;
         }
-        self.schedule.lr(self.base, now - self.warmup, self.total - self.warmup)
+        self.schedule.lr_with_floor(self.base, self.floor, now - self.warmup, self.total - self.warmup)
     }
 }

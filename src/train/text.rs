@@ -136,7 +136,8 @@ mod tests {
             write_config: false,
             intro: "a test".into(),
         };
-        let optim = AdamW { weight_decay: 0.1, grad_clip: Some(1.0), group: Group::All }.build(&model);
+        let optim =
+            AdamW { betas: AdamW::GPT_BETAS, weight_decay: 0.1, grad_clip: Some(1.0), group: Group::All }.build(&model);
         let splits = TextSplits { corpus: corpus.clone(), len: 16, eval_rows: 64, device: device.clone() };
         let mut strategy = WeightSteps::<_, serde_json::Value, TextSplits> {
             optim,

@@ -226,8 +226,12 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
         Optimizer::Sgd => (Optim::Sgd(Sgd::new(sgd_config)), None),
         Optimizer::Adamw => {
             let steps = config.epochs * batches.len(false);
-            let recipe =
-                AdamW { weight_decay: config.weight_decay, grad_clip: Some(config.grad_clip), group: Group::Weights };
+            let recipe = AdamW {
+                betas: AdamW::DEFAULT_BETAS,
+                weight_decay: config.weight_decay,
+                grad_clip: Some(config.grad_clip),
+                group: Group::Weights,
+            };
             let lr = LrRule::warmed(Schedule::Cosine, config.lr, steps, config.warmup);
             (recipe.build(&model), Some(lr))
         }

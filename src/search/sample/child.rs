@@ -352,11 +352,23 @@ fn train_child_net<N: Net<Input = Tensor<4>>>(
             });
             (
                 Optim::Sgd(sgd),
-                LrRule { schedule: Schedule::Cosine, base: recipe.lr, per: Per::Step, total: steps, warmup: 0 },
+                LrRule {
+                    schedule: Schedule::Cosine,
+                    base: recipe.lr,
+                    per: Per::Step,
+                    total: steps,
+                    warmup: 0,
+                    floor: 0.0,
+                },
             )
         }
         Optimizer::Adamw => {
-            let adamw = AdamW { weight_decay: recipe.weight_decay, grad_clip: recipe.grad_clip, group: Group::All };
+            let adamw = AdamW {
+                betas: AdamW::DEFAULT_BETAS,
+                weight_decay: recipe.weight_decay,
+                grad_clip: recipe.grad_clip,
+                group: Group::All,
+            };
             (adamw.build(&model), LrRule::warmed(Schedule::Cosine, recipe.lr, steps, recipe.warmup))
         }
     };
