@@ -123,6 +123,37 @@ impl<A: Site> Gpt<A> {
         linear_kernel::affine(t, self.wte.val().transpose(), None)
     }
 
+    /// `count` ids sampled after `prompt` (not included), as nanoGPT's `generate`: each from
+    /// the softmax of the last position's logits divided by `temperature`, the context cropped
+    /// to the last block of ids, drawn by a generator seeded with `seed`. Call it on the
+    /// inference copy (`valid()`).
+    pub fn generate(&self, prompt: &[u32], count: usize, temperature: f64, seed: u64) -> Vec<u32> {
+        use rand::{Rng, SeedableRng};
+        let device = self.wte.val().device();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut ids: Vec<u32> = prompt.to_vec();
+        let block = self.block_size();
+        for _ in 0..count {
+            let context: Vec<i64> = ids[ids.len().saturating_sub(block)..].iter().map(|&i| i as i64).collect();
+            let n = context.len();
+            let logits = self.forward(Tensor::<2, Int>::from_data(TensorData::new(context, [1, n]), &device));
+            let last = super::state::host_f32(logits.narrow(0, n - 1, 1));
+            let top = last.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let weights: Vec<f64> = last.iter().map(|&v| ((v as f64 - top) / temperature).exp()).collect();
+            let mut pick = rng.random_range(0.0..weights.iter().sum::<f64>());
+            let mut next = weights.len() - 1;
+            for (i, w) in weights.iter().enumerate() {
+                if pick < *w {
+                    next = i;
+                    break;
+                }
+                pick -= w;
+            }
+            ids.push(next as u32);
+        }
+        ids.split_off(prompt.len())
+    }
+
     /// All activation sites in forward order.
     pub fn sites(&self) -> Vec<&A> {
         self.blocks.iter().map(|b| &b.mlp.act).collect()
@@ -194,5 +225,35 @@ pub fn parse_size(name: &str) -> Result<GptSize> {
         "gpt-micro" => Ok(GptSize::GptMicro),
         "gpt-mini" => Ok(GptSize::GptMini),
         _ => bail!("unknown GPT '{name}': use gpt-micro or gpt-mini"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::Formula;
+    use crate::model::Activation;
+
+    /// Sampling is seeded, stays in the vocabulary, crops its context to the block, and at a
+    /// low temperature picks the most likely id.
+    #[test]
+    fn generation_is_seeded_and_stays_in_the_vocabulary() {
+        let device = Device::flex();
+        let gelu = Formula::parse("gelu(x)").unwrap();
+        let model = Gpt::with_sites(GptSize::GptMicro, Mlp::Standard, 11, 3, &device, |width| {
+            Activation::new(&gelu, width, &device)
+        });
+        let a = model.generate(&[0], 80, 1.0, 7);
+        assert_eq!(a.len(), 80, "past the block of 64, the context is cropped");
+        assert!(a.iter().all(|&i| i < 11));
+        assert_eq!(a, model.generate(&[0], 80, 1.0, 7));
+        assert_ne!(a, model.generate(&[0], 80, 1.0, 8));
+        let greedy = model.generate(&[0, 5], 1, 1e-4, 0)[0];
+        let logits = crate::model::state::host_f32(
+            model.forward(Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 5], [1, 2]), &device)),
+        );
+        let last = &logits[11..];
+        let best = (0..11).max_by(|&i, &j| last[i].total_cmp(&last[j])).unwrap();
+        assert_eq!(greedy as usize, best);
     }
 }
