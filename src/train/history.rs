@@ -42,8 +42,12 @@ pub struct History {
     /// Optimizer steps done at each evaluation.
     #[serde(default)]
     pub step: Vec<usize>,
+    /// A language model's validation loss in bits per character (`valid_loss / ln 2`), beside
+    /// `valid_loss`; absent for the image tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_bpc: Vec<f64>,
     /// The array the run is judged by: `test_acc` for an eval, `valid_acc` for a search or a
-    /// child (whose reward it is).
+    /// child (whose reward it is), `valid_loss` for a language model.
     #[serde(default = "test_acc")]
     pub metric: String,
     #[serde(default = "yes")]
@@ -59,8 +63,9 @@ fn yes() -> bool {
 }
 
 impl History {
-    /// A run's history before its first evaluation, judged by `metric` (higher is better: the
-    /// image tasks' accuracies).
+    /// A run's history before its first evaluation, judged by `metric`: higher is better for
+    /// an accuracy (the image tasks), lower for a loss (a language model, whose evaluations
+    /// then also record bits per character).
     pub fn new(seed: u64, network: &str, dataset: &str, activation: &str, params: usize, metric: &str) -> History {
         History {
             seed,
@@ -69,7 +74,7 @@ impl History {
             activation: activation.to_string(),
             params,
             metric: metric.to_string(),
-            higher_is_better: true,
+            higher_is_better: !metric.ends_with("_loss"),
             ..History::default()
         }
     }
@@ -95,6 +100,9 @@ impl History {
             self.valid_acc.push(v.acc());
             self.valid_loss.push(v.loss());
             self.valid_acc_top5.push(v.acc5());
+            if self.metric == "valid_loss" {
+                self.valid_bpc.push(v.loss() / std::f64::consts::LN_2);
+            }
         }
         if let Some(t) = test {
             self.test_acc.push(t.acc());

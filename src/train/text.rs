@@ -155,5 +155,10 @@ mod tests {
         let uniform = (vocab as f64).ln();
         assert_eq!(losses.len(), 2, "{losses:?}");
         assert!(losses[1] < losses[0] && losses[1] < 0.6 * uniform, "valid losses {losses:?}, uniform {uniform:.3}");
+        // Judged by the validation loss, lower is better, with bits per character beside it.
+        let h = &trained.history;
+        assert!(!h.higher_is_better);
+        assert_eq!(h.valid_bpc, losses.iter().map(|l| l / std::f64::consts::LN_2).collect::<Vec<_>>());
+        assert_eq!(h.step, vec![15, 30]);
     }
 }
