@@ -20,6 +20,10 @@
 //!   0.05 on the parameters of two or more dimensions, the gradient norm clipped at 1); 3
 //!   warm-up steps, 10 timed.
 //!
+//! - `w6`: one training step of gpt-micro with GELU over a vocabulary of 65 (batch 12 x 64
+//!   characters; AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on the parameters of two or
+//!   more dimensions, the gradient norm clipped at 1); 3 warm-up steps, 10 timed.
+//!
 //! Inputs are random with a fixed seed: only speed is measured.
 
 use std::sync::Arc;
@@ -35,12 +39,12 @@ use serde::Serialize;
 use crate::data::{IMAGE_BYTES, ImageSet, LoaderConfig, Normalization, batches};
 use crate::expr::named::resolve;
 use crate::model::init::Init;
-use crate::model::{Activation, MixedCell, Mlp, Net, Network, ResNet, Vit, VitSize};
+use crate::model::{Activation, Gpt, GptSize, MixedCell, Mlp, Net, Network, ResNet, Vit, VitSize};
 use crate::search::oneshot::mixing::{Method, Mixer, Pass};
 use crate::space::cell::CellSpace;
 use crate::train::adam::{Adam, AdamConfig};
-use crate::train::run::to_tensors;
 use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::steps::to_tensors;
 use crate::train::update::{Grads, Group, names_where};
 
 /// The workloads.
@@ -51,6 +55,7 @@ pub enum Workload {
     W3,
     W4,
     W5,
+    W6,
     W7,
 }
 
@@ -62,12 +67,15 @@ impl Workload {
             "w3" => vec![Workload::W3],
             "w4" => vec![Workload::W4],
             "w5" => vec![Workload::W5],
+            "w6" => vec![Workload::W6],
             "w7" => vec![Workload::W7],
-            "all" => vec![Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W7],
-            "w6" | "w8" => bail!(
-                "workload '{name}' needs the language tasks (issue 24), which are not built yet; use w1, w2, w3, w4, w5, w7 or all"
+            "all" => {
+                vec![Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7]
+            }
+            "w8" => bail!(
+                "workload 'w8' needs the translation task, which is not built yet; use w1, w2, w3, w4, w5, w6, w7 or all"
             ),
-            _ => bail!("unknown workload '{name}': use w1, w2, w3, w4, w5, w7 or all"),
+            _ => bail!("unknown workload '{name}': use w1, w2, w3, w4, w5, w6, w7 or all"),
         })
     }
 
@@ -78,6 +86,7 @@ impl Workload {
             Workload::W3 => "w3",
             Workload::W4 => "w4",
             Workload::W5 => "w5",
+            Workload::W6 => "w6",
             Workload::W7 => "w7",
         }
     }
@@ -105,6 +114,7 @@ pub fn run(workload: Workload, device: &Device, threads: usize) -> Result<Timing
         Workload::W3 => w3(device)?,
         Workload::W4 => training_step(device, "x*sigmoid(b*x)")?,
         Workload::W5 => w5(device)?,
+        Workload::W6 => w6(device)?,
         Workload::W7 => w7(device)?,
     };
     let mut sorted = times.clone();
@@ -166,18 +176,48 @@ fn batch(rng: &mut ChaCha8Rng, n: usize, device: &Device) -> (Tensor<4>, Tensor<
     )
 }
 
+fn w6(device: &Device) -> Result<(Vec<f64>, f64)> {
+    let device = device.clone().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let gelu = resolve("gelu")?;
+    let vocab = 65;
+    let model = Gpt::with_sites(GptSize::GptMicro, Mlp::Standard, vocab, 0, &device, |width| {
+        Activation::new(&gelu, width, &device)
+    });
+    let (rows, len) = (12, 64);
+    let ids = |rng: &mut ChaCha8Rng| (0..rows * len).map(|_| rng.random_range(0..vocab as i64)).collect::<Vec<i64>>();
+    let x = Tensor::<2, Int>::from_data(TensorData::new(ids(&mut rng), [rows, len]), &device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(ids(&mut rng), [rows * len]), &device);
+    adamw_steps(model, x, y, (0.9, 0.99), 0.1)
+}
+
 fn w7(device: &Device) -> Result<(Vec<f64>, f64)> {
     let device = device.clone().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let gelu = resolve("gelu")?;
-    let mut model = Vit::with_sites(VitSize::VitMicro, Mlp::Standard, 10, 0, &device, |width| {
+    let model = Vit::with_sites(VitSize::VitMicro, Mlp::Standard, 10, 0, &device, |width| {
         Activation::new(&gelu, width, &device)
     });
     let (x, y) = batch(&mut rng, 128, &device);
+    adamw_steps(model, x, y, (0.9, 0.999), 0.05)
+}
+
+/// The timed AdamW steps of a transformer (w6, w7): lr 1e-3, `weight_decay` on the parameters
+/// of two or more dimensions, the gradient norm clipped at 1; 3 warm-up steps, 10 timed.
+fn adamw_steps<N: Net>(
+    mut model: N,
+    x: N::Input,
+    y: Tensor<1, Int>,
+    betas: (f64, f64),
+    weight_decay: f64,
+) -> Result<(Vec<f64>, f64)>
+where
+    N::Input: Clone,
+{
     let no_decay = names_where(&model, &|path, dims| !model.decays(path, dims));
-    let config = AdamConfig { betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.05, group: Group::All };
+    let config = AdamConfig { betas, eps: 1e-8, weight_decay, group: Group::All };
     let mut adamw = Adam::adamw(config, no_decay, Some(1.0));
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&model.devices()[0]);
     timed(3, 10, || {
         let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
         let grads = Grads::of(&model, &loss.backward(), Group::All);
