@@ -29,8 +29,6 @@ epoch) and prints one line per epoch. The activation must be one transformers_re
 (relu, gelu, silu, elu, tanh), or pass --act-module FILE written by
 `actsearch export ACTIVATION --to pytorch --layout features`.
 """
-import argparse
-import importlib.util
 import json
 import math
 import os
@@ -41,21 +39,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+import twin
+
 PAD = 4
 
-
-def activation(config, act_module, tr):
-    if act_module:
-        spec = importlib.util.spec_from_file_location("exported_activation", act_module)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.Activation
-    formula = config["activation"]
-    name = formula[: -len("(x)")] if formula.endswith("(x)") else formula
-    if name not in ("relu", "gelu", "silu", "elu", "tanh"):
-        sys.exit(f"vit_torch.py: '{formula}' is not a named activation of transformers_ref; export it with "
-                 f"`actsearch export '{formula}' --to pytorch --layout features --out act.py` and pass --act-module act.py")
-    return tr.named(name)
 
 
 def inputs(padded, index, crop, mean, std):
@@ -93,24 +80,9 @@ def evaluate(model, images, labels, mean, std, batch):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", help="a run folder written by `actsearch eval --write-plan` (seed-N)")
-    parser.add_argument("--reference", default=os.path.join(here, "..", "..", "shared", "reference"),
-                        help="the folder of transformers_ref.py and pytorch_bench.py")
-    parser.add_argument("--act-module", help="an activation module from `actsearch export --layout features`")
-    parser.add_argument("--threads", type=int, help="torch threads [default: the run's]")
-    args = parser.parse_args()
-
-    sys.path.insert(0, args.reference)
-    import transformers_ref as tr
-    from pytorch_bench import adamw
-
-    with open(os.path.join(args.run, "config.json")) as f:
-        config = json.load(f)
+    args, tr, adamw, config, act = twin.setup(__doc__, "vit_torch.py", "`actsearch eval --write-plan`")
     if config.get("optimizer") != "adamw":
         sys.exit(f"vit_torch.py: {args.run} is not a ViT run with AdamW (network {config['network']})")
-    torch.set_num_threads(args.threads or config.get("threads") or 2)
     plan = load_file(os.path.join(args.run, "plan.safetensors"))
     mean, std = plan["mean"].view(1, 3, 1, 1), plan["std"].view(1, 3, 1, 1)
     train_labels, test_labels = plan["train_labels"], plan["test_labels"]
@@ -118,7 +90,6 @@ def main():
     order, crop = plan["order"], plan["crop"].long()
     classes = int(max(train_labels.max(), test_labels.max()).item()) + 1
 
-    act = activation(config, args.act_module, tr)
     model = tr.ViT(config["network"], act, classes=classes, mlp=config.get("mlp", "standard"))
     model.load_state_dict(load_file(os.path.join(args.run, "init.safetensors")), strict=True)
     model.train()

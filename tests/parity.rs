@@ -300,27 +300,11 @@ fn vit_torch_trains_on_the_plan_to_our_numbers() {
         dir.path(),
     );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let twin = Command::new(&python)
-        .arg(root.join("python/vit_torch.py"))
-        .arg(dir.path().join("run"))
-        .arg("--reference")
-        .arg(root.join("../shared/reference"))
-        .output()
-        .unwrap();
-    assert!(twin.status.success(), "the twin failed: {}", String::from_utf8_lossy(&twin.stderr));
-    let json = |file: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run").join(file)).unwrap()).unwrap()
-    };
-    let (ours, theirs) = (json("errors.json"), json("torch_errors.json"));
-    for key in ["train_loss", "test_loss", "test_acc"] {
-        let values = |v: &serde_json::Value| -> Vec<f64> {
-            v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-        };
-        let (a, b) = (values(&ours), values(&theirs));
-        assert_eq!(a.len(), 2, "{key}");
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{key}: ours {a:?}, the twin's {b:?}");
-        }
-    }
+    common::assert_twin_agrees(
+        &python,
+        "vit_torch.py",
+        &dir.path().join("run"),
+        &["train_loss", "test_loss", "test_acc"],
+        2,
+    );
 }

@@ -29,6 +29,8 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         dataset: "cifar10".to_string(),
         data_dir: data_dir.to_path_buf(),
         epochs,
+        steps: None,
+        eval_interval: None,
         batch_size: 32,
         eval_batch_size: 100,
         lr: 0.05,
@@ -196,5 +198,34 @@ pub fn tiny_vit_config(data_dir: &Path, out: &Path, activation: &str, epochs: us
         optimizer: d.optimizer,
         warmup: 0.3,
         ..tiny_config(data_dir, out, activation, epochs)
+    }
+}
+
+/// Runs the PyTorch twin `python/SCRIPT` on the `--write-plan` run in `run` and asserts that
+/// every evaluation's `keys` in its `torch_errors.json` match our `errors.json` within 1e-3
+/// (relative, or absolute below 1), and that both hold `evaluations` of them.
+pub fn assert_twin_agrees(python: &str, script: &str, run: &Path, keys: &[&str], evaluations: usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let twin = Command::new(python)
+        .arg(root.join("python").join(script))
+        .arg(run)
+        .arg("--reference")
+        .arg(root.join("../shared/reference"))
+        .output()
+        .unwrap();
+    assert!(twin.status.success(), "the twin failed: {}", String::from_utf8_lossy(&twin.stderr));
+    let json = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(file)).unwrap()).unwrap()
+    };
+    let (ours, theirs) = (json("errors.json"), json("torch_errors.json"));
+    for key in keys {
+        let values = |v: &serde_json::Value| -> Vec<f64> {
+            v[key].as_array().unwrap_or_else(|| panic!("no {key}")).iter().map(|x| x.as_f64().unwrap()).collect()
+        };
+        let (a, b) = (values(&ours), values(&theirs));
+        assert_eq!((a.len(), b.len()), (evaluations, evaluations), "{key}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{key}: ours {a:?}, the twin's {b:?}");
+        }
     }
 }
