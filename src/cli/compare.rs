@@ -19,13 +19,22 @@ pub struct CompareArgs {
     #[arg(required = true, value_name = "RUN_DIR")]
     pub runs: Vec<PathBuf>,
     /// The activation every other one is compared with: a name or a formula; it must have
-    /// finished evals on the same network and dataset.
-    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
-    pub baseline: String,
+    /// finished evals on the same network and dataset [default: the networks' usual one: relu
+    /// for the ResNets, gelu for the transformers]. A gated MLP's is written with the suffix,
+    /// as "silu (gated)".
+    #[arg(long, allow_hyphen_values = true)]
+    pub baseline: Option<String>,
+}
+
+/// The baseline as the groups name it: a canonical formula, with " (gated)" kept.
+fn baseline_formula(given: &str) -> Result<String> {
+    match given.trim().strip_suffix("(gated)") {
+        Some(formula) => Ok(format!("{} (gated)", resolve_activation(formula.trim())?)),
+        None => Ok(resolve_activation(given)?.to_string()),
+    }
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
-    let baseline = resolve_activation(&args.baseline)?.to_string();
     let runs::Scanned { runs, skipped } = runs::scan(&args.runs)?;
     for s in &skipped {
         eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);
@@ -64,9 +73,21 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let groups = tables::result_groups(&runs);
     if groups.is_empty() {
         bail!(
-            "no finished eval with a test accuracy in the given folders; compare reads the --out folders of `actsearch eval`"
+            "no finished eval with a final result in the given folders; compare reads the --out folders of `actsearch eval`"
         );
     }
+    let baseline = match &args.baseline {
+        Some(given) => baseline_formula(given)?,
+        None => {
+            let usual: std::collections::BTreeSet<&str> = groups
+                .iter()
+                .filter_map(|g| crate::model::Network::parse(&g.network).ok())
+                .map(|n| n.usual_activation())
+                .collect();
+            let name = if usual.len() == 1 { usual.into_iter().next().unwrap_or("relu") } else { "relu" };
+            resolve_activation(name)?.to_string()
+        }
+    };
     for g in &groups {
         for r in &g.repeated {
             eprintln!(
@@ -82,8 +103,12 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let used: usize = groups.iter().map(|g| g.finals.len()).sum();
     eprintln!("note: compared {used} finished eval runs in {} groups", groups.len());
     stdout(&format!(
-        "{}\n(final test accuracy; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
+        "{}\n(final {}; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
         table.to_markdown(),
+        match tables::metric_header(&groups).as_str() {
+            "test acc (%)" => "test accuracy".to_string(),
+            header => format!("{header}; better means a lower loss"),
+        },
         crate::report::shown(&baseline)
     ))
 }

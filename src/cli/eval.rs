@@ -1,5 +1,6 @@
-//! `actsearch eval`: train a CIFAR ResNet from scratch with any activation (a name, a formula
-//! or a searched genotype) over one or more seeds.
+//! `actsearch eval`: train a network from scratch with any activation (a name, a formula or a
+//! searched genotype) over one or more seeds: a CIFAR ResNet or a ViT on images, a character
+//! GPT on a text file.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use super::backend::DataAndCompute;
 use super::exec_args::{ExecArgs, ExecutorArg};
 use super::progress::Progress;
 use super::stdout;
-use crate::model::{Mlp, Network};
+use crate::model::{Mlp, Network, Task};
 use crate::space::resolve::{InitParams, resolve_activation, site_values};
 use crate::train::config::{Optimizer, Preset};
 use crate::train::schedule::Schedule;
@@ -70,7 +71,7 @@ impl MlpArg {
             MlpArg::Standard => Ok(Mlp::Standard),
             MlpArg::Gated if network.is_resnet() => {
                 bail!(
-                    "--mlp gated applies to the transformers (vit-micro, vit-tiny); {} has no MLP blocks",
+                    "--mlp gated applies to the transformers (vit-micro, vit-tiny, gpt-micro, gpt-mini); {} has no MLP blocks",
                     network.name()
                 )
             }
@@ -82,8 +83,9 @@ impl MlpArg {
 #[derive(Args, Clone, Debug)]
 pub struct EvalArgs {
     /// The network to train: a CIFAR ResNet (resnet8, resnet20, resnet32, resnet44, resnet56,
-    /// resnet110) or a Vision Transformer (vit-micro, vit-tiny, trained with AdamW); a
-    /// comma-separated list (resnet8,resnet20) makes a grid.
+    /// resnet110) or a Vision Transformer (vit-micro, vit-tiny, trained with AdamW) on images,
+    /// or a character GPT (gpt-micro, gpt-mini: nanoGPT's recipe) on a text file given as
+    /// --dataset; a comma-separated list (resnet8,resnet20) makes a grid.
     #[arg(long, default_value = "resnet20", value_delimiter = ',', value_parser = parse_network)]
     pub network: Vec<Network>,
     /// A named activation (see `actsearch functions`), a formula such as "x*sigmoid(b*x)",
@@ -112,10 +114,20 @@ pub struct EvalArgs {
     /// Training epochs [preset: standard 200, seed 100, quick 3].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub epochs: Option<usize>,
-    /// Training batch size [preset: standard 128, seed 64].
+    /// Train for this many optimizer steps instead of epochs [GPTs: gpt-micro 2000, gpt-mini
+    /// 5000, quick 500].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub steps: Option<usize>,
+    /// With --steps: evaluate (and checkpoint) every N steps [GPTs: 250, quick 100; otherwise a
+    /// tenth of the steps].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub eval_interval: Option<usize>,
+    /// Training batch size: images, or a GPT's windows of its context [preset: standard 128,
+    /// seed 64; gpt-micro 12 windows of 64 characters, gpt-mini 64 of 256].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_size: Option<usize>,
-    /// Peak learning rate [preset: standard 0.1, seed 0.025; ViTs 1e-3].
+    /// Peak learning rate [preset: standard 0.1, seed 0.025; ViTs and GPTs 1e-3, a GPT's
+    /// cosine ending at a tenth of it].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum [preset: 0.9] (the ResNets; a ViT trains with AdamW).
@@ -124,8 +136,8 @@ pub struct EvalArgs {
     /// Use Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
-    /// Weight decay [preset: standard 5e-4, seed 3e-4; ViTs 0.05, decoupled (AdamW), on
-    /// parameters of two or more dimensions].
+    /// Weight decay [preset: standard 5e-4, seed 3e-4; ViTs 0.05, GPTs 0.1, decoupled (AdamW),
+    /// on parameters of two or more dimensions].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule, stepped per epoch [preset: cosine]; a ViT's is stepped per
@@ -154,7 +166,7 @@ pub struct EvalArgs {
     /// Output directory [default: runs/eval-NETWORK-ACTIVATION].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Batch size for evaluating the validation and test splits.
+    /// Batch size for evaluating the validation and test splits (images, or a GPT's windows).
     #[arg(long, default_value_t = 500, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub eval_batch_size: usize,
     /// Continue the run in --out from its last checkpoint.
@@ -233,11 +245,11 @@ pub fn run_summary(args: EvalArgs) -> Result<seeds::Summary> {
 
     let progress = Progress::new();
     progress.println(&format!(
-        "actsearch eval: {} with {} on {} ({} epochs, backend {}, {} threads) -> {}",
+        "actsearch eval: {} with {} on {} ({}, backend {}, {} threads) -> {}",
         config.network.name(),
         config.activation,
         config.dataset,
-        config.epochs,
+        config.length(),
         config.backend,
         threads,
         config.out.display()
@@ -246,17 +258,19 @@ pub fn run_summary(args: EvalArgs) -> Result<seeds::Summary> {
         pool.install(|| seeds::train_seeds(&config, &args.seeds, &formula, &device, args.resume, &progress))?;
     progress.finish();
     let per_seed: Vec<String> =
-        summary.seeds.iter().zip(&summary.test_acc).map(|(s, a)| format!("seed {s}: {a:.2}%")).collect();
+        summary.seeds.iter().zip(summary.values()).map(|(s, a)| format!("seed {s}: {}", summary.show(*a))).collect();
     let ci = summary.ci95.map_or("one seed: no uncertainty, run --seeds 0,1,2".to_string(), |[lo, hi]| {
-        format!("95% CI of the mean [{lo:.2}, {hi:.2}]")
+        format!("95% CI of the mean [{}, {}]", summary.show(lo), summary.show(hi))
     });
+    let direction = if summary.higher_is_better { "" } else { " (lower is better)" };
     stdout(&format!(
-        "{} | {} | {}: test accuracy {:.2} ± {:.2}% over {} seed(s) ({}; {ci})\nresults in {}\n",
+        "{} | {} | {}: {}{direction} {} ± {} over {} seed(s) ({}; {ci})\nresults in {}\n",
         summary.network,
         summary.dataset,
         summary.activation,
-        summary.mean,
-        summary.std,
+        summary.metric_words(),
+        summary.show(summary.mean),
+        summary.show(summary.std),
         summary.seeds.len(),
         per_seed.join(", "),
         config.out.display()
@@ -275,7 +289,34 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
     let d = preset.defaults_for(network)?;
     let mlp = args.mlp.on(network)?;
     if d.optimizer == Optimizer::Adamw && (args.momentum.is_some() || args.nesterov) {
-        bail!("--momentum and --nesterov are SGD's; {} trains with AdamW (betas 0.9, 0.999)", network.name());
+        let (b1, b2) = crate::train::config::adamw_betas(network);
+        bail!("--momentum and --nesterov are SGD's; {} trains with AdamW (betas {b1}, {b2})", network.name());
+    }
+    let language = network.task() == Task::Language;
+    if language {
+        if args.epochs.is_some() {
+            bail!(
+                "{} trains for a number of steps, not epochs: use --steps N (default {})",
+                network.name(),
+                d.steps.unwrap_or(0)
+            );
+        }
+        for (flag, given) in [
+            ("--subset", args.subset.is_some()),
+            ("--test-subset", args.test_subset.is_some()),
+            ("--train-portion", args.train_portion.is_some()),
+        ] {
+            if given {
+                bail!(
+                    "{flag} applies to image datasets; {} trains on the first 90% of its text file and validates on the rest",
+                    network.name()
+                );
+            }
+        }
+    }
+    let steps = args.steps.or(d.steps);
+    if args.eval_interval.is_some() && steps.is_none() {
+        bail!("--eval-interval counts steps: give --steps N too (an epoch-counted run is evaluated after every epoch)");
     }
     let config = TrainConfig {
         network,
@@ -288,7 +329,9 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         },
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
-        epochs: args.epochs.unwrap_or(d.epochs),
+        epochs: if steps.is_some() { 0 } else { args.epochs.unwrap_or(d.epochs) },
+        steps,
+        eval_interval: steps.map(|s| args.eval_interval.or(d.eval_interval).unwrap_or(s.div_ceil(10)).min(s)),
         batch_size: args.batch_size.unwrap_or(d.batch_size),
         eval_batch_size: args.eval_batch_size,
         lr: args.lr.unwrap_or(d.lr),
@@ -300,7 +343,7 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         optimizer: d.optimizer,
         warmup: d.warmup,
         mlp,
-        augment: args.augment == Augment::Standard,
+        augment: args.augment == Augment::Standard && !language,
         train_portion: args.train_portion.unwrap_or(d.train_portion),
         subset: args.subset.or(d.subset),
         test_subset: args.test_subset.or(d.test_subset),

@@ -13,7 +13,6 @@ use clap::ValueEnum;
 use super::eval::{EvalArgs, build_config, slug};
 use super::progress::Progress;
 use super::stdout;
-use crate::data::{DatasetSpec, SplitConfig, load_splits};
 use crate::model::Network;
 use crate::space::resolve::{resolve_activation, site_values};
 use crate::train::grid::{GridRun, result_of, run_grid};
@@ -88,13 +87,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     // The data once here (downloaded, checked and decoded into --data-dir), so that a bad
     // --dataset fails before any job and the runs find the decoded images in the cache.
     let first = build_config(&args, String::new())?;
-    let split = SplitConfig {
-        train_portion: first.train_portion,
-        subset: first.subset,
-        test_subset: first.test_subset,
-        seed: args.seeds[0],
-    };
-    load_splits(&DatasetSpec::parse(&first.dataset)?, &first.data_dir, &split, &progress)?;
+    let tasks: HashSet<_> = networks.iter().map(|n| n.task()).collect();
+    if tasks.len() > 1 {
+        bail!(
+            "a grid's networks share one --dataset, so an image network and a language model cannot be in one grid: run the image networks and the GPTs as two grids"
+        );
+    }
+    crate::train::run::check_data(&first, &progress)?;
     progress.println(&format!(
         "actsearch eval: a grid of {} runs ({} network(s) x {} activation(s) x {} seed(s)) on {}, {} executor, {} at once, {} thread(s) each -> {}",
         runs.len(),
@@ -195,6 +194,8 @@ fn task_argv(
         }
     };
     opt("epochs", args.epochs.map(|v| v.to_string()));
+    opt("steps", args.steps.map(|v| v.to_string()));
+    opt("eval-interval", args.eval_interval.map(|v| v.to_string()));
     opt("batch-size", args.batch_size.map(|v| v.to_string()));
     opt("lr", args.lr.map(|v| v.to_string()));
     opt("momentum", args.momentum.map(|v| v.to_string()));

@@ -51,6 +51,8 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     let threads = super::backend::thread_count(args.common.threads)?;
     let per_child = s.exec.task_threads(args.common.threads, threads);
     let network = s.child_network.unwrap_or(d.network);
+    super::search_args::searchable(network, "--child-network")?;
+    super::search_args::searchable(args.eval_network, "--eval-network")?;
     // The children's recipe follows their network: SGD for the ResNets, eval's ViT recipe
     // (AdamW, 5% warm-up, cosine per step, clip 1) for the ViTs.
     let vit = (!network.is_resnet()).then(|| Preset::Standard.defaults_for(network)).transpose()?;

@@ -26,6 +26,8 @@ pub fn run(args: SearchArgs) -> Result<()> {
     };
     let defaults = preset.defaults();
     let network = args.network.unwrap_or(defaults.network);
+    super::search_args::searchable(network, "--network")?;
+    super::search_args::searchable(args.eval_network, "--eval-network")?;
     // The weights' recipe follows the network: SGD for the ResNets, AdamW for the ViTs.
     let weights = match network.is_resnet() {
         true => Weights {

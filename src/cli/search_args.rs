@@ -244,3 +244,16 @@ impl SearchArgs {
         }
     }
 }
+
+/// Refuses a network the searches cannot train yet: the language models train with `eval`
+/// only for now.
+pub fn searchable(network: Network, flag: &str) -> anyhow::Result<()> {
+    if network.task() == crate::model::Task::Language {
+        anyhow::bail!(
+            "{flag} {}: searches on the language models are not available yet; search on a ResNet or a ViT, and train a found function on {} with actsearch eval",
+            network.name(),
+            network.name()
+        );
+    }
+    Ok(())
+}

@@ -40,8 +40,8 @@ pub fn compare(
         summaries.push(eval::run_summary(eval)?);
     }
     let pairs =
-        |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.test_acc.iter().copied()).collect::<Vec<_>>();
-    let c = stats::compare(&pairs(&summaries[0]), &pairs(&summaries[1]));
+        |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.values().iter().copied()).collect::<Vec<_>>();
+    let c = stats::compare_directed(&pairs(&summaries[0]), &pairs(&summaries[1]), summaries[1].higher_is_better);
     let quick = crate::train::config::Preset::Quick.defaults_for(args.eval_network)?;
     let recipe = format!(
         "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
@@ -53,7 +53,7 @@ pub fn compare(
     );
     let side = |s: &crate::train::seeds::Summary, dir: &std::path::Path| {
         serde_json::json!({
-            "activation": s.activation, "seeds": s.seeds, "test_acc": s.test_acc, "mean": s.mean, "std": s.std,
+            "activation": s.activation, "seeds": s.seeds, "metric": s.metric, s.metric.as_str(): s.values(), "mean": s.mean, "std": s.std,
             "ci95": s.ci95, "runs": dir.strip_prefix(out).unwrap_or(dir).to_string_lossy(),
         })
     };

@@ -1,8 +1,9 @@
 //! The exact data of a training run, for a twin in another framework to train on the same
 //! images in the same order (`eval --write-plan`; `python/vit_torch.py` reads it): the
 //! training and test splits as bytes, the normalization, and for every epoch the shuffled
-//! order and each image's crop and flip. Written with the `safetensors` crate, which takes
-//! the byte and integer types these need.
+//! order and each image's crop and flip. A language model's plan ([`write_text_plan`];
+//! `python/gpt_torch.py`) holds the corpus as ids and every step's window starts. Written with
+//! the `safetensors` crate, which takes the byte and integer types these need.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use super::augment::CropFlip;
 use super::image_set::{IMAGE_BYTES, IMAGE_SIDE, ImageSet};
 use super::loader::epoch_order;
 use super::split::Normalization;
+use super::text::CharCorpus;
 
 /// What a run trains and tests on, and how it walks the training split.
 pub struct Plan<'a> {
@@ -55,6 +57,38 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<()> {
         ("order", Dtype::I64, vec![plan.epochs, n], order),
         ("crop", Dtype::U8, vec![plan.epochs, n, 3], crop),
     ];
+    write_tensors(path, &tensors)
+}
+
+/// Writes the plan of a language model trained for `steps` on batches of `rows` windows of
+/// `len` characters from `corpus`, seeded by `seed` (`CharCorpus::train_batch`), as tensors:
+/// - `train_ids`, `valid_ids`: `[N]` the two splits as ids (int64);
+/// - `starts`: `[steps, rows]`, where each window of each step's batch starts in `train_ids`;
+/// - `len`: `[1]`, the window length.
+pub fn write_text_plan(
+    path: &Path,
+    corpus: &CharCorpus,
+    rows: usize,
+    len: usize,
+    seed: u64,
+    steps: usize,
+) -> Result<()> {
+    let ids = |v: &[u32]| v.iter().flat_map(|&i| (i as i64).to_le_bytes()).collect::<Vec<u8>>();
+    let mut starts = Vec::with_capacity(steps * rows * 8);
+    for step in 0..steps {
+        starts.extend(corpus.train_starts(rows, len, seed, step).into_iter().flat_map(|s| (s as i64).to_le_bytes()));
+    }
+    let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        ("train_ids", Dtype::I64, vec![corpus.train.len()], ids(&corpus.train)),
+        ("valid_ids", Dtype::I64, vec![corpus.valid.len()], ids(&corpus.valid)),
+        ("starts", Dtype::I64, vec![steps, rows], starts),
+        ("len", Dtype::I64, vec![1], (len as i64).to_le_bytes().to_vec()),
+    ];
+    write_tensors(path, &tensors)
+}
+
+/// Writes named tensors of raw little-endian bytes to `path`, atomically.
+fn write_tensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Result<()> {
     let views = tensors
         .iter()
         .map(|(name, dtype, shape, data)| Ok((name.to_string(), TensorView::new(*dtype, shape.clone(), data)?)))

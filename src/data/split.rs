@@ -47,7 +47,7 @@ impl DatasetSpec {
             bail!(
                 "dataset '{text}' is a file but not an archive: the image networks (the ResNets, vit-micro, vit-tiny) \
                  read cifar10, cifar100, or a folder or .tar.xz/.tar.gz of images (train/<class>/, test/<class>/); \
-                 a text file is a dataset for the character language models, which this version does not have yet"
+                 a text file is a dataset for the character language models: --network gpt-micro or gpt-mini"
             );
         }
         if !path.is_dir() {

@@ -13,7 +13,7 @@
 //! validation part is shorter than one window is refused with its path, what is wrong, and
 //! what to do.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rand::{Rng, SeedableRng};
@@ -40,6 +40,28 @@ pub struct TextBatch {
     pub len: usize,
     pub inputs: Vec<u32>,
     pub targets: Vec<u32>,
+}
+
+/// The text file `--dataset` names for the language model `network`; an image dataset, a
+/// folder or a missing file is refused with what `network` reads instead.
+pub fn text_file(dataset: &str, network: &str) -> Result<PathBuf> {
+    let wanted = "--dataset must be a UTF-8 text file, e.g. ../shared/data/tinyshakespeare/input.txt";
+    if matches!(dataset.to_ascii_lowercase().replace(['-', '_'], "").as_str(), "cifar10" | "cifar100") {
+        bail!("{network} is a character language model and {dataset} is an image dataset: {wanted}");
+    }
+    let path = PathBuf::from(dataset);
+    if path.is_dir() {
+        bail!("{network} is a character language model and {dataset} is a folder: {wanted}");
+    }
+    if !path.is_file() {
+        bail!("the text file {dataset} does not exist: {wanted}");
+    }
+    if super::archive::is_archive(&path) {
+        bail!(
+            "{network} is a character language model and {dataset} is an archive (image datasets come as archives): {wanted}"
+        );
+    }
+    Ok(path)
 }
 
 impl CharCorpus {
@@ -110,10 +132,14 @@ impl CharCorpus {
     /// The training batch of step `step`: `rows` windows of `len` characters at uniformly
     /// drawn starts, from a generator seeded by `seed` on its own stream per step.
     pub fn train_batch(&self, rows: usize, len: usize, seed: u64, step: usize) -> TextBatch {
+        windows(&self.train, &self.train_starts(rows, len, seed, step), len)
+    }
+
+    /// Where the windows of [`CharCorpus::train_batch`] start in the training ids.
+    pub fn train_starts(&self, rows: usize, len: usize, seed: u64, step: usize) -> Vec<usize> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(step as u64);
-        let starts: Vec<usize> = (0..rows).map(|_| rng.random_range(0..self.train.len() - len)).collect();
-        windows(&self.train, &starts, len)
+        (0..rows).map(|_| rng.random_range(0..self.train.len() - len)).collect()
     }
 
     /// Every non-overlapping window of `len` characters of the validation text (the last

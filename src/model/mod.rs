@@ -20,6 +20,6 @@ pub use activation::Site;
 pub use cell::MixedCell;
 pub use gpt::{Gpt, GptSize};
 pub use net::Net;
-pub use network::{Arch, Network};
+pub use network::{Arch, Network, Task};
 pub use resnet::ResNet;
 pub use vit::{Mlp, Vit, VitSize};

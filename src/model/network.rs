@@ -1,12 +1,15 @@
-//! The networks `--network` names, and what each is built as: the CIFAR ResNets by depth
-//! (`resnet`) and the Vision Transformers (`vit`).
+//! The networks `--network` names, what each is built as (the CIFAR ResNets by depth
+//! (`resnet`), the Vision Transformers (`vit`), the character GPTs (`gpt`)), and the task each
+//! serves: image classification or character language modelling.
 
 use anyhow::{Result, bail};
 
+use super::gpt::GptSize;
 use super::vit::{Mlp, VitSize};
 use crate::space::genotype::SiteLayout;
 
-/// Every network `--network` names: the CIFAR ResNets by depth and the ViTs (`model::vit`).
+/// Every network `--network` names: the CIFAR ResNets by depth, the ViTs (`model::vit`) and the
+/// character GPTs (`model::gpt`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
@@ -20,6 +23,38 @@ pub enum Network {
     VitMicro,
     #[serde(rename = "vit-tiny")]
     VitTiny,
+    #[serde(rename = "gpt-micro")]
+    GptMicro,
+    #[serde(rename = "gpt-mini")]
+    GptMini,
+}
+
+/// What a network learns from, and what it is judged by (DESIGN.md, "Tasks beyond CIFAR
+/// ResNets").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Task {
+    /// Classes of images: test accuracy in percent, higher is better.
+    Image,
+    /// The next character of a text: validation loss in nats per character, lower is better.
+    Language,
+}
+
+impl Task {
+    /// The errors.json array a finished run of this task is judged by.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Task::Image => "test_acc",
+            Task::Language => "valid_loss",
+        }
+    }
+
+    /// What the task's data is, for errors that name it.
+    pub fn data(self) -> &'static str {
+        match self {
+            Task::Image => "an image dataset (cifar10, cifar100, an image folder or an archive of one)",
+            Task::Language => "a UTF-8 text file (e.g. ../shared/data/tinyshakespeare/input.txt)",
+        }
+    }
 }
 
 /// What a network is built as.
@@ -30,10 +65,11 @@ pub enum Arch {
         blocks_per_stage: usize,
     },
     Vit(VitSize),
+    Gpt(GptSize),
 }
 
 impl Network {
-    pub const ALL: [Network; 8] = [
+    pub const ALL: [Network; 10] = [
         Network::Resnet8,
         Network::Resnet20,
         Network::Resnet32,
@@ -42,6 +78,8 @@ impl Network {
         Network::Resnet110,
         Network::VitMicro,
         Network::VitTiny,
+        Network::GptMicro,
+        Network::GptMini,
     ];
 
     pub fn parse(name: &str) -> Result<Network> {
@@ -51,7 +89,7 @@ impl Network {
             }
         }
         bail!(
-            "unknown network '{name}': use one of resnet8, resnet20, resnet32, resnet44, resnet56, resnet110, vit-micro, vit-tiny"
+            "unknown network '{name}': use one of resnet8, resnet20, resnet32, resnet44, resnet56, resnet110, vit-micro, vit-tiny, gpt-micro, gpt-mini"
         )
     }
 
@@ -65,6 +103,8 @@ impl Network {
             Network::Resnet110 => "resnet110",
             Network::VitMicro => "vit-micro",
             Network::VitTiny => "vit-tiny",
+            Network::GptMicro => "gpt-micro",
+            Network::GptMini => "gpt-mini",
         }
     }
 
@@ -79,6 +119,16 @@ impl Network {
             Network::Resnet110 => resnet(18),
             Network::VitMicro => Arch::Vit(VitSize::VitMicro),
             Network::VitTiny => Arch::Vit(VitSize::VitTiny),
+            Network::GptMicro => Arch::Gpt(GptSize::GptMicro),
+            Network::GptMini => Arch::Gpt(GptSize::GptMini),
+        }
+    }
+
+    /// The task this network serves.
+    pub fn task(self) -> Task {
+        match self.arch() {
+            Arch::ResNet { .. } | Arch::Vit(_) => Task::Image,
+            Arch::Gpt(_) => Task::Language,
         }
     }
 
@@ -87,7 +137,7 @@ impl Network {
     pub fn site_layout(self) -> SiteLayout {
         match self.arch() {
             Arch::ResNet { .. } => SiteLayout::Channels,
-            Arch::Vit(_) => SiteLayout::Features,
+            Arch::Vit(_) | Arch::Gpt(_) => SiteLayout::Features,
         }
     }
 
@@ -96,7 +146,7 @@ impl Network {
     pub fn usual_activation(self) -> &'static str {
         match self.arch() {
             Arch::ResNet { .. } => "relu",
-            Arch::Vit(_) => "gelu",
+            Arch::Vit(_) | Arch::Gpt(_) => "gelu",
         }
     }
 
@@ -106,7 +156,7 @@ impl Network {
     }
 
     /// Width of each activation site, in forward order: a ResNet's channels (stem, then
-    /// act1/act2 per block), a ViT's MLP hidden width per block (`mlp` sets it).
+    /// act1/act2 per block), a transformer's MLP hidden width per block (`mlp` sets it).
     pub fn site_widths(self, mlp: Mlp) -> Vec<usize> {
         match self.arch() {
             Arch::ResNet { blocks_per_stage: n } => {
@@ -122,6 +172,10 @@ impl Network {
                 let shape = size.shape();
                 vec![mlp.width(shape.hidden); shape.layers]
             }
+            Arch::Gpt(size) => {
+                let shape = size.shape();
+                vec![mlp.width(shape.hidden); shape.layers]
+            }
         }
     }
 
@@ -129,7 +183,7 @@ impl Network {
     pub fn blocks_per_stage(self) -> Result<usize> {
         match self.arch() {
             Arch::ResNet { blocks_per_stage } => Ok(blocks_per_stage),
-            Arch::Vit(_) => bail!("{} is not a CIFAR ResNet", self.name()),
+            Arch::Vit(_) | Arch::Gpt(_) => bail!("{} is not a CIFAR ResNet", self.name()),
         }
     }
 }

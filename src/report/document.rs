@@ -475,6 +475,8 @@ mod tests {
                 activation: "relu(x)".into(),
                 curves: curves.into_iter().collect(),
                 formulas: vec![],
+                metric: "test_acc".into(),
+                higher_is_better: true,
             },
             kind,
             planned_epochs: Some(2),

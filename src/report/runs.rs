@@ -70,7 +70,7 @@ pub struct Recipe {
 
 /// `config.json` fields that do not change what a run computes (or that the groups hold
 /// apart already): left out of [`Recipe::key`].
-const NOT_RECIPE: [&str; 13] = [
+const NOT_RECIPE: [&str; 14] = [
     "requested_subset",
     "requested_test_subset",
     "seed",
@@ -84,6 +84,8 @@ const NOT_RECIPE: [&str; 13] = [
     "activation_spec",
     "eval_batch_size",
     "method",
+    // `--mlp gated` is compared, as part of the activation (`silu(x) (gated)`; see read_run).
+    "mlp",
 ];
 
 impl Recipe {
@@ -104,10 +106,14 @@ impl Recipe {
             Some(e) => format!("{e} epochs"),
             None => "? epochs".to_string(),
         };
-        Recipe {
-            key: serde_json::Value::Object(kept).to_string(),
-            label: format!("{epochs} on {} images, {} test", count("subset"), count("test_subset")),
-        }
+        let label = match object.get("steps").and_then(|v| v.as_u64()) {
+            Some(steps) => {
+                let batch = object.get("batch_size").and_then(|v| v.as_u64()).unwrap_or(0);
+                format!("{steps} steps of batch {batch}")
+            }
+            None => format!("{epochs} on {} images, {} test", count("subset"), count("test_subset")),
+        };
+        Recipe { key: serde_json::Value::Object(kept).to_string(), label }
     }
 }
 
@@ -191,6 +197,10 @@ pub struct Errors {
     pub curves: BTreeMap<String, Vec<f64>>,
     /// A search's formula after each epoch.
     pub formulas: Vec<String>,
+    /// The curve the run is judged by (`test_acc` when the file does not say) and its
+    /// direction.
+    pub metric: String,
+    pub higher_is_better: bool,
 }
 
 impl Errors {
@@ -207,6 +217,11 @@ impl Errors {
     /// The last epoch's test accuracy, if the run measured one.
     pub fn final_test_acc(&self) -> Option<f64> {
         self.curve("test_acc").last().copied()
+    }
+
+    /// The last value of the metric the run is judged by, if the run measured one.
+    pub fn headline(&self) -> Option<f64> {
+        self.curve(&self.metric).last().copied()
     }
 }
 
@@ -398,8 +413,13 @@ pub fn read_run(dir: &Path) -> Result<Run> {
             "a sample-based search without its children.jsonl; rerun the search with --resume, which writes it again from search.db"
         );
     }
-    let errors = read_errors(dir)?;
+    let mut errors = read_errors(dir)?;
     let config = read_config(dir)?;
+    // A transformer's gated MLP is compared as part of its activation: SwiGLU is
+    // `silu(x) (gated)`, beside `gelu(x)` in one table.
+    if config.get("mlp").and_then(|m| m.as_str()) == Some("gated") {
+        errors.activation = format!("{} (gated)", errors.activation);
+    }
     let method = config.get("method").and_then(|m| m.as_str()).map(str::to_string);
     let planned_epochs = config.get("epochs").and_then(|e| e.as_u64()).map(|e| e as usize);
     let recipe = Recipe::of_config(&config);
@@ -469,6 +489,8 @@ fn read_errors(dir: &Path) -> Result<Errors> {
         activation: text_field("activation")?,
         curves,
         formulas,
+        metric: object.get("metric").and_then(|m| m.as_str()).unwrap_or("test_acc").to_string(),
+        higher_is_better: object.get("higher_is_better").and_then(|h| h.as_bool()).unwrap_or(true),
     })
 }
 
@@ -609,6 +631,32 @@ mod tests {
         assert_eq!(s.ops[1], vec!["add", "mul"]);
         assert_eq!(runs[2].errors.formulas, vec!["x", "x + sin(x)"]);
         assert_eq!(s.formula(), Some("x"));
+    }
+
+    /// A gated MLP is part of the activation that is compared, not of the recipe; a language
+    /// model's run is judged by the metric its errors.json names, and its recipe counts steps.
+    #[test]
+    fn a_gated_mlp_is_part_of_the_activation_and_a_loss_is_the_metric() {
+        let root = tempfile::tempdir().unwrap();
+        let lm = ERRORS.replace(
+            "\"runtime\"",
+            "\"valid_loss\": [2.1, 1.9], \"metric\": \"valid_loss\", \"higher_is_better\": false, \"runtime\"",
+        );
+        let recipe = |mlp: &str| format!(r#"{{"steps": 2000, "batch_size": 12, "lr": 0.001, "mlp": "{mlp}"}}"#);
+        write(&root.path().join("gated"), "errors.json", &lm);
+        write(&root.path().join("gated"), "config.json", &recipe("gated"));
+        write(&root.path().join("plain"), "errors.json", &lm);
+        write(&root.path().join("plain"), "config.json", &recipe("standard"));
+        let runs = load(&[root.path().join("gated"), root.path().join("plain")]).unwrap();
+        assert_eq!(runs[0].errors.activation, "relu (gated)");
+        assert_eq!(runs[1].errors.activation, "relu");
+        assert_eq!(runs[0].recipe, runs[1].recipe, "one recipe: the MLP is compared, not a setting");
+        assert_eq!(runs[0].recipe.label, "2000 steps of batch 12");
+        assert_eq!((runs[0].errors.headline(), runs[0].errors.higher_is_better), (Some(1.9), false));
+        // Files written before the metric was recorded are judged by their test accuracy.
+        write(&root.path().join("old"), "errors.json", ERRORS);
+        let old = load(&[root.path().join("old")]).unwrap();
+        assert_eq!((old[0].errors.headline(), old[0].errors.higher_is_better), (Some(35.5), true));
     }
 
     #[test]

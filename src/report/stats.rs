@@ -222,6 +222,19 @@ pub fn compare(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Comparison 
     Comparison { test, ci: Some(ci), p: Some(p), verdict, seeds_needed, ..none }
 }
 
+/// [`compare`] for a metric in its own direction: with `higher_is_better` false (a loss), a
+/// significantly lower candidate is `Better`. The difference and its interval stay
+/// candidate - baseline.
+pub fn compare_directed(candidate: &[(u64, f64)], baseline: &[(u64, f64)], higher_is_better: bool) -> Comparison {
+    let c = compare(candidate, baseline);
+    let verdict = match (c.verdict, higher_is_better) {
+        (Verdict::Better, false) => Verdict::Worse,
+        (Verdict::Worse, false) => Verdict::Better,
+        (v, _) => v,
+    };
+    Comparison { verdict, ..c }
+}
+
 /// The per-seed differences when both sides ran exactly the same seeds (each once).
 fn paired_differences(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Option<Vec<f64>> {
     let mut c = candidate.to_vec();
@@ -286,6 +299,10 @@ mod tests {
         let b = [(0, 50.0), (1, 51.5), (2, 50.2)];
         assert_eq!(compare(&c, &b).verdict, Verdict::Better);
         assert_eq!(compare(&b, &c).verdict, Verdict::Worse);
+        // A loss: the higher candidate is worse, the lower one better, with the same numbers.
+        assert_eq!(compare_directed(&c, &b, false).verdict, Verdict::Worse);
+        assert_eq!(compare_directed(&b, &c, false).verdict, Verdict::Better);
+        assert_eq!(compare_directed(&c, &b, false).diff, compare(&c, &b).diff);
         assert!(compare(&c, &b).p.unwrap() < 0.01);
         // Identical runs: no spread, so no interval and no p-value.
         let same = compare(&c, &c);

@@ -1,7 +1,9 @@
-//! The report's tables: final test accuracy as mean ± std over seeds, grouped by network ×
-//! dataset × recipe × activation, each group compared with a baseline of the same network,
-//! dataset and recipe (`stats`: interval, p-value, verdict); the top formulas of a
-//! sample-based search; and a plain table type that renders to Markdown and HTML.
+//! The report's tables: the final value of each run's metric (the test accuracy of an image
+//! task, the validation loss of a language model) as mean ± std over seeds, grouped by network
+//! × dataset × recipe × activation, each group compared with a baseline of the same network,
+//! dataset and recipe in the metric's own direction (`stats`: interval, p-value, verdict); the
+//! top formulas of a sample-based search; and a plain table type that renders to Markdown and
+//! HTML. A network serves one task, so a comparison never mixes tasks or metrics.
 //!
 //! Only finished eval runs ([`Run::progress`]) are final results, and each seed counts once
 //! per group: when two finished runs of a group share a seed, the one whose `errors.json` was
@@ -60,7 +62,10 @@ pub struct ResultGroup {
     pub dataset: String,
     pub recipe: Recipe,
     pub activation: String,
-    /// (seed, final test accuracy) of every finished run that measured one, one per seed.
+    /// What the group's runs are judged by (`test_acc`, `valid_loss`) and its direction.
+    pub metric: String,
+    pub higher_is_better: bool,
+    /// (seed, final value of the metric) of every finished run that measured one, one per seed.
     pub finals: Vec<(Option<u64>, f64)>,
     pub mean: f64,
     pub std: f64,
@@ -87,7 +92,7 @@ pub fn result_groups(runs: &[Run]) -> Vec<ResultGroup> {
     let mut groups: BTreeMap<Key, Vec<&Run>> = BTreeMap::new();
     for run in runs.iter().filter(|r| matches!(r.kind, RunKind::Eval) && r.finished()) {
         let e = &run.errors;
-        if e.final_test_acc().is_some() {
+        if e.headline().is_some() {
             let key = (e.network.clone(), e.dataset.clone(), run.recipe.clone(), e.activation.clone());
             groups.entry(key).or_default().push(run);
         }
@@ -97,15 +102,20 @@ pub fn result_groups(runs: &[Run]) -> Vec<ResultGroup> {
         .map(|((network, dataset, recipe, activation), runs)| {
             let (kept, repeated) = one_per_seed(runs);
             let finals: Vec<(Option<u64>, f64)> =
-                kept.iter().filter_map(|r| Some((r.errors.seed, r.errors.final_test_acc()?))).collect();
+                kept.iter().filter_map(|r| Some((r.errors.seed, r.errors.headline()?))).collect();
             let accs: Vec<f64> = finals.iter().map(|f| f.1).collect();
             let Summary { mean, std, .. } = Summary::of(&accs);
-            ResultGroup { network, dataset, recipe, activation, finals, mean, std, repeated }
+            let (metric, higher_is_better) = (kept[0].errors.metric.clone(), kept[0].errors.higher_is_better);
+            ResultGroup { network, dataset, recipe, activation, metric, higher_is_better, finals, mean, std, repeated }
         })
         .collect();
     tell_recipes_apart(&mut out);
+    // Best first in the metric's direction.
+    let best_first = |g: &ResultGroup| if g.higher_is_better { -g.mean } else { g.mean };
     out.sort_by(|a, b| {
-        (&a.network, &a.dataset, &a.recipe).cmp(&(&b.network, &b.dataset, &b.recipe)).then(b.mean.total_cmp(&a.mean))
+        (&a.network, &a.dataset, &a.recipe)
+            .cmp(&(&b.network, &b.dataset, &b.recipe))
+            .then(best_first(a).total_cmp(&best_first(b)))
     });
     out
 }
@@ -169,14 +179,15 @@ pub fn comparison_table(groups: &[ResultGroup], baseline: &str) -> anyhow::Resul
 }
 
 fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyhow::Result<Table> {
-    use super::stats::{Test, compare};
+    use super::stats::{Test, compare_directed};
     let pairs = |g: &ResultGroup| g.finals.iter().map(|&(s, v)| (s.unwrap_or(0), v)).collect::<Vec<_>>();
+    let metric = metric_header(groups);
     let headers = [
         "network",
         "dataset",
         "recipe",
         "activation",
-        "test acc (%)",
+        metric.as_str(),
         "seeds",
         "95% CI of mean",
         "vs baseline [95% CI]",
@@ -210,32 +221,34 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
             }
         };
         let accs: Vec<f64> = g.finals.iter().map(|f| f.1).collect();
+        // Accuracies in points to 2 decimals, losses to 4.
+        let places = if g.higher_is_better { 2 } else { 4 };
         let mut row = vec![
             g.network.clone(),
             super::shown(&g.dataset),
             g.recipe.label.clone(),
             super::shown(&g.activation),
-            format!("{:.2} ± {:.2}", g.mean, g.std),
+            format!("{:.places$} ± {:.places$}", g.mean, g.std),
             format!("{} ({seeds}{repeated})", g.finals.len()),
             super::stats::Summary::of(&accs)
                 .ci95()
-                .map_or("(one seed)".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
+                .map_or("(one seed)".into(), |(lo, hi)| format!("[{lo:.places$}, {hi:.places$}]")),
         ];
         match base {
             Some(base) if std::ptr::eq(g, base) => {
                 row.extend(["baseline".to_string(), String::new(), String::new(), String::new()])
             }
             Some(base) => {
-                let c = compare(&pairs(g), &pairs(base));
+                let c = compare_directed(&pairs(g), &pairs(base), g.higher_is_better);
                 let test = match c.test {
                     Test::Paired => ", paired by seed",
                     Test::Welch => ", Welch",
                     Test::None => "",
                 };
                 row.push(match c.ci {
-                    Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}]{test}", c.diff),
-                    None if c.test == Test::None => format!("{:+.2} (no interval from one seed)", c.diff),
-                    None => format!("{:+.2} (no interval: no spread){test}", c.diff),
+                    Some((lo, hi)) => format!("{:+.places$} [{lo:+.places$}, {hi:+.places$}]{test}", c.diff),
+                    None if c.test == Test::None => format!("{:+.places$} (no interval from one seed)", c.diff),
+                    None => format!("{:+.places$} (no interval: no spread){test}", c.diff),
                 });
                 row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
                 row.push(c.verdict.words());
@@ -251,6 +264,21 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
         rows.push(row);
     }
     Ok(Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows })
+}
+
+/// The header of the groups' metric column: `test acc (%)` for image tasks, the validation
+/// loss for language models, both names when the groups hold both tasks.
+pub fn metric_header(groups: &[ResultGroup]) -> String {
+    let metrics: std::collections::BTreeSet<&str> = groups.iter().map(|g| g.metric.as_str()).collect();
+    let name = |m: &str| match m {
+        "test_acc" => "test acc (%)".to_string(),
+        "valid_loss" => "valid loss (nats, lower is better)".to_string(),
+        other => other.to_string(),
+    };
+    match metrics.len() {
+        0 => name("test_acc"),
+        _ => metrics.into_iter().map(name).collect::<Vec<_>>().join(" or "),
+    }
 }
 
 /// The `k` best distinct formulas of a sample-based search (each at its best reward).
@@ -300,6 +328,8 @@ mod tests {
                 activation: activation.into(),
                 curves: curves.into_iter().collect(),
                 formulas: vec![],
+                metric: "test_acc".into(),
+                higher_is_better: true,
             },
             kind: RunKind::Eval,
             planned_epochs: None,
@@ -378,6 +408,34 @@ mod tests {
         let t = Table { headers: vec!["f".into()], rows: vec![vec!["a<b|c".into()]] };
         assert_eq!(t.to_markdown(), "| f |\n|---|\n| a<b\\|c |\n");
         assert!(t.to_html().contains("<td>a&lt;b|c</td>"));
+    }
+
+    /// Language models are judged by their validation loss: a group with a lower loss comes
+    /// first and is better, the numbers keep 4 decimals, and the header names the loss.
+    #[test]
+    fn a_loss_is_compared_in_its_own_direction() {
+        let lm = |activation: &str, seed: u64, loss: f64| {
+            let mut run = eval("gpt-micro", activation, seed, &[]);
+            run.errors.curves.insert("valid_loss".into(), vec![2.5, loss]);
+            run.errors.metric = "valid_loss".into();
+            run.errors.higher_is_better = false;
+            run
+        };
+        let mut runs = Vec::new();
+        for (seed, (g, r)) in [(1.880, 1.910), (1.885, 1.921), (1.879, 1.915)].into_iter().enumerate() {
+            runs.push(lm("gelu(x)", seed as u64, g));
+            runs.push(lm("relu(x)", seed as u64, r));
+        }
+        let groups = result_groups(&runs);
+        assert_eq!(groups[0].activation, "gelu(x)", "the lower loss first");
+        assert_eq!(metric_header(&groups), "valid loss (nats, lower is better)");
+        let table = comparison_table(&groups, "gelu(x)").unwrap();
+        let relu = table.rows.iter().find(|r| r[3] == "relu(x)").unwrap();
+        assert_eq!(relu[4], "1.9153 ± 0.0055");
+        assert_eq!(relu[9], "worse", "{relu:?}");
+        let table = comparison_table(&groups, "relu(x)").unwrap();
+        let gelu = table.rows.iter().find(|r| r[3] == "gelu(x)").unwrap();
+        assert_eq!(gelu[9], "better", "{gelu:?}");
     }
 
     #[test]

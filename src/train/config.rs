@@ -20,6 +20,24 @@ pub enum Optimizer {
     Adamw,
 }
 
+/// AdamW's betas for a network's recipe: nanoGPT's (0.9, 0.99) for the GPTs, PyTorch's
+/// default (0.9, 0.999) for the ViTs.
+pub fn adamw_betas(network: Network) -> (f64, f64) {
+    match network.arch() {
+        Arch::Gpt(_) => super::optimizer::AdamW::GPT_BETAS,
+        _ => super::optimizer::AdamW::DEFAULT_BETAS,
+    }
+}
+
+/// Where a recipe's cosine schedule ends, as a fraction of its peak: nanoGPT's GPTs decay to a
+/// tenth of it, every other recipe to 0.
+pub fn lr_floor(network: Network) -> f64 {
+    match network.arch() {
+        Arch::Gpt(_) => 0.1,
+        _ => 0.0,
+    }
+}
+
 /// Whether a field is at its default, so config files leave it out (`skip_serializing_if`).
 pub(crate) fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
@@ -38,7 +56,16 @@ pub struct TrainConfig {
     /// `cifar10`, `cifar100` or the image-folder path.
     pub dataset: String,
     pub data_dir: PathBuf,
+    /// Passes over the training set (0 for a run counted in `steps`).
     pub epochs: usize,
+    /// `--steps`: a budget of optimizer steps instead of epochs (every language model's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// `--eval-interval`: with `steps`, evaluate (and checkpoint) every this many steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_interval: Option<usize>,
+    /// Training rows per batch: images, or windows of a text (whose length is the network's
+    /// context).
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub lr: f64,
@@ -105,13 +132,53 @@ pub struct Defaults {
     pub grad_clip: Option<f64>,
     pub optimizer: Optimizer,
     pub warmup: f64,
+    /// A step budget instead of epochs (the language models).
+    pub steps: Option<usize>,
+    pub eval_interval: Option<usize>,
 }
 
 impl Preset {
     /// The preset's values for `network`: the ResNets' SGD recipes, or for a ViT DESIGN.md's
     /// recipe (AdamW lr 1e-3, weight decay 0.05, batch 128, 5% warm-up then cosine per step,
     /// gradient norm clipped at 1). The seed preset is the seed project's ResNet recipe only.
+    ///
+    /// A GPT's is nanoGPT's shakespeare_char recipe (DESIGN.md): AdamW lr 1e-3 with betas
+    /// (0.9, 0.99) and weight decay 0.1, gradient norm clipped at 1, warm-up over 100 steps,
+    /// then cosine to 1e-4; gpt-micro in batches of 12 windows for 2000 steps, gpt-mini of 64
+    /// for 5000, evaluated every 250 steps. The quick preset trains 500 steps, evaluated every
+    /// 100.
     pub fn defaults_for(self, network: Network) -> anyhow::Result<Defaults> {
+        if let Arch::Gpt(size) = network.arch() {
+            let (batch_size, steps) = match size {
+                crate::model::GptSize::GptMicro => (12, 2000),
+                crate::model::GptSize::GptMini => (64, 5000),
+            };
+            let gpt = Defaults {
+                epochs: 0,
+                batch_size,
+                lr: 1e-3,
+                momentum: 0.0,
+                weight_decay: 0.1,
+                schedule: Schedule::Cosine,
+                train_portion: 1.0,
+                subset: None,
+                test_subset: None,
+                grad_clip: Some(1.0),
+                optimizer: Optimizer::Adamw,
+                // nanoGPT's 100 warm-up steps.
+                warmup: 100.0 / steps as f64,
+                steps: Some(steps),
+                eval_interval: Some(250),
+            };
+            return match self {
+                Preset::Standard => Ok(gpt),
+                Preset::Quick => Ok(Defaults { steps: Some(500), eval_interval: Some(100), warmup: 0.05, ..gpt }),
+                Preset::Seed => anyhow::bail!(
+                    "--preset seed is the seed project's ResNet recipe; {} trains with --preset standard or quick",
+                    network.name()
+                ),
+            };
+        }
         if let Arch::Vit(_) = network.arch() {
             let vit = Defaults {
                 lr: 1e-3,
@@ -149,6 +216,8 @@ impl Preset {
             grad_clip: None,
             optimizer: Optimizer::Sgd,
             warmup: 0.0,
+            steps: None,
+            eval_interval: None,
         };
         match self {
             Preset::Standard => standard,
@@ -246,10 +315,21 @@ impl RecipeNumbers {
 }
 
 impl TrainConfig {
+    /// How long the run trains, in words: `2000 steps` or `3 epochs`.
+    pub fn length(&self) -> String {
+        match self.steps {
+            Some(steps) => format!("{steps} steps"),
+            None => format!("{} epochs", self.epochs),
+        }
+    }
+
     /// This config's recipe numbers ([`RecipeNumbers::check`]).
     pub fn numbers(&self) -> RecipeNumbers {
         RecipeNumbers {
-            length: ("epochs", self.epochs),
+            length: match self.steps {
+                Some(steps) => ("steps", steps),
+                None => ("epochs", self.epochs),
+            },
             batch_size: self.batch_size,
             lr: self.lr,
             momentum: self.momentum,

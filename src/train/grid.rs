@@ -273,33 +273,48 @@ fn divergence(dir: &Path) -> Option<String> {
     Some(format!("diverged: {}", note["what"].as_str().unwrap_or("a loss stopped being finite")))
 }
 
-/// The final test accuracy of a finished run (as `report` reads it).
-fn final_test_acc(dir: &Path) -> Option<f64> {
+/// The final value of the metric a finished run is judged by (as `report` reads it), with the
+/// metric's name and direction.
+fn headline(dir: &Path) -> Option<(f64, String, bool)> {
     if !dir.join(MODEL_FILE).exists() {
         return None;
     }
-    crate::report::runs::read_run(dir).ok()?.errors.final_test_acc()
+    let errors = crate::report::runs::read_run(dir).ok()?.errors;
+    Some((errors.headline()?, errors.metric, errors.higher_is_better))
+}
+
+/// The final test accuracy of a finished run, or its metric's final value.
+fn final_value(dir: &Path) -> Option<f64> {
+    headline(dir).map(|h| h.0)
 }
 
 /// `summary.json` and `summary.md` over the grid: per network and activation the seeds'
 /// accuracies, mean ± std and 95% interval, and the comparison with the baseline of the same
 /// network. Returns the Markdown table.
 fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<usize>) -> Result<String> {
-    /// (activation as given, (seed, accuracy) of finished runs, runs planned, runs diverged)
+    /// (activation as given, (seed, metric) of finished runs, runs planned, runs diverged)
     type Group = (String, Vec<(u64, f64)>, usize, usize);
     // (network, formula) -> its group
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    // Each network's metric and direction (one task per network).
+    let mut metrics: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for (i, r) in runs.iter().enumerate() {
         let g =
             groups.entry((r.network.clone(), r.formula.clone())).or_insert((r.activation.clone(), Vec::new(), 0, 0));
         g.2 += 1;
         g.3 += diverged.contains(&i) as usize;
-        if let Some(acc) = final_test_acc(&r.dir) {
-            g.1.push((r.seed, acc));
+        if let Some((value, metric, higher)) = headline(&r.dir) {
+            g.1.push((r.seed, value));
+            metrics.insert(r.network.clone(), (metric, higher));
         }
     }
-    let mut md = String::from(
-        "| network | activation | seeds | test acc (%) | 95% CI of the mean | vs baseline [95% CI] | p | verdict |\n|---|---|---|---|---|---|---|---|\n",
+    let header = match metrics.values().map(|m| m.0.as_str()).collect::<BTreeSet<_>>() {
+        m if m.len() == 1 && m.contains("valid_loss") => "validation loss (lower is better)",
+        m if m.len() > 1 => "test acc (%) or validation loss (by network)",
+        _ => "test acc (%)",
+    };
+    let mut md = format!(
+        "| network | activation | seeds | {header} | 95% CI of the mean | vs baseline [95% CI] | p | verdict |\n|---|---|---|---|---|---|---|---|\n",
     );
     let mut json_groups = Vec::new();
     for ((network, formula), (given, finals, planned, diverged)) in &groups {
@@ -307,24 +322,31 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<u
         let s = stats::Summary::of(&values);
         let base = groups.get(&(network.clone(), baseline.to_string())).map(|b| &b.1);
         let comparison = match base {
-            Some(b) if formula != baseline && !finals.is_empty() && !b.is_empty() => Some(stats::compare(finals, b)),
+            Some(b) if formula != baseline && !finals.is_empty() && !b.is_empty() => {
+                let higher = metrics.get(network).is_none_or(|m| m.1);
+                Some(stats::compare_directed(finals, b, higher))
+            }
             _ => None,
         };
         let seeds = finals.iter().map(|f| f.0.to_string()).collect::<Vec<_>>().join(",");
+        // Accuracies in points to 2 decimals, losses to 4.
+        let places = if metrics.get(network).is_some_and(|m| m.0.ends_with("_loss")) { 4 } else { 2 };
         let (mean, ci) = match finals.is_empty() {
             true => ("no finished run".to_string(), String::new()),
             false => (
-                format!("{:.2} ± {:.2}", s.mean, s.std),
-                s.ci95().map_or("one seed".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]")),
+                format!("{:.places$} ± {:.places$}", s.mean, s.std),
+                s.ci95().map_or("one seed".into(), |(lo, hi)| format!("[{lo:.places$}, {hi:.places$}]")),
             ),
         };
         let (vs, p, verdict) = match (&comparison, formula == baseline) {
             (_, true) => ("baseline".to_string(), String::new(), String::new()),
             (Some(c), _) => (
                 match c.ci {
-                    Some((lo, hi)) => format!("{:+.2} [{lo:+.2}, {hi:+.2}], {}", c.diff, c.test.words()),
-                    None if c.test == crate::report::stats::Test::None => format!("{:+.2}", c.diff),
-                    None => format!("{:+.2}, {}", c.diff, c.test.words()),
+                    Some((lo, hi)) => {
+                        format!("{:+.places$} [{lo:+.places$}, {hi:+.places$}], {}", c.diff, c.test.words())
+                    }
+                    None if c.test == crate::report::stats::Test::None => format!("{:+.places$}", c.diff),
+                    None => format!("{:+.places$}, {}", c.diff, c.test.words()),
                 },
                 c.p.map_or(String::new(), |p| format!("{p:.3}")),
                 c.verdict.words(),
@@ -344,7 +366,10 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<u
             "runs_planned": planned,
             "runs_diverged": diverged,
             "seeds": finals.iter().map(|f| f.0).collect::<Vec<_>>(),
-            "test_acc": values,
+            "metric": metrics.get(network).map_or("test_acc", |m| m.0.as_str()),
+            "higher_is_better": metrics.get(network).is_none_or(|m| m.1),
+            "values": values,
+            "test_acc": if metrics.get(network).is_none_or(|m| m.0 == "test_acc") { Some(&values) } else { None },
             "mean": s.mean,
             "std": s.std,
             "ci95": s.ci95().map(|(lo, hi)| [lo, hi]),
@@ -357,7 +382,8 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<u
         "runs": runs.iter().map(|r| serde_json::json!({
             "network": r.network, "activation": r.formula, "seed": r.seed,
             "dir": r.dir.strip_prefix(out).unwrap_or(&r.dir).to_string_lossy(),
-            "test_acc": final_test_acc(&r.dir),
+            "value": final_value(&r.dir),
+            "test_acc": headline(&r.dir).filter(|h| h.1 == "test_acc").map(|h| h.0),
         })).collect::<Vec<_>>(),
     });
     write_json(&out.join("summary.json"), &summary)?;

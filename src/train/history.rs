@@ -115,6 +115,25 @@ impl History {
         self.step.push(step);
     }
 
+    /// The array named `name` (`test_acc`, `valid_loss`, ...), empty for an unknown name.
+    pub fn curve(&self, name: &str) -> &[f64] {
+        match name {
+            "train_acc" => &self.train_acc,
+            "train_loss" => &self.train_loss,
+            "valid_acc" => &self.valid_acc,
+            "valid_loss" => &self.valid_loss,
+            "valid_bpc" => &self.valid_bpc,
+            "test_acc" => &self.test_acc,
+            "test_loss" => &self.test_loss,
+            _ => &[],
+        }
+    }
+
+    /// The last value of the metric the run is judged by ([`History::metric`]).
+    pub fn headline(&self) -> Option<f64> {
+        self.curve(&self.metric).last().copied()
+    }
+
     pub fn epochs_done(&self) -> usize {
         self.train_acc.len()
     }

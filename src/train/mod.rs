@@ -18,6 +18,7 @@ pub mod run_dir;
 pub mod schedule;
 pub mod seeds;
 pub mod sgd;
+pub mod steps;
 pub mod text;
 pub mod update;
 

@@ -1,36 +1,37 @@
-//! One eval run from scratch (or resumed): data → model → epochs of SGD through the shared
-//! epoch driver (`train::driver`) → evaluation on the validation and test splits →
-//! `errors.json`, `log.log`, `checkpoint.safetensors` after every epoch and
-//! `model.safetensors` at the end. Also the helpers every run uses (batches as tensors,
-//! evaluation of a split, the parameter count).
+//! One eval run from scratch (or resumed), for every task: data → model → optimizer steps
+//! through the shared driver (`train::driver`), by epochs or by a step budget → evaluation of
+//! the held-out splits → `errors.json`, `log.log`, a checkpoint at every evaluation and
+//! `model.safetensors` at the end. An image run is scored on its validation and test splits;
+//! a language model on its validation text, and it writes `samples.txt` at the end. The
+//! per-step strategy is `train::steps`'.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::batches::ImageBatches;
-use super::config::{Optimizer, TrainConfig};
-use super::driver::{self, At, Batches, Diverged, Job, Span, StepReport, Strategy, Trained};
+use super::config::{Optimizer, TrainConfig, adamw_betas, lr_floor};
+use super::driver::{self, Batches, Diverged, Job, Span, Trained};
 use super::history::History;
-use super::metrics::Meter;
 use super::optimizer::{AdamW, Optim};
 use super::run_dir::{DIVERGED_FILE, MODEL_FILE, RunDir, RunLog, Start};
 use super::schedule::{LrRule, Per};
 use super::sgd::{Sgd, SgdConfig};
-use super::update::{Grads, Group};
+use super::steps::{ImageSplits, Supervised, WeightSteps, trainable_params};
+use super::text::{TextBatches, TextSplits};
+use super::update::Group;
 use crate::data::plan::Plan;
-use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization, SplitConfig};
+use crate::data::text::{CharCorpus, text_file};
+use crate::data::{self, ImageSet, Normalization, SplitConfig};
 use crate::expr::Formula;
-use crate::model::state::{NamedTensor, host_f32, write_safetensors};
-use crate::model::{Activation, Arch, Net, ResNet, Vit};
+use crate::model::state::write_safetensors;
+use crate::model::{Activation, Arch, Gpt, Net, ResNet, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::resolve::site_values;
 
@@ -42,9 +43,52 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    pub fn final_test_acc(&self) -> f64 {
-        self.history.test_acc.last().copied().unwrap_or(f64::NAN)
+    /// The final value of the metric the run is judged by (`History::metric`): the test
+    /// accuracy of an image run, the validation loss of a language model.
+    pub fn headline(&self) -> f64 {
+        self.history.headline().unwrap_or(f64::NAN)
     }
+}
+
+/// The samples a language model writes at the end: this many characters, from its first
+/// vocabulary character, at temperature 1, with this seed.
+pub const SAMPLE_CHARS: usize = 500;
+pub const SAMPLE_SEED: u64 = 1337;
+pub const SAMPLES_FILE: &str = "samples.txt";
+
+/// Where a run's data comes from, checked before its folder is written.
+enum Source {
+    Images(data::DatasetSpec),
+    Text(Arc<CharCorpus>),
+}
+
+/// Reads the data of `config` as a run would, without training: an image dataset is fetched,
+/// checked and decoded into the data dir's cache, a text file read as a corpus. A grid calls it
+/// once, so that bad data fails before any run starts.
+pub fn check_data(config: &TrainConfig, obs: &dyn Observer) -> Result<()> {
+    match source(config)? {
+        Source::Text(_) => Ok(()),
+        Source::Images(spec) => {
+            let split = SplitConfig {
+                train_portion: config.train_portion,
+                subset: config.subset,
+                test_subset: config.test_subset,
+                seed: config.seed,
+            };
+            data::load_splits(&spec, &config.data_dir, &split, obs).map(|_| ())
+        }
+    }
+}
+
+/// The data `config` names, for its network's task; the error names the fix.
+fn source(config: &TrainConfig) -> Result<Source> {
+    Ok(match config.network.arch() {
+        Arch::Gpt(size) => {
+            let path = text_file(&config.dataset, config.network.name())?;
+            Source::Text(Arc::new(CharCorpus::load(&path, size.shape().block)?))
+        }
+        Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(data::DatasetSpec::parse(&config.dataset)?),
+    })
 }
 
 /// Train `formula` as configured. `device` is the plain (non-autodiff) device.
@@ -57,7 +101,7 @@ pub fn train(
 ) -> Result<RunOutcome> {
     let out = &config.out;
     // A dataset that cannot be read fails before the run folder exists.
-    let spec = data::DatasetSpec::parse(&config.dataset)?;
+    let source = source(config)?;
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
         obs.event(Event::Info(format!("{} holds this run, finished; its results are kept as they are", out.display())));
@@ -67,44 +111,171 @@ pub fn train(
     // What an earlier attempt left: this one writes its own if it diverges.
     let _ = std::fs::remove_file(out.join(DIVERGED_FILE));
     if start == Start::Restart {
-        log.line("resuming: the run stopped before its first checkpoint, so it starts again from epoch 1")?;
+        log.line("resuming: the run stopped before its first checkpoint, so it starts again from the beginning")?;
     }
+    let resuming = start == Start::Resume;
+    let outcome = match source {
+        Source::Images(spec) => train_images(config, formula, &spec, device, resuming, &mut log, obs),
+        Source::Text(corpus) => train_text(config, formula, corpus, device, resuming, &mut log, obs),
+    };
+    outcome.map_err(|e| diverged(out, e))
+}
 
+/// The activation sites of a network built on `train_device`: `site_values` gives one entry
+/// per site of the network's widths, in the order the network builds them.
+fn sites<'a>(
+    config: &TrainConfig,
+    formula: &'a Formula,
+    train_device: &'a Device,
+) -> Result<impl FnMut(usize) -> Activation + 'a> {
+    let widths = config.network.site_widths(config.mlp);
+    let values = site_values(&config.activation_spec, formula, config.init_params, &widths)?;
+    let mut built = 0;
+    Ok(move |_: usize| {
+        built += 1;
+        Activation::with_values(formula, &values[built - 1], train_device)
+    })
+}
+
+/// An image run: the splits, the network, then [`train_net`].
+fn train_images(
+    config: &TrainConfig,
+    formula: &Formula,
+    spec: &data::DatasetSpec,
+    device: &Device,
+    resuming: bool,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<RunOutcome> {
     let split = SplitConfig {
         train_portion: config.train_portion,
         subset: config.subset,
         test_subset: config.test_subset,
         seed: config.seed,
     };
-    let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
+    let splits = data::load_splits(spec, &config.data_dir, &split, obs)?;
     let mut settled = config.clone();
     splits.settle(&mut settled.subset, &mut settled.test_subset, &mut settled.requested);
     let config = &settled;
     let data::Splits { train, valid, test, norm, num_classes, classes, .. } = splits;
-
     let train_device = device.clone().autodiff();
-    let widths = config.network.site_widths(config.mlp);
-    let values = site_values(&config.activation_spec, formula, config.init_params, &widths)?;
-    // site_values gives one entry per site of `widths`, in the order the network builds them.
-    let mut built = 0;
-    let mut site = |_: usize| {
-        built += 1;
-        Activation::with_values(formula, &values[built - 1], &train_device)
-    };
+    let site = sites(config, formula, &train_device)?;
     let data = Data { train: Arc::new(train), valid: valid.map(Arc::new), test: Arc::new(test), norm, classes };
-    let resuming = start == Start::Resume;
-    match config.network.arch() {
-        Arch::ResNet { .. } => {
-            let model = ResNet::with_sites(config.network, num_classes, config.seed, &train_device, &mut site)?;
-            write_plan(config, &model, &data, resuming)?;
-            train_net(config, model, data, device, resuming, &mut log, obs).map_err(|e| diverged(out, e))
-        }
+    let intro = format!(
+        "training {} with activation {} on {} ({} train / {} valid / {} test images), seed {}",
+        config.network.name(),
+        config.activation,
+        config.dataset,
+        data.train.len(),
+        data.valid.as_ref().map_or(0, |v| v.len()),
+        data.test.len(),
+        config.seed
+    );
+    let metadata = BTreeMap::from([
+        ("activation".to_string(), config.activation.clone()),
+        ("network".to_string(), config.network.name().to_string()),
+        ("num_classes".to_string(), data.classes.len().to_string()),
+        ("classes".to_string(), serde_json::to_string(&data.classes)?),
+        // Inputs are (pixel/255 - mean) / std per channel, with these training-split statistics.
+        ("normalize_mean".to_string(), serde_json::to_string(&data.norm.mean)?),
+        ("normalize_std".to_string(), serde_json::to_string(&data.norm.std)?),
+    ]);
+    let batches = ImageBatches {
+        set: data.train.clone(),
+        norm: data.norm,
+        batch_size: config.batch_size,
+        augment: config.augment,
+        seed: config.seed,
+    };
+    let splits = ImageSplits {
+        valid: data.valid.clone(),
+        test: Some(data.test.clone()),
+        norm: data.norm,
+        eval_batch: config.eval_batch_size,
+        device: device.clone(),
+    };
+    let task = TaskRun { batches, splits, intro, metadata };
+    let history = match config.network.arch() {
         Arch::Vit(size) => {
-            let model = Vit::with_sites(size, config.mlp, num_classes, config.seed, &train_device, &mut site);
-            write_plan(config, &model, &data, resuming)?;
-            train_net(config, model, data, device, resuming, &mut log, obs).map_err(|e| diverged(out, e))
+            let model = Vit::with_sites(size, config.mlp, num_classes, config.seed, &train_device, site);
+            write_image_plan(config, &model, &data, resuming)?;
+            train_net(config, model, task, device, resuming, log, obs)?.0
         }
+        _ => {
+            let model = ResNet::with_sites(config.network, num_classes, config.seed, &train_device, site)?;
+            write_image_plan(config, &model, &data, resuming)?;
+            train_net(config, model, task, device, resuming, log, obs)?.0
+        }
+    };
+    log.line(&format!(
+        "finished: final test accuracy {:.2}% ({})",
+        history.test_acc.last().copied().unwrap_or(f64::NAN),
+        config.activation
+    ))?;
+    Ok(RunOutcome { out: config.out.clone(), history })
+}
+
+/// A language model's run: the corpus's windows, the GPT, [`train_net`], then
+/// [`SAMPLES_FILE`] from the final model.
+fn train_text(
+    config: &TrainConfig,
+    formula: &Formula,
+    corpus: Arc<CharCorpus>,
+    device: &Device,
+    resuming: bool,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<RunOutcome> {
+    let Arch::Gpt(size) = config.network.arch() else {
+        anyhow::bail!("{} is not a language model", config.network.name())
+    };
+    let len = size.shape().block;
+    let train_device = device.clone().autodiff();
+    let site = sites(config, formula, &train_device)?;
+    let model = Gpt::with_sites(size, config.mlp, corpus.vocab_size(), config.seed, &train_device, site);
+    if config.write_plan && !resuming {
+        let steps = config.steps.unwrap_or(0);
+        data::plan::write_text_plan(
+            &config.out.join("plan.safetensors"),
+            &corpus,
+            config.batch_size,
+            len,
+            config.seed,
+            steps,
+        )?;
+        write_safetensors(&config.out.join("init.safetensors"), &model.state_dict(0), Default::default())?;
     }
+    let intro = format!(
+        "training {} with activation {} on {} ({} characters, {} train / {} valid, vocabulary {}), seed {}",
+        config.network.name(),
+        config.activation,
+        config.dataset,
+        corpus.train.len() + corpus.valid.len(),
+        corpus.train.len(),
+        corpus.valid.len(),
+        corpus.vocab_size(),
+        config.seed
+    );
+    let metadata = BTreeMap::from([
+        ("activation".to_string(), config.activation.clone()),
+        ("network".to_string(), config.network.name().to_string()),
+        // The id of a character is its index in this string.
+        ("vocabulary".to_string(), corpus.vocab.iter().collect::<String>()),
+    ]);
+    let batches = TextBatches { corpus: corpus.clone(), rows: config.batch_size, len, seed: config.seed };
+    let splits = TextSplits { corpus: corpus.clone(), len, eval_rows: config.eval_batch_size, device: device.clone() };
+    let task = TaskRun { batches, splits, intro, metadata };
+    let (history, model) = train_net(config, model, task, device, resuming, log, obs)?;
+    let samples = model.valid().generate(&[0], SAMPLE_CHARS, 1.0, SAMPLE_SEED);
+    let text = format!("{}{}", corpus.decode(&[0]), corpus.decode(&samples));
+    crate::files::write_atomic(&config.out.join(SAMPLES_FILE), text.as_bytes())?;
+    let loss = history.valid_loss.last().copied().unwrap_or(f64::NAN);
+    log.line(&format!(
+        "finished: validation loss {loss:.4} ({:.4} bits per character) ({}); {SAMPLE_CHARS} generated characters in {SAMPLES_FILE}",
+        loss / std::f64::consts::LN_2,
+        config.activation
+    ))?;
+    Ok(RunOutcome { out: config.out.clone(), history })
 }
 
 /// `e`, having written [`DIVERGED_FILE`] into `out` when it is a divergence.
@@ -118,9 +289,9 @@ fn diverged(out: &Path, e: anyhow::Error) -> anyhow::Error {
     e
 }
 
-/// With `--write-plan`, a fresh run's data in training order (`plan.safetensors`) and its
-/// initial weights (`init.safetensors`), for a twin in another framework.
-fn write_plan<N: Net>(config: &TrainConfig, model: &N, data: &Data, resuming: bool) -> Result<()> {
+/// With `--write-plan`, a fresh image run's data in training order (`plan.safetensors`) and
+/// its initial weights (`init.safetensors`), for a twin in another framework.
+fn write_image_plan<N: Net>(config: &TrainConfig, model: &N, data: &Data, resuming: bool) -> Result<()> {
     if !config.write_plan || resuming {
         return Ok(());
     }
@@ -136,7 +307,7 @@ fn write_plan<N: Net>(config: &TrainConfig, model: &N, data: &Data, resuming: bo
     write_safetensors(&config.out.join("init.safetensors"), &model.state_dict(0), Default::default())
 }
 
-/// The splits of one run, their normalization and class names.
+/// The splits of one image run, their normalization and class names.
 struct Data {
     train: Arc<ImageSet>,
     valid: Option<Arc<ImageSet>>,
@@ -145,44 +316,42 @@ struct Data {
     classes: Vec<String>,
 }
 
-/// The epochs of `config` on `model` through the driver, then `model.safetensors`.
-fn train_net<N: Net<Input = Tensor<4>>>(
+/// What [`train_net`] needs of a task: its training batches, its held-out splits, the log's
+/// first line and `model.safetensors`' metadata.
+struct TaskRun<B, D> {
+    batches: B,
+    splits: D,
+    intro: String,
+    metadata: BTreeMap<String, String>,
+}
+
+/// The steps of `config` on `model` through the driver, then `model.safetensors`; the history
+/// and the trained model.
+fn train_net<N, B, D>(
     config: &TrainConfig,
     model: N,
-    data: Data,
+    task: TaskRun<B, D>,
     device: &Device,
     resuming: bool,
     log: &mut RunLog,
     obs: &dyn Observer,
-) -> Result<RunOutcome> {
+) -> Result<(History, N)>
+where
+    N: Net,
+    D: Supervised<N>,
+    B: Batches<Batch = D::Batch>,
+{
     let out = &config.out;
+    let TaskRun { batches, splits, intro, metadata } = task;
     let params = trainable_params(&model);
-    let history =
-        History::new(config.seed, config.network.name(), &config.dataset, &config.activation, params, "test_acc");
-    let batches = ImageBatches {
-        set: data.train.clone(),
-        norm: data.norm,
-        batch_size: config.batch_size,
-        augment: config.augment,
-        seed: config.seed,
+    let metric = config.network.task().metric();
+    let history = History::new(config.seed, config.network.name(), &config.dataset, &config.activation, params, metric);
+    let span = match config.steps {
+        Some(steps) => Span::Steps { steps, eval_interval: config.eval_interval.unwrap_or(steps.div_ceil(10)) },
+        None => Span::Epochs(config.epochs),
     };
-    let job = Job {
-        out,
-        config,
-        span: Span::Epochs(config.epochs),
-        train: &batches,
-        write_config: true,
-        intro: format!(
-            "training {} with activation {} on {} ({} train / {} valid / {} test images), seed {}",
-            config.network.name(),
-            config.activation,
-            config.dataset,
-            data.train.len(),
-            data.valid.as_ref().map_or(0, |v| v.len()),
-            data.test.len(),
-            config.seed
-        ),
-    };
+    let job = Job { out, config, span, train: &batches, write_config: true, intro };
+    let steps = config.steps.unwrap_or(config.epochs * batches.len(false));
     let (optim, lr) = match config.optimizer {
         Optimizer::Sgd => {
             let sgd = Sgd::new(SgdConfig {
@@ -192,36 +361,29 @@ fn train_net<N: Net<Input = Tensor<4>>>(
                 grad_clip: config.grad_clip,
                 group: Group::All,
             });
-            let lr = LrRule {
-                schedule: config.schedule,
-                base: config.lr,
-                per: Per::Epoch,
-                total: config.epochs,
-                warmup: 0,
-                floor: 0.0,
+            let (per, total) = match config.steps {
+                Some(steps) => (Per::Step, steps),
+                None => (Per::Epoch, config.epochs),
             };
+            let lr = LrRule { schedule: config.schedule, base: config.lr, per, total, warmup: 0, floor: 0.0 };
             (Optim::Sgd(sgd), lr)
         }
         Optimizer::Adamw => {
-            let steps = config.epochs * batches.len(false);
             let recipe = AdamW {
-                betas: AdamW::DEFAULT_BETAS,
+                betas: adamw_betas(config.network),
                 weight_decay: config.weight_decay,
                 grad_clip: config.grad_clip,
                 group: Group::All,
             };
             let optim = recipe.build(&model);
-            (optim, LrRule::warmed(config.schedule, config.lr, steps, config.warmup))
+            let lr = LrRule {
+                floor: lr_floor(config.network) * config.lr,
+                ..LrRule::warmed(config.schedule, config.lr, steps, config.warmup)
+            };
+            (optim, lr)
         }
     };
-    let splits = ImageSplits {
-        valid: data.valid,
-        test: Some(data.test),
-        norm: data.norm,
-        eval_batch: config.eval_batch_size,
-        device: device.clone(),
-    };
-    let mut strategy = WeightSteps::<N, TrainConfig, ImageSplits> {
+    let mut strategy = WeightSteps::<N, TrainConfig, D> {
         optim,
         lr,
         loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
@@ -235,172 +397,6 @@ fn train_net<N: Net<Input = Tensor<4>>>(
     };
     let Trained { model, history, batches_tracked, .. } =
         driver::run(&job, model, history, &mut strategy, resuming, log, obs)?;
-
-    let metadata = std::collections::BTreeMap::from([
-        ("activation".to_string(), config.activation.clone()),
-        ("network".to_string(), config.network.name().to_string()),
-        ("num_classes".to_string(), data.classes.len().to_string()),
-        ("classes".to_string(), serde_json::to_string(&data.classes)?),
-        // Inputs are (pixel/255 - mean) / std per channel, with these training-split statistics.
-        ("normalize_mean".to_string(), serde_json::to_string(&data.norm.mean)?),
-        ("normalize_std".to_string(), serde_json::to_string(&data.norm.std)?),
-    ]);
     write_safetensors(&out.join(MODEL_FILE), &model.state_dict(batches_tracked), metadata)?;
-    log.line(&format!(
-        "finished: final test accuracy {:.2}% ({})",
-        history.test_acc.last().copied().unwrap_or(f64::NAN),
-        config.activation
-    ))?;
-    Ok(RunOutcome { out: out.clone(), history })
-}
-
-/// What [`WeightSteps`] trains on, for one kind of task (images, text): how a training batch
-/// becomes the network's input and the target class of each row of logits, and how the
-/// held-out splits are scored.
-pub trait Supervised<N: Net> {
-    type Batch;
-    /// The network's input for `batch` on `device`, and the target of each row of logits.
-    fn tensors(&self, batch: &Self::Batch, device: &Device) -> (N::Input, Vec<i64>);
-    /// The validation and test metrics of `model` (its inference copy), where the run has them.
-    fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>);
-}
-
-/// The image tasks' splits: the validation split (where there is one) and the test split
-/// (where given), normalized with the training split's statistics.
-pub struct ImageSplits {
-    pub valid: Option<Arc<ImageSet>>,
-    pub test: Option<Arc<ImageSet>>,
-    pub norm: Normalization,
-    /// Images per evaluation batch.
-    pub eval_batch: usize,
-    /// The plain (non-autodiff) device evaluation runs on.
-    pub device: Device,
-}
-
-impl<N: Net<Input = Tensor<4>>> Supervised<N> for ImageSplits {
-    type Batch = Batch;
-
-    fn tensors(&self, batch: &Batch, device: &Device) -> (Tensor<4>, Vec<i64>) {
-        (to_tensors(batch, device).0, batch.labels.clone())
-    }
-
-    fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>) {
-        let score = |set: &Arc<ImageSet>| evaluate(model, set, self.norm, self.eval_batch, &self.device);
-        (self.valid.as_ref().map(score), self.test.as_ref().map(score))
-    }
-}
-
-/// The strategy of eval and of a search's children: one optimizer step of every weight per
-/// batch, then the held-out splits of `D` at each evaluation point. `C` is the run's
-/// configuration type.
-pub struct WeightSteps<N, C, D> {
-    pub optim: Optim,
-    pub lr: LrRule,
-    pub loss_fn: CrossEntropyLoss,
-    pub data: D,
-    /// The plain (non-autodiff) device the optimizer state is restored to.
-    pub device: Device,
-    /// Advice for a run that diverged.
-    pub hint: &'static str,
-    pub types: PhantomData<(N, C)>,
-}
-
-impl<N, C, D> Strategy for WeightSteps<N, C, D>
-where
-    N: Net,
-    C: Serialize + DeserializeOwned + Clone,
-    D: Supervised<N>,
-{
-    type Net = N;
-    type Batch = D::Batch;
-    type Config = C;
-
-    fn lr(&self, at: &At) -> f64 {
-        self.lr.at(at)
-    }
-
-    fn step(&mut self, model: N, batch: &D::Batch, at: At) -> Result<(N, StepReport)> {
-        let device = model.devices()[0].clone();
-        let (input, targets) = self.data.tensors(batch, &device);
-        let n = targets.len();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
-        let logits = model.forward(input);
-        let loss = self.loss_fn.forward(logits.clone(), labels);
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        let mut meter = Meter::default();
-        meter.add(&host_f32(logits.inner()), &targets, value);
-        let report = StepReport { loss: value, meter };
-        if !report.loss.is_finite() {
-            return Ok((model, report));
-        }
-        let grads = Grads::of(&model, &loss.backward(), Group::All);
-        Ok((self.optim.step(model, &grads, at.lr), report))
-    }
-
-    fn evaluate(&mut self, model: &N) -> Result<(Option<Meter>, Option<Meter>)> {
-        Ok(self.data.evaluate(&model.valid()))
-    }
-
-    fn end_epoch(&mut self, _model: &N, _epoch: usize, _history: &mut History) -> Result<String> {
-        Ok(String::new())
-    }
-
-    fn state(&self) -> (Vec<NamedTensor>, serde_json::Value) {
-        self.optim.state()
-    }
-
-    fn load_state(&mut self, tensors: &HashMap<String, NamedTensor>, state: &serde_json::Value) -> Result<()> {
-        self.optim.load_state(tensors, state, &self.device)
-    }
-
-    fn divergence_hint(&self) -> &'static str {
-        self.hint
-    }
-}
-
-pub(crate) fn to_tensors(batch: &Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let n = batch.size;
-    let images = Tensor::<4>::from_data(TensorData::new(batch.images.clone(), [n, 3, 32, 32]), device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [n]), device);
-    (images, labels)
-}
-
-/// Loss and accuracy of `model` (in inference mode) over a whole split.
-pub fn evaluate<N: Net<Input = Tensor<4>>>(
-    model: &N,
-    set: &Arc<ImageSet>,
-    norm: Normalization,
-    batch_size: usize,
-    device: &Device,
-) -> Meter {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut meter = Meter::default();
-    let loader = data::batches(
-        set.clone(),
-        norm,
-        LoaderConfig { batch_size, shuffle: false, augment: false, drop_last: false, seed: 0, epoch: 0 },
-    );
-    for batch in loader {
-        let (images, labels) = to_tensors(&batch, device);
-        let logits = model.forward(images);
-        let loss = loss_fn.forward(logits.clone(), labels).into_scalar::<f32>() as f64;
-        let host = host_f32(logits);
-        meter.add(&host, &batch.labels, loss);
-    }
-    meter
-}
-
-/// Number of trainable parameters (BatchNorm running statistics excluded).
-pub fn trainable_params<M: Module>(module: &M) -> usize {
-    struct Count(usize);
-    impl ModuleVisitor for Count {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if param.is_require_grad() {
-                self.0 += param.lazy_shape().num_elements();
-            }
-        }
-    }
-    let mut count = Count(0);
-    module.visit(&mut count);
-    count.0
+    Ok((history, model))
 }

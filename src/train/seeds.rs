@@ -1,6 +1,7 @@
 //! Several seeds of the same run: each seed trains into its own `seed-N` subfolder, and
 //! `summary.json` holds the mean, standard deviation and 95% interval of the mean of the final
-//! test accuracy (the statistics are `report::stats`', a leaf module).
+//! value of the metric the runs are judged by: the test accuracy of an image task, the
+//! validation loss of a language model (the statistics are `report::stats`', a leaf module).
 
 use std::path::Path;
 
@@ -22,9 +23,20 @@ pub struct Summary {
     pub dataset: String,
     pub activation: String,
     pub epochs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
     pub seeds: Vec<u64>,
-    /// Final test top-1 accuracy (percent) of each seed, in `seeds` order.
+    /// What the runs are judged by (`test_acc`, `valid_loss`) and its direction.
+    #[serde(default = "test_acc_name")]
+    pub metric: String,
+    #[serde(default = "yes")]
+    pub higher_is_better: bool,
+    /// Final test top-1 accuracy (percent) of each seed, in `seeds` order (image tasks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_acc: Vec<f64>,
+    /// Final validation loss (nats per character) of each seed (language models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_loss: Vec<f64>,
     pub mean: f64,
     /// Sample standard deviation (n - 1 in the denominator); 0 for a single seed.
     pub std: f64,
@@ -34,6 +46,40 @@ pub struct Summary {
     pub ci95: Option<[f64; 2]>,
     /// Run directories, relative to the summary's directory.
     pub runs: Vec<String>,
+}
+
+fn test_acc_name() -> String {
+    "test_acc".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Summary {
+    /// The final value of `metric` of each seed, in `seeds` order.
+    pub fn values(&self) -> &[f64] {
+        match self.metric.as_str() {
+            "valid_loss" => &self.valid_loss,
+            _ => &self.test_acc,
+        }
+    }
+
+    /// `value` as the metric is shown: `47.00%` or `1.8812`.
+    pub fn show(&self, value: f64) -> String {
+        match self.metric.as_str() {
+            "test_acc" => format!("{value:.2}%"),
+            _ => format!("{value:.4}"),
+        }
+    }
+
+    /// The metric in words: `test accuracy`, `validation loss`.
+    pub fn metric_words(&self) -> &'static str {
+        match self.metric.as_str() {
+            "valid_loss" => "validation loss",
+            _ => "test accuracy",
+        }
+    }
 }
 
 /// The directory of one seed's run: the output directory itself for a single seed.
@@ -85,15 +131,24 @@ pub fn train_seeds(
     let (_lock, outcomes) = each_seed(&base.out, seeds, "eval", obs, |seed, out| {
         train(&TrainConfig { seed, out, ..base.clone() }, formula, device, resume, obs)
     })?;
-    let test_acc: Vec<f64> = outcomes.iter().map(|o| o.final_test_acc()).collect();
-    let stats = crate::report::stats::Summary::of(&test_acc);
+    let values: Vec<f64> = outcomes.iter().map(|o| o.headline()).collect();
+    let stats = crate::report::stats::Summary::of(&values);
+    let metric = base.network.task().metric();
+    let (test_acc, valid_loss) = match metric {
+        "valid_loss" => (Vec::new(), values),
+        _ => (values, Vec::new()),
+    };
     let summary = Summary {
         network: base.network.name().to_string(),
         dataset: base.dataset.clone(),
         activation: base.activation.clone(),
         epochs: base.epochs,
+        steps: base.steps,
         seeds: seeds.to_vec(),
+        metric: metric.to_string(),
+        higher_is_better: !metric.ends_with("_loss"),
         test_acc,
+        valid_loss,
         mean: stats.mean,
         std: stats.std,
         ci95: stats.ci95().map(|(lo, hi)| [lo, hi]),

@@ -1,6 +1,6 @@
 //! The language-model task for the one training loop: the training batches of a character
 //! corpus ([`TextBatches`], for the driver) and its held-out split ([`TextSplits`], for
-//! [`WeightSteps`](super::run::WeightSteps)).
+//! [`WeightSteps`](super::steps::WeightSteps)).
 //!
 //! A training batch is `rows` random windows of `len` characters; the batch of optimizer step
 //! `s` is drawn from the run's seed and `s` alone (`CharCorpus::train_batch`), so a resumed run
@@ -15,7 +15,7 @@ use burn::prelude::*;
 
 use super::driver::Batches;
 use super::metrics::Meter;
-use super::run::Supervised;
+use super::steps::Supervised;
 use crate::data::text::{CharCorpus, TextBatch};
 use crate::model::Net;
 use crate::model::state::host_f32;
@@ -103,9 +103,9 @@ mod tests {
     use crate::train::driver::{self, Job, Span};
     use crate::train::history::History;
     use crate::train::optimizer::AdamW;
-    use crate::train::run::WeightSteps;
     use crate::train::run_dir::RunLog;
     use crate::train::schedule::{LrRule, Schedule};
+    use crate::train::steps::WeightSteps;
     use crate::train::update::Group;
 
     /// A gpt-micro trained for 30 steps of AdamW on a short repeated text, through the one

@@ -46,10 +46,10 @@ use crate::train::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
 use crate::train::history::History;
 use crate::train::metrics::Meter;
 use crate::train::optimizer::{AdamW, Optim};
-use crate::train::run::{evaluate, to_tensors, trainable_params};
 use crate::train::run_dir::{RunDir, RunLog, Start, checkpoint_note};
 use crate::train::schedule::{LrRule, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::steps::{evaluate, to_tensors, trainable_params};
 use crate::train::update::{Grads, Group};
 
 /// GRAFS' bound on every position's output when searching a space without built-in bounds.
@@ -146,6 +146,9 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
         Arch::Vit(size) => {
             let model = Vit::with_sites(size, config.mlp, data.num_classes, config.seed, &train_device, cell);
             search_net(setup, model, data, start, &mut log, obs)
+        }
+        Arch::Gpt(_) => {
+            bail!("a one-shot search on {} is not available yet: search on a ResNet or a ViT", config.network.name())
         }
     }
 }

@@ -33,10 +33,10 @@ use crate::train::config::{Optimizer, RecipeNumbers, is_default};
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::{AdamW, Optim};
-use crate::train::run::{ImageSplits, WeightSteps, trainable_params};
 use crate::train::run_dir::RunLog;
 use crate::train::schedule::{LrRule, Per, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
+use crate::train::steps::{ImageSplits, WeightSteps, trainable_params};
 use crate::train::update::Group;
 
 /// What to train.
@@ -297,6 +297,11 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             let model = Vit::with_sites(size, spec.recipe.mlp, splits.num_classes, spec.seed, &train_device, site);
             train_child_net(spec, dir, model, data, device, start, obs)
         }
+        Arch::Gpt(_) => bail!(
+            "child {}: {} children are not available yet: use a ResNet or a ViT",
+            spec.id,
+            spec.recipe.network.name()
+        ),
     }
 }
 
