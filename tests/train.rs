@@ -187,3 +187,23 @@ fn a_short_vit_run_lowers_the_loss_and_resumes_to_the_same_result() {
         assert!(weights.contains_key(name), "model.safetensors has no {name}");
     }
 }
+
+/// `--steps` on an image network: a step budget instead of epochs, evaluated every
+/// `--eval-interval` steps, the loader's epochs following one another.
+#[test]
+fn an_image_run_can_count_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_cifar10(dir.path(), 32);
+    let config = TrainConfig {
+        epochs: 0,
+        steps: Some(9),
+        eval_interval: Some(3),
+        batch_size: 16,
+        ..tiny_config(dir.path(), &dir.path().join("run"), "relu", 1)
+    };
+    let outcome = train(&config, &resolve("relu").unwrap(), &Device::flex(), false, &Silent).unwrap();
+    let h = &outcome.history;
+    assert_eq!(h.step, vec![3, 6, 9]);
+    assert_eq!((h.test_acc.len(), h.metric.as_str(), h.higher_is_better), (3, "test_acc", true));
+    assert!(outcome.out.join("model.safetensors").exists());
+}
