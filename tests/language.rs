@@ -190,3 +190,60 @@ fn gpt_torch_trains_on_the_plan_to_our_losses() {
     };
     assert_eq!(json("errors.json")["step"], json("torch_errors.json")["step"]);
 }
+
+/// A sample-based search whose children are gpt-micros: each child trains with the GPT recipe
+/// on the text, its reward is its negated validation loss (between -ln(vocabulary), the
+/// floor of a child that did not train, and 0), and the search names what it ranks by.
+#[test]
+fn gpt_children_are_rewarded_with_their_negated_validation_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = shakespeare(dir.path(), 300);
+    let out = actsearch(
+        &[
+            "search",
+            "--method",
+            "random",
+            "--space",
+            "core1",
+            "--budget",
+            "3",
+            "--batch-children",
+            "3",
+            "--child-network",
+            "gpt-micro",
+            "--child-steps",
+            "6",
+            "--batch-size",
+            "4",
+            "--dataset",
+            text.to_str().unwrap(),
+            "--out",
+            "search",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("by the negated validation loss of the child"), "{stdout}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("search/config.json")).unwrap()).unwrap();
+    let floor = config["child"]["reward_floor"].as_f64().unwrap();
+    let vocab = std::fs::read_to_string(&text).unwrap().chars().collect::<std::collections::BTreeSet<_>>().len();
+    assert!((floor + (vocab as f64).ln()).abs() < 1e-12, "floor {floor}, vocabulary {vocab}");
+    let rows = common::rows(&dir.path().join("search"));
+    assert!(!rows.is_empty());
+    for row in &rows {
+        match row.status {
+            actsearch::search::sample::child::Status::Ok => {
+                assert!(row.reward < 0.0 && row.reward >= floor, "{row:?}")
+            }
+            _ => assert_eq!(row.reward, floor, "{row:?}"),
+        }
+    }
+    // The children trained a GPT: its checkpoint holds the reference's names.
+    let spec = std::fs::read_to_string(dir.path().join("search/children/0/spec.json")).unwrap();
+    assert!(spec.contains("\"network\": \"gpt-micro\"") && spec.contains("reward_floor"), "{spec}");
+    // A one-shot search on a GPT, and a --then-eval of another task, are refused.
+    let refused = actsearch(&["search", "--method", "darts", "--space", "small", "--network", "gpt-micro"], dir.path());
+    assert_clean_error(&refused, "sample-based method");
+}

@@ -305,9 +305,19 @@ fn children_train_on_a_vit_with_its_recipe() {
 #[test]
 fn forged_or_damaged_child_results_are_refused() {
     use actsearch::files::Checksum;
-    use actsearch::search::sample::child::{ChildResult, Status, read_result, write_result};
+    use actsearch::search::sample::child::{ChildRecipe, ChildResult, Status, read_result, write_result};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("result.json");
+    let recipe = |network: &str, floor: f64| -> ChildRecipe {
+        serde_json::from_value(serde_json::json!({
+            "network": network, "steps": 10, "batch_size": 8, "lr": 0.1, "momentum": 0.9,
+            "weight_decay": 0.0, "augment": false, "subset": null, "train_portion": 0.8,
+            "reward_floor": floor,
+        }))
+        .unwrap()
+    };
+    let images = recipe("resnet8", 0.0);
+    let read_result = |path: &std::path::Path, id| read_result(path, id, &images);
     let good = ChildResult { id: 0, reward: 0.4, train_loss: Some(1.5), seconds: 3.0, status: Status::Ok, error: None };
     write_result(&path, &good).unwrap();
     assert_eq!(read_result(&path, 0).unwrap().unwrap().reward, 0.4);
@@ -345,4 +355,23 @@ fn forged_or_damaged_child_results_are_refused() {
     refused("not JSON");
     std::fs::remove_file(&path).unwrap();
     assert!(read_result(&path, 0).unwrap().is_none());
+
+    // A language model's child: a negated validation loss in [-ln 65, 0], and the floor for a
+    // child that did not train.
+    let text = recipe("gpt-micro", -(65f64).ln());
+    let lm = ChildResult { reward: -1.9, ..good.clone() };
+    write_result(&path, &lm).unwrap();
+    assert_eq!(actsearch::search::sample::child::read_result(&path, 0, &text).unwrap().unwrap().reward, -1.9);
+    for (result, why) in [
+        (ChildResult { reward: 0.4, ..good.clone() }, "is not a negated validation loss in [-4.1744, 0]"),
+        (ChildResult { reward: -9.0, ..good.clone() }, "is not a negated validation loss"),
+        (ChildResult::failed(0, "lost".into(), 1.0, 0.0), "a failed child has reward -4.174"),
+    ] {
+        write_result(&path, &result).unwrap();
+        let e = actsearch::search::sample::child::read_result(&path, 0, &text).unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+    let failed = ChildResult::failed(0, "lost".into(), 1.0, text.reward_floor);
+    write_result(&path, &failed).unwrap();
+    assert!(actsearch::search::sample::child::read_result(&path, 0, &text).unwrap().is_some());
 }

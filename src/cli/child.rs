@@ -80,7 +80,9 @@ pub fn run(args: ChildArgs) -> Result<()> {
         }
         Err(e) => {
             let error = super::one_line(&e);
-            write_result(&out, &ChildResult::failed(spec.id, error.clone(), start.elapsed().as_secs_f64()))?;
+            let failed =
+                ChildResult::failed(spec.id, error.clone(), start.elapsed().as_secs_f64(), spec.recipe.reward_floor);
+            write_result(&out, &failed)?;
             Err(e)
         }
     }

@@ -8,7 +8,7 @@ use crate::train::config::{Optimizer, Preset};
 use super::progress::Progress;
 use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
-use crate::search::sample::child::load_data;
+use crate::search::sample::child::{ChildData, load_data};
 use crate::search::sample::config::{ChildRecipe, SampleConfig, SampleMethod, SamplePreset};
 use crate::search::sample::controller::ControllerConfig;
 use crate::search::sample::policy::{PolicyConfig, Rule};
@@ -51,10 +51,19 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     let threads = super::backend::thread_count(args.common.threads)?;
     let per_child = s.exec.task_threads(args.common.threads, threads);
     let network = s.child_network.unwrap_or(d.network);
-    super::search_args::searchable(network, "--child-network")?;
-    super::search_args::searchable(args.eval_network, "--eval-network")?;
-    // The children's recipe follows their network: SGD for the ResNets, eval's ViT recipe
-    // (AdamW, 5% warm-up, cosine per step, clip 1) for the ViTs.
+    if args.then_eval {
+        super::search_args::same_task(network, "--child-network", args.eval_network)?;
+    }
+    let language = network.task() == crate::model::Task::Language;
+    if language && (args.subset.is_some() || args.train_portion.is_some()) {
+        bail!(
+            "--subset and --train-portion cut image datasets; {} children train on the first 90% of the text and are scored on the rest",
+            network.name()
+        );
+    }
+    // The children's recipe follows their network: SGD for the ResNets, eval's recipe for the
+    // transformers (a ViT's AdamW, 5% warm-up, cosine per step, clip 1; a GPT's nanoGPT
+    // recipe: AdamW betas (0.9, 0.99), cosine to a tenth, batches of 12 windows for gpt-micro).
     let vit = (!network.is_resnet()).then(|| Preset::Standard.defaults_for(network)).transpose()?;
     let budget = s.budget.unwrap_or(d.budget);
     let mut config = SampleConfig {
@@ -66,11 +75,11 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         child: ChildRecipe {
             network,
             steps: s.child_steps.unwrap_or(d.steps),
-            batch_size: args.batch_size.unwrap_or(128),
+            batch_size: args.batch_size.unwrap_or(if language { vit.map_or(12, |v| v.batch_size) } else { 128 }),
             lr: args.lr.unwrap_or(vit.map_or(0.1, |v| v.lr)),
             momentum: vit.map_or(0.9, |v| v.momentum),
             weight_decay: args.weight_decay.unwrap_or(vit.map_or(5e-4, |v| v.weight_decay)),
-            augment: args.augment == "standard",
+            augment: args.augment == "standard" && !language,
             subset: args.subset.or(d.subset),
             requested: Default::default(),
             train_portion: args.train_portion.unwrap_or(0.8),
@@ -78,6 +87,8 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
             warmup: vit.map_or(0.0, |v| v.warmup),
             grad_clip: vit.and_then(|v| v.grad_clip),
             mlp: args.mlp.on(network)?,
+            // Set from the data by warm_data.
+            reward_floor: 0.0,
         },
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
@@ -138,8 +149,13 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         text += &format!("note: the search ended before its budget: {why}\n");
     }
     text += &format!(
-        "{} distinct functions trained ({} proposals); the best, by validation accuracy of the child:\n",
-        outcome.trained, outcome.proposals
+        "{} distinct functions trained ({} proposals); the best, by {} of the child:\n",
+        outcome.trained,
+        outcome.proposals,
+        match config.child.reward_floor < 0.0 {
+            true => "the negated validation loss",
+            false => "validation accuracy",
+        }
     );
     for t in &outcome.top {
         text += &format!("{:>3}. {:.4}  {}\n", t.rank, t.reward, crate::report::shown(&t.formula));
@@ -171,7 +187,9 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
 /// the children then find the decoded images in the cache. The children's subset becomes the
 /// one used (`Splits::settle`).
 fn warm_data(config: &mut SampleConfig, progress: &Progress) -> Result<()> {
-    let splits = load_data(&config.child, &config.dataset, &config.data_dir, config.seed, progress)?;
+    let data = load_data(&config.child, &config.dataset, &config.data_dir, config.seed, progress)?;
+    config.child.reward_floor = data.reward_floor();
+    let ChildData::Images(splits) = data else { return Ok(()) };
     let child = &mut config.child;
     splits.settle(&mut child.subset, &mut None, &mut child.requested);
     if splits.train.len() < config.child.batch_size {

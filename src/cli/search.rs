@@ -27,7 +27,9 @@ pub fn run(args: SearchArgs) -> Result<()> {
     let defaults = preset.defaults();
     let network = args.network.unwrap_or(defaults.network);
     super::search_args::searchable(network, "--network")?;
-    super::search_args::searchable(args.eval_network, "--eval-network")?;
+    if args.then_eval {
+        super::search_args::same_task(network, "--network", args.eval_network)?;
+    }
     // The weights' recipe follows the network: SGD for the ResNets, AdamW for the ViTs.
     let weights = match network.is_resnet() {
         true => Weights {

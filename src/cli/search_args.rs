@@ -245,14 +245,27 @@ impl SearchArgs {
     }
 }
 
-/// Refuses a network the searches cannot train yet: the language models train with `eval`
-/// only for now.
+/// Refuses a network the one-shot searches cannot train yet: a language model's search is a
+/// sample-based one for now (`--child-network gpt-micro`).
 pub fn searchable(network: Network, flag: &str) -> anyhow::Result<()> {
     if network.task() == crate::model::Task::Language {
         anyhow::bail!(
-            "{flag} {}: searches on the language models are not available yet; search on a ResNet or a ViT, and train a found function on {} with actsearch eval",
+            "{flag} {}: the one-shot searches on the language models are not available yet; search with a sample-based method (--method random, evolution, ppo, ...) and --child-network {}",
             network.name(),
             network.name()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses an `--eval-network` of another task than the search's network: both read the one
+/// `--dataset`.
+pub fn same_task(network: Network, flag: &str, eval_network: Network) -> anyhow::Result<()> {
+    if network.task() != eval_network.task() {
+        anyhow::bail!(
+            "{flag} {} and --eval-network {} read different data (images and text) from the one --dataset; give an --eval-network of the same kind",
+            network.name(),
+            eval_network.name()
         );
     }
     Ok(())

@@ -43,14 +43,17 @@ pub fn compare(
         |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.values().iter().copied()).collect::<Vec<_>>();
     let c = stats::compare_directed(&pairs(&summaries[0]), &pairs(&summaries[1]), summaries[1].higher_is_better);
     let quick = crate::train::config::Preset::Quick.defaults_for(args.eval_network)?;
-    let recipe = format!(
-        "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
-        args.eval_network.name(),
-        dataset,
-        quick.epochs,
-        quick.subset.map_or("all".into(), |n| n.to_string()),
-        quick.test_subset.map_or("all".into(), |n| n.to_string()),
-    );
+    let recipe = match quick.steps {
+        Some(steps) => format!("{} on {}, {steps} steps, seeds {seeds}", args.eval_network.name(), dataset),
+        None => format!(
+            "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
+            args.eval_network.name(),
+            dataset,
+            quick.epochs,
+            quick.subset.map_or("all".into(), |n| n.to_string()),
+            quick.test_subset.map_or("all".into(), |n| n.to_string()),
+        ),
+    };
     let side = |s: &crate::train::seeds::Summary, dir: &std::path::Path| {
         serde_json::json!({
             "activation": s.activation, "seeds": s.seeds, "metric": s.metric, s.metric.as_str(): s.values(), "mean": s.mean, "std": s.std,
@@ -70,13 +73,21 @@ pub fn compare(
     let written = crate::report::document::write(&report, &out.join("report"))?;
     let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
     let line = |name: &str, s: &crate::train::seeds::Summary| {
-        let ci =
-            s.ci95.map_or("no interval from one seed".to_string(), |[lo, hi]| format!("95% CI [{lo:.2}, {hi:.2}]"));
-        format!("{name:<10} {:>6.2} ± {:.2}%  ({ci})  {}\n", s.mean, s.std, crate::report::shown(&s.activation))
+        let ci = s.ci95.map_or("no interval from one seed".to_string(), |[lo, hi]| {
+            format!("95% CI [{}, {}]", s.show(lo), s.show(hi))
+        });
+        format!(
+            "{name:<10} {:>7} ± {}  ({ci})  {}\n",
+            s.show(s.mean),
+            s.show(s.std),
+            crate::report::shown(&s.activation)
+        )
     };
+    // Accuracies differ in points to 2 decimals, losses in nats to 4.
+    let (unit, places) = if summaries[1].higher_is_better { ("points", 2) } else { ("nats (lower is better)", 4) };
     let verdict = match c.ci {
         Some((lo, hi)) => format!(
-            "found - baseline: {:+.2} points, 95% CI [{lo:+.2}, {hi:+.2}] ({}), p = {:.3}: {}{}\n",
+            "found - baseline: {:+.places$} {unit}, 95% CI [{lo:+.places$}, {hi:+.places$}] ({}), p = {:.3}: {}{}\n",
             c.diff,
             c.test.words(),
             c.p.unwrap_or(f64::NAN),
@@ -88,7 +99,7 @@ pub fn compare(
                 crate::report::stats::Test::None => String::new(),
                 test => format!(" ({})", test.words()),
             };
-            format!("found - baseline: {:+.2} points{test}: {}\n", c.diff, c.verdict.words())
+            format!("found - baseline: {:+.places$} {unit}{test}: {}\n", c.diff, c.verdict.words())
         }
     };
     let undecided = match undecided.is_empty() {
@@ -100,9 +111,11 @@ pub fn compare(
         ),
     };
     stdout(&format!(
-        "\n{undecided}{}{}{verdict}(test accuracy, {recipe}: a quick check; train both longer with `actsearch eval --epochs 200 --seeds 0,1,2`)\ncomparison: {}\nplot of the found function: {}\nreport: {}\n",
+        "\n{undecided}{}{}{verdict}({}, {recipe}: a quick check; train both longer with `actsearch eval {} --seeds 0,1,2`)\ncomparison: {}\nplot of the found function: {}\nreport: {}\n",
         line("found", &summaries[0]),
         line("baseline", &summaries[1]),
+        summaries[1].metric_words(),
+        if quick.steps.is_some() { "--preset standard" } else { "--epochs 200" },
         out.join("summary.json").display(),
         plot.map_or("(none)".into(), |p| p.display().to_string()),
         written.html.display()

@@ -4,8 +4,11 @@
 //! (a ResNet with SGD: cosine learning rate per step, momentum, weight decay; a ViT with the
 //! ViT recipe: AdamW, warm-up then cosine per step, clipping; full batches, the loader's
 //! epochs following one another) on the training split, through the one training loop
-//! (`train::driver`), and scores it by its accuracy on the held-out validation split (the
-//! reward, a fraction in [0, 1]). Every
+//! (`train::driver`), and scores it on the held-out validation split: its accuracy for an
+//! image network (the reward, a fraction in [0, 1]), its negated validation loss for a
+//! language model (a GPT, with nanoGPT's recipe; the reward is in [-ln(vocabulary), 0]). A
+//! child that fails, diverges or is rejected gets the task's floor
+//! ([`ChildRecipe::reward_floor`]: 0, or the loss of a uniform guess negated). Every
 //! child of a search gets the same seed, so the same data order and the same initial weights
 //! (common random numbers): rewards differ because the functions do, not by luck.
 //!
@@ -23,20 +26,22 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
-use crate::data::{self, DatasetSpec, ImageSet, Normalization, SplitConfig, Splits};
+use crate::data::text::{CharCorpus, text_file};
+use crate::data::{self, DatasetSpec, SplitConfig, Splits};
 use crate::expr::Formula;
 use crate::files::write_atomic;
-use crate::model::{Activation, Arch, Mlp, Net, Network, ResNet, Vit};
+use crate::model::{Activation, Arch, Gpt, Mlp, Net, Network, ResNet, Vit};
 use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
-use crate::train::config::{Optimizer, RecipeNumbers, is_default};
+use crate::train::config::{Optimizer, RecipeNumbers, adamw_betas, is_default, lr_floor};
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::{AdamW, Optim};
 use crate::train::run_dir::RunLog;
 use crate::train::schedule::{LrRule, Per, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
-use crate::train::steps::{ImageSplits, WeightSteps, trainable_params};
+use crate::train::steps::{ImageSplits, Supervised, WeightSteps, trainable_params};
+use crate::train::text::{TextBatches, TextSplits};
 use crate::train::update::Group;
 
 /// What to train.
@@ -89,9 +94,22 @@ pub struct ChildRecipe {
     pub grad_clip: Option<f64>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub mlp: Mlp,
+    /// The reward of a child that failed, diverged or was rejected: the task's worst, 0 for
+    /// an accuracy, -ln(vocabulary) for a language model (the loss of a uniform guess, negated).
+    /// A reward is in [floor, 1] for an accuracy and [floor, 0] for a negated loss.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub reward_floor: f64,
 }
 
 impl ChildRecipe {
+    /// Where a reward of this recipe's task may lie.
+    pub fn reward_range(&self) -> (f64, f64) {
+        match self.reward_floor < 0.0 {
+            true => (self.reward_floor, 0.0),
+            false => (0.0, 1.0),
+        }
+    }
+
     /// The recipe's numbers, checked as eval's ([`RecipeNumbers::check`]).
     pub fn numbers(&self) -> RecipeNumbers {
         RecipeNumbers {
@@ -115,13 +133,13 @@ impl ChildRecipe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Trained; the reward is its validation accuracy.
+    /// Trained; the reward is its validation accuracy (or negated validation loss).
     Ok,
-    /// The loss stopped being finite; reward 0.
+    /// The loss stopped being finite; the task's floor.
     Diverged,
-    /// Not trained: the function is constant, not finite or flat (see `screen`); reward 0.
+    /// Not trained: the function is constant, not finite or flat (see `screen`); the floor.
     Rejected,
-    /// The child process failed (crashed, killed, bad spec); reward 0.
+    /// The child process failed (crashed, killed, bad spec); the floor.
     Failed,
 }
 
@@ -144,7 +162,8 @@ impl Status {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChildResult {
     pub id: usize,
-    /// Validation accuracy in [0, 1]; 0 unless the status is `ok`.
+    /// Validation accuracy in [0, 1], or a language model's negated validation loss; the
+    /// task's floor unless the status is `ok`.
     pub reward: f64,
     /// Mean training loss over the last steps (none when no step ran or the loss was not
     /// finite).
@@ -157,9 +176,9 @@ pub struct ChildResult {
 }
 
 impl ChildResult {
-    /// A child that did not produce a result of its own.
-    pub fn failed(id: usize, error: String, seconds: f64) -> ChildResult {
-        ChildResult { id, reward: 0.0, train_loss: None, seconds, status: Status::Failed, error: Some(error) }
+    /// A child that did not produce a result of its own: its task's `floor`.
+    pub fn failed(id: usize, error: String, seconds: f64, floor: f64) -> ChildResult {
+        ChildResult { id, reward: floor, train_loss: None, seconds, status: Status::Failed, error: Some(error) }
     }
 }
 
@@ -205,8 +224,9 @@ pub fn write_result(path: &Path, result: &ChildResult) -> Result<()> {
 /// Child `id`'s result at `path`, or None while there is none (a half-written one is never
 /// seen: the file appears by rename). A file that is not that child's result as
 /// [`write_result`] wrote it (another id, a checksum that does not match, a reward outside
-/// [0, 1] or a negative time) is refused, with its path and the fix.
-pub fn read_result(path: &Path, id: usize) -> Result<Option<ChildResult>> {
+/// the task's range (`recipe.reward_range()`), a child that did not train above the floor, or
+/// a negative time) is refused, with its path and the fix.
+pub fn read_result(path: &Path, id: usize, recipe: &ChildRecipe) -> Result<Option<ChildResult>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -226,12 +246,16 @@ pub fn read_result(path: &Path, id: usize) -> Result<Option<ChildResult>> {
         Some(_) => return Err(refuse("its checksum does not match its contents".into())),
         None => return Err(refuse("it has no checksum (an actsearch child writes one)".into())),
     }
+    let (low, high) = recipe.reward_range();
     let problem = if r.id != id {
         Some(format!("it says child {}", r.id))
-    } else if !(r.reward.is_finite() && (0.0..=1.0).contains(&r.reward)) {
-        Some(format!("its reward {} is not a validation accuracy in [0, 1]", r.reward))
-    } else if r.status != Status::Ok && r.reward != 0.0 {
-        Some(format!("a {} child has reward 0, not {}", r.status.name(), r.reward))
+    } else if !(r.reward.is_finite() && (low..=high).contains(&r.reward)) {
+        Some(match low < 0.0 {
+            true => format!("its reward {} is not a negated validation loss in [{low:.4}, 0]", r.reward),
+            false => format!("its reward {} is not a validation accuracy in [0, 1]", r.reward),
+        })
+    } else if r.status != Status::Ok && r.reward != recipe.reward_floor {
+        Some(format!("a {} child has reward {}, not {}", r.status.name(), recipe.reward_floor, r.reward))
     } else if !(r.seconds.is_finite() && r.seconds >= 0.0) {
         Some(format!("its time {} s is not a duration", r.seconds))
     } else if r.train_loss.is_some_and(|l| !l.is_finite()) {
@@ -245,17 +269,38 @@ pub fn read_result(path: &Path, id: usize) -> Result<Option<ChildResult>> {
     }
 }
 
-/// The data a child of `recipe` trains on (and is scored on: the validation split). The
-/// controller makes the same call once up front, so a bad dataset fails before any child.
+/// The data a child trains on (and is scored on: the validation split).
+pub enum ChildData {
+    Images(Splits),
+    Text(Arc<CharCorpus>),
+}
+
+impl ChildData {
+    /// The reward of a child that did not train on this data: 0 for an accuracy, the negated
+    /// loss of a uniform guess over a text's vocabulary.
+    pub fn reward_floor(&self) -> f64 {
+        match self {
+            ChildData::Images(_) => 0.0,
+            ChildData::Text(corpus) => -(corpus.vocab_size() as f64).ln(),
+        }
+    }
+}
+
+/// The data a child of `recipe` trains on. The controller makes the same call once up front,
+/// so a bad dataset fails before any child.
 pub fn load_data(
     recipe: &ChildRecipe,
     dataset: &str,
     data_dir: &Path,
     seed: u64,
     obs: &dyn Observer,
-) -> Result<Splits> {
+) -> Result<ChildData> {
+    if let Arch::Gpt(size) = recipe.network.arch() {
+        let path = text_file(dataset, recipe.network.name())?;
+        return Ok(ChildData::Text(Arc::new(CharCorpus::load(&path, size.shape().block)?)));
+    }
     let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
-    data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)
+    Ok(ChildData::Images(data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)?))
 }
 
 /// Trains the child `spec` on `device` through the one training loop, in its folder `dir`
@@ -266,14 +311,38 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
     let start = Instant::now();
     // read_spec checked the formula and its initial values.
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
-    let splits = load_data(&spec.recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)?;
+    let train_device = device.clone().autodiff();
+    let site = |width: usize| Activation::with_init(&formula, &spec.init, width, &train_device);
+    let recipe = &spec.recipe;
+    let splits = match load_data(recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)? {
+        ChildData::Text(corpus) => {
+            let Arch::Gpt(size) = recipe.network.arch() else { bail!("child {}: text for an image network", spec.id) };
+            let len = size.shape().block;
+            let model = Gpt::with_sites(size, recipe.mlp, corpus.vocab_size(), spec.seed, &train_device, site);
+            let batches = TextBatches { corpus: corpus.clone(), rows: recipe.batch_size, len, seed: spec.seed };
+            let intro = format!(
+                "child {}: training {} with {} for {} steps on {} ({} train / {} valid characters), seed {}",
+                spec.id,
+                recipe.network.name(),
+                spec.formula,
+                recipe.steps,
+                spec.dataset,
+                corpus.train.len(),
+                corpus.valid.len(),
+                spec.seed
+            );
+            let splits = TextSplits { corpus, len, eval_rows: EVAL_BATCH, device: device.clone() };
+            return train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs);
+        }
+        ChildData::Images(splits) => splits,
+    };
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
     let batches = ImageBatches {
         set: train_set.clone(),
         norm: splits.norm,
-        batch_size: spec.recipe.batch_size,
-        augment: spec.recipe.augment,
+        batch_size: recipe.batch_size,
+        augment: recipe.augment,
         seed: spec.seed,
     };
     if batches.len(true) == 0 {
@@ -281,71 +350,76 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             "child {}: {} training images are fewer than one batch of {}",
             spec.id,
             train_set.len(),
-            spec.recipe.batch_size
+            recipe.batch_size
         );
     }
-
-    let train_device = device.clone().autodiff();
-    let site = |width: usize| Activation::with_init(&formula, &spec.init, width, &train_device);
-    let data = ChildData { batches, valid: valid_set, norm: splits.norm };
-    match spec.recipe.network.arch() {
-        Arch::ResNet { .. } => {
-            let model = ResNet::with_sites(spec.recipe.network, splits.num_classes, spec.seed, &train_device, site)?;
-            train_child_net(spec, dir, model, data, device, start, obs)
-        }
+    let intro = format!(
+        "child {}: training {} with {} for {} steps on {} ({} train / {} valid images), seed {}",
+        spec.id,
+        recipe.network.name(),
+        spec.formula,
+        recipe.steps,
+        spec.dataset,
+        batches.examples(),
+        valid_set.len(),
+        spec.seed
+    );
+    let eval = ImageSplits {
+        valid: Some(valid_set),
+        test: None,
+        norm: splits.norm,
+        eval_batch: EVAL_BATCH,
+        device: device.clone(),
+    };
+    let task = (batches, eval, intro);
+    match recipe.network.arch() {
         Arch::Vit(size) => {
-            let model = Vit::with_sites(size, spec.recipe.mlp, splits.num_classes, spec.seed, &train_device, site);
-            train_child_net(spec, dir, model, data, device, start, obs)
+            let model = Vit::with_sites(size, recipe.mlp, splits.num_classes, spec.seed, &train_device, site);
+            train_child_net(spec, dir, model, task, device, start, obs)
         }
-        Arch::Gpt(_) => bail!(
-            "child {}: {} children are not available yet: use a ResNet or a ViT",
-            spec.id,
-            spec.recipe.network.name()
-        ),
+        _ => {
+            let model = ResNet::with_sites(recipe.network, splits.num_classes, spec.seed, &train_device, site)?;
+            train_child_net(spec, dir, model, task, device, start, obs)
+        }
     }
 }
 
-/// A child's training batches and validation split.
-struct ChildData {
-    batches: ImageBatches,
-    valid: Arc<ImageSet>,
-    norm: Normalization,
-}
-
-/// [`train_child`] on a built network.
-fn train_child_net<N: Net<Input = Tensor<4>>>(
+/// [`train_child`] on a built network, given its task's training batches, held-out split and
+/// the log's first line. The reward is the validation accuracy as a fraction, or a language
+/// model's negated validation loss.
+fn train_child_net<N, B, D>(
     spec: &ChildSpec,
     dir: &Path,
     model: N,
-    data: ChildData,
+    task: (B, D, String),
     device: &Device,
     start: Instant,
     obs: &dyn Observer,
-) -> Result<ChildResult> {
-    let ChildData { batches, valid, norm } = data;
-    let network = spec.recipe.network.name();
+) -> Result<ChildResult>
+where
+    N: Net,
+    D: Supervised<N>,
+    B: Batches<Batch = D::Batch>,
+{
+    let (batches, splits, intro) = task;
+    let recipe = &spec.recipe;
+    let network = recipe.network;
     let params = trainable_params(&model);
-    // A child is judged by its validation accuracy: its reward.
-    let history = History::new(spec.seed, network, &spec.dataset, &spec.formula, params, "valid_acc");
-    let steps = spec.recipe.steps;
+    // A child is judged by its validation score: its reward.
+    let metric = match network.task() {
+        crate::model::Task::Image => "valid_acc",
+        crate::model::Task::Language => "valid_loss",
+    };
+    let history = History::new(spec.seed, network.name(), &spec.dataset, &spec.formula, params, metric);
+    let steps = recipe.steps;
     let job = Job {
         out: dir,
         config: spec,
         span: Span::Steps { steps, eval_interval: steps },
         train: &batches,
         write_config: false,
-        intro: format!(
-            "child {}: training {} with {} for {steps} steps on {} ({} train / {} valid images), seed {}",
-            spec.id,
-            spec.recipe.network.name(),
-            spec.formula,
-            spec.dataset,
-            batches.examples(),
-            valid.len(),
-            spec.seed
-        ),
+        intro,
     };
-    let recipe = &spec.recipe;
     let (optim, lr) = match recipe.optimizer {
         Optimizer::Sgd => {
             let sgd = Sgd::new(SgdConfig {
@@ -369,22 +443,25 @@ fn train_child_net<N: Net<Input = Tensor<4>>>(
         }
         Optimizer::Adamw => {
             let adamw = AdamW {
-                betas: AdamW::DEFAULT_BETAS,
+                betas: adamw_betas(network),
                 weight_decay: recipe.weight_decay,
                 grad_clip: recipe.grad_clip,
                 group: Group::All,
             };
-            (adamw.build(&model), LrRule::warmed(Schedule::Cosine, recipe.lr, steps, recipe.warmup))
+            let lr = LrRule {
+                floor: lr_floor(network) * recipe.lr,
+                ..LrRule::warmed(Schedule::Cosine, recipe.lr, steps, recipe.warmup)
+            };
+            (adamw.build(&model), lr)
         }
     };
-    let splits = ImageSplits { valid: Some(valid), test: None, norm, eval_batch: EVAL_BATCH, device: device.clone() };
-    let mut strategy = WeightSteps::<N, ChildSpec, ImageSplits> {
+    let mut strategy = WeightSteps::<N, ChildSpec, D> {
         optim,
         lr,
         loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
         data: splits,
         device: device.clone(),
-        hint: "the search gives it reward 0",
+        hint: "the search gives it the task's floor",
         types: PhantomData,
     };
     let mut log = RunLog::open(&dir.join("log.log"), obs)?;
@@ -395,7 +472,7 @@ fn train_child_net<N: Net<Input = Tensor<4>>>(
             let Some(diverged) = e.downcast_ref::<Diverged>() else { return Err(e) };
             return Ok(ChildResult {
                 id: spec.id,
-                reward: 0.0,
+                reward: recipe.reward_floor,
                 train_loss: mean(&diverged.recent_losses),
                 seconds: start.elapsed().as_secs_f64(),
                 status: Status::Diverged,
@@ -403,13 +480,18 @@ fn train_child_net<N: Net<Input = Tensor<4>>>(
             });
         }
     };
-    let reward = trained.history.valid_acc.last().copied().unwrap_or(0.0) / 100.0;
+    let h = &trained.history;
+    let reward = match metric {
+        // A loss worse than a uniform guess scores the floor: a reward stays in its range.
+        "valid_loss" => (-h.valid_loss.last().copied().unwrap_or(f64::INFINITY)).max(recipe.reward_floor),
+        _ => h.valid_acc.last().copied().unwrap_or(0.0) / 100.0,
+    };
     let train_loss = mean(&trained.recent_losses);
     let seconds = start.elapsed().as_secs_f64();
     Ok(ChildResult { id: spec.id, reward, train_loss, seconds, status: Status::Ok, error: None })
 }
 
-/// Images per batch of the child's one evaluation.
+/// Images (or windows) per batch of the child's one evaluation.
 const EVAL_BATCH: usize = 500;
 
 #[cfg(test)]

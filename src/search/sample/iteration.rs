@@ -152,7 +152,13 @@ impl<'a> IterationRun<'a> {
             }
             let fp = match verdict {
                 Screen::Reject { reason, .. } => {
-                    self.slots.push(Slot::Done(self.row(id, Status::Rejected, 0.0, Some(reason), None)));
+                    self.slots.push(Slot::Done(self.row(
+                        id,
+                        Status::Rejected,
+                        self.config.child.reward_floor,
+                        Some(reason),
+                        None,
+                    )));
                     continue;
                 }
                 Screen::Train { fingerprint } => fingerprint,
@@ -214,7 +220,7 @@ impl<'a> IterationRun<'a> {
         let mut pending = Vec::new();
         for &id in ids {
             let spec = self.child_dir(id).join("spec.json");
-            match read_result(&result_path(&spec), id)? {
+            match read_result(&result_path(&spec), id, &self.config.child)? {
                 Some(result) if result.status == Status::Failed => {
                     std::fs::remove_file(result_path(&spec))
                         .with_context(|| format!("cannot remove the failed result of child {id}"))?;
@@ -350,11 +356,13 @@ impl Follower for ChildFollower<'_, '_, '_> {
     fn ended(&mut self, id: usize, outcome: Outcome) -> Result<()> {
         let spec = self.run.child_dir(id).join("spec.json");
         let elapsed = self.since.elapsed().as_secs_f64();
-        let result = match (read_result(&result_path(&spec), id), outcome) {
+        let recipe = &self.run.config.child;
+        let floor = recipe.reward_floor;
+        let result = match (read_result(&result_path(&spec), id, recipe), outcome) {
             (Ok(Some(r)), _) => r,
-            (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed),
-            (Ok(None), _) => ChildResult::failed(id, "the child exited without a result".into(), elapsed),
-            (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed),
+            (Ok(None), Outcome::Failed(why)) => ChildResult::failed(id, why, elapsed, floor),
+            (Ok(None), _) => ChildResult::failed(id, "the child exited without a result".into(), elapsed, floor),
+            (Err(e), _) => ChildResult::failed(id, format!("{e:#}"), elapsed, floor),
         };
         self.run.record(id, result, self.log)
     }

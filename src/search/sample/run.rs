@@ -106,7 +106,7 @@ fn run_method(
     while !stopped {
         let rows = store.rows()?;
         let trained = rows.iter().filter(|r| r.id < next_id && r.trained()).count();
-        let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(0.0, f64::max);
+        let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(config.child.reward_floor, f64::max);
         if trained >= config.budget {
             break;
         }
@@ -160,7 +160,7 @@ fn run_method(
             iteration: step + 1,
             proposals: kept,
             mean_reward: mean(&rewards),
-            best_reward: rewards.iter().copied().fold(0.0, f64::max),
+            best_reward: rewards.iter().copied().fold(config.child.reward_floor, f64::max),
             entropy: learned.entropy,
             children,
         };
@@ -249,6 +249,7 @@ mod tests {
                 warmup: 0.0,
                 grad_clip: None,
                 mlp: Default::default(),
+                reward_floor: 0.0,
             },
             dataset: "synthetic".into(),
             data_dir: "data".into(),
