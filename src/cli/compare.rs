@@ -26,11 +26,24 @@ pub struct CompareArgs {
     pub baseline: Option<String>,
 }
 
-/// The baseline as the groups name it: a canonical formula, with " (gated)" kept.
-fn baseline_formula(given: &str) -> Result<String> {
+/// The baseline as the groups name it: `given` as a canonical formula (with " (gated)" kept),
+/// or without one the usual activation of the groups' networks where they agree (relu for the
+/// ResNets, gelu for the transformers), else relu.
+pub fn baseline_for(given: Option<&str>, groups: &[tables::ResultGroup]) -> Result<String> {
+    let given = match given {
+        Some(given) => given.to_string(),
+        None => {
+            let usual: std::collections::BTreeSet<&str> = groups
+                .iter()
+                .filter_map(|g| crate::model::Network::parse(&g.network).ok())
+                .map(|n| n.usual_activation())
+                .collect();
+            (if usual.len() == 1 { usual.into_iter().next().unwrap_or("relu") } else { "relu" }).to_string()
+        }
+    };
     match given.trim().strip_suffix("(gated)") {
         Some(formula) => Ok(format!("{} (gated)", resolve_activation(formula.trim())?)),
-        None => Ok(resolve_activation(given)?.to_string()),
+        None => Ok(resolve_activation(&given)?.to_string()),
     }
 }
 
@@ -76,18 +89,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
             "no finished eval with a final result in the given folders; compare reads the --out folders of `actsearch eval`"
         );
     }
-    let baseline = match &args.baseline {
-        Some(given) => baseline_formula(given)?,
-        None => {
-            let usual: std::collections::BTreeSet<&str> = groups
-                .iter()
-                .filter_map(|g| crate::model::Network::parse(&g.network).ok())
-                .map(|n| n.usual_activation())
-                .collect();
-            let name = if usual.len() == 1 { usual.into_iter().next().unwrap_or("relu") } else { "relu" };
-            resolve_activation(name)?.to_string()
-        }
-    };
+    let baseline = baseline_for(args.baseline.as_deref(), &groups)?;
     for g in &groups {
         for r in &g.repeated {
             eprintln!(

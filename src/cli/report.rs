@@ -23,14 +23,16 @@ pub struct ReportArgs {
     #[arg(long, default_value = "report")]
     pub out: PathBuf,
     /// The activation the results table compares every other one with (a name or a
-    /// formula), within the same network, dataset and recipe.
-    #[arg(long, default_value = "relu", allow_hyphen_values = true)]
-    pub baseline: String,
+    /// formula), within the same network, dataset and recipe [default: the networks' usual
+    /// one: relu for the ResNets, gelu for the transformers].
+    #[arg(long, allow_hyphen_values = true)]
+    pub baseline: Option<String>,
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
-    let baseline = crate::space::resolve::resolve_activation(&args.baseline)?.to_string();
     let runs::Scanned { runs, skipped } = runs::scan(&args.runs)?;
+    let groups = crate::report::tables::result_groups(&runs);
+    let baseline = super::compare::baseline_for(args.baseline.as_deref(), &groups)?;
     let report = document::build(&runs, &baseline)?;
     for s in &skipped {
         eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);

@@ -75,7 +75,8 @@ pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
         let mut blocks = Vec::new();
         if !groups.is_empty() {
             blocks.push(Block::Text(format!(
-                "Final test accuracy of the finished eval runs: mean ± sample standard deviation over seeds, the 95% \
+                "Final test accuracy of the finished eval runs (a language model's validation loss, where lower is \
+                     better): mean ± sample standard deviation over seeds, the 95% \
                      confidence interval of the mean, and the difference to {} trained with the same network, data and \
                      recipe, with its 95% interval (paired by seed when both ran the same seeds, Welch otherwise), the \
                      two-sided p-value, the verdict, and about how many seeds a difference of that size would need \
@@ -84,7 +85,7 @@ pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
                 shown(baseline)
             )));
             blocks.push(Block::Table {
-                caption: "test accuracy".into(),
+                caption: tables::metric_header(&groups),
                 table: tables::results_table(&groups, baseline),
             });
         }
@@ -163,22 +164,32 @@ fn epochs_of(values: &[f64]) -> Vec<(f64, f64)> {
     values.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect()
 }
 
-/// Train / valid / test accuracy per epoch of one run (the curves it recorded).
+/// Train / valid / test accuracy per epoch of one run (the curves it recorded), or for a run
+/// judged by a loss (a language model) its training and validation loss per step.
 fn accuracy_panel(run: &Run, title: String) -> Panel {
-    let curves = [("train", "train_acc"), ("valid", "valid_acc"), ("test", "test_acc")];
+    let by_loss = !run.errors.higher_is_better;
+    let curves: &[(&str, &str)] = match by_loss {
+        true => &[("train", "train_loss"), ("valid", "valid_loss")],
+        false => &[("train", "train_acc"), ("valid", "valid_acc"), ("test", "test_acc")],
+    };
+    let steps = run.errors.curve("step");
+    let points = |values: &[f64]| match by_loss && steps.len() == values.len() {
+        true => steps.iter().copied().zip(values.iter().copied()).collect(),
+        false => epochs_of(values),
+    };
     let lines: Vec<Line> = curves
         .iter()
         .enumerate()
         .filter(|(_, (_, key))| !run.errors.curve(key).is_empty())
         .map(|(i, (name, key))| {
-            let points = epochs_of(run.errors.curve(key));
+            let points = points(run.errors.curve(key));
             Line { markers: points.len() <= 30, ..Line::new(*name, points, i) }
         })
         .collect();
     Panel {
         title,
-        x_label: "epoch".into(),
-        y_label: "accuracy (%)".into(),
+        x_label: if by_loss { "step" } else { "epoch" }.into(),
+        y_label: if by_loss { "loss (nats)" } else { "accuracy (%)" }.into(),
         lines,
         integer_x: true,
         ..Default::default()
@@ -210,7 +221,10 @@ fn eval_blocks(evals: &[&Run]) -> Vec<Block> {
             Block::Figure {
                 file: format!("eval-{}", slug(&title)),
                 figure: Figure { title: Some(title.clone()), panels, columns: 2, panel_size: None },
-                caption: format!("{title}: accuracy per epoch, one panel per seed"),
+                caption: match runs.first().is_some_and(|r| !r.errors.higher_is_better) {
+                    true => format!("{title}: loss per step, one panel per seed"),
+                    false => format!("{title}: accuracy per epoch, one panel per seed"),
+                },
             }
         })
         .collect()
