@@ -108,8 +108,9 @@ pub fn run(args: CompareArgs) -> Result<()> {
         "{}\n(final {}; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
         table.to_markdown(),
         match tables::metric_header(&groups).as_str() {
-            "test acc (%)" => "test accuracy".to_string(),
-            header => format!("{header}; better means a lower loss"),
+            "test acc (%)" => "test accuracy",
+            "valid loss (nats, lower is better)" => "validation loss in nats: better means lower",
+            _ => "test accuracy, or validation loss in nats for a language model (better means lower)",
         },
         crate::report::shown(&baseline)
     ))

@@ -267,7 +267,10 @@ pub fn run_summary(args: EvalArgs) -> Result<seeds::Summary> {
         "{} | {} | {}: {}{direction} {} ± {} over {} seed(s) ({}; {ci})\nresults in {}\n",
         summary.network,
         summary.dataset,
-        summary.activation,
+        match config.mlp {
+            crate::model::Mlp::Gated => format!("{} (gated)", summary.activation),
+            crate::model::Mlp::Standard => summary.activation.clone(),
+        },
         summary.metric_words(),
         summary.show(summary.mean),
         summary.show(summary.std),
