@@ -27,24 +27,14 @@ pub struct CompareArgs {
 }
 
 /// The baseline as the groups name it: `given` as a canonical formula (with " (gated)" kept),
-/// or without one the usual activation of the groups' networks where they agree (relu for the
-/// ResNets, gelu for the transformers), else relu.
-pub fn baseline_for(given: Option<&str>, groups: &[tables::ResultGroup]) -> Result<String> {
-    let given = match given {
-        Some(given) => given.to_string(),
-        None => {
-            let usual: std::collections::BTreeSet<&str> = groups
-                .iter()
-                .filter_map(|g| crate::model::Network::parse(&g.network).ok())
-                .map(|n| n.usual_activation())
-                .collect();
-            (if usual.len() == 1 { usual.into_iter().next().unwrap_or("relu") } else { "relu" }).to_string()
-        }
-    };
-    match given.trim().strip_suffix("(gated)") {
-        Some(formula) => Ok(format!("{} (gated)", resolve_activation(formula.trim())?)),
-        None => Ok(resolve_activation(&given)?.to_string()),
-    }
+/// or without one each network's usual activation (relu for the ResNets, gelu for the
+/// transformers).
+pub fn baseline_for(given: Option<&str>) -> Result<tables::Baseline> {
+    let Some(given) = given else { return Ok(tables::Baseline::Usual) };
+    Ok(tables::Baseline::One(match given.trim().strip_suffix("(gated)") {
+        Some(formula) => format!("{} (gated)", resolve_activation(formula.trim())?),
+        None => resolve_activation(given)?.to_string(),
+    }))
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
@@ -89,7 +79,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
             "no finished eval with a final result in the given folders; compare reads the --out folders of `actsearch eval`"
         );
     }
-    let baseline = baseline_for(args.baseline.as_deref(), &groups)?;
+    let baseline = baseline_for(args.baseline.as_deref())?;
     for g in &groups {
         for r in &g.repeated {
             eprintln!(
@@ -112,6 +102,6 @@ pub fn run(args: CompareArgs) -> Result<()> {
             "valid loss (nats, lower is better)" => "validation loss in nats: better means lower",
             _ => "test accuracy, or validation loss in nats for a language model (better means lower)",
         },
-        crate::report::shown(&baseline)
+        baseline.shown()
     ))
 }

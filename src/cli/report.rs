@@ -31,8 +31,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let runs::Scanned { runs, skipped } = runs::scan(&args.runs)?;
-    let groups = crate::report::tables::result_groups(&runs);
-    let baseline = super::compare::baseline_for(args.baseline.as_deref(), &groups)?;
+    let baseline = super::compare::baseline_for(args.baseline.as_deref())?;
     let report = document::build(&runs, &baseline)?;
     for s in &skipped {
         eprintln!("note: skipped {}: {}", shown_path(&s.dir), s.reason);

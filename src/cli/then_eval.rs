@@ -69,7 +69,7 @@ pub fn compare(
     crate::train::history::write_json(&out.join("summary.json"), &summary)?;
     // The search and the evals inside it.
     let loaded = crate::report::runs::load(&[out.to_path_buf()])?;
-    let report = crate::report::document::build(&loaded, &summaries[1].activation)?;
+    let report = crate::report::document::build(&loaded, &summaries[1].activation.as_str().into())?;
     let written = crate::report::document::write(&report, &out.join("report"))?;
     let plot = written.images.iter().find(|p| p.to_string_lossy().ends_with("-formula.png"));
     let line = |name: &str, s: &crate::train::seeds::Summary| {

@@ -64,7 +64,7 @@ pub struct Written {
 
 /// The report of `runs`; the results table compares every activation with `baseline` (a
 /// canonical formula) of the same network, dataset and recipe.
-pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
+pub fn build(runs: &[Run], baseline: &tables::Baseline) -> Result<Report> {
     let mut sections = Vec::new();
     let (mut notes, mut warnings) = (Vec::new(), Vec::new());
     let evals: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Eval)).collect();
@@ -82,7 +82,7 @@ pub fn build(runs: &[Run], baseline: &str) -> Result<Report> {
                      two-sided p-value, the verdict, and about how many seeds a difference of that size would need \
                      (80% power). A single seed gives no verdict, nor does a difference with no spread (the same in \
                      every seed): there is no interval to test it by.",
-                shown(baseline)
+                baseline.shown()
             )));
             blocks.push(Block::Table {
                 caption: tables::metric_header(&groups),
@@ -527,7 +527,7 @@ mod tests {
             run("shared", 0, RunKind::OneShot(one_shot(1))),
             run("r", 0, RunKind::Sample(sample)),
         ];
-        let report = build(&runs, "relu(x)").unwrap();
+        let report = build(&runs, &"relu(x)".into()).unwrap();
         let titles: Vec<&str> = report.sections.iter().map(|s| s.title.as_str()).collect();
         assert_eq!(titles, ["Results", "Evaluations", "Search s", "Search shared", "Sample-based searches"]);
         let dir = tempfile::tempdir().unwrap();
@@ -571,7 +571,7 @@ mod tests {
     fn a_found_function_that_cannot_be_drawn_is_said_not_charted() {
         let mut search = one_shot(1);
         search.epochs.iter_mut().for_each(|e| e.formula = "x/0".into());
-        let report = build(&[run("s", 0, RunKind::OneShot(search))], "relu(x)").unwrap();
+        let report = build(&[run("s", 0, RunKind::OneShot(search))], &"relu(x)".into()).unwrap();
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
         assert!(report.warnings[0].starts_with("search s: x/0 is undefined"), "{:?}", report.warnings);
         let dir = tempfile::tempdir().unwrap();
@@ -592,7 +592,7 @@ mod tests {
             killed,
             Run { final_file: false, ..run("s", 0, RunKind::OneShot(search)) },
         ];
-        let report = build(&runs, "relu(x)").unwrap();
+        let report = build(&runs, &"relu(x)".into()).unwrap();
         assert_eq!(report.notes, ["unfinished runs, left out of the results table: killed (2 of 3 epochs)"]);
         assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
         assert!(

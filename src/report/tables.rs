@@ -164,7 +164,7 @@ fn one_per_seed(runs: Vec<&Run>) -> (Vec<&Run>, Vec<Repeated>) {
 /// its mean, compared with the `baseline` group (a canonical formula) of the same network,
 /// dataset and recipe where there is one (see [`comparison_table`]); a group without such a
 /// baseline says so.
-pub fn results_table(groups: &[ResultGroup], baseline: &str) -> Table {
+pub fn results_table(groups: &[ResultGroup], baseline: &Baseline) -> Table {
     comparison_rows(groups, baseline, false).expect("a lenient table never fails")
 }
 
@@ -174,11 +174,11 @@ pub fn results_table(groups: &[ResultGroup], baseline: &str) -> Table {
 /// words and the seeds a difference of that size would need (see `report::stats`). Errors: no
 /// group of the baseline for some network, dataset and recipe (the message lists the
 /// activations there are).
-pub fn comparison_table(groups: &[ResultGroup], baseline: &str) -> anyhow::Result<Table> {
+pub fn comparison_table(groups: &[ResultGroup], baseline: &Baseline) -> anyhow::Result<Table> {
     comparison_rows(groups, baseline, true)
 }
 
-fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyhow::Result<Table> {
+fn comparison_rows(groups: &[ResultGroup], baseline: &Baseline, strict: bool) -> anyhow::Result<Table> {
     use super::stats::{Test, compare_directed};
     let pairs = |g: &ResultGroup| g.finals.iter().map(|&(s, v)| (s.unwrap_or(0), v)).collect::<Vec<_>>();
     let metric = metric_header(groups);
@@ -199,6 +199,8 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
         |a: &ResultGroup, b: &ResultGroup| a.network == b.network && a.dataset == b.dataset && a.recipe == b.recipe;
     let mut rows = Vec::new();
     for g in groups {
+        let baseline = baseline.of(&g.network);
+        let baseline = baseline.as_str();
         let base = groups.iter().find(|b| same_setting(b, g) && b.activation == baseline);
         if base.is_none() && strict {
             let there: Vec<String> =
@@ -264,6 +266,42 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &str, strict: bool) -> anyh
         rows.push(row);
     }
     Ok(Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows })
+}
+
+/// The activation each group is compared with: one for every network (`--baseline`, a
+/// canonical formula), or each network's usual one (relu for a ResNet, gelu for a transformer),
+/// so that a table holding image and language runs compares each with its own baseline.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Baseline {
+    One(String),
+    Usual,
+}
+
+impl Baseline {
+    /// The baseline (a canonical formula) of the groups of `network`.
+    pub fn of(&self, network: &str) -> String {
+        match self {
+            Baseline::One(formula) => formula.clone(),
+            Baseline::Usual => {
+                let usual = crate::model::Network::parse(network).map_or("relu", |n| n.usual_activation());
+                crate::space::resolve::resolve_activation(usual).map_or(usual.to_string(), |f| f.to_string())
+            }
+        }
+    }
+
+    /// In words, for text that names it.
+    pub fn shown(&self) -> String {
+        match self {
+            Baseline::One(formula) => super::shown(formula),
+            Baseline::Usual => "each network's usual activation (relu for a ResNet, gelu for a transformer)".into(),
+        }
+    }
+}
+
+impl From<&str> for Baseline {
+    fn from(formula: &str) -> Baseline {
+        Baseline::One(formula.to_string())
+    }
 }
 
 /// The header of the groups' metric column: `test acc (%)` for image tasks, the validation
@@ -355,7 +393,7 @@ mod tests {
         assert_eq!(relu.finals, vec![(Some(0), 90.0), (Some(1), 92.0)]);
         assert!((relu.mean - 91.0).abs() < 1e-12 && (relu.std - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(groups[0].std, 0.0);
-        let table = results_table(&groups, "relu");
+        let table = results_table(&groups, &"relu".into());
         assert_eq!(
             table.rows[1][..7],
             ["resnet20", "cifar10", "", "relu", "91.00 ± 1.41", "2 (0,1)", "[78.29, 103.71]"]
@@ -363,7 +401,7 @@ mod tests {
         assert_eq!(table.rows[1][7], "baseline");
         assert_eq!(table.rows[0][7], "+2.00 (no interval from one seed)");
         // No baseline in a setting: said, not an error.
-        assert_eq!(results_table(&groups, "gelu").rows[0][7], "(no gelu run with this recipe)");
+        assert_eq!(results_table(&groups, &"gelu".into()).rows[0][7], "(no gelu run with this recipe)");
     }
 
     #[test]
@@ -387,7 +425,7 @@ mod tests {
             groups[0].repeated,
             vec![Repeated { seed: 0, used: "rerun".into(), left_out: vec!["first".into()] }]
         );
-        assert_eq!(results_table(&groups, "relu").rows[0][5], "2 (0,1; seed 0 in several runs, one used)");
+        assert_eq!(results_table(&groups, &"relu".into()).rows[0][5], "2 (0,1; seed 0 in several runs, one used)");
         // Nothing finished: no group at all.
         assert!(result_groups(&runs[3..]).is_empty());
     }
@@ -429,13 +467,26 @@ mod tests {
         let groups = result_groups(&runs);
         assert_eq!(groups[0].activation, "gelu(x)", "the lower loss first");
         assert_eq!(metric_header(&groups), "valid loss (nats, lower is better)");
-        let table = comparison_table(&groups, "gelu(x)").unwrap();
+        let table = comparison_table(&groups, &"gelu(x)".into()).unwrap();
         let relu = table.rows.iter().find(|r| r[3] == "relu(x)").unwrap();
         assert_eq!(relu[4], "1.9153 ± 0.0055");
         assert_eq!(relu[9], "worse", "{relu:?}");
-        let table = comparison_table(&groups, "relu(x)").unwrap();
+        let table = comparison_table(&groups, &"relu(x)".into()).unwrap();
         let gelu = table.rows.iter().find(|r| r[3] == "gelu(x)").unwrap();
         assert_eq!(gelu[9], "better", "{gelu:?}");
+        // With ResNets beside them and no --baseline, each network has its usual one: gelu for
+        // the GPT, relu for the ResNet, and the header names both metrics.
+        runs.push(eval("resnet8", "relu(x)", 0, &[50.0]));
+        runs.push(eval("resnet8", "silu(x)", 0, &[52.0]));
+        let groups = result_groups(&runs);
+        let table = comparison_table(&groups, &Baseline::Usual).unwrap();
+        let row = |network: &str, activation: &str| {
+            table.rows.iter().find(|r| r[0] == network && r[3] == activation).unwrap().clone()
+        };
+        assert_eq!(row("gpt-micro", "gelu(x)")[7], "baseline");
+        assert_eq!(row("resnet8", "relu(x)")[7], "baseline");
+        assert_eq!(row("gpt-micro", "relu(x)")[9], "worse");
+        assert_eq!(table.headers[4], "test acc (%) or valid loss (nats, lower is better)");
     }
 
     #[test]
@@ -445,7 +496,7 @@ mod tests {
             runs.push(eval("resnet8", "relu(x)", seed as u64, &[r]));
             runs.push(eval("resnet8", "silu(x)", seed as u64, &[s]));
         }
-        let table = comparison_table(&result_groups(&runs), "relu(x)").unwrap();
+        let table = comparison_table(&result_groups(&runs), &"relu(x)".into()).unwrap();
         let silu = table.rows.iter().find(|r| r[3] == "silu(x)").unwrap();
         assert_eq!(silu[4], "53.00 ± 2.00");
         assert_eq!(silu[5], "3 (0,1,2)");
@@ -454,11 +505,11 @@ mod tests {
         assert_eq!(silu[9], "no detectable difference with 3 seeds");
         let relu = table.rows.iter().find(|r| r[3] == "relu(x)").unwrap();
         assert_eq!(relu[7], "baseline");
-        let err = comparison_table(&result_groups(&runs), "gelu(x)").unwrap_err().to_string();
+        let err = comparison_table(&result_groups(&runs), &"gelu(x)".into()).unwrap_err().to_string();
         assert!(err.contains("no finished run of the baseline gelu(x)") && err.contains("silu(x)"), "{err}");
         // One seed: a difference, no interval, and not a verdict.
         let one = [eval("resnet8", "relu(x)", 0, &[50.0]), eval("resnet8", "silu(x)", 0, &[60.0])];
-        let table = comparison_table(&result_groups(&one), "relu(x)").unwrap();
+        let table = comparison_table(&result_groups(&one), &"relu(x)".into()).unwrap();
         let silu = table.rows.iter().find(|r| r[3] == "silu(x)").unwrap();
         assert_eq!(silu[7], "+10.00 (no interval from one seed)");
         assert!(silu[9].starts_with("not a verdict"), "{}", silu[9]);
@@ -493,11 +544,11 @@ mod tests {
             labels.iter().filter(|l| l.starts_with("3 epochs on 5000 images, all test (recipe ")).count() == 3,
             "{labels:?}"
         );
-        let table = results_table(&groups, "relu(x)");
+        let table = results_table(&groups, &"relu(x)".into());
         let row = |acc: &str| table.rows.iter().find(|r| r[4].starts_with(acc)).unwrap().clone();
         assert_eq!(row("40.50")[7], "-10.00 (no interval: no spread), paired by seed");
         assert_eq!(row("60.50")[7], "(no relu(x) run with this recipe)");
-        let err = comparison_table(&groups, "relu(x)").unwrap_err().to_string();
+        let err = comparison_table(&groups, &"relu(x)".into()).unwrap_err().to_string();
         assert!(err.contains("1 epoch on 5000 images"), "{err}");
     }
 }
