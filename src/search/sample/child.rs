@@ -271,7 +271,7 @@ pub fn read_result(path: &Path, id: usize, recipe: &ChildRecipe) -> Result<Optio
 
 /// The data a child trains on (and is scored on: the validation split).
 pub enum ChildData {
-    Images(Splits),
+    Images(Box<Splits>),
     Text(Arc<CharCorpus>),
 }
 
@@ -300,7 +300,7 @@ pub fn load_data(
         return Ok(ChildData::Text(Arc::new(CharCorpus::load(&path, size.shape().block)?)));
     }
     let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
-    Ok(ChildData::Images(data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)?))
+    Ok(ChildData::Images(Box::new(data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)?)))
 }
 
 /// Trains the child `spec` on `device` through the one training loop, in its folder `dir`
@@ -334,7 +334,7 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             let splits = TextSplits { corpus, len, eval_rows: EVAL_BATCH, device: device.clone() };
             return train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs);
         }
-        ChildData::Images(splits) => splits,
+        ChildData::Images(splits) => *splits,
     };
     let train_set = Arc::new(splits.train);
     let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
