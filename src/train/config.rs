@@ -255,6 +255,8 @@ pub struct RecipeNumbers {
     pub train_portion: f64,
     /// The rest of the training set must be a validation split (searches and children).
     pub needs_validation: bool,
+    /// The network has BatchNorm (a ResNet), which cannot train on a batch of one image.
+    pub batch_norm: bool,
     pub subset: Option<usize>,
     pub test_subset: Option<usize>,
 }
@@ -277,7 +279,7 @@ impl RecipeNumbers {
                 _ => {}
             }
         }
-        if self.batch_size < 2 {
+        if self.batch_norm && self.batch_size < 2 {
             bail!("{} must be at least 2 (BatchNorm needs two images to train)", name("batch-size"));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
@@ -339,6 +341,7 @@ impl TrainConfig {
             warmup: self.warmup,
             train_portion: self.train_portion,
             needs_validation: false,
+            batch_norm: self.network.is_resnet(),
             subset: self.subset,
             test_subset: self.test_subset,
         }

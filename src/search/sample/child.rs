@@ -123,6 +123,7 @@ impl ChildRecipe {
             warmup: self.warmup,
             train_portion: self.train_portion,
             needs_validation: true,
+            batch_norm: self.network.is_resnet(),
             subset: self.subset,
             test_subset: None,
         }
