@@ -97,10 +97,11 @@ pub fn run(args: CompareArgs) -> Result<()> {
     stdout(&format!(
         "{}\n(final {}; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
         table.to_markdown(),
-        match tables::metric_header(&groups).as_str() {
-            "test acc (%)" => "test accuracy",
-            "valid loss (nats, lower is better)" => "validation loss in nats: better means lower",
-            _ => "test accuracy, or validation loss in nats for a language model (better means lower)",
+        // Read from the groups' directions, not from the table's header text.
+        match (groups.iter().any(|g| g.higher_is_better), groups.iter().any(|g| !g.higher_is_better)) {
+            (true, false) => "test accuracy",
+            (false, _) => "validation loss in nats: better means lower",
+            (true, true) => "test accuracy, or validation loss in nats for a language model (better means lower)",
         },
         baseline.shown()
     ))

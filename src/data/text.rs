@@ -65,6 +65,12 @@ pub fn text_file(dataset: &str, network: &str) -> Result<PathBuf> {
 }
 
 impl CharCorpus {
+    /// The corpus of the text file `dataset` names, for windows of the context of the GPT
+    /// `size` ([`text_file`] refuses data of another kind).
+    pub fn open(dataset: &str, size: crate::model::GptSize) -> Result<CharCorpus> {
+        CharCorpus::load(&text_file(dataset, size.name())?, size.shape().block)
+    }
+
     /// Reads the UTF-8 text file at `path` for windows of `window` characters.
     pub fn load(path: &Path, window: usize) -> Result<CharCorpus> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read the text file {}", path.display()))?;

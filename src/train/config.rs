@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::schedule::Schedule;
+use super::schedule::{LrRule, Schedule};
 use crate::model::{Arch, Mlp, Network};
 
 /// The optimizer of a run.
@@ -29,13 +29,15 @@ pub fn adamw_betas(network: Network) -> (f64, f64) {
     }
 }
 
-/// Where a recipe's cosine schedule ends, as a fraction of its peak: nanoGPT's GPTs decay to a
-/// tenth of it, every other recipe to 0.
-pub fn lr_floor(network: Network) -> f64 {
-    match network.arch() {
-        Arch::Gpt(_) => 0.1,
+/// An AdamW recipe's learning rate for `network`: a linear warm-up over the `warmup` fraction of
+/// `steps`, then `schedule` per step, ending at a tenth of `base` for nanoGPT's GPTs and at 0
+/// for every other network.
+pub fn warmed_lr(network: Network, schedule: Schedule, base: f64, steps: usize, warmup: f64) -> LrRule {
+    let floor = match network.arch() {
+        Arch::Gpt(_) => 0.1 * base,
         _ => 0.0,
-    }
+    };
+    LrRule { floor, ..LrRule::warmed(schedule, base, steps, warmup) }
 }
 
 /// Whether a field is at its default, so config files leave it out (`skip_serializing_if`).
@@ -317,6 +319,16 @@ impl RecipeNumbers {
 }
 
 impl TrainConfig {
+    /// How the run cuts its image dataset.
+    pub fn split(&self) -> crate::data::SplitConfig {
+        crate::data::SplitConfig {
+            train_portion: self.train_portion,
+            subset: self.subset,
+            test_subset: self.test_subset,
+            seed: self.seed,
+        }
+    }
+
     /// How long the run trains, in words: `2000 steps` or `3 epochs`.
     pub fn length(&self) -> String {
         match self.steps {

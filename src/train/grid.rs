@@ -283,11 +283,6 @@ fn headline(dir: &Path) -> Option<(f64, String, bool)> {
     Some((errors.headline()?, errors.metric, errors.higher_is_better))
 }
 
-/// The final test accuracy of a finished run, or its metric's final value.
-fn final_value(dir: &Path) -> Option<f64> {
-    headline(dir).map(|h| h.0)
-}
-
 /// `summary.json` and `summary.md` over the grid: per network and activation the seeds'
 /// accuracies, mean ± std and 95% interval, and the comparison with the baseline of the same
 /// network. Returns the Markdown table.
@@ -298,14 +293,16 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<u
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     // Each network's metric and direction (one task per network).
     let mut metrics: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    // Each run's result, read once.
+    let results: Vec<Option<(f64, String, bool)>> = runs.iter().map(|r| headline(&r.dir)).collect();
     for (i, r) in runs.iter().enumerate() {
         let g =
             groups.entry((r.network.clone(), r.formula.clone())).or_insert((r.activation.clone(), Vec::new(), 0, 0));
         g.2 += 1;
         g.3 += diverged.contains(&i) as usize;
-        if let Some((value, metric, higher)) = headline(&r.dir) {
-            g.1.push((r.seed, value));
-            metrics.insert(r.network.clone(), (metric, higher));
+        if let Some((value, metric, higher)) = &results[i] {
+            g.1.push((r.seed, *value));
+            metrics.insert(r.network.clone(), (metric.clone(), *higher));
         }
     }
     let header = match metrics.values().map(|m| m.0.as_str()).collect::<BTreeSet<_>>() {
@@ -379,11 +376,11 @@ fn summarize(out: &Path, runs: &[GridRun], baseline: &str, diverged: &BTreeSet<u
     let summary = serde_json::json!({
         "baseline": baseline,
         "groups": json_groups,
-        "runs": runs.iter().map(|r| serde_json::json!({
+        "runs": runs.iter().zip(&results).map(|(r, f)| serde_json::json!({
             "network": r.network, "activation": r.formula, "seed": r.seed,
             "dir": r.dir.strip_prefix(out).unwrap_or(&r.dir).to_string_lossy(),
-            "value": final_value(&r.dir),
-            "test_acc": headline(&r.dir).filter(|h| h.1 == "test_acc").map(|h| h.0),
+            "value": f.as_ref().map(|h| h.0),
+            "test_acc": f.as_ref().filter(|h| h.1 == "test_acc").map(|h| h.0),
         })).collect::<Vec<_>>(),
     });
     write_json(&out.join("summary.json"), &summary)?;

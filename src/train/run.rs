@@ -16,7 +16,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 
 use super::batches::ImageBatches;
-use super::config::{Optimizer, TrainConfig, adamw_betas, lr_floor};
+use super::config::{Optimizer, TrainConfig, adamw_betas, warmed_lr};
 use super::driver::{self, Batches, Diverged, Job, Span, Trained};
 use super::history::History;
 use super::optimizer::{AdamW, Optim};
@@ -27,8 +27,8 @@ use super::steps::{ImageSplits, Supervised, WeightSteps, trainable_params};
 use super::text::{TextBatches, TextSplits};
 use super::update::Group;
 use crate::data::plan::Plan;
-use crate::data::text::{CharCorpus, text_file};
-use crate::data::{self, ImageSet, Normalization, SplitConfig};
+use crate::data::text::CharCorpus;
+use crate::data::{self, ImageSet, Normalization};
 use crate::expr::Formula;
 use crate::model::state::write_safetensors;
 use crate::model::{Activation, Arch, Gpt, Net, ResNet, Vit};
@@ -68,25 +68,14 @@ enum Source {
 pub fn check_data(config: &TrainConfig, obs: &dyn Observer) -> Result<()> {
     match source(config)? {
         Source::Text(_) => Ok(()),
-        Source::Images(spec) => {
-            let split = SplitConfig {
-                train_portion: config.train_portion,
-                subset: config.subset,
-                test_subset: config.test_subset,
-                seed: config.seed,
-            };
-            data::load_splits(&spec, &config.data_dir, &split, obs).map(|_| ())
-        }
+        Source::Images(spec) => data::load_splits(&spec, &config.data_dir, &config.split(), obs).map(|_| ()),
     }
 }
 
 /// The data `config` names, for its network's task; the error names the fix.
 fn source(config: &TrainConfig) -> Result<Source> {
     Ok(match config.network.arch() {
-        Arch::Gpt(size) => {
-            let path = text_file(&config.dataset, config.network.name())?;
-            Source::Text(Arc::new(CharCorpus::load(&path, size.shape().block)?))
-        }
+        Arch::Gpt(size) => Source::Text(Arc::new(CharCorpus::open(&config.dataset, size)?)),
         Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(data::DatasetSpec::parse(&config.dataset)?),
     })
 }
@@ -147,13 +136,7 @@ fn train_images(
     log: &mut RunLog,
     obs: &dyn Observer,
 ) -> Result<RunOutcome> {
-    let split = SplitConfig {
-        train_portion: config.train_portion,
-        subset: config.subset,
-        test_subset: config.test_subset,
-        seed: config.seed,
-    };
-    let splits = data::load_splits(spec, &config.data_dir, &split, obs)?;
+    let splits = data::load_splits(spec, &config.data_dir, &config.split(), obs)?;
     let mut settled = config.clone();
     splits.settle(&mut settled.subset, &mut settled.test_subset, &mut settled.requested);
     let config = &settled;
@@ -376,11 +359,7 @@ where
                 group: Group::All,
             };
             let optim = recipe.build(&model);
-            let lr = LrRule {
-                floor: lr_floor(config.network) * config.lr,
-                ..LrRule::warmed(config.schedule, config.lr, steps, config.warmup)
-            };
-            (optim, lr)
+            (optim, warmed_lr(config.network, config.schedule, config.lr, steps, config.warmup))
         }
     };
     let mut strategy = WeightSteps::<N, TrainConfig, D> {

@@ -26,14 +26,14 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
-use crate::data::text::{CharCorpus, text_file};
+use crate::data::text::CharCorpus;
 use crate::data::{self, DatasetSpec, SplitConfig, Splits};
 use crate::expr::Formula;
 use crate::files::write_atomic;
 use crate::model::{Activation, Arch, Gpt, Mlp, Net, Network, ResNet, Vit};
 use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
-use crate::train::config::{Optimizer, RecipeNumbers, adamw_betas, is_default, lr_floor};
+use crate::train::config::{Optimizer, RecipeNumbers, adamw_betas, is_default, warmed_lr};
 use crate::train::driver::{self, Batches, Diverged, Job, Span};
 use crate::train::history::History;
 use crate::train::optimizer::{AdamW, Optim};
@@ -297,8 +297,7 @@ pub fn load_data(
     obs: &dyn Observer,
 ) -> Result<ChildData> {
     if let Arch::Gpt(size) = recipe.network.arch() {
-        let path = text_file(dataset, recipe.network.name())?;
-        return Ok(ChildData::Text(Arc::new(CharCorpus::load(&path, size.shape().block)?)));
+        return Ok(ChildData::Text(Arc::new(CharCorpus::open(dataset, size)?)));
     }
     let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
     Ok(ChildData::Images(Box::new(data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)?)))
@@ -321,17 +320,7 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             let len = size.shape().block;
             let model = Gpt::with_sites(size, recipe.mlp, corpus.vocab_size(), spec.seed, &train_device, site);
             let batches = TextBatches { corpus: corpus.clone(), rows: recipe.batch_size, len, seed: spec.seed };
-            let intro = format!(
-                "child {}: training {} with {} for {} steps on {} ({} train / {} valid characters), seed {}",
-                spec.id,
-                recipe.network.name(),
-                spec.formula,
-                recipe.steps,
-                spec.dataset,
-                corpus.train.len(),
-                corpus.valid.len(),
-                spec.seed
-            );
+            let intro = intro(spec, corpus.train.len(), corpus.valid.len(), "characters");
             let splits = TextSplits { corpus, len, eval_rows: EVAL_BATCH, device: device.clone() };
             return train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs);
         }
@@ -354,17 +343,7 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             recipe.batch_size
         );
     }
-    let intro = format!(
-        "child {}: training {} with {} for {} steps on {} ({} train / {} valid images), seed {}",
-        spec.id,
-        recipe.network.name(),
-        spec.formula,
-        recipe.steps,
-        spec.dataset,
-        batches.examples(),
-        valid_set.len(),
-        spec.seed
-    );
+    let intro = intro(spec, batches.examples(), valid_set.len(), "images");
     let eval = ImageSplits {
         valid: Some(valid_set),
         test: None,
@@ -383,6 +362,19 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             train_child_net(spec, dir, model, task, device, start, obs)
         }
     }
+}
+
+/// The first line of a child's log: what trains on how many training and validation `units`.
+fn intro(spec: &ChildSpec, train: usize, valid: usize, units: &str) -> String {
+    format!(
+        "child {}: training {} with {} for {} steps on {} ({train} train / {valid} valid {units}), seed {}",
+        spec.id,
+        spec.recipe.network.name(),
+        spec.formula,
+        spec.recipe.steps,
+        spec.dataset,
+        spec.seed
+    )
 }
 
 /// [`train_child`] on a built network, given its task's training batches, held-out split and
@@ -449,11 +441,7 @@ where
                 grad_clip: recipe.grad_clip,
                 group: Group::All,
             };
-            let lr = LrRule {
-                floor: lr_floor(network) * recipe.lr,
-                ..LrRule::warmed(Schedule::Cosine, recipe.lr, steps, recipe.warmup)
-            };
-            (adamw.build(&model), lr)
+            (adamw.build(&model), warmed_lr(network, Schedule::Cosine, recipe.lr, steps, recipe.warmup))
         }
     };
     let mut strategy = WeightSteps::<N, ChildSpec, D> {
