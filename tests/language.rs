@@ -243,7 +243,110 @@ fn gpt_children_are_rewarded_with_their_negated_validation_loss() {
     // The children trained a GPT: its checkpoint holds the reference's names.
     let spec = std::fs::read_to_string(dir.path().join("search/children/0/spec.json")).unwrap();
     assert!(spec.contains("\"network\": \"gpt-micro\"") && spec.contains("reward_floor"), "{spec}");
-    // A one-shot search on a GPT, and a --then-eval of another task, are refused.
-    let refused = actsearch(&["search", "--method", "darts", "--space", "small", "--network", "gpt-micro"], dir.path());
-    assert_clean_error(&refused, "sample-based method");
+}
+
+/// A one-shot GRAFS search on a gpt-micro, the cell in every MLP: it counts steps (the warm
+/// start, the shrinking and the alphas' records in evaluation intervals), warms up with GELU,
+/// keeps the genotype of the lowest validation loss, writes a genotype that eval trains on the
+/// GPT, and a killed search resumes to the uninterrupted result.
+#[test]
+fn a_gpt_one_shot_search_keeps_its_lowest_loss_genotype_and_resumes_to_the_same_result() {
+    use actsearch::search::oneshot::search;
+    let dir = tempfile::tempdir().unwrap();
+    let text = shakespeare(dir.path(), 300);
+    let config = |name: &str| actsearch::search::oneshot::SearchConfig {
+        network: Network::GptMicro,
+        dataset: text.to_string_lossy().into_owned(),
+        epochs: 0,
+        steps: Some(9),
+        eval_interval: Some(3),
+        batch_size: 4,
+        optimizer: actsearch::train::config::Optimizer::Adamw,
+        lr: 1e-3,
+        lr_min: 0.0,
+        momentum: 0.0,
+        weight_decay: 0.1,
+        grad_clip: 1.0,
+        warmup: 0.1,
+        augment: false,
+        shared_cell: true,
+        ..common::search_config("grafs", dir.path(), &dir.path().join(name), "small", 0)
+    };
+    let device = Device::flex();
+    let a = search(&config("a"), &device, false, &Silent).unwrap();
+    let h = &a.history;
+    assert_eq!((h.metric.as_str(), h.higher_is_better), ("valid_loss", false));
+    assert_eq!(h.step, vec![3, 6, 9]);
+    assert!(h.valid_loss.iter().all(|l| l.is_finite() && *l < 65f64.ln() + 1.0), "{h:?}");
+    let best = (0..3).min_by(|&i, &j| h.valid_loss[i].total_cmp(&h.valid_loss[j])).unwrap();
+    assert_eq!(a.genotype.formula, h.formula[best], "GRAFS keeps the lowest validation loss's genotype");
+    let log = std::fs::read_to_string(dir.path().join("a/log.log")).unwrap();
+    assert!(log.contains("steps 1-3 (evaluation interval 1 of 1) of warm start"), "{log}");
+    assert!(log.contains("the weights train with gelu") && log.contains("lowest validation loss"), "{log}");
+    let alphas = std::fs::read_to_string(dir.path().join("a/alphas.jsonl")).unwrap();
+    let steps: Vec<u64> = alphas
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![3, 6, 9]);
+
+    // eval trains the found genotype on the GPT.
+    let genotype = dir.path().join("a/genotype.json");
+    let formula = resolve(genotype.to_str().unwrap()).unwrap();
+    let mut eval = gpt_config(&text, &dir.path().join("eval"), 2, 2);
+    eval.activation_spec = genotype.to_string_lossy().into_owned();
+    eval.activation = formula.to_string();
+    let trained = train(&eval, &formula, &device, false, &Silent).unwrap();
+    assert!(trained.history.valid_loss[0].is_finite());
+
+    let stop = StopAfter(5, AtomicUsize::new(0));
+    assert!(search(&config("b"), &device, false, &stop).is_err());
+    let b = search(&config("b"), &device, true, &Silent).unwrap();
+    assert_eq!(a.history.train_loss, b.history.train_loss);
+    assert_eq!(a.history.valid_loss, b.history.valid_loss);
+    assert_eq!(a.genotype, b.genotype);
+    let (wa, _) = actsearch::model::state::read_safetensors(&dir.path().join("a/model.safetensors")).unwrap();
+    let (wb, _) = actsearch::model::state::read_safetensors(&dir.path().join("b/model.safetensors")).unwrap();
+    assert_eq!(wa, wb);
+    assert_eq!(alphas, std::fs::read_to_string(dir.path().join("b/alphas.jsonl")).unwrap());
+}
+
+/// The flags of the other task's searches are refused with what the network counts in.
+#[test]
+fn a_search_refuses_the_other_tasks_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = shakespeare(dir.path(), 50);
+    let text = text.to_str().unwrap();
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "--method", "grafs", "--space", "small", "--out", "run"];
+        args.extend_from_slice(extra);
+        actsearch(&args, dir.path())
+    };
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["--network", "gpt-micro", "--dataset", text, "--epochs", "3"], "use --steps N"),
+        (vec!["--network", "gpt-micro", "--dataset", text, "--subset", "10"], "--subset applies to image datasets"),
+        (vec!["--network", "gpt-micro", "--dataset", "cifar10"], "is an image dataset"),
+        (vec!["--network", "resnet8", "--steps", "10"], "counts --epochs"),
+        (
+            vec!["--network", "gpt-micro", "--dataset", text, "--then-eval", "--eval-network", "resnet8"],
+            "read different data",
+        ),
+    ];
+    for (extra, needle) in cases {
+        assert_clean_error(&search(&extra), needle);
+        assert!(!dir.path().join("run").exists(), "{extra:?} wrote its folder");
+    }
+    let warm = search(&[
+        "--network",
+        "gpt-micro",
+        "--dataset",
+        text,
+        "--steps",
+        "20",
+        "--eval-interval",
+        "10",
+        "--warm-start",
+        "2",
+    ]);
+    assert_clean_error(&warm, "leaves no evaluation interval for the mixed cell");
 }

@@ -30,6 +30,8 @@ fn preset(preset: PresetArg) -> Result<SamplePreset> {
 fn reject_one_shot_flags(args: &SearchArgs) -> Result<()> {
     let flags = [
         ("--epochs", args.epochs.is_some()),
+        ("--steps (children use --child-steps)", args.steps.is_some()),
+        ("--eval-interval", args.eval_interval.is_some()),
         ("--accumulate", args.accumulate.is_some()),
         ("--arch-lr", args.arch_lr.is_some()),
         ("--shared-cell", args.shared_cell),
@@ -52,7 +54,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     let per_child = s.exec.task_threads(args.common.threads, threads);
     let network = s.child_network.unwrap_or(d.network);
     if args.then_eval {
-        super::search_args::same_task(network, "--child-network", args.eval_network)?;
+        super::search_args::same_task(network, "--child-network", args.eval_network(network))?;
     }
     let language = network.task() == crate::model::Task::Language;
     if language && (args.subset.is_some() || args.train_portion.is_some()) {
@@ -170,7 +172,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         bail!("no child trained successfully; see {}", config.out.join("log.log").display());
     };
     if args.then_eval {
-        return super::then_eval::compare(args, config.seed, &config.dataset, &config.out, &best.formula, &[]);
+        return super::then_eval::compare(args, network, config.seed, &config.dataset, &config.out, &best.formula, &[]);
     }
     // A ViT's children point at a ViT eval (eval's default network is resnet20).
     let network = match config.child.network.is_resnet() {

@@ -8,6 +8,7 @@ use super::progress::Progress;
 use super::search_args::{PresetArg, SearchArgs, default_out};
 use super::stdout;
 use super::then_eval::compare;
+use crate::model::{Network, Task};
 use crate::search::oneshot::SearchConfig;
 use crate::search::oneshot::config::SearchPreset;
 use crate::search::oneshot::seeds::search_seeds;
@@ -26,11 +27,22 @@ pub fn run(args: SearchArgs) -> Result<()> {
     };
     let defaults = preset.defaults();
     let network = args.network.unwrap_or(defaults.network);
-    super::search_args::searchable(network, "--network")?;
     if args.then_eval {
-        super::search_args::same_task(network, "--network", args.eval_network)?;
+        super::search_args::same_task(network, "--network", args.eval_network(network))?;
     }
-    // The weights' recipe follows the network: SGD for the ResNets, AdamW for the ViTs.
+    let language = network.task() == Task::Language;
+    task_flags(&args, network)?;
+    // A language model's search runs by steps, with eval's recipe and length for it.
+    let gpt = match language {
+        true => Some(match preset {
+            SearchPreset::Quick => Preset::Quick.defaults_for(network)?,
+            _ => Preset::Standard.defaults_for(network)?,
+        }),
+        false => None,
+    };
+    let steps = args.steps.or(gpt.and_then(|d| d.steps));
+    let eval_interval = steps.map(|s| args.eval_interval.or(gpt.and_then(|d| d.eval_interval)).unwrap_or(s).min(s));
+    // The weights' recipe follows the network: SGD for the ResNets, AdamW for the transformers.
     let weights = match network.is_resnet() {
         true => Weights {
             optimizer: Optimizer::Sgd,
@@ -41,9 +53,13 @@ pub fn run(args: SearchArgs) -> Result<()> {
             grad_clip: 5.0,
             warmup: 0.0,
         },
-        // eval's ViT recipe (train::config::Preset), cosine to 0.
+        // eval's recipe for the transformer (train::config::Preset): a ViT's cosine to 0, a
+        // GPT's nanoGPT recipe (its floor and betas are the network's, see `search_net`).
         false => {
-            let vit = Preset::Standard.defaults_for(network)?;
+            let vit = match gpt {
+                Some(d) => d,
+                None => Preset::Standard.defaults_for(network)?,
+            };
             Weights {
                 optimizer: vit.optimizer,
                 lr: vit.lr,
@@ -63,8 +79,10 @@ pub fn run(args: SearchArgs) -> Result<()> {
         network,
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
-        epochs: args.epochs.unwrap_or(defaults.epochs),
-        batch_size: args.batch_size.unwrap_or(defaults.batch_size),
+        epochs: if language { 0 } else { args.epochs.unwrap_or(defaults.epochs) },
+        steps,
+        eval_interval,
+        batch_size: args.batch_size.unwrap_or(gpt.map_or(defaults.batch_size, |d| d.batch_size)),
         lr: args.lr.unwrap_or(weights.lr),
         lr_min: weights.lr_min,
         momentum: weights.momentum,
@@ -85,7 +103,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         subset: args.subset.or(defaults.subset),
         test_subset: args.test_subset,
         requested: Default::default(),
-        augment: args.augment == "standard",
+        augment: args.augment == "standard" && !language,
         seed: args.seeds.first().copied().unwrap_or(args.seed),
         backend: args.common.backend.name().to_string(),
         threads: pool.current_num_threads(),
@@ -104,31 +122,43 @@ pub fn run(args: SearchArgs) -> Result<()> {
     }
     crate::space::cell::CellSpace::parse(&config.space)?;
     let progress = Progress::new();
+    let length = match config.span_steps() {
+        (_, 0) => format!("{} epochs", config.epochs),
+        (steps, interval) => format!("{steps} steps, evaluated every {interval}"),
+    };
     progress.println(&format!(
-        "actsearch search: {} over the {} space on {} {} ({} epochs, {} threads) -> {}",
+        "actsearch search: {} over the {} space on {} {} ({length}, {} threads) -> {}",
         config.method,
         config.space,
         config.dataset,
         config.network.name(),
-        config.epochs,
         config.threads,
         config.out.display()
     ));
     if args.then_eval {
         // A bad baseline fails now, not after the search.
-        crate::space::resolve::resolve_activation(&args.baseline())?;
+        crate::space::resolve::resolve_activation(&args.baseline(network))?;
     }
     let (summary, outcomes) = pool.install(|| search_seeds(&config, &seeds, &device, args.resume, &progress))?;
     progress.finish();
     if args.then_eval {
         let genotype = outcomes[0].out.join("genotype.json").to_string_lossy().into_owned();
-        return compare(&args, config.seed, &config.dataset, &outcomes[0].out, &genotype, &outcomes[0].undecided);
+        return compare(
+            &args,
+            network,
+            config.seed,
+            &config.dataset,
+            &outcomes[0].out,
+            &genotype,
+            &outcomes[0].undecided,
+        );
     }
     if seeds.len() == 1 {
         let genotype = outcomes[0].out.join("genotype.json");
-        let network = match config.network.is_resnet() {
-            true => String::new(),
-            false => format!(" --network {}", config.network.name()),
+        let network = match (config.network.is_resnet(), language) {
+            (true, _) => String::new(),
+            (false, false) => format!(" --network {}", config.network.name()),
+            (false, true) => format!(" --network {} --dataset {}", config.network.name(), config.dataset),
         };
         return stdout(&format!(
             "found: {}\ngenotype in {}; train it from scratch with\n  actsearch eval --activation {}{network} --seeds 0,1,2\n",
@@ -187,12 +217,43 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
     super::refuse_flags(&flags, "the sample-based methods (ppo, reinforce, random, evolution, exhaustive)")
 }
 
+/// The flags of the other task's searches, refused with what this network counts in.
+fn task_flags(args: &SearchArgs, network: Network) -> Result<()> {
+    match network.task() {
+        Task::Language => {
+            if args.epochs.is_some() {
+                bail!("{} searches for a number of steps, not epochs: use --steps N", network.name());
+            }
+            for (flag, given) in [("--subset", args.subset.is_some()), ("--test-subset", args.test_subset.is_some())] {
+                if given {
+                    bail!(
+                        "{flag} applies to image datasets; {} searches on the first 90% of its text file (split by --train-portion between the weights and the alphas) and is scored on the rest",
+                        network.name()
+                    );
+                }
+            }
+        }
+        Task::Image => {
+            for (flag, given) in [("--steps", args.steps.is_some()), ("--eval-interval", args.eval_interval.is_some())]
+            {
+                if given {
+                    bail!(
+                        "{flag} is for the language models' searches; a search on {} counts --epochs",
+                        network.name()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {
     super::distinct_seeds("--seeds", seeds)?;
-    if c.epochs == 0 {
+    if c.phases() == 0 {
         anyhow::bail!("--epochs must be at least 1");
     }
-    if c.batch_size < 2 {
+    if c.batch_size < 2 && c.network.is_resnet() {
         anyhow::bail!("--batch-size must be at least 2 (BatchNorm needs two images to train)");
     }
     for (flag, v) in [("--lr", c.lr), ("--arch-lr", c.arch_lr)] {
@@ -209,11 +270,17 @@ fn validate(c: &SearchConfig, seeds: &[u64]) -> Result<()> {
     if c.accumulate == 0 {
         anyhow::bail!("--accumulate must be at least 1");
     }
-    if let Some(n) = c.warm_start.filter(|&n| n >= c.epochs) {
-        anyhow::bail!(
-            "--warm-start {n} leaves no epoch for the mixed cell ({} epochs): give fewer warm-start epochs or more --epochs",
-            c.epochs
-        );
+    if let Some(n) = c.warm_start.filter(|&n| n >= c.phases()) {
+        match c.span_steps() {
+            (_, 0) => anyhow::bail!(
+                "--warm-start {n} leaves no epoch for the mixed cell ({} epochs): give fewer warm-start epochs or more --epochs",
+                c.epochs
+            ),
+            (steps, interval) => anyhow::bail!(
+                "--warm-start {n} leaves no evaluation interval for the mixed cell ({steps} steps are {} intervals of {interval}): give fewer warm-start intervals, more --steps or a shorter --eval-interval",
+                c.phases()
+            ),
+        }
     }
     if c.subset == Some(0) || c.test_subset == Some(0) {
         anyhow::bail!("--subset and --test-subset must be at least 1");

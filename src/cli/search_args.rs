@@ -69,9 +69,11 @@ pub struct SearchArgs {
     /// 5143824, grafs 22667121 sequences (the run prints its space's size).
     #[arg(long, default_value = "grafs")]
     pub space: String,
-    /// The network whose activation sites become cells: a CIFAR ResNet, or a ViT (vit-micro,
+    /// The network whose activation sites become cells: a CIFAR ResNet; a ViT (vit-micro,
     /// vit-tiny), whose every MLP activation becomes the cell and whose weights train with
-    /// the ViT recipe (AdamW lr 1e-3, weight decay 0.05, 5% warm-up then cosine, clip 1)
+    /// the ViT recipe (AdamW lr 1e-3, weight decay 0.05, 5% warm-up then cosine, clip 1); or a
+    /// character GPT (gpt-micro, gpt-mini, with a text file as --dataset), every MLP's
+    /// activation a cell as GRAFS searched a GPT, trained with nanoGPT's recipe by --steps
     /// [preset: seed resnet8, grafs resnet20].
     #[arg(long, value_parser = Network::parse)]
     pub network: Option<Network>,
@@ -81,10 +83,20 @@ pub struct SearchArgs {
     /// Defaults for the recipe; explicit flags override them.
     #[arg(long, value_enum, default_value = "seed")]
     pub preset: PresetArg,
-    /// Search epochs [preset: seed 100, grafs 50, quick 2].
+    /// Search epochs of an image search [preset: seed 100, grafs 50, quick 6].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub epochs: Option<usize>,
-    /// Batch size of both the training and the validation batches [preset: 64].
+    /// A language model's search: optimizer steps (it counts steps, not epochs) [gpt-micro
+    /// 2000, gpt-mini 5000; preset quick 500].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub steps: Option<usize>,
+    /// With --steps: evaluate and checkpoint every N steps; the warm start, GDAS' temperature
+    /// and GRAFS' shrinking count in these intervals as an image search's do in epochs [250;
+    /// preset quick 100].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub eval_interval: Option<usize>,
+    /// Batch size of both the training and the validation batches [preset: 64; gpt-micro 12
+    /// windows of 64 characters, gpt-mini 64 of 256].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_size: Option<usize>,
     /// Average the gradients of N batches into one step [preset: seed 1, grafs 2].
@@ -103,21 +115,23 @@ pub struct SearchArgs {
     /// Scale of the KL term towards Dirichlet(1) for drnas and grafs (0 turns it off).
     #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub kl_scale: f64,
-    /// Epochs at the start in which the weights train with ReLU at every site while the alphas
-    /// learn on the mixed cell (GRAFS' warm start; PC-DARTS and P-DARTS warm the weights up
-    /// before the alphas move too) [default: grafs 1, other one-shot methods 0].
+    /// Epochs (a GPT: evaluation intervals) at the start in which the weights train with ReLU
+    /// (a transformer: GELU) at every site while the alphas learn on the mixed cell (GRAFS'
+    /// warm start; PC-DARTS and P-DARTS warm the weights up before the alphas move too)
+    /// [default: grafs 1, other one-shot methods 0].
     #[arg(long, allow_negative_numbers = true, value_parser = super::whole)]
     pub warm_start: Option<u64>,
     /// The function the weights train with during the warm start (GRAFS' --comp): a named
-    /// function or formula of x without parameters [default: relu on a ResNet, gelu on a ViT].
+    /// function or formula of x without parameters [default: relu on a ResNet, gelu on a
+    /// transformer].
     #[arg(long, allow_hyphen_values = true)]
     pub warm_start_with: Option<String>,
     /// One set of alphas shared by every activation site (the GRAFS setting) instead of one
     /// set per site [preset: grafs].
     #[arg(long)]
     pub shared_cell: bool,
-    /// Fraction of the training images that train the weights; the rest trains the alphas
-    /// [preset: seed 0.5, grafs 0.75].
+    /// Fraction of the training images (a GPT: of the training text's first 90%) that train
+    /// the weights; the rest trains the alphas [preset: seed 0.5, grafs 0.75].
     #[arg(long, allow_negative_numbers = true)]
     pub train_portion: Option<f64>,
     /// Use only the first N training images after a seeded shuffle [preset: quick 5000].
@@ -155,9 +169,10 @@ pub struct SearchArgs {
     #[arg(long, requires = "then_eval", allow_hyphen_values = true)]
     pub baseline: Option<String>,
     /// The network both are trained on (--then-eval), with eval's quick preset for it (a ViT
-    /// gets the ViT recipe and the search's --mlp).
-    #[arg(long, default_value = "resnet8", value_parser = Network::parse, requires = "then_eval")]
-    pub eval_network: Network,
+    /// gets the ViT recipe and the search's --mlp) [default: resnet8 for an image search; the
+    /// searched GPT for a language model's].
+    #[arg(long, value_parser = Network::parse, requires = "then_eval")]
+    pub eval_network: Option<Network>,
     /// Seeds of the evals of --then-eval (the same for both, so the comparison is paired by
     /// seed); one seed gives no verdict.
     #[arg(long, default_value = "0,1,2", value_delimiter = ',', allow_negative_numbers = true, value_parser = super::whole, requires = "then_eval")]
@@ -236,26 +251,24 @@ pub fn default_out(method: &str, space: &str) -> PathBuf {
 }
 
 impl SearchArgs {
-    /// `--baseline`, or the function the eval network is usually trained with.
-    pub fn baseline(&self) -> String {
-        match &self.baseline {
-            Some(b) => b.clone(),
-            None => self.eval_network.usual_activation().to_string(),
+    /// `--eval-network`, or the default for a search on `searched`: the searched GPT itself
+    /// for a language model, ResNet-8 for the image networks.
+    pub fn eval_network(&self, searched: Network) -> Network {
+        match (self.eval_network, searched.task()) {
+            (Some(network), _) => network,
+            (None, crate::model::Task::Language) => searched,
+            (None, crate::model::Task::Image) => Network::Resnet8,
         }
     }
-}
 
-/// Refuses a network the one-shot searches cannot train yet: a language model's search is a
-/// sample-based one for now (`--child-network gpt-micro`).
-pub fn searchable(network: Network, flag: &str) -> anyhow::Result<()> {
-    if network.task() == crate::model::Task::Language {
-        anyhow::bail!(
-            "{flag} {}: the one-shot searches on the language models are not available yet; search with a sample-based method (--method random, evolution, ppo, ...) and --child-network {}",
-            network.name(),
-            network.name()
-        );
+    /// `--baseline`, or the function the eval network (for a search on `searched`) is usually
+    /// trained with.
+    pub fn baseline(&self, searched: Network) -> String {
+        match &self.baseline {
+            Some(b) => b.clone(),
+            None => self.eval_network(searched).usual_activation().to_string(),
+        }
     }
-    Ok(())
 }
 
 /// Refuses an `--eval-network` of another task than the search's network: both read the one

@@ -12,6 +12,7 @@ use super::stdout;
 /// `OUT/summary.json`, then the report.
 pub fn compare(
     args: &SearchArgs,
+    searched: crate::model::Network,
     seed: u64,
     dataset: &str,
     out: &std::path::Path,
@@ -20,20 +21,21 @@ pub fn compare(
 ) -> Result<()> {
     use super::eval::{self, EvalArgs};
     use crate::report::stats;
-    let baseline = args.baseline();
+    let network = args.eval_network(searched);
+    let baseline = args.baseline(searched);
     let runs = [(found.to_string(), out.join("eval-found")), (baseline.clone(), out.join("eval-baseline"))];
     let seeds = args.eval_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
     stdout(&format!(
         "found: {}\ntraining it and {} from scratch on {} (eval's quick preset, seeds {seeds}) to compare\n",
         crate::space::resolve::resolve_activation(found)?,
         baseline,
-        args.eval_network.name()
+        network.name()
     ))?;
     let mut summaries = Vec::new();
     for (activation, dir) in &runs {
-        let mut eval = EvalArgs::quick(args.eval_network, activation, dir, seed, args.common.clone());
+        let mut eval = EvalArgs::quick(network, activation, dir, seed, args.common.clone());
         eval.seeds = args.eval_seeds.clone();
-        if !args.eval_network.is_resnet() {
+        if !network.is_resnet() {
             eval.mlp = args.mlp;
         }
         eval.resume = args.resume;
@@ -42,12 +44,12 @@ pub fn compare(
     let pairs =
         |s: &crate::train::seeds::Summary| s.seeds.iter().copied().zip(s.values().iter().copied()).collect::<Vec<_>>();
     let c = stats::compare_directed(&pairs(&summaries[0]), &pairs(&summaries[1]), summaries[1].higher_is_better);
-    let quick = crate::train::config::Preset::Quick.defaults_for(args.eval_network)?;
+    let quick = crate::train::config::Preset::Quick.defaults_for(network)?;
     let recipe = match quick.steps {
-        Some(steps) => format!("{} on {}, {steps} steps, seeds {seeds}", args.eval_network.name(), dataset),
+        Some(steps) => format!("{} on {}, {steps} steps, seeds {seeds}", network.name(), dataset),
         None => format!(
             "{} on {}, {} epochs on {} images, {} test images, seeds {seeds}",
-            args.eval_network.name(),
+            network.name(),
             dataset,
             quick.epochs,
             quick.subset.map_or("all".into(), |n| n.to_string()),

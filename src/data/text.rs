@@ -116,6 +116,26 @@ impl CharCorpus {
         Ok(CharCorpus { name: name.to_string(), vocab, train, valid })
     }
 
+    /// A one-shot search's two parts of the training text: the first `portion` of it trains the
+    /// weights and the rest trains the mixing weights, each as the `train` of a corpus with
+    /// this one's vocabulary and validation text. A part shorter than one window of `window`
+    /// characters is refused, with the fix.
+    pub fn split_training(&self, portion: f64, window: usize) -> Result<(CharCorpus, CharCorpus)> {
+        let cut = (self.train.len() as f64 * portion) as usize;
+        let (weights, alphas) = self.train.split_at(cut.min(self.train.len()));
+        for (part, n) in [("weights", weights.len()), ("mixing weights", alphas.len())] {
+            if n < window + 1 {
+                bail!(
+                    "--train-portion {portion} leaves {n} training characters of {} for the {part}, fewer than one window of {}; move --train-portion towards 0.5, or give a longer text",
+                    self.name,
+                    window + 1
+                );
+            }
+        }
+        let part = |train: &[u32]| CharCorpus { train: train.to_vec(), ..self.clone() };
+        Ok((part(weights), part(alphas)))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.vocab.len()
     }

@@ -189,7 +189,7 @@ fn accuracy_panel(run: &Run, title: String) -> Panel {
     Panel {
         title,
         x_label: if by_loss { "step" } else { "epoch" }.into(),
-        y_label: if by_loss { "loss (nats)" } else { "accuracy (%)" }.into(),
+        y_label: if by_loss { "loss (nats, lower is better)" } else { "accuracy (%)" }.into(),
         lines,
         integer_x: true,
         ..Default::default()
@@ -244,7 +244,9 @@ fn alpha_panels(search: &OneShot, site: usize, title_prefix: &str) -> Vec<Panel>
         .map(|pos| {
             let ops = &search.ops[pos];
             let series: Vec<Vec<(f64, f64)>> = (0..ops.len())
-                .map(|op| search.epochs.iter().map(|e| (e.epoch as f64, e.weights[site][pos][op])).collect())
+                .map(|op| {
+                    search.epochs.iter().map(|e| (e.step.unwrap_or(e.epoch) as f64, e.weights[site][pos][op])).collect()
+                })
                 .collect();
             let last = |op: usize| series[op].last().map_or(0.0, |p| p.1);
             let mut ranked: Vec<usize> = (0..ops.len()).collect();
@@ -263,7 +265,10 @@ fn alpha_panels(search: &OneShot, site: usize, title_prefix: &str) -> Vec<Panel>
             }
             Panel {
                 title: format!("{title_prefix}position {}", search.positions[pos]),
-                x_label: "epoch".into(),
+                x_label: match search.by_steps() {
+                    true => "step".into(),
+                    false => "epoch".into(),
+                },
                 y_label: "softmaxed weight".into(),
                 lines,
                 integer_x: true,
@@ -284,10 +289,17 @@ fn one_shot_blocks(run: &Run, search: &OneShot, warnings: &mut Vec<String>) -> R
         unfinished => format!("Unfinished ({unfinished}): the formula of its last epoch so far is `{formula}`."),
     };
     let mut blocks = vec![Block::Text(format!(
-        "{method} search on {} ({}), {} epochs, {} sites. {found_text}",
+        "{method} search on {} ({}), {} {}, {} sites. {found_text}",
         e.network,
         e.dataset,
-        search.epochs.len(),
+        match search.by_steps() {
+            true => search.epochs.last().and_then(|a| a.step).unwrap_or(0),
+            false => search.epochs.len(),
+        },
+        match search.by_steps() {
+            true => "steps",
+            false => "epochs",
+        },
         search.sites()
     ))];
     let name = slug(&run.name);
@@ -348,10 +360,15 @@ fn one_shot_blocks(run: &Run, search: &OneShot, warnings: &mut Vec<String>) -> R
         }
         None => {}
     }
+    // The file keeps its name for a language model, whose chart is the loss per step.
+    let (what, per) = match run.errors.higher_is_better {
+        true => ("accuracy", "per epoch"),
+        false => ("loss (lower is better)", "per step"),
+    };
     blocks.push(Block::Figure {
         file: format!("{name}-accuracy"),
-        caption: format!("{}: accuracy of the supernet per epoch", run.name),
-        figure: Figure::single(accuracy_panel(run, format!("{}: accuracy", run.name))),
+        caption: format!("{}: {what} of the supernet {per}", run.name),
+        figure: Figure::single(accuracy_panel(run, format!("{}: {what}", run.name))),
     });
     Ok(blocks)
 }

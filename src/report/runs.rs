@@ -240,6 +240,9 @@ pub struct OneShot {
 #[derive(Clone, Debug, Deserialize)]
 pub struct AlphaEpoch {
     pub epoch: usize,
+    /// The step it came after, in a search counted in steps (a language model's).
+    #[serde(default)]
+    pub step: Option<usize>,
     pub formula: String,
     pub weights: Vec<Vec<Vec<f64>>>,
 }
@@ -252,6 +255,11 @@ impl OneShot {
 
     pub fn sites(&self) -> usize {
         self.epochs.first().map_or(0, |e| e.weights.len())
+    }
+
+    /// Whether the search counted steps (a language model's), its alphas recorded per step.
+    pub fn by_steps(&self) -> bool {
+        self.epochs.first().is_some_and(|e| e.step.is_some())
     }
 }
 

@@ -81,9 +81,10 @@ pub trait Strategy {
     /// The weights' learning rate at step `at` (`at.lr` is not set yet).
     fn lr(&self, at: &At) -> f64;
 
-    /// Called before each loader epoch's batches; may change the model (e.g. shrink the
-    /// search space). A returned line is written to the log.
-    fn begin_epoch(&mut self, model: Self::Net, _epoch: usize) -> Result<(Self::Net, Option<String>)> {
+    /// Called before the first step of each evaluation interval: phase `phase` (0-based) is
+    /// an epoch of [`Span::Epochs`], or `eval_interval` steps of [`Span::Steps`]. It may change
+    /// the model (e.g. shrink the search space); a returned line is written to the log.
+    fn begin_phase(&mut self, model: Self::Net, _phase: usize) -> Result<(Self::Net, Option<String>)> {
         Ok((model, None))
     }
 
@@ -236,10 +237,8 @@ pub fn run<S: Strategy, D: Batches<Batch = S::Batch>>(
     let mut lr;
     let mut interval_start = Instant::now();
     while !done(&at) {
-        let note;
-        (model, note) = strategy.begin_epoch(model, epoch)?;
-        if let Some(note) = note {
-            log.line(&note)?;
+        if let Span::Epochs(_) = job.span {
+            model = begin_phase(strategy, model, epoch, log)?;
         }
         let batches = job.train.len(drop_last);
         if batches == 0 && drop_last {
@@ -250,6 +249,11 @@ pub fn run<S: Strategy, D: Batches<Batch = S::Batch>>(
         let epoch_start = Instant::now();
         let mut epoch_meter = Meter::default();
         for (index, batch) in loader.enumerate().skip(skip) {
+            if let Span::Steps { eval_interval, .. } = job.span
+                && at.step.is_multiple_of(eval_interval.max(1))
+            {
+                model = begin_phase(strategy, model, at.step / eval_interval.max(1), log)?;
+            }
             let mut here = At { epoch, index, batches, step: at.step, lr: 0.0 };
             here.lr = strategy.lr(&here);
             lr = here.lr;
@@ -336,6 +340,15 @@ pub fn run<S: Strategy, D: Batches<Batch = S::Batch>>(
     }
     let recent_losses = at.recent.into_iter().collect();
     Ok(Trained { model, history, batches_tracked: at.batches_tracked, recent_losses })
+}
+
+/// [`Strategy::begin_phase`], its line logged.
+fn begin_phase<S: Strategy>(strategy: &mut S, model: S::Net, phase: usize, log: &mut RunLog) -> Result<S::Net> {
+    let (model, note) = strategy.begin_phase(model, phase)?;
+    if let Some(note) = note {
+        log.line(&note)?;
+    }
+    Ok(model)
 }
 
 /// One evaluation point: the splits' metrics, `errors.json`, the checkpoint and the log line.

@@ -89,6 +89,8 @@ pub fn search_config(method: &str, data: &Path, out: &Path, space: &str, epochs:
         dataset: "cifar10".to_string(),
         data_dir: data.to_path_buf(),
         epochs,
+        steps: None,
+        eval_interval: None,
         batch_size: 16,
         lr: 0.025,
         lr_min: 0.001,

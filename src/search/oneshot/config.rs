@@ -18,7 +18,14 @@ pub struct SearchConfig {
     pub network: Network,
     pub dataset: String,
     pub data_dir: PathBuf,
+    /// Epochs of an image search (0 for a language model's, which counts `steps`).
     pub epochs: usize,
+    /// A language model's search: optimizer steps (`--steps`), evaluated, checkpointed and
+    /// phased every `eval_interval` steps. Absent for the image searches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_interval: Option<usize>,
     pub batch_size: usize,
     /// Weights: SGD, cosine from `lr` to `lr_min` per epoch, momentum, weight decay,
     /// gradient-norm clip (the ResNets); or AdamW with a linear warm-up over the first
@@ -74,6 +81,32 @@ pub struct SearchConfig {
 }
 
 impl SearchConfig {
+    /// The search's evaluation intervals ("phases"): its epochs, or for a language model its
+    /// steps in intervals of `eval_interval`. The warm start, GDAS' temperature and GRAFS'
+    /// shrinking count in them.
+    pub fn phases(&self) -> usize {
+        match self.span_steps() {
+            (_, 0) => self.epochs,
+            (steps, interval) => steps.div_ceil(interval),
+        }
+    }
+
+    /// `(steps, eval_interval)` of a language model's search; `(0, 0)` for an image search.
+    pub fn span_steps(&self) -> (usize, usize) {
+        match self.steps {
+            Some(steps) => (steps, self.eval_interval.unwrap_or(steps.div_ceil(10)).max(1)),
+            None => (0, 0),
+        }
+    }
+
+    /// Phase `phase` (0-based) in the log's words: "epoch 3", or "steps 501-750".
+    pub fn phase_name(&self, phase: usize) -> String {
+        match self.span_steps() {
+            (_, 0) => format!("epoch {}", phase + 1),
+            (steps, interval) => format!("steps {}-{}", phase * interval + 1, ((phase + 1) * interval).min(steps)),
+        }
+    }
+
     /// Epochs of ReLU warm start: `--warm-start`, or GRAFS' one epoch for grafs and none for
     /// the other methods.
     pub fn warm_start_epochs(&self) -> usize {

@@ -84,6 +84,9 @@ pub fn undecided(space: &CellSpace, weights: &[Vec<Vec<f64>>]) -> Vec<String> {
 #[derive(Serialize)]
 struct AlphaLine<'a> {
     epoch: usize,
+    /// The step it came after, for a search counted in steps (a language model's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<usize>,
     formula: &'a str,
     positions: Vec<&'a str>,
     ops: Vec<&'a [String]>,
@@ -95,12 +98,14 @@ struct AlphaLine<'a> {
 pub fn append_alphas(
     path: &Path,
     epoch: usize,
+    step: Option<usize>,
     formula: &str,
     space: &CellSpace,
     weights: &[Vec<Vec<f64>>],
 ) -> Result<()> {
     let line = AlphaLine {
         epoch,
+        step,
         formula,
         positions: space.positions().iter().map(|p| p.name.as_str()).collect(),
         ops: space.positions().iter().map(|p| p.ops.as_slice()).collect(),

@@ -28,28 +28,30 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
 use super::mixing::{Method, Mixer, Pass};
+use super::task::{ImageSearch, SearchTask, TextSearch};
 use super::{record, shrink, unrolled};
-use crate::data::{self, Batch, DatasetSpec, ImageSet, Loader, LoaderConfig, Normalization, SplitConfig};
+use crate::data::text::CharCorpus;
+use crate::data::{self, DatasetSpec, SplitConfig};
 use crate::expr::Formula;
 use crate::model::init::Init;
 use crate::model::net::Net;
 use crate::model::state::{NamedTensor, host_f32, write_safetensors};
-use crate::model::{Arch, MixedCell, ResNet, Vit};
+use crate::model::{Arch, Gpt, MixedCell, ResNet, Task, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::batches::ImageBatches;
-use crate::train::config::Optimizer;
-use crate::train::driver::Batches;
-use crate::train::driver::{self, At, Job, Span, StepReport, Strategy, Trained};
+use crate::train::config::{Optimizer, adamw_betas, warmed_lr};
+use crate::train::driver::{self, At, Batches, Job, Span, StepReport, Strategy, Trained};
 use crate::train::history::History;
 use crate::train::metrics::Meter;
 use crate::train::optimizer::{AdamW, Optim};
 use crate::train::run_dir::{RunDir, RunLog, Start, checkpoint_note};
 use crate::train::schedule::{LrRule, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
-use crate::train::steps::{evaluate, to_tensors, trainable_params};
+use crate::train::steps::{ImageSplits, trainable_params};
+use crate::train::text::{TextBatches, TextSplits};
 use crate::train::update::{Grads, Group};
 
 /// GRAFS' bound on every position's output when searching a space without built-in bounds.
@@ -77,8 +79,11 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     }
     let space = CellSpace::parse(&config.space)?;
     let out = &config.out;
-    // A dataset that cannot be read fails before the run folder exists.
-    let spec = DatasetSpec::parse(&config.dataset)?;
+    // Data that cannot be read fails before the run folder exists.
+    let source = match config.network.arch() {
+        Arch::Gpt(size) => Source::Text(Arc::new(CharCorpus::open(&config.dataset, size)?)),
+        Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(DatasetSpec::parse(&config.dataset)?),
+    };
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
         obs.event(Event::Info(format!(
@@ -92,74 +97,21 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
     if start == Start::Restart {
         record::truncate_alphas(&out.join("alphas.jsonl"), 0)?;
-        log.line("resuming: the search stopped before its first checkpoint, so it starts again from epoch 1")?;
+        log.line("resuming: the search stopped before its first checkpoint, so it starts again from the beginning")?;
     }
-
-    let split = SplitConfig {
-        train_portion: config.train_portion,
-        subset: config.subset,
-        // Without --test-subset the test split is not used: read one image of it.
-        test_subset: config.test_subset.or(Some(1)),
-        seed: config.seed,
-    };
-    let splits = data::load_splits(&spec, &config.data_dir, &split, obs)?;
-    let mut settled = config.clone();
-    // Without --test-subset, the one test image read is not a subset the search uses.
-    let mut test_subset = settled.test_subset.or(splits.test_subset);
-    splits.settle(&mut settled.subset, &mut test_subset, &mut settled.requested);
-    settled.test_subset = settled.test_subset.and(test_subset);
-    let config = &settled;
-    let train_set = Arc::new(splits.train);
-    let Some(valid) = splits.valid else {
-        bail!("--train-portion leaves no validation images for the alphas; lower it")
-    };
-    let valid_set = Arc::new(valid);
-    let test_set = config.test_subset.is_some().then(|| Arc::new(splits.test));
-
     let warm = config.warm_start_formula()?;
-    let train_device = device.clone().autodiff();
-    let mut alpha_init = Init::new(config.seed ^ 0xa1fa);
     let bound = (method == Method::Grafs).then_some(GRAFS_BOUND);
-    let mut site = 0;
-    let cell = |width: usize| {
-        let owns_alphas = !config.shared_cell || site == 0;
-        site += 1;
-        let alphas = match owns_alphas {
-            true => space.positions().iter().map(|p| alpha_init.normal(p.ops.len(), 1e-3)).collect(),
-            false => Vec::new(),
-        };
-        MixedCell::new(&space, width, alphas, &train_device).bounded(bound)
-    };
-    let data = SearchData {
-        train: train_set,
-        valid: valid_set,
-        test: test_set,
-        norm: splits.norm,
-        num_classes: splits.num_classes,
-    };
-    let setup = Setup { config, method, space: space.clone(), bound, warm, device: device.clone() };
-    match config.network.arch() {
-        Arch::ResNet { .. } => {
-            let model = ResNet::with_sites(config.network, data.num_classes, config.seed, &train_device, cell)?;
-            search_net(setup, model, data, start, &mut log, obs)
-        }
-        Arch::Vit(size) => {
-            let model = Vit::with_sites(size, config.mlp, data.num_classes, config.seed, &train_device, cell);
-            search_net(setup, model, data, start, &mut log, obs)
-        }
-        Arch::Gpt(_) => {
-            bail!("a one-shot search on {} is not available yet: search on a ResNet or a ViT", config.network.name())
-        }
+    let setup = Setup { config, method, space, bound, warm, device: device.clone(), resuming: start == Start::Resume };
+    match source {
+        Source::Images(spec) => image_search(setup, &spec, &mut log, obs),
+        Source::Text(corpus) => text_search(setup, corpus, &mut log, obs),
     }
 }
 
-/// The splits of one search.
-struct SearchData {
-    train: Arc<ImageSet>,
-    valid: Arc<ImageSet>,
-    test: Option<Arc<ImageSet>>,
-    norm: Normalization,
-    num_classes: usize,
+/// Where a search's data comes from, checked before its folder is written.
+enum Source {
+    Images(DatasetSpec),
+    Text(Arc<CharCorpus>),
 }
 
 /// What every network's search shares.
@@ -173,51 +125,196 @@ struct Setup<'a> {
     warm: Formula,
     /// The plain (non-autodiff) device.
     device: Device,
+    resuming: bool,
 }
 
-/// The search on `model` (its sites mixed cells) through the driver, then `genotype.json`
-/// and `model.safetensors`.
-fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
-    setup: Setup,
-    model: N,
-    data: SearchData,
-    start: Start,
-    log: &mut RunLog,
-    obs: &dyn Observer,
-) -> Result<SearchOutcome> {
-    let Setup { config, method, space, bound, warm, device } = setup;
-    let out = &config.out;
-    let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
-    let activation = format!("{} cell ({})", space.name, method.name());
-    let params = trainable_params(&model);
-    // The supernet is judged by its validation accuracy (GRAFS keeps the best epoch's genotype).
-    let history = History::new(config.seed, config.network.name(), &config.dataset, &activation, params, "valid_acc");
+impl Setup<'_> {
+    /// Builds the mixed cell of each activation site in turn, its alphas drawn from the seed
+    /// (with `--shared-cell`, only the first site's).
+    fn cells(&self, train_device: &Device) -> impl FnMut(usize) -> MixedCell {
+        let (space, config, bound, device) =
+            (self.space.clone(), self.config.clone(), self.bound, train_device.clone());
+        let mut alpha_init = Init::new(config.seed ^ 0xa1fa);
+        let mut site = 0;
+        move |width: usize| {
+            let owns_alphas = !config.shared_cell || site == 0;
+            site += 1;
+            let alphas = match owns_alphas {
+                true => space.positions().iter().map(|p| alpha_init.normal(p.ops.len(), 1e-3)).collect(),
+                false => Vec::new(),
+            };
+            MixedCell::new(&space, width, alphas, &device).bounded(bound)
+        }
+    }
+
+    /// How the cell is shared and bounded, for the log's first line.
+    fn cell_words(&self) -> String {
+        format!(
+            "{} cell{}",
+            if self.config.shared_cell { "one shared" } else { "a per-site" },
+            self.bound.map(|b| format!(", outputs bounded to ±{b}")).unwrap_or_default(),
+        )
+    }
+}
+
+/// A search on images: the splits of `--train-portion`, the ResNet or ViT supernet, then
+/// [`search_net`] by epochs.
+fn image_search(setup: Setup, spec: &DatasetSpec, log: &mut RunLog, obs: &dyn Observer) -> Result<SearchOutcome> {
+    let config = setup.config;
+    let split = SplitConfig {
+        train_portion: config.train_portion,
+        subset: config.subset,
+        // Without --test-subset the test split is not used: read one image of it.
+        test_subset: config.test_subset.or(Some(1)),
+        seed: config.seed,
+    };
+    let splits = data::load_splits(spec, &config.data_dir, &split, obs)?;
+    let mut settled = config.clone();
+    // Without --test-subset, the one test image read is not a subset the search uses.
+    let mut test_subset = settled.test_subset.or(splits.test_subset);
+    splits.settle(&mut settled.subset, &mut test_subset, &mut settled.requested);
+    settled.test_subset = settled.test_subset.and(test_subset);
+    let config = &settled;
+    let setup = Setup { config, ..setup };
+    let train_set = Arc::new(splits.train);
+    let Some(valid) = splits.valid else {
+        bail!("--train-portion leaves no validation images for the alphas; lower it")
+    };
+    let valid = Arc::new(valid);
     let batches = ImageBatches {
-        set: data.train.clone(),
-        norm: data.norm,
+        set: train_set.clone(),
+        norm: splits.norm,
         batch_size: config.batch_size,
         augment: config.augment,
         seed: config.seed,
     };
-    let job = Job {
-        out,
-        config,
-        span: Span::Epochs(config.epochs),
-        train: &batches,
-        write_config: true,
-        intro: format!(
-            "searching the {} space with {} on {} {} ({} train / {} valid images, {} cell{}), seed {}",
-            space.name,
-            method.name(),
-            config.dataset,
-            config.network.name(),
-            data.train.len(),
-            data.valid.len(),
-            if config.shared_cell { "one shared" } else { "a per-site" },
-            bound.map(|b| format!(", outputs bounded to ±{b}")).unwrap_or_default(),
-            config.seed
-        ),
+    let task = ImageSearch {
+        splits: ImageSplits {
+            valid: Some(valid.clone()),
+            test: config.test_subset.is_some().then(|| Arc::new(splits.test)),
+            norm: splits.norm,
+            eval_batch: 500,
+            device: setup.device.clone(),
+        },
+        valid: valid.clone(),
+        batch_size: config.batch_size,
+        augment: config.augment,
+        seed: config.seed,
+        current: None,
     };
+    let intro = format!(
+        "searching the {} space with {} on {} {} ({} train / {} valid images, {}), seed {}",
+        setup.space.name,
+        setup.method.name(),
+        config.dataset,
+        config.network.name(),
+        train_set.len(),
+        valid.len(),
+        setup.cell_words(),
+        config.seed
+    );
+    let steps = config.epochs * batches.len(false);
+    let run = SearchRun { task, batches, span: Span::Epochs(config.epochs), steps, intro };
+    let train_device = setup.device.clone().autodiff();
+    match config.network.arch() {
+        Arch::Vit(size) => {
+            let model = Vit::with_sites(
+                size,
+                config.mlp,
+                splits.num_classes,
+                config.seed,
+                &train_device,
+                setup.cells(&train_device),
+            );
+            search_net(setup, model, run, log, obs)
+        }
+        _ => {
+            let model = ResNet::with_sites(
+                config.network,
+                splits.num_classes,
+                config.seed,
+                &train_device,
+                setup.cells(&train_device),
+            )?;
+            search_net(setup, model, run, log, obs)
+        }
+    }
+}
+
+/// A search on a character corpus (GRAFS searched a GPT this way): the first
+/// `--train-portion` of the training text trains the weights, the rest the alphas, and the
+/// supernet is scored on the validation text; then [`search_net`] by steps.
+fn text_search(setup: Setup, corpus: Arc<CharCorpus>, log: &mut RunLog, obs: &dyn Observer) -> Result<SearchOutcome> {
+    let config = setup.config;
+    let Arch::Gpt(size) = config.network.arch() else { bail!("{} is not a language model", config.network.name()) };
+    let len = size.shape().block;
+    let (weights, alphas) = corpus.split_training(config.train_portion, len)?;
+    let (steps, eval_interval) = config.span_steps();
+    let batches = TextBatches { corpus: Arc::new(weights), rows: config.batch_size, len, seed: config.seed };
+    let task = TextSearch {
+        splits: TextSplits { corpus: corpus.clone(), len, eval_rows: 64, device: setup.device.clone() },
+        alphas: Arc::new(alphas),
+        rows: config.batch_size,
+        seed: config.seed,
+    };
+    let intro = format!(
+        "searching the {} space with {} on {} {} ({} characters train the weights / {} the alphas, {} validate, vocabulary {}, {}), seed {}",
+        setup.space.name,
+        setup.method.name(),
+        config.dataset,
+        config.network.name(),
+        batches.corpus.train.len(),
+        task.alphas.train.len(),
+        corpus.valid.len(),
+        corpus.vocab_size(),
+        setup.cell_words(),
+        config.seed
+    );
+    let run = SearchRun { task, batches, span: Span::Steps { steps, eval_interval }, steps, intro };
+    let train_device = setup.device.clone().autodiff();
+    let model =
+        Gpt::with_sites(size, config.mlp, corpus.vocab_size(), config.seed, &train_device, setup.cells(&train_device));
+    search_net(setup, model, run, log, obs)
+}
+
+/// One search's task, its weights' training batches, its length and its log's first line.
+struct SearchRun<T, B> {
+    task: T,
+    batches: B,
+    span: Span,
+    /// Optimizer steps in the whole search (AdamW's schedule).
+    steps: usize,
+    intro: String,
+}
+
+/// The search on `model` (its sites mixed cells) through the driver, then `genotype.json`
+/// and `model.safetensors`.
+fn search_net<N, T, B>(
+    setup: Setup,
+    model: N,
+    run: SearchRun<T, B>,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<SearchOutcome>
+where
+    N: Net<Site = MixedCell>,
+    T: SearchTask<N>,
+    B: Batches<Batch = T::Batch>,
+{
+    let Setup { config, method, space, bound: _, warm, device, resuming } = setup;
+    let SearchRun { task, batches, span, steps, intro } = run;
+    let out = &config.out;
+    let op_counts: Vec<usize> = space.positions().iter().map(|p| p.ops.len()).collect();
+    let activation = format!("{} cell ({})", space.name, method.name());
+    let params = trainable_params(&model);
+    // The supernet is judged by the task's validation metric (GRAFS keeps the best genotype):
+    // the accuracy on images, the loss on text.
+    let metric = match config.network.task() {
+        Task::Image => "valid_acc",
+        Task::Language => "valid_loss",
+    };
+    let history = History::new(config.seed, config.network.name(), &config.dataset, &activation, params, metric);
+    let job = Job { out, config, span, train: &batches, write_config: true, intro };
     let sgd_config = SgdConfig {
         momentum: config.momentum,
         nesterov: false,
@@ -228,14 +325,13 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
     let (weights, lr) = match config.optimizer {
         Optimizer::Sgd => (Optim::Sgd(Sgd::new(sgd_config)), None),
         Optimizer::Adamw => {
-            let steps = config.epochs * batches.len(false);
             let recipe = AdamW {
-                betas: AdamW::DEFAULT_BETAS,
+                betas: adamw_betas(config.network),
                 weight_decay: config.weight_decay,
                 grad_clip: Some(config.grad_clip),
                 group: Group::Weights,
             };
-            let lr = LrRule::warmed(Schedule::Cosine, config.lr, steps, config.warmup);
+            let lr = warmed_lr(config.network, Schedule::Cosine, config.lr, steps, config.warmup);
             (recipe.build(&model), Some(lr))
         }
     };
@@ -254,10 +350,8 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
         }),
         warm,
         loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
-        valid: data.valid,
-        test: data.test,
-        valid_batches: None,
-        norm: data.norm,
+        task,
+        phases: config.phases(),
         device,
         pending: None,
         best: None,
@@ -266,14 +360,11 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
         types: PhantomData,
     };
     let Trained { model, history, batches_tracked, .. } =
-        driver::run(&job, model, history, &mut strategy, start == Start::Resume, log, obs)?;
+        driver::run(&job, model, history, &mut strategy, resuming, log, obs)?;
 
     let genotype = match (method, strategy.best.take(), strategy.last.take()) {
         (Method::Grafs, Some(best), _) => {
-            log.line(&format!(
-                "the genotype of epoch {} has the best validation accuracy ({:.2}%)",
-                best.epoch, best.valid_acc
-            ))?;
+            log.line(&best.words(&history))?;
             best.genotype
         }
         (_, _, Some(last)) => last,
@@ -300,12 +391,31 @@ fn search_net<N: Net<Input = Tensor<4>, Site = MixedCell>>(
     Ok(SearchOutcome { out: out.clone(), genotype, history, undecided })
 }
 
-/// The genotype of the epoch with the best validation accuracy so far (GRAFS).
+/// The genotype of the evaluation with the best validation metric so far (GRAFS): the highest
+/// accuracy on images, the lowest loss on text.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Best {
+    /// The evaluation's number (1-based; an epoch on images).
     epoch: usize,
-    valid_acc: f64,
+    /// The step it came after (0 in checkpoints written before steps were kept).
+    #[serde(default)]
+    step: usize,
+    /// Its validation metric (`History::metric`).
+    #[serde(alias = "valid_acc")]
+    score: f64,
     genotype: Genotype,
+}
+
+impl Best {
+    /// The log's line about it.
+    fn words(&self, history: &History) -> String {
+        match history.higher_is_better {
+            true => {
+                format!("the genotype of epoch {} has the best validation accuracy ({:.2}%)", self.epoch, self.score)
+            }
+            false => format!("the genotype of step {} has the lowest validation loss ({:.4})", self.step, self.score),
+        }
+    }
 }
 
 /// The search state that checkpoints keep besides tensors.
@@ -329,7 +439,7 @@ struct Pending {
     batches: usize,
 }
 
-struct OneShot<'a, N> {
+struct OneShot<'a, N, T> {
     config: &'a SearchConfig,
     space: CellSpace,
     mixer: Mixer,
@@ -344,12 +454,11 @@ struct OneShot<'a, N> {
     /// The warm start's function.
     warm: Formula,
     loss_fn: CrossEntropyLoss,
-    valid: Arc<ImageSet>,
-    /// The test split, only with `--test-subset`.
-    test: Option<Arc<ImageSet>>,
-    /// The validation batches of the current epoch and how many times they restarted.
-    valid_batches: Option<(Loader, usize)>,
-    norm: Normalization,
+    /// The task: the alphas' batches and the scoring of the held-out splits.
+    task: T,
+    /// Evaluation intervals in the search (epochs on images): the warm start, the
+    /// temperature and GRAFS' shrinking count in them.
+    phases: usize,
     device: Device,
     pending: Option<Pending>,
     best: Option<Best>,
@@ -362,7 +471,7 @@ struct OneShot<'a, N> {
 const ARCH: u64 = 1;
 const WEIGHTS: u64 = 2;
 
-impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
+impl<N: Net<Site = MixedCell>, T: SearchTask<N>> OneShot<'_, N, T> {
     fn method(&self) -> Method {
         self.mixer.method
     }
@@ -376,53 +485,24 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
         h
     }
 
-    fn loader(&self, epoch: u64) -> Loader {
-        data::batches(
-            self.valid.clone(),
-            self.norm,
-            LoaderConfig {
-                batch_size: self.config.batch_size,
-                shuffle: true,
-                augment: self.config.augment,
-                drop_last: false,
-                seed: self.config.seed ^ 0x5a1d,
-                epoch,
-            },
-        )
-    }
-
-    /// The next validation batch of `epoch`, restarting the loader when it runs out.
-    fn next_valid(&mut self, epoch: usize) -> Batch {
-        let (mut batches, mut restarts) = match self.valid_batches.take() {
-            Some(v) => v,
-            None => (self.loader(epoch as u64), 0),
-        };
-        let batch = match batches.next() {
-            Some(b) => b,
-            None => {
-                restarts += 1;
-                batches = self.loader((epoch + 1000 * restarts) as u64);
-                batches.next().expect("the validation split is not empty")
-            }
-        };
-        self.valid_batches = Some((batches, restarts));
-        batch
-    }
-
-    /// Cross-entropy of `model` (with its installed mix) on `batch`, and its value.
-    fn loss(&self, model: &N, batch: &Batch) -> (Tensor<1>, Tensor<2>, f64) {
-        let (images, labels) = to_tensors(batch, &model.devices()[0]);
-        let logits = model.forward(images);
+    /// Cross-entropy of `model` (with its installed mix) on `batch`, and its value and metrics.
+    fn loss(&self, model: &N, batch: &T::Batch) -> (Tensor<1>, f64, Meter) {
+        let device = model.devices()[0].clone();
+        let (input, targets) = self.task.tensors(batch, &device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [targets.len()]), &device);
+        let logits = model.forward(input);
         let loss = self.loss_fn.forward(logits.clone(), labels);
         let value = loss.clone().into_scalar::<f32>() as f64;
-        (loss, logits, value)
+        let mut meter = Meter::default();
+        meter.add(&host_f32(logits.inner()), &targets, value);
+        (loss, value, meter)
     }
 
     /// The architecture gradient of one validation batch, for every method but darts2.
-    fn arch_grads(&self, model: N, valid: &Batch, at: At) -> Result<(N, Grads)> {
+    fn arch_grads(&self, model: N, valid: &T::Batch, at: At) -> Result<(N, Grads)> {
         let model = self.mixer.install(model, Pass::Train, self.sample_seed(at, ARCH));
-        let (mut loss, _, value) = self.loss(&model, valid);
-        guard(value, "validation (architecture)", at, &self.config.out)?;
+        let (mut loss, value, _) = self.loss(&model, valid);
+        guard(value, "validation (architecture)", at, self.config)?;
         if let Some(kl) = self.mixer.kl(&model).filter(|_| self.config.kl_scale > 0.0) {
             loss = loss + kl.mul_scalar(self.config.kl_scale);
         }
@@ -431,11 +511,11 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
     }
 
     /// DARTS' second-order architecture gradient (see `unrolled`).
-    fn unrolled_arch_grads(&self, model: N, valid: &Batch, train: &Batch, at: At) -> Result<(N, Grads)> {
-        let evaluate = |m: N, batch: &Batch, which: &str| -> Result<(N, Tensor<1>)> {
+    fn unrolled_arch_grads(&self, model: N, valid: &T::Batch, train: &T::Batch, at: At) -> Result<(N, Grads)> {
+        let evaluate = |m: N, batch: &T::Batch, which: &str| -> Result<(N, Tensor<1>)> {
             let m = self.mixer.install(m, Pass::Train, self.sample_seed(at, ARCH));
-            let (loss, _, value) = self.loss(&m, batch);
-            guard(value, which, at, &self.config.out)?;
+            let (loss, value, _) = self.loss(&m, batch);
+            guard(value, which, at, self.config)?;
             Ok((m, loss))
         };
         let grads = unrolled::second_order_arch_grads(
@@ -449,9 +529,9 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
     }
 }
 
-impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
+impl<N: Net<Site = MixedCell>, T: SearchTask<N>> Strategy for OneShot<'_, N, T> {
     type Net = N;
-    type Batch = Batch;
+    type Batch = T::Batch;
     type Config = SearchConfig;
 
     fn lr(&self, at: &At) -> f64 {
@@ -461,29 +541,32 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
         }
     }
 
-    fn begin_epoch(&mut self, model: N, epoch: usize) -> Result<(N, Option<String>)> {
-        self.valid_batches = None;
-        let epochs = self.config.epochs;
-        self.mixer.tau = match epochs {
+    fn begin_phase(&mut self, model: N, phase: usize) -> Result<(N, Option<String>)> {
+        let phases = self.phases;
+        self.mixer.tau = match phases {
             1 => 10.0,
-            _ => 10.0 - (10.0 - 0.1) * epoch as f64 / (epochs - 1) as f64,
+            _ => 10.0 - (10.0 - 0.1) * phase as f64 / (phases - 1) as f64,
         };
         let warm = self.config.warm_start_epochs();
+        let name = self.config.phase_name(phase);
         let note = match self.method() {
-            _ if epoch < warm => Some(format!(
-                "epoch {} of {warm} of warm start: the weights train with {} while the alphas learn",
-                epoch + 1,
+            _ if phase < warm => Some(format!(
+                "{} of warm start: the weights train with {} while the alphas learn",
+                match self.config.steps {
+                    None => format!("{name} of {warm}"),
+                    Some(_) => format!("{name} (evaluation interval {} of {warm})", phase + 1),
+                },
                 self.config.warm_start_function()
             )),
-            Method::Grafs => self.shrink(&model, epoch),
-            Method::Gdas => Some(format!("epoch {}: Gumbel-softmax temperature {:.3}", epoch + 1, self.mixer.tau)),
+            Method::Grafs => self.shrink(&model, phase),
+            Method::Gdas => Some(format!("{name}: Gumbel-softmax temperature {:.3}", self.mixer.tau)),
             _ => None,
         };
         Ok((model, note))
     }
 
-    fn step(&mut self, model: N, batch: &Batch, at: At) -> Result<(N, StepReport)> {
-        let valid = self.next_valid(at.epoch);
+    fn step(&mut self, model: N, batch: &T::Batch, at: At) -> Result<(N, StepReport)> {
+        let valid = self.task.alpha_batch(at);
         let (model, arch) = match self.method() {
             Method::Darts2 => self.unrolled_arch_grads(model, &valid, batch, at)?,
             _ => self.arch_grads(model, &valid, at)?,
@@ -504,9 +587,7 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
             true => Mixer::install_fixed(model, &self.warm),
             false => self.mixer.install(model, Pass::Train, self.sample_seed(at, WEIGHTS)),
         };
-        let (loss, logits, value) = self.loss(&model, batch);
-        let mut meter = Meter::default();
-        meter.add(&host_f32(logits.inner()), &batch.labels, value);
+        let (loss, value, meter) = self.loss(&model, batch);
         let report = StepReport { loss: value, meter };
         if !value.is_finite() {
             return Ok((model, report));
@@ -526,8 +607,7 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
 
     fn evaluate(&mut self, model: &N) -> Result<(Option<Meter>, Option<Meter>)> {
         let frozen = self.mixer.install(model.valid(), Pass::Eval, 0);
-        let test = self.test.as_ref().map(|t| evaluate(&frozen, t, self.norm, 500, &self.device));
-        Ok((Some(evaluate(&frozen, &self.valid, self.norm, 500, &self.device)), test))
+        Ok(self.task.evaluate(&frozen))
     }
 
     fn end_epoch(&mut self, model: &N, epoch: usize, history: &mut History) -> Result<String> {
@@ -536,14 +616,20 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
         record::append_alphas(
             &self.config.out.join("alphas.jsonl"),
             epoch + 1,
+            self.config.steps.and(history.step.last().copied()),
             &current.formula,
             &self.space,
             &weights,
         )?;
         history.formula.push(current.formula.clone());
-        let valid_acc = history.valid_acc.last().copied().unwrap_or(f64::NAN);
-        if self.best.as_ref().is_none_or(|b| valid_acc > b.valid_acc) {
-            self.best = Some(Best { epoch: epoch + 1, valid_acc, genotype: current.clone() });
+        let score = history.headline().unwrap_or(f64::NAN);
+        let better = |b: &Best| match history.higher_is_better {
+            true => score > b.score,
+            false => score < b.score,
+        };
+        if self.best.as_ref().is_none_or(better) {
+            let step = history.step.last().copied().unwrap_or(0);
+            self.best = Some(Best { epoch: epoch + 1, step, score, genotype: current.clone() });
         }
         let formula = current.formula.clone();
         self.last = Some(current);
@@ -581,37 +667,39 @@ impl<N: Net<Input = Tensor<4>, Site = MixedCell>> Strategy for OneShot<'_, N> {
     }
 }
 
-impl<N: Net<Input = Tensor<4>, Site = MixedCell>> OneShot<'_, N> {
-    /// GRAFS' progressive shrinking at the start of `epoch` (0-based, >= 1).
-    fn shrink(&mut self, model: &N, epoch: usize) -> Option<String> {
+impl<N: Net<Site = MixedCell>, T: SearchTask<N>> OneShot<'_, N, T> {
+    /// GRAFS' progressive shrinking at the start of phase `phase` (0-based, >= 1).
+    fn shrink(&mut self, model: &N, phase: usize) -> Option<String> {
         let weights = self.mixer.weights(model);
         let positions = self.space.positions();
         let mut dropped_total = 0;
         let mut left = 0;
         for (set, active) in self.mixer.active.iter_mut().enumerate() {
             let total: usize = active.iter().map(Vec::len).sum();
-            let target = shrink::ops_in_play(total, positions.len(), epoch, self.config.epochs);
+            let target = shrink::ops_in_play(total, positions.len(), phase, self.phases);
             // Set `set` is first read by site `set` (site 0 for a shared cell).
             dropped_total += shrink::shrink(active, &weights[set], target).len();
             left = target;
         }
         (dropped_total > 0).then(|| {
             format!(
-                "epoch {}: progressive shrinking dropped {dropped_total} ops; {left} ops in play per cell",
-                epoch + 1
+                "{}: progressive shrinking dropped {dropped_total} ops; {left} ops in play per cell",
+                self.config.phase_name(phase)
             )
         })
     }
 }
 
 /// Stop with a clear message (keeping the last checkpoint) when a loss is not finite.
-fn guard(loss: f64, which: &str, at: At, out: &std::path::Path) -> Result<()> {
+fn guard(loss: f64, which: &str, at: At, config: &SearchConfig) -> Result<()> {
     if !loss.is_finite() {
+        let (when, evaluations) = match config.span_steps() {
+            (_, 0) => (format!("in epoch {} batch {}", at.epoch + 1, at.index + 1), at.epoch),
+            (_, interval) => (format!("at step {}", at.step + 1), at.step / interval),
+        };
         bail!(
-            "the search diverged: the {which} loss became {loss} in epoch {} batch {}; {}; lower --lr or --arch-lr",
-            at.epoch + 1,
-            at.index + 1,
-            checkpoint_note(at.epoch, out)
+            "the search diverged: the {which} loss became {loss} {when}; {}; lower --lr or --arch-lr",
+            checkpoint_note(evaluations, &config.out)
         );
     }
     Ok(())
