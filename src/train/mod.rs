@@ -2,10 +2,12 @@
 //! sample-based searches: optimizer, learning-rate
 //! schedules, metrics, `errors.json`, checkpoints and resume, multi-seed summaries, and
 //! evaluation grids (networks × activations × seeds as executor tasks). `batches` and `text`
-//! hold the training batches of the image and language-model tasks.
+//! hold the training batches of the image and language-model tasks, `bleu` sacreBLEU's corpus
+//! BLEU.
 
 pub mod adam;
 pub mod batches;
+pub mod bleu;
 pub mod checkpoint;
 pub mod config;
 pub mod driver;
