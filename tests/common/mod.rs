@@ -177,7 +177,7 @@ pub fn python_with(test: &str, modules: &[&str]) -> Option<String> {
     };
     if std::env::var_os("ACTSEARCH_REQUIRE_TORCH").is_some() {
         panic!(
-            "{test}: ACTSEARCH_REQUIRE_TORCH is set but `{python} -c '{import}'` fails ({why}): set ACTSEARCH_PYTHON to the reference venv (python3 -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch==2.13.0 safetensors jax)"
+            "{test}: ACTSEARCH_REQUIRE_TORCH is set but `{python} -c '{import}'` fails ({why}): set ACTSEARCH_PYTHON to the reference venv (python3 -m venv /tmp/torchref && /tmp/torchref/bin/pip install torch==2.13.0 safetensors jax sacrebleu==2.6.0 tokenizers==0.22.2)"
         );
     }
     use std::io::Write;
