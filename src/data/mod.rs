@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod augment;
+pub mod bpe;
 pub mod cifar;
 pub mod download;
 pub mod folder;
@@ -16,6 +17,7 @@ pub mod folder_archive;
 mod folder_cache;
 pub mod image_set;
 pub mod loader;
+pub mod parallel;
 pub mod plan;
 pub mod split;
 pub mod synthetic;
