@@ -86,6 +86,9 @@ impl<A: Site> Gpt<A> {
         let wte = Param::from_data(TensorData::new(normal(&[vocab, d], 0.02), [vocab, d]), device);
         let wpe = Param::from_data(TensorData::new(normal(&[block, d], 0.02), [block, d]), device);
         let shape = BlockShape {
+            std: 0.02,
+            cross: false,
+            dropout: 0.0,
             d,
             heads,
             width: mlp.width(hidden),

@@ -1,7 +1,7 @@
 //! The networks, each with pluggable activation sites and one trait ([`Net`]) that the
 //! training loop sees: CIFAR ResNet-(6n+2) whose every activation site holds its own instance
-//! of an activation, the Vision Transformer (`vit`) and the character GPT (`gpt`), built from
-//! the shared pieces of `transformer`, plus the PyTorch-compatible naming of their weights.
+//! of an activation, the Vision Transformer (`vit`), the character GPT (`gpt`) and the
+//! translation encoder-decoder (`seq2seq`), built from the shared pieces of `transformer`, plus the PyTorch-compatible naming of their weights.
 
 pub mod activation;
 pub mod cell;
@@ -11,6 +11,7 @@ pub mod layers;
 pub mod net;
 pub mod network;
 pub mod resnet;
+pub mod seq2seq;
 pub mod state;
 pub mod transformer;
 pub mod vit;
@@ -22,4 +23,5 @@ pub use gpt::{Gpt, GptSize};
 pub use net::Net;
 pub use network::{Arch, Network, Task};
 pub use resnet::ResNet;
+pub use seq2seq::{Seq2Seq, Seq2SeqSize};
 pub use vit::{Mlp, Vit, VitSize};

@@ -1,16 +1,21 @@
 //! The pieces every transformer of `../shared/reference/transformers_ref.py` is built from,
-//! shared by the ViT (`vit`) and the GPT (`gpt`): multi-head self-attention with one fused qkv
-//! projection (causal for a language model), the MLP whose hidden layer is the activation site
-//! (`Mlp::Gated` makes it `act(x W_fc) * (x W_up) W_proj` at two thirds of the width), and the
-//! pre-LN block `x + attn(ln1(x))`, then `x + mlp(ln2(x))`, with or without biases.
+//! shared by the ViT (`vit`), the GPT (`gpt`) and the encoder-decoder (`seq2seq`): multi-head
+//! self-attention with one fused qkv projection (causal for a language model), the MLP whose
+//! hidden layer is the activation site (`Mlp::Gated` makes it `act(x W_fc) * (x W_up) W_proj`
+//! at two thirds of the width), and the pre-LN block `x + attn(ln1(x))`, then (a decoder's)
+//! `x + cross(ln_cross(x), memory)`, then `x + mlp(ln2(x))`, with or without biases.
 //!
 //! Linear layers run on the rows of `[batch, tokens, features]` as one matrix
 //! (`kernels::linear`), attention and LayerNorm on their CPU kernels (`kernels::attention`,
-//! `kernels::layer_norm`), which compose burn's ops on other backends.
+//! `kernels::layer_norm`), which compose burn's ops on other backends. Attention with a mask
+//! of padding ([`Block::forward_masked`], the encoder-decoder's) composes burn's ops, with
+//! dropout where the reference has it: on the attention weights and after every residual
+//! branch (it is active only in training, on the autodiff device).
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
+use burn::tensor::activation::softmax;
 
 use super::activation::Site;
 use super::state::Naming;
@@ -50,6 +55,17 @@ pub struct Attention {
     pub causal: bool,
 }
 
+/// A decoder's attention over the encoder's output: queries from `q`, keys and values from
+/// one fused `kv` projection of the memory.
+#[derive(Module, Debug)]
+pub struct CrossAttention {
+    pub q: Linear,
+    pub kv: Linear,
+    pub proj: Linear,
+    #[module(skip)]
+    pub heads: usize,
+}
+
 /// A block's MLP: `fc`, the activation site `act`, `up` when gated, `proj`.
 #[derive(Module, Debug)]
 pub struct MlpBlock<A: Site> {
@@ -59,19 +75,30 @@ pub struct MlpBlock<A: Site> {
     pub proj: Linear,
 }
 
-/// A pre-LN block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
+/// A pre-LN block: `x + attn(ln1(x))`, then (a decoder's) `x + cross(ln_cross(x), memory)`,
+/// then `x + mlp(ln2(x))`.
 #[derive(Module, Debug)]
 pub struct Block<A: Site> {
     pub ln1: LayerNorm,
     pub attn: Attention,
+    pub ln_cross: Option<LayerNorm>,
+    pub cross: Option<CrossAttention>,
     pub ln2: LayerNorm,
     pub mlp: MlpBlock<A>,
+    /// On the attention weights and after each residual branch (`forward_masked`).
+    pub drop: Dropout,
 }
 
 /// How a block is built: its widths, whether its layers have biases and its attention is
-/// causal, and the reference's initialization (N(0, 0.02) weights, the output projections'
-/// standard deviation divided by `sqrt(2 layers)` where `residual_layers` is given, as GPT-2).
+/// causal, whether it attends to an encoder's output, and the reference's initialization
+/// (N(0, std) weights, the output projections' standard deviation divided by
+/// `sqrt(2 layers)` where `residual_layers` is given, as GPT-2).
 pub struct BlockShape {
+    /// The weights' standard deviation: 0.02 (ViT, GPT), d^-0.5 (the encoder-decoder).
+    pub std: f64,
+    /// A decoder block: cross-attention to the encoder's output.
+    pub cross: bool,
+    pub dropout: f64,
     pub d: usize,
     pub heads: usize,
     /// The MLP's hidden width (already `Mlp::width` of the standard one).
@@ -91,8 +118,7 @@ impl<A: Site> Block<A> {
         act: impl FnOnce(usize) -> A,
         device: &Device,
     ) -> Self {
-        let BlockShape { d, heads, width, mlp, bias, causal, residual_layers } = *shape;
-        let std = 0.02;
+        let BlockShape { std, cross, dropout, d, heads, width, mlp, bias, causal, residual_layers } = *shape;
         let out_std = residual_layers.map_or(std, |layers| std / (2.0 * layers as f64).sqrt());
         let attn = Attention {
             qkv: linear(normal, d, 3 * d, std, bias, device),
@@ -100,18 +126,69 @@ impl<A: Site> Block<A> {
             heads,
             causal,
         };
+        let (ln_cross, cross) = match cross {
+            true => {
+                let ln = layer_norm(d, bias, device);
+                let q = linear(normal, d, d, std, bias, device);
+                let kv = linear(normal, d, 2 * d, std, bias, device);
+                let proj = linear(normal, d, d, out_std, bias, device);
+                (Some(ln), Some(CrossAttention { q, kv, proj, heads }))
+            }
+            false => (None, None),
+        };
         let fc = linear(normal, d, width, std, bias, device);
         let up = (mlp == Mlp::Gated).then(|| linear(normal, d, width, std, bias, device));
         let act = act(width);
         let proj = linear(normal, width, d, out_std, bias, device);
         let mlp = MlpBlock { fc, up, act, proj };
-        Block { ln1: layer_norm(d, bias, device), attn, ln2: layer_norm(d, bias, device), mlp }
+        let drop = DropoutConfig::new(dropout).init();
+        Block { ln1: layer_norm(d, bias, device), attn, ln_cross, cross, ln2: layer_norm(d, bias, device), mlp, drop }
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(layer_norm::apply(&self.ln1, LN_EPSILON, x));
         x.clone() + self.mlp.forward(layer_norm::apply(&self.ln2, LN_EPSILON, x))
     }
+
+    /// The block with masked attention: `bias` `[batch, 1, tokens, tokens]` is added to the
+    /// self-attention scores (0 where a query may attend to a key, -inf where not: padding,
+    /// the future), and a decoder block attends to `memory` `[batch, keys, d]` with
+    /// `memory_bias` `[batch, 1, 1, keys]` (its padding). Dropout as the reference places it.
+    pub fn forward_masked(&self, x: Tensor<3>, bias: Tensor<4>, memory: Option<(&Tensor<3>, &Tensor<4>)>) -> Tensor<3> {
+        let [_, _, d] = x.dims();
+        let qkv = rows(&self.attn.qkv, layer_norm::apply(&self.ln1, LN_EPSILON, x.clone()));
+        let part = |i: usize| qkv.clone().narrow(2, i * d, d);
+        let y = masked_attention(part(0), part(1), part(2), self.attn.heads, bias, &self.drop);
+        let mut x = x + self.drop.forward(rows(&self.attn.proj, y));
+        if let (Some(ln), Some(cross), Some((memory, memory_bias))) = (&self.ln_cross, &self.cross, memory) {
+            let q = rows(&cross.q, layer_norm::apply(ln, LN_EPSILON, x.clone()));
+            let kv = rows(&cross.kv, memory.clone());
+            let (k, v) = (kv.clone().narrow(2, 0, d), kv.narrow(2, d, d));
+            let y = masked_attention(q, k, v, cross.heads, memory_bias.clone(), &self.drop);
+            x = x + self.drop.forward(rows(&cross.proj, y));
+        }
+        x.clone() + self.drop.forward(self.mlp.forward(layer_norm::apply(&self.ln2, LN_EPSILON, x)))
+    }
+}
+
+/// `softmax(q k^T / sqrt(d_head) + bias) v` per head, composed of burn's ops: q `[batch, n_q,
+/// d]`, k and v `[batch, n_k, d]`, `bias` broadcast over the heads (`[batch, 1, n_q or 1,
+/// n_k]`), `drop` on the attention weights. Every query must be allowed at least one key.
+pub fn masked_attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    bias: Tensor<4>,
+    drop: &Dropout,
+) -> Tensor<3> {
+    let [batch, n_q, d] = q.dims();
+    let n_k = k.dims()[1];
+    let dh = d / heads;
+    let split = |t: Tensor<3>, n: usize| t.reshape([batch, n, heads, dh]).swap_dims(1, 2);
+    let scores = split(q, n_q).matmul(split(k, n_k).swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
+    let weights = drop.forward(softmax(scores + bias, 3));
+    weights.matmul(split(v, n_k)).swap_dims(1, 2).reshape([batch, n_q, d])
 }
 
 impl Attention {
@@ -198,6 +275,6 @@ impl Naming for TransformerNames {
     fn transposed(&self, path: &str) -> bool {
         let parts: Vec<&str> = path.split('.').collect();
         let n = parts.len();
-        n >= 2 && parts[n - 1] == "weight" && matches!(parts[n - 2], "qkv" | "proj" | "fc" | "up" | "head")
+        n >= 2 && parts[n - 1] == "weight" && matches!(parts[n - 2], "qkv" | "q" | "kv" | "proj" | "fc" | "up" | "head")
     }
 }

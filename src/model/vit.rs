@@ -100,7 +100,18 @@ impl<A: Site> Vit<A> {
         };
         let cls = Param::from_data(TensorData::new(normal(&[1, 1, d], 0.02), [1, 1, d]), device);
         let pos = Param::from_data(TensorData::new(normal(&[1, tokens, d], 0.02), [1, tokens, d]), device);
-        let shape = BlockShape { d, heads, width, mlp, bias: true, causal: false, residual_layers: None };
+        let shape = BlockShape {
+            std: 0.02,
+            cross: false,
+            dropout: 0.0,
+            d,
+            heads,
+            width,
+            mlp,
+            bias: true,
+            causal: false,
+            residual_layers: None,
+        };
         let blocks = (0..layers).map(|_| Block::new(&shape, &mut normal, &mut site, device)).collect();
         let head = linear(&mut normal, d, num_classes, 0.02, true, device);
         Vit { patch, cls, pos, blocks, ln_f: layer_norm(d, true, device), head }

@@ -520,6 +520,7 @@ mod tests {
     fn one_shot(sites: usize) -> OneShot {
         let ops: Vec<String> = (0..9).map(|i| format!("op{i}")).collect();
         let epoch = |epoch: usize| AlphaEpoch {
+            step: None,
             epoch,
             formula: "x + sin(x)".into(),
             weights: vec![vec![vec![1.0 / 9.0; 9], vec![0.5, 0.5]]; sites],
