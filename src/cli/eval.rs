@@ -13,7 +13,7 @@ use super::progress::Progress;
 use super::stdout;
 use crate::model::{Mlp, Network, Task};
 use crate::space::resolve::{InitParams, resolve_activation, site_values};
-use crate::train::config::{Optimizer, Preset};
+use crate::train::config::{Optimizer, Preset, TranslationConfig};
 use crate::train::schedule::Schedule;
 use crate::train::{TrainConfig, seeds};
 
@@ -77,6 +77,50 @@ impl MlpArg {
             }
             MlpArg::Gated => Ok(Mlp::Gated),
         }
+    }
+}
+
+/// The translation models' flags (transformer-micro, transformer-small).
+#[derive(Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Translation (--network transformer-micro or transformer-small, --dataset FOLDER)")]
+pub struct TranslationArgs {
+    /// The language translated from: the L of the folder's train.L files [default: en where the
+    /// folder has en and de].
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The language translated into [default: de where the folder has en and de].
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The test split: NAME for the folder's test_NAME.L files [default: the first test_* in
+    /// name order].
+    #[arg(long)]
+    pub test_set: Option<String>,
+    /// Tokens in the joint BPE vocabulary learned on the training pairs (cached under
+    /// --data-dir).
+    #[arg(long, default_value_t = 8000, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub vocab_size: usize,
+    /// Decode the final translations with a beam search of N hypotheses (scores divided by
+    /// length^0.6); 1 is greedy.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub beam: usize,
+}
+
+impl TranslationArgs {
+    /// The flags given, for errors about a network that is not a translation model.
+    fn given(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        for (flag, given) in [
+            ("--source", self.source.is_some()),
+            ("--target", self.target.is_some()),
+            ("--test-set", self.test_set.is_some()),
+            ("--vocab-size", self.vocab_size != TranslationConfig::VOCAB_SIZE),
+            ("--beam", self.beam != 1),
+        ] {
+            if given {
+                flags.push(flag);
+            }
+        }
+        flags
     }
 }
 
@@ -179,6 +223,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub write_plan: bool,
     /// Where the runs of a grid go, and how many at once.
+    #[command(flatten)]
+    pub translation: TranslationArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
@@ -295,7 +341,11 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         let (b1, b2) = crate::train::config::adamw_betas(network);
         bail!("--momentum and --nesterov are SGD's; {} trains with AdamW (betas {b1}, {b2})", network.name());
     }
-    let language = network.task() == Task::Language;
+    let translation = network.task() == Task::Translation;
+    if let Some(flag) = args.translation.given().first().filter(|_| !translation) {
+        bail!("{flag} is for the translation models (--network transformer-micro or transformer-small)");
+    }
+    let language = network.task() != Task::Image;
     if language {
         if args.epochs.is_some() {
             bail!(
@@ -310,10 +360,11 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
             ("--train-portion", args.train_portion.is_some()),
         ] {
             if given {
-                bail!(
-                    "{flag} applies to image datasets; {} trains on the first 90% of its text file and validates on the rest",
-                    network.name()
-                );
+                let data = match translation {
+                    true => "trains on its folder's train pairs and validates on its val pairs",
+                    false => "trains on the first 90% of its text file and validates on the rest",
+                };
+                bail!("{flag} applies to image datasets; {} {data}", network.name());
             }
         }
     }
@@ -355,6 +406,15 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
         backend: args.common.backend.name().to_string(),
         threads: 0,
         out: args.out.clone().unwrap_or_else(|| default_out(args)),
+        translation: translation.then(|| TranslationConfig {
+            source: args.translation.source.clone().unwrap_or_default(),
+            target: args.translation.target.clone().unwrap_or_default(),
+            test_set: args.translation.test_set.clone().unwrap_or_default(),
+            vocab_size: args.translation.vocab_size,
+            beam: args.translation.beam,
+            label_smoothing: TranslationConfig::LABEL_SMOOTHING,
+            dropout: TranslationConfig::DROPOUT,
+        }),
         write_plan: args.write_plan,
     };
     validate(&config, args)?;

@@ -220,6 +220,7 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
 /// The flags of the other task's searches, refused with what this network counts in.
 fn task_flags(args: &SearchArgs, network: Network) -> Result<()> {
     match network.task() {
+        Task::Translation => bail!("{}", crate::model::network::not_searchable_yet(network)),
         Task::Language => {
             if args.epochs.is_some() {
                 bail!("{} searches for a number of steps, not epochs: use --steps N", network.name());

@@ -256,7 +256,7 @@ impl SearchArgs {
     pub fn eval_network(&self, searched: Network) -> Network {
         match (self.eval_network, searched.task()) {
             (Some(network), _) => network,
-            (None, crate::model::Task::Language) => searched,
+            (None, crate::model::Task::Language | crate::model::Task::Translation) => searched,
             (None, crate::model::Task::Image) => Network::Resnet8,
         }
     }

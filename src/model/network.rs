@@ -1,10 +1,12 @@
 //! The networks `--network` names, what each is built as (the CIFAR ResNets by depth
-//! (`resnet`), the Vision Transformers (`vit`), the character GPTs (`gpt`)), and the task each
-//! serves: image classification or character language modelling.
+//! (`resnet`), the Vision Transformers (`vit`), the character GPTs (`gpt`), the translation
+//! encoder-decoders (`seq2seq`)), and the task each serves: image classification, character
+//! language modelling or translation.
 
 use anyhow::{Result, bail};
 
 use super::gpt::GptSize;
+use super::seq2seq::Seq2SeqSize;
 use super::vit::{Mlp, VitSize};
 use crate::space::genotype::SiteLayout;
 
@@ -27,6 +29,10 @@ pub enum Network {
     GptMicro,
     #[serde(rename = "gpt-mini")]
     GptMini,
+    #[serde(rename = "transformer-micro")]
+    TransformerMicro,
+    #[serde(rename = "transformer-small")]
+    TransformerSmall,
 }
 
 /// What a network learns from, and what it is judged by (DESIGN.md, "Tasks beyond CIFAR
@@ -37,6 +43,8 @@ pub enum Task {
     Image,
     /// The next character of a text: validation loss in nats per character, lower is better.
     Language,
+    /// Sentences of one language into another: test BLEU, higher is better.
+    Translation,
 }
 
 impl Task {
@@ -45,6 +53,7 @@ impl Task {
         match self {
             Task::Image => "test_acc",
             Task::Language => "valid_loss",
+            Task::Translation => "test_bleu",
         }
     }
 
@@ -53,8 +62,20 @@ impl Task {
         match self {
             Task::Image => "an image dataset (cifar10, cifar100, an image folder or an archive of one)",
             Task::Language => "a UTF-8 text file (e.g. ../shared/data/tinyshakespeare/input.txt)",
+            Task::Translation => {
+                "a folder of parallel train.L, val.L and test_*.L files (e.g. ../shared/data/multi30k)"
+            }
         }
     }
+}
+
+/// The error of a search on a translation model, which only `eval` trains so far.
+pub fn not_searchable_yet(network: Network) -> String {
+    format!(
+        "searches on the translation models are not available yet: search on gpt-micro (a language model) or an image network, and train what they find on {} with `actsearch eval --network {}`",
+        network.name(),
+        network.name()
+    )
 }
 
 /// What a network is built as.
@@ -66,10 +87,11 @@ pub enum Arch {
     },
     Vit(VitSize),
     Gpt(GptSize),
+    Seq2Seq(Seq2SeqSize),
 }
 
 impl Network {
-    pub const ALL: [Network; 10] = [
+    pub const ALL: [Network; 12] = [
         Network::Resnet8,
         Network::Resnet20,
         Network::Resnet32,
@@ -80,6 +102,8 @@ impl Network {
         Network::VitTiny,
         Network::GptMicro,
         Network::GptMini,
+        Network::TransformerMicro,
+        Network::TransformerSmall,
     ];
 
     pub fn parse(name: &str) -> Result<Network> {
@@ -89,7 +113,7 @@ impl Network {
             }
         }
         bail!(
-            "unknown network '{name}': use one of resnet8, resnet20, resnet32, resnet44, resnet56, resnet110, vit-micro, vit-tiny, gpt-micro, gpt-mini"
+            "unknown network '{name}': use one of resnet8, resnet20, resnet32, resnet44, resnet56, resnet110, vit-micro, vit-tiny, gpt-micro, gpt-mini, transformer-micro, transformer-small"
         )
     }
 
@@ -105,6 +129,8 @@ impl Network {
             Network::VitTiny => "vit-tiny",
             Network::GptMicro => "gpt-micro",
             Network::GptMini => "gpt-mini",
+            Network::TransformerMicro => "transformer-micro",
+            Network::TransformerSmall => "transformer-small",
         }
     }
 
@@ -121,6 +147,8 @@ impl Network {
             Network::VitTiny => Arch::Vit(VitSize::VitTiny),
             Network::GptMicro => Arch::Gpt(GptSize::GptMicro),
             Network::GptMini => Arch::Gpt(GptSize::GptMini),
+            Network::TransformerMicro => Arch::Seq2Seq(Seq2SeqSize::TransformerMicro),
+            Network::TransformerSmall => Arch::Seq2Seq(Seq2SeqSize::TransformerSmall),
         }
     }
 
@@ -129,6 +157,7 @@ impl Network {
         match self.arch() {
             Arch::ResNet { .. } | Arch::Vit(_) => Task::Image,
             Arch::Gpt(_) => Task::Language,
+            Arch::Seq2Seq(_) => Task::Translation,
         }
     }
 
@@ -137,7 +166,7 @@ impl Network {
     pub fn site_layout(self) -> SiteLayout {
         match self.arch() {
             Arch::ResNet { .. } => SiteLayout::Channels,
-            Arch::Vit(_) | Arch::Gpt(_) => SiteLayout::Features,
+            Arch::Vit(_) | Arch::Gpt(_) | Arch::Seq2Seq(_) => SiteLayout::Features,
         }
     }
 
@@ -146,7 +175,7 @@ impl Network {
     pub fn usual_activation(self) -> &'static str {
         match self.arch() {
             Arch::ResNet { .. } => "relu",
-            Arch::Vit(_) | Arch::Gpt(_) => "gelu",
+            Arch::Vit(_) | Arch::Gpt(_) | Arch::Seq2Seq(_) => "gelu",
         }
     }
 
@@ -176,6 +205,11 @@ impl Network {
                 let shape = size.shape();
                 vec![mlp.width(shape.hidden); shape.layers]
             }
+            // The encoder's blocks, then the decoder's.
+            Arch::Seq2Seq(size) => {
+                let shape = size.shape();
+                vec![mlp.width(shape.hidden); 2 * shape.layers]
+            }
         }
     }
 
@@ -183,7 +217,7 @@ impl Network {
     pub fn blocks_per_stage(self) -> Result<usize> {
         match self.arch() {
             Arch::ResNet { blocks_per_stage } => Ok(blocks_per_stage),
-            Arch::Vit(_) | Arch::Gpt(_) => bail!("{} is not a CIFAR ResNet", self.name()),
+            Arch::Vit(_) | Arch::Gpt(_) | Arch::Seq2Seq(_) => bail!("{} is not a CIFAR ResNet", self.name()),
         }
     }
 }

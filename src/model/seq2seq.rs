@@ -190,6 +190,19 @@ impl<A: Site> Seq2Seq<A> {
         memory: &Tensor<3>,
         memory_bias: &Tensor<4>,
     ) -> Tensor<2> {
+        let t = self.decoder_states(tgt, batch, tgt_len, memory, memory_bias);
+        self.head(t.reshape([batch * tgt_len, self.d()]))
+    }
+
+    /// The decoder stack's output `[batch, tgt_len, d]`, before its final LayerNorm.
+    fn decoder_states(
+        &self,
+        tgt: &[u32],
+        batch: usize,
+        tgt_len: usize,
+        memory: &Tensor<3>,
+        memory_bias: &Tensor<4>,
+    ) -> Tensor<3> {
         assert!(tgt_len <= MAX_LEN, "seq2seq: {tgt_len} target tokens exceed {MAX_LEN}");
         let device = self.tgt_emb.val().device();
         let bias = padding_bias(tgt, batch, tgt_len, tgt_len, true, &device);
@@ -197,7 +210,13 @@ impl<A: Site> Seq2Seq<A> {
         for block in &self.decoder {
             t = block.forward_masked(t, bias.clone(), Some((memory, memory_bias)));
         }
-        let t = ln_kernel::apply(&self.ln_dec, LN_EPSILON, t.reshape([batch * tgt_len, self.d()]));
+        t
+    }
+
+    /// Logits `[rows, vocab]` of decoder states `[rows, d]`: the final LayerNorm, then the head
+    /// tied to the target embedding.
+    fn head(&self, states: Tensor<2>) -> Tensor<2> {
+        let t = ln_kernel::apply(&self.ln_dec, LN_EPSILON, states);
         linear_kernel::affine(t, self.tgt_emb.val().transpose(), None)
     }
 
@@ -245,9 +264,11 @@ impl<A: Site> Seq2Seq<A> {
             Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| r as i64).collect(), [n]), &device);
         let (memory, bias) = (memory.clone().select(0, index.clone()), bias.clone().select(0, index));
         let tgt: Vec<u32> = prefixes.iter().flatten().copied().collect();
-        let logits = self.decode(&tgt, n, len, &memory, &bias);
+        // The head only on each prefix's last position: the vocabulary's product dominates.
+        let states = self.decoder_states(&tgt, n, len, &memory, &bias).narrow(1, len - 1, 1);
+        let logits = self.head(states.reshape([n, self.d()]));
         let vocab = logits.dims()[1];
-        let last = host_f32(logits.reshape([n, len, vocab]).narrow(1, len - 1, 1));
+        let last = host_f32(logits);
         // Padding and begin are never an output.
         let mut probs: Vec<Vec<f64>> = last.chunks(vocab).map(log_softmax).collect();
         for p in &mut probs {

@@ -25,6 +25,8 @@ pub enum Optimizer {
 pub fn adamw_betas(network: Network) -> (f64, f64) {
     match network.arch() {
         Arch::Gpt(_) => super::optimizer::AdamW::GPT_BETAS,
+        // Vaswani et al.'s Adam (DESIGN.md).
+        Arch::Seq2Seq(_) => (0.9, 0.98),
         _ => super::optimizer::AdamW::DEFAULT_BETAS,
     }
 }
@@ -98,11 +100,38 @@ pub struct TrainConfig {
     pub backend: String,
     pub threads: usize,
     pub out: PathBuf,
+    /// The translation task's settings; absent for the other tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<TranslationConfig>,
     /// `--write-plan`: also write `plan.safetensors` (the data in training order) and
     /// `init.safetensors` (the initial weights) for a twin in another framework. Not part of
     /// the recipe: never written to config.json.
     #[serde(skip)]
     pub write_plan: bool,
+}
+
+/// What a translation run adds to the recipe (DESIGN.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranslationConfig {
+    /// The languages and test split as read: `--source`, `--target`, `--test-set` or their
+    /// defaults (en→de, the first `test_*`).
+    pub source: String,
+    pub target: String,
+    pub test_set: String,
+    /// Tokens in the joint BPE vocabulary (`--vocab-size`).
+    pub vocab_size: usize,
+    /// Hypotheses of the final decoding's beam search (`--beam`); 1 is greedy.
+    pub beam: usize,
+    pub label_smoothing: f64,
+    pub dropout: f64,
+}
+
+impl TranslationConfig {
+    /// DESIGN.md's: 8000 tokens, greedy decoding, label smoothing 0.1 and dropout 0.1; the
+    /// languages and test set are settled when the folder is read.
+    pub const VOCAB_SIZE: usize = 8000;
+    pub const LABEL_SMOOTHING: f64 = 0.1;
+    pub const DROPOUT: f64 = 0.1;
 }
 
 /// Named sets of defaults.
@@ -149,7 +178,42 @@ impl Preset {
     /// then cosine to 1e-4; gpt-micro in batches of 12 windows for 2000 steps, gpt-mini of 64
     /// for 5000, evaluated every 250 steps. The quick preset trains 500 steps, evaluated every
     /// 100.
+    ///
+    /// A translation model's is DESIGN.md's: Adam (betas (0.9, 0.98), no weight decay) at lr
+    /// 5e-4 with a 5% warm-up, then cosine to 0, batches of 64 pairs, no clipping;
+    /// transformer-micro for 3000 steps, transformer-small for 20000, evaluated every 500. The
+    /// quick preset trains 300 steps, evaluated every 100.
     pub fn defaults_for(self, network: Network) -> anyhow::Result<Defaults> {
+        if let Arch::Seq2Seq(size) = network.arch() {
+            let steps = match size {
+                crate::model::Seq2SeqSize::TransformerMicro => 3000,
+                crate::model::Seq2SeqSize::TransformerSmall => 20000,
+            };
+            let translation = Defaults {
+                epochs: 0,
+                batch_size: 64,
+                lr: 5e-4,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                schedule: Schedule::Cosine,
+                train_portion: 1.0,
+                subset: None,
+                test_subset: None,
+                grad_clip: None,
+                optimizer: Optimizer::Adamw,
+                warmup: 0.05,
+                steps: Some(steps),
+                eval_interval: Some(500),
+            };
+            return match self {
+                Preset::Standard => Ok(translation),
+                Preset::Quick => Ok(Defaults { steps: Some(300), eval_interval: Some(100), ..translation }),
+                Preset::Seed => anyhow::bail!(
+                    "--preset seed is the seed project's ResNet recipe; {} trains with --preset standard or quick",
+                    network.name()
+                ),
+            };
+        }
         if let Arch::Gpt(size) = network.arch() {
             let (batch_size, steps) = match size {
                 crate::model::GptSize::GptMicro => (12, 2000),

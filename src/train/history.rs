@@ -46,8 +46,15 @@ pub struct History {
     /// `valid_loss`; absent for the image tasks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub valid_bpc: Vec<f64>,
+    /// A translation model's corpus BLEU (sacreBLEU's) on the validation and the test split,
+    /// computed once at the end (one value each); absent for the other tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_bleu: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_bleu: Vec<f64>,
     /// The array the run is judged by: `test_acc` for an eval, `valid_acc` for a search or a
-    /// child (whose reward it is), `valid_loss` for a language model.
+    /// child (whose reward it is), `valid_loss` for a language model, `test_bleu` for a
+    /// translation model (`valid_bleu` for a child).
     #[serde(default = "test_acc")]
     pub metric: String,
     #[serde(default = "yes")]
@@ -125,6 +132,8 @@ impl History {
             "valid_bpc" => &self.valid_bpc,
             "test_acc" => &self.test_acc,
             "test_loss" => &self.test_loss,
+            "valid_bleu" => &self.valid_bleu,
+            "test_bleu" => &self.test_bleu,
             _ => &[],
         }
     }

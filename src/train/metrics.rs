@@ -12,12 +12,23 @@ pub struct Meter {
 impl Meter {
     /// Add a batch: `logits` is row-major `[n, classes]`, `loss` the batch's mean loss.
     pub fn add(&mut self, logits: &[f32], labels: &[i64], loss: f64) {
-        let n = labels.len();
-        if n == 0 {
+        self.add_ignoring(logits, labels, loss, None);
+    }
+
+    /// [`Meter::add`] where rows labelled `ignore` (padding) count for nothing: `loss` is the
+    /// mean over the other rows.
+    pub fn add_ignoring(&mut self, logits: &[f32], labels: &[i64], loss: f64, ignore: Option<i64>) {
+        let rows = labels.len();
+        if rows == 0 {
             return;
         }
-        let classes = logits.len() / n;
+        let classes = logits.len() / rows;
+        let mut n = 0;
         for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+            if Some(label) == ignore {
+                continue;
+            }
+            n += 1;
             let target = row[label as usize];
             // Rank of the target: how many classes score strictly higher.
             let higher = row.iter().filter(|&&v| v > target).count();

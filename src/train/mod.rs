@@ -22,6 +22,7 @@ pub mod seeds;
 pub mod sgd;
 pub mod steps;
 pub mod text;
+pub mod translate;
 pub mod update;
 
 pub use config::TrainConfig;

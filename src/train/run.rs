@@ -2,8 +2,10 @@
 //! through the shared driver (`train::driver`), by epochs or by a step budget → evaluation of
 //! the held-out splits → `errors.json`, `log.log`, a checkpoint at every evaluation and
 //! `model.safetensors` at the end. An image run is scored on its validation and test splits;
-//! a language model on its validation text, and it writes `samples.txt` at the end. The
-//! per-step strategy is `train::steps`'.
+//! a language model on its validation text, and it writes `samples.txt` at the end; a
+//! translation model on its validation loss, then once at the end on the BLEU of its
+//! translations of the validation and test splits (`translations.txt`). The per-step strategy
+//! is `train::steps`'.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -12,7 +14,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 
 use super::batches::ImageBatches;
@@ -25,13 +26,16 @@ use super::schedule::{LrRule, Per};
 use super::sgd::{Sgd, SgdConfig};
 use super::steps::{ImageSplits, Supervised, WeightSteps, trainable_params};
 use super::text::{TextBatches, TextSplits};
+use super::translate::{Encoded, PairBatches, TranslationSplits, score_bleu};
 use super::update::Group;
+use crate::data::bpe::Vocabulary;
+use crate::data::parallel::{Choice, ParallelCorpus, parallel_folder};
 use crate::data::plan::Plan;
 use crate::data::text::CharCorpus;
 use crate::data::{self, ImageSet, Normalization};
 use crate::expr::Formula;
 use crate::model::state::write_safetensors;
-use crate::model::{Activation, Arch, Gpt, Net, ResNet, Vit};
+use crate::model::{Activation, Arch, Gpt, Net, ResNet, Seq2Seq, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::resolve::site_values;
 
@@ -55,11 +59,16 @@ impl RunOutcome {
 pub const SAMPLE_CHARS: usize = 500;
 pub const SAMPLE_SEED: u64 = 1337;
 pub const SAMPLES_FILE: &str = "samples.txt";
+/// A translation run's test sources, references and hypotheses.
+pub const TRANSLATIONS_FILE: &str = "translations.txt";
+/// A translation run's copy of its BPE vocabulary (HuggingFace's format).
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Where a run's data comes from, checked before its folder is written.
 enum Source {
     Images(data::DatasetSpec),
     Text(Arc<CharCorpus>),
+    Parallel(Box<ParallelCorpus>),
 }
 
 /// Reads the data of `config` as a run would, without training: an image dataset is fetched,
@@ -67,7 +76,7 @@ enum Source {
 /// once, so that bad data fails before any run starts.
 pub fn check_data(config: &TrainConfig, obs: &dyn Observer) -> Result<()> {
     match source(config)? {
-        Source::Text(_) => Ok(()),
+        Source::Text(_) | Source::Parallel(_) => Ok(()),
         Source::Images(spec) => data::load_splits(&spec, &config.data_dir, &config.split(), obs).map(|_| ()),
     }
 }
@@ -76,6 +85,16 @@ pub fn check_data(config: &TrainConfig, obs: &dyn Observer) -> Result<()> {
 fn source(config: &TrainConfig) -> Result<Source> {
     Ok(match config.network.arch() {
         Arch::Gpt(size) => Source::Text(Arc::new(CharCorpus::open(&config.dataset, size)?)),
+        Arch::Seq2Seq(_) => {
+            let folder = parallel_folder(&config.dataset, config.network.name())?;
+            let asked = config.translation.as_ref();
+            let choice = Choice {
+                source: asked.map(|t| t.source.as_str()).filter(|s| !s.is_empty()),
+                target: asked.map(|t| t.target.as_str()).filter(|s| !s.is_empty()),
+                test_set: asked.map(|t| t.test_set.as_str()).filter(|s| !s.is_empty()),
+            };
+            Source::Parallel(Box::new(ParallelCorpus::open(&folder, &choice)?))
+        }
         Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(data::DatasetSpec::parse(&config.dataset)?),
     })
 }
@@ -91,6 +110,12 @@ pub fn train(
     let out = &config.out;
     // A dataset that cannot be read fails before the run folder exists.
     let source = source(config)?;
+    // A translation run records the languages and test split it read.
+    let mut settled = config.clone();
+    if let (Source::Parallel(corpus), Some(t)) = (&source, settled.translation.as_mut()) {
+        (t.source, t.target, t.test_set) = (corpus.source.clone(), corpus.target.clone(), corpus.test_name.clone());
+    }
+    let config = &settled;
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
         obs.event(Event::Info(format!("{} holds this run, finished; its results are kept as they are", out.display())));
@@ -106,6 +131,7 @@ pub fn train(
     let outcome = match source {
         Source::Images(spec) => train_images(config, formula, &spec, device, resuming, &mut log, obs),
         Source::Text(corpus) => train_text(config, formula, corpus, device, resuming, &mut log, obs),
+        Source::Parallel(corpus) => train_translation(config, formula, &corpus, device, resuming, &mut log, obs),
     };
     outcome.map_err(|e| diverged(out, e))
 }
@@ -182,12 +208,12 @@ fn train_images(
         Arch::Vit(size) => {
             let model = Vit::with_sites(size, config.mlp, num_classes, config.seed, &train_device, site);
             write_image_plan(config, &model, &data, resuming)?;
-            train_net(config, model, task, device, resuming, log, obs)?.0
+            train_net(config, model, task, device, resuming, log, obs, |_, _, _| Ok(()))?
         }
         _ => {
             let model = ResNet::with_sites(config.network, num_classes, config.seed, &train_device, site)?;
             write_image_plan(config, &model, &data, resuming)?;
-            train_net(config, model, task, device, resuming, log, obs)?.0
+            train_net(config, model, task, device, resuming, log, obs, |_, _, _| Ok(()))?
         }
     };
     log.line(&format!(
@@ -248,10 +274,11 @@ fn train_text(
     let batches = TextBatches { corpus: corpus.clone(), rows: config.batch_size, len, seed: config.seed };
     let splits = TextSplits { corpus: corpus.clone(), len, eval_rows: config.eval_batch_size, device: device.clone() };
     let task = TaskRun { batches, splits, intro, metadata };
-    let (history, model) = train_net(config, model, task, device, resuming, log, obs)?;
-    let samples = model.valid().generate(&[0], SAMPLE_CHARS, 1.0, SAMPLE_SEED);
-    let text = format!("{}{}", corpus.decode(&[0]), corpus.decode(&samples));
-    crate::files::write_atomic(&config.out.join(SAMPLES_FILE), text.as_bytes())?;
+    let history = train_net(config, model, task, device, resuming, log, obs, |model, _, _| {
+        let samples = model.valid().generate(&[0], SAMPLE_CHARS, 1.0, SAMPLE_SEED);
+        let text = format!("{}{}", corpus.decode(&[0]), corpus.decode(&samples));
+        crate::files::write_atomic(&config.out.join(SAMPLES_FILE), text.as_bytes())
+    })?;
     let loss = history.valid_loss.last().copied().unwrap_or(f64::NAN);
     log.line(&format!(
         "finished: validation loss {loss:.4} ({:.4} bits per character) ({}); {SAMPLE_CHARS} generated characters in {SAMPLES_FILE}",
@@ -308,8 +335,11 @@ struct TaskRun<B, D> {
     metadata: BTreeMap<String, String>,
 }
 
-/// The steps of `config` on `model` through the driver, then `model.safetensors`; the history
-/// and the trained model.
+/// The steps of `config` on `model` through the driver, then `finish` (what the task does
+/// with the trained model: samples, BLEU) before `errors.json` is written again and
+/// `model.safetensors`, which marks the run finished, so a run stopped in `finish` does it
+/// again on resume; the history.
+#[allow(clippy::too_many_arguments)]
 fn train_net<N, B, D>(
     config: &TrainConfig,
     model: N,
@@ -318,7 +348,8 @@ fn train_net<N, B, D>(
     resuming: bool,
     log: &mut RunLog,
     obs: &dyn Observer,
-) -> Result<(History, N)>
+    finish: impl FnOnce(&N, &mut History, &mut RunLog) -> Result<()>,
+) -> Result<History>
 where
     N: Net,
     D: Supervised<N>,
@@ -365,8 +396,8 @@ where
     let mut strategy = WeightSteps::<N, TrainConfig, D> {
         optim,
         lr,
-        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
         data: splits,
+        seed: config.seed,
         device: device.clone(),
         hint: match config.optimizer {
             Optimizer::Sgd => "lower --lr (the seed preset uses 0.025), add --grad-clip 5 or use a bounded activation",
@@ -374,8 +405,123 @@ where
         },
         types: PhantomData,
     };
-    let Trained { model, history, batches_tracked, .. } =
+    let Trained { model, mut history, batches_tracked, .. } =
         driver::run(&job, model, history, &mut strategy, resuming, log, obs)?;
+    finish(&model, &mut history, log)?;
+    history.write(&out.join("errors.json"))?;
     write_safetensors(&out.join(MODEL_FILE), &model.state_dict(batches_tracked), metadata)?;
-    Ok((history, model))
+    Ok(history)
+}
+
+/// A translation run: the vocabulary (learned or cached), the encoded pairs, the
+/// encoder-decoder, [`train_net`], then the BLEU of the validation and test translations,
+/// [`TRANSLATIONS_FILE`] and three examples in the log.
+fn train_translation(
+    config: &TrainConfig,
+    formula: &Formula,
+    corpus: &ParallelCorpus,
+    device: &Device,
+    resuming: bool,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<RunOutcome> {
+    let (Arch::Seq2Seq(size), Some(t)) = (config.network.arch(), config.translation.as_ref()) else {
+        anyhow::bail!("{} is not a translation model", config.network.name())
+    };
+    obs.event(Event::Info(format!("reading the vocabulary of {} tokens for {}", t.vocab_size, corpus.name)));
+    let (vocab, learned) = Vocabulary::learn_or_load(corpus, t.vocab_size, &config.data_dir)?;
+    let tokenizer = std::fs::read(&vocab.path)?;
+    crate::files::write_atomic(&config.out.join(TOKENIZER_FILE), &tokenizer)?;
+    let (train, valid, test) =
+        (Encoded::of(&corpus.train, &vocab)?, Encoded::of(&corpus.valid, &vocab)?, Encoded::of(&corpus.test, &vocab)?);
+    let train_device = device.clone().autodiff();
+    let site = sites(config, formula, &train_device)?;
+    let v = vocab.size();
+    let model = Seq2Seq::with_sites(size, config.mlp, v, v, t.dropout, config.seed, &train_device, site);
+    if config.write_plan && !resuming {
+        write_safetensors(&config.out.join("init.safetensors"), &model.state_dict(0), Default::default())?;
+    }
+    let s = &corpus.skipped;
+    let intro = format!(
+        "training {} with activation {} on {} {}→{} ({} train / {} valid / {} {} pairs; {} pairs with an empty side skipped, {} sides cut to 256 tokens; vocabulary of {v} BPE tokens{}), seed {}",
+        config.network.name(),
+        config.activation,
+        config.dataset,
+        corpus.source,
+        corpus.target,
+        train.len(),
+        valid.len(),
+        test.len(),
+        corpus.test_name,
+        s.train + s.valid + s.test,
+        train.cut + valid.cut + test.cut,
+        if learned { ", learned now" } else { ", cached" },
+        config.seed
+    );
+    let metadata = BTreeMap::from([
+        ("activation".to_string(), config.activation.clone()),
+        ("network".to_string(), config.network.name().to_string()),
+        ("source".to_string(), corpus.source.clone()),
+        ("target".to_string(), corpus.target.clone()),
+        ("tokenizer".to_string(), TOKENIZER_FILE.to_string()),
+    ]);
+    let batches = PairBatches { pairs: Arc::new(train), rows: config.batch_size, seed: config.seed };
+    let splits = TranslationSplits {
+        valid: Arc::new(valid.clone()),
+        eval_rows: config.eval_batch_size.min(256),
+        label_smoothing: t.label_smoothing,
+        device: device.clone(),
+    };
+    let task = TaskRun { batches, splits, intro, metadata };
+    let beam = t.beam;
+    let history = train_net(config, model, task, device, resuming, log, obs, |model, history, log| {
+        let model = model.valid();
+        let mut scored = Vec::new();
+        for (split, encoded, pairs) in [("validation", &valid, &corpus.valid), ("test", &test, &corpus.test)] {
+            let mut progress = |done: usize, total: usize| {
+                obs.event(Event::Info(format!("translating the {split} split: {done} of {total} sentences")))
+            };
+            let translated = score_bleu(&model, encoded, &pairs.target, &vocab, 64, beam, &mut progress)?;
+            log.line(&format!(
+                "{split} BLEU {:.2} ({} sentences, {}; sacreBLEU 13a, {} hypothesis / {} reference tokens)",
+                translated.bleu.score,
+                encoded.len(),
+                if beam > 1 { format!("beam {beam}") } else { "greedy".to_string() },
+                translated.bleu.sys_len,
+                translated.bleu.ref_len
+            ))?;
+            scored.push(translated);
+        }
+        history.valid_bleu = vec![scored[0].bleu.score];
+        history.test_bleu = vec![scored[1].bleu.score];
+        let mut text = String::new();
+        for (i, hyp) in scored[1].hypotheses.iter().enumerate() {
+            text += &format!(
+                "source: {}
+reference: {}
+hypothesis: {hyp}
+
+",
+                corpus.test.source[i], corpus.test.target[i]
+            );
+        }
+        crate::files::write_atomic(&config.out.join(TRANSLATIONS_FILE), text.as_bytes())?;
+        for i in 0..scored[1].hypotheses.len().min(3) {
+            log.line(&format!(
+                "example {}: {} → {} (reference: {})",
+                i + 1,
+                corpus.test.source[i],
+                scored[1].hypotheses[i],
+                corpus.test.target[i]
+            ))?;
+        }
+        Ok(())
+    })?;
+    log.line(&format!(
+        "finished: test BLEU {:.2}, validation BLEU {:.2} ({}); translations in {TRANSLATIONS_FILE}",
+        history.test_bleu.last().copied().unwrap_or(f64::NAN),
+        history.valid_bleu.last().copied().unwrap_or(f64::NAN),
+        config.activation
+    ))?;
+    Ok(RunOutcome { out: config.out.clone(), history })
 }

@@ -37,6 +37,9 @@ pub struct Summary {
     /// Final validation loss (nats per character) of each seed (language models).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub valid_loss: Vec<f64>,
+    /// Test BLEU of each seed (translation models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_bleu: Vec<f64>,
     pub mean: f64,
     /// Sample standard deviation (n - 1 in the denominator); 0 for a single seed.
     pub std: f64,
@@ -61,6 +64,7 @@ impl Summary {
     pub fn values(&self) -> &[f64] {
         match self.metric.as_str() {
             "valid_loss" => &self.valid_loss,
+            "test_bleu" => &self.test_bleu,
             _ => &self.test_acc,
         }
     }
@@ -69,14 +73,16 @@ impl Summary {
     pub fn show(&self, value: f64) -> String {
         match self.metric.as_str() {
             "test_acc" => format!("{value:.2}%"),
+            "test_bleu" => format!("{value:.2}"),
             _ => format!("{value:.4}"),
         }
     }
 
-    /// The metric in words: `test accuracy`, `validation loss`.
+    /// The metric in words: `test accuracy`, `validation loss`, `test BLEU`.
     pub fn metric_words(&self) -> &'static str {
         match self.metric.as_str() {
             "valid_loss" => "validation loss",
+            "test_bleu" => "test BLEU",
             _ => "test accuracy",
         }
     }
@@ -134,10 +140,12 @@ pub fn train_seeds(
     let values: Vec<f64> = outcomes.iter().map(|o| o.headline()).collect();
     let stats = crate::report::stats::Summary::of(&values);
     let metric = base.network.task().metric();
-    let (test_acc, valid_loss) = match metric {
-        "valid_loss" => (Vec::new(), values),
-        _ => (values, Vec::new()),
-    };
+    let (mut test_acc, mut valid_loss, mut test_bleu) = (Vec::new(), Vec::new(), Vec::new());
+    match metric {
+        "valid_loss" => valid_loss = values,
+        "test_bleu" => test_bleu = values,
+        _ => test_acc = values,
+    }
     let summary = Summary {
         network: base.network.name().to_string(),
         dataset: base.dataset.clone(),
@@ -149,6 +157,7 @@ pub fn train_seeds(
         higher_is_better: !metric.ends_with("_loss"),
         test_acc,
         valid_loss,
+        test_bleu,
         mean: stats.mean,
         std: stats.std,
         ci95: stats.ci95().map(|(lo, hi)| [lo, hi]),

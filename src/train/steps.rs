@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,6 +35,16 @@ pub trait Supervised<N: Net> {
     fn tensors(&self, batch: &Self::Batch, device: &Device) -> (N::Input, Vec<i64>);
     /// The validation and test metrics of `model` (its inference copy), where the run has them.
     fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>);
+
+    /// The training loss: cross-entropy, for translation label-smoothed with padding ignored.
+    fn loss(&self) -> CrossEntropyLossConfig {
+        CrossEntropyLossConfig::new()
+    }
+
+    /// The target of rows that count for nothing (padding).
+    fn ignored(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// The image tasks' splits: the validation split (where there is one) and the test split
@@ -68,8 +78,10 @@ impl<N: Net<Input = Tensor<4>>> Supervised<N> for ImageSplits {
 pub struct WeightSteps<N, C, D> {
     pub optim: Optim,
     pub lr: LrRule,
-    pub loss_fn: CrossEntropyLoss,
     pub data: D,
+    /// The run's seed: with the step, it seeds the backend's generator before each step, so
+    /// dropout draws the same masks in a resumed run.
+    pub seed: u64,
     /// The plain (non-autodiff) device the optimizer state is restored to.
     pub device: Device,
     /// Advice for a run that diverged.
@@ -93,14 +105,15 @@ where
 
     fn step(&mut self, model: N, batch: &D::Batch, at: At) -> Result<(N, StepReport)> {
         let device = model.devices()[0].clone();
+        device.seed(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ at.step as u64);
         let (input, targets) = self.data.tensors(batch, &device);
         let n = targets.len();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
         let logits = model.forward(input);
-        let loss = self.loss_fn.forward(logits.clone(), labels);
+        let loss = self.data.loss().init(&device).forward(logits.clone(), labels);
         let value = loss.clone().into_scalar::<f32>() as f64;
         let mut meter = Meter::default();
-        meter.add(&host_f32(logits.inner()), &targets, value);
+        meter.add_ignoring(&host_f32(logits.inner()), &targets, value, self.data.ignored());
         let report = StepReport { loss: value, meter };
         if !report.loss.is_finite() {
             return Ok((model, report));

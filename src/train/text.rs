@@ -142,8 +142,8 @@ mod tests {
         let mut strategy = WeightSteps::<_, serde_json::Value, TextSplits> {
             optim,
             lr: LrRule::warmed(Schedule::Cosine, 3e-3, steps, 0.1),
-            loss_fn: CrossEntropyLossConfig::new().init(&train_device),
             data: splits,
+            seed: 0,
             device: device.clone(),
             hint: "lower --lr",
             types: PhantomData,

@@ -51,6 +51,7 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         backend: "flex".to_string(),
         threads: 2,
         out: out.to_path_buf(),
+        translation: None,
         write_plan: false,
     }
 }

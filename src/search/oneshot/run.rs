@@ -82,6 +82,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     // Data that cannot be read fails before the run folder exists.
     let source = match config.network.arch() {
         Arch::Gpt(size) => Source::Text(Arc::new(CharCorpus::open(&config.dataset, size)?)),
+        Arch::Seq2Seq(_) => bail!("{}", crate::model::network::not_searchable_yet(config.network)),
         Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(DatasetSpec::parse(&config.dataset)?),
     };
     let (_dir, start) = RunDir::open(out, config, resume)?;
@@ -311,7 +312,7 @@ where
     // the accuracy on images, the loss on text.
     let metric = match config.network.task() {
         Task::Image => "valid_acc",
-        Task::Language => "valid_loss",
+        Task::Language | Task::Translation => "valid_loss",
     };
     let history = History::new(config.seed, config.network.name(), &config.dataset, &activation, params, metric);
     let job = Job { out, config, span, train: &batches, write_config: true, intro };

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
@@ -296,8 +295,10 @@ pub fn load_data(
     seed: u64,
     obs: &dyn Observer,
 ) -> Result<ChildData> {
-    if let Arch::Gpt(size) = recipe.network.arch() {
-        return Ok(ChildData::Text(Arc::new(CharCorpus::open(dataset, size)?)));
+    match recipe.network.arch() {
+        Arch::Gpt(size) => return Ok(ChildData::Text(Arc::new(CharCorpus::open(dataset, size)?))),
+        Arch::Seq2Seq(_) => bail!("{}", crate::model::network::not_searchable_yet(recipe.network)),
+        Arch::ResNet { .. } | Arch::Vit(_) => {}
     }
     let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
     Ok(ChildData::Images(Box::new(data::load_splits(&DatasetSpec::parse(dataset)?, data_dir, &split, obs)?)))
@@ -402,6 +403,7 @@ where
     let metric = match network.task() {
         crate::model::Task::Image => "valid_acc",
         crate::model::Task::Language => "valid_loss",
+        crate::model::Task::Translation => "valid_bleu",
     };
     let history = History::new(spec.seed, network.name(), &spec.dataset, &spec.formula, params, metric);
     let steps = recipe.steps;
@@ -447,8 +449,8 @@ where
     let mut strategy = WeightSteps::<N, ChildSpec, D> {
         optim,
         lr,
-        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
         data: splits,
+        seed: spec.seed,
         device: device.clone(),
         hint: "the search gives it the task's floor",
         types: PhantomData,
