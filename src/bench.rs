@@ -24,6 +24,10 @@
 //!   characters; AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on the parameters of two or
 //!   more dimensions, the gradient norm clipped at 1); 3 warm-up steps, 10 timed.
 //!
+//! - `w8`: one training step of transformer-micro with ReLU over a vocabulary of 8000 (64
+//!   pairs of 24 source and 24 target tokens; Adam lr 5e-4, betas (0.9, 0.98), label
+//!   smoothing 0.1, no clipping); 3 warm-up steps, 10 timed.
+//!
 //! Inputs are random with a fixed seed: only speed is measured.
 
 use std::sync::Arc;
@@ -39,6 +43,7 @@ use serde::Serialize;
 use crate::data::{IMAGE_BYTES, ImageSet, LoaderConfig, Normalization, batches};
 use crate::expr::named::resolve;
 use crate::model::init::Init;
+use crate::model::seq2seq::{Seq2Seq, Seq2SeqInput, Seq2SeqSize};
 use crate::model::{Activation, Gpt, GptSize, MixedCell, Mlp, Net, Network, ResNet, Vit, VitSize};
 use crate::search::oneshot::mixing::{Method, Mixer, Pass};
 use crate::space::cell::CellSpace;
@@ -57,6 +62,7 @@ pub enum Workload {
     W5,
     W6,
     W7,
+    W8,
 }
 
 impl Workload {
@@ -69,13 +75,18 @@ impl Workload {
             "w5" => vec![Workload::W5],
             "w6" => vec![Workload::W6],
             "w7" => vec![Workload::W7],
-            "all" => {
-                vec![Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7]
-            }
-            "w8" => bail!(
-                "workload 'w8' needs the translation task, which is not built yet; use w1, w2, w3, w4, w5, w6, w7 or all"
-            ),
-            _ => bail!("unknown workload '{name}': use w1, w2, w3, w4, w5, w6, w7 or all"),
+            "w8" => vec![Workload::W8],
+            "all" => vec![
+                Workload::W1,
+                Workload::W2,
+                Workload::W3,
+                Workload::W4,
+                Workload::W5,
+                Workload::W6,
+                Workload::W7,
+                Workload::W8,
+            ],
+            _ => bail!("unknown workload '{name}': use w1, w2, w3, w4, w5, w6, w7, w8 or all"),
         })
     }
 
@@ -88,6 +99,7 @@ impl Workload {
             Workload::W5 => "w5",
             Workload::W6 => "w6",
             Workload::W7 => "w7",
+            Workload::W8 => "w8",
         }
     }
 }
@@ -116,6 +128,7 @@ pub fn run(workload: Workload, device: &Device, threads: usize) -> Result<Timing
         Workload::W5 => w5(device)?,
         Workload::W6 => w6(device)?,
         Workload::W7 => w7(device)?,
+        Workload::W8 => w8(device)?,
     };
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -188,7 +201,7 @@ fn w6(device: &Device) -> Result<(Vec<f64>, f64)> {
     let ids = |rng: &mut ChaCha8Rng| (0..rows * len).map(|_| rng.random_range(0..vocab as i64)).collect::<Vec<i64>>();
     let x = Tensor::<2, Int>::from_data(TensorData::new(ids(&mut rng), [rows, len]), &device);
     let y = Tensor::<1, Int>::from_data(TensorData::new(ids(&mut rng), [rows * len]), &device);
-    adamw_steps(model, x, y, (0.9, 0.99), 0.1)
+    adamw_steps(model, x, y, AdamWork { betas: (0.9, 0.99), weight_decay: 0.1, ..AdamWork::VIT })
 }
 
 fn w7(device: &Device) -> Result<(Vec<f64>, f64)> {
@@ -199,29 +212,68 @@ fn w7(device: &Device) -> Result<(Vec<f64>, f64)> {
         Activation::new(&gelu, width, &device)
     });
     let (x, y) = batch(&mut rng, 128, &device);
-    adamw_steps(model, x, y, (0.9, 0.999), 0.05)
+    adamw_steps(model, x, y, AdamWork::VIT)
 }
 
-/// The timed AdamW steps of a transformer (w6, w7): lr 1e-3, `weight_decay` on the parameters
-/// of two or more dimensions, the gradient norm clipped at 1; 3 warm-up steps, 10 timed.
-fn adamw_steps<N: Net>(
-    mut model: N,
-    x: N::Input,
-    y: Tensor<1, Int>,
+fn w8(device: &Device) -> Result<(Vec<f64>, f64)> {
+    let device = device.clone().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let relu = resolve("relu")?;
+    let vocab = 8000;
+    let model = Seq2Seq::with_sites(Seq2SeqSize::TransformerMicro, Mlp::Standard, vocab, vocab, 0.0, 0, &device, |w| {
+        Activation::new(&relu, w, &device)
+    });
+    let (rows, len) = (64, 24);
+    let mut ids = |n: usize| (0..n).map(|_| rng.random_range(1..vocab as u32)).collect::<Vec<u32>>();
+    let (src, tgt) = (ids(rows * len), ids(rows * (len + 1)));
+    // The decoder reads each target but its last token and predicts each but its first.
+    let (mut tgt_in, mut tgt_out) = (Vec::new(), Vec::new());
+    for row in tgt.chunks(len + 1) {
+        tgt_in.extend_from_slice(&row[..len]);
+        tgt_out.extend(row[1..].iter().map(|&t| t as i64));
+    }
+    let x = Seq2SeqInput { batch: rows, src_len: len, tgt_len: len, src, tgt: tgt_in };
+    let y = Tensor::<1, Int>::from_data(TensorData::new(tgt_out, [rows * len]), &device);
+    let loss = CrossEntropyLossConfig::new().with_pad_tokens(Some(vec![0])).with_smoothing(Some(0.1));
+    let adam = AdamWork { lr: 5e-4, betas: (0.9, 0.98), weight_decay: 0.0, clip: None, loss };
+    adamw_steps(model, x, y, adam)
+}
+
+/// The optimizer and loss of a transformer's timed steps.
+struct AdamWork {
+    lr: f64,
     betas: (f64, f64),
+    /// On the parameters of two or more dimensions.
     weight_decay: f64,
-) -> Result<(Vec<f64>, f64)>
+    /// The gradient norm's clip.
+    clip: Option<f64>,
+    loss: CrossEntropyLossConfig,
+}
+
+impl AdamWork {
+    /// w7's: AdamW lr 1e-3, weight decay 0.05, clipped at 1, plain cross-entropy.
+    const VIT: AdamWork = AdamWork {
+        lr: 1e-3,
+        betas: (0.9, 0.999),
+        weight_decay: 0.05,
+        clip: Some(1.0),
+        loss: CrossEntropyLossConfig { pad_tokens: None, weights: None, smoothing: None, logits: true },
+    };
+}
+
+/// The timed Adam(W) steps of a transformer (w6, w7, w8); 3 warm-up steps, 10 timed.
+fn adamw_steps<N: Net>(mut model: N, x: N::Input, y: Tensor<1, Int>, work: AdamWork) -> Result<(Vec<f64>, f64)>
 where
     N::Input: Clone,
 {
     let no_decay = names_where(&model, &|path, dims| !model.decays(path, dims));
-    let config = AdamConfig { betas, eps: 1e-8, weight_decay, group: Group::All };
-    let mut adamw = Adam::adamw(config, no_decay, Some(1.0));
-    let loss_fn = CrossEntropyLossConfig::new().init(&model.devices()[0]);
+    let config = AdamConfig { betas: work.betas, eps: 1e-8, weight_decay: work.weight_decay, group: Group::All };
+    let mut adamw = Adam::adamw(config, no_decay, work.clip);
+    let loss_fn = work.loss.init(&model.devices()[0]);
     timed(3, 10, || {
         let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
         let grads = Grads::of(&model, &loss.backward(), Group::All);
-        model = adamw.step(model.clone(), &grads, 1e-3);
+        model = adamw.step(model.clone(), &grads, work.lr);
         Ok(())
     })
 }

@@ -502,7 +502,7 @@ fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
     );
     assert_clean_error(&actsearch(&[&search[..], &["--kl-scale", "-1"]].concat(), dir.path()), "--kl-scale");
     assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");
-    assert_clean_error(&actsearch(&["bench", "w8"], dir.path()), "use w1, w2, w3, w4, w5, w6, w7 or all");
+    assert_clean_error(&actsearch(&["bench", "w0"], dir.path()), "use w1, w2, w3, w4, w5, w6, w7, w8 or all");
     assert_clean_error(&actsearch(&["bench", "w9"], dir.path()), "unknown workload 'w9'");
 }
 

@@ -97,7 +97,10 @@ fn a_translation_eval_is_judged_by_test_bleu_and_writes_its_translations() {
     assert_eq!((t["test_set"].as_str(), t["beam"].as_u64()), (Some("test_2016_flickr"), Some(1)));
     let translations = std::fs::read_to_string(run.join("translations.txt")).unwrap();
     assert_eq!(translations.matches("\nhypothesis: ").count() + translations.starts_with("hypothesis: ") as usize, 24);
-    assert!(translations.starts_with("source: A man in an orange hat starring at something.\nreference: "), "{translations}");
+    assert!(
+        translations.starts_with("source: A man in an orange hat starring at something.\nreference: "),
+        "{translations}"
+    );
     let cached: Vec<PathBuf> =
         std::fs::read_dir(dir.path().join("data/bpe")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(cached.len(), 1);

@@ -1,4 +1,4 @@
-//! `actsearch bench w1|w2|w3|w4|w5|w6|w7|all`: time the reference workloads (see `bench`) and print one
+//! `actsearch bench w1|w2|w3|w4|w5|w6|w7|w8|all`: time the reference workloads (see `bench`) and print one
 //! JSON line each, as `../shared/reference/pytorch_bench.py` does. Each workload runs in its
 //! own child process so that its peak memory is its own. With `--pytorch PYTHON` the reference
 //! script runs right after each workload with the same thread count, and a third line gives
@@ -21,7 +21,8 @@ pub struct BenchArgs {
     /// the small cell, batch 64), w3 (a ResNet-8 epoch on 10000 images through the data
     /// loader), w4 (a search child's step: ResNet-20, batch 128, x*sigmoid(b*x)), w5
     /// (ResNet-20 inference on 500 images), w6 (a gpt-micro training step, 12 windows of 64
-    /// characters), w7 (a vit-micro training step with AdamW, batch 128) or all.
+    /// characters), w7 (a vit-micro training step with AdamW, batch 128), w8 (a
+    /// transformer-micro training step, 64 pairs of 24 + 24 tokens, vocabulary 8000) or all.
     #[arg(default_value = "all")]
     pub workload: String,
     /// CPU threads.

@@ -97,12 +97,25 @@ pub fn run(args: CompareArgs) -> Result<()> {
     stdout(&format!(
         "{}\n(final {}; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
         table.to_markdown(),
-        // Read from the groups' directions, not from the table's header text.
-        match (groups.iter().any(|g| g.higher_is_better), groups.iter().any(|g| !g.higher_is_better)) {
-            (true, false) => "test accuracy",
-            (false, _) => "validation loss in nats: better means lower",
-            (true, true) => "test accuracy, or validation loss in nats for a language model (better means lower)",
-        },
+        // Read from the groups' metrics, not from the table's header text.
+        metric_words(&groups),
         baseline.shown()
     ))
+}
+
+/// What the groups' numbers are, with the direction of a lower-is-better one.
+fn metric_words(groups: &[tables::ResultGroup]) -> String {
+    let metrics: std::collections::BTreeSet<&str> = groups.iter().map(|g| g.metric.as_str()).collect();
+    let words: Vec<&str> = metrics
+        .into_iter()
+        .map(|m| match m {
+            "valid_loss" => "validation loss in nats for a language model (better means lower)",
+            "test_bleu" => "test BLEU for a translation model",
+            _ => "test accuracy",
+        })
+        .collect();
+    match words.is_empty() {
+        true => "test accuracy".to_string(),
+        false => words.join(", or "),
+    }
 }

@@ -166,8 +166,14 @@ fn epochs_of(values: &[f64]) -> Vec<(f64, f64)> {
 
 /// Train / valid / test accuracy per epoch of one run (the curves it recorded), or for a run
 /// judged by a loss (a language model) its training and validation loss per step.
+/// Whether `run`'s curves are its losses per step: a language or translation model's (a
+/// translation model's BLEU is one number at the end).
+fn by_loss(run: &Run) -> bool {
+    !run.errors.higher_is_better || run.errors.metric.ends_with("_bleu")
+}
+
 fn accuracy_panel(run: &Run, title: String) -> Panel {
-    let by_loss = !run.errors.higher_is_better;
+    let by_loss = by_loss(run);
     let curves: &[(&str, &str)] = match by_loss {
         true => &[("train", "train_loss"), ("valid", "valid_loss")],
         false => &[("train", "train_acc"), ("valid", "valid_acc"), ("test", "test_acc")],
@@ -221,7 +227,7 @@ fn eval_blocks(evals: &[&Run]) -> Vec<Block> {
             Block::Figure {
                 file: format!("eval-{}", slug(&title)),
                 figure: Figure { title: Some(title.clone()), panels, columns: 2, panel_size: None },
-                caption: match runs.first().is_some_and(|r| !r.errors.higher_is_better) {
+                caption: match runs.first().is_some_and(|r| by_loss(r)) {
                     true => format!("{title}: loss per step, one panel per seed"),
                     false => format!("{title}: accuracy per epoch, one panel per seed"),
                 },

@@ -305,12 +305,14 @@ impl From<&str> for Baseline {
 }
 
 /// The header of the groups' metric column: `test acc (%)` for image tasks, the validation
-/// loss for language models, both names when the groups hold both tasks.
+/// loss for language models, test BLEU for translation, all names when the groups hold
+/// several tasks.
 pub fn metric_header(groups: &[ResultGroup]) -> String {
     let metrics: std::collections::BTreeSet<&str> = groups.iter().map(|g| g.metric.as_str()).collect();
     let name = |m: &str| match m {
         "test_acc" => "test acc (%)".to_string(),
         "valid_loss" => "valid loss (nats, lower is better)".to_string(),
+        "test_bleu" => "test BLEU (higher is better)".to_string(),
         other => other.to_string(),
     };
     match metrics.len() {
