@@ -179,6 +179,30 @@ fn a_resumed_translation_run_equals_an_uninterrupted_one() {
     assert_ne!(a.history.train_loss, c.history.train_loss);
 }
 
+/// `eval --write-plan --dropout 0` on a transformer-micro, then `python/translate_torch.py` on
+/// its folder: from the same initial weights, on the same batches (the Python tokenizer's ids
+/// checked against ours), with the same Adam, warm-up, cosine and label smoothing, the twin's
+/// losses at each evaluation are ours, and its greedy translations score our BLEU.
+#[test]
+fn translate_torch_trains_on_the_plan_to_our_numbers() {
+    let Some(python) = common::python_with("translation twin", &["torch", "safetensors", "tokenizers", "sacrebleu"])
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = multi30k(dir.path(), 200);
+    let out = eval_translation(dir.path(), &folder, "run", &["--write-plan", "--dropout", "0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = dir.path().join("run");
+    common::assert_twin_agrees(&python, "translate_torch.py", &run, &["train_loss", "valid_loss"], 2);
+    let (ours, theirs) = (json(&run.join("errors.json")), json(&run.join("torch_errors.json")));
+    assert_eq!(ours["step"], theirs["step"]);
+    for key in ["valid_bleu", "test_bleu"] {
+        let (a, b) = (ours[key][0].as_f64().unwrap(), theirs[key][0].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-6, "{key}: ours {a}, the twin's {b}");
+    }
+}
+
 /// Each kind of bad input is one clear error, and nothing is written.
 #[test]
 fn bad_translation_input_is_refused_with_the_fix() {

@@ -103,6 +103,10 @@ pub struct TranslationArgs {
     /// length^0.6); 1 is greedy.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub beam: usize,
+    /// Dropout after the embeddings, on the attention weights and after every residual branch,
+    /// as the reference places it [default: 0.1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub dropout: Option<f64>,
 }
 
 impl TranslationArgs {
@@ -115,6 +119,7 @@ impl TranslationArgs {
             ("--test-set", self.test_set.is_some()),
             ("--vocab-size", self.vocab_size != TranslationConfig::VOCAB_SIZE),
             ("--beam", self.beam != 1),
+            ("--dropout", self.dropout.is_some()),
         ] {
             if given {
                 flags.push(flag);
@@ -413,7 +418,7 @@ pub fn build_config(args: &EvalArgs, activation: String) -> Result<TrainConfig> 
             vocab_size: args.translation.vocab_size,
             beam: args.translation.beam,
             label_smoothing: TranslationConfig::LABEL_SMOOTHING,
-            dropout: TranslationConfig::DROPOUT,
+            dropout: args.translation.dropout.unwrap_or(TranslationConfig::DROPOUT),
         }),
         write_plan: args.write_plan,
     };
@@ -437,6 +442,9 @@ fn validate(c: &TrainConfig, args: &EvalArgs) -> Result<()> {
     }
     if args.seeds.is_empty() {
         bail!("--seeds needs at least one seed, e.g. --seeds 0,1,2");
+    }
+    if let Some(p) = c.translation.as_ref().map(|t| t.dropout).filter(|p| !(0.0..1.0).contains(p)) {
+        bail!("--dropout {p} must be at least 0 and below 1 (0.1 is DESIGN.md's)");
     }
     super::distinct_seeds("--seeds", &args.seeds)
 }

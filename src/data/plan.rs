@@ -87,6 +87,35 @@ pub fn write_text_plan(
     write_tensors(path, &tensors)
 }
 
+/// A translation run's training data for a twin: every encoded pair (`source` and `target`
+/// ids, concatenated, with each sequence's start in `*_offsets` and one end offset after the
+/// last) and the pairs of each step's batch (`rows[step]`, all `batch` long).
+pub fn write_pairs_plan(path: &Path, source: &[Vec<u32>], target: &[Vec<u32>], rows: &[Vec<usize>]) -> Result<()> {
+    let flat = |seqs: &[Vec<u32>]| -> (Vec<u8>, Vec<u8>, usize) {
+        let ids: Vec<u8> = seqs.iter().flatten().flat_map(|&i| (i as i64).to_le_bytes()).collect();
+        let mut offsets = Vec::with_capacity((seqs.len() + 1) * 8);
+        let mut at = 0i64;
+        for s in seqs {
+            offsets.extend(at.to_le_bytes());
+            at += s.len() as i64;
+        }
+        offsets.extend(at.to_le_bytes());
+        (ids, offsets, at as usize)
+    };
+    let (src, src_offsets, src_n) = flat(source);
+    let (tgt, tgt_offsets, tgt_n) = flat(target);
+    let batch = rows.first().map_or(0, Vec::len);
+    let steps: Vec<u8> = rows.iter().flatten().flat_map(|&r| (r as i64).to_le_bytes()).collect();
+    let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        ("source_ids", Dtype::I64, vec![src_n], src),
+        ("source_offsets", Dtype::I64, vec![source.len() + 1], src_offsets),
+        ("target_ids", Dtype::I64, vec![tgt_n], tgt),
+        ("target_offsets", Dtype::I64, vec![target.len() + 1], tgt_offsets),
+        ("rows", Dtype::I64, vec![rows.len(), batch], steps),
+    ];
+    write_tensors(path, &tensors)
+}
+
 /// Writes named tensors of raw little-endian bytes to `path`, atomically.
 fn write_tensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> Result<()> {
     let views = tensors

@@ -438,9 +438,14 @@ fn train_translation(
     let site = sites(config, formula, &train_device)?;
     let v = vocab.size();
     let model = Seq2Seq::with_sites(size, config.mlp, v, v, t.dropout, config.seed, &train_device, site);
+    let batches = PairBatches { pairs: Arc::new(train), rows: config.batch_size, seed: config.seed };
     if config.write_plan && !resuming {
+        let pairs = &batches.pairs;
+        let rows = batches.plan(config.steps.unwrap_or(0));
+        data::plan::write_pairs_plan(&config.out.join("plan.safetensors"), &pairs.source, &pairs.target, &rows)?;
         write_safetensors(&config.out.join("init.safetensors"), &model.state_dict(0), Default::default())?;
     }
+    let train = &batches.pairs;
     let s = &corpus.skipped;
     let intro = format!(
         "training {} with activation {} on {} {}→{} ({} train / {} valid / {} {} pairs; {} pairs with an empty side skipped, {} sides cut to 256 tokens; vocabulary of {v} BPE tokens{}), seed {}",
@@ -465,7 +470,6 @@ fn train_translation(
         ("target".to_string(), corpus.target.clone()),
         ("tokenizer".to_string(), TOKENIZER_FILE.to_string()),
     ]);
-    let batches = PairBatches { pairs: Arc::new(train), rows: config.batch_size, seed: config.seed };
     let splits = TranslationSplits {
         valid: Arc::new(valid.clone()),
         eval_rows: config.eval_batch_size.min(256),

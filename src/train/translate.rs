@@ -138,6 +138,20 @@ impl PairBatches {
     }
 }
 
+impl PairBatches {
+    /// The pairs of the batch of each of the first `steps` steps of a run counted in steps
+    /// (full batches, the loader's epochs one after another), for a twin's plan.
+    pub fn plan(&self, steps: usize) -> Vec<Vec<usize>> {
+        let per_epoch = self.len(true).max(1);
+        let mut rows = Vec::with_capacity(steps);
+        for epoch in 0..steps.div_ceil(per_epoch) {
+            let left = steps - rows.len();
+            rows.extend(self.order(epoch as u64, true).into_iter().take(left));
+        }
+        rows
+    }
+}
+
 impl Batches for PairBatches {
     type Batch = PairBatch;
 
