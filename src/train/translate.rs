@@ -279,12 +279,14 @@ mod tests {
     fn a_batch_shifts_the_target_and_pads() {
         let e = encoded();
         let b = e.batch(&[0, 3]);
-        assert_eq!((b.input.batch, b.input.src_len, b.input.tgt_len), (2, 5, 4));
+        // Pair 0: one source token and one target token; pair 3: four and two.
+        assert_eq!((b.input.batch, b.input.src_len, b.input.tgt_len), (2, 5, 3));
         assert_eq!(&b.input.src[..5], &[4, EOS, PAD, PAD, PAD]);
-        assert_eq!(&b.input.tgt[..4], &[BOS, 20, PAD, PAD]);
-        assert_eq!(&b.targets[..4], &[20, EOS, PAD, PAD]);
-        assert_eq!(&b.input.tgt[4..], &[BOS, 23, 23, 23]);
-        assert_eq!(&b.targets[4..], &[23, 23, 23, EOS]);
+        assert_eq!(&b.input.src[5..], &[7, 7, 7, 7, EOS]);
+        assert_eq!(&b.input.tgt[..3], &[BOS, 20, PAD]);
+        assert_eq!(&b.targets[..3], &[20, EOS, PAD]);
+        assert_eq!(&b.input.tgt[3..], &[BOS, 23, 23]);
+        assert_eq!(&b.targets[3..], &[23, 23, EOS]);
     }
 
     /// Every epoch's full batches cover distinct pairs, depend on the seed and the epoch only,
