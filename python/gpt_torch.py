@@ -24,6 +24,9 @@ The loop is actsearch's (train::driver with eval's WeightSteps and train::text's
   non-overlapping window of the validation text (the last window ends where a whole one still
   fits with its next character), in batches of `eval_batch_size` windows, in eval mode.
 
+With dropout (gpt-mini's 0.2), the masks come from torch's generator, seeded with the run's
+seed, not from actsearch's: the runs then agree in distribution, not bit for bit.
+
 It writes torch_errors.json beside the run's errors.json (step, valid_loss, valid_bpc,
 train_loss per evaluation, seconds) and prints one line per evaluation. The activation must be
 one transformers_ref.named knows (relu, gelu, silu, elu, tanh), or pass --act-module FILE
@@ -82,7 +85,8 @@ def main():
     init = load_file(os.path.join(args.run, "init.safetensors"))
     vocab = init["wte.weight"].shape[0]
 
-    model = tr.GPT(config["network"], act, vocab=vocab, mlp=config.get("mlp", "standard"))
+    torch.manual_seed(config["seed"])
+    model = tr.GPT(config["network"], act, vocab=vocab, mlp=config.get("mlp", "standard"), dropout=config.get("dropout", 0.0))
     model.load_state_dict(init, strict=True)
     model.train()
     opt = adamw(model, config["lr"], config["weight_decay"], betas=(0.9, 0.99))

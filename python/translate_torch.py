@@ -180,7 +180,8 @@ def main():
 
     init = load_file(os.path.join(args.run, "init.safetensors"))
     vocab = init["tgt_emb.weight"].shape[0]
-    model = tr.Seq2Seq(config["network"], act, vocab, vocab, mlp=config.get("mlp", "standard"), dropout=t["dropout"])
+    model = tr.Seq2Seq(config["network"], act, vocab, vocab, mlp=config.get("mlp", "standard"),
+                       dropout=config.get("dropout", 0.0))
     model.load_state_dict(init, strict=True)
     model.train()
     opt = adamw(model, config["lr"], config["weight_decay"], betas=(0.9, 0.98))

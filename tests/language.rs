@@ -115,7 +115,7 @@ fn a_gpt_eval_is_judged_by_its_validation_loss_and_writes_samples() {
 }
 
 /// A GPT run stopped between evaluations and resumed trains on the same windows to the same
-/// losses and weights as an uninterrupted one.
+/// losses and weights as an uninterrupted one, without dropout and with it.
 #[test]
 fn a_resumed_gpt_run_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +133,18 @@ fn a_resumed_gpt_run_equals_an_uninterrupted_one() {
     let bytes = |o: &actsearch::train::RunOutcome, f: &str| std::fs::read(o.out.join(f)).unwrap();
     assert!(bytes(&a, "model.safetensors") == bytes(&b, "model.safetensors"), "the weights differ after resume");
     assert_eq!(bytes(&a, "samples.txt"), bytes(&b, "samples.txt"));
+
+    // With gpt-mini's dropout of 0.2 (the composed attention path, whose masks are seeded by
+    // the step), a resumed run still equals an uninterrupted one, and dropout changes the run.
+    let dropped = |name: &str| TrainConfig { dropout: 0.2, ..gpt_config(&text, &dir.path().join(name), 12, 4) };
+    let c = train(&dropped("dropped"), &formula, &device, false, &Silent).unwrap();
+    let stop = StopAfter(6, AtomicUsize::new(0));
+    assert!(train(&dropped("dropped-killed"), &formula, &device, false, &stop).is_err());
+    let d = train(&dropped("dropped-killed"), &formula, &device, true, &Silent).unwrap();
+    assert_eq!(c.history.train_loss, d.history.train_loss);
+    assert_eq!(c.history.valid_loss, d.history.valid_loss);
+    assert!(bytes(&c, "model.safetensors") == bytes(&d, "model.safetensors"), "the weights differ after resume");
+    assert_ne!(a.history.train_loss, c.history.train_loss, "dropout 0.2 trained as dropout 0");
 }
 
 /// Data of the wrong task, and flags that do not apply to a language model, are one clear

@@ -156,8 +156,8 @@ fn a_resumed_translation_run_equals_an_uninterrupted_one() {
             vocab_size: 400,
             beam: 2,
             label_smoothing: TranslationConfig::LABEL_SMOOTHING,
-            dropout: TranslationConfig::DROPOUT,
         }),
+        dropout: 0.1,
         ..common::tiny_config(&dir.path().join("data"), &dir.path().join(name), "gelu", 1)
     };
     let formula = resolve("gelu").unwrap();
@@ -201,6 +201,123 @@ fn translate_torch_trains_on_the_plan_to_our_numbers() {
         let (a, b) = (ours[key][0].as_f64().unwrap(), theirs[key][0].as_f64().unwrap());
         assert!((a - b).abs() < 1e-6, "{key}: ours {a}, the twin's {b}");
     }
+}
+
+/// A one-shot GRAFS search on a transformer-micro, the cell in every MLP of the encoder and
+/// the decoder: it counts steps, keeps the genotype of the lowest validation loss, records the
+/// direction it read, and eval trains what it found.
+#[test]
+fn a_one_shot_search_on_a_translation_model_finds_a_genotype_eval_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = multi30k(dir.path(), 300);
+    let f = folder.to_str().unwrap();
+    let args = [
+        "search",
+        "--method",
+        "grafs",
+        "--space",
+        "small",
+        "--network",
+        "transformer-micro",
+        "--dataset",
+        f,
+        "--data-dir",
+        "data",
+        "--vocab-size",
+        "400",
+        "--batch-size",
+        "8",
+        "--steps",
+        "6",
+        "--eval-interval",
+        "3",
+        "--out",
+        "search",
+    ];
+    let out = actsearch(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let search = dir.path().join("search");
+    let errors = json(&search.join("errors.json"));
+    assert_eq!((errors["metric"].as_str(), errors["higher_is_better"].as_bool()), (Some("valid_loss"), Some(false)));
+    assert_eq!(errors["step"], serde_json::json!([3, 6]));
+    let log = std::fs::read_to_string(search.join("log.log")).unwrap();
+    assert!(log.contains("pairs train the weights") && log.contains("lowest validation loss"), "{log}");
+    let config = json(&search.join("config.json"));
+    assert_eq!(
+        (config["translation"]["source"].as_str(), config["translation"]["target"].as_str()),
+        (Some("en"), Some("de"))
+    );
+    let genotype = search.join("genotype.json");
+    let eval = actsearch(
+        &[
+            "eval",
+            "--network",
+            "transformer-micro",
+            "--activation",
+            genotype.to_str().unwrap(),
+            "--dataset",
+            f,
+            "--data-dir",
+            "data",
+            "--vocab-size",
+            "400",
+            "--batch-size",
+            "8",
+            "--steps",
+            "2",
+            "--out",
+            "found",
+        ],
+        dir.path(),
+    );
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+}
+
+/// A sample-based search whose children are transformer-micros: each child trains with the
+/// translation recipe and is rewarded with its validation BLEU as a fraction (floor 0).
+#[test]
+fn translation_children_are_rewarded_with_their_validation_bleu() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = multi30k(dir.path(), 200);
+    let f = folder.to_str().unwrap();
+    let args = [
+        "search",
+        "--method",
+        "random",
+        "--space",
+        "core1",
+        "--budget",
+        "2",
+        "--batch-children",
+        "2",
+        "--child-network",
+        "transformer-micro",
+        "--child-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--vocab-size",
+        "300",
+        "--dataset",
+        f,
+        "--data-dir",
+        "data",
+        "--out",
+        "search",
+    ];
+    let out = actsearch(&args, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("by validation BLEU (as a fraction) of the child"), "{stdout}");
+    let rows = common::rows(&dir.path().join("search"));
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!((0.0..=1.0).contains(&row.reward), "{row:?}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("search/children/0/log.log")).unwrap();
+    assert!(log.contains("validation BLEU") && log.contains("pairs"), "{log}");
+    let spec = std::fs::read_to_string(dir.path().join("search/children/0/spec.json")).unwrap();
+    assert!(spec.contains("\"translation\"") && spec.contains("\"vocab_size\": 300"), "{spec}");
 }
 
 /// Each kind of bad input is one clear error, and nothing is written.
@@ -249,6 +366,9 @@ fn bad_translation_input_is_refused_with_the_fix() {
     // The reverse: a translation flag for another network, and a folder for a GPT.
     let out = actsearch(&["eval", "--activation", "relu", "--beam", "4"], d);
     assert_clean_error(&out, "--beam is for the translation models");
+    let out = actsearch(&["search", "--method", "darts", "--space", "small", "--source", "en"], d);
+    assert_clean_error(&out, "--source is for the translation models");
+
     let out = actsearch(&["eval", "--network", "gpt-micro", "--activation", "gelu", "--dataset", f], d);
     assert_clean_error(&out, "is a folder");
 }

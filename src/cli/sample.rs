@@ -56,11 +56,17 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     if args.then_eval {
         super::search_args::same_task(network, "--child-network", args.eval_network(network))?;
     }
-    let language = network.task() == crate::model::Task::Language;
+    if let Some(flag) = args.translation.given().first().filter(|_| network.task() != crate::model::Task::Translation) {
+        bail!("{flag} is for the translation models (--network transformer-micro or transformer-small)");
+    }
+    let language = network.task() != crate::model::Task::Image;
+    let translation = network.task() == crate::model::Task::Translation;
     if language && (args.subset.is_some() || args.train_portion.is_some()) {
         bail!(
-            "--subset and --train-portion cut image datasets; {} children train on the first 90% of the text and are scored on the rest",
-            network.name()
+            "--subset and --train-portion cut image datasets; {} children train on {} and are scored on {}",
+            network.name(),
+            if translation { "the folder's train pairs" } else { "the first 90% of the text" },
+            if translation { "the val pairs' BLEU" } else { "the rest" }
         );
     }
     // The children's recipe follows their network: SGD for the ResNets, eval's recipe for the
@@ -91,6 +97,8 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
             mlp: args.mlp.on(network)?,
             // Set from the data by warm_data.
             reward_floor: 0.0,
+            dropout: vit.map_or(0.0, |v| v.dropout),
+            translation: translation.then(|| args.translation.config()),
         },
         dataset: args.common.dataset.clone(),
         data_dir: args.common.data_dir.clone(),
@@ -154,9 +162,10 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         "{} distinct functions trained ({} proposals); the best, by {} of the child:\n",
         outcome.trained,
         outcome.proposals,
-        match config.child.reward_floor < 0.0 {
-            true => "the negated validation loss",
-            false => "validation accuracy",
+        match (config.child.reward_floor < 0.0, config.child.translation.is_some()) {
+            (true, _) => "the negated validation loss",
+            (false, true) => "validation BLEU (as a fraction)",
+            (false, false) => "validation accuracy",
         }
     );
     for t in &outcome.top {

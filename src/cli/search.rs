@@ -30,9 +30,9 @@ pub fn run(args: SearchArgs) -> Result<()> {
     if args.then_eval {
         super::search_args::same_task(network, "--network", args.eval_network(network))?;
     }
-    let language = network.task() == Task::Language;
+    let language = network.task() != Task::Image;
     task_flags(&args, network)?;
-    // A language model's search runs by steps, with eval's recipe and length for it.
+    // A language or translation model's search runs by steps, with eval's recipe and length.
     let gpt = match language {
         true => Some(match preset {
             SearchPreset::Quick => Preset::Quick.defaults_for(network)?,
@@ -54,7 +54,9 @@ pub fn run(args: SearchArgs) -> Result<()> {
             warmup: 0.0,
         },
         // eval's recipe for the transformer (train::config::Preset): a ViT's cosine to 0, a
-        // GPT's nanoGPT recipe (its floor and betas are the network's, see `search_net`).
+        // GPT's nanoGPT recipe, a translation model's Adam (their floors and betas are the
+        // network's, see `search_net`); the gradient norm is clipped at 1 where eval does not
+        // clip (the translation models), since a supernet's mixed outputs can spike.
         false => {
             let vit = match gpt {
                 Some(d) => d,
@@ -91,6 +93,8 @@ pub fn run(args: SearchArgs) -> Result<()> {
         optimizer: weights.optimizer,
         warmup: weights.warmup,
         mlp: args.mlp.on(network)?,
+        dropout: gpt.map_or(0.0, |d| d.dropout),
+        translation: (network.task() == Task::Translation).then(|| args.translation.config()),
         arch_lr: args.arch_lr.unwrap_or(defaults.arch_lr),
         arch_betas: (0.5, 0.999),
         arch_weight_decay: 1e-3,
@@ -219,9 +223,11 @@ fn reject_sample_flags(args: &SearchArgs) -> Result<()> {
 
 /// The flags of the other task's searches, refused with what this network counts in.
 fn task_flags(args: &SearchArgs, network: Network) -> Result<()> {
+    if let Some(flag) = args.translation.given().first().filter(|_| network.task() != Task::Translation) {
+        bail!("{flag} is for the translation models (--network transformer-micro or transformer-small)");
+    }
     match network.task() {
-        Task::Translation => bail!("{}", crate::model::network::not_searchable_yet(network)),
-        Task::Language => {
+        Task::Language | Task::Translation => {
             if args.epochs.is_some() {
                 bail!("{} searches for a number of steps, not epochs: use --steps N", network.name());
             }

@@ -178,6 +178,8 @@ pub struct SearchArgs {
     #[arg(long, default_value = "0,1,2", value_delimiter = ',', allow_negative_numbers = true, value_parser = super::whole, requires = "then_eval")]
     pub eval_seeds: Vec<u64>,
     #[command(flatten)]
+    pub translation: super::eval::TranslationArgs,
+    #[command(flatten)]
     pub sample: SampleArgs,
     #[command(flatten)]
     pub common: DataAndCompute,

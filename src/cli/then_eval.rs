@@ -38,6 +38,8 @@ pub fn compare(
         if !network.is_resnet() {
             eval.mlp = args.mlp;
         }
+        // The search's languages, test split and vocabulary.
+        eval.translation = args.translation.clone();
         eval.resume = args.resume;
         summaries.push(eval::run_summary(eval)?);
     }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 use burn::module::Param;
-use burn::nn::LayerNorm;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm};
 use burn::prelude::*;
 
 use super::activation::Site;
@@ -67,6 +67,8 @@ pub struct Gpt<A: Site> {
     pub wpe: Param<Tensor<2>>,
     pub blocks: Vec<Block<A>>,
     pub ln_f: LayerNorm,
+    /// After the embeddings (the blocks hold their own).
+    pub drop: Dropout,
 }
 
 impl<A: Site> Gpt<A> {
@@ -98,7 +100,16 @@ impl<A: Site> Gpt<A> {
             residual_layers: Some(layers),
         };
         let blocks = (0..layers).map(|_| Block::new(&shape, &mut normal, &mut site, device)).collect();
-        Gpt { wte, wpe, blocks, ln_f: layer_norm(d, false, device) }
+        Gpt { wte, wpe, blocks, ln_f: layer_norm(d, false, device), drop: DropoutConfig::new(0.0).init() }
+    }
+
+    /// The GPT with dropout `p` where the reference places it: after the embeddings, on the
+    /// attention weights and after every residual branch. It acts in training only, where the
+    /// blocks then take the composed attention path ([`Block::forward_masked`]), since the
+    /// attention kernel has no dropout.
+    pub fn with_dropout(self, p: f64) -> Self {
+        let blocks = self.blocks.into_iter().map(|b| Block { drop: DropoutConfig::new(p).init(), ..b }).collect();
+        Gpt { blocks, drop: DropoutConfig::new(p).init(), ..self }
     }
 
     /// The longest context the positions cover.
@@ -119,8 +130,21 @@ impl<A: Site> Gpt<A> {
         let embedded = self.wte.val().select(0, ids.reshape([batch * tokens])).reshape([batch, tokens, d]);
         let positions = self.wpe.val().narrow(0, 0, tokens).reshape([1, tokens, d]);
         let mut t = embedded + positions;
-        for block in &self.blocks {
-            t = block.forward(t);
+        if self.drop.prob > 0.0 && t.device().is_autodiff() {
+            // Dropout in training: the composed attention, which drops attention weights.
+            let mut causal = vec![0f32; tokens * tokens];
+            for q in 0..tokens {
+                causal[q * tokens + q + 1..(q + 1) * tokens].fill(f32::NEG_INFINITY);
+            }
+            let bias = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, tokens, tokens]), &t.device());
+            t = self.drop.forward(t);
+            for block in &self.blocks {
+                t = block.forward_masked(t, bias.clone(), None);
+            }
+        } else {
+            for block in &self.blocks {
+                t = block.forward(t);
+            }
         }
         let t = ln_kernel::apply(&self.ln_f, LN_EPSILON, t.reshape([batch * tokens, d]));
         linear_kernel::affine(t, self.wte.val().transpose(), None)
@@ -236,6 +260,29 @@ mod tests {
     use super::*;
     use crate::expr::Formula;
     use crate::model::Activation;
+
+    /// The composed attention that training with dropout takes (causal bias, dropout on the
+    /// weights and branches) computes what the attention kernel computes: at a dropout of
+    /// 1e-9 both give the same logits.
+    #[test]
+    fn the_dropout_path_computes_the_kernels_attention() {
+        let device = Device::flex().autodiff();
+        let gelu = Formula::parse("gelu(x)").unwrap();
+        let model = Gpt::with_sites(GptSize::GptMicro, Mlp::Standard, 11, 3, &device, |width| {
+            Activation::new(&gelu, width, &device)
+        });
+        let ids = || {
+            Tensor::<2, Int>::from_data(
+                TensorData::new((0..40).map(|i| i % 11).collect::<Vec<i64>>(), [2, 20]),
+                &device,
+            )
+        };
+        let plain = crate::model::state::host_f32(model.forward(ids()));
+        let dropped = crate::model::state::host_f32(model.with_dropout(1e-9).forward(ids()));
+        for (a, b) in plain.iter().zip(&dropped) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
 
     /// Sampling is seeded, stays in the vocabulary, crops its context to the block, and at a
     /// low temperature picks the most likely id.

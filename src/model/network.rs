@@ -69,15 +69,6 @@ impl Task {
     }
 }
 
-/// The error of a search on a translation model, which only `eval` trains so far.
-pub fn not_searchable_yet(network: Network) -> String {
-    format!(
-        "searches on the translation models are not available yet: search on gpt-micro (a language model) or an image network, and train what they find on {} with `actsearch eval --network {}`",
-        network.name(),
-        network.name()
-    )
-}
-
 /// What a network is built as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {

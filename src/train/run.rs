@@ -26,10 +26,9 @@ use super::schedule::{LrRule, Per};
 use super::sgd::{Sgd, SgdConfig};
 use super::steps::{ImageSplits, Supervised, WeightSteps, trainable_params};
 use super::text::{TextBatches, TextSplits};
-use super::translate::{Encoded, PairBatches, TranslationSplits, score_bleu};
+use super::translate::{PairBatches, Prepared, TranslationSplits, open_corpus, score_bleu};
 use super::update::Group;
-use crate::data::bpe::Vocabulary;
-use crate::data::parallel::{Choice, ParallelCorpus, parallel_folder};
+use crate::data::parallel::ParallelCorpus;
 use crate::data::plan::Plan;
 use crate::data::text::CharCorpus;
 use crate::data::{self, ImageSet, Normalization};
@@ -85,16 +84,11 @@ pub fn check_data(config: &TrainConfig, obs: &dyn Observer) -> Result<()> {
 fn source(config: &TrainConfig) -> Result<Source> {
     Ok(match config.network.arch() {
         Arch::Gpt(size) => Source::Text(Arc::new(CharCorpus::open(&config.dataset, size)?)),
-        Arch::Seq2Seq(_) => {
-            let folder = parallel_folder(&config.dataset, config.network.name())?;
-            let asked = config.translation.as_ref();
-            let choice = Choice {
-                source: asked.map(|t| t.source.as_str()).filter(|s| !s.is_empty()),
-                target: asked.map(|t| t.target.as_str()).filter(|s| !s.is_empty()),
-                test_set: asked.map(|t| t.test_set.as_str()).filter(|s| !s.is_empty()),
-            };
-            Source::Parallel(Box::new(ParallelCorpus::open(&folder, &choice)?))
-        }
+        Arch::Seq2Seq(_) => Source::Parallel(Box::new(open_corpus(
+            &config.dataset,
+            config.network.name(),
+            config.translation.as_ref(),
+        )?)),
         Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(data::DatasetSpec::parse(&config.dataset)?),
     })
 }
@@ -241,7 +235,8 @@ fn train_text(
     let len = size.shape().block;
     let train_device = device.clone().autodiff();
     let site = sites(config, formula, &train_device)?;
-    let model = Gpt::with_sites(size, config.mlp, corpus.vocab_size(), config.seed, &train_device, site);
+    let model = Gpt::with_sites(size, config.mlp, corpus.vocab_size(), config.seed, &train_device, site)
+        .with_dropout(config.dropout);
     if config.write_plan && !resuming {
         let steps = config.steps.unwrap_or(0);
         data::plan::write_text_plan(
@@ -429,15 +424,13 @@ fn train_translation(
         anyhow::bail!("{} is not a translation model", config.network.name())
     };
     obs.event(Event::Info(format!("reading the vocabulary of {} tokens for {}", t.vocab_size, corpus.name)));
-    let (vocab, learned) = Vocabulary::learn_or_load(corpus, t.vocab_size, &config.data_dir)?;
+    let Prepared { vocab, learned, train, valid, test } = Prepared::of(corpus, t.vocab_size, &config.data_dir)?;
     let tokenizer = std::fs::read(&vocab.path)?;
     crate::files::write_atomic(&config.out.join(TOKENIZER_FILE), &tokenizer)?;
-    let (train, valid, test) =
-        (Encoded::of(&corpus.train, &vocab)?, Encoded::of(&corpus.valid, &vocab)?, Encoded::of(&corpus.test, &vocab)?);
     let train_device = device.clone().autodiff();
     let site = sites(config, formula, &train_device)?;
     let v = vocab.size();
-    let model = Seq2Seq::with_sites(size, config.mlp, v, v, t.dropout, config.seed, &train_device, site);
+    let model = Seq2Seq::with_sites(size, config.mlp, v, v, config.dropout, config.seed, &train_device, site);
     let batches = PairBatches { pairs: Arc::new(train), rows: config.batch_size, seed: config.seed };
     if config.write_plan && !resuming {
         let pairs = &batches.pairs;

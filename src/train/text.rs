@@ -93,7 +93,6 @@ impl<N: Net<Input = Tensor<2, Int>>> Supervised<N> for TextSplits {
 mod tests {
     use std::marker::PhantomData;
 
-
     use super::*;
     use crate::expr::Formula;
     use crate::model::gpt::{Gpt, GptSize};

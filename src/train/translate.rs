@@ -27,7 +27,7 @@ use super::driver::Batches;
 use super::metrics::Meter;
 use super::steps::Supervised;
 use crate::data::bpe::{BOS, EOS, PAD, Vocabulary};
-use crate::data::parallel::Pairs;
+use crate::data::parallel::{Choice, Pairs, ParallelCorpus, parallel_folder};
 use crate::model::Net;
 use crate::model::seq2seq::{Seq2Seq, Seq2SeqInput};
 use crate::model::state::host_f32;
@@ -36,6 +36,54 @@ use crate::model::state::host_f32;
 pub const MAX_TOKENS: usize = 256;
 /// Batches whose pairs are sorted by length together.
 const POOL_BATCHES: usize = 100;
+
+/// The folder `dataset` names, read in the direction `asked` gives (its empty fields: the
+/// defaults), for the translation model `network`.
+pub fn open_corpus(
+    dataset: &str,
+    network: &str,
+    asked: Option<&super::config::TranslationConfig>,
+) -> Result<ParallelCorpus> {
+    let folder = parallel_folder(dataset, network)?;
+    fn given(s: Option<&String>) -> Option<&str> {
+        s.map(String::as_str).filter(|s| !s.is_empty())
+    }
+    let choice = Choice {
+        source: given(asked.map(|t| &t.source)),
+        target: given(asked.map(|t| &t.target)),
+        test_set: given(asked.map(|t| &t.test_set)),
+    };
+    ParallelCorpus::open(&folder, &choice)
+}
+
+/// A corpus's vocabulary (learned now or cached) and its three splits as ids.
+pub struct Prepared {
+    pub vocab: Vocabulary,
+    /// Whether the vocabulary was learned now (else read from the cache).
+    pub learned: bool,
+    pub train: Encoded,
+    pub valid: Encoded,
+    pub test: Encoded,
+}
+
+impl Prepared {
+    /// The vocabulary of `vocab_size` tokens for `corpus` (cached under `data_dir`) and the
+    /// encoded splits.
+    pub fn of(corpus: &ParallelCorpus, vocab_size: usize, data_dir: &std::path::Path) -> Result<Prepared> {
+        let (vocab, learned) = Vocabulary::learn_or_load(corpus, vocab_size, data_dir)?;
+        let (train, valid, test) = (
+            Encoded::of(&corpus.train, &vocab)?,
+            Encoded::of(&corpus.valid, &vocab)?,
+            Encoded::of(&corpus.test, &vocab)?,
+        );
+        Ok(Prepared { vocab, learned, train, valid, test })
+    }
+
+    /// Sides cut to [`MAX_TOKENS`], over the three splits.
+    pub fn cut(&self) -> usize {
+        self.train.cut + self.valid.cut + self.test.cut
+    }
+}
 
 /// One split as token ids: each source (its tokens then end) and target (begin, tokens, end).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -75,6 +123,26 @@ impl Encoded {
 
     pub fn is_empty(&self) -> bool {
         self.source.is_empty()
+    }
+
+    /// The first `portion` of the pairs and the rest (a one-shot search's weights and alphas);
+    /// a part without a whole batch of `rows` pairs is refused, with the fix.
+    pub fn split(&self, portion: f64, rows: usize) -> Result<(Encoded, Encoded)> {
+        let cut = ((self.len() as f64 * portion) as usize).min(self.len());
+        let part = |r: std::ops::Range<usize>| Encoded {
+            source: self.source[r.clone()].to_vec(),
+            target: self.target[r].to_vec(),
+            cut: 0,
+        };
+        let (weights, alphas) = (part(0..cut), part(cut..self.len()));
+        for (what, n) in [("weights", weights.len()), ("alphas", alphas.len())] {
+            if n < rows.max(1) {
+                anyhow::bail!(
+                    "--train-portion {portion} leaves {n} training pairs for the {what}, fewer than one batch of {rows}; move --train-portion towards 0.5 or lower --batch-size"
+                );
+            }
+        }
+        Ok((weights, alphas))
     }
 
     /// The pairs at `rows`, padded into one batch: the model's input (decoder input = target
@@ -118,7 +186,7 @@ impl PairBatches {
     /// The batches of loader epoch `epoch`: pairs shuffled, sorted by length within pools of
     /// [`POOL_BATCHES`] batches, cut into batches, the batches shuffled; with `drop_last`,
     /// only full batches.
-    fn order(&self, epoch: u64, drop_last: bool) -> Vec<Vec<usize>> {
+    pub fn order(&self, epoch: u64, drop_last: bool) -> Vec<Vec<usize>> {
         let n = self.pairs.len();
         let rows = self.rows.max(1);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7a15_1a7e);

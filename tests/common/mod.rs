@@ -51,6 +51,7 @@ pub fn tiny_config(data_dir: &Path, out: &Path, activation: &str, epochs: usize)
         backend: "flex".to_string(),
         threads: 2,
         out: out.to_path_buf(),
+        dropout: 0.0,
         translation: None,
         write_plan: false,
     }
@@ -92,6 +93,8 @@ pub fn search_config(method: &str, data: &Path, out: &Path, space: &str, epochs:
         epochs,
         steps: None,
         eval_interval: None,
+        dropout: 0.0,
+        translation: None,
         batch_size: 16,
         lr: 0.025,
         lr_min: 0.001,

@@ -43,6 +43,13 @@ pub struct SearchConfig {
     /// The MLP blocks of a transformer (`--mlp`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub mlp: Mlp,
+    /// A GPT's or translation model's dropout (see `TrainConfig::dropout`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dropout: f64,
+    /// A translation model's data and loss (the languages and test split as read, the
+    /// vocabulary's size, label smoothing); absent for the other tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<crate::train::config::TranslationConfig>,
     /// Architecture: Adam with these settings.
     pub arch_lr: f64,
     pub arch_betas: (f64, f64),

@@ -22,21 +22,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::SearchConfig;
 use super::mixing::{Method, Mixer, Pass};
-use super::task::{ImageSearch, SearchTask, TextSearch};
+use super::task::{ImageSearch, PairSearch, SearchTask, TextSearch};
 use super::{record, shrink, unrolled};
+use crate::data::parallel::ParallelCorpus;
 use crate::data::text::CharCorpus;
 use crate::data::{self, DatasetSpec, SplitConfig};
 use crate::expr::Formula;
 use crate::model::init::Init;
 use crate::model::net::Net;
 use crate::model::state::{NamedTensor, host_f32, write_safetensors};
-use crate::model::{Arch, Gpt, MixedCell, ResNet, Task, Vit};
+use crate::model::{Arch, Gpt, MixedCell, ResNet, Seq2Seq, Task, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::cell::CellSpace;
 use crate::space::genotype::Genotype;
@@ -52,6 +52,7 @@ use crate::train::schedule::{LrRule, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::steps::{ImageSplits, trainable_params};
 use crate::train::text::{TextBatches, TextSplits};
+use crate::train::translate::{PairBatches, Prepared, TranslationSplits, open_corpus};
 use crate::train::update::{Grads, Group};
 
 /// GRAFS' bound on every position's output when searching a space without built-in bounds.
@@ -82,9 +83,19 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     // Data that cannot be read fails before the run folder exists.
     let source = match config.network.arch() {
         Arch::Gpt(size) => Source::Text(Arc::new(CharCorpus::open(&config.dataset, size)?)),
-        Arch::Seq2Seq(_) => bail!("{}", crate::model::network::not_searchable_yet(config.network)),
+        Arch::Seq2Seq(_) => Source::Parallel(Box::new(open_corpus(
+            &config.dataset,
+            config.network.name(),
+            config.translation.as_ref(),
+        )?)),
         Arch::ResNet { .. } | Arch::Vit(_) => Source::Images(DatasetSpec::parse(&config.dataset)?),
     };
+    // A translation search records the languages and test split it read.
+    let mut settled = config.clone();
+    if let (Source::Parallel(corpus), Some(t)) = (&source, settled.translation.as_mut()) {
+        (t.source, t.target, t.test_set) = (corpus.source.clone(), corpus.target.clone(), corpus.test_name.clone());
+    }
+    let config = &settled;
     let (_dir, start) = RunDir::open(out, config, resume)?;
     if start == Start::Finished {
         obs.event(Event::Info(format!(
@@ -106,6 +117,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
     match source {
         Source::Images(spec) => image_search(setup, &spec, &mut log, obs),
         Source::Text(corpus) => text_search(setup, corpus, &mut log, obs),
+        Source::Parallel(corpus) => translation_search(setup, &corpus, &mut log, obs),
     }
 }
 
@@ -113,6 +125,7 @@ pub fn search(config: &SearchConfig, device: &Device, resume: bool, obs: &dyn Ob
 enum Source {
     Images(DatasetSpec),
     Text(Arc<CharCorpus>),
+    Parallel(Box<ParallelCorpus>),
 }
 
 /// What every network's search shares.
@@ -274,7 +287,66 @@ fn text_search(setup: Setup, corpus: Arc<CharCorpus>, log: &mut RunLog, obs: &dy
     let run = SearchRun { task, batches, span: Span::Steps { steps, eval_interval }, steps, intro };
     let train_device = setup.device.clone().autodiff();
     let model =
-        Gpt::with_sites(size, config.mlp, corpus.vocab_size(), config.seed, &train_device, setup.cells(&train_device));
+        Gpt::with_sites(size, config.mlp, corpus.vocab_size(), config.seed, &train_device, setup.cells(&train_device))
+            .with_dropout(config.dropout);
+    search_net(setup, model, run, log, obs)
+}
+
+/// A search on a translation folder: the vocabulary (cached as eval's), the first
+/// `--train-portion` of the training pairs trains the weights and the rest the alphas, and the
+/// supernet is scored on the validation pairs' loss; then [`search_net`] by steps.
+fn translation_search(
+    setup: Setup,
+    corpus: &ParallelCorpus,
+    log: &mut RunLog,
+    obs: &dyn Observer,
+) -> Result<SearchOutcome> {
+    let config = setup.config;
+    let (Arch::Seq2Seq(size), Some(t)) = (config.network.arch(), config.translation.as_ref()) else {
+        bail!("{} is not a translation model", config.network.name())
+    };
+    obs.event(Event::Info(format!("reading the vocabulary of {} tokens for {}", t.vocab_size, corpus.name)));
+    let prepared = Prepared::of(corpus, t.vocab_size, &config.data_dir)?;
+    let (weights, alphas) = prepared.train.split(config.train_portion, config.batch_size)?;
+    let (steps, eval_interval) = config.span_steps();
+    let batches = PairBatches { pairs: Arc::new(weights), rows: config.batch_size, seed: config.seed };
+    let task = PairSearch {
+        splits: TranslationSplits {
+            valid: Arc::new(prepared.valid),
+            eval_rows: 256,
+            label_smoothing: t.label_smoothing,
+            device: setup.device.clone(),
+        },
+        alphas: PairBatches { pairs: Arc::new(alphas), rows: config.batch_size, seed: config.seed ^ 0x5a1d },
+        current: None,
+    };
+    let v = prepared.vocab.size();
+    let intro = format!(
+        "searching the {} space with {} on {} {} {}→{} ({} pairs train the weights / {} the alphas, {} validate, vocabulary of {v} BPE tokens, {}), seed {}",
+        setup.space.name,
+        setup.method.name(),
+        config.dataset,
+        config.network.name(),
+        corpus.source,
+        corpus.target,
+        batches.pairs.len(),
+        task.alphas.pairs.len(),
+        task.splits.valid.len(),
+        setup.cell_words(),
+        config.seed
+    );
+    let run = SearchRun { task, batches, span: Span::Steps { steps, eval_interval }, steps, intro };
+    let train_device = setup.device.clone().autodiff();
+    let model = Seq2Seq::with_sites(
+        size,
+        config.mlp,
+        v,
+        v,
+        config.dropout,
+        config.seed,
+        &train_device,
+        setup.cells(&train_device),
+    );
     search_net(setup, model, run, log, obs)
 }
 
@@ -350,7 +422,6 @@ where
             group: Group::Arch,
         }),
         warm,
-        loss_fn: CrossEntropyLossConfig::new().init(&model.devices()[0]),
         task,
         phases: config.phases(),
         device,
@@ -454,8 +525,7 @@ struct OneShot<'a, N, T> {
     adam: Adam,
     /// The warm start's function.
     warm: Formula,
-    loss_fn: CrossEntropyLoss,
-    /// The task: the alphas' batches and the scoring of the held-out splits.
+    /// The task: the alphas' batches, the loss and the scoring of the held-out splits.
     task: T,
     /// Evaluation intervals in the search (epochs on images): the warm start, the
     /// temperature and GRAFS' shrinking count in them.
@@ -492,10 +562,10 @@ impl<N: Net<Site = MixedCell>, T: SearchTask<N>> OneShot<'_, N, T> {
         let (input, targets) = self.task.tensors(batch, &device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [targets.len()]), &device);
         let logits = model.forward(input);
-        let loss = self.loss_fn.forward(logits.clone(), labels);
+        let loss = self.task.loss().init(&device).forward(logits.clone(), labels);
         let value = loss.clone().into_scalar::<f32>() as f64;
         let mut meter = Meter::default();
-        meter.add(&host_f32(logits.inner()), &targets, value);
+        meter.add_ignoring(&host_f32(logits.inner()), &targets, value, self.task.ignored());
         (loss, value, meter)
     }
 

@@ -8,6 +8,9 @@
 //!   `--train-portion` leaves), drawn per step from the seed as the weights' windows are, so a
 //!   resumed search draws exactly the batches it would have. The supernet is scored on the
 //!   corpus's validation text, which neither part trains on.
+//! - Translation ([`PairSearch`]): batches of the last part of the training pairs, in the
+//!   weights' order of batches of similar length (epochs of their own), the batch of step `s`
+//!   depending on the seed and `s` only. The supernet is scored on the validation pairs.
 
 use std::sync::Arc;
 
@@ -16,10 +19,12 @@ use burn::prelude::*;
 use crate::data::text::{CharCorpus, TextBatch};
 use crate::data::{self, Batch, ImageSet, Loader, LoaderConfig};
 use crate::model::Net;
+use crate::model::seq2seq::Seq2SeqInput;
 use crate::train::driver::At;
 use crate::train::metrics::Meter;
 use crate::train::steps::{ImageSplits, Supervised};
 use crate::train::text::TextSplits;
+use crate::train::translate::{PairBatch, PairBatches, TranslationSplits};
 
 /// A task a one-shot search runs on.
 pub trait SearchTask<N: Net>: Supervised<N> {
@@ -117,5 +122,48 @@ impl<N: Net<Input = Tensor<2, Int>>> Supervised<N> for TextSearch {
 impl<N: Net<Input = Tensor<2, Int>>> SearchTask<N> for TextSearch {
     fn alpha_batch(&mut self, at: At) -> TextBatch {
         self.alphas.train_batch(self.rows, self.splits.len, self.seed ^ 0x5a1d, at.step)
+    }
+}
+
+/// The translation models: the alphas train on the last part of the training pairs.
+pub struct PairSearch {
+    /// Scores the validation pairs.
+    pub splits: TranslationSplits,
+    /// The alphas' pairs, in batches of similar length.
+    pub alphas: PairBatches,
+    /// The alphas' epoch whose order of batches is cached, and that order.
+    pub current: Option<(usize, Vec<Vec<usize>>)>,
+}
+
+impl<N: Net<Input = Seq2SeqInput>> Supervised<N> for PairSearch {
+    type Batch = PairBatch;
+
+    fn tensors(&self, batch: &PairBatch, device: &Device) -> (Seq2SeqInput, Vec<i64>) {
+        Supervised::<N>::tensors(&self.splits, batch, device)
+    }
+
+    fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>) {
+        Supervised::<N>::evaluate(&self.splits, model)
+    }
+
+    fn loss(&self) -> burn::nn::loss::CrossEntropyLossConfig {
+        Supervised::<N>::loss(&self.splits)
+    }
+
+    fn ignored(&self) -> Option<i64> {
+        Supervised::<N>::ignored(&self.splits)
+    }
+}
+
+impl<N: Net<Input = Seq2SeqInput>> SearchTask<N> for PairSearch {
+    /// Step `s`'s batch: batch `s mod n` of the alphas' epoch `s / n`, `n` full batches an epoch.
+    fn alpha_batch(&mut self, at: At) -> PairBatch {
+        let per_epoch = crate::train::driver::Batches::len(&self.alphas, true).max(1);
+        let (epoch, index) = (at.step / per_epoch, at.step % per_epoch);
+        if self.current.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.current = Some((epoch, self.alphas.order(epoch as u64, true)));
+        }
+        let rows = &self.current.as_ref().expect("the epoch's order was just cached").1[index];
+        self.alphas.pairs.batch(rows)
     }
 }

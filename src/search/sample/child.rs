@@ -25,11 +25,12 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
+use crate::data::parallel::ParallelCorpus;
 use crate::data::text::CharCorpus;
 use crate::data::{self, DatasetSpec, SplitConfig, Splits};
 use crate::expr::Formula;
 use crate::files::write_atomic;
-use crate::model::{Activation, Arch, Gpt, Mlp, Net, Network, ResNet, Vit};
+use crate::model::{Activation, Arch, Gpt, Mlp, Net, Network, ResNet, Seq2Seq, Vit};
 use crate::observer::Observer;
 use crate::train::batches::ImageBatches;
 use crate::train::config::{Optimizer, RecipeNumbers, adamw_betas, is_default, warmed_lr};
@@ -41,6 +42,7 @@ use crate::train::schedule::{LrRule, Per, Schedule};
 use crate::train::sgd::{Sgd, SgdConfig};
 use crate::train::steps::{ImageSplits, Supervised, WeightSteps, trainable_params};
 use crate::train::text::{TextBatches, TextSplits};
+use crate::train::translate::{PairBatches, Prepared, TranslationSplits, open_corpus, score_bleu};
 use crate::train::update::Group;
 
 /// What to train.
@@ -98,6 +100,12 @@ pub struct ChildRecipe {
     /// A reward is in [floor, 1] for an accuracy and [floor, 0] for a negated loss.
     #[serde(default, skip_serializing_if = "is_default")]
     pub reward_floor: f64,
+    /// A GPT's or translation model's dropout.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dropout: f64,
+    /// A translation child's data and loss; absent for the other tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<crate::train::config::TranslationConfig>,
 }
 
 impl ChildRecipe {
@@ -273,6 +281,7 @@ pub fn read_result(path: &Path, id: usize, recipe: &ChildRecipe) -> Result<Optio
 pub enum ChildData {
     Images(Box<Splits>),
     Text(Arc<CharCorpus>),
+    Parallel(Box<ParallelCorpus>),
 }
 
 impl ChildData {
@@ -280,7 +289,7 @@ impl ChildData {
     /// loss of a uniform guess over a text's vocabulary.
     pub fn reward_floor(&self) -> f64 {
         match self {
-            ChildData::Images(_) => 0.0,
+            ChildData::Images(_) | ChildData::Parallel(_) => 0.0,
             ChildData::Text(corpus) => -(corpus.vocab_size() as f64).ln(),
         }
     }
@@ -297,7 +306,10 @@ pub fn load_data(
 ) -> Result<ChildData> {
     match recipe.network.arch() {
         Arch::Gpt(size) => return Ok(ChildData::Text(Arc::new(CharCorpus::open(dataset, size)?))),
-        Arch::Seq2Seq(_) => bail!("{}", crate::model::network::not_searchable_yet(recipe.network)),
+        Arch::Seq2Seq(_) => {
+            let corpus = open_corpus(dataset, recipe.network.name(), recipe.translation.as_ref())?;
+            return Ok(ChildData::Parallel(Box::new(corpus)));
+        }
         Arch::ResNet { .. } | Arch::Vit(_) => {}
     }
     let split = SplitConfig { train_portion: recipe.train_portion, subset: recipe.subset, test_subset: Some(1), seed };
@@ -323,8 +335,10 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
             let batches = TextBatches { corpus: corpus.clone(), rows: recipe.batch_size, len, seed: spec.seed };
             let intro = intro(spec, corpus.train.len(), corpus.valid.len(), "characters");
             let splits = TextSplits { corpus, len, eval_rows: EVAL_BATCH, device: device.clone() };
-            return train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs);
+            let model = model.with_dropout(recipe.dropout);
+            return train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs, |_, _| Ok(None));
         }
+        ChildData::Parallel(corpus) => return train_translation_child(spec, dir, &corpus, site, device, start, obs),
         ChildData::Images(splits) => *splits,
     };
     let train_set = Arc::new(splits.train);
@@ -356,13 +370,52 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
     match recipe.network.arch() {
         Arch::Vit(size) => {
             let model = Vit::with_sites(size, recipe.mlp, splits.num_classes, spec.seed, &train_device, site);
-            train_child_net(spec, dir, model, task, device, start, obs)
+            train_child_net(spec, dir, model, task, device, start, obs, |_, _| Ok(None))
         }
         _ => {
             let model = ResNet::with_sites(recipe.network, splits.num_classes, spec.seed, &train_device, site)?;
-            train_child_net(spec, dir, model, task, device, start, obs)
+            train_child_net(spec, dir, model, task, device, start, obs, |_, _| Ok(None))
         }
     }
+}
+
+/// A translation child: the vocabulary (cached), the training pairs, the encoder-decoder,
+/// then, after its steps, the corpus BLEU of its greedy translations of the validation split:
+/// its reward, as a fraction.
+fn train_translation_child(
+    spec: &ChildSpec,
+    dir: &Path,
+    corpus: &ParallelCorpus,
+    site: impl FnMut(usize) -> Activation,
+    device: &Device,
+    start: Instant,
+    obs: &dyn Observer,
+) -> Result<ChildResult> {
+    let recipe = &spec.recipe;
+    let (Arch::Seq2Seq(size), Some(t)) = (recipe.network.arch(), recipe.translation.as_ref()) else {
+        bail!("child {}: pairs for a network that does not translate", spec.id)
+    };
+    let prepared = Prepared::of(corpus, t.vocab_size, &spec.data_dir)?;
+    let train_device = device.clone().autodiff();
+    let v = prepared.vocab.size();
+    let model = Seq2Seq::with_sites(size, recipe.mlp, v, v, recipe.dropout, spec.seed, &train_device, site);
+    let intro = intro(spec, prepared.train.len(), prepared.valid.len(), "pairs");
+    let batches = PairBatches { pairs: Arc::new(prepared.train), rows: recipe.batch_size, seed: spec.seed };
+    let valid = Arc::new(prepared.valid);
+    let splits = TranslationSplits {
+        valid: valid.clone(),
+        eval_rows: 256,
+        label_smoothing: t.label_smoothing,
+        device: device.clone(),
+    };
+    let vocab = &prepared.vocab;
+    let beam = t.beam;
+    let bleu = |model: &Seq2Seq<Activation>, log: &mut RunLog| -> Result<Option<f64>> {
+        let translated = score_bleu(&model.valid(), &valid, &corpus.valid.target, vocab, 64, beam, &mut |_, _| {})?;
+        log.line(&format!("validation BLEU {:.2} ({} sentences)", translated.bleu.score, valid.len()))?;
+        Ok(Some(translated.bleu.score / 100.0))
+    };
+    train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs, bleu)
 }
 
 /// The first line of a child's log: what trains on how many training and validation `units`.
@@ -379,8 +432,10 @@ fn intro(spec: &ChildSpec, train: usize, valid: usize, units: &str) -> String {
 }
 
 /// [`train_child`] on a built network, given its task's training batches, held-out split and
-/// the log's first line. The reward is the validation accuracy as a fraction, or a language
-/// model's negated validation loss.
+/// the log's first line. The reward is the validation accuracy as a fraction, a language
+/// model's negated validation loss, or what `score` makes of the trained model (a translation
+/// model's validation BLEU as a fraction).
+#[allow(clippy::too_many_arguments)]
 fn train_child_net<N, B, D>(
     spec: &ChildSpec,
     dir: &Path,
@@ -389,6 +444,7 @@ fn train_child_net<N, B, D>(
     device: &Device,
     start: Instant,
     obs: &dyn Observer,
+    score: impl FnOnce(&N, &mut RunLog) -> Result<Option<f64>>,
 ) -> Result<ChildResult>
 where
     N: Net,
@@ -471,8 +527,10 @@ where
             });
         }
     };
+    let scored = score(&trained.model, &mut log)?;
     let h = &trained.history;
     let reward = match metric {
+        _ if scored.is_some() => scored.unwrap_or(0.0).clamp(0.0, 1.0),
         // A loss worse than a uniform guess scores the floor: a reward stays in its range.
         "valid_loss" => (-h.valid_loss.last().copied().unwrap_or(f64::INFINITY)).max(recipe.reward_floor),
         _ => h.valid_acc.last().copied().unwrap_or(0.0) / 100.0,

@@ -250,6 +250,8 @@ mod tests {
                 grad_clip: None,
                 mlp: Default::default(),
                 reward_floor: 0.0,
+                dropout: 0.0,
+                translation: None,
             },
             dataset: "synthetic".into(),
             data_dir: "data".into(),
