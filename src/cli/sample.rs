@@ -195,11 +195,15 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
 }
 
 /// Loads the data once in this process: a bad --dataset fails before any child starts, and
-/// the children then find the decoded images in the cache. The children's subset becomes the
-/// one used (`Splits::settle`).
+/// the children then find the decoded images (or a translation folder's vocabulary) in the
+/// cache. The children's subset becomes the one used (`Splits::settle`).
 fn warm_data(config: &mut SampleConfig, progress: &Progress) -> Result<()> {
     let data = load_data(&config.child, &config.dataset, &config.data_dir, config.seed, progress)?;
     config.child.reward_floor = data.reward_floor();
+    if let (ChildData::Parallel(corpus), Some(t)) = (&data, &config.child.translation) {
+        // Learned once here, so that the children read it from the cache.
+        crate::data::bpe::Vocabulary::learn_or_load(corpus, t.vocab_size, &config.data_dir)?;
+    }
     let ChildData::Images(splits) = data else { return Ok(()) };
     let child = &mut config.child;
     splits.settle(&mut child.subset, &mut None, &mut child.requested);
