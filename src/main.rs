@@ -6,10 +6,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc.h (v2, the version `libmimalloc-sys` builds): how long
-/// freed memory waits before it is returned to the OS; -1 is never. The peak memory is the
-/// same either way (what a step frees, the next step allocates again), and the default (10 ms)
-/// returns and re-faults the buffers of every step.
+/// `mi_option_purge_delay` in mimalloc.h (15 in v2 and in v3, the version `libmimalloc-sys`
+/// 0.1.49 builds by default): how long freed memory waits before it is returned to the OS; -1
+/// is never. The peak memory is the same either way (what a step frees, the next step
+/// allocates again), and the default (10 ms) returns and re-faults the buffers of every step.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() {
