@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actsearch::model::Network;
@@ -14,17 +14,7 @@ use actsearch::space::resolve::resolve_activation as resolve;
 use actsearch::train::config::Preset;
 use actsearch::train::{TrainConfig, train};
 use burn::prelude::*;
-use common::{actsearch, assert_clean_error};
-
-/// The first `lines` lines of Tiny Shakespeare, written into `dir`.
-fn shakespeare(dir: &Path, lines: usize) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("../shared/data/tinyshakespeare/input.txt")).unwrap();
-    let head: String = text.split_inclusive('\n').take(lines).collect();
-    let path = dir.join("shakespeare.txt");
-    std::fs::write(&path, head).unwrap();
-    path
-}
+use common::{actsearch, assert_clean_error, shakespeare};
 
 /// A gpt-micro run of `steps` steps with nanoGPT's recipe on `text`, in batches of 4 windows.
 fn gpt_config(text: &Path, out: &Path, steps: usize, interval: usize) -> TrainConfig {

@@ -280,6 +280,78 @@ fn an_eval_grid_runs_as_one_job_array() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("4 run(s) already finished"));
 }
 
+/// The language tasks run as grids on Slurm too: a gpt-micro grid and a transformer-micro grid
+/// (gelu against relu over two seeds each, one job array per grid) judge each group by the
+/// task's metric in its direction, and `compare` on both grids keeps them in tables of their own.
+#[test]
+fn language_grids_run_as_job_arrays_and_keep_their_metrics() {
+    if !have_slurm("language_grids_run_as_job_arrays_and_keep_their_metrics") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let text = common::shakespeare(cwd, 300);
+    let pairs = common::multi30k(cwd, 60);
+    let grid = |network: &str, dataset: &Path, out: &str, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "eval",
+            "--network",
+            network,
+            "--activation",
+            "gelu",
+            "--activation",
+            "relu",
+            "--seeds",
+            "0,1",
+            "--steps",
+            "4",
+            "--eval-interval",
+            "2",
+            "--batch-size",
+            "4",
+            "--data-dir",
+            "data",
+            "--executor",
+            "slurm",
+            "--slurm-cpus",
+            "1",
+            "--max-jobs",
+            "4",
+            "--out",
+            out,
+            "--dataset",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(dataset.to_string_lossy().into_owned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run_ok(&args, cwd);
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cwd.join(out).join("summary.json")).unwrap()).unwrap();
+        summary["groups"].as_array().unwrap().clone()
+    };
+    for (groups, metric, higher) in [
+        (grid("gpt-micro", &text, "gpt-grid", &[]), "valid_loss", false),
+        (grid("transformer-micro", &pairs, "mt-grid", &["--vocab-size", "300"]), "test_bleu", true),
+    ] {
+        assert_eq!(groups.len(), 2);
+        for g in &groups {
+            assert_eq!(g["metric"], metric, "{g}");
+            assert_eq!(g["higher_is_better"], higher, "{g}");
+            assert_eq!(g["seeds"], serde_json::json!([0, 1]), "{g}");
+            assert!(g["test_acc"].is_null(), "{g}");
+        }
+        let relu = groups.iter().find(|g| g["activation"].as_str().is_some_and(|a| a.starts_with("relu"))).unwrap();
+        assert!(relu["comparison"].is_object(), "relu is compared with gelu: {relu}");
+    }
+    let out = actsearch(&["compare", "gpt-grid", "mt-grid"], cwd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("BLEU") && stdout.contains("loss"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("compared 8 finished eval runs"), "{stderr}");
+}
+
 /// Ctrl-C cancels the run's jobs and says so; --resume submits the cancelled children afresh
 /// (a cancelled job is not followed, and no retry is spent on it) and ends with the store of an
 /// uninterrupted search. The run folder's path has a space, which the batch scripts quote.

@@ -16,23 +16,7 @@ use actsearch::space::resolve::resolve_activation as resolve;
 use actsearch::train::config::{Preset, TranslationConfig};
 use actsearch::train::{TrainConfig, train};
 use burn::prelude::*;
-use common::{actsearch, assert_clean_error};
-
-/// A small translation folder in `dir/pairs`: the first `n` training pairs of Multi30k, and 24
-/// validation and 24 test pairs, plain text (the test split named test_2016_flickr).
-fn multi30k(dir: &Path, n: usize) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/multi30k");
-    let folder = dir.join("pairs");
-    std::fs::create_dir_all(&folder).unwrap();
-    for (split, take) in [("train", n), ("val", 24), ("test_2016_flickr", 24)] {
-        for lang in ["en", "de"] {
-            let lines = actsearch::data::parallel::read_lines(&root.join(format!("{split}.{lang}.gz"))).unwrap();
-            let text: String = lines.iter().take(take).map(|l| format!("{l}\n")).collect();
-            std::fs::write(folder.join(format!("{split}.{lang}")), text).unwrap();
-        }
-    }
-    folder
-}
+use common::{actsearch, assert_clean_error, multi30k};
 
 /// `actsearch eval` of gelu on a transformer-micro on `folder`, into `dir/NAME`, with `extra`.
 fn eval_translation(dir: &Path, folder: &Path, name: &str, extra: &[&str]) -> std::process::Output {

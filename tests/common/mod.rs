@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -234,4 +234,30 @@ pub fn assert_twin_agrees(python: &str, script: &str, run: &Path, keys: &[&str],
             assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{key}: ours {a:?}, the twin's {b:?}");
         }
     }
+}
+
+/// The first `lines` lines of Tiny Shakespeare, written into `dir`.
+pub fn shakespeare(dir: &Path, lines: usize) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("../shared/data/tinyshakespeare/input.txt")).unwrap();
+    let head: String = text.split_inclusive('\n').take(lines).collect();
+    let path = dir.join("shakespeare.txt");
+    std::fs::write(&path, head).unwrap();
+    path
+}
+
+/// A small translation folder in `dir/pairs`: the first `n` training pairs of Multi30k, and 24
+/// validation and 24 test pairs, plain text (the test split named test_2016_flickr).
+pub fn multi30k(dir: &Path, n: usize) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/multi30k");
+    let folder = dir.join("pairs");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (split, take) in [("train", n), ("val", 24), ("test_2016_flickr", 24)] {
+        for lang in ["en", "de"] {
+            let lines = actsearch::data::parallel::read_lines(&root.join(format!("{split}.{lang}.gz"))).unwrap();
+            let text: String = lines.iter().take(take).map(|l| format!("{l}\n")).collect();
+            std::fs::write(folder.join(format!("{split}.{lang}")), text).unwrap();
+        }
+    }
+    folder
 }
