@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +41,7 @@ use serde::Serialize;
 
 use crate::data::{IMAGE_BYTES, ImageSet, LoaderConfig, Normalization, batches};
 use crate::expr::named::resolve;
+use crate::kernels::cross_entropy::CrossEntropy;
 use crate::model::init::Init;
 use crate::model::seq2seq::{Seq2Seq, Seq2SeqInput, Seq2SeqSize};
 use crate::model::{Activation, Gpt, GptSize, MixedCell, Mlp, Net, Network, ResNet, Vit, VitSize};
@@ -179,14 +179,11 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Random images `[n, 3, 32, 32]` and labels in 0..10.
-fn batch(rng: &mut ChaCha8Rng, n: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+/// Random images `[n, 3, 32, 32]` and labels in 0..10 (as the loss takes them).
+fn batch(rng: &mut ChaCha8Rng, n: usize, device: &Device) -> (Tensor<4>, Vec<i64>) {
     let images: Vec<f32> = (0..n * 3 * 32 * 32).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
     let labels: Vec<i64> = (0..n).map(|_| rng.random_range(0..10)).collect();
-    (
-        Tensor::from_data(TensorData::new(images, [n, 3, 32, 32]), device),
-        Tensor::from_data(TensorData::new(labels, [n]), device),
-    )
+    (Tensor::from_data(TensorData::new(images, [n, 3, 32, 32]), device), labels)
 }
 
 fn w6(device: &Device) -> Result<(Vec<f64>, f64)> {
@@ -200,8 +197,7 @@ fn w6(device: &Device) -> Result<(Vec<f64>, f64)> {
     let (rows, len) = (12, 64);
     let ids = |rng: &mut ChaCha8Rng| (0..rows * len).map(|_| rng.random_range(0..vocab as i64)).collect::<Vec<i64>>();
     let x = Tensor::<2, Int>::from_data(TensorData::new(ids(&mut rng), [rows, len]), &device);
-    let y = Tensor::<1, Int>::from_data(TensorData::new(ids(&mut rng), [rows * len]), &device);
-    adamw_steps(model, x, y, AdamWork { betas: (0.9, 0.99), weight_decay: 0.1, ..AdamWork::VIT })
+    adamw_steps(model, x, ids(&mut rng), AdamWork { betas: (0.9, 0.99), weight_decay: 0.1, ..AdamWork::VIT })
 }
 
 fn w7(device: &Device) -> Result<(Vec<f64>, f64)> {
@@ -233,10 +229,9 @@ fn w8(device: &Device) -> Result<(Vec<f64>, f64)> {
         tgt_out.extend(row[1..].iter().map(|&t| t as i64));
     }
     let x = Seq2SeqInput { batch: rows, src_len: len, tgt_len: len, src, tgt: tgt_in };
-    let y = Tensor::<1, Int>::from_data(TensorData::new(tgt_out, [rows * len]), &device);
-    let loss = CrossEntropyLossConfig::new().with_pad_tokens(Some(vec![0])).with_smoothing(Some(0.1));
+    let loss = CrossEntropy { smoothing: 0.1, ignore: Some(0) };
     let adam = AdamWork { lr: 5e-4, betas: (0.9, 0.98), weight_decay: 0.0, clip: None, loss };
-    adamw_steps(model, x, y, adam)
+    adamw_steps(model, x, tgt_out, adam)
 }
 
 /// The optimizer and loss of a transformer's timed steps.
@@ -247,31 +242,25 @@ struct AdamWork {
     weight_decay: f64,
     /// The gradient norm's clip.
     clip: Option<f64>,
-    loss: CrossEntropyLossConfig,
+    loss: CrossEntropy,
 }
 
 impl AdamWork {
     /// w7's: AdamW lr 1e-3, weight decay 0.05, clipped at 1, plain cross-entropy.
-    const VIT: AdamWork = AdamWork {
-        lr: 1e-3,
-        betas: (0.9, 0.999),
-        weight_decay: 0.05,
-        clip: Some(1.0),
-        loss: CrossEntropyLossConfig { pad_tokens: None, weights: None, smoothing: None, logits: true },
-    };
+    const VIT: AdamWork =
+        AdamWork { lr: 1e-3, betas: (0.9, 0.999), weight_decay: 0.05, clip: Some(1.0), loss: CrossEntropy::PLAIN };
 }
 
 /// The timed Adam(W) steps of a transformer (w6, w7, w8); 3 warm-up steps, 10 timed.
-fn adamw_steps<N: Net>(mut model: N, x: N::Input, y: Tensor<1, Int>, work: AdamWork) -> Result<(Vec<f64>, f64)>
+fn adamw_steps<N: Net>(mut model: N, x: N::Input, y: Vec<i64>, work: AdamWork) -> Result<(Vec<f64>, f64)>
 where
     N::Input: Clone,
 {
     let no_decay = names_where(&model, &|path, dims| !model.decays(path, dims));
     let config = AdamConfig { betas: work.betas, eps: 1e-8, weight_decay: work.weight_decay, group: Group::All };
     let mut adamw = Adam::adamw(config, no_decay, work.clip);
-    let loss_fn = work.loss.init(&model.devices()[0]);
     timed(3, 10, || {
-        let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
+        let loss = work.loss.forward(model.forward(x.clone()), &y);
         let grads = Grads::of(&model, &loss.backward(), Group::All);
         model = adamw.step(model.clone(), &grads, work.lr);
         Ok(())
@@ -290,9 +279,8 @@ fn training_step(device: &Device, activation: &str) -> Result<(Vec<f64>, f64)> {
     let (x, y) = batch(&mut rng, 128, &device);
     let mut sgd =
         Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: None, group: Group::All });
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     timed(3, 10, || {
-        let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
+        let loss = CrossEntropy::PLAIN.forward(model.forward(x.clone()), &y);
         let grads = Grads::of(&model, &loss.backward(), Group::All);
         model = sgd.step(model.clone(), &grads, 0.1);
         Ok(())
@@ -320,14 +308,13 @@ fn w2(device: &Device) -> Result<(Vec<f64>, f64)> {
         grad_clip: Some(5.0),
         group: Group::Weights,
     });
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     timed(2, 8, || {
         let m = mixer.install(model.clone(), Pass::Train, 0);
-        let loss = loss_fn.forward(m.forward(xv.clone()), yv.clone());
+        let loss = CrossEntropy::PLAIN.forward(m.forward(xv.clone()), &yv);
         let grads = Grads::of(&m, &loss.backward(), Group::Arch);
         let m = adam.step(m, &grads, 3e-4);
         let m = mixer.install(m, Pass::Train, 0);
-        let loss = loss_fn.forward(m.forward(xt.clone()), yt.clone());
+        let loss = CrossEntropy::PLAIN.forward(m.forward(xt.clone()), &yt);
         let grads = Grads::of(&m, &loss.backward(), Group::Weights);
         model = sgd.step(m, &grads, 0.025);
         Ok(())
@@ -347,14 +334,13 @@ fn w3(device: &Device) -> Result<(Vec<f64>, f64)> {
     let mut model = ResNet::new(Network::Resnet8, &resolve("relu")?, 10, 0, &device)?;
     let mut sgd =
         Sgd::new(SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 5e-4, grad_clip: None, group: Group::All });
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut epoch = 0;
     timed(1, 3, || {
         let cfg = LoaderConfig { batch_size: 128, shuffle: true, augment: true, drop_last: false, seed: 0, epoch };
         epoch += 1;
         for batch in batches(set.clone(), norm, cfg) {
-            let (x, y) = to_tensors(&batch, &device);
-            let loss = loss_fn.forward(model.forward(x), y);
+            let (x, _) = to_tensors(&batch, &device);
+            let loss = CrossEntropy::PLAIN.forward(model.forward(x), &batch.labels);
             let grads = Grads::of(&model, &loss.backward(), Group::All);
             model = sgd.step(model.clone(), &grads, 0.1);
         }

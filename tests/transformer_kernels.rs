@@ -1,15 +1,18 @@
 //! The transformers' CPU kernels against burn's own ops (with autodiff's backward):
 //! - attention (`kernels::attention`): the output and the gradient of qkv, with and without
-//!   the causal mask, on scores large enough that the softmax is far from uniform; the
+//!   the causal mask, with right-padded samples, on scores large enough that the softmax is far from uniform; the
 //!   gradient against finite differences of the kernel's own forward;
 //! - layer norm (`kernels::layer_norm`): the output and the gradients of x, gamma and beta
 //!   against `burn::nn::LayerNorm`, on rows with a large mean;
 //! - linear (`kernels::linear`): the output and the gradients of x, W and b against burn's
 //!   `linear`, and only the gradients that are asked for;
 //! - the GPT's bias-free linear layers (a transposed weight too) and shift-free LayerNorm;
+//! - cross-entropy (`kernels::cross_entropy`): the loss and the gradient of the logits against
+//!   burn's `CrossEntropyLoss`, plain, label-smoothed and with padding rows ignored;
 //! - each: the same bits on 1 and 3 threads.
 
-use actsearch::kernels::attention::{reference, self_attention};
+use actsearch::kernels::attention::{padded_self_attention, reference, self_attention};
+use actsearch::kernels::cross_entropy::CrossEntropy;
 use actsearch::kernels::{layer_norm, linear};
 use actsearch::model::state::host_f32;
 use burn::module::Param;
@@ -59,7 +62,7 @@ fn attention_matches_the_reference_path() {
         let xs = qkv(seed, std);
         for causal in [false, true] {
             let (y, dx) = run(&xs, causal, self_attention);
-            let (y_ref, dx_ref) = run(&xs, causal, reference);
+            let (y_ref, dx_ref) = run(&xs, causal, |x, h, c| reference(x, h, c, &[]));
             let what = format!("std {std}, causal {causal}");
             assert_close(&format!("output ({what})"), &y, &y_ref, 1e-5);
             assert_close(&format!("d qkv ({what})"), &dx, &dx_ref, 1e-4);
@@ -284,5 +287,87 @@ fn the_layer_norm_kernel_without_a_shift_matches_burns() {
     let (got, want) = (run(true), run(false));
     for (name, (g, w)) in ["output", "d x", "d gamma"].iter().zip(got.iter().zip(&want)) {
         assert_close(name, g, w, 2e-5);
+    }
+}
+
+/// 40 rows (three blocks of 16, the last short) of 37 classes (not a multiple of 8), spread
+/// wide enough (std about 6) that the softmax is far from uniform; every fifth target is 0.
+fn logits_and_targets() -> (Vec<f32>, Vec<i64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let logits = (0..40 * 37).map(|_| rng.random_range(-10.0f32..10.0)).collect();
+    let targets = (0..40).map(|i| if i % 5 == 0 { 0 } else { rng.random_range(1..37i64) }).collect();
+    (logits, targets)
+}
+
+/// The loss and the gradient of `2.5 loss` with respect to the logits, by the kernel or by
+/// burn's `CrossEntropyLoss`.
+fn run_cross_entropy(kernel: bool, loss: CrossEntropy) -> (f32, Vec<f32>) {
+    let device = Device::flex().autodiff();
+    let (xs, targets) = logits_and_targets();
+    let x = Tensor::<2>::from_data(TensorData::new(xs, [40, 37]), &device).require_grad();
+    let value = if kernel {
+        loss.forward(x.clone(), &targets)
+    } else {
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(targets, [40]), &device);
+        burn::nn::loss::CrossEntropyLossConfig::new()
+            .with_pad_tokens(loss.ignore.map(|i| vec![i as usize]))
+            .with_smoothing((loss.smoothing > 0.0).then_some(loss.smoothing))
+            .init(&device)
+            .forward(x.clone(), labels)
+    };
+    let grads = value.clone().mul_scalar(2.5).backward();
+    (value.into_scalar::<f32>(), host_f32(x.grad(&grads).unwrap()))
+}
+
+#[test]
+fn the_cross_entropy_kernel_matches_burns_loss() {
+    for smoothing in [0.0, 0.1] {
+        for ignore in [None, Some(0)] {
+            let loss = CrossEntropy { smoothing, ignore };
+            let (value, grad) = run_cross_entropy(true, loss);
+            let (want, want_grad) = run_cross_entropy(false, loss);
+            let what = format!("smoothing {smoothing}, ignoring {ignore:?}");
+            assert_close(&format!("loss, {what}"), &[value], &[want], 1e-5);
+            assert_close(&format!("gradient, {what}"), &grad, &want_grad, 1e-5);
+            if ignore.is_some() {
+                assert!(grad[..37].iter().all(|&g| g == 0.0), "an ignored row got a gradient ({what})");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cross_entropy_kernel_does_not_depend_on_the_thread_count() {
+    let loss = CrossEntropy { smoothing: 0.1, ignore: Some(0) };
+    let with_threads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| run_cross_entropy(true, loss))
+    };
+    let ((v1, g1), (v3, g3)) = (with_threads(1), with_threads(3));
+    assert_eq!(v1.to_bits(), v3.to_bits(), "losses differ");
+    assert!(g1.iter().zip(&g3).all(|(a, b)| a.to_bits() == b.to_bits()), "gradients differ");
+}
+
+/// Right-padded samples (3, 17 and 9 keys of 17), with and without the causal mask: the kernel
+/// gives the reference's output and qkv gradient, and no query's output depends on a padded
+/// key.
+#[test]
+fn padded_attention_matches_the_reference_path() {
+    let keys = [3usize, 17, 9];
+    let xs = qkv(8, 2.0);
+    for causal in [false, true] {
+        let (y, dx) = run(&xs, causal, |x, h, c| padded_self_attention(x, h, c, &[3, 17, 9]));
+        let (y_ref, dx_ref) = run(&xs, causal, |x, h, c| reference(x, h, c, &[3, 17, 9]));
+        assert_close(&format!("padded output, causal {causal}"), &y, &y_ref, 1e-5);
+        assert_close(&format!("padded qkv gradient, causal {causal}"), &dx, &dx_ref, 1e-4);
+        // Changing a padded key's k and v changes nothing.
+        let mut other = xs.clone();
+        let w = SHAPE[2];
+        for col in w / 3..w {
+            // Sample 0's fourth token, its first padded key.
+            other[keys[0] * w + col] += 5.0;
+        }
+        let (y2, _) = run(&other, causal, |x, h, c| padded_self_attention(x, h, c, &[3, 17, 9]));
+        assert_eq!(y, y2, "a padded key changed the output (causal {causal})");
     }
 }

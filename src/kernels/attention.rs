@@ -2,7 +2,8 @@
 //! `softmax(q k^T / sqrt(d_head)) v` per head, read from the fused qkv projection
 //! `[batch, tokens, 3 d]` (q, k and v side by side, each `d = heads * d_head` wide, heads in
 //! order within each) and written as `[batch, tokens, d]`, heads side by side, ready for the
-//! output projection. `causal` lets token i attend to tokens 0..=i only.
+//! output projection. `causal` lets token i attend to tokens 0..=i only, and a sample's key
+//! count (for right-padded sequences) keeps every query off the keys after it.
 //!
 //! On the `flex` CPU backend one node of autodiff with its backward written beside it (as in
 //! llm.c); burn's composition of the same math (split, transpose, scale, softmax, two batched
@@ -31,7 +32,7 @@ use burn::tensor::activation::softmax;
 use rayon::prelude::*;
 
 use super::fast32::Fast;
-use super::lanes::{dot, sum_of};
+use super::lanes::{dot, max_of, sum_of};
 use super::matmul::{Dest, Operand, matmul};
 use super::{Filled, contiguous, zeroed};
 use crate::expr::ops::Real;
@@ -39,26 +40,40 @@ use crate::expr::ops::Real;
 #[backend_extension(Flex, Autodiff)]
 pub trait AttentionBackend: Backend {
     /// The attention of `qkv` `[batch, tokens, 3 d]` with `heads` heads, as `[batch, tokens, d]`.
-    fn self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self>;
+    /// `keys[b]` keys of sample b may be attended to (all where `keys` is empty).
+    fn self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool, keys: Vec<usize>) -> FloatTensor<Self>;
 }
 
 /// The attention of `qkv` `[batch, tokens, 3 d]` (q, k, v side by side) with `heads` heads:
 /// `[batch, tokens, d]`, heads side by side. The CPU kernel where [`super::available`] holds,
 /// [`reference`] elsewhere.
 pub fn self_attention(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
-    let d = qkv.dims()[2] / 3;
+    padded_self_attention(qkv, heads, causal, &[])
+}
+
+/// [`self_attention`] of right-padded samples: sample b's queries attend to its first
+/// `keys[b]` keys only (each at least 1; every key where `keys` is empty).
+pub fn padded_self_attention(qkv: Tensor<3>, heads: usize, causal: bool, keys: &[usize]) -> Tensor<3> {
+    let [batch, tokens, width] = qkv.dims();
+    let d = width / 3;
+    assert!(heads > 0 && d.is_multiple_of(heads) && width == 3 * d, "attention: qkv must be [batch, tokens, 3 d]");
     assert!(
-        heads > 0 && d.is_multiple_of(heads) && qkv.dims()[2] == 3 * d,
-        "attention: qkv must be [batch, tokens, 3 d]"
+        keys.is_empty() || (keys.len() == batch && keys.iter().all(|&k| (1..=tokens).contains(&k))),
+        "attention: one key count in 1..=tokens per sample"
     );
     if !super::available(&qkv.device()) {
-        return reference(qkv, heads, causal);
+        return reference(qkv, heads, causal, keys);
     }
-    Tensor::from_dispatch(<Dispatch as AttentionBackend>::self_attention(qkv.into_dispatch(), heads, causal))
+    Tensor::from_dispatch(<Dispatch as AttentionBackend>::self_attention(
+        qkv.into_dispatch(),
+        heads,
+        causal,
+        keys.to_vec(),
+    ))
 }
 
 /// The same attention composed of burn's ops (any backend; autodiff derives its backward).
-pub fn reference(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+pub fn reference(qkv: Tensor<3>, heads: usize, causal: bool, keys: &[usize]) -> Tensor<3> {
     let [batch, tokens, width] = qkv.dims();
     let (d, device) = (width / 3, qkv.device());
     let dh = d / heads;
@@ -68,6 +83,11 @@ pub fn reference(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
     if causal {
         let mask = Tensor::<2, Bool>::tril_mask([tokens, tokens], 0, &device).unsqueeze::<4>();
         scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+    }
+    if !keys.is_empty() {
+        let padding: Vec<bool> = keys.iter().flat_map(|&n| (0..tokens).map(move |k| k >= n)).collect();
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(padding, [batch, 1, 1, tokens]), &device);
+        scores = scores.mask_fill(mask.expand([batch, heads, tokens, tokens]), f32::NEG_INFINITY);
     }
     softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, tokens, d])
 }
@@ -100,7 +120,7 @@ impl Dims {
 
 /// The output `[batch, tokens, d]` and the attention probabilities `[batch, heads, tokens,
 /// tokens]`.
-fn forward(qkv: &FlexTensor, heads: usize, causal: bool) -> (FlexTensor, FlexTensor) {
+fn forward(qkv: &FlexTensor, heads: usize, causal: bool, keys: &[usize]) -> (FlexTensor, FlexTensor) {
     let dims = Dims::of(qkv, heads);
     let batch = qkv.layout().shape()[0];
     let Dims { tokens: t, d, dh, .. } = dims;
@@ -111,14 +131,15 @@ fn forward(qkv: &FlexTensor, heads: usize, causal: bool) -> (FlexTensor, FlexTen
     if batch * t * d > 0 {
         let (out_chunks, out_ready) = out.chunks(t * d);
         let (p_chunks, p_ready) = probs.chunks(heads * t * t);
-        out_chunks.zip(p_chunks).zip(x.par_chunks(3 * t * d)).for_each(|((o, p), x)| {
+        out_chunks.zip(p_chunks).zip(x.par_chunks(3 * t * d)).enumerate().for_each(|(b, ((o, p), x))| {
             let (o, p) = (zeroed(o, out_ready), zeroed(p, p_ready));
+            let live_keys = keys.get(b).copied().unwrap_or(t);
             for h in 0..heads {
                 let p = &mut p[h * t * t..(h + 1) * t * t];
                 let (q, k, v) = (&x[dims.col(0, h)..], &x[dims.col(1, h)..], &x[dims.col(2, h)..]);
                 // P = Q K^T (K^T's element (c, j) is K[j, c]).
                 matmul(Dest::rows(p, t), false, (t, t, dh), Operand(q, 3 * d, 1), Operand(k, 1, 3 * d));
-                softmax_rows(p, t, dims.scale(), causal);
+                softmax_rows(p, t, dims.scale(), causal, live_keys);
                 matmul(Dest::rows(&mut o[h * dh..], d), false, (t, dh, t), Operand(p, t, 1), Operand(v, 3 * d, 1));
             }
         });
@@ -167,17 +188,17 @@ fn backward(qkv: &FlexTensor, probs: &FlexTensor, dy: &FlexTensor, heads: usize)
 }
 
 simd_fn! {
-    /// `rows` of `n` scores, each replaced by `softmax(scale * row)`; with `causal`, row i
-    /// keeps columns 0..=i and the rest become 0.
-    fn softmax_rows(p: &mut [f32], n: usize, scale: f32, causal: bool) => softmax_rows_impl
+    /// `rows` of `n` scores, each replaced by `softmax(scale * row)` over its first `keys`
+    /// columns; with `causal`, row i keeps columns 0..=i too. The rest become 0.
+    fn softmax_rows(p: &mut [f32], n: usize, scale: f32, causal: bool, keys: usize) => softmax_rows_impl
 }
 
 #[inline(always)]
-fn softmax_rows_impl(p: &mut [f32], n: usize, scale: f32, causal: bool) {
+fn softmax_rows_impl(p: &mut [f32], n: usize, scale: f32, causal: bool, keys: usize) {
     for (i, row) in p.chunks_mut(n).enumerate() {
-        let live = if causal { i + 1 } else { n };
+        let live = if causal { i + 1 } else { n }.min(keys);
         let (row, masked) = row.split_at_mut(live.min(n));
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
+        let max = max_of(row) * scale;
         for v in row.iter_mut() {
             *v = Fast(*v * scale - max).exp().0;
         }
@@ -203,8 +224,8 @@ fn softmax_backward_rows_impl(ds: &mut [f32], p: &[f32], n: usize, scale: f32) {
 }
 
 impl AttentionBackend for Flex {
-    fn self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
-        forward(&qkv, heads, causal).0
+    fn self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool, keys: Vec<usize>) -> FloatTensor<Self> {
+        forward(&qkv, heads, causal, &keys).0
     }
 }
 
@@ -212,8 +233,8 @@ impl AttentionBackend for Flex {
 struct AttentionBackward;
 
 impl Backward<Flex, 1> for AttentionBackward {
-    /// The saved qkv and probabilities (shared handles) and the heads. (A causal mask needs
-    /// nothing more: its probabilities are 0, and so are their gradients.)
+    /// The saved qkv and probabilities (shared handles) and the heads. (The causal and padding
+    /// masks need nothing more: their probabilities are 0, and so are their gradients.)
     type State = (FlexTensor, FlexTensor, usize);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
@@ -227,14 +248,14 @@ impl Backward<Flex, 1> for AttentionBackward {
 }
 
 impl<C: CheckpointStrategy> AttentionBackend for Autodiff<Flex, C> {
-    fn self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
+    fn self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool, keys: Vec<usize>) -> FloatTensor<Self> {
         match AttentionBackward.prepare::<C>([qkv.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let qkv = qkv.into_primitive();
-                let (y, probs) = forward(&qkv, heads, causal);
+                let (y, probs) = forward(&qkv, heads, causal, &keys);
                 prep.finish((qkv, probs, heads), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(forward(qkv.primitive(), heads, causal).0),
+            OpsKind::UnTracked(prep) => prep.finish(forward(qkv.primitive(), heads, causal, &keys).0),
         }
     }
 }

@@ -38,6 +38,8 @@ macro_rules! simd_fn {
 
 pub mod attention;
 pub mod conv;
+pub mod cross_entropy;
+pub mod dropout;
 pub mod fast32;
 pub mod fused;
 mod geometry;

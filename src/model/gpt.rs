@@ -21,7 +21,7 @@ use super::init::Init;
 use super::net::Net;
 use super::state::{self, NamedTensor, Naming};
 use super::transformer::{Block, BlockShape, LN_EPSILON, Mlp, MlpBlock, TransformerNames, layer_norm};
-use crate::kernels::{layer_norm as ln_kernel, linear as linear_kernel};
+use crate::kernels::{dropout, layer_norm as ln_kernel, linear as linear_kernel};
 
 /// The GPT sizes of the reference (`SIZES`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,16 +130,16 @@ impl<A: Site> Gpt<A> {
         let embedded = self.wte.val().select(0, ids.reshape([batch * tokens])).reshape([batch, tokens, d]);
         let positions = self.wpe.val().narrow(0, 0, tokens).reshape([1, tokens, d]);
         let mut t = embedded + positions;
-        if self.drop.prob > 0.0 && t.device().is_autodiff() {
+        if dropout::active(&self.drop, &t.device()) {
             // Dropout in training: the composed attention, which drops attention weights.
             let mut causal = vec![0f32; tokens * tokens];
             for q in 0..tokens {
                 causal[q * tokens + q + 1..(q + 1) * tokens].fill(f32::NEG_INFINITY);
             }
             let bias = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, tokens, tokens]), &t.device());
-            t = self.drop.forward(t);
+            t = dropout::apply(&self.drop, t);
             for block in &self.blocks {
-                t = block.forward_masked(t, bias.clone(), None);
+                t = block.forward_masked(t, bias.clone(), None, None);
             }
         } else {
             for block in &self.blocks {

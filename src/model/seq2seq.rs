@@ -25,7 +25,7 @@ use super::init::Init;
 use super::net::Net;
 use super::state::{self, NamedTensor, Naming, host_f32};
 use super::transformer::{Block, BlockShape, LN_EPSILON, Mlp, MlpBlock, TransformerNames, layer_norm};
-use crate::kernels::{layer_norm as ln_kernel, linear as linear_kernel};
+use crate::kernels::{dropout, layer_norm as ln_kernel, linear as linear_kernel};
 
 /// Ids the model treats specially (DESIGN.md): padding is masked; decoding starts at begin and
 /// stops at end.
@@ -160,7 +160,7 @@ impl<A: Site> Seq2Seq<A> {
             Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect(), [ids.len()]), &device);
         let embedded = emb.val().select(0, ids).reshape([batch, tokens, d]).mul_scalar((d as f64).sqrt());
         let pe = Tensor::<2>::from_data(TensorData::new(positions(tokens, d), [tokens, d]), &device);
-        self.drop.forward(embedded + pe.reshape([1, tokens, d]))
+        dropout::apply(&self.drop, embedded + pe.reshape([1, tokens, d]))
     }
 
     /// The encoder's output `[batch, src_len, d]` and its padding as an attention bias
@@ -169,9 +169,10 @@ impl<A: Site> Seq2Seq<A> {
         assert!(src_len <= MAX_LEN, "seq2seq: {src_len} source tokens exceed {MAX_LEN}");
         let device = self.src_emb.val().device();
         let bias = padding_bias(src, batch, 1, src_len, false, &device);
+        let keys = key_counts(src, batch, src_len);
         let mut m = self.embed(&self.src_emb, src, batch, src_len);
         for block in &self.encoder {
-            m = block.forward_masked(m, bias.clone(), None);
+            m = block.forward_masked(m, bias.clone(), keys.as_deref(), None);
         }
         let d = self.d();
         let m =
@@ -206,9 +207,10 @@ impl<A: Site> Seq2Seq<A> {
         assert!(tgt_len <= MAX_LEN, "seq2seq: {tgt_len} target tokens exceed {MAX_LEN}");
         let device = self.tgt_emb.val().device();
         let bias = padding_bias(tgt, batch, tgt_len, tgt_len, true, &device);
+        let keys = key_counts(tgt, batch, tgt_len);
         let mut t = self.embed(&self.tgt_emb, tgt, batch, tgt_len);
         for block in &self.decoder {
-            t = block.forward_masked(t, bias.clone(), Some((memory, memory_bias)));
+            t = block.forward_masked(t, bias.clone(), keys.as_deref(), Some((memory, memory_bias)));
         }
         t
     }
@@ -407,6 +409,19 @@ pub fn positions(tokens: usize, d: usize) -> Vec<f32> {
         }
     }
     pe
+}
+
+/// Each sample's count of tokens before its padding, where every sample of `ids` `[batch,
+/// len]` is right-padded and has a token; `None` otherwise (padding inside a sample, or a
+/// sample that is all padding), which the attention bias handles.
+fn key_counts(ids: &[u32], batch: usize, len: usize) -> Option<Vec<usize>> {
+    (0..batch)
+        .map(|b| {
+            let row = &ids[b * len..(b + 1) * len];
+            let n = row.iter().rposition(|&t| t != PAD)? + 1;
+            (!row[..n].contains(&PAD)).then_some(n)
+        })
+        .collect()
 }
 
 /// The attention bias of padded `ids` `[batch, keys]`: 0 where a query may attend to a key,

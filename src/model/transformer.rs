@@ -19,7 +19,7 @@ use burn::tensor::activation::softmax;
 
 use super::activation::Site;
 use super::state::Naming;
-use crate::kernels::{attention, layer_norm, linear};
+use crate::kernels::{attention, dropout, layer_norm, linear};
 
 /// The MLP of each block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -154,20 +154,37 @@ impl<A: Site> Block<A> {
     /// self-attention scores (0 where a query may attend to a key, -inf where not: padding,
     /// the future), and a decoder block attends to `memory` `[batch, keys, d]` with
     /// `memory_bias` `[batch, 1, 1, keys]` (its padding). Dropout as the reference places it.
-    pub fn forward_masked(&self, x: Tensor<3>, bias: Tensor<4>, memory: Option<(&Tensor<3>, &Tensor<4>)>) -> Tensor<3> {
+    /// Where the samples are right-padded, `keys` holds each one's count of keys that are not
+    /// padding: without dropout on the attention weights, the self-attention then takes the
+    /// attention kernel, which gives the same result as `bias` (the block's own causality
+    /// added).
+    pub fn forward_masked(
+        &self,
+        x: Tensor<3>,
+        bias: Tensor<4>,
+        keys: Option<&[usize]>,
+        memory: Option<(&Tensor<3>, &Tensor<4>)>,
+    ) -> Tensor<3> {
         let [_, _, d] = x.dims();
         let qkv = rows(&self.attn.qkv, layer_norm::apply(&self.ln1, LN_EPSILON, x.clone()));
-        let part = |i: usize| qkv.clone().narrow(2, i * d, d);
-        let y = masked_attention(part(0), part(1), part(2), self.attn.heads, bias, &self.drop);
-        let mut x = x + self.drop.forward(rows(&self.attn.proj, y));
+        let y = match keys {
+            Some(keys) if !dropout::active(&self.drop, &x.device()) => {
+                attention::padded_self_attention(qkv, self.attn.heads, self.attn.causal, keys)
+            }
+            _ => {
+                let part = |i: usize| qkv.clone().narrow(2, i * d, d);
+                masked_attention(part(0), part(1), part(2), self.attn.heads, bias, &self.drop)
+            }
+        };
+        let mut x = x + dropout::apply(&self.drop, rows(&self.attn.proj, y));
         if let (Some(ln), Some(cross), Some((memory, memory_bias))) = (&self.ln_cross, &self.cross, memory) {
             let q = rows(&cross.q, layer_norm::apply(ln, LN_EPSILON, x.clone()));
             let kv = rows(&cross.kv, memory.clone());
             let (k, v) = (kv.clone().narrow(2, 0, d), kv.narrow(2, d, d));
             let y = masked_attention(q, k, v, cross.heads, memory_bias.clone(), &self.drop);
-            x = x + self.drop.forward(rows(&cross.proj, y));
+            x = x + dropout::apply(&self.drop, rows(&cross.proj, y));
         }
-        x.clone() + self.drop.forward(self.mlp.forward(layer_norm::apply(&self.ln2, LN_EPSILON, x)))
+        x.clone() + dropout::apply(&self.drop, self.mlp.forward(layer_norm::apply(&self.ln2, LN_EPSILON, x)))
     }
 }
 
@@ -187,7 +204,7 @@ pub fn masked_attention(
     let dh = d / heads;
     let split = |t: Tensor<3>, n: usize| t.reshape([batch, n, heads, dh]).swap_dims(1, 2);
     let scores = split(q, n_q).matmul(split(k, n_k).swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
-    let weights = drop.forward(softmax(scores + bias, 3));
+    let weights = dropout::apply(drop, softmax(scores + bias, 3));
     weights.matmul(split(v, n_k)).swap_dims(1, 2).reshape([batch, n_q, d])
 }
 

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,6 +22,7 @@ use super::optimizer::Optim;
 use super::schedule::LrRule;
 use super::update::{Grads, Group};
 use crate::data::{self, Batch, ImageSet, LoaderConfig, Normalization};
+use crate::kernels::cross_entropy::CrossEntropy;
 use crate::model::Net;
 use crate::model::state::{NamedTensor, host_f32};
 
@@ -36,15 +36,25 @@ pub trait Supervised<N: Net> {
     /// The validation and test metrics of `model` (its inference copy), where the run has them.
     fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>);
 
-    /// The training loss: cross-entropy, for translation label-smoothed with padding ignored.
-    fn loss(&self) -> CrossEntropyLossConfig {
-        CrossEntropyLossConfig::new()
+    /// The training loss: cross-entropy, for translation label-smoothed with padding (whose
+    /// rows count for nothing) ignored.
+    fn loss(&self) -> CrossEntropy {
+        CrossEntropy::PLAIN
     }
+}
 
-    /// The target of rows that count for nothing (padding).
-    fn ignored(&self) -> Option<i64> {
-        None
-    }
+/// The training loss of `model` on `batch` of `data`'s task: the loss tensor (to take the
+/// gradient of), its value, and the batch's metrics (padding rows not counted).
+pub fn scored<N: Net, D: Supervised<N> + ?Sized>(data: &D, model: &N, batch: &D::Batch) -> (Tensor<1>, f64, Meter) {
+    let device = model.devices()[0].clone();
+    let (input, targets) = data.tensors(batch, &device);
+    let logits = model.forward(input);
+    let loss_fn = data.loss();
+    let loss = loss_fn.forward(logits.clone(), &targets);
+    let value = loss.clone().into_scalar::<f32>() as f64;
+    let mut meter = Meter::default();
+    meter.add_ignoring(&host_f32(logits.inner()), &targets, value, loss_fn.ignore);
+    (loss, value, meter)
 }
 
 /// The image tasks' splits: the validation split (where there is one) and the test split
@@ -106,14 +116,7 @@ where
     fn step(&mut self, model: N, batch: &D::Batch, at: At) -> Result<(N, StepReport)> {
         let device = model.devices()[0].clone();
         device.seed(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ at.step as u64);
-        let (input, targets) = self.data.tensors(batch, &device);
-        let n = targets.len();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
-        let logits = model.forward(input);
-        let loss = self.data.loss().init(&device).forward(logits.clone(), labels);
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        let mut meter = Meter::default();
-        meter.add_ignoring(&host_f32(logits.inner()), &targets, value, self.data.ignored());
+        let (loss, value, meter) = scored(&self.data, &model, batch);
         let report = StepReport { loss: value, meter };
         if !report.loss.is_finite() {
             return Ok((model, report));
@@ -158,7 +161,6 @@ pub fn evaluate<N: Net<Input = Tensor<4>>>(
     batch_size: usize,
     device: &Device,
 ) -> Meter {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut meter = Meter::default();
     let loader = data::batches(
         set.clone(),
@@ -166,9 +168,9 @@ pub fn evaluate<N: Net<Input = Tensor<4>>>(
         LoaderConfig { batch_size, shuffle: false, augment: false, drop_last: false, seed: 0, epoch: 0 },
     );
     for batch in loader {
-        let (images, labels) = to_tensors(&batch, device);
+        let (images, _) = to_tensors(&batch, device);
         let logits = model.forward(images);
-        let loss = loss_fn.forward(logits.clone(), labels).into_scalar::<f32>() as f64;
+        let loss = CrossEntropy::PLAIN.forward(logits.clone(), &batch.labels).into_scalar::<f32>() as f64;
         let host = host_f32(logits);
         meter.add(&host, &batch.labels, loss);
     }

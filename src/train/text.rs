@@ -17,6 +17,7 @@ use super::driver::Batches;
 use super::metrics::Meter;
 use super::steps::Supervised;
 use crate::data::text::{CharCorpus, TextBatch};
+use crate::kernels::cross_entropy::CrossEntropy;
 use crate::model::Net;
 use crate::model::state::host_f32;
 
@@ -76,13 +77,11 @@ impl<N: Net<Input = Tensor<2, Int>>> Supervised<N> for TextSplits {
     }
 
     fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>) {
-        let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&self.device);
         let mut meter = Meter::default();
         for batch in self.corpus.valid_windows(self.eval_rows, self.len) {
             let targets = targets(&batch);
-            let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [targets.len()]), &self.device);
             let logits = model.forward(ids(&batch, &self.device));
-            let loss = loss_fn.forward(logits.clone(), labels).into_scalar::<f32>() as f64;
+            let loss = CrossEntropy::PLAIN.forward(logits.clone(), &targets).into_scalar::<f32>() as f64;
             meter.add(&host_f32(logits), &targets, loss);
         }
         (Some(meter), None)

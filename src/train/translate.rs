@@ -16,7 +16,6 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -28,6 +27,7 @@ use super::metrics::Meter;
 use super::steps::Supervised;
 use crate::data::bpe::{BOS, EOS, PAD, Vocabulary};
 use crate::data::parallel::{Choice, Pairs, ParallelCorpus, parallel_folder};
+use crate::kernels::cross_entropy::CrossEntropy;
 use crate::model::Net;
 use crate::model::seq2seq::{Seq2Seq, Seq2SeqInput};
 use crate::model::state::host_f32;
@@ -257,27 +257,20 @@ impl<N: Net<Input = Seq2SeqInput>> Supervised<N> for TranslationSplits {
     }
 
     fn evaluate(&self, model: &N) -> (Option<Meter>, Option<Meter>) {
-        let loss_fn = CrossEntropyLossConfig::new().with_pad_tokens(Some(vec![PAD as usize])).init(&self.device);
+        let loss_fn = CrossEntropy { smoothing: 0.0, ignore: Some(PAD as i64) };
         let mut meter = Meter::default();
         for rows in by_length(&self.valid.source, self.eval_rows) {
             let batch = self.valid.batch(&rows);
             let targets = targets(&batch);
-            let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [targets.len()]), &self.device);
             let logits = model.forward(batch.input);
-            let loss = loss_fn.forward(logits.clone(), labels).into_scalar::<f32>() as f64;
+            let loss = loss_fn.forward(logits.clone(), &targets).into_scalar::<f32>() as f64;
             meter.add_ignoring(&host_f32(logits), &targets, loss, Some(PAD as i64));
         }
         (Some(meter), None)
     }
 
-    fn loss(&self) -> CrossEntropyLossConfig {
-        CrossEntropyLossConfig::new()
-            .with_pad_tokens(Some(vec![PAD as usize]))
-            .with_smoothing((self.label_smoothing > 0.0).then_some(self.label_smoothing as f32))
-    }
-
-    fn ignored(&self) -> Option<i64> {
-        Some(PAD as i64)
+    fn loss(&self) -> CrossEntropy {
+        CrossEntropy { smoothing: self.label_smoothing as f32, ignore: Some(PAD as i64) }
     }
 }
 

@@ -35,7 +35,7 @@ use crate::data::{self, DatasetSpec, SplitConfig};
 use crate::expr::Formula;
 use crate::model::init::Init;
 use crate::model::net::Net;
-use crate::model::state::{NamedTensor, host_f32, write_safetensors};
+use crate::model::state::{NamedTensor, write_safetensors};
 use crate::model::{Arch, Gpt, MixedCell, ResNet, Seq2Seq, Task, Vit};
 use crate::observer::{Event, Observer};
 use crate::space::cell::CellSpace;
@@ -558,15 +558,7 @@ impl<N: Net<Site = MixedCell>, T: SearchTask<N>> OneShot<'_, N, T> {
 
     /// Cross-entropy of `model` (with its installed mix) on `batch`, and its value and metrics.
     fn loss(&self, model: &N, batch: &T::Batch) -> (Tensor<1>, f64, Meter) {
-        let device = model.devices()[0].clone();
-        let (input, targets) = self.task.tensors(batch, &device);
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [targets.len()]), &device);
-        let logits = model.forward(input);
-        let loss = self.task.loss().init(&device).forward(logits.clone(), labels);
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        let mut meter = Meter::default();
-        meter.add_ignoring(&host_f32(logits.inner()), &targets, value, self.task.ignored());
-        (loss, value, meter)
+        crate::train::steps::scored(&self.task, model, batch)
     }
 
     /// The architecture gradient of one validation batch, for every method but darts2.

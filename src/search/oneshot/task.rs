@@ -18,6 +18,7 @@ use burn::prelude::*;
 
 use crate::data::text::{CharCorpus, TextBatch};
 use crate::data::{self, Batch, ImageSet, Loader, LoaderConfig};
+use crate::kernels::cross_entropy::CrossEntropy;
 use crate::model::Net;
 use crate::model::seq2seq::Seq2SeqInput;
 use crate::train::driver::At;
@@ -146,12 +147,8 @@ impl<N: Net<Input = Seq2SeqInput>> Supervised<N> for PairSearch {
         Supervised::<N>::evaluate(&self.splits, model)
     }
 
-    fn loss(&self) -> burn::nn::loss::CrossEntropyLossConfig {
+    fn loss(&self) -> CrossEntropy {
         Supervised::<N>::loss(&self.splits)
-    }
-
-    fn ignored(&self) -> Option<i64> {
-        Supervised::<N>::ignored(&self.splits)
     }
 }
 
