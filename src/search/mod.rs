@@ -1,7 +1,10 @@
 //! Searching for activation functions. `oneshot`: gradient-based cell searches (DARTS, GDAS,
 //! DrNAS, GRAFS) over a ResNet whose every activation site is a mixed cell. `sample`:
 //! sample-based searches (PPO, REINFORCE, random, evolution, exhaustive) that train one child
-//! network per proposed function, run by an executor of `crate::exec`.
+//! network per proposed function, run by an executor of `crate::exec`. `fidelity`: how much a
+//! sample-based search trains each function (all of `--child-steps`, or successive halving's
+//! rungs) and what it may spend in all (`--budget-steps`).
 
+pub mod fidelity;
 pub mod oneshot;
 pub mod sample;
