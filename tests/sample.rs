@@ -269,6 +269,67 @@ fn child_specs_and_counts_are_checked_as_evals_flags_are() {
     assert!(!dir.path().join("runs/huge").exists());
 }
 
+/// With successive halving a child trains rung by rung in one folder: resumed from its
+/// rung-0 checkpoint to rung 1, it equals a child trained straight to rung 1's steps (both
+/// under the schedule of all the steps): the same weights, reward and training loss. A rung
+/// above 0 without the checkpoint below, or a rung beyond the steps, is one clear error.
+#[test]
+fn a_child_resumed_to_a_higher_rung_equals_one_trained_straight_there() {
+    let dir = setup();
+    let spec = |rung: usize, steps: usize| {
+        let mut s = child_spec(3, "data");
+        s["steps"] = 6.into();
+        s["rung"] = serde_json::json!({"index": rung, "steps": steps});
+        s
+    };
+    let write = |path: &str, value: &serde_json::Value| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, value.to_string()).unwrap();
+    };
+    let train = |path: &str| {
+        let run = actsearch(&["child", path], dir.path());
+        assert!(run.status.success(), "{path}: {}", String::from_utf8_lossy(&run.stderr));
+        let result: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(path).with_file_name("result.json")).unwrap(),
+        )
+        .unwrap();
+        result
+    };
+    write("straight/3/rung0/spec.json", &spec(0, 4));
+    let straight = train("straight/3/rung0/spec.json");
+    write("rungs/3/rung0/spec.json", &spec(0, 2));
+    let low = train("rungs/3/rung0/spec.json");
+    write("rungs/3/rung1/spec.json", &spec(1, 4));
+    let resumed = train("rungs/3/rung1/spec.json");
+    assert_eq!(low["status"], "ok");
+    for key in ["reward", "train_loss", "status"] {
+        assert_eq!(straight[key], resumed[key], "{key}");
+    }
+    let weights = |folder: &str| {
+        let (tensors, _) =
+            actsearch::model::state::read_safetensors(&dir.path().join(folder).join("checkpoint.safetensors")).unwrap();
+        tensors.into_iter().collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(weights("straight/3"), weights("rungs/3"));
+    let log = std::fs::read_to_string(dir.path().join("rungs/3/log.log")).unwrap();
+    assert!(
+        log.contains("for 2 of 6 steps (rung 0)") && log.contains("resumed from the checkpoint of step 2"),
+        "{log}"
+    );
+
+    write("fresh/3/rung1/spec.json", &spec(1, 4));
+    common::assert_clean_error(
+        &actsearch(&["child", "fresh/3/rung1/spec.json"], dir.path()),
+        "rung 1 resumes the checkpoint of the rung below, and fresh/3 has none",
+    );
+    write("fresh/3/rung2/spec.json", &spec(2, 7));
+    common::assert_clean_error(
+        &actsearch(&["child", "fresh/3/rung2/spec.json"], dir.path()),
+        "\"rung\" in fresh/3/rung2/spec.json is 7: give a step count from 1 to \"steps\" (6)",
+    );
+}
+
 /// Children on a ViT (`--child-network vit-micro`): each trains with the ViT recipe (its spec
 /// says AdamW, warm-up and clipping), gets a finite reward, keeps its checkpoint under the
 /// ViT's `state_dict` names with `--keep-checkpoints`, and the search points at a ViT eval.

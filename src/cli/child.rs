@@ -43,7 +43,7 @@ pub fn run(args: ChildArgs) -> Result<()> {
     let had_result = out.exists();
     // One process per child folder, whatever runs it (two Slurm jobs of one child, say). A
     // task waits a while for the lock (the child of a killed search may still hold it).
-    let folder = args.spec.parent().unwrap_or(std::path::Path::new("."));
+    let folder = &spec.training_folder(&args.spec);
     let what = format!("child folder {}", folder.display());
     let _lock = crate::files::Lock::try_exclusive_telling(&folder.join(".lock"), &what, || {
         eprintln!(

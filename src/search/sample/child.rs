@@ -65,6 +65,36 @@ pub struct ChildSpec {
     pub seed: u64,
     pub threads: usize,
     pub backend: String,
+    /// With `--fidelity halving`: the rung this spec trains the child to. The spec then lies in
+    /// `children/ID/rungK/` and the child trains in `children/ID/`, from the checkpoint of the
+    /// rung below (none for rung 0), under the learning-rate schedule of all `steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<RungSpec>,
+}
+
+/// The rung a child trains to: its index (0 is the lowest) and its steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RungSpec {
+    pub index: usize,
+    pub steps: usize,
+}
+
+impl ChildSpec {
+    /// The folder the child trains in, given where its spec lies: the spec's own, or for a
+    /// rung's spec (`children/ID/rungK/spec.json`) the child's folder above it, which every
+    /// rung shares.
+    pub fn training_folder(&self, spec_path: &Path) -> PathBuf {
+        let folder = spec_path.parent().unwrap_or(Path::new("."));
+        match self.rung {
+            Some(_) => folder.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            None => folder.to_path_buf(),
+        }
+    }
+
+    /// The steps this spec trains the child to.
+    pub fn stop_at(&self) -> usize {
+        self.rung.map_or(self.recipe.steps, |r| r.steps)
+    }
 }
 
 /// How each child trains (the same for every child of a search). The transformers' fields
@@ -207,6 +237,11 @@ pub fn read_spec(path: &Path) -> Result<ChildSpec> {
         serde_json::from_str(&text).with_context(|| format!("{} is not a child spec", path.display()))?;
     let field = |flag: &str| format!("\"{}\" in {}", flag.replace('-', "_"), path.display());
     spec.recipe.numbers().check(&field)?;
+    if let Some(r) = spec.rung
+        && !(1..=spec.recipe.steps).contains(&r.steps)
+    {
+        bail!("{} is {}: give a step count from 1 to \"steps\" ({})", field("rung"), r.steps, spec.recipe.steps);
+    }
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("{}: {e}", field("formula")))?;
     if spec.init.len() != formula.num_params() {
         bail!(
@@ -421,11 +456,14 @@ fn train_translation_child(
 /// The first line of a child's log: what trains on how many training and validation `units`.
 fn intro(spec: &ChildSpec, train: usize, valid: usize, units: &str) -> String {
     format!(
-        "child {}: training {} with {} for {} steps on {} ({train} train / {valid} valid {units}), seed {}",
+        "child {}: training {} with {} for {} on {} ({train} train / {valid} valid {units}), seed {}",
         spec.id,
         spec.recipe.network.name(),
         spec.formula,
-        spec.recipe.steps,
+        match spec.rung {
+            Some(r) => format!("{} of {} steps (rung {})", r.steps, spec.recipe.steps, r.index),
+            None => format!("{} steps", spec.recipe.steps),
+        },
         spec.dataset,
         spec.seed
     )
@@ -463,10 +501,23 @@ where
     };
     let history = History::new(spec.seed, network.name(), &spec.dataset, &spec.formula, params, metric);
     let steps = recipe.steps;
+    // A rung trains to its steps, from the checkpoint of the rung below where there is one;
+    // the checkpoint records the spec without its rung, so that every rung resumes it.
+    let stop = spec.stop_at();
+    let identity = ChildSpec { rung: None, ..spec.clone() };
+    let resuming = spec.rung.is_some() && dir.join(crate::train::checkpoint::FILE).exists();
+    if spec.rung.is_some_and(|r| r.index > 0) && !resuming {
+        bail!(
+            "child {}: rung {} resumes the checkpoint of the rung below, and {} has none; train the child again from rung 0",
+            spec.id,
+            spec.rung.map_or(0, |r| r.index),
+            dir.display()
+        );
+    }
     let job = Job {
         out: dir,
-        config: spec,
-        span: Span::Steps { steps, eval_interval: steps },
+        config: &identity,
+        span: Span::Steps { steps: stop, eval_interval: stop },
         train: &batches,
         write_config: false,
         intro,
@@ -513,7 +564,7 @@ where
     };
     let mut log = RunLog::open(&dir.join("log.log"), obs)?;
     let mean = |losses: &[f64]| (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
-    let trained = match driver::run(&job, model, history, &mut strategy, false, &mut log, obs) {
+    let trained = match driver::run(&job, model, history, &mut strategy, resuming, &mut log, obs) {
         Ok(trained) => trained,
         Err(e) => {
             let Some(diverged) = e.downcast_ref::<Diverged>() else { return Err(e) };

@@ -208,6 +208,7 @@ impl<'a> IterationRun<'a> {
             seed: self.config.seed,
             threads: self.config.threads,
             backend: self.config.backend.clone(),
+            rung: None,
         }
     }
 
