@@ -264,6 +264,12 @@ fn child_specs_and_counts_are_checked_as_evals_flags_are() {
     common::assert_clean_error(&actsearch(&args, dir.path()), "must be at most 1000000000 (10^9)");
     let args = search_args("random", "core1", "runs/huge", "18446744073709551615");
     common::assert_clean_error(&actsearch(&args, dir.path()), "must be at most 1000000000 (10^9)");
+    let mut args = search_args("random", "core1", "runs/huge", "2");
+    args.extend(["--budget-steps", "2"]);
+    common::assert_clean_error(
+        &actsearch(&args, dir.path()),
+        "--budget-steps 2 is less than one child's first 3 steps, so nothing could train; give at least 3",
+    );
     let eval = ["eval", "--activation", "relu", "--epochs", huge, "--dataset", "cifar10", "--data-dir", "data"];
     common::assert_clean_error(&actsearch(&eval, dir.path()), "--epochs");
     assert!(!dir.path().join("runs/huge").exists());

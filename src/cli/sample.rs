@@ -73,16 +73,23 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     // transformers (a ViT's AdamW, 5% warm-up, cosine per step, clip 1; a GPT's nanoGPT
     // recipe: AdamW betas (0.9, 0.99), cosine to a tenth, batches of 12 windows for gpt-micro).
     let vit = (!network.is_resnet()).then(|| Preset::Standard.defaults_for(network)).transpose()?;
-    let budget = s.budget.unwrap_or(d.budget);
+    let child_steps = s.child_steps.unwrap_or(d.steps);
+    // With a budget of steps and none of functions, the steps decide alone.
+    let budget = match (s.budget, s.budget_steps) {
+        (Some(b), _) => b,
+        (None, Some(steps)) => (steps / child_steps).max(1),
+        (None, None) => d.budget,
+    };
     let mut config = SampleConfig {
         method,
         space: args.space.clone(),
         budget,
+        budget_steps: s.budget_steps,
         batch_children: s.batch_children.unwrap_or(d.batch_children),
         seed: args.seed,
         child: ChildRecipe {
             network,
-            steps: s.child_steps.unwrap_or(d.steps),
+            steps: child_steps,
             batch_size: args.batch_size.unwrap_or(if language { vit.map_or(12, |v| v.batch_size) } else { 128 }),
             lr: args.lr.unwrap_or(vit.map_or(0.1, |v| v.lr)),
             momentum: vit.map_or(0.9, |v| v.momentum),
@@ -128,11 +135,12 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     args.common.backend.device()?;
     let progress = Progress::new();
     progress.println(&format!(
-        "actsearch search: {} over the {} ({}), budget {}, children {} x {} steps on {}, {} worker(s) x {} thread(s) -> {}",
+        "actsearch search: {} over the {} ({}), budget {}{}, children {} x {} steps on {}, {} worker(s) x {} thread(s) -> {}",
         method.name(),
         config.space,
         space.describe(),
         config.budget,
+        config.budget_steps.map_or(String::new(), |b| format!(" functions or {b} child steps")),
         config.child.network.name(),
         config.child.steps,
         config.dataset,
@@ -224,6 +232,7 @@ fn validate(c: &SampleConfig) -> Result<()> {
         f => format!("--{f}"),
     };
     c.child.numbers().check(&flag)?;
+    crate::search::fidelity::check_budget_steps(c.budget_steps, &crate::search::fidelity::Rungs::full(c.child.steps))?;
     if !(c.policy.lr > 0.0 && c.policy.lr.is_finite()) {
         bail!("--controller-lr must be a positive number, got {}", c.policy.lr);
     }

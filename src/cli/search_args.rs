@@ -194,6 +194,11 @@ pub struct SampleArgs {
     /// 16].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub budget: Option<usize>,
+    /// The child steps the whole search may spend: a new function is not trained when its
+    /// --child-steps would go past it, so that methods compare at equal compute. Without
+    /// --budget, the functions are not counted.
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub budget_steps: Option<usize>,
     /// Proposals per controller iteration [preset: paper 8, quick 4].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_children: Option<usize>,

@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn the_worst_cost_bounds_every_outcome() {
         let rungs = Rungs::new(10, 3, 90).unwrap();
-        let a = Asha::new(3, rungs.len());
+        let a = Asha::new(3, rungs.count());
         // 9 new: 9 * 10 steps, at most 7 promotions of 20 steps, then 5 of 60.
         let worst = a.worst_cost(9, &rungs);
         assert_eq!(worst, 90 + 140 + 300);

@@ -44,7 +44,7 @@ impl Rungs {
     }
 
     /// How many rungs there are.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.0.len()
     }
 
@@ -79,7 +79,7 @@ mod tests {
         assert_eq!(Rungs::new(25, 2, 200).unwrap().all(), &[25, 50, 100, 200]);
         assert_eq!(Rungs::new(100, 3, 200).unwrap().all(), &[100, 200]);
         let r = Rungs::new(10, 4, 100).unwrap();
-        assert_eq!((r.len(), r.top(), r.cost(0), r.cost(1), r.cost(2)), (3, 2, 10, 30, 60));
+        assert_eq!((r.count(), r.top(), r.cost(0), r.cost(1), r.cost(2)), (3, 2, 10, 30, 60));
         assert!(Rungs::full(200).is_full());
     }
 

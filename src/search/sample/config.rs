@@ -45,6 +45,10 @@ pub struct SampleConfig {
     pub space: String,
     /// Distinct functions to train.
     pub budget: usize,
+    /// The child steps the search may spend in all (`--budget-steps`): a new function is not
+    /// trained when its steps would go past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_steps: Option<usize>,
     /// Proposals per controller iteration.
     pub batch_children: usize,
     pub seed: u64,

@@ -2,7 +2,8 @@
 //! screened (`screen`) and looked up by fingerprint in the store; new functions become child
 //! specs that the executor runs through the follow loop of `exec`; every proposal ends as a row.
 //! `--budget` counts distinct functions trained: a repeat gets its stored reward for free and
-//! a rejected function gets reward 0, and neither counts.
+//! a rejected function gets reward 0, and neither counts. `--budget-steps` counts the child
+//! steps they cost.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use crate::train::run_dir::RunLog;
 /// What one proposal became.
 enum Slot {
     /// Its row is known (stored, rejected, or a repeat of a stored child).
-    Done(Row),
+    Done(Box<Row>),
     /// A new function, trained by child `id`.
     Training,
     /// A repeat of proposal `id` of this iteration, still training.
@@ -37,6 +38,8 @@ pub(super) struct At {
     pub(super) step: usize,
     pub(super) trained_before: usize,
     pub(super) best_before: f64,
+    /// The child steps spent before it (`Row::cost`).
+    pub(super) spent_before: usize,
 }
 
 /// One iteration's proposals on their way to rows.
@@ -48,6 +51,7 @@ pub(super) struct IterationRun<'a> {
     step: usize,
     trained_before: usize,
     best_before: f64,
+    spent_before: usize,
     obs: &'a dyn Observer,
     slots: Vec<Slot>,
     /// Formula, fingerprint and tokens of each proposal.
@@ -64,9 +68,22 @@ impl<'a> IterationRun<'a> {
         at: At,
         obs: &'a dyn Observer,
     ) -> Self {
-        let At { first_id, step, trained_before, best_before } = at;
+        let At { first_id, step, trained_before, best_before, spent_before } = at;
         let (slots, meta, stored) = (Vec::new(), Vec::new(), Vec::new());
-        IterationRun { config, space, store, first_id, step, trained_before, best_before, obs, slots, meta, stored }
+        IterationRun {
+            config,
+            space,
+            store,
+            first_id,
+            step,
+            trained_before,
+            best_before,
+            spent_before,
+            obs,
+            slots,
+            meta,
+            stored,
+        }
     }
 
     /// Trains again the children of committed iterations that failed (`Row::lost`), when a
@@ -94,7 +111,7 @@ impl<'a> IterationRun<'a> {
         log.line(&format!("training again the {} child(ren) that failed: {}", lost.len(), shown.join(", ")))?;
         let trained_before = rows.iter().filter(|r| r.trained() && !r.lost()).count();
         let best_before = rows.iter().map(|r| r.reward).fold(0.0, f64::max);
-        let at = At { first_id: 0, step: 0, trained_before, best_before };
+        let at = At { first_id: 0, step: 0, trained_before, best_before, spent_before: 0 };
         let mut run = IterationRun::new(config, space, store, at, obs);
         run.meta = rows.into_iter().map(|r| (r.formula, r.fingerprint, r.tokens)).collect();
         run.train(&lost, executor, log)
@@ -116,6 +133,7 @@ impl<'a> IterationRun<'a> {
             job_id: None,
             train_loss: None,
             same_as,
+            steps: Some(0),
         }
     }
 
@@ -147,18 +165,13 @@ impl<'a> IterationRun<'a> {
                         first_of.entry(fp).or_insert(id);
                     }
                 }
-                self.slots.push(Slot::Done(row));
+                self.slots.push(Slot::Done(Box::new(row)));
                 continue;
             }
             let fp = match verdict {
                 Screen::Reject { reason, .. } => {
-                    self.slots.push(Slot::Done(self.row(
-                        id,
-                        Status::Rejected,
-                        self.config.child.reward_floor,
-                        Some(reason),
-                        None,
-                    )));
+                    let row = self.row(id, Status::Rejected, self.config.child.reward_floor, Some(reason), None);
+                    self.slots.push(Slot::Done(Box::new(row)));
                     continue;
                 }
                 Screen::Train { fingerprint } => fingerprint,
@@ -166,15 +179,19 @@ impl<'a> IterationRun<'a> {
             if let Some(original) = self.store.trained_with(fp)?.filter(|r| r.id < self.first_id) {
                 let reason = format!("same function as child {}", original.id);
                 let row = self.row(id, original.status, original.reward, Some(reason), Some(original.id));
-                self.slots.push(Slot::Done(row));
+                self.slots.push(Slot::Done(Box::new(row)));
                 continue;
             }
             if let Some(&original) = first_of.get(&fp) {
                 self.slots.push(Slot::RepeatOf(original));
                 continue;
             }
-            if self.trained_before + new_in_batch >= self.config.budget {
-                // The budget is spent: this proposal and the rest of the batch are dropped.
+            let steps = self.config.child.steps;
+            let spent = self.spent_before + new_in_batch * steps;
+            if self.trained_before + new_in_batch >= self.config.budget
+                || self.config.budget_steps.is_some_and(|b| spent + steps > b)
+            {
+                // A budget is spent: this proposal and the rest of the batch are dropped.
                 self.slots.truncate(i);
                 self.meta.truncate(i);
                 return self.train(&tasks, executor, log).map(|done| done.then_some(i));
@@ -262,6 +279,7 @@ impl<'a> IterationRun<'a> {
         let mut row = self.row(id, result.status, reward, result.error.clone(), None);
         row.seconds = result.seconds;
         row.train_loss = result.train_loss;
+        row.steps = Some(self.config.child.steps);
         row.job_id = job;
         match self.store.row(id)? {
             // A failed child trained again (`retry_failed`, or an iteration replayed).
@@ -302,7 +320,7 @@ impl<'a> IterationRun<'a> {
                     rewards.push(row.reward);
                     trained += row.trained() as usize;
                     if self.store.row(id)?.is_none() {
-                        rows.push(row.clone());
+                        rows.push(row.as_ref().clone());
                     }
                 }
                 Slot::Training => {

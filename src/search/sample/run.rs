@@ -85,10 +85,11 @@ fn run_method(
             log.line(&format!("resuming after iteration {} ({} proposals stored)", cp.iterations, next_id))?;
         }
         None => log.line(&format!(
-            "{} search of {}: budget {} distinct functions, {} per iteration; children: {} for {} steps",
+            "{} search of {}: budget {} distinct functions{}, {} per iteration; children: {} for {} steps",
             config.method.name(),
             space.describe(),
             config.budget,
+            config.budget_steps.map_or(String::new(), |b| format!(" or {b} child steps")),
             config.batch_children,
             config.child.network.name(),
             config.child.steps
@@ -107,7 +108,8 @@ fn run_method(
         let rows = store.rows()?;
         let trained = rows.iter().filter(|r| r.id < next_id && r.trained()).count();
         let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(config.child.reward_floor, f64::max);
-        if trained >= config.budget {
+        let spent = spent_steps(rows.iter().filter(|r| r.id < next_id), config);
+        if trained >= config.budget || config.budget_steps.is_some_and(|b| spent + config.child.steps > b) {
             break;
         }
         if let Some(c) = census.filter(|c| trained >= c.trainable) {
@@ -142,7 +144,7 @@ fn run_method(
             config,
             space,
             &mut store,
-            At { first_id: next_id, step, trained_before: trained, best_before: best },
+            At { first_id: next_id, step, trained_before: trained, best_before: best, spent_before: spent },
             obs,
         );
         let kept = match it.run(&proposals, executor, &mut log)? {
@@ -189,12 +191,21 @@ fn run_method(
         if let Some(why) = &ended_early {
             log.line(&format!("ended before the budget: {why}"))?;
         }
-        log.line(&format!("finished: {trained} distinct functions trained, {} proposals", rows.len()))?;
+        let steps = match config.budget_steps {
+            Some(b) => format!(", {} of {b} child steps spent", spent_steps(rows.iter(), config)),
+            None => String::new(),
+        };
+        log.line(&format!("finished: {trained} distinct functions trained, {} proposals{steps}", rows.len()))?;
         for t in &top {
             log.line(&format!("top {}: {} reward {:.4} (child {})", t.rank, t.formula, t.reward, t.child))?;
         }
     }
     Ok(SampleOutcome { top, trained, proposals: rows.len(), ended_early, stopped })
+}
+
+/// The child steps that `rows` cost (`Row::cost`).
+fn spent_steps<'r>(rows: impl Iterator<Item = &'r Row>, config: &SampleConfig) -> usize {
+    rows.map(|r| r.cost(config.child.steps)).sum()
 }
 
 /// How many of the last `rows` (in id order) were functions seen before them, trained or
@@ -232,6 +243,7 @@ mod tests {
             method,
             space: "core1".into(),
             budget,
+            budget_steps: None,
             batch_children: 8,
             seed: 0,
             child: ChildRecipe {
@@ -438,6 +450,34 @@ mod tests {
         }
     }
 
+    /// `--budget-steps` bounds the child steps: with children of 2 steps and 15 to spend, 7
+    /// functions train whatever `--budget`, every trained row records its 2 steps, and a
+    /// resumed search spends nothing more.
+    #[test]
+    fn the_budget_of_steps_bounds_the_children() {
+        for method in [SampleMethod::Random, SampleMethod::Ppo, SampleMethod::Evolution] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = config(method, dir.path(), 100);
+            c.child.steps = 2;
+            c.budget_steps = Some(15);
+            let mut ex = Scored::new(target_score);
+            let outcome = run(&c, &mut ex, false, &Silent).unwrap();
+            assert_eq!((outcome.trained, ex.ran), (7, 7), "{}", method.name());
+            let rows = Store::open(&dir.path().join("search.db")).unwrap().rows().unwrap();
+            assert!(rows.iter().all(|r| r.steps == Some(if r.trained() { 2 } else { 0 })));
+            assert_eq!(spent_steps(rows.iter(), &c), 14);
+            let log = std::fs::read_to_string(dir.path().join("log.log")).unwrap();
+            assert!(log.contains("budget 100 distinct functions or 15 child steps"), "{log}");
+            assert!(
+                log.contains("7 distinct functions trained") && log.contains("14 of 15 child steps spent"),
+                "{log}"
+            );
+            let mut again = Scored::new(target_score);
+            run(&c, &mut again, true, &Silent).unwrap();
+            assert_eq!(again.ran, 0);
+        }
+    }
+
     /// Children that failed are trained again on `--resume`, their repeats updated: a random
     /// search (whose proposals do not depend on rewards) then ends with the store of a search
     /// where nothing failed.
@@ -594,7 +634,7 @@ mod tests {
             &c,
             &space,
             &mut store,
-            At { first_id: 0, step: 0, trained_before: 0, best_before: 0.0 },
+            At { first_id: 0, step: 0, trained_before: 0, best_before: 0.0, spent_before: 0 },
             &Silent,
         );
         assert_eq!(it.run(&proposals, &mut ex, &mut log).unwrap(), Some(4));

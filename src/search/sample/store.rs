@@ -5,8 +5,10 @@
 //! its `fingerprint` (hex), the `tokens`, the `reward`, the `status`
 //! (`ok|diverged|rejected|failed`), a `reason`, the `seconds` it trained, the `method`, the
 //! `controller_step` that proposed it, `created_at`, the executor's `job_id` where there is
-//! one, the `train_loss`, and for a function seen before `same_as`, the child that trained it
-//! (such a row repeats that child's reward and was not trained again).
+//! one, the `train_loss`, for a function seen before `same_as`, the child that trained it
+//! (such a row repeats that child's reward and was not trained again), and the child `steps`
+//! the row cost (0 for a rejection or a repeat; empty in a store written before they were
+//! recorded, where a trained row cost the recipe's steps). `--budget-steps` sums them.
 //!
 //! Table `state`: the controller's checkpoint (its iteration and the method's state as JSON),
 //! written in the same transaction as the rows of the iteration it follows, so that a
@@ -35,6 +37,8 @@ pub struct Row {
     pub job_id: Option<String>,
     pub train_loss: Option<f64>,
     pub same_as: Option<usize>,
+    /// The child steps this row cost; None in a store from before they were recorded.
+    pub steps: Option<usize>,
 }
 
 impl Row {
@@ -47,6 +51,15 @@ impl Row {
     /// is unknown, and a resumed search trains it again.
     pub fn lost(&self) -> bool {
         self.same_as.is_none() && self.status == Status::Failed
+    }
+
+    /// The child steps this row cost: `recipe_steps` for a trained row of an older store.
+    pub fn cost(&self, recipe_steps: usize) -> usize {
+        match self.steps {
+            Some(steps) => steps,
+            None if self.trained() => recipe_steps,
+            None => 0,
+        }
     }
 }
 
@@ -81,7 +94,8 @@ CREATE TABLE IF NOT EXISTS children (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     job_id TEXT,
     train_loss REAL,
-    same_as INTEGER
+    same_as INTEGER,
+    steps INTEGER
 );
 CREATE INDEX IF NOT EXISTS children_fingerprint ON children (fingerprint);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -95,7 +109,7 @@ CREATE TABLE IF NOT EXISTS state (
 );
 ";
 
-const COLUMNS: &str = "id, formula, fingerprint, tokens, reward, status, reason, seconds, method, controller_step, job_id, train_loss, same_as";
+const COLUMNS: &str = "id, formula, fingerprint, tokens, reward, status, reason, seconds, method, controller_step, job_id, train_loss, same_as, steps";
 
 impl Store {
     /// Opens (or creates) the store at `path`. A file that is not a search store, or one
@@ -107,6 +121,16 @@ impl Store {
         store.read(|| {
             store.conn.busy_timeout(std::time::Duration::from_secs(30))?;
             store.conn.execute_batch(SCHEMA)?;
+            // A store from before the steps were recorded gets their column, empty.
+            let has_steps: bool = store
+                .conn
+                .query_row("SELECT COUNT(*) FROM pragma_table_info('children') WHERE name = 'steps'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n > 0)?;
+            if !has_steps {
+                store.conn.execute_batch("ALTER TABLE children ADD COLUMN steps INTEGER")?;
+            }
             // The whole file is read once: damage anywhere is found now, not mid-search.
             let check: String = store.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
             if check != "ok" {
@@ -243,7 +267,7 @@ fn insert_rows(tx: &rusqlite::Transaction, rows: &[Row]) -> Result<()> {
 /// Writes `rows` with `verb` (`INSERT`, or `INSERT OR REPLACE`).
 fn write_rows(tx: &rusqlite::Transaction, verb: &str, rows: &[Row]) -> Result<()> {
     let mut stmt = tx.prepare(&format!(
-        "{verb} INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "{verb} INTO children ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?;
     for r in rows {
         stmt.execute(params![
@@ -260,6 +284,7 @@ fn write_rows(tx: &rusqlite::Transaction, verb: &str, rows: &[Row]) -> Result<()
             r.job_id,
             r.train_loss,
             r.same_as.map(|v| v as i64),
+            r.steps.map(|v| v as i64),
         ])
         .with_context(|| format!("cannot store child {}", r.id))?;
     }
@@ -290,6 +315,7 @@ fn read_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Row>> {
             job_id: r.get(10)?,
             train_loss: r.get(11)?,
             same_as: r.get::<_, Option<i64>>(12)?.map(|v| v as usize),
+            steps: r.get::<_, Option<i64>>(13)?.map(|v| v as usize),
         })
     };
     Ok(build())
@@ -350,6 +376,7 @@ mod tests {
             job_id: None,
             train_loss: Some(2.0),
             same_as,
+            steps: Some(if same_as.is_none() && status != Status::Rejected { 100 } else { 0 }),
         }
     }
 
@@ -379,6 +406,29 @@ mod tests {
         assert_eq!(store.trained_with(7).unwrap().unwrap().id, 0);
         assert_eq!(store.trained_with(u64::MAX).unwrap(), None);
         assert!(rows[0].trained() && !rows[1].trained() && !rows[2].trained() && rows[3].trained());
+    }
+
+    /// A store written before the steps were recorded opens with their column empty: its
+    /// trained rows cost the recipe's steps, the others nothing.
+    #[test]
+    fn an_older_store_gets_the_steps_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&SCHEMA.replace(",\n    steps INTEGER", "")).unwrap();
+        old.execute(
+            "INSERT INTO children (id, formula, fingerprint, tokens, reward, status, seconds, method, controller_step) \
+             VALUES (0, 'x', '07', 'identity', 0.5, 'ok', 1.0, 'random', 0), (1, 'x', '07', 'identity', 0.5, 'ok', 0.0, 'random', 0)",
+            [],
+        )
+        .unwrap();
+        old.execute("UPDATE children SET same_as = 0 WHERE id = 1", []).unwrap();
+        drop(old);
+        let mut store = Store::open(&path).unwrap();
+        let rows = store.rows().unwrap();
+        assert_eq!((rows[0].steps, rows[0].cost(200), rows[1].cost(200)), (None, 200, 0));
+        store.insert(&[row(2, 9, Status::Ok, None)]).unwrap();
+        assert_eq!(store.row(2).unwrap().unwrap().steps, Some(100));
     }
 
     #[test]
