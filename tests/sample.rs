@@ -177,6 +177,82 @@ fn a_killed_search_resumes_to_the_same_store() {
     common::assert_clean_error(&again, "--resume");
 }
 
+/// `--fidelity halving` through the binary: children train rung by rung in their folders
+/// (`children/ID/rungK/`), and a search killed with kill -9 while children train resumes to
+/// the store of an uninterrupted one (every function's row and every rung's result), with no
+/// result trained again.
+#[test]
+fn a_killed_halving_search_resumes_to_the_same_store() {
+    let dir = setup();
+    let args = |out: &'static str| {
+        let mut a = search_args("random", "core1", out, "6");
+        a.extend(["--fidelity", "halving", "--min-steps", "1", "--eta", "3"]);
+        a
+    };
+    let straight = actsearch(&args("runs/straight"), dir.path());
+    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+    let rungs = |out: &Path| {
+        let store = actsearch::search::sample::store::Store::open(&out.join("search.db")).unwrap();
+        (0..3)
+            .map(|k| {
+                let mut v = store.rung_rows(k).unwrap();
+                v.iter_mut().for_each(|r| r.seconds = 0.0);
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let want = rungs(&dir.path().join("runs/straight"));
+    assert_eq!(want[0].len(), 6);
+    assert!(!want[1].is_empty() && want[2].is_empty(), "{want:?}");
+    let log = std::fs::read_to_string(dir.path().join("runs/straight/log.log")).unwrap();
+    assert!(log.contains("successive halving at rungs of [1, 3] steps, eta 3") && log.contains("promoted to rung 1"));
+    let promoted = &want[1][0];
+    let child = dir.path().join(format!("runs/straight/children/{}", promoted.child));
+    assert!(child.join("rung0/result.json").is_file() && child.join("rung1/result.json").is_file());
+    let stored = rows(&dir.path().join("runs/straight"));
+    assert_eq!((stored[promoted.child].steps, stored[promoted.child].reward), (Some(3), promoted.reward));
+
+    let out = dir.path().join("runs/killed");
+    let killed = args("runs/killed");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_actsearch"))
+        .args(&killed)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = |out: &Path| -> Vec<PathBuf> {
+        let Ok(children) = std::fs::read_dir(out.join("children")) else { return Vec::new() };
+        children
+            .flatten()
+            .flat_map(|c| std::fs::read_dir(c.path()).into_iter().flatten().flatten())
+            .map(|r| r.path().join("result.json"))
+            .filter(|p| p.is_file())
+            .collect()
+    };
+    let start = Instant::now();
+    while results(&out).len() < 3 {
+        assert!(run.try_wait().unwrap().is_none(), "the search ended before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(120), "no child finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let before: Vec<(PathBuf, std::time::SystemTime)> =
+        results(&out).into_iter().map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap())).collect();
+    let mut resumed = killed.clone();
+    resumed.push("--resume");
+    let again = actsearch(&resumed, dir.path());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    for (path, modified) in before {
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "{} trained again", path.display());
+    }
+    assert_eq!(comparable(rows(&out)), comparable(stored));
+    assert_eq!(rungs(&out), want);
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    assert_eq!(read("runs/killed/top.json"), read("runs/straight/top.json"));
+}
+
 #[test]
 fn bad_input_is_one_clear_error() {
     let dir = setup();
@@ -270,6 +346,15 @@ fn child_specs_and_counts_are_checked_as_evals_flags_are() {
         &actsearch(&args, dir.path()),
         "--budget-steps 2 is less than one child's first 3 steps, so nothing could train; give at least 3",
     );
+    for (extra, message) in [
+        (&["--min-steps", "1"][..], "--min-steps is for --fidelity halving; add it, or drop --min-steps"),
+        (&["--fidelity", "halving", "--min-steps", "3"], "--min-steps 3 must be below --child-steps 3"),
+        (&["--fidelity", "halving", "--eta", "1"], "--eta 1 must be at least 2"),
+    ] {
+        let mut args = search_args("random", "core1", "runs/huge", "2");
+        args.extend(extra);
+        common::assert_clean_error(&actsearch(&args, dir.path()), message);
+    }
     let eval = ["eval", "--activation", "relu", "--epochs", huge, "--dataset", "cifar10", "--data-dir", "data"];
     common::assert_clean_error(&actsearch(&eval, dir.path()), "--epochs");
     assert!(!dir.path().join("runs/huge").exists());

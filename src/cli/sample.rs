@@ -75,9 +75,10 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     let vit = (!network.is_resnet()).then(|| Preset::Standard.defaults_for(network)).transpose()?;
     let child_steps = s.child_steps.unwrap_or(d.steps);
     // With a budget of steps and none of functions, the steps decide alone.
+    let first_rung = s.fidelity(child_steps)?.rungs(child_steps).map_or(child_steps, |r| r.steps(0));
     let budget = match (s.budget, s.budget_steps) {
         (Some(b), _) => b,
-        (None, Some(steps)) => (steps / child_steps).max(1),
+        (None, Some(steps)) => (steps / first_rung).max(1),
         (None, None) => d.budget,
     };
     let mut config = SampleConfig {
@@ -85,6 +86,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         space: args.space.clone(),
         budget,
         budget_steps: s.budget_steps,
+        fidelity: s.fidelity(child_steps)?,
         batch_children: s.batch_children.unwrap_or(d.batch_children),
         seed: args.seed,
         child: ChildRecipe {
@@ -232,7 +234,7 @@ fn validate(c: &SampleConfig) -> Result<()> {
         f => format!("--{f}"),
     };
     c.child.numbers().check(&flag)?;
-    crate::search::fidelity::check_budget_steps(c.budget_steps, &crate::search::fidelity::Rungs::full(c.child.steps))?;
+    crate::search::fidelity::check_budget_steps(c.budget_steps, &c.fidelity.rungs(c.child.steps)?)?;
     if !(c.policy.lr > 0.0 && c.policy.lr.is_finite()) {
         bail!("--controller-lr must be a positive number, got {}", c.policy.lr);
     }

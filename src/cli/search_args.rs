@@ -199,6 +199,22 @@ pub struct SampleArgs {
     /// --budget, the functions are not counted.
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub budget_steps: Option<usize>,
+    /// How much each function trains: `full` (all of --child-steps), or `halving`
+    /// (asynchronous successive halving, ASHA): every new function first trains --min-steps,
+    /// and one in the top 1/--eta of the results seen at its rung trains on from its
+    /// checkpoint to --eta times the steps, up to --child-steps. Methods learn from the
+    /// lowest rung's rewards, which every function has; the top functions are ranked highest
+    /// rung first.
+    #[arg(long, value_enum, default_value = "full")]
+    pub fidelity: FidelityArg,
+    /// --fidelity halving: the steps of the lowest rung [default: --child-steps / eta^2,
+    /// rounded up].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub min_steps: Option<usize>,
+    /// --fidelity halving: each rung trains eta times the steps of the one below, and promotes
+    /// the top 1/eta of its results [default: 3].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
+    pub eta: Option<usize>,
     /// Proposals per controller iteration [preset: paper 8, quick 4].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub batch_children: Option<usize>,
@@ -238,6 +254,38 @@ pub struct SampleArgs {
     /// when the search finishes; by default they are deleted then (a stopped search keeps them).
     #[arg(long)]
     pub keep_checkpoints: bool,
+}
+
+/// `--fidelity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FidelityArg {
+    /// Every function trains for all of --child-steps.
+    Full,
+    /// Asynchronous successive halving (ASHA).
+    Halving,
+}
+
+impl SampleArgs {
+    /// The fidelity the flags ask for, for children of `child_steps`.
+    pub fn fidelity(&self, child_steps: usize) -> anyhow::Result<crate::search::fidelity::Fidelity> {
+        use crate::search::fidelity::Fidelity;
+        match self.fidelity {
+            FidelityArg::Full => {
+                if let Some(flag) = [("--min-steps", self.min_steps.is_some()), ("--eta", self.eta.is_some())]
+                    .iter()
+                    .find(|(_, given)| *given)
+                {
+                    anyhow::bail!("{} is for --fidelity halving; add it, or drop {}", flag.0, flag.0);
+                }
+                Ok(Fidelity::Full)
+            }
+            FidelityArg::Halving => {
+                let eta = self.eta.unwrap_or(3);
+                let min_steps = self.min_steps.unwrap_or_else(|| child_steps.div_ceil(eta.saturating_mul(eta).max(1)));
+                Ok(Fidelity::Halving { min_steps, eta })
+            }
+        }
+    }
 }
 
 /// The sample-based method, if `method` is one.

@@ -2,7 +2,8 @@
 //! sample-based search, the runs of an eval grid): it takes back the jobs an earlier process
 //! submitted (adopt), submits the rest, polls the executor until every task has ended, and on
 //! the user's stop cancels what is still in flight. What a task is and what its result means
-//! stay with the caller, which hears of each job and each end through a [`Follower`].
+//! stay with the caller, which hears of each job and each end through a [`Follower`], and may
+//! add tasks as results come in ([`Follower::more`]: successive halving's promotions).
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +48,12 @@ pub trait Follower {
     }
     /// Whether the user asked to stop.
     fn should_stop(&self) -> bool;
+    /// Tasks to run besides those given, asked after each poll's events and whenever nothing
+    /// is in flight; following ends when nothing is in flight and this gives none. Each is
+    /// submitted one by one.
+    fn more(&mut self) -> Result<Vec<Pending>> {
+        Ok(Vec::new())
+    }
 }
 
 /// How following ended.
@@ -65,24 +72,15 @@ pub fn follow(
     submission: Submission,
     follower: &mut dyn Follower,
 ) -> Result<Followed> {
-    let mut waiting = pending.len();
-    let mut fresh = Vec::new();
-    for Pending { task, job } in pending {
-        if let Some(job) = job
-            && executor.adopt(task.clone(), &job)?
-        {
-            follower.adopted(task.id, &job)?;
-            continue;
+    let mut waiting = start(executor, pending, &submission, follower)?;
+    loop {
+        if waiting == 0 {
+            let more = follower.more()?;
+            if more.is_empty() {
+                break;
+            }
+            waiting += start(executor, more, &Submission::Each, follower)?;
         }
-        match submission {
-            Submission::Each => executor.submit(task)?,
-            Submission::Together(_) => fresh.push(task),
-        }
-    }
-    if let Submission::Together(script) = submission {
-        executor.submit_all(fresh, script)?;
-    }
-    while waiting > 0 {
         if follower.should_stop() {
             return Ok(Followed::Stopped(executor.cancel_all()?));
         }
@@ -106,6 +104,35 @@ pub fn follow(
             }
         }
         follower.polled()?;
+        let more = follower.more()?;
+        waiting += start(executor, more, &Submission::Each, follower)?;
     }
     Ok(Followed::All)
+}
+
+/// Adopts or submits `pending`; returns how many there were.
+fn start(
+    executor: &mut dyn Executor,
+    pending: Vec<Pending>,
+    submission: &Submission,
+    follower: &mut dyn Follower,
+) -> Result<usize> {
+    let count = pending.len();
+    let mut fresh = Vec::new();
+    for Pending { task, job } in pending {
+        if let Some(job) = job
+            && executor.adopt(task.clone(), &job)?
+        {
+            follower.adopted(task.id, &job)?;
+            continue;
+        }
+        match submission {
+            Submission::Each => executor.submit(task)?,
+            Submission::Together(_) => fresh.push(task),
+        }
+    }
+    if let Submission::Together(script) = submission {
+        executor.submit_all(fresh, script)?;
+    }
+    Ok(count)
 }

@@ -49,6 +49,9 @@ pub struct SampleConfig {
     /// trained when its steps would go past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_steps: Option<usize>,
+    /// How much each function trains: all of the child steps, or successive halving's rungs.
+    #[serde(default, skip_serializing_if = "crate::train::config::is_default")]
+    pub fidelity: crate::search::fidelity::Fidelity,
     /// Proposals per controller iteration.
     pub batch_children: usize,
     pub seed: u64,

@@ -5,20 +5,21 @@
 //! a rejected function gets reward 0, and neither counts. `--budget-steps` counts the child
 //! steps they cost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::child::{ChildResult, ChildSpec, Status, read_result, result_path, write_spec};
+use super::child::{ChildResult, ChildSpec, RungSpec, Status, read_result, read_spec, result_path, write_spec};
 use super::config::SampleConfig;
 use super::screen::{Screen, screen};
 use super::space::TokenSpace;
-use super::store::{Row, Store};
+use super::store::{Row, RungRow, Store};
 use crate::exec::follow::{Followed, Follower, Pending, Submission, follow};
 use crate::exec::{Executor, Outcome, Task};
 use crate::observer::{Event, Observer};
+use crate::search::fidelity::{Asha, Rungs, Seen, Sequencer};
 use crate::train::run_dir::RunLog;
 
 /// What one proposal became.
@@ -56,8 +57,36 @@ pub(super) struct IterationRun<'a> {
     slots: Vec<Slot>,
     /// Formula, fingerprint and tokens of each proposal.
     meta: Vec<(String, Option<u64>, String)>,
-    /// Rows of children trained in this iteration, stored as they finished.
+    /// Rows of children trained in this iteration, stored as they finished (at rung 0 with
+    /// successive halving).
     stored: Vec<Row>,
+    /// Successive halving's part, when the search uses it.
+    halving: Option<Halving>,
+}
+
+/// Successive halving within an iteration: the rungs, the search's promotion state, the order
+/// in which results count, and the promotions waiting to start.
+struct Halving {
+    rungs: Rungs,
+    asha: Asha,
+    order: Sequencer,
+    /// The rung each child in flight (or being collected) trains to.
+    rung_of: HashMap<usize, usize>,
+    /// Children started and not yet ended.
+    running: HashSet<usize>,
+    /// Promotions decided and not yet started: (rung, child), in the order decided.
+    promoted: VecDeque<(usize, usize)>,
+    /// True when the budget of steps could bind in this iteration: promotions then start only
+    /// when nothing is in flight, lower rungs first, so that which ones fit does not depend
+    /// on timing.
+    tight: bool,
+    /// False while failed children are trained again on resume: their results counted
+    /// (as failures) when their iteration ran.
+    seeing: bool,
+    /// The child steps spent before the iteration and granted in it.
+    granted: usize,
+    /// Why a promotion did not start, if one did not: the budget of steps is spent.
+    refused: Option<String>,
 }
 
 impl<'a> IterationRun<'a> {
@@ -83,7 +112,45 @@ impl<'a> IterationRun<'a> {
             slots,
             meta,
             stored,
+            halving: None,
         }
+    }
+
+    /// With `--fidelity halving`: new functions train to `rungs`' lowest rung, and the
+    /// promotions of `asha` (the search's state at the iteration's start) train on.
+    pub(super) fn with_halving(mut self, rungs: Rungs, asha: Asha) -> Self {
+        if !rungs.is_full() {
+            let order = Sequencer::new(rungs.count());
+            self.halving = Some(Halving {
+                rungs,
+                asha,
+                order,
+                rung_of: HashMap::new(),
+                running: HashSet::new(),
+                promoted: VecDeque::new(),
+                tight: false,
+                seeing: true,
+                granted: self.spent_before,
+                refused: None,
+            });
+        }
+        self
+    }
+
+    /// The promotion state after the iteration (None at full fidelity).
+    pub(super) fn asha(&self) -> Option<&Asha> {
+        self.halving.as_ref().map(|h| &h.asha)
+    }
+
+    /// Why a promotion of this iteration did not start (the budget of steps is spent), if one
+    /// did not.
+    pub(super) fn refused(&self) -> Option<&str> {
+        self.halving.as_ref().and_then(|h| h.refused.as_deref())
+    }
+
+    /// The steps a new function costs: its lowest rung's.
+    fn first_cost(&self) -> usize {
+        self.halving.as_ref().map_or(self.config.child.steps, |h| h.rungs.cost(0))
     }
 
     /// Trains again the children of committed iterations that failed (`Row::lost`), when a
@@ -113,8 +180,14 @@ impl<'a> IterationRun<'a> {
         let best_before = rows.iter().map(|r| r.reward).fold(0.0, f64::max);
         let at = At { first_id: 0, step: 0, trained_before, best_before, spent_before: 0 };
         let mut run = IterationRun::new(config, space, store, at, obs);
+        let rungs = config.fidelity.rungs(config.child.steps)?;
+        let count = rungs.count();
+        run = run.with_halving(rungs, Asha::new(2, count));
+        if let Some(h) = run.halving.as_mut() {
+            h.seeing = false;
+        }
         run.meta = rows.into_iter().map(|r| (r.formula, r.fingerprint, r.tokens)).collect();
-        run.train(&lost, executor, log)
+        run.train(&lost, &[], executor, log)
     }
 
     fn row(&self, id: usize, status: Status, reward: f64, reason: Option<String>, same_as: Option<usize>) -> Row {
@@ -148,6 +221,10 @@ impl<'a> IterationRun<'a> {
         let mut new_in_batch = 0;
         let mut first_of: HashMap<u64, usize> = HashMap::new();
         let mut tasks: Vec<usize> = Vec::new();
+        // The new functions of this iteration in proposal order, and those of them stored
+        // before the search was stopped.
+        let (mut fresh, mut stored) = (Vec::new(), Vec::new());
+        let mut kept = proposals.len();
         for (i, tokens) in proposals.iter().enumerate() {
             let id = self.first_id + i;
             let candidate = self.space.decode(tokens)?;
@@ -164,6 +241,8 @@ impl<'a> IterationRun<'a> {
                     if let Some(fp) = row.fingerprint {
                         first_of.entry(fp).or_insert(id);
                     }
+                    fresh.push(id);
+                    stored.push(id);
                 }
                 self.slots.push(Slot::Done(Box::new(row)));
                 continue;
@@ -186,31 +265,58 @@ impl<'a> IterationRun<'a> {
                 self.slots.push(Slot::RepeatOf(original));
                 continue;
             }
-            let steps = self.config.child.steps;
-            let spent = self.spent_before + new_in_batch * steps;
+            let cost = self.first_cost();
+            let spent = self.spent_before + new_in_batch * cost;
             if self.trained_before + new_in_batch >= self.config.budget
-                || self.config.budget_steps.is_some_and(|b| spent + steps > b)
+                || self.config.budget_steps.is_some_and(|b| spent + cost > b)
             {
                 // A budget is spent: this proposal and the rest of the batch are dropped.
                 self.slots.truncate(i);
                 self.meta.truncate(i);
-                return self.train(&tasks, executor, log).map(|done| done.then_some(i));
+                kept = i;
+                break;
             }
             new_in_batch += 1;
             first_of.insert(fp, id);
             self.slots.push(Slot::Training);
-            let spec = self.spec(id, &formula, candidate.init);
-            let spec_path = self.child_dir(id).join("spec.json");
-            std::fs::create_dir_all(self.child_dir(id))?;
+            let mut spec = self.spec(id, &formula, candidate.init);
+            let rung = self.halving.as_ref().map(|h| RungSpec { index: 0, steps: h.rungs.steps(0) });
+            spec.rung = rung;
+            let spec_path = self.spec_path(id, rung.map(|r| r.index));
+            std::fs::create_dir_all(spec_path.parent().unwrap_or(&self.config.out))?;
             write_spec(&spec_path, &spec)?;
             tasks.push(id);
+            fresh.push(id);
         }
-        let done = self.train(&tasks, executor, log)?;
-        Ok(done.then_some(proposals.len()))
+        if let Some(h) = self.halving.as_mut() {
+            for &id in &fresh {
+                h.order.expect(0, id);
+            }
+            let worst = h.asha.worst_cost(fresh.len(), &h.rungs);
+            h.tight = self.config.budget_steps.is_some_and(|b| self.spent_before + worst > b);
+            h.granted = self.spent_before + fresh.len() * h.rungs.cost(0);
+        }
+        let done = self.train(&tasks, &stored, executor, log)?;
+        Ok(done.then_some(kept))
     }
 
     fn child_dir(&self, id: usize) -> PathBuf {
         self.config.out.join("children").join(id.to_string())
+    }
+
+    /// Where child `id`'s spec lies: `children/ID/spec.json`, or with successive halving the
+    /// spec of its rung, `children/ID/rungK/spec.json`.
+    fn spec_path(&self, id: usize, rung: Option<usize>) -> PathBuf {
+        match rung {
+            Some(k) => self.child_dir(id).join(format!("rung{k}")).join("spec.json"),
+            None => self.child_dir(id).join("spec.json"),
+        }
+    }
+
+    /// The spec path of child `id` at the rung it trains to now.
+    fn current_spec(&self, id: usize) -> PathBuf {
+        let rung = self.halving.as_ref().map(|h| h.rung_of.get(&id).copied().unwrap_or(0));
+        self.spec_path(id, rung)
     }
 
     fn spec(&self, id: usize, formula: &str, init: Vec<f64>) -> ChildSpec {
@@ -230,35 +336,41 @@ impl<'a> IterationRun<'a> {
     }
 
     /// Runs the children `ids` (collecting results that are already there, and following
-    /// jobs an earlier controller submitted where the executor can); false when the user
-    /// stopped the search (the executor's tasks are then cancelled). A `failed` result is
-    /// not collected: the child is trained again.
-    fn train(&mut self, ids: &[usize], executor: &mut dyn Executor, log: &mut RunLog) -> Result<bool> {
-        let program = crate::exec::this_program()?;
+    /// jobs an earlier controller submitted where the executor can), after the results of
+    /// `stored` (children of this iteration stored before a stop) count; with successive
+    /// halving, the promotions follow. False when the user stopped the search (the executor's
+    /// tasks are then cancelled). A `failed` result is not collected: the child is trained
+    /// again.
+    fn train(
+        &mut self,
+        ids: &[usize],
+        stored: &[usize],
+        executor: &mut dyn Executor,
+        log: &mut RunLog,
+    ) -> Result<bool> {
+        if let Some(h) = self.halving.as_mut() {
+            for &id in ids {
+                h.rung_of.insert(id, 0);
+            }
+        }
+        for &id in stored {
+            if self.halving.is_none() {
+                break;
+            }
+            let result = match self.store.rung_row(id, 0)? {
+                Some(r) => Seen { child: id, reward: r.reward, ok: r.status == Status::Ok },
+                None => {
+                    let row = self.store.row(id)?.with_context(|| format!("child {id} has no row"))?;
+                    Seen { child: id, reward: row.reward, ok: row.status == Status::Ok }
+                }
+            };
+            self.see(0, result, log)?;
+        }
         let mut pending = Vec::new();
         for &id in ids {
-            let spec = self.child_dir(id).join("spec.json");
-            match read_result(&result_path(&spec), id, &self.config.child)? {
-                Some(result) if result.status == Status::Failed => {
-                    std::fs::remove_file(result_path(&spec))
-                        .with_context(|| format!("cannot remove the failed result of child {id}"))?;
-                }
-                Some(result) => {
-                    self.record(id, result, log)?;
-                    continue;
-                }
-                None => {}
+            if let Some(p) = self.launch(id, log)? {
+                pending.push(p);
             }
-            let threads = self.config.threads;
-            let argv = vec![
-                program.clone(),
-                "child".into(),
-                spec.to_string_lossy().into_owned(),
-                "--threads".into(),
-                threads.to_string(),
-            ];
-            let task = Task { id, argv, log: spec.with_file_name("child.log"), threads };
-            pending.push(Pending { task, job: self.store.job(id)? });
         }
         let mut follower = ChildFollower { run: self, log, since: Instant::now() };
         match follow(executor, pending, Submission::Each, &mut follower)? {
@@ -272,28 +384,161 @@ impl<'a> IterationRun<'a> {
         }
     }
 
-    /// Stores the row of a trained child as soon as its result is in.
+    /// Child `id`'s task at the rung it trains to now (its spec written), or None when its
+    /// result is there already and was collected. Only a rung-0 task follows the job an
+    /// earlier controller submitted (a higher rung's job is submitted again; the child's lock
+    /// keeps two from training at once).
+    fn launch(&mut self, id: usize, log: &mut RunLog) -> Result<Option<Pending>> {
+        let spec = self.current_spec(id);
+        match read_result(&result_path(&spec), id, &self.config.child)? {
+            Some(result) if result.status == Status::Failed => {
+                std::fs::remove_file(result_path(&spec))
+                    .with_context(|| format!("cannot remove the failed result of child {id}"))?;
+            }
+            Some(result) => {
+                self.record(id, result, log)?;
+                return Ok(None);
+            }
+            None => {}
+        }
+        let threads = self.config.threads;
+        let argv = vec![
+            crate::exec::this_program()?,
+            "child".into(),
+            spec.to_string_lossy().into_owned(),
+            "--threads".into(),
+            threads.to_string(),
+        ];
+        let task = Task { id, argv, log: spec.with_file_name("child.log"), threads };
+        let rung = self.halving.as_ref().map_or(0, |h| h.rung_of.get(&id).copied().unwrap_or(0));
+        let job = if rung == 0 { self.store.job(id)? } else { None };
+        if let Some(h) = self.halving.as_mut() {
+            h.running.insert(id);
+        }
+        Ok(Some(Pending { task, job }))
+    }
+
+    /// A result counts at `rung`: with the ones it let through, in order, it goes to ASHA,
+    /// and each promotion it decides waits to start.
+    fn see(&mut self, rung: usize, result: Seen, log: &mut RunLog) -> Result<()> {
+        let Some(h) = self.halving.as_mut().filter(|h| h.seeing) else { return Ok(()) };
+        for seen in h.order.arrive(rung, result) {
+            if let Some(child) = h.asha.see(rung, seen) {
+                h.promoted.push_back((rung + 1, child));
+                let steps = h.rungs.steps(rung + 1);
+                log.line(&format!("child {child}: promoted to rung {} ({steps} steps)", rung + 1))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The promotions that may start now, as tasks: at once, or when the budget of steps
+    /// could bind, only when nothing is in flight and lower rungs first. One that would go
+    /// past `--budget-steps` does not start.
+    fn promotions(&mut self, log: &mut RunLog) -> Result<Vec<Pending>> {
+        let mut pending = Vec::new();
+        loop {
+            let Some(h) = self.halving.as_mut() else { return Ok(pending) };
+            if h.promoted.is_empty() || (h.tight && (!h.running.is_empty() || !pending.is_empty())) {
+                return Ok(pending);
+            }
+            let mut wave: Vec<(usize, usize)> = h.promoted.drain(..).collect();
+            if h.tight {
+                wave.sort_by_key(|&(rung, _)| rung);
+            }
+            for (rung, child) in wave {
+                let h = self.halving.as_mut().expect("halving");
+                let cost = h.rungs.cost(rung);
+                if let Some(b) = self.config.budget_steps.filter(|&b| h.granted + cost > b) {
+                    let why = format!(
+                        "the budget of {b} child steps is spent: {} granted, and child {child}'s promotion to rung {rung} needs {cost} more",
+                        h.granted
+                    );
+                    log.line(&format!("child {child}: not promoted: {why}"))?;
+                    h.refused.get_or_insert(why);
+                    continue;
+                }
+                h.granted += cost;
+                h.rung_of.insert(child, rung);
+                h.order.expect(rung, child);
+                let steps = h.rungs.steps(rung);
+                let below = self.spec_path(child, Some(0));
+                let mut spec = read_spec(&below)?;
+                spec.rung = Some(RungSpec { index: rung, steps });
+                let path = self.spec_path(child, Some(rung));
+                std::fs::create_dir_all(path.parent().unwrap_or(&self.config.out))?;
+                write_spec(&path, &spec)?;
+                if let Some(p) = self.launch(child, log)? {
+                    pending.push(p);
+                }
+            }
+        }
+    }
+
+    /// Stores a child's result as soon as it is in: its row (rung 0, or at full fidelity),
+    /// or its result at a higher rung, which becomes its row's.
     fn record(&mut self, id: usize, result: ChildResult, log: &mut RunLog) -> Result<()> {
         let job = self.store.job(id)?;
-        let reward = if result.status == Status::Ok && result.reward.is_finite() { result.reward } else { 0.0 };
-        let mut row = self.row(id, result.status, reward, result.error.clone(), None);
-        row.seconds = result.seconds;
-        row.train_loss = result.train_loss;
-        row.steps = Some(self.config.child.steps);
-        row.job_id = job;
-        match self.store.row(id)? {
-            // A failed child trained again (`retry_failed`, or an iteration replayed).
-            Some(old) => {
-                row.controller_step = old.controller_step;
-                self.store.retrained(&row)?
-            }
-            None => self.store.insert(std::slice::from_ref(&row))?,
-        }
+        let floor = self.config.child.reward_floor;
+        let reward = if result.status == Status::Ok && result.reward.is_finite() { result.reward } else { floor };
+        let rung = self.halving.as_mut().map(|h| {
+            h.running.remove(&id);
+            (h.rung_of.remove(&id).unwrap_or(0), h.rungs.clone())
+        });
         let what = match result.status {
             Status::Ok => format!("reward {reward:.4}"),
             other => format!("{} ({})", other.name(), result.error.as_deref().unwrap_or("no reason given")),
         };
-        log.line(&format!("child {id}: {} {what} in {:.1} s", row.formula, row.seconds))?;
+        let seen = Seen { child: id, reward, ok: result.status == Status::Ok };
+        if let Some((k, rungs)) = rung.as_ref().filter(|(k, _)| *k > 0) {
+            let row = RungRow {
+                child: id,
+                rung: *k,
+                steps: rungs.steps(*k),
+                reward,
+                status: result.status,
+                reason: result.error.clone(),
+                seconds: result.seconds,
+                train_loss: result.train_loss,
+            };
+            self.store.rung_result(&row, None)?;
+            let formula = self.store.row(id)?.map_or(String::new(), |r| r.formula);
+            log.line(&format!(
+                "child {id}: {formula} at rung {k} ({} steps) {what} in {:.1} s",
+                row.steps, row.seconds
+            ))?;
+            return self.see(*k, seen, log);
+        }
+        let mut row = self.row(id, result.status, reward, result.error.clone(), None);
+        row.seconds = result.seconds;
+        row.train_loss = result.train_loss;
+        row.steps = Some(rung.as_ref().map_or(self.config.child.steps, |(_, r)| r.steps(0)));
+        row.job_id = job;
+        if let Some(old) = self.store.row(id)? {
+            // A failed child trained again (`retry_failed`, or an iteration replayed).
+            row.controller_step = old.controller_step;
+        }
+        match &rung {
+            Some((_, rungs)) => {
+                let at = RungRow {
+                    child: id,
+                    rung: 0,
+                    steps: rungs.steps(0),
+                    reward,
+                    status: result.status,
+                    reason: result.error.clone(),
+                    seconds: result.seconds,
+                    train_loss: result.train_loss,
+                };
+                self.store.rung_result(&at, Some(&row))?;
+            }
+            None => self.store.retrained(&row)?,
+        }
+        let at = match &rung {
+            Some((_, rungs)) => format!(" at rung 0 ({} steps)", rungs.steps(0)),
+            None => String::new(),
+        };
+        log.line(&format!("child {id}: {}{at} {what} in {:.1} s", row.formula, row.seconds))?;
         self.stored.push(row);
         let trained = self.trained_before + self.stored.len();
         let best = self.stored.iter().map(|r| r.reward).fold(self.best_before, f64::max);
@@ -303,42 +548,47 @@ impl<'a> IterationRun<'a> {
             best,
             current: self.meta[id - self.first_id].0.clone(),
         });
-        Ok(())
+        self.see(0, seen, log)
     }
 
-    /// The rows not yet stored (rejections, repeats), every kept proposal's reward, and how
-    /// many of them were trained.
+    /// The reward a method learns from for `row`: its own, or with successive halving the
+    /// reward at rung 0 of the function it trained or repeats, which every function has
+    /// (rewards at different rungs are not comparable).
+    fn learned_reward(&self, row: &Row) -> Result<f64> {
+        if self.halving.is_none() || !(row.trained() || row.same_as.is_some()) {
+            return Ok(row.reward);
+        }
+        let child = row.same_as.unwrap_or(row.id);
+        Ok(self.store.rung_row(child, 0)?.map_or(row.reward, |r| r.reward))
+    }
+
+    /// The rows not yet stored (rejections, repeats), every kept proposal's reward (for the
+    /// method), and how many of them were trained.
     pub(super) fn finish(&mut self) -> Result<(Vec<Row>, Vec<f64>, usize)> {
         let mut rows = Vec::new();
         let mut trained = 0;
         let mut rewards = Vec::with_capacity(self.slots.len());
-        let reward_of: HashMap<usize, Row> = self.stored.iter().map(|r| (r.id, r.clone())).collect();
         for (i, slot) in self.slots.iter().enumerate() {
             let id = self.first_id + i;
             match slot {
                 Slot::Done(row) => {
-                    rewards.push(row.reward);
+                    rewards.push(self.learned_reward(row)?);
                     trained += row.trained() as usize;
                     if self.store.row(id)?.is_none() {
                         rows.push(row.as_ref().clone());
                     }
                 }
                 Slot::Training => {
-                    let row = match reward_of.get(&id) {
-                        Some(r) => r.clone(),
-                        None => self.store.row(id)?.with_context(|| format!("child {id} has no row"))?,
-                    };
-                    rewards.push(row.reward);
+                    let row = self.store.row(id)?.with_context(|| format!("child {id} has no row"))?;
+                    rewards.push(self.learned_reward(&row)?);
                     trained += 1;
                 }
                 Slot::RepeatOf(original) => {
-                    let o = match reward_of.get(original) {
-                        Some(r) => r.clone(),
-                        None => self.store.row(*original)?.with_context(|| format!("child {original} has no row"))?,
-                    };
+                    let o = self.store.row(*original)?.with_context(|| format!("child {original} has no row"))?;
                     let reason = format!("same function as child {original}");
-                    rewards.push(o.reward);
-                    rows.push(self.row(id, o.status, o.reward, Some(reason), Some(*original)));
+                    let row = self.row(id, o.status, o.reward, Some(reason), Some(*original));
+                    rewards.push(self.learned_reward(&row)?);
+                    rows.push(row);
                 }
             }
         }
@@ -373,7 +623,7 @@ impl Follower for ChildFollower<'_, '_, '_> {
     }
 
     fn ended(&mut self, id: usize, outcome: Outcome) -> Result<()> {
-        let spec = self.run.child_dir(id).join("spec.json");
+        let spec = self.run.current_spec(id);
         let elapsed = self.since.elapsed().as_secs_f64();
         let recipe = &self.run.config.child;
         let floor = recipe.reward_floor;
@@ -393,5 +643,9 @@ impl Follower for ChildFollower<'_, '_, '_> {
 
     fn should_stop(&self) -> bool {
         self.run.obs.should_stop()
+    }
+
+    fn more(&mut self) -> Result<Vec<Pending>> {
+        self.run.promotions(self.log)
     }
 }

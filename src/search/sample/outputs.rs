@@ -32,14 +32,22 @@ pub struct Top {
     pub reward: f64,
     pub fingerprint: String,
     pub child: usize,
+    /// The child steps its reward was reached at (with `--fidelity halving`, its highest
+    /// rung's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
     /// Other spellings of the same function that were proposed.
     pub equivalent: Vec<String>,
 }
 
-/// The best `k` distinct functions (by fingerprint), best first; ties go to the earlier child.
+/// The best `k` distinct functions (by fingerprint), best first: the ones trained the most
+/// steps (with `--fidelity halving`, the highest rung) first, then by reward; ties go to the
+/// earlier child.
 pub fn top_functions(rows: &[Row], k: usize) -> Vec<Top> {
     let mut best: Vec<&Row> = rows.iter().filter(|r| r.trained() && r.status == Status::Ok).collect();
-    best.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.id.cmp(&b.id)));
+    best.sort_by(|a, b| {
+        b.steps.unwrap_or(0).cmp(&a.steps.unwrap_or(0)).then(b.reward.total_cmp(&a.reward)).then(a.id.cmp(&b.id))
+    });
     best.iter()
         .take(k)
         .enumerate()
@@ -57,6 +65,7 @@ pub fn top_functions(rows: &[Row], k: usize) -> Vec<Top> {
                 reward: r.reward,
                 fingerprint: r.fingerprint.map_or(String::new(), |f| format!("{f:016x}")),
                 child: r.id,
+                steps: r.steps,
                 equivalent,
             }
         })

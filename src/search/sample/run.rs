@@ -27,6 +27,7 @@ use super::store::{Checkpoint, Row, Store};
 use crate::exec::Executor;
 use crate::files::write_atomic;
 use crate::observer::Observer;
+use crate::search::fidelity::Asha;
 use crate::train::run_dir::{CONFIG_FILE, RunDir, RunLog};
 
 /// What a finished (or stopped) search reports.
@@ -75,24 +76,38 @@ fn run_method(
     let mut store = Store::open(&out.join("search.db"))?;
     let mut log = RunLog::open(&out.join("log.log"), obs)?;
 
+    let rungs = config.fidelity.rungs(config.child.steps)?;
+    let eta = match config.fidelity {
+        crate::search::fidelity::Fidelity::Halving { eta, .. } => eta,
+        crate::search::fidelity::Fidelity::Full => 2,
+    };
+    let mut asha = Asha::new(eta, rungs.count());
     let mut iterations: Vec<Iteration> = Vec::new();
     let mut next_id = 0;
     match store.checkpoint()? {
         Some(cp) => {
             method.load_state(&cp.method["state"]).context("cannot restore the search's state from search.db")?;
+            if !rungs.is_full() {
+                asha = serde_json::from_value(cp.method["asha"].clone())
+                    .context("cannot restore successive halving's state from search.db")?;
+            }
             iterations = serde_json::from_value(cp.method["errors"].clone()).unwrap_or_default();
             next_id = cp.next_id;
             log.line(&format!("resuming after iteration {} ({} proposals stored)", cp.iterations, next_id))?;
         }
         None => log.line(&format!(
-            "{} search of {}: budget {} distinct functions{}, {} per iteration; children: {} for {} steps",
+            "{} search of {}: budget {} distinct functions{}, {} per iteration; children: {} for {} steps{}",
             config.method.name(),
             space.describe(),
             config.budget,
             config.budget_steps.map_or(String::new(), |b| format!(" or {b} child steps")),
             config.batch_children,
             config.child.network.name(),
-            config.child.steps
+            config.child.steps,
+            match rungs.is_full() {
+                true => String::new(),
+                false => format!(", successive halving at rungs of {:?} steps, eta {eta}", rungs.all()),
+            }
         ))?,
     }
     if let Some(c) = census.filter(|c| c.trainable < config.budget) {
@@ -109,7 +124,7 @@ fn run_method(
         let trained = rows.iter().filter(|r| r.id < next_id && r.trained()).count();
         let best = rows.iter().filter(|r| r.id < next_id).map(|r| r.reward).fold(config.child.reward_floor, f64::max);
         let spent = spent_steps(rows.iter().filter(|r| r.id < next_id), config);
-        if trained >= config.budget || config.budget_steps.is_some_and(|b| spent + config.child.steps > b) {
+        if trained >= config.budget || config.budget_steps.is_some_and(|b| spent + rungs.cost(0) > b) {
             break;
         }
         if let Some(c) = census.filter(|c| trained >= c.trainable) {
@@ -146,7 +161,8 @@ fn run_method(
             &mut store,
             At { first_id: next_id, step, trained_before: trained, best_before: best, spent_before: spent },
             obs,
-        );
+        )
+        .with_halving(rungs.clone(), asha.clone());
         let kept = match it.run(&proposals, executor, &mut log)? {
             Some(kept) => kept,
             None => {
@@ -155,6 +171,10 @@ fn run_method(
             }
         };
         let (new_rows, rewards, trained_in_batch) = it.finish()?;
+        let refused = it.refused().map(str::to_string);
+        if let Some(a) = it.asha() {
+            asha = a.clone();
+        }
         let batch: Vec<(Vec<usize>, f64)> = proposals[..kept].iter().cloned().zip(rewards.iter().copied()).collect();
         let learned = method.learn(&batch)?;
         let children = trained + trained_in_batch;
@@ -168,7 +188,10 @@ fn run_method(
         };
         iterations.push(record.clone());
         next_id += kept;
-        let state = serde_json::json!({ "state": method.state()?, "errors": iterations });
+        let mut state = serde_json::json!({ "state": method.state()?, "errors": iterations });
+        if !rungs.is_full() {
+            state["asha"] = serde_json::to_value(&asha)?;
+        }
         let checkpoint = Checkpoint { iterations: iterations.len(), next_id, method: state };
         store.commit_iteration(&new_rows, &checkpoint)?;
         write_outputs(out, &store.rows()?, &iterations, config)?;
@@ -178,6 +201,10 @@ fn run_method(
             record.iteration, kept, record.mean_reward, record.best_reward, children, config.budget
         ))?;
         if kept < proposals.len() {
+            break;
+        }
+        if let Some(why) = refused {
+            log.line(&format!("the search ends: {why}"))?;
             break;
         }
     }
@@ -244,6 +271,7 @@ mod tests {
             space: "core1".into(),
             budget,
             budget_steps: None,
+            fidelity: Default::default(),
             batch_children: 8,
             seed: 0,
             child: ChildRecipe {
@@ -518,6 +546,168 @@ mod tests {
         }
         let log = std::fs::read_to_string(lossy.join("log.log")).unwrap();
         assert!(log.contains("training again the 2 child(ren) that failed"), "{log}");
+    }
+
+    /// The results of `inner`'s children held back for a few polls and handed over in
+    /// reverse, as many workers finishing out of order would.
+    struct Shuffled<E: Executor> {
+        inner: E,
+        held: Vec<(usize, Outcome)>,
+        polls: usize,
+    }
+
+    impl<E: Executor> Executor for Shuffled<E> {
+        fn submit(&mut self, task: Task) -> Result<()> {
+            self.inner.submit(task)
+        }
+        fn poll(&mut self) -> Result<Vec<(usize, Outcome)>> {
+            self.polls += 1;
+            let mut events = Vec::new();
+            for (id, o) in self.inner.poll()? {
+                match o {
+                    Outcome::Exited | Outcome::Failed(_) => self.held.push((id, o)),
+                    other => events.push((id, other)),
+                }
+            }
+            if self.polls.is_multiple_of(3) || self.inner.in_flight() == 0 {
+                events.extend(std::mem::take(&mut self.held).into_iter().rev());
+            }
+            Ok(events)
+        }
+        fn in_flight(&self) -> usize {
+            self.inner.in_flight() + self.held.len()
+        }
+        fn cancel_all(&mut self) -> Result<Option<String>> {
+            Ok(None)
+        }
+    }
+
+    /// The synthetic reward of a rung: the target score, higher with more steps.
+    fn rung_score(spec: &ChildSpec) -> f64 {
+        let steps = spec.rung.map_or(spec.recipe.steps, |r| r.steps);
+        target_score(spec) * (0.5 + 0.5 * steps as f64 / spec.recipe.steps as f64)
+    }
+
+    /// The store's rows (times and jobs left out) and every rung's results.
+    fn halving_store(out: &Path) -> (Vec<Row>, Vec<Vec<super::super::store::RungRow>>) {
+        let store = Store::open(&out.join("search.db")).unwrap();
+        let rows = store.rows().unwrap().into_iter().map(|r| Row { seconds: 0.0, job_id: None, ..r }).collect();
+        let rungs = (0..4)
+            .map(|k| {
+                let mut v = store.rung_rows(k).unwrap();
+                v.iter_mut().for_each(|r| r.seconds = 0.0);
+                v
+            })
+            .collect();
+        (rows, rungs)
+    }
+
+    fn halving(method: SampleMethod, out: &Path, budget: usize) -> SampleConfig {
+        let mut c = config(method, out, budget);
+        c.child.steps = 9;
+        c.fidelity = crate::search::fidelity::Fidelity::Halving { min_steps: 1, eta: 3 };
+        c
+    }
+
+    /// Successive halving: new functions train 1 step, the top third of each rung goes on to
+    /// 3 and then 9 steps from its checkpoint; every function's row holds its highest rung's
+    /// result, and top.json ranks the highest rung first. The decisions, the store and the
+    /// outputs are the same whatever order the results come back in, and after a search is
+    /// killed and resumed, which trains nothing twice.
+    #[test]
+    fn halving_decides_the_same_whatever_the_order_and_after_a_resume() {
+        for method in [SampleMethod::Random, SampleMethod::Ppo, SampleMethod::Evolution] {
+            let dir = tempfile::tempdir().unwrap();
+            let straight = dir.path().join("straight");
+            let mut ex = Scored::new(rung_score);
+            run(&halving(method, &straight, 24), &mut ex, false, &Silent).unwrap();
+            let (rows, rungs) = halving_store(&straight);
+            let trained = rows.iter().filter(|r| r.trained()).count();
+            assert_eq!(trained, 24, "{}", method.name());
+            assert_eq!(rungs[0].len(), 24);
+            // ASHA's rule gives at least floor(n / 3) promotions per rung.
+            assert!(
+                rungs[1].len() >= 8 && rungs[2].len() >= rungs[1].len() / 3,
+                "{:?}",
+                rungs.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            assert!(!rungs[2].is_empty() && rungs[3].is_empty());
+            for r in &rungs[2] {
+                let row = &rows[r.child];
+                assert_eq!((row.steps, row.reward), (Some(9), r.reward));
+            }
+            assert_eq!(ex.ran, rungs.iter().map(Vec::len).sum::<usize>());
+            let top: Vec<Top> =
+                serde_json::from_str(&std::fs::read_to_string(straight.join("top.json")).unwrap()).unwrap();
+            assert_eq!(top[0].steps, Some(9));
+            assert!(top.windows(2).all(|w| w[0].steps >= w[1].steps));
+            let log = std::fs::read_to_string(straight.join("log.log")).unwrap();
+            assert!(log.contains("promoted to rung 2 (9 steps)"), "{log}");
+
+            let shuffled = dir.path().join("shuffled");
+            let mut ex = Shuffled { inner: Scored::new(rung_score), held: Vec::new(), polls: 0 };
+            run(&halving(method, &shuffled, 24), &mut ex, false, &Silent).unwrap();
+            assert_eq!(halving_store(&shuffled), (rows.clone(), rungs.clone()), "{}", method.name());
+
+            let broken = dir.path().join("broken");
+            let c = halving(method, &broken, 24);
+            let mut ex = Scored::new(rung_score);
+            ex.die_after = Some(17);
+            assert!(run(&c, &mut ex, false, &Silent).is_err());
+            let mut ex2 = Scored::new(rung_score);
+            run(&c, &mut ex2, true, &Silent).unwrap();
+            assert_eq!(ex.ran + ex2.ran, rungs.iter().map(Vec::len).sum::<usize>(), "{}", method.name());
+            assert_eq!(halving_store(&broken), (rows, rungs), "{}", method.name());
+            for file in ["children.jsonl", "top.json", "errors.json"] {
+                assert_eq!(
+                    std::fs::read_to_string(straight.join(file)).unwrap(),
+                    std::fs::read_to_string(broken.join(file)).unwrap(),
+                    "{file}"
+                );
+            }
+        }
+    }
+
+    /// A child that failed gets its task's floor, not 0: for a language model's negated loss,
+    /// 0 would be the best reward of all.
+    #[test]
+    fn a_failed_child_gets_the_tasks_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(SampleMethod::Random, dir.path(), 4);
+        c.child.reward_floor = -4.17;
+        let mut ex = Scored::new(|_: &ChildSpec| -1.5);
+        ex.lose = vec![0, 1, 2, 3, 4, 5, 6, 7];
+        run(&c, &mut ex, false, &Silent).unwrap();
+        let rows = Store::open(&dir.path().join("search.db")).unwrap().rows().unwrap();
+        assert!(rows.iter().any(|r| r.lost()));
+        for r in rows.iter().filter(|r| r.lost()) {
+            assert_eq!(r.reward, -4.17, "child {}", r.id);
+        }
+    }
+
+    /// With a budget of steps, halving spends at most it, the same way in any order.
+    #[test]
+    fn halving_keeps_to_the_budget_of_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stores = Vec::new();
+        for (name, shuffle) in [("a", false), ("b", true)] {
+            let out = dir.path().join(name);
+            let mut c = halving(SampleMethod::Random, &out, 1000);
+            c.budget_steps = Some(40);
+            match shuffle {
+                false => run(&c, &mut Scored::new(rung_score), false, &Silent).unwrap(),
+                true => {
+                    let mut ex = Shuffled { inner: Scored::new(rung_score), held: Vec::new(), polls: 0 };
+                    run(&c, &mut ex, false, &Silent).unwrap()
+                }
+            };
+            let (rows, rungs) = halving_store(&out);
+            let spent: usize = rows.iter().map(|r| r.cost(9)).sum();
+            assert!((30..=40).contains(&spent), "{spent}");
+            assert!(!rungs[1].is_empty());
+            stores.push((rows, rungs));
+        }
+        assert_eq!(stores[0], stores[1]);
     }
 
     /// A method that proposes given sequences once.

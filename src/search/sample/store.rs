@@ -10,6 +10,11 @@
 //! the row cost (0 for a rejection or a repeat; empty in a store written before they were
 //! recorded, where a trained row cost the recipe's steps). `--budget-steps` sums them.
 //!
+//! Table `rungs`, with `--fidelity halving`: one row per function and rung it reached (`child`,
+//! `rung`, `steps`, `reward`, `status`, `reason`, `seconds`, `train_loss`). The function's
+//! row in `children` holds its result at the highest rung it reached (its reward, status and
+//! steps) and the seconds of all its rungs.
+//!
 //! Table `state`: the controller's checkpoint (its iteration and the method's state as JSON),
 //! written in the same transaction as the rows of the iteration it follows, so that a
 //! resumed search takes the same decisions as an uninterrupted one.
@@ -63,6 +68,19 @@ impl Row {
     }
 }
 
+/// One function's result at one rung (table `rungs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RungRow {
+    pub child: usize,
+    pub rung: usize,
+    pub steps: usize,
+    pub reward: f64,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub train_loss: Option<f64>,
+}
+
 /// The controller's checkpoint.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -102,6 +120,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     child INTEGER NOT NULL,
     job_id TEXT NOT NULL,
     submitted_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS rungs (
+    child INTEGER NOT NULL,
+    rung INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    reward REAL NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    seconds REAL NOT NULL,
+    train_loss REAL,
+    PRIMARY KEY (child, rung)
 );
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
@@ -174,6 +203,80 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Stores a function's result at a rung, in one transaction. At rung 0, `row` is the
+    /// function's row in `children` (added, or replaced when it had failed). Above, a result
+    /// that is not `failed` becomes the function's: its row and its repeats' rows take its
+    /// reward, status and steps, and the row's seconds become those of all its rungs.
+    pub fn rung_result(&mut self, rung: &RungRow, row: Option<&Row>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO rungs (child, rung, steps, reward, status, reason, seconds, train_loss) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                rung.child as i64,
+                rung.rung as i64,
+                rung.steps as i64,
+                rung.reward,
+                rung.status.name(),
+                rung.reason,
+                rung.seconds,
+                rung.train_loss
+            ],
+        )
+        .with_context(|| format!("cannot store child {}'s rung {}", rung.child, rung.rung))?;
+        if let Some(row) = row {
+            write_rows(&tx, "INSERT OR REPLACE", std::slice::from_ref(row))?;
+        }
+        if rung.status != Status::Failed {
+            let child = rung.child as i64;
+            tx.execute(
+                "UPDATE children SET reward = ?1, status = ?2, reason = ?3, steps = ?4, train_loss = ?5, \
+                 seconds = (SELECT SUM(seconds) FROM rungs WHERE child = ?6) WHERE id = ?6",
+                params![rung.reward, rung.status.name(), rung.reason, rung.steps as i64, rung.train_loss, child],
+            )?;
+            tx.execute(
+                "UPDATE children SET status = ?1, reward = ?2 WHERE same_as = ?3",
+                params![rung.status.name(), rung.reward, child],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every function's result at `rung`, by child id.
+    pub fn rung_rows(&self, rung: usize) -> Result<Vec<RungRow>> {
+        self.read(|| {
+            let mut stmt = self.conn.prepare(
+                "SELECT child, rung, steps, reward, status, reason, seconds, train_loss FROM rungs WHERE rung = ?1 ORDER BY child",
+            )?;
+            let rows = stmt
+                .query_map(params![rung as i64], |r| {
+                    let status: String = r.get(4)?;
+                    Ok((status, RungRow {
+                        child: r.get::<_, i64>(0)? as usize,
+                        rung: r.get::<_, i64>(1)? as usize,
+                        steps: r.get::<_, i64>(2)? as usize,
+                        reward: r.get(3)?,
+                        status: Status::Failed,
+                        reason: r.get(5)?,
+                        seconds: r.get(6)?,
+                        train_loss: r.get(7)?,
+                    }))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(status, row)| match Status::from_name(&status) {
+                    Some(status) => Ok(RungRow { status, ..row }),
+                    None => bail!("child {} has an unknown status '{status}' at rung {}", row.child, row.rung),
+                })
+                .collect()
+        })
+    }
+
+    /// Child `child`'s result at `rung`, if stored.
+    pub fn rung_row(&self, child: usize, rung: usize) -> Result<Option<RungRow>> {
+        Ok(self.rung_rows(rung)?.into_iter().find(|r| r.child == child))
     }
 
     /// Adds rows and replaces the checkpoint, in one transaction.
