@@ -178,8 +178,16 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
             (false, false) => "validation accuracy",
         }
     );
+    let halving = config.fidelity != Default::default();
+    if halving {
+        text += "(highest rung first: a reward at more child steps ranks above any at fewer)\n";
+    }
     for t in &outcome.top {
-        text += &format!("{:>3}. {:.4}  {}\n", t.rank, t.reward, crate::report::shown(&t.formula));
+        let steps = match (halving, t.steps) {
+            (true, Some(steps)) => format!("  ({steps} steps)"),
+            _ => String::new(),
+        };
+        text += &format!("{:>3}. {:.4}  {}{steps}\n", t.rank, t.reward, crate::report::shown(&t.formula));
     }
     text += &format!(
         "store: {}, top functions: {}\n",

@@ -224,7 +224,11 @@ fn run_method(
         };
         log.line(&format!("finished: {trained} distinct functions trained, {} proposals{steps}", rows.len()))?;
         for t in &top {
-            log.line(&format!("top {}: {} reward {:.4} (child {})", t.rank, t.formula, t.reward, t.child))?;
+            let steps = match (rungs.is_full(), t.steps) {
+                (false, Some(steps)) => format!(", {steps} steps"),
+                _ => String::new(),
+            };
+            log.line(&format!("top {}: {} reward {:.4} (child {}{steps})", t.rank, t.formula, t.reward, t.child))?;
         }
     }
     Ok(SampleOutcome { top, trained, proposals: rows.len(), ended_early, stopped })
