@@ -380,28 +380,42 @@ fn one_shot_blocks(run: &Run, search: &OneShot, warnings: &mut Vec<String>) -> R
 }
 
 fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
-    let panels: Vec<Panel> = samples
-        .chunks(PER_PANEL)
-        .map(|chunk| Panel {
-            title: "best reward so far".into(),
-            x_label: "children trained".into(),
-            y_label: "reward".into(),
-            integer_x: true,
-            lines: chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (run, s))| {
-                    Line::new(format!("{} ({})", s.method, run.name), s.best_so_far(), i % PALETTE.len())
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    let mut blocks = vec![Block::Figure {
-        file: "sample-best-reward".into(),
-        caption: "best reward so far against children trained, per run".into(),
-        figure: Figure { title: None, panels, columns: 1, panel_size: None },
-    }];
+    type Curve = fn(&Sample) -> Option<Vec<(f64, f64)>>;
+    let against: [(&str, &str, bool, Curve); 3] = [
+        ("sample-best-reward", "children trained", true, |s| Some(s.best_so_far())),
+        ("sample-best-reward-steps", "child steps spent", false, Sample::best_so_far_by_steps),
+        ("sample-best-reward-seconds", "child-seconds spent", false, Sample::best_so_far_by_seconds),
+    ];
+    let mut blocks = Vec::new();
+    for (file, x_label, integer_x, curve) in against {
+        // Searches from before the steps and seconds were recorded have only the first.
+        let Some(curves) = samples.iter().map(|(_, s)| curve(s)).collect::<Option<Vec<_>>>() else { continue };
+        let runs: Vec<(String, Vec<(f64, f64)>)> = samples
+            .iter()
+            .zip(curves)
+            .map(|((run, s), points)| (format!("{} ({})", s.method, run.name), points))
+            .collect();
+        let panels: Vec<Panel> = runs
+            .chunks(PER_PANEL)
+            .map(|chunk| Panel {
+                title: "best reward so far".into(),
+                x_label: x_label.into(),
+                y_label: "reward".into(),
+                integer_x,
+                lines: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, points))| Line::new(name.clone(), points.clone(), i % PALETTE.len()))
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        blocks.push(Block::Figure {
+            file: file.into(),
+            caption: format!("best reward so far against {x_label}, per run"),
+            figure: Figure { title: None, panels, columns: 1, panel_size: None },
+        });
+    }
     for (run, s) in samples {
         blocks.push(Block::Table {
             caption: format!("{} ({}): top {TOP_K} formulas of {} children", run.name, s.method, s.children.len()),
@@ -542,8 +556,10 @@ mod tests {
 
     #[test]
     fn writes_every_file_of_a_mixed_report() {
-        let sample =
-            Sample { method: "random".into(), children: vec![Child { child: 1, formula: "x".into(), reward: 0.4 }] };
+        let sample = Sample {
+            method: "random".into(),
+            children: vec![Child { child: 1, formula: "x".into(), reward: 0.4, steps: None, seconds: None }],
+        };
         let runs = vec![
             run("a", 0, RunKind::Eval),
             run("b", 1, RunKind::Eval),

@@ -275,21 +275,55 @@ pub struct Child {
     pub child: usize,
     pub formula: String,
     pub reward: f64,
+    /// The child steps and seconds it cost (all its rungs'); absent in older searches.
+    #[serde(default)]
+    pub steps: Option<usize>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
 }
 
 impl Sample {
     /// The best reward after each child, as (children trained, best so far).
     pub fn best_so_far(&self) -> Vec<(f64, f64)> {
+        let mut n = 0.0;
+        self.best_against(|_| {
+            n += 1.0;
+            Some(n)
+        })
+        .unwrap_or_default()
+    }
+
+    /// The best reward after each child against the child steps spent so far (with halving, a
+    /// child's promotions count at its place); None for a search that did not record them.
+    pub fn best_so_far_by_steps(&self) -> Option<Vec<(f64, f64)>> {
+        let mut spent = 0.0;
+        self.best_against(|c| {
+            spent += c.steps? as f64;
+            Some(spent)
+        })
+    }
+
+    /// As [`Sample::best_so_far_by_steps`], against the child-seconds spent so far.
+    pub fn best_so_far_by_seconds(&self) -> Option<Vec<(f64, f64)>> {
+        let mut spent = 0.0;
+        self.best_against(|c| {
+            spent += c.seconds?;
+            Some(spent)
+        })
+    }
+
+    /// (x, best so far) after each child, x accumulated by `x` over every child.
+    fn best_against(&self, mut x: impl FnMut(&Child) -> Option<f64>) -> Option<Vec<(f64, f64)>> {
         let mut best = f64::NEG_INFINITY;
-        self.children
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.reward.is_finite())
-            .map(|(i, c)| {
+        let mut points = Vec::new();
+        for c in &self.children {
+            let at = x(c)?;
+            if c.reward.is_finite() {
                 best = best.max(c.reward);
-                ((i + 1) as f64, best)
-            })
-            .collect()
+                points.push((at, best));
+            }
+        }
+        Some(points)
     }
 }
 
@@ -680,6 +714,15 @@ mod tests {
         let RunKind::Sample(s) = run.kind else { panic!("not a sample search") };
         assert_eq!(s.method, "ppo");
         assert_eq!(s.best_so_far(), vec![(1.0, 0.5), (2.0, 0.7), (3.0, 0.7)]);
+        // A search from before the steps were recorded has no curves against them.
+        assert_eq!((s.best_so_far_by_steps(), s.best_so_far_by_seconds()), (None, None));
+        let children = r#"{"child": 0, "formula": "x", "reward": 0.5, "steps": 10, "seconds": 1.5}
+{"child": 1, "formula": "relu(x)", "reward": 0.7, "steps": 90, "seconds": 6.0}
+{"child": 2, "formula": "sin(x)", "reward": 0.6, "steps": 30, "seconds": 2.5}"#;
+        write(root.path(), "children.jsonl", children);
+        let RunKind::Sample(s) = read_run(root.path()).unwrap().kind else { panic!("not a sample search") };
+        assert_eq!(s.best_so_far_by_steps().unwrap(), vec![(10.0, 0.5), (100.0, 0.7), (130.0, 0.7)]);
+        assert_eq!(s.best_so_far_by_seconds().unwrap(), vec![(1.5, 0.5), (7.5, 0.7), (10.0, 0.7)]);
     }
 
     #[test]

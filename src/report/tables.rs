@@ -434,7 +434,8 @@ mod tests {
 
     #[test]
     fn top_k_keeps_each_formula_once_at_its_best() {
-        let child = |child, formula: &str, reward| Child { child, formula: formula.into(), reward };
+        let child =
+            |child, formula: &str, reward| Child { child, formula: formula.into(), reward, steps: None, seconds: None };
         let sample = Sample {
             method: "random".into(),
             children: vec![child(1, "x", 0.5), child(2, "sin(x)", 0.8), child(3, "x", 0.9), child(4, "relu", f64::NAN)],

@@ -261,3 +261,17 @@ pub fn multi30k(dir: &Path, n: usize) -> PathBuf {
     }
     folder
 }
+
+/// The lines of a search's `children.jsonl` without the children's seconds, which differ
+/// between equal runs.
+#[allow(dead_code)]
+pub fn children_lines(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("children.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}

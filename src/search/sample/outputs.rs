@@ -76,7 +76,14 @@ pub fn top_functions(rows: &[Row], k: usize) -> Vec<Top> {
 pub(super) fn write_outputs(out: &Path, rows: &[Row], iterations: &[Iteration], config: &SampleConfig) -> Result<()> {
     let mut lines = String::new();
     for r in rows.iter().filter(|r| r.trained() && r.status != Status::Failed) {
-        lines.push_str(&serde_json::json!({ "child": r.id, "formula": r.formula, "reward": r.reward }).to_string());
+        let line = serde_json::json!({
+            "child": r.id,
+            "formula": r.formula,
+            "reward": r.reward,
+            "steps": r.cost(config.child.steps),
+            "seconds": r.seconds,
+        });
+        lines.push_str(&line.to_string());
         lines.push('\n');
     }
     write_atomic(&out.join("children.jsonl"), lines.as_bytes())?;
