@@ -3,8 +3,10 @@
 //! sample-based searches (PPO, REINFORCE, random, evolution, exhaustive) that train one child
 //! network per proposed function, run by an executor of `crate::exec`. `fidelity`: how much a
 //! sample-based search trains each function (all of `--child-steps`, or successive halving's
-//! rungs) and what it may spend in all (`--budget-steps`).
+//! rungs) and what it may spend in all (`--budget-steps`). `predict`: a function's reward
+//! predicted without training it (features and a nearest-neighbour regressor).
 
 pub mod fidelity;
 pub mod oneshot;
+pub mod predict;
 pub mod sample;
