@@ -32,3 +32,4 @@ pub mod run;
 pub mod screen;
 pub mod space;
 pub mod store;
+pub mod surrogate;

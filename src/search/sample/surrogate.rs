@@ -1,0 +1,194 @@
+//! The surrogate method (AQuaSurF, Bingham & Miikkulainen 2023): rank unseen candidates by a
+//! reward predicted without training them, and train the best-predicted next.
+//!
+//! - The first proposals are the space's own spellings of standard functions, where it has
+//!   them: relu, silu (`x*sigmoid(x)`), tanh, softplus and x, found by fingerprint (every
+//!   sequence of a countable space, else a seeded sample of it).
+//! - Then each proposal comes from a pool of [`POOL`] sequences drawn from the space: those the
+//!   screen would reject and functions already proposed are left out, and a k-nearest-neighbour
+//!   regressor (`predict::Knn`, k = [`K`]), fit to every reward learned so far, ranks the rest
+//!   by the output features of `predict::features`. The best-ranked are proposed.
+//!
+//! Not yet: the Fisher-spectrum features of the child network at initialization, which
+//! AQuaSurF adds to the output features.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use rand_chacha::ChaCha8Rng;
+
+use super::method::{Learned, Method, nth_sequence, rng, rng_from_state, rng_state, uniform_sequence};
+use super::screen::{Screen, screen};
+use super::space::TokenSpace;
+use crate::expr::Formula;
+use crate::search::predict::{Knn, output_features};
+
+/// Candidates drawn per proposal round.
+pub const POOL: usize = 2000;
+/// Neighbours a prediction averages.
+pub const K: usize = 3;
+/// The standard functions tried first, in this order.
+const STANDARD: [&str; 5] = ["max(x, 0)", "x*sigmoid(x)", "tanh(x)", "softplus(x)", "x"];
+/// Sequences searched for the standard spellings in a space too large to go through.
+const SPELLING_SAMPLE: u128 = 100_000;
+
+pub struct Surrogate {
+    space: TokenSpace,
+    sizes: Vec<usize>,
+    rng: ChaCha8Rng,
+    /// Standard spellings not yet proposed.
+    standard: Vec<Vec<usize>>,
+    /// Every sequence learned, with its reward, in order.
+    learned: Vec<(Vec<usize>, f64)>,
+    /// Fingerprints (or formulas) of every sequence proposed.
+    proposed: HashSet<String>,
+}
+
+impl Surrogate {
+    pub fn new(space: TokenSpace, seed: u64) -> Result<Surrogate> {
+        let sizes: Vec<usize> = space.steps().iter().map(|s| s.choices.len()).collect();
+        let standard = standard_spellings(&space, &sizes, seed)?;
+        Ok(Surrogate { space, sizes, rng: rng(seed), standard, learned: Vec::new(), proposed: HashSet::new() })
+    }
+
+    /// A candidate's identity and, unless the screen rejects it, its output features.
+    fn describe(&self, tokens: &[usize]) -> Option<(String, Option<Vec<f64>>)> {
+        let c = self.space.decode(tokens).ok()?;
+        let key = c.formula.fingerprint().map_or_else(|| c.formula.to_string(), |f| format!("{f:016x}"));
+        let features = match screen(&c.formula, &c.init) {
+            Screen::Train { .. } => Some(output_features(&c.formula, &c.init)),
+            Screen::Reject { .. } => None,
+        };
+        Some((key, features))
+    }
+}
+
+/// The space's spellings of [`STANDARD`], in that order, each the first found.
+fn standard_spellings(space: &TokenSpace, sizes: &[usize], seed: u64) -> Result<Vec<Vec<usize>>> {
+    let targets: Vec<Option<u64>> =
+        STANDARD.iter().map(|f| Formula::parse(f).map(|f| f.fingerprint())).collect::<Result<_, _>>()?;
+    let mut found: Vec<Option<Vec<usize>>> = vec![None; targets.len()];
+    let mut sample = rng(seed ^ 0x5EED);
+    let count = space.size().min(SPELLING_SAMPLE);
+    for i in 0..count {
+        let tokens = match space.size() <= SPELLING_SAMPLE {
+            true => nth_sequence(sizes, i),
+            false => uniform_sequence(sizes, &mut sample),
+        };
+        let Ok(c) = space.decode(&tokens) else { continue };
+        let Some(fp) = c.formula.fingerprint() else { continue };
+        for (slot, target) in found.iter_mut().zip(&targets) {
+            if slot.is_none() && *target == Some(fp) {
+                *slot = Some(tokens.clone());
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    Ok(found.into_iter().flatten().collect())
+}
+
+impl Method for Surrogate {
+    fn propose(&mut self, n: usize) -> Result<Vec<Vec<usize>>> {
+        let mut out = Vec::new();
+        while out.len() < n && !self.standard.is_empty() {
+            let tokens = self.standard.remove(0);
+            if let Some((key, _)) = self.describe(&tokens)
+                && self.proposed.insert(key)
+            {
+                out.push(tokens);
+            }
+        }
+        if out.len() == n {
+            return Ok(out);
+        }
+        let mut knn = Knn::new(K);
+        for (tokens, reward) in &self.learned {
+            if let Some((_, Some(features))) = self.describe(tokens) {
+                knn.add(features, *reward);
+            }
+        }
+        let mut pool: Vec<(Vec<usize>, String, Vec<f64>)> = Vec::new();
+        let mut in_pool = HashSet::new();
+        for _ in 0..POOL {
+            let tokens = uniform_sequence(&self.sizes, &mut self.rng);
+            let Some((key, Some(features))) = self.describe(&tokens) else { continue };
+            if !self.proposed.contains(&key) && in_pool.insert(key.clone()) {
+                pool.push((tokens, key, features));
+            }
+        }
+        let features: Vec<Vec<f64>> = pool.iter().map(|p| p.2.clone()).collect();
+        let mut ranked: Vec<(f64, usize)> = match knn.predict(&features) {
+            Some(p) => p.into_iter().enumerate().map(|(i, v)| (v, i)).collect(),
+            // Nothing learned yet: the pool's order, which is uniform.
+            None => (0..pool.len()).map(|i| (0.0, i)).collect(),
+        };
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, i) in ranked {
+            if out.len() == n {
+                break;
+            }
+            self.proposed.insert(pool[i].1.clone());
+            out.push(pool[i].0.clone());
+        }
+        // A pool with nothing new left: uniform sequences, as random search would propose.
+        while out.len() < n {
+            out.push(uniform_sequence(&self.sizes, &mut self.rng));
+        }
+        Ok(out)
+    }
+
+    fn learn(&mut self, batch: &[(Vec<usize>, f64)]) -> Result<Learned> {
+        self.learned.extend(batch.iter().cloned());
+        Ok(Learned::default())
+    }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        let mut proposed: Vec<&String> = self.proposed.iter().collect();
+        proposed.sort();
+        Ok(serde_json::json!({
+            "rng": rng_state(&self.rng),
+            "standard": self.standard,
+            "learned": self.learned,
+            "proposed": proposed,
+        }))
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.rng = rng_from_state(&state["rng"])?;
+        self.standard = serde_json::from_value(state["standard"].clone()).context("the surrogate's state")?;
+        self.learned = serde_json::from_value(state["learned"].clone()).context("the surrogate's state")?;
+        let proposed: Vec<String> =
+            serde_json::from_value(state["proposed"].clone()).context("the surrogate's state")?;
+        self.proposed = proposed.into_iter().collect();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_spellings_come_first_and_nothing_repeats() {
+        let space = TokenSpace::parse("core1").unwrap();
+        let mut s = Surrogate::new(space.clone(), 0).unwrap();
+        let first = s.propose(5).unwrap();
+        let formulas: Vec<u64> =
+            first.iter().map(|t| space.decode(t).unwrap().formula.fingerprint().unwrap()).collect();
+        let want: Vec<u64> = STANDARD.iter().map(|f| Formula::parse(f).unwrap().fingerprint().unwrap()).collect();
+        assert_eq!(formulas, want);
+        s.learn(&first.iter().cloned().zip([0.5, 0.6, 0.4, 0.45, 0.3]).collect::<Vec<_>>()).unwrap();
+        let next = s.propose(8).unwrap();
+        let mut keys = HashSet::new();
+        for t in first.iter().chain(&next) {
+            assert!(keys.insert(space.decode(t).unwrap().formula.fingerprint()), "a repeat");
+        }
+        // Its state restores the same proposals.
+        let state = s.state().unwrap();
+        let mut again = Surrogate::new(space, 0).unwrap();
+        again.load_state(&state).unwrap();
+        assert_eq!(again.propose(4).unwrap(), s.propose(4).unwrap());
+    }
+}
