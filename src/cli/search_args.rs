@@ -194,9 +194,10 @@ pub struct SampleArgs {
     /// 16].
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub budget: Option<usize>,
-    /// The child steps the whole search may spend: a new function is not trained when its
-    /// --child-steps would go past it, so that methods compare at equal compute. Without
-    /// --budget, the functions are not counted.
+    /// The child steps the whole search may spend: a new function is not trained, and a
+    /// promotion not started, when its steps (--child-steps, or with --fidelity halving the
+    /// rung's) would go past it, so that methods compare at equal compute. Without --budget,
+    /// the functions are not counted.
     #[arg(long, allow_negative_numbers = true, value_parser = super::positive_whole)]
     pub budget_steps: Option<usize>,
     /// How much each function trains: `full` (all of --child-steps), or `halving`
