@@ -131,6 +131,44 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Successive halving on Slurm: each rung of a child is a job of its own (its spec, batch
+/// script and result in `children/ID/rungK/`), promotions are submitted as they are decided,
+/// and the rungs equal those of the same search run locally.
+#[test]
+fn a_halving_search_through_sbatch_equals_the_local_one() {
+    if !have_slurm("a_halving_search_through_sbatch_equals_the_local_one") {
+        return;
+    }
+    let dir = setup();
+    let cwd = dir.path();
+    let halving = |out: &str, executor: &str| {
+        let mut a = search_args(out, "6", "3", executor);
+        a.extend(["--fidelity", "halving", "--min-steps", "1", "--eta", "3"].map(String::from));
+        a
+    };
+    run_ok(&halving("runs/local", "local"), cwd);
+    run_ok(&halving("runs/slurm", "slurm"), cwd);
+    let rungs = |out: &Path| {
+        let store = actsearch::search::sample::store::Store::open(&out.join("search.db")).unwrap();
+        (0..2)
+            .map(|k| {
+                let mut v = store.rung_rows(k).unwrap();
+                v.iter_mut().for_each(|r| r.seconds = 0.0);
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    let (local, slurm) = (cwd.join("runs/local"), cwd.join("runs/slurm"));
+    let want = rungs(&local);
+    assert_eq!(want[0].len(), 6);
+    assert!(!want[1].is_empty(), "nothing was promoted: {want:?}");
+    assert_eq!(rungs(&slurm), want);
+    assert_eq!(comparable(rows(&slurm)), comparable(rows(&local)));
+    let promoted = want[1][0].child;
+    let rung = slurm.join(format!("children/{promoted}/rung1"));
+    assert!(rung.join("result.json").is_file() && rung.join("spec.json").is_file(), "{}", rung.display());
+}
+
 #[test]
 fn a_search_through_sbatch_equals_the_local_one_and_resumes_after_kill_9() {
     if !have_slurm("a_search_through_sbatch_equals_the_local_one") {
