@@ -137,7 +137,7 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
     args.common.backend.device()?;
     let progress = Progress::new();
     progress.println(&format!(
-        "actsearch search: {} over the {} ({}), budget {}{}, children {} x {} steps on {}, {} worker(s) x {} thread(s) -> {}",
+        "actsearch search: {} over the {} ({}), budget {}{}, children {} x {} steps{} on {}, {} worker(s) x {} thread(s) -> {}",
         method.name(),
         config.space,
         space.describe(),
@@ -145,6 +145,12 @@ pub fn run(args: &SearchArgs, method: SampleMethod) -> Result<()> {
         config.budget_steps.map_or(String::new(), |b| format!(" functions or {b} child steps")),
         config.child.network.name(),
         config.child.steps,
+        match config.fidelity {
+            crate::search::fidelity::Fidelity::Halving { min_steps, eta } => {
+                format!(" (successive halving from {min_steps}, eta {eta})")
+            }
+            crate::search::fidelity::Fidelity::Full => String::new(),
+        },
         config.dataset,
         config.workers,
         config.threads,
