@@ -191,16 +191,7 @@ fn a_killed_halving_search_resumes_to_the_same_store() {
     };
     let straight = actsearch(&args("runs/straight"), dir.path());
     assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
-    let rungs = |out: &Path| {
-        let store = actsearch::search::sample::store::Store::open(&out.join("search.db")).unwrap();
-        (0..3)
-            .map(|k| {
-                let mut v = store.rung_rows(k).unwrap();
-                v.iter_mut().for_each(|r| r.seconds = 0.0);
-                v
-            })
-            .collect::<Vec<_>>()
-    };
+    let rungs = |out: &Path| common::rung_rows(out, 3);
     let want = rungs(&dir.path().join("runs/straight"));
     assert_eq!(want[0].len(), 6);
     assert!(!want[1].is_empty() && want[2].is_empty(), "{want:?}");

@@ -148,16 +148,7 @@ fn a_halving_search_through_sbatch_equals_the_local_one() {
     };
     run_ok(&halving("runs/local", "local"), cwd);
     run_ok(&halving("runs/slurm", "slurm"), cwd);
-    let rungs = |out: &Path| {
-        let store = actsearch::search::sample::store::Store::open(&out.join("search.db")).unwrap();
-        (0..2)
-            .map(|k| {
-                let mut v = store.rung_rows(k).unwrap();
-                v.iter_mut().for_each(|r| r.seconds = 0.0);
-                v
-            })
-            .collect::<Vec<_>>()
-    };
+    let rungs = |out: &Path| common::rung_rows(out, 2);
     let (local, slurm) = (cwd.join("runs/local"), cwd.join("runs/slurm"));
     let want = rungs(&local);
     assert_eq!(want[0].len(), 6);

@@ -275,3 +275,17 @@ pub fn children_lines(out: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Each of the first `rungs` rungs' results in a halving search's store, without their
+/// seconds (which differ between equal runs).
+#[allow(dead_code)]
+pub fn rung_rows(out: &Path, rungs: usize) -> Vec<Vec<actsearch::search::sample::store::RungRow>> {
+    let store = actsearch::search::sample::store::Store::open(&out.join("search.db")).unwrap();
+    (0..rungs)
+        .map(|k| {
+            let mut v = store.rung_rows(k).unwrap();
+            v.iter_mut().for_each(|r| r.seconds = 0.0);
+            v
+        })
+        .collect()
+}

@@ -246,23 +246,36 @@ impl Store {
 
     /// Every function's result at `rung`, by child id.
     pub fn rung_rows(&self, rung: usize) -> Result<Vec<RungRow>> {
+        self.rung_query("WHERE rung = ?1 ORDER BY child", params![rung as i64])
+    }
+
+    /// Child `child`'s result at `rung`, if stored.
+    pub fn rung_row(&self, child: usize, rung: usize) -> Result<Option<RungRow>> {
+        Ok(self.rung_query("WHERE child = ?1 AND rung = ?2", params![child as i64, rung as i64])?.pop())
+    }
+
+    /// The rows of `rungs` that `filter` (a WHERE clause and its order) selects.
+    fn rung_query(&self, filter: &str, values: impl rusqlite::Params) -> Result<Vec<RungRow>> {
         self.read(|| {
-            let mut stmt = self.conn.prepare(
-                "SELECT child, rung, steps, reward, status, reason, seconds, train_loss FROM rungs WHERE rung = ?1 ORDER BY child",
-            )?;
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT child, rung, steps, reward, status, reason, seconds, train_loss FROM rungs {filter}"
+            ))?;
             let rows = stmt
-                .query_map(params![rung as i64], |r| {
+                .query_map(values, |r| {
                     let status: String = r.get(4)?;
-                    Ok((status, RungRow {
-                        child: r.get::<_, i64>(0)? as usize,
-                        rung: r.get::<_, i64>(1)? as usize,
-                        steps: r.get::<_, i64>(2)? as usize,
-                        reward: r.get(3)?,
-                        status: Status::Failed,
-                        reason: r.get(5)?,
-                        seconds: r.get(6)?,
-                        train_loss: r.get(7)?,
-                    }))
+                    Ok((
+                        status,
+                        RungRow {
+                            child: r.get::<_, i64>(0)? as usize,
+                            rung: r.get::<_, i64>(1)? as usize,
+                            steps: r.get::<_, i64>(2)? as usize,
+                            reward: r.get(3)?,
+                            status: Status::Failed,
+                            reason: r.get(5)?,
+                            seconds: r.get(6)?,
+                            train_loss: r.get(7)?,
+                        },
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter()
@@ -272,11 +285,6 @@ impl Store {
                 })
                 .collect()
         })
-    }
-
-    /// Child `child`'s result at `rung`, if stored.
-    pub fn rung_row(&self, child: usize, rung: usize) -> Result<Option<RungRow>> {
-        Ok(self.rung_rows(rung)?.into_iter().find(|r| r.child == child))
     }
 
     /// Adds rows and replaces the checkpoint, in one transaction.

@@ -42,13 +42,25 @@ pub struct Surrogate {
     learned: Vec<(Vec<usize>, f64)>,
     /// Fingerprints (or formulas) of every sequence proposed.
     proposed: HashSet<String>,
+    /// The regressor, fit to the output features of every learned sequence the screen keeps
+    /// (derived from `learned`, as each is learned).
+    knn: Knn,
 }
 
 impl Surrogate {
     pub fn new(space: TokenSpace, seed: u64) -> Result<Surrogate> {
         let sizes: Vec<usize> = space.steps().iter().map(|s| s.choices.len()).collect();
         let standard = standard_spellings(&space, &sizes, seed)?;
-        Ok(Surrogate { space, sizes, rng: rng(seed), standard, learned: Vec::new(), proposed: HashSet::new() })
+        let (learned, proposed, knn) = (Vec::new(), HashSet::new(), Knn::new(K));
+        Ok(Surrogate { space, sizes, rng: rng(seed), standard, learned, proposed, knn })
+    }
+
+    /// Adds `tokens`' reward to `learned` and its features to the regressor.
+    fn add(&mut self, tokens: &[usize], reward: f64) {
+        if let Some((_, Some(features))) = self.describe(tokens) {
+            self.knn.add(features, reward);
+        }
+        self.learned.push((tokens.to_vec(), reward));
     }
 
     /// A candidate's identity and, unless the screen rejects it, its output features.
@@ -103,12 +115,6 @@ impl Method for Surrogate {
         if out.len() == n {
             return Ok(out);
         }
-        let mut knn = Knn::new(K);
-        for (tokens, reward) in &self.learned {
-            if let Some((_, Some(features))) = self.describe(tokens) {
-                knn.add(features, *reward);
-            }
-        }
         let mut pool: Vec<(Vec<usize>, String, Vec<f64>)> = Vec::new();
         let mut in_pool = HashSet::new();
         for _ in 0..POOL {
@@ -119,7 +125,7 @@ impl Method for Surrogate {
             }
         }
         let features: Vec<Vec<f64>> = pool.iter().map(|p| p.2.clone()).collect();
-        let mut ranked: Vec<(f64, usize)> = match knn.predict(&features) {
+        let mut ranked: Vec<(f64, usize)> = match self.knn.predict(&features) {
             Some(p) => p.into_iter().enumerate().map(|(i, v)| (v, i)).collect(),
             // Nothing learned yet: the pool's order, which is uniform.
             None => (0..pool.len()).map(|i| (0.0, i)).collect(),
@@ -140,7 +146,9 @@ impl Method for Surrogate {
     }
 
     fn learn(&mut self, batch: &[(Vec<usize>, f64)]) -> Result<Learned> {
-        self.learned.extend(batch.iter().cloned());
+        for (tokens, reward) in batch {
+            self.add(tokens, *reward);
+        }
         Ok(Learned::default())
     }
 
@@ -158,7 +166,12 @@ impl Method for Surrogate {
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.rng = rng_from_state(&state["rng"])?;
         self.standard = serde_json::from_value(state["standard"].clone()).context("the surrogate's state")?;
-        self.learned = serde_json::from_value(state["learned"].clone()).context("the surrogate's state")?;
+        let learned: Vec<(Vec<usize>, f64)> =
+            serde_json::from_value(state["learned"].clone()).context("the surrogate's state")?;
+        (self.learned, self.knn) = (Vec::new(), Knn::new(K));
+        for (tokens, reward) in learned {
+            self.add(&tokens, reward);
+        }
         let proposed: Vec<String> =
             serde_json::from_value(state["proposed"].clone()).context("the surrogate's state")?;
         self.proposed = proposed.into_iter().collect();
