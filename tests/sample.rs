@@ -67,9 +67,14 @@ fn setup() -> tempfile::TempDir {
 #[test]
 fn every_method_runs_end_to_end_and_the_report_reads_it() {
     let dir = setup();
-    for (method, space) in
-        [("random", "core1"), ("evolution", "core2"), ("ppo", "core1"), ("reinforce", "core2"), ("exhaustive", "core1")]
-    {
+    for (method, space) in [
+        ("random", "core1"),
+        ("evolution", "core2"),
+        ("ppo", "core1"),
+        ("reinforce", "core2"),
+        ("exhaustive", "core1"),
+        ("surrogate", "core1"),
+    ] {
         let out = format!("runs/{method}");
         let run = actsearch(&search_args(method, space, &out, "3"), dir.path());
         let stdout = String::from_utf8_lossy(&run.stdout);
@@ -183,9 +188,16 @@ fn a_killed_search_resumes_to_the_same_store() {
 /// result trained again.
 #[test]
 fn a_killed_halving_search_resumes_to_the_same_store() {
+    // The surrogate also restores its regressors, Fisher features included, from the store.
+    for method in ["random", "surrogate"] {
+        killed_halving_search_resumes(method);
+    }
+}
+
+fn killed_halving_search_resumes(method: &str) {
     let dir = setup();
     let args = |out: &'static str| {
-        let mut a = search_args("random", "core1", out, "6");
+        let mut a = search_args(method, "core1", out, "6");
         a.extend(["--fidelity", "halving", "--min-steps", "1", "--eta", "3"]);
         a
     };

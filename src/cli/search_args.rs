@@ -39,6 +39,12 @@ pub enum Method {
     Evolution,
     /// Sample-based: every sequence of the space in a fixed order, up to --budget.
     Exhaustive,
+    /// Sample-based: AQuaSurF's surrogate. The space's spellings of relu, silu, tanh,
+    /// softplus and x first; then, of 2000 sampled candidates, the one a k-nearest-neighbour
+    /// regressor fit to the rewards so far predicts best, from each function's outputs on 1000
+    /// fixed inputs and the Fisher spectrum of the child network at initialization (for the
+    /// 200 best by outputs; cached under --data-dir/fisher/).
+    Surrogate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -297,6 +303,7 @@ pub fn sample_method(method: Method) -> Option<SampleMethod> {
         Method::Random => Some(SampleMethod::Random),
         Method::Evolution => Some(SampleMethod::Evolution),
         Method::Exhaustive => Some(SampleMethod::Exhaustive),
+        Method::Surrogate => Some(SampleMethod::Surrogate),
         _ => None,
     }
 }

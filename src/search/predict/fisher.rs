@@ -6,12 +6,16 @@
 //! are those of the m×m Gram matrix G = (1/m) [g_i · g_j]. So m gradients give the spectrum
 //! without forming F, whose side is the parameter count.
 //!
-//! Not yet: computing those gradients for a child network, and the features' cache.
+//! A network's spectrum is that of its block-diagonal Fisher, one block per parameter tensor
+//! (the layer-wise approximation of K-FAC, which AQuaSurF's features also take): the union of
+//! every block's m eigenvalues ([`block_eigenvalues`]), so that m gradients give m eigenvalues
+//! per tensor, and the histogram has hundreds of values rather than m. Computing a child
+//! network's gradients and caching the features is `search::sample::fisher`'s.
 
 use nalgebra::DMatrix;
 
-/// Bins of the histogram.
-pub const BINS: usize = 16;
+/// Bins of the histogram: half a decade each.
+pub const BINS: usize = 32;
 /// The histogram's range of log10 eigenvalues; values outside count in the end bins.
 const LOG_LO: f64 = -10.0;
 const LOG_HI: f64 = 6.0;
@@ -27,6 +31,15 @@ pub fn eigenvalues(grads: &[Vec<f32>]) -> Vec<f64> {
         grads[i].iter().zip(&grads[j]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / m as f64
     });
     let mut values: Vec<f64> = gram.symmetric_eigenvalues().iter().map(|&v| v.max(0.0)).collect();
+    values.sort_by(|a, b| b.total_cmp(a));
+    values
+}
+
+/// The eigenvalues of the block-diagonal empirical Fisher: `blocks[t][i]` is the gradient of
+/// micro-batch i with respect to parameter tensor t; every block's [`eigenvalues`], pooled,
+/// largest first.
+pub fn block_eigenvalues(blocks: &[Vec<Vec<f32>>]) -> Vec<f64> {
+    let mut values: Vec<f64> = blocks.iter().flat_map(|b| eigenvalues(b)).collect();
     values.sort_by(|a, b| b.total_cmp(a));
     values
 }
@@ -64,16 +77,21 @@ mod tests {
         let v = eigenvalues(&same);
         assert!((v[0] - 9.0).abs() < 1e-9 && v[1..].iter().all(|&x| x < 1e-9), "{v:?}");
         assert!(eigenvalues(&[]).is_empty());
+        // Two blocks: the orthogonal gradients and the equal ones, pooled.
+        let blocks = [grads.clone(), same[..3].to_vec()];
+        let v = block_eigenvalues(&blocks);
+        assert_eq!(v.len(), 6);
+        assert!((v[0] - 9.0).abs() < 1e-6 && (v[1] - 3.0).abs() < 1e-6 && v[5] < 1e-9, "{v:?}");
     }
 
     #[test]
     fn the_histogram_has_fixed_bins_and_shares() {
-        // log10: 0.477 (bin 10), 0.125 (bin 10), -1.52 (bin 8); a zero and a huge value go to
+        // log10: 0.477 (bin 20), 0.125 (bin 20), -1.52 (bin 16); a zero and a huge value go to
         // the end bins.
         let h = histogram(&[3.0, 4.0 / 3.0, 0.03, 0.0, 1e9]);
         assert_eq!(h.len(), BINS);
         assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert_eq!((h[0], h[8], h[10], h[15]), (0.2, 0.2, 0.4, 0.2));
+        assert_eq!((h[0], h[16], h[20], h[31]), (0.2, 0.2, 0.4, 0.2));
         assert_eq!(histogram(&[]), vec![0.0; BINS]);
     }
 }

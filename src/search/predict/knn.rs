@@ -8,13 +8,31 @@
 #[derive(Clone, Debug, Default)]
 pub struct Knn {
     k: usize,
+    /// The sizes of the feature sets, in order (empty: one set): each set weighs the same in
+    /// the distance, however many features it has.
+    groups: Vec<usize>,
     points: Vec<(Vec<f64>, f64)>,
 }
 
 impl Knn {
     /// No points yet; predictions average the `k` nearest (fewer while fewer are fit).
     pub fn new(k: usize) -> Knn {
-        Knn { k: k.max(1), points: Vec::new() }
+        Knn { k: k.max(1), groups: Vec::new(), points: Vec::new() }
+    }
+
+    /// [`Knn::new`] on features made of sets of `groups` features each, in order, each set
+    /// counting equally: a feature's squared standardized difference is divided by its set's
+    /// size (1000 output features then weigh as much as a 16-bin spectrum).
+    pub fn grouped(k: usize, groups: Vec<usize>) -> Knn {
+        Knn { groups, ..Knn::new(k) }
+    }
+
+    /// Each feature's weight in the distance: one over the size of its set.
+    fn weights(&self, dims: usize) -> Vec<f64> {
+        let mut w: Vec<f64> = self.groups.iter().flat_map(|&g| vec![1.0 / g as f64; g]).collect();
+        // Features past the sets (or with no sets given) weigh 1.
+        w.resize(dims, 1.0);
+        w
     }
 
     /// Adds a point with its reward.
@@ -49,8 +67,9 @@ impl Knn {
             return None;
         }
         let scales = self.scales();
+        let weights = self.weights(scales.len());
         let distance = |a: &[f64], b: &[f64]| -> f64 {
-            a.iter().zip(b).zip(&scales).map(|((x, y), s)| ((x - y) / s).powi(2)).sum::<f64>()
+            a.iter().zip(b).zip(scales.iter().zip(&weights)).map(|((x, y), (s, w))| w * ((x - y) / s).powi(2)).sum()
         };
         let k = self.k.min(self.points.len());
         let predictions = queries
@@ -94,5 +113,28 @@ mod tests {
         exact.add(vec![1.0], 0.9);
         exact.add(vec![1.0], 0.5);
         assert_eq!(exact.predict(&[vec![1.0], vec![0.2]]).unwrap(), vec![0.9, 0.1]);
+    }
+
+    /// Two feature sets, one of 100 features that carry nothing and one of a single feature
+    /// that carries the reward: ungrouped, the 100 outvote the one; grouped, each set weighs
+    /// the same and the informative one decides.
+    #[test]
+    fn grouped_sets_weigh_the_same_whatever_their_size() {
+        let point = |i: usize| {
+            let mut f: Vec<f64> = (0..100).map(|d| ((i * 7 + d * 13) % 17) as f64).collect();
+            f.push(i as f64);
+            (f, i as f64)
+        };
+        let (mut flat, mut grouped) = (Knn::new(1), Knn::grouped(1, vec![100, 1]));
+        for i in 0..20 {
+            let (f, r) = point(i);
+            flat.add(f.clone(), r);
+            grouped.add(f, r);
+        }
+        // A query whose noise equals point 3's but whose signal is point 15's.
+        let mut q = point(3).0;
+        q[100] = 15.0;
+        assert_eq!(flat.predict(std::slice::from_ref(&q)).unwrap(), vec![3.0]);
+        assert_eq!(grouped.predict(&[q]).unwrap(), vec![15.0]);
     }
 }

@@ -167,6 +167,32 @@ impl ChildRecipe {
     }
 }
 
+#[cfg(test)]
+impl ChildRecipe {
+    /// A recipe for tests: ResNet-8 for 1 step on batches of 2, SGD, no augmentation.
+    pub fn test_resnet8() -> ChildRecipe {
+        ChildRecipe {
+            network: Network::Resnet8,
+            steps: 1,
+            batch_size: 2,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            augment: false,
+            subset: None,
+            requested: Default::default(),
+            train_portion: 0.8,
+            optimizer: Default::default(),
+            warmup: 0.0,
+            grad_clip: None,
+            mlp: Default::default(),
+            reward_floor: 0.0,
+            dropout: 0.0,
+            translation: None,
+        }
+    }
+}
+
 /// How a child ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -357,45 +383,71 @@ pub fn load_data(
 /// (status `diverged`), not an error; errors are bad formulas or unreadable data.
 pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Observer) -> Result<ChildResult> {
     let start = Instant::now();
+    let data = load_data(&spec.recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)?;
+    let train = Train { spec, dir, device, start, obs };
+    with_child_net(spec, data, spec.recipe.batch_size, device, train)
+}
+
+/// What is done with a child's network once [`with_child_net`] has built it, with its task.
+pub trait ChildUse {
+    type Out;
+    /// Uses `model`, untrained, with its task's training `batches`, held-out `splits` and the
+    /// log's first line; `score`, where given, is the task's reward of the trained model
+    /// (a translation model's validation BLEU as a fraction).
+    fn apply<N, B, D>(self, model: N, task: (B, D, String), score: Option<Scorer<'_, N>>) -> Result<Self::Out>
+    where
+        N: Net,
+        D: Supervised<N>,
+        B: Batches<Batch = D::Batch>;
+}
+
+/// How a task scores a trained model, where its validation metric is not the reward.
+pub type Scorer<'a, N> = Box<dyn FnOnce(&N, &mut RunLog) -> Result<Option<f64>> + 'a>;
+
+/// Builds the network of `spec`'s recipe with `spec`'s function at every site, as a child
+/// starts it (seeded by `spec.seed`), its training batches of `batch_size` from `data` and its
+/// held-out splits, and hands them to `use_`: the one place a child's network is made.
+pub fn with_child_net<U: ChildUse>(
+    spec: &ChildSpec,
+    data: ChildData,
+    batch_size: usize,
+    device: &Device,
+    use_: U,
+) -> Result<U::Out> {
     // read_spec checked the formula and its initial values.
     let formula = Formula::parse(&spec.formula).map_err(|e| anyhow::anyhow!("child {}: {e}", spec.id))?;
     let train_device = device.clone().autodiff();
     let site = |width: usize| Activation::with_init(&formula, &spec.init, width, &train_device);
     let recipe = &spec.recipe;
-    let splits = match load_data(recipe, &spec.dataset, &spec.data_dir, spec.seed, obs)? {
+    let splits = match data {
         ChildData::Text(corpus) => {
             let Arch::Gpt(size) = recipe.network.arch() else { bail!("child {}: text for an image network", spec.id) };
             let len = size.shape().block;
             let model = Gpt::with_sites(size, recipe.mlp, corpus.vocab_size(), spec.seed, &train_device, site);
-            let batches = TextBatches { corpus: corpus.clone(), rows: recipe.batch_size, len, seed: spec.seed };
+            let batches = TextBatches { corpus: corpus.clone(), rows: batch_size, len, seed: spec.seed };
             let intro = intro(spec, corpus.train.len(), corpus.valid.len(), "characters");
             let splits = TextSplits { corpus, len, eval_rows: EVAL_BATCH, device: device.clone() };
             let model = model.with_dropout(recipe.dropout);
-            return train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs, |_, _| Ok(None));
+            return use_.apply(model, (batches, splits, intro), None);
         }
-        ChildData::Parallel(corpus) => return train_translation_child(spec, dir, &corpus, site, device, start, obs),
+        ChildData::Parallel(corpus) => return with_translation_net(spec, &corpus, site, batch_size, device, use_),
         ChildData::Images(splits) => *splits,
     };
     let train_set = Arc::new(splits.train);
-    let Some(valid_set) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
     let batches = ImageBatches {
         set: train_set.clone(),
         norm: splits.norm,
-        batch_size: recipe.batch_size,
+        batch_size,
         augment: recipe.augment,
         seed: spec.seed,
     };
     if batches.len(true) == 0 {
-        bail!(
-            "child {}: {} training images are fewer than one batch of {}",
-            spec.id,
-            train_set.len(),
-            recipe.batch_size
-        );
+        bail!("child {}: {} training images are fewer than one batch of {}", spec.id, train_set.len(), batch_size);
     }
-    let intro = intro(spec, batches.examples(), valid_set.len(), "images");
+    let Some(valid) = splits.valid.map(Arc::new) else { bail!("child {}: the validation split is empty", spec.id) };
+    let intro = intro(spec, batches.examples(), valid.len(), "images");
     let eval = ImageSplits {
-        valid: Some(valid_set),
+        valid: Some(valid),
         test: None,
         norm: splits.norm,
         eval_batch: EVAL_BATCH,
@@ -405,27 +457,26 @@ pub fn train_child(spec: &ChildSpec, dir: &Path, device: &Device, obs: &dyn Obse
     match recipe.network.arch() {
         Arch::Vit(size) => {
             let model = Vit::with_sites(size, recipe.mlp, splits.num_classes, spec.seed, &train_device, site);
-            train_child_net(spec, dir, model, task, device, start, obs, |_, _| Ok(None))
+            use_.apply(model, task, None)
         }
         _ => {
             let model = ResNet::with_sites(recipe.network, splits.num_classes, spec.seed, &train_device, site)?;
-            train_child_net(spec, dir, model, task, device, start, obs, |_, _| Ok(None))
+            use_.apply(model, task, None)
         }
     }
 }
 
-/// A translation child: the vocabulary (cached), the training pairs, the encoder-decoder,
-/// then, after its steps, the corpus BLEU of its greedy translations of the validation split:
-/// its reward, as a fraction.
-fn train_translation_child(
+/// [`with_child_net`] for a translation child: the vocabulary (cached), the training pairs,
+/// the encoder-decoder, and as its score the corpus BLEU of its greedy translations of the
+/// validation split, as a fraction.
+fn with_translation_net<U: ChildUse>(
     spec: &ChildSpec,
-    dir: &Path,
     corpus: &ParallelCorpus,
     site: impl FnMut(usize) -> Activation,
+    batch_size: usize,
     device: &Device,
-    start: Instant,
-    obs: &dyn Observer,
-) -> Result<ChildResult> {
+    use_: U,
+) -> Result<U::Out> {
     let recipe = &spec.recipe;
     let (Arch::Seq2Seq(size), Some(t)) = (recipe.network.arch(), recipe.translation.as_ref()) else {
         bail!("child {}: pairs for a network that does not translate", spec.id)
@@ -435,7 +486,7 @@ fn train_translation_child(
     let v = prepared.vocab.size();
     let model = Seq2Seq::with_sites(size, recipe.mlp, v, v, recipe.dropout, spec.seed, &train_device, site);
     let intro = intro(spec, prepared.train.len(), prepared.valid.len(), "pairs");
-    let batches = PairBatches { pairs: Arc::new(prepared.train), rows: recipe.batch_size, seed: spec.seed };
+    let batches = PairBatches { pairs: Arc::new(prepared.train), rows: batch_size, seed: spec.seed };
     let valid = Arc::new(prepared.valid);
     let splits = TranslationSplits {
         valid: valid.clone(),
@@ -450,7 +501,7 @@ fn train_translation_child(
         log.line(&format!("validation BLEU {:.2} ({} sentences)", translated.bleu.score, valid.len()))?;
         Ok(Some(translated.bleu.score / 100.0))
     };
-    train_child_net(spec, dir, model, (batches, splits, intro), device, start, obs, bleu)
+    use_.apply(model, (batches, splits, intro), Some(Box::new(bleu)))
 }
 
 /// The first line of a child's log: what trains on how many training and validation `units`.
@@ -469,126 +520,131 @@ fn intro(spec: &ChildSpec, train: usize, valid: usize, units: &str) -> String {
     )
 }
 
-/// [`train_child`] on a built network, given its task's training batches, held-out split and
-/// the log's first line. The reward is the validation accuracy as a fraction, a language
-/// model's negated validation loss, or what `score` makes of the trained model (a translation
-/// model's validation BLEU as a fraction).
-#[allow(clippy::too_many_arguments)]
-fn train_child_net<N, B, D>(
-    spec: &ChildSpec,
-    dir: &Path,
-    model: N,
-    task: (B, D, String),
-    device: &Device,
+/// [`train_child`]'s use of the network: trains it through the one training loop in `dir`.
+/// The reward is the validation accuracy as a fraction, a language model's negated
+/// validation loss, or what the task's score makes of the trained model.
+struct Train<'a> {
+    spec: &'a ChildSpec,
+    dir: &'a Path,
+    device: &'a Device,
     start: Instant,
-    obs: &dyn Observer,
-    score: impl FnOnce(&N, &mut RunLog) -> Result<Option<f64>>,
-) -> Result<ChildResult>
-where
-    N: Net,
-    D: Supervised<N>,
-    B: Batches<Batch = D::Batch>,
-{
-    let (batches, splits, intro) = task;
-    let recipe = &spec.recipe;
-    let network = recipe.network;
-    let params = trainable_params(&model);
-    // A child is judged by its validation score: its reward.
-    let metric = match network.task() {
-        crate::model::Task::Image => "valid_acc",
-        crate::model::Task::Language => "valid_loss",
-        crate::model::Task::Translation => "valid_bleu",
-    };
-    let history = History::new(spec.seed, network.name(), &spec.dataset, &spec.formula, params, metric);
-    let steps = recipe.steps;
-    // A rung trains to its steps, from the checkpoint of the rung below where there is one;
-    // the checkpoint records the spec without its rung, so that every rung resumes it.
-    let stop = spec.stop_at();
-    let identity = ChildSpec { rung: None, ..spec.clone() };
-    let resuming = spec.rung.is_some() && dir.join(crate::train::checkpoint::FILE).exists();
-    if spec.rung.is_some_and(|r| r.index > 0) && !resuming {
-        bail!(
-            "child {}: rung {} resumes the checkpoint of the rung below, and {} has none; train the child again from rung 0",
-            spec.id,
-            spec.rung.map_or(0, |r| r.index),
-            dir.display()
-        );
+    obs: &'a dyn Observer,
+}
+
+impl ChildUse for Train<'_> {
+    type Out = ChildResult;
+
+    fn apply<N, B, D>(self, model: N, task: (B, D, String), score: Option<Scorer<'_, N>>) -> Result<ChildResult>
+    where
+        N: Net,
+        D: Supervised<N>,
+        B: Batches<Batch = D::Batch>,
+    {
+        let Train { spec, dir, device, start, obs } = self;
+        let (batches, splits, intro) = task;
+        let recipe = &spec.recipe;
+        let network = recipe.network;
+        let params = trainable_params(&model);
+        // A child is judged by its validation score: its reward.
+        let metric = match network.task() {
+            crate::model::Task::Image => "valid_acc",
+            crate::model::Task::Language => "valid_loss",
+            crate::model::Task::Translation => "valid_bleu",
+        };
+        let history = History::new(spec.seed, network.name(), &spec.dataset, &spec.formula, params, metric);
+        let steps = recipe.steps;
+        // A rung trains to its steps, from the checkpoint of the rung below where there is one;
+        // the checkpoint records the spec without its rung, so that every rung resumes it.
+        let stop = spec.stop_at();
+        let identity = ChildSpec { rung: None, ..spec.clone() };
+        let resuming = spec.rung.is_some() && dir.join(crate::train::checkpoint::FILE).exists();
+        if spec.rung.is_some_and(|r| r.index > 0) && !resuming {
+            bail!(
+                "child {}: rung {} resumes the checkpoint of the rung below, and {} has none; train the child again from rung 0",
+                spec.id,
+                spec.rung.map_or(0, |r| r.index),
+                dir.display()
+            );
+        }
+        let job = Job {
+            out: dir,
+            config: &identity,
+            span: Span::Steps { steps: stop, eval_interval: stop },
+            train: &batches,
+            write_config: false,
+            intro,
+        };
+        let (optim, lr) = match recipe.optimizer {
+            Optimizer::Sgd => {
+                let sgd = Sgd::new(SgdConfig {
+                    momentum: recipe.momentum,
+                    nesterov: false,
+                    weight_decay: recipe.weight_decay,
+                    grad_clip: recipe.grad_clip,
+                    group: Group::All,
+                });
+                (
+                    Optim::Sgd(sgd),
+                    LrRule {
+                        schedule: Schedule::Cosine,
+                        base: recipe.lr,
+                        per: Per::Step,
+                        total: steps,
+                        warmup: 0,
+                        floor: 0.0,
+                    },
+                )
+            }
+            Optimizer::Adamw => {
+                let adamw = AdamW {
+                    betas: adamw_betas(network),
+                    weight_decay: recipe.weight_decay,
+                    grad_clip: recipe.grad_clip,
+                    group: Group::All,
+                };
+                (adamw.build(&model), warmed_lr(network, Schedule::Cosine, recipe.lr, steps, recipe.warmup))
+            }
+        };
+        let mut strategy = WeightSteps::<N, ChildSpec, D> {
+            optim,
+            lr,
+            data: splits,
+            seed: spec.seed,
+            device: device.clone(),
+            hint: "the search gives it the task's floor",
+            types: PhantomData,
+        };
+        let mut log = RunLog::open(&dir.join("log.log"), obs)?;
+        let mean = |losses: &[f64]| (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+        let trained = match driver::run(&job, model, history, &mut strategy, resuming, &mut log, obs) {
+            Ok(trained) => trained,
+            Err(e) => {
+                let Some(diverged) = e.downcast_ref::<Diverged>() else { return Err(e) };
+                return Ok(ChildResult {
+                    id: spec.id,
+                    reward: recipe.reward_floor,
+                    train_loss: mean(&diverged.recent_losses),
+                    seconds: start.elapsed().as_secs_f64(),
+                    status: Status::Diverged,
+                    error: Some(diverged.what.clone()),
+                });
+            }
+        };
+        let scored = match score {
+            Some(score) => score(&trained.model, &mut log)?,
+            None => None,
+        };
+        let h = &trained.history;
+        let reward = match metric {
+            _ if scored.is_some() => scored.unwrap_or(0.0).clamp(0.0, 1.0),
+            // A loss worse than a uniform guess scores the floor: a reward stays in its range.
+            "valid_loss" => (-h.valid_loss.last().copied().unwrap_or(f64::INFINITY)).max(recipe.reward_floor),
+            _ => h.valid_acc.last().copied().unwrap_or(0.0) / 100.0,
+        };
+        let train_loss = mean(&trained.recent_losses);
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(ChildResult { id: spec.id, reward, train_loss, seconds, status: Status::Ok, error: None })
     }
-    let job = Job {
-        out: dir,
-        config: &identity,
-        span: Span::Steps { steps: stop, eval_interval: stop },
-        train: &batches,
-        write_config: false,
-        intro,
-    };
-    let (optim, lr) = match recipe.optimizer {
-        Optimizer::Sgd => {
-            let sgd = Sgd::new(SgdConfig {
-                momentum: recipe.momentum,
-                nesterov: false,
-                weight_decay: recipe.weight_decay,
-                grad_clip: recipe.grad_clip,
-                group: Group::All,
-            });
-            (
-                Optim::Sgd(sgd),
-                LrRule {
-                    schedule: Schedule::Cosine,
-                    base: recipe.lr,
-                    per: Per::Step,
-                    total: steps,
-                    warmup: 0,
-                    floor: 0.0,
-                },
-            )
-        }
-        Optimizer::Adamw => {
-            let adamw = AdamW {
-                betas: adamw_betas(network),
-                weight_decay: recipe.weight_decay,
-                grad_clip: recipe.grad_clip,
-                group: Group::All,
-            };
-            (adamw.build(&model), warmed_lr(network, Schedule::Cosine, recipe.lr, steps, recipe.warmup))
-        }
-    };
-    let mut strategy = WeightSteps::<N, ChildSpec, D> {
-        optim,
-        lr,
-        data: splits,
-        seed: spec.seed,
-        device: device.clone(),
-        hint: "the search gives it the task's floor",
-        types: PhantomData,
-    };
-    let mut log = RunLog::open(&dir.join("log.log"), obs)?;
-    let mean = |losses: &[f64]| (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
-    let trained = match driver::run(&job, model, history, &mut strategy, resuming, &mut log, obs) {
-        Ok(trained) => trained,
-        Err(e) => {
-            let Some(diverged) = e.downcast_ref::<Diverged>() else { return Err(e) };
-            return Ok(ChildResult {
-                id: spec.id,
-                reward: recipe.reward_floor,
-                train_loss: mean(&diverged.recent_losses),
-                seconds: start.elapsed().as_secs_f64(),
-                status: Status::Diverged,
-                error: Some(diverged.what.clone()),
-            });
-        }
-    };
-    let scored = score(&trained.model, &mut log)?;
-    let h = &trained.history;
-    let reward = match metric {
-        _ if scored.is_some() => scored.unwrap_or(0.0).clamp(0.0, 1.0),
-        // A loss worse than a uniform guess scores the floor: a reward stays in its range.
-        "valid_loss" => (-h.valid_loss.last().copied().unwrap_or(f64::INFINITY)).max(recipe.reward_floor),
-        _ => h.valid_acc.last().copied().unwrap_or(0.0) / 100.0,
-    };
-    let train_loss = mean(&trained.recent_losses);
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(ChildResult { id: spec.id, reward, train_loss, seconds, status: Status::Ok, error: None })
 }
 
 /// Images (or windows) per batch of the child's one evaluation.

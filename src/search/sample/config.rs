@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 pub use super::child::ChildRecipe;
 use super::evolution::Evolution;
 use super::exhaustive::Exhaustive;
+use super::fisher::FisherProbe;
 use super::method::Method;
 use super::policy::{PolicyConfig, PolicySearch, Rule};
 use super::random::RandomSearch;
 use super::space::TokenSpace;
+use super::surrogate::Surrogate;
 use crate::model::Network;
 
 /// The methods.
@@ -24,6 +26,7 @@ pub enum SampleMethod {
     Random,
     Evolution,
     Exhaustive,
+    Surrogate,
 }
 
 impl SampleMethod {
@@ -34,6 +37,7 @@ impl SampleMethod {
             SampleMethod::Random => "random",
             SampleMethod::Evolution => "evolution",
             SampleMethod::Exhaustive => "exhaustive",
+            SampleMethod::Surrogate => "surrogate",
         }
     }
 }
@@ -87,6 +91,11 @@ pub fn build_method(
         SampleMethod::Random => Box::new(RandomSearch::new(sizes, config.seed)),
         SampleMethod::Exhaustive => Box::new(Exhaustive::new(sizes)),
         SampleMethod::Evolution => Box::new(Evolution::new(sizes, config.population, config.tournament, config.seed)?),
+        SampleMethod::Surrogate => Box::new(Surrogate::new(
+            space.clone(),
+            config.seed,
+            FisherProbe::open(&config.child, &config.dataset, &config.data_dir, config.seed)?,
+        )?),
         SampleMethod::Ppo | SampleMethod::Reinforce => {
             if config.method == SampleMethod::Reinforce {
                 policy.rule = Rule::Reinforce;
@@ -143,5 +152,39 @@ impl SamplePreset {
                 tournament: 2,
             },
         }
+    }
+}
+
+/// A search configuration for tests: core1, ResNet-8 children of 1 step on batches of 2, the
+/// `test` executor, 8 children per iteration.
+#[cfg(test)]
+pub fn test_config(method: SampleMethod, out: &std::path::Path, budget: usize) -> SampleConfig {
+    SampleConfig {
+        method,
+        space: "core1".into(),
+        budget,
+        budget_steps: None,
+        fidelity: Default::default(),
+        batch_children: 8,
+        seed: 0,
+        child: ChildRecipe::test_resnet8(),
+        dataset: "synthetic".into(),
+        data_dir: "data".into(),
+        population: 8,
+        tournament: 3,
+        policy: PolicyConfig {
+            rule: Rule::Ppo { epochs: 4, clip: 0.2 },
+            controller: super::controller::ControllerConfig::default(),
+            lr: 0.01,
+            entropy_weight: 0.0,
+            baseline_decay: 0.9,
+        },
+        max_proposals: budget * 20,
+        top_k: 5,
+        executor: "test".into(),
+        workers: 1,
+        threads: 1,
+        backend: "flex".into(),
+        out: out.to_path_buf(),
     }
 }

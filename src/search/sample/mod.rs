@@ -7,7 +7,8 @@
 //!   is worth training; [`census`], how many distinct functions a small space holds;
 //! - [`method`]: what a method is to the loop; [`random`], [`evolution`], [`exhaustive`],
 //!   and the LSTM [`controller`] trained by [`policy`] with [`ppo`]'s or [`reinforce`]'s loss;
-//! - [`child`], one child's spec, training and result file (`actsearch child`);
+//! - [`child`], one child's spec, training and result file (`actsearch child`); [`fisher`],
+//!   the Fisher features of a child's network at initialization, for the [`surrogate`];
 //! - [`store`], which is `search.db`;
 //! - [`config`]: a search's configuration and its presets;
 //! - [`iteration`]: one controller iteration, from proposals to rows, its children run
@@ -21,6 +22,7 @@ pub mod config;
 pub mod controller;
 pub mod evolution;
 pub mod exhaustive;
+pub mod fisher;
 pub mod iteration;
 pub mod method;
 pub mod outputs;

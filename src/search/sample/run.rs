@@ -261,62 +261,10 @@ mod tests {
 
     use super::*;
     use crate::exec::{Outcome, Task};
-    use crate::model::Network;
     use crate::observer::Silent;
     use crate::search::sample::child::write_result;
     use crate::search::sample::child::{ChildResult, ChildSpec, Status, result_path};
-    use crate::search::sample::controller::ControllerConfig;
-    use crate::search::sample::policy::PolicyConfig;
-    use crate::search::sample::policy::Rule;
-
-    fn config(method: SampleMethod, out: &Path, budget: usize) -> SampleConfig {
-        SampleConfig {
-            method,
-            space: "core1".into(),
-            budget,
-            budget_steps: None,
-            fidelity: Default::default(),
-            batch_children: 8,
-            seed: 0,
-            child: ChildRecipe {
-                network: Network::Resnet8,
-                steps: 1,
-                batch_size: 2,
-                lr: 0.1,
-                momentum: 0.9,
-                weight_decay: 5e-4,
-                augment: false,
-                subset: None,
-                requested: Default::default(),
-                train_portion: 0.8,
-                optimizer: Default::default(),
-                warmup: 0.0,
-                grad_clip: None,
-                mlp: Default::default(),
-                reward_floor: 0.0,
-                dropout: 0.0,
-                translation: None,
-            },
-            dataset: "synthetic".into(),
-            data_dir: "data".into(),
-            population: 8,
-            tournament: 3,
-            policy: PolicyConfig {
-                rule: Rule::Ppo { epochs: 4, clip: 0.2 },
-                controller: ControllerConfig::default(),
-                lr: 0.01,
-                entropy_weight: 0.0,
-                baseline_decay: 0.9,
-            },
-            max_proposals: budget * 20,
-            top_k: 5,
-            executor: "test".into(),
-            workers: 1,
-            threads: 1,
-            backend: "flex".into(),
-            out: out.to_path_buf(),
-        }
-    }
+    use crate::search::sample::config::test_config as config;
 
     /// Children scored by a function of their tokens, without training: the result file is
     /// written at submission. `die_after`: the executor fails (as a killed controller would
@@ -747,7 +695,7 @@ mod tests {
                 c.seed = seed;
                 c.batch_children = 5;
                 let method: Box<dyn Method> = match m {
-                    0 => Box::new(super::super::surrogate::Surrogate::new(space.clone(), seed).unwrap()),
+                    0 => Box::new(super::super::surrogate::Surrogate::new(space.clone(), seed, None).unwrap()),
                     _ => Box::new(super::super::random::RandomSearch::new(vec![25, 25, 10], seed)),
                 };
                 let _dir = RunDir::open(&out, &c, false).unwrap();

@@ -7,26 +7,34 @@
 //! - Then each proposal comes from a pool of [`POOL`] sequences drawn from the space: those the
 //!   screen would reject and functions already proposed are left out, and a k-nearest-neighbour
 //!   regressor (`predict::Knn`, k = [`K`]), fit to every reward learned so far, ranks the rest
-//!   by the output features of `predict::features`. The best-ranked are proposed.
+//!   by the output features of `predict::features`.
+//! - Where the search's network has them (`fisher`: every task but translation), the
+//!   [`FISHER_TOP`] best so ranked also get the Fisher features of the child network at
+//!   initialization, and a second kNN on both feature sets (each weighing the same) ranks
+//!   those: its best are proposed. Learned functions get both sets as they are learned.
 //!
-//! Not yet: the Fisher-spectrum features of the child network at initialization, which
-//! AQuaSurF adds to the output features.
+//! Its state (search.db's checkpoint) holds the Fisher features of the learned functions, so
+//! a resumed search rebuilds its regressors without a network; the pool's come from the
+//! shared cache of `fisher`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result};
 use rand_chacha::ChaCha8Rng;
 
+use super::fisher::FisherProbe;
 use super::method::{Learned, Method, nth_sequence, rng, rng_from_state, rng_state, uniform_sequence};
 use super::screen::{Screen, screen};
 use super::space::TokenSpace;
 use crate::expr::Formula;
-use crate::search::predict::{Knn, output_features};
+use crate::search::predict::{Knn, OUTPUT_SAMPLES, fisher, output_features};
 
 /// Candidates drawn per proposal round.
 pub const POOL: usize = 2000;
 /// Neighbours a prediction averages.
 pub const K: usize = 3;
+/// The best-ranked candidates by output features that get Fisher features.
+pub const FISHER_TOP: usize = 200;
 /// The standard functions tried first, in this order.
 const STANDARD: [&str; 5] = ["max(x, 0)", "x*sigmoid(x)", "tanh(x)", "softplus(x)", "x"];
 /// Sequences searched for the standard spellings in a space too large to go through.
@@ -45,22 +53,56 @@ pub struct Surrogate {
     /// The regressor, fit to the output features of every learned sequence the screen keeps
     /// (derived from `learned`, as each is learned).
     knn: Knn,
+    /// The Fisher features' source, where the network has them; the features of the learned
+    /// functions by key, and the regressor on both feature sets.
+    fisher: Option<FisherProbe>,
+    learned_fisher: BTreeMap<String, Vec<f64>>,
+    knn_both: Knn,
 }
 
 impl Surrogate {
-    pub fn new(space: TokenSpace, seed: u64) -> Result<Surrogate> {
+    /// The method on `space`, seeded; with `fisher`, it also ranks by the Fisher features of
+    /// the search's child network.
+    pub fn new(space: TokenSpace, seed: u64, fisher: Option<FisherProbe>) -> Result<Surrogate> {
         let sizes: Vec<usize> = space.steps().iter().map(|s| s.choices.len()).collect();
         let standard = standard_spellings(&space, &sizes, seed)?;
         let (learned, proposed, knn) = (Vec::new(), HashSet::new(), Knn::new(K));
-        Ok(Surrogate { space, sizes, rng: rng(seed), standard, learned, proposed, knn })
+        Ok(Surrogate {
+            space,
+            sizes,
+            rng: rng(seed),
+            standard,
+            learned,
+            proposed,
+            knn,
+            fisher,
+            learned_fisher: BTreeMap::new(),
+            knn_both: both_knn(),
+        })
     }
 
-    /// Adds `tokens`' reward to `learned` and its features to the regressor.
-    fn add(&mut self, tokens: &[usize], reward: f64) {
-        if let Some((_, Some(features))) = self.describe(tokens) {
+    /// Adds `tokens`' reward to `learned` and its features to the regressors.
+    fn add(&mut self, tokens: &[usize], reward: f64) -> Result<()> {
+        if let Some((key, Some(features))) = self.describe(tokens) {
+            if self.fisher.is_some() {
+                let f = match self.learned_fisher.get(&key) {
+                    Some(f) => f.clone(),
+                    None => self.fisher_features(&key, tokens)?,
+                };
+                self.learned_fisher.insert(key, f.clone());
+                self.knn_both.add([features.clone(), f].concat(), reward);
+            }
             self.knn.add(features, reward);
         }
         self.learned.push((tokens.to_vec(), reward));
+        Ok(())
+    }
+
+    /// The Fisher features of `tokens` (a sequence the screen keeps), under `key`.
+    fn fisher_features(&mut self, key: &str, tokens: &[usize]) -> Result<Vec<f64>> {
+        let c = self.space.decode(tokens)?;
+        let probe = self.fisher.as_mut().context("the surrogate has no Fisher features")?;
+        probe.features(key, &c.formula, &c.init).with_context(|| format!("the Fisher features of {}", c.formula))
     }
 
     /// A candidate's identity and, unless the screen rejects it, its output features.
@@ -73,6 +115,11 @@ impl Surrogate {
         };
         Some((key, features))
     }
+}
+
+/// The regressor on output and Fisher features, each set weighing the same.
+fn both_knn() -> Knn {
+    Knn::grouped(K, vec![OUTPUT_SAMPLES, fisher::BINS])
 }
 
 /// The space's spellings of [`STANDARD`], in that order, each the first found.
@@ -131,6 +178,17 @@ impl Method for Surrogate {
             None => (0..pool.len()).map(|i| (0.0, i)).collect(),
         };
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if self.fisher.is_some() && !self.knn_both.is_empty() {
+            ranked.truncate(FISHER_TOP.max(n));
+            let mut both = Vec::new();
+            for &(_, i) in &ranked {
+                let f = self.fisher_features(&pool[i].1, &pool[i].0)?;
+                both.push([pool[i].2.clone(), f].concat());
+            }
+            let predicted = self.knn_both.predict(&both).unwrap_or_default();
+            ranked = predicted.into_iter().zip(ranked.iter().map(|r| r.1)).collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
         for (_, i) in ranked {
             if out.len() == n {
                 break;
@@ -147,7 +205,7 @@ impl Method for Surrogate {
 
     fn learn(&mut self, batch: &[(Vec<usize>, f64)]) -> Result<Learned> {
         for (tokens, reward) in batch {
-            self.add(tokens, *reward);
+            self.add(tokens, *reward)?;
         }
         Ok(Learned::default())
     }
@@ -160,6 +218,7 @@ impl Method for Surrogate {
             "standard": self.standard,
             "learned": self.learned,
             "proposed": proposed,
+            "fisher": self.learned_fisher,
         }))
     }
 
@@ -168,9 +227,13 @@ impl Method for Surrogate {
         self.standard = serde_json::from_value(state["standard"].clone()).context("the surrogate's state")?;
         let learned: Vec<(Vec<usize>, f64)> =
             serde_json::from_value(state["learned"].clone()).context("the surrogate's state")?;
-        (self.learned, self.knn) = (Vec::new(), Knn::new(K));
+        self.learned_fisher = match state.get("fisher") {
+            Some(f) => serde_json::from_value(f.clone()).context("the surrogate's state")?,
+            None => BTreeMap::new(),
+        };
+        (self.learned, self.knn, self.knn_both) = (Vec::new(), Knn::new(K), both_knn());
         for (tokens, reward) in learned {
-            self.add(&tokens, reward);
+            self.add(&tokens, reward)?;
         }
         let proposed: Vec<String> =
             serde_json::from_value(state["proposed"].clone()).context("the surrogate's state")?;
@@ -186,7 +249,7 @@ mod tests {
     #[test]
     fn the_standard_spellings_come_first_and_nothing_repeats() {
         let space = TokenSpace::parse("core1").unwrap();
-        let mut s = Surrogate::new(space.clone(), 0).unwrap();
+        let mut s = Surrogate::new(space.clone(), 0, None).unwrap();
         let first = s.propose(5).unwrap();
         let formulas: Vec<u64> =
             first.iter().map(|t| space.decode(t).unwrap().formula.fingerprint().unwrap()).collect();
@@ -200,7 +263,7 @@ mod tests {
         }
         // Its state restores the same proposals.
         let state = s.state().unwrap();
-        let mut again = Surrogate::new(space, 0).unwrap();
+        let mut again = Surrogate::new(space, 0, None).unwrap();
         again.load_state(&state).unwrap();
         assert_eq!(again.propose(4).unwrap(), s.propose(4).unwrap());
     }
