@@ -530,3 +530,52 @@ fn forged_or_damaged_child_results_are_refused() {
     write_result(&path, &failed).unwrap();
     assert!(actsearch::search::sample::child::read_result(&path, 0, &text).unwrap().is_some());
 }
+
+/// `predict`: fit on one search, scored on another search's functions that the first does not
+/// hold. The numbers are what the library computes from the two stores (checked here against
+/// their JSON), and bad pairs of folders are refused with the reason.
+#[test]
+fn predict_scores_the_surrogate_on_another_search() {
+    let dir = setup();
+    for (out, seed) in [("runs/a", "0"), ("runs/b", "1")] {
+        let mut args = search_args("random", "core1", out, "8");
+        args.extend(["--seed", seed]);
+        let run = actsearch(&args, dir.path());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    }
+    let predicted = actsearch(&["predict", "runs/a", "--against", "runs/b"], dir.path());
+    let said = String::from_utf8_lossy(&predicted.stdout);
+    assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
+    assert!(said.contains("fit on 8 functions of runs/a") && said.contains("rewards at 3 steps"), "{said}");
+    assert!(said.contains("output features:") && said.contains("output + Fisher features:"), "{said}");
+    let json = actsearch(&["predict", "runs/a", "--against", "runs/b", "--json"], dir.path());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let tested = v["tested"].as_array().unwrap();
+    let a: Vec<String> = rows(&dir.path().join("runs/a")).into_iter().map(|r| r.formula).collect();
+    assert!(tested.len() >= 3 && tested.iter().all(|t| !a.contains(&t.get("formula").unwrap().as_str().unwrap().into())));
+    // Every tested reward is b's, and the correlation is over all of them.
+    let b = rows(&dir.path().join("runs/b"));
+    for t in tested {
+        let row = b.iter().find(|r| r.formula == t["formula"].as_str().unwrap()).unwrap();
+        assert_eq!(t["actual"].as_f64().unwrap(), row.reward);
+    }
+    if !v["outputs"].is_null() {
+        assert_eq!(v["outputs"]["n"].as_u64().unwrap() as usize, tested.len());
+    }
+
+    // Another child recipe: refused, naming what differs; not a search; the same step count
+    // missing.
+    let mut other = search_args("random", "core1", "runs/c", "3");
+    let at = other.iter().position(|a| *a == "--child-steps").unwrap();
+    other[at + 1] = "2";
+    assert!(actsearch(&other, dir.path()).status.success());
+    let refused = actsearch(&["predict", "runs/a", "--against", "runs/c"], dir.path());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("steps 3 vs 2") && err.contains("do not compare"), "{err}");
+    let refused = actsearch(&["predict", "runs/a", "--against", "data"], dir.path());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("give the folder of a sample-based search"), "{err}");
+    let refused = actsearch(&["predict", "runs/a", "--against", "runs/b", "--steps", "7"], dir.path());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("holds rewards at 3 steps"), "{err}");
+}

@@ -19,6 +19,7 @@ mod export;
 mod functions;
 mod memory;
 mod plot;
+mod predict;
 mod progress;
 mod report;
 mod sample;
@@ -66,6 +67,10 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Charts, tables, report.md and a self-contained report.html from eval and search runs.
     Report(report::ReportArgs),
+    /// How well the surrogate (--method surrogate) predicts: fit on one sample-based search's
+    /// rewards, the Spearman rank correlation of predicted against actual rewards on another
+    /// search's functions that the first does not hold.
+    Predict(predict::PredictArgs),
     /// Write an activation (a genotype.json, a name or a formula) as self-contained PyTorch or
     /// JAX code, or as a formula with its parameter values.
     Export(export::ExportArgs),
@@ -112,6 +117,7 @@ pub fn main() -> i32 {
         Command::Plot(args) => plot::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Predict(args) => predict::run(args),
         Command::Export(args) => export::run(args),
     };
     match result {

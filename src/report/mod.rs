@@ -7,6 +7,7 @@
 
 pub mod charts;
 pub mod document;
+pub mod predict;
 pub mod runs;
 pub mod shapes;
 pub mod stats;

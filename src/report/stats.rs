@@ -13,6 +13,8 @@
 //!   difference from a handful of them is not evidence; the verdict says so and what would
 //!   give one (more seeds, or a larger test set).
 //!
+//! [`spearman`]: the rank correlation of two paired samples, with its interval and p-value.
+//!
 //! The t quantiles come from `statrs`. "Seeds needed" is the usual normal-approximation power
 //! calculation (two-sided 5% level, 80% power): n = ((z(0.975) + z(0.8)) * sd / |diff|)^2 for
 //! paired seeds, twice that per activation for independent ones.
@@ -248,6 +250,26 @@ fn paired_differences(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Opti
 
 #[cfg(test)]
 mod tests {
+
+    /// scipy.stats.spearmanr([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) gives rho 0.8207826816681233
+    /// and p 0.0885870053135438 (tied values share their mean rank).
+    #[test]
+    fn spearman_matches_scipy_with_ties() {
+        let c = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 6.0, 7.0, 8.0, 7.0]).unwrap();
+        assert!((c.rho - 0.8207826816681233).abs() < 1e-12, "{c:?}");
+        assert!((c.p.unwrap() - 0.0885870053135438).abs() < 1e-9, "{c:?}");
+        let (lo, hi) = c.ci95.unwrap();
+        assert!(lo < c.rho && c.rho < hi && hi <= 1.0 && lo >= -1.0, "{c:?}");
+        // A monotone transform is a perfect correlation; reversed, a perfect negative one.
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let cubes: Vec<f64> = x.iter().map(|v| v.powi(3)).collect();
+        assert_eq!(spearman(&x, &cubes).unwrap().rho, 1.0);
+        let reversed: Vec<f64> = x.iter().map(|v| -v).collect();
+        assert_eq!(spearman(&x, &reversed).unwrap().rho, -1.0);
+        // Nothing to rank: too few pairs, or one side constant.
+        assert_eq!(spearman(&[1.0], &[2.0]), None);
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[4.0, 4.0, 4.0]), None);
+    }
     use super::*;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -353,4 +375,67 @@ mod tests {
         assert!(r.verdict.words().starts_with("not a verdict"));
         assert!(close(r.diff, 9.5, 1e-12));
     }
+}
+
+/// A rank correlation, with its 95% interval (Fisher's z with Bonett and Wright's standard
+/// error, sqrt((1 + rho^2 / 2) / (n - 3))) and its two-sided p-value (Student's t on n - 2
+/// degrees of freedom), where the sample allows them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Correlation {
+    pub rho: f64,
+    pub n: usize,
+    /// None below four pairs, or at |rho| = 1.
+    pub ci95: Option<(f64, f64)>,
+    /// None below three pairs.
+    pub p: Option<f64>,
+}
+
+/// Spearman's rank correlation of `a` and `b` (paired, tied values share their mean rank):
+/// Pearson's correlation of the ranks. None for fewer than two pairs, or where either side
+/// has a single value repeated (its ranks do not vary).
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<Correlation> {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return None;
+    }
+    let (ra, rb) = (ranks(&a[..n]), ranks(&b[..n]));
+    let (ma, mb) = (ra.iter().sum::<f64>() / n as f64, rb.iter().sum::<f64>() / n as f64);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let (va, vb): (f64, f64) = (ra.iter().map(|x| (x - ma).powi(2)).sum(), rb.iter().map(|y| (y - mb).powi(2)).sum());
+    if va == 0.0 || vb == 0.0 {
+        return None;
+    }
+    let rho = (cov / (va * vb).sqrt()).clamp(-1.0, 1.0);
+    let ci95 = (n >= 4 && rho.abs() < 1.0).then(|| {
+        let z = rho.atanh();
+        let half = Normal::standard().inverse_cdf(0.975) * ((1.0 + rho * rho / 2.0) / (n - 3) as f64).sqrt();
+        ((z - half).tanh(), (z + half).tanh())
+    });
+    let p = (n >= 3).then(|| match rho.abs() < 1.0 {
+        true => {
+            let t = rho * ((n - 2) as f64 / (1.0 - rho * rho)).sqrt();
+            let dist = StudentsT::new(0.0, 1.0, (n - 2) as f64).expect("positive degrees of freedom");
+            2.0 * (1.0 - dist.cdf(t.abs()))
+        }
+        false => 0.0,
+    });
+    Some(Correlation { rho, n, ci95, p })
+}
+
+/// The ranks of `values` from 1, ties sharing their mean rank.
+fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut at = 0;
+    while at < order.len() {
+        let mut end = at + 1;
+        while end < order.len() && values[order[end]] == values[order[at]] {
+            end += 1;
+        }
+        let mean = (at + 1 + end) as f64 / 2.0;
+        order[at..end].iter().for_each(|&i| ranks[i] = mean);
+        at = end;
+    }
+    ranks
 }

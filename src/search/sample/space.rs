@@ -154,6 +154,32 @@ impl TokenSpace {
         names.join(" ")
     }
 
+    /// The sequence [`TokenSpace::tokens_text`] wrote.
+    pub fn parse_tokens(&self, text: &str) -> Result<Vec<usize>> {
+        let names: Vec<&str> = text.split_whitespace().collect();
+        if names.len() != self.steps.len() {
+            bail!(
+                "\"{text}\" is not a sequence of the {} space: it has {} tokens, not {}",
+                self.name,
+                names.len(),
+                self.steps.len()
+            );
+        }
+        self.steps
+            .iter()
+            .zip(names)
+            .map(|(s, name)| {
+                s.choices.iter().position(|c| c == name).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "\"{text}\" is not a sequence of the {} space: step {} has no choice {name}",
+                        self.name,
+                        s.name
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Checks that `tokens` is a sequence of this space.
     pub fn check(&self, tokens: &[usize]) -> Result<()> {
         if tokens.len() != self.steps.len() {

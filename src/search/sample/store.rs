@@ -170,6 +170,34 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the store at `path` to read it, and nothing else: a missing file, one that is
+    /// not a search store, or one written before the steps were recorded (`--resume` upgrades
+    /// it) is an error that names it.
+    pub fn open_read(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            bail!("{} does not exist: give the folder of a sample-based search", path.display());
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("cannot open the results store {}", path.display()))?;
+        let store = Store { conn, path: path.to_path_buf() };
+        let columns: i64 = store.read(|| {
+            store.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            Ok(store.conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('children') WHERE name IN ('steps', 'tokens')",
+                [],
+                |r| r.get(0),
+            )?)
+        })?;
+        if columns < 2 {
+            bail!(
+                "{} was written before actsearch recorded each child's steps; run its search once with --resume, which upgrades it",
+                path.display()
+            );
+        }
+        Ok(store)
+    }
+
     /// The error of a store that cannot be read: its path, and the fix.
     fn damaged(&self) -> String {
         format!(

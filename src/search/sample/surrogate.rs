@@ -118,7 +118,7 @@ impl Surrogate {
 }
 
 /// The regressor on output and Fisher features, each set weighing the same.
-fn both_knn() -> Knn {
+pub fn both_knn() -> Knn {
     Knn::grouped(K, vec![OUTPUT_SAMPLES, fisher::BINS])
 }
 
