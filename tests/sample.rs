@@ -552,7 +552,9 @@ fn predict_scores_the_surrogate_on_another_search() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let tested = v["tested"].as_array().unwrap();
     let a: Vec<String> = rows(&dir.path().join("runs/a")).into_iter().map(|r| r.formula).collect();
-    assert!(tested.len() >= 3 && tested.iter().all(|t| !a.contains(&t.get("formula").unwrap().as_str().unwrap().into())));
+    assert!(
+        tested.len() >= 3 && tested.iter().all(|t| !a.contains(&t.get("formula").unwrap().as_str().unwrap().into()))
+    );
     // Every tested reward is b's, and the correlation is over all of them.
     let b = rows(&dir.path().join("runs/b"));
     for t in tested {

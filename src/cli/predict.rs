@@ -10,9 +10,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::stdout;
-use crate::report::predict::{Holdout, holdout};
 use crate::report::shown_path;
 use crate::report::stats::Correlation;
+use crate::search::sample::holdout::{Holdout, holdout};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {

@@ -7,7 +7,6 @@
 
 pub mod charts;
 pub mod document;
-pub mod predict;
 pub mod runs;
 pub mod shapes;
 pub mod stats;

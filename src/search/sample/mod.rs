@@ -14,6 +14,8 @@
 //! - [`iteration`]: one controller iteration, from proposals to rows, its children run
 //!   through an executor (`exec`);
 //! - [`outputs`]: `children.jsonl`, `top.json` and `errors.json`;
+//! - [`holdout`]: the surrogate's regressors fit on one search and scored on another
+//!   (`actsearch predict`);
 //! - [`run`]: the loop that ties them together on one budget.
 
 pub mod census;
@@ -23,6 +25,7 @@ pub mod controller;
 pub mod evolution;
 pub mod exhaustive;
 pub mod fisher;
+pub mod holdout;
 pub mod iteration;
 pub mod method;
 pub mod outputs;

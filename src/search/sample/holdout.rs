@@ -15,15 +15,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::stats::{Correlation, spearman};
+use super::child::Status;
+use super::config::SampleConfig;
+use super::fisher::FisherProbe;
+use super::screen::{Screen, screen};
+use super::space::TokenSpace;
+use super::store::Store;
+use super::surrogate::{K, both_knn};
+use crate::report::stats::{Correlation, spearman};
 use crate::search::predict::{Knn, output_features};
-use crate::search::sample::child::Status;
-use crate::search::sample::config::SampleConfig;
-use crate::search::sample::fisher::FisherProbe;
-use crate::search::sample::screen::{Screen, screen};
-use crate::search::sample::space::TokenSpace;
-use crate::search::sample::store::Store;
-use crate::search::sample::surrogate::{K, both_knn};
 use crate::train::run_dir::CONFIG_FILE;
 
 /// One function of the tested search: its actual reward and the two predictions.
