@@ -22,6 +22,11 @@ pub struct Iteration {
     pub entropy: Option<f64>,
     /// Distinct functions trained so far.
     pub children: usize,
+    /// The search's wall-clock seconds up to the end of this iteration, over every session of
+    /// it (the time between a kill and its `--resume` is not counted); absent in searches
+    /// from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<f64>,
 }
 
 /// One of the best functions (`top.json`).
@@ -105,6 +110,7 @@ pub(super) fn write_outputs(out: &Path, rows: &[Row], iterations: &[Iteration], 
         "best_reward": column(|i| i.best_reward.into()),
         "entropy": column(|i| i.entropy.into()),
         "children": column(|i| i.children.into()),
+        "runtime": column(|i| i.runtime.into()),
     });
     write_atomic(&out.join("errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;
     Ok(())
