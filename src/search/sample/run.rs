@@ -624,6 +624,12 @@ mod tests {
                 );
             }
             assert_eq!(errors(&straight), errors(&broken));
+            // The wall time, over both sessions of the broken search, grows with the iterations.
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(broken.join("errors.json")).unwrap()).unwrap();
+            let runtime: Vec<f64> = v["runtime"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+            assert_eq!(runtime.len(), errors(&broken).len());
+            assert!(runtime[0] >= 0.0 && runtime.windows(2).all(|w| w[0] <= w[1]), "{runtime:?}");
         }
     }
 
