@@ -1,7 +1,8 @@
 //! `actsearch predict RUN_DIR --against OTHER_DIR`: fits the surrogate's regressors on one
 //! sample-based search and reports how well they rank the rewards of another search's
 //! functions that the first does not hold (Spearman's rank correlation, with its 95% interval
-//! and p-value), for the output features alone and with the Fisher features.
+//! and p-value), for the output features alone and with the Fisher features, over all of them
+//! and over those that trained (a diverged child's floor reward is easy to rank apart).
 
 use std::path::PathBuf;
 
@@ -59,11 +60,17 @@ pub fn run(args: PredictArgs) -> Result<()> {
         shown_path(&args.against),
         h.steps
     );
-    text += &format!("  output features:          {}\n", line(h.outputs));
-    text += &match &h.no_fisher {
-        None => format!("  output + Fisher features: {}\n", line(h.both)),
-        Some(why) => format!("  output + Fisher features: none ({why})\n"),
-    };
+    let ok = h.tested.iter().filter(|t| t.ok).count();
+    for (title, outputs, both) in [
+        (format!("all {}", h.tested.len()), h.outputs, h.both),
+        (format!("the {ok} that trained (not diverged)"), h.outputs_ok, h.both_ok),
+    ] {
+        text += &format!("  over {title}:\n    output features:          {}\n", line(outputs));
+        text += &match &h.no_fisher {
+            None => format!("    output + Fisher features: {}\n", line(both)),
+            Some(why) => format!("    output + Fisher features: none ({why})\n"),
+        };
+    }
     stdout(&text)
 }
 
@@ -84,6 +91,7 @@ fn to_json(h: &Holdout) -> serde_json::Value {
         "fit": h.fit,
         "outputs": corr(h.outputs),
         "outputs_and_fisher": corr(h.both),
+        "trained_only": {"outputs": corr(h.outputs_ok), "outputs_and_fisher": corr(h.both_ok)},
         "no_fisher": h.no_fisher,
         "tested": h.tested,
     })

@@ -31,6 +31,8 @@ use crate::train::run_dir::CONFIG_FILE;
 pub struct Tested {
     pub formula: String,
     pub actual: f64,
+    /// Whether it trained (status ok), rather than diverged to the task's floor.
+    pub ok: bool,
     /// Predicted from the output features alone.
     pub outputs: f64,
     /// Predicted from output and Fisher features (None without Fisher features).
@@ -48,6 +50,10 @@ pub struct Holdout {
     /// Spearman's correlation of the output-feature predictions, and of those on both sets.
     pub outputs: Option<Correlation>,
     pub both: Option<Correlation>,
+    /// The same over the tested functions that trained (not diverged): how well the surrogate
+    /// ranks functions that work, beyond telling them from those that blow up.
+    pub outputs_ok: Option<Correlation>,
+    pub both_ok: Option<Correlation>,
     /// Why there are no Fisher features, where there are none.
     pub no_fisher: Option<String>,
 }
@@ -67,8 +73,9 @@ struct Function {
     key: String,
     tokens: Vec<usize>,
     formula: String,
-    /// Reward by step count, where it trained (a failed child's reward is unknown: none).
-    rewards: BTreeMap<usize, f64>,
+    /// Reward by step count, and whether it trained there (rather than diverged); a failed
+    /// child's reward is unknown: none.
+    rewards: BTreeMap<usize, (f64, bool)>,
 }
 
 /// Fits on the search in `run`, tests on the one in `other`, at `steps` (None: the step count
@@ -125,24 +132,30 @@ pub fn holdout(
     for f in &fit_set {
         let (outputs, fisher) = features(&fit, f)?;
         if let Some(fisher) = fisher {
-            knn_both.add([outputs.clone(), fisher].concat(), f.rewards[&steps]);
+            knn_both.add([outputs.clone(), fisher].concat(), f.rewards[&steps].0);
         }
-        knn.add(outputs, f.rewards[&steps]);
+        knn.add(outputs, f.rewards[&steps].0);
     }
     let mut tested = Vec::new();
     for f in &test_set {
         let (outputs, fisher) = features(&test, f)?;
         let predicted = knn.predict(std::slice::from_ref(&outputs)).unwrap_or_default();
         let both = fisher.and_then(|fisher| knn_both.predict(&[[outputs, fisher].concat()])).map(|p| p[0]);
-        tested.push(Tested { formula: f.formula.clone(), actual: f.rewards[&steps], outputs: predicted[0], both });
+        let (actual, ok) = f.rewards[&steps];
+        tested.push(Tested { formula: f.formula.clone(), actual, ok, outputs: predicted[0], both });
     }
-    let actual: Vec<f64> = tested.iter().map(|t| t.actual).collect();
-    let outputs = spearman(&tested.iter().map(|t| t.outputs).collect::<Vec<_>>(), &actual);
-    let both = match no_fisher {
-        None => spearman(&tested.iter().map(|t| t.both.unwrap_or(f64::NAN)).collect::<Vec<_>>(), &actual),
-        Some(_) => None,
+    let correlations = |only_ok: bool| {
+        let kept: Vec<&Tested> = tested.iter().filter(|t| t.ok || !only_ok).collect();
+        let actual: Vec<f64> = kept.iter().map(|t| t.actual).collect();
+        let outputs = spearman(&kept.iter().map(|t| t.outputs).collect::<Vec<_>>(), &actual);
+        let both = match no_fisher {
+            None => spearman(&kept.iter().map(|t| t.both.unwrap_or(f64::NAN)).collect::<Vec<_>>(), &actual),
+            Some(_) => None,
+        };
+        (outputs, both)
     };
-    Ok(Holdout { steps, fit: fit_set.len(), tested, outputs, both, no_fisher })
+    let ((outputs, both), (outputs_ok, both_ok)) = (correlations(false), correlations(true));
+    Ok(Holdout { steps, fit: fit_set.len(), tested, outputs, both, outputs_ok, both_ok, no_fisher })
 }
 
 impl Search {
@@ -174,12 +187,12 @@ impl Search {
             let mut rewards = BTreeMap::new();
             match rungs.is_full() {
                 true if r.status != Status::Failed => {
-                    rewards.insert(config.child.steps, r.reward);
+                    rewards.insert(config.child.steps, (r.reward, r.status == Status::Ok));
                 }
                 true => {}
                 false => {
                     for rung in by_rung.iter().flatten().filter(|g| g.child == r.id && g.status != Status::Failed) {
-                        rewards.insert(rung.steps, rung.reward);
+                        rewards.insert(rung.steps, (rung.reward, rung.status == Status::Ok));
                     }
                 }
             }
