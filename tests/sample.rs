@@ -108,11 +108,16 @@ fn every_method_runs_end_to_end_and_the_report_reads_it() {
         assert!(report.status.success(), "{method}: {}", String::from_utf8_lossy(&report.stderr));
         let md = std::fs::read_to_string(dir.path().join(format!("report-{method}/report.md"))).unwrap();
         assert!(md.contains("best reward so far"), "{method}: {md}");
-        // compare reads evals: it says what it did with the search, and that nothing is left.
+        // compare reads searches: one search is one arm of one group, random the baseline.
         let compared = actsearch(&["compare", out.to_str().unwrap()], dir.path());
-        let said = String::from_utf8_lossy(&compared.stderr);
-        assert!(said.contains("is a sample-based search, not an eval: left out; its best function"), "{said}");
-        assert!(said.contains("error: no finished eval"), "{said}");
+        let (said, table) = (String::from_utf8_lossy(&compared.stderr), String::from_utf8_lossy(&compared.stdout));
+        assert!(compared.status.success(), "{method}: {said}");
+        assert!(said.contains("compared 1 finished sample-based search in 1 group"), "{said}");
+        let row = table.lines().find(|l| l.contains(&format!("| {method} |"))).unwrap_or_else(|| panic!("{table}"));
+        match method {
+            "random" => assert!(row.contains("| baseline |"), "{row}"),
+            _ => assert!(row.contains("(no random search at full fidelity here)"), "{row}"),
+        }
     }
 }
 

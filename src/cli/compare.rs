@@ -1,7 +1,10 @@
 //! `actsearch compare RUN_DIR... [--baseline relu]`: the finished evals in the given folders,
 //! grouped by network × dataset × activation, each compared with the baseline of the same
 //! network and dataset: mean ± std, seeds, the difference with its 95% interval (paired by
-//! seed when the seeds match, Welch otherwise), the p-value and a verdict in words.
+//! seed when the seeds match, Welch otherwise), the p-value and a verdict in words. The
+//! finished sample-based searches, in a table of their own (`report::searches`): each method
+//! and fidelity by the best reward its searches reached, against random search at full
+//! fidelity with the same space, child recipe and budget.
 
 use std::path::PathBuf;
 
@@ -9,13 +12,13 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::stdout;
-use crate::report::{runs, shown_path, tables};
+use crate::report::{runs, searches, shown_path, tables};
 use crate::space::resolve::resolve_activation;
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Eval run directories, or folders holding them (seed-N subfolders are found by
-    /// themselves).
+    /// Eval run directories, sample-based search directories, or folders holding them
+    /// (seed-N subfolders are found by themselves).
     #[arg(required = true, value_name = "RUN_DIR")]
     pub runs: Vec<PathBuf>,
     /// The activation every other one is compared with: a name or a formula; it must have
@@ -46,23 +49,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         let dir = shown_path(&r.dir);
         let name = if r.name == dir { dir.clone() } else { format!("{} ({dir})", r.name) };
         match &r.kind {
-            runs::RunKind::Sample(sample) => {
-                let best = sample
-                    .children
-                    .iter()
-                    .filter(|c| c.reward.is_finite())
-                    .max_by(|a, b| a.reward.total_cmp(&b.reward));
-                let hint = match best {
-                    Some(c) => format!(
-                        "; its best function, {} (reward {:.4}), is compared once trained: actsearch eval --activation \"{}\" --seeds 0,1,2",
-                        crate::report::shown(&c.formula),
-                        c.reward,
-                        c.formula
-                    ),
-                    None => String::new(),
-                };
-                eprintln!("note: {name} is a sample-based search, not an eval: left out{hint}");
-            }
+            runs::RunKind::Sample(_) => {}
             runs::RunKind::OneShot(_) => eprintln!(
                 "note: {name} is a one-shot search, not an eval: left out; its genotype is compared once trained: actsearch eval --activation {} --seeds 0,1,2",
                 r.dir.join("genotype.json").display()
@@ -74,10 +61,34 @@ pub fn run(args: CompareArgs) -> Result<()> {
         }
     }
     let groups = tables::result_groups(&runs);
-    if groups.is_empty() {
+    let (searches, notes) = searches::search_groups(&runs);
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
+    if groups.is_empty() && searches.is_empty() {
         bail!(
-            "no finished eval with a final result in the given folders; compare reads the --out folders of `actsearch eval`"
+            "no finished eval with a final result, and no finished sample-based search, in the given folders; compare reads the --out folders of `actsearch eval` and `actsearch search`"
         );
+    }
+    let mut text = String::new();
+    if !searches.is_empty() {
+        let n: usize = searches.iter().flat_map(|g| &g.arms).map(|a| a.bests.len()).sum();
+        let plural = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        eprintln!(
+            "note: compared {} in {}",
+            plural(n, "finished sample-based search", "finished sample-based searches"),
+            plural(searches.len(), "group", "groups")
+        );
+        text += &format!(
+            "{}\n(best reward reached at the full child steps, over search seeds; differences to random search at full fidelity with 95% confidence intervals, two-sided p-values; groups hold one space, child recipe and --budget-steps)\n",
+            searches::search_table(&searches).to_markdown()
+        );
+    }
+    if groups.is_empty() {
+        return stdout(&text);
+    }
+    if !text.is_empty() {
+        text += "\n";
     }
     let baseline = baseline_for(args.baseline.as_deref())?;
     for g in &groups {
@@ -95,7 +106,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let used: usize = groups.iter().map(|g| g.finals.len()).sum();
     eprintln!("note: compared {used} finished eval runs in {} groups", groups.len());
     stdout(&format!(
-        "{}\n(final {}; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
+        "{text}{}\n(final {}; differences to the baseline {} with 95% confidence intervals, two-sided p-values; a verdict needs at least 2 seeds on each side)\n",
         table.to_markdown(),
         // Read from the groups' metrics, not from the table's header text.
         metric_words(&groups),

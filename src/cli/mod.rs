@@ -64,6 +64,10 @@ enum Command {
     /// when the difference has no spread: the same difference in every seed (identical runs,
     /// or a small test set's quantized accuracies), or, unpaired, the same accuracy in every
     /// seed on each side. More seeds or a larger test set give one.
+    ///
+    /// Sample-based searches get a table of their own: each method and fidelity by the best
+    /// reward its searches reached at the full child steps, over search seeds, against random
+    /// search at full fidelity with the same space, child recipe and --budget-steps.
     Compare(compare::CompareArgs),
     /// Charts, tables, report.md and a self-contained report.html from eval and search runs.
     Report(report::ReportArgs),

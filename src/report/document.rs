@@ -559,6 +559,7 @@ mod tests {
         let sample = Sample {
             method: "random".into(),
             children: vec![Child { child: 1, formula: "x".into(), reward: 0.4, steps: None, seconds: None }],
+            ..Default::default()
         };
         let runs = vec![
             run("a", 0, RunKind::Eval),

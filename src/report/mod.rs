@@ -8,6 +8,7 @@
 pub mod charts;
 pub mod document;
 pub mod runs;
+pub mod searches;
 pub mod shapes;
 pub mod stats;
 pub mod tables;

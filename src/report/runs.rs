@@ -187,7 +187,7 @@ pub enum RunKind {
 }
 
 /// `errors.json`: the identifying scalars and every per-epoch array.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Errors {
     pub seed: Option<u64>,
     pub network: String,
@@ -264,10 +264,82 @@ impl OneShot {
 }
 
 /// A sample-based search: every child trained, in order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Sample {
     pub method: String,
     pub children: Vec<Child>,
+    /// What `compare` groups and reports it by.
+    pub facts: SearchFacts,
+}
+
+/// A sample-based search's setting and outcome, as `compare` reads them: from `config.json`,
+/// `top.json`, `errors.json` and `log.log`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SearchFacts {
+    pub space: String,
+    /// The child recipe and dataset as one JSON text: searches compare only within one.
+    pub child_key: String,
+    /// "resnet8, 180 steps of batch 32 on 5000 images".
+    pub child_label: String,
+    pub child_steps: usize,
+    pub budget_steps: Option<usize>,
+    /// "full", or "halving (20 steps up, eta 3)".
+    pub fidelity: String,
+    /// The best function (`top.json`'s first) and the child steps its reward is at.
+    pub best: Option<(String, f64, usize)>,
+    /// The search's wall-clock seconds (`errors.json`'s last `runtime`).
+    pub runtime: Option<f64>,
+    /// Whether its last session ended with the budget spent, the space exhausted or the
+    /// method converged (`finished:` in the log), not stopped or killed.
+    pub finished: bool,
+}
+
+impl SearchFacts {
+    /// The facts of the sample-based search in `dir`, whose `config.json` is `config`.
+    fn read(dir: &Path, config: &serde_json::Value, errors: &Errors) -> SearchFacts {
+        let child = config.get("child").cloned().unwrap_or_default();
+        let child_steps = child.get("steps").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        let int = |v: &serde_json::Value, k: &str| v.get(k).and_then(|v| v.as_u64());
+        let fidelity = match config.get("fidelity") {
+            Some(f) if f.get("kind").and_then(|k| k.as_str()) == Some("halving") => {
+                format!("halving ({} steps up, eta {})", int(f, "min_steps").unwrap_or(0), int(f, "eta").unwrap_or(0))
+            }
+            _ => "full".to_string(),
+        };
+        let child_label = format!(
+            "{}, {child_steps} steps of batch {} on {} images",
+            child.get("network").and_then(|v| v.as_str()).unwrap_or("?"),
+            int(&child, "batch_size").unwrap_or(0),
+            int(&child, "subset").map_or("all".to_string(), |n| n.to_string())
+        );
+        let key = serde_json::json!({ "child": child, "dataset": config.get("dataset") });
+        let best = fs::read_to_string(dir.join("top.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|top| {
+                let first = top.as_array()?.first()?.clone();
+                let steps = first.get("steps").and_then(|v| v.as_u64()).map_or(child_steps, |s| s as usize);
+                Some((first.get("formula")?.as_str()?.to_string(), first.get("reward")?.as_f64()?, steps))
+            });
+        let log = fs::read_to_string(dir.join("log.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let last = |prefix: &str| lines.iter().rposition(|l| l.starts_with(prefix));
+        let finished = match (last("finished: "), last("resuming")) {
+            (Some(f), Some(r)) => f > r,
+            (f, _) => f.is_some(),
+        };
+        SearchFacts {
+            space: config.get("space").and_then(|v| v.as_str()).unwrap_or("?").to_string(),
+            child_key: key.to_string(),
+            child_label,
+            child_steps,
+            budget_steps: int(config, "budget_steps").map(|b| b as usize),
+            fidelity,
+            best,
+            runtime: errors.curves.get("runtime").and_then(|r| r.last().copied()).filter(|t| t.is_finite()),
+            finished,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -470,7 +542,8 @@ pub fn read_run(dir: &Path) -> Result<Run> {
         RunKind::OneShot(read_one_shot(dir, method)?)
     } else if dir.join("children.jsonl").is_file() {
         let children = read_jsonl::<Child>(&dir.join("children.jsonl"), "child/formula/reward")?;
-        RunKind::Sample(Sample { method: method.unwrap_or_else(|| "sample".into()), children })
+        let facts = SearchFacts::read(dir, &config, &errors);
+        RunKind::Sample(Sample { method: method.unwrap_or_else(|| "sample".into()), children, facts })
     } else {
         RunKind::Eval
     };

@@ -439,6 +439,7 @@ mod tests {
         let sample = Sample {
             method: "random".into(),
             children: vec![child(1, "x", 0.5), child(2, "sin(x)", 0.8), child(3, "x", 0.9), child(4, "relu", f64::NAN)],
+            ..Default::default()
         };
         let t = top_k(&sample, 5);
         assert_eq!(t.rows, vec![vec!["1", "x", "0.9000", "3"], vec!["2", "sin(x)", "0.8000", "2"]]);
