@@ -47,6 +47,8 @@ pub struct Line {
     pub dashed: bool,
     /// Draw a dot at every point (for curves with few points, e.g. one epoch).
     pub markers: bool,
+    /// The stroke width in pixels; None is 2 for a coloured line, 1 for a background one.
+    pub width: Option<u32>,
 }
 
 impl Line {
@@ -247,8 +249,8 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel) 
     let (mut legend, mut legend_rows) = (false, 0);
     for line in order {
         let (color, width) = match line.color {
-            Some(i) => (PALETTE[i % PALETTE.len()], 2),
-            None => (BACKGROUND, 1),
+            Some(i) => (PALETTE[i % PALETTE.len()], line.width.unwrap_or(2)),
+            None => (BACKGROUND, line.width.unwrap_or(1)),
         };
         let style = ShapeStyle::from(color).stroke_width(width);
         // Pieces inside the y range (a line leaving it is cut, not bridged).

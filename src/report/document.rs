@@ -416,6 +416,7 @@ fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
             figure: Figure { title: None, panels, columns: 1, panel_size: None },
         });
     }
+    blocks.extend(method_blocks(samples));
     for (run, s) in samples {
         blocks.push(Block::Table {
             caption: format!("{} ({}): top {TOP_K} formulas of {} children", run.name, s.method, s.children.len()),
@@ -423,6 +424,72 @@ fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
         });
     }
     blocks
+}
+
+/// Where several search seeds ran one method and fidelity (an arm, as `compare` groups
+/// them): best reward so far against child-seconds, one panel per space × child recipe ×
+/// budget, each seed a thin line and the arm's mean over its seeds a thick one, drawn last.
+fn method_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
+    type Key = (String, String, Option<usize>);
+    let mut groups: BTreeMap<Key, (String, BTreeMap<String, Vec<Vec<(f64, f64)>>>)> = BTreeMap::new();
+    for (_, s) in samples {
+        let Some(curve) = s.best_so_far_by_seconds().filter(|c| !c.is_empty()) else { continue };
+        let (_, arms) =
+            groups.entry(s.facts.group_key()).or_insert_with(|| (s.facts.child_label.clone(), BTreeMap::new()));
+        arms.entry(s.facts.arm(&s.method)).or_default().push(curve);
+    }
+    let panels: Vec<Panel> = groups
+        .into_iter()
+        .filter(|(_, (_, arms))| arms.values().any(|seeds| seeds.len() > 1))
+        .map(|((space, _, budget), (label, arms))| {
+            let mut lines = Vec::new();
+            for (i, seeds) in arms.values().enumerate() {
+                let color = i % PALETTE.len();
+                for curve in seeds {
+                    lines.push(Line {
+                        label: None,
+                        segments: vec![curve.clone()],
+                        color: Some(color),
+                        width: Some(1),
+                        ..Default::default()
+                    });
+                }
+            }
+            for (i, (arm, seeds)) in arms.iter().enumerate() {
+                let name = format!("{arm}: mean of {} seed{}", seeds.len(), if seeds.len() == 1 { "" } else { "s" });
+                lines.push(Line { width: Some(4), ..Line::new(name, mean_curve(seeds), i % PALETTE.len()) });
+            }
+            let budget = budget.map_or(String::new(), |b| format!(", budget {b} child steps"));
+            Panel {
+                title: format!("best reward so far: {space}{budget}"),
+                x_label: format!("child-seconds spent (children: {label})"),
+                y_label: "reward".into(),
+                lines,
+                legend_outside: true,
+                ..Default::default()
+            }
+        })
+        .collect();
+    match panels.is_empty() {
+        true => Vec::new(),
+        false => vec![Block::Figure {
+            file: "sample-methods-seconds".into(),
+            caption: "best reward so far against child-seconds, per method and fidelity: thin lines are search seeds, thick ones their mean".into(),
+            figure: Figure { title: None, panels, columns: 1, panel_size: Some((960, 480)) },
+        }],
+    }
+}
+
+/// The mean of step curves (each holds its value until its next point) where all are
+/// defined: from the latest first point to the earliest last one.
+fn mean_curve(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let start = curves.iter().filter_map(|c| c.first()).map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    let end = curves.iter().filter_map(|c| c.last()).map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let mut xs: Vec<f64> = curves.iter().flatten().map(|p| p.0).filter(|&x| x >= start && x <= end).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let at = |c: &[(f64, f64)], x: f64| c.iter().take_while(|p| p.0 <= x).last().map_or(f64::NAN, |p| p.1);
+    xs.into_iter().map(|x| (x, curves.iter().map(|c| at(c, x)).sum::<f64>() / curves.len() as f64)).collect()
 }
 
 /// Writes every figure (PNG and SVG), `report.md` and `report.html` into `out`.
@@ -512,6 +579,38 @@ code { background: #f4f4f4; padding: 0.1em 0.3em; }
 mod tests {
     use super::*;
     use crate::report::runs::{AlphaEpoch, Child, Errors};
+
+    /// The mean of step curves is taken where every curve is defined, each holding its value
+    /// between points; the methods' chart draws each arm's seeds thin and their mean thick,
+    /// after every thin line, and only where an arm has more than one seed.
+    #[test]
+    fn the_methods_chart_draws_thin_seeds_then_thick_means() {
+        let mean = mean_curve(&[vec![(0.0, 0.1), (2.0, 0.3), (5.0, 0.5)], vec![(1.0, 0.2), (4.0, 0.4)]]);
+        assert_eq!(mean, vec![(1.0, 0.15000000000000002), (2.0, 0.25), (4.0, 0.35)]);
+        let search = |seed: u64, method: &str| {
+            let mut facts = crate::report::runs::SearchFacts { space: "core1".into(), ..Default::default() };
+            facts.fidelity = "full".into();
+            let child = |c, seconds| Child {
+                child: c,
+                formula: "x".into(),
+                reward: 0.1 * c as f64,
+                steps: Some(3),
+                seconds: Some(seconds),
+            };
+            let sample =
+                Sample { method: method.into(), children: vec![child(1, 1.0 + seed as f64), child(2, 2.0)], facts };
+            (run(&format!("{method}{seed}"), seed, RunKind::Eval), sample)
+        };
+        let searches = [search(0, "random"), search(1, "random"), search(0, "evolution")];
+        let pairs: Vec<(&Run, &Sample)> = searches.iter().map(|(r, s)| (r, s)).collect();
+        let blocks = method_blocks(&pairs);
+        let [Block::Figure { figure, .. }] = blocks.as_slice() else { panic!("one figure") };
+        let widths: Vec<Option<u32>> = figure.panels[0].lines.iter().map(|l| l.width).collect();
+        assert_eq!(widths, [Some(1), Some(1), Some(1), Some(4), Some(4)]);
+        let labels: Vec<Option<&str>> = figure.panels[0].lines.iter().map(|l| l.label.as_deref()).collect();
+        assert_eq!(labels[3..], [Some("evolution: mean of 1 seed"), Some("random: mean of 2 seeds")]);
+        assert!(method_blocks(&pairs[2..]).is_empty(), "one seed per arm needs no mean");
+    }
 
     fn run(name: &str, seed: u64, kind: RunKind) -> Run {
         let curves =

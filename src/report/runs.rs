@@ -295,6 +295,19 @@ pub struct SearchFacts {
 }
 
 impl SearchFacts {
+    /// The arm a search of `method` is in: "random", "random + halving (20 steps up, eta 3)".
+    pub fn arm(&self, method: &str) -> String {
+        match self.fidelity.as_str() {
+            "full" => method.to_string(),
+            halving => format!("{method} + {halving}"),
+        }
+    }
+
+    /// What searches must share to be compared: space, child recipe and budget.
+    pub fn group_key(&self) -> (String, String, Option<usize>) {
+        (self.space.clone(), self.child_key.clone(), self.budget_steps)
+    }
+
     /// The facts of the sample-based search in `dir`, whose `config.json` is `config`.
     fn read(dir: &Path, config: &serde_json::Value, errors: &Errors) -> SearchFacts {
         let child = config.get("child").cloned().unwrap_or_default();

@@ -65,11 +65,7 @@ pub fn search_groups(runs: &[Run]) -> (Vec<SearchGroup>, Vec<String>) {
                 continue;
             }
         };
-        let name = match f.fidelity.as_str() {
-            "full" => sample.method.clone(),
-            halving => format!("{} + {halving}", sample.method),
-        };
-        let key = (f.space.clone(), f.child_key.clone(), f.budget_steps);
+        let (name, key) = (f.arm(&sample.method), f.group_key());
         let (_, arms) = groups.entry(key).or_insert_with(|| (f.child_label.clone(), BTreeMap::new()));
         let arm = arms.entry(name.clone()).or_insert_with(|| Arm {
             name,
