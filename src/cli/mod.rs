@@ -43,7 +43,7 @@ enum Command {
     Eval(Box<eval::EvalArgs>),
     /// Search for an activation function: one-shot (darts, darts2, gdas, drnas, grafs: the
     /// network's activations become mixed cells) or sample-based (ppo, reinforce, random,
-    /// evolution, exhaustive: one child network trained per proposed function).
+    /// evolution, exhaustive, surrogate: one child network trained per proposed function).
     Search(Box<search_args::SearchArgs>),
     /// Train one child of a sample-based search from its spec (what executors run).
     Child(child::ChildArgs),
