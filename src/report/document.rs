@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::charts::{self, Figure, Line, PALETTE, Panel};
-use super::runs::{OneShot, Progress, Run, RunKind, Sample};
+use super::runs::{OneShot, Progress, Run, RunKind, Sample, by_arm};
 use super::shapes::{self, Shape};
 use super::shown;
 use super::tables::{self, ResultGroup, Table, escape};
@@ -430,14 +430,8 @@ fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
 /// them): best reward so far against child-seconds, one panel per space × child recipe ×
 /// budget, each seed a thin line and the arm's mean over its seeds a thick one, drawn last.
 fn method_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
-    type Key = (String, String, Option<usize>);
-    let mut groups: BTreeMap<Key, (String, BTreeMap<String, Vec<Vec<(f64, f64)>>>)> = BTreeMap::new();
-    for (_, s) in samples {
-        let Some(curve) = s.best_so_far_by_seconds().filter(|c| !c.is_empty()) else { continue };
-        let (_, arms) =
-            groups.entry(s.facts.group_key()).or_insert_with(|| (s.facts.child_label.clone(), BTreeMap::new()));
-        arms.entry(s.facts.arm(&s.method)).or_default().push(curve);
-    }
+    let curves = samples.iter().filter_map(|(_, s)| Some((*s, s.best_so_far_by_seconds().filter(|c| !c.is_empty())?)));
+    let groups = by_arm(curves);
     let panels: Vec<Panel> = groups
         .into_iter()
         .filter(|(_, (_, arms))| arms.values().any(|seeds| seeds.len() > 1))

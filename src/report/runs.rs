@@ -272,6 +272,25 @@ pub struct Sample {
     pub facts: SearchFacts,
 }
 
+/// Space, child recipe (with its dataset) and `--budget-steps`: what searches must share to be
+/// compared.
+pub type SearchKey = (String, String, Option<usize>);
+
+/// Items of sample-based searches grouped as `compare` groups them: by [`SearchKey`] (with
+/// the group's child label), then by arm ([`SearchFacts::arm`]), in their order.
+pub type ByArm<T> = BTreeMap<SearchKey, (String, BTreeMap<String, Vec<T>>)>;
+
+/// `items` grouped into [`ByArm`].
+pub fn by_arm<'a, T>(items: impl IntoIterator<Item = (&'a Sample, T)>) -> ByArm<T> {
+    let mut groups = ByArm::new();
+    for (s, item) in items {
+        let (_, arms) =
+            groups.entry(s.facts.group_key()).or_insert_with(|| (s.facts.child_label.clone(), BTreeMap::new()));
+        arms.entry(s.facts.arm(&s.method)).or_insert_with(Vec::new).push(item);
+    }
+    groups
+}
+
 /// A sample-based search's setting and outcome, as `compare` reads them: from `config.json`,
 /// `top.json`, `errors.json` and `log.log`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -304,7 +323,7 @@ impl SearchFacts {
     }
 
     /// What searches must share to be compared: space, child recipe and budget.
-    pub fn group_key(&self) -> (String, String, Option<usize>) {
+    pub fn group_key(&self) -> SearchKey {
         (self.space.clone(), self.child_key.clone(), self.budget_steps)
     }
 

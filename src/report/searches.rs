@@ -10,9 +10,7 @@
 //! A search that did not finish (stopped, killed or still running) and one that reached no
 //! reward at the full child steps are left out, with a note saying why.
 
-use std::collections::BTreeMap;
-
-use super::runs::{Run, RunKind, SearchFacts};
+use super::runs::{Run, RunKind, SearchFacts, by_arm};
 use super::stats::{Summary, Test, compare};
 use super::tables::Table;
 
@@ -43,44 +41,38 @@ pub const BASELINE: &str = "random";
 
 /// The sample-based searches among `runs`, grouped; and a note for each left out.
 pub fn search_groups(runs: &[Run]) -> (Vec<SearchGroup>, Vec<String>) {
-    let mut groups: BTreeMap<(String, String, Option<usize>), (String, BTreeMap<String, Arm>)> = BTreeMap::new();
     let mut notes = Vec::new();
+    let mut kept = Vec::new();
     for r in runs {
         let RunKind::Sample(sample) = &r.kind else { continue };
         let f: &SearchFacts = &sample.facts;
-        let best = match &f.best {
-            _ if !f.finished => {
-                notes.push(format!(
-                    "{} has not finished (its log has no \"finished:\" after its last start): left out",
-                    r.name
-                ));
-                continue;
+        match &f.best {
+            _ if !f.finished => notes.push(format!(
+                "{} has not finished (its log has no \"finished:\" after its last start): left out",
+                r.name
+            )),
+            Some((formula, reward, steps)) if *steps == f.child_steps => {
+                let best = (r.errors.seed.unwrap_or(0), *reward, formula.clone());
+                kept.push((sample, (best, f.runtime, sample.children.len())));
             }
-            Some((formula, reward, steps)) if *steps == f.child_steps => (formula.clone(), *reward),
-            _ => {
-                notes.push(format!(
-                    "{} reached no reward at the full {} child steps: left out (raise --budget-steps, or lower --eta)",
-                    r.name, f.child_steps
-                ));
-                continue;
-            }
-        };
-        let (name, key) = (f.arm(&sample.method), f.group_key());
-        let (_, arms) = groups.entry(key).or_insert_with(|| (f.child_label.clone(), BTreeMap::new()));
-        let arm = arms.entry(name.clone()).or_insert_with(|| Arm {
-            name,
-            bests: Vec::new(),
-            runtimes: Vec::new(),
-            trained: Vec::new(),
-        });
-        arm.bests.push((r.errors.seed.unwrap_or(0), best.1, best.0));
-        arm.runtimes.extend(f.runtime);
-        arm.trained.push(sample.children.len());
+            _ => notes.push(format!(
+                "{} reached no reward at the full {} child steps: left out (raise --budget-steps, or lower --eta)",
+                r.name, f.child_steps
+            )),
+        }
     }
-    let groups = groups
+    let groups = by_arm(kept)
         .into_iter()
         .map(|((space, _, budget_steps), (child_label, arms))| {
-            let mut arms: Vec<Arm> = arms.into_values().collect();
+            let mut arms: Vec<Arm> = arms
+                .into_iter()
+                .map(|(name, searches)| Arm {
+                    name,
+                    bests: searches.iter().map(|s| s.0.clone()).collect(),
+                    runtimes: searches.iter().filter_map(|s| s.1).collect(),
+                    trained: searches.iter().map(|s| s.2).collect(),
+                })
+                .collect();
             // The baseline first, then by name.
             arms.sort_by_key(|a| (a.name != BASELINE, a.name.clone()));
             SearchGroup { space, child_label, budget_steps, arms }
