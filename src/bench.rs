@@ -130,19 +130,42 @@ pub fn run(workload: Workload, device: &Device, threads: usize) -> Result<Timing
         Workload::W7 => w7(device)?,
         Workload::W8 => w8(device)?,
     };
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let median = if n % 2 == 1 { sorted[n / 2] } else { 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]) };
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(Timing {
         workload: workload.name().to_string(),
-        median_ms: round2(median),
-        min_ms: round2(sorted[0]),
-        steps: n,
+        median_ms: round2(median(&times)),
+        min_ms: round2(min),
+        steps: times.len(),
         threads,
         peak_rss_mb: round2(peak_rss_mb()),
         cpu_percent: cpu_percent.round(),
     })
+}
+
+/// This machine's CPU model (`/proc/cpuinfo`'s first `model name`; "unknown CPU" where there
+/// is none).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_string())
+            })
+        })
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "unknown CPU".to_string())
+}
+
+/// The median of `values` (NaN for none).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+    }
 }
 
 fn round2(v: f64) -> f64 {

@@ -504,6 +504,8 @@ fn negative_numbers_and_hyphen_formulas_reach_the_validators() {
     assert_clean_error(&actsearch(&["bench", "w1", "--threads", "-2"], dir.path()), "--threads");
     assert_clean_error(&actsearch(&["bench", "w0"], dir.path()), "use w1, w2, w3, w4, w5, w6, w7, w8 or all");
     assert_clean_error(&actsearch(&["bench", "w9"], dir.path()), "unknown workload 'w9'");
+    assert_clean_error(&actsearch(&["bench", "w5", "--repeat", "0"], dir.path()), "--repeat");
+    assert_clean_error(&actsearch(&["bench", "w5", "--repeat", "3"], dir.path()), "add --pytorch PYTHON");
 }
 
 #[test]

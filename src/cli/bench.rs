@@ -2,7 +2,9 @@
 //! JSON line each, as `../shared/reference/pytorch_bench.py` does. Each workload runs in its
 //! own child process so that its peak memory is its own. With `--pytorch PYTHON` the reference
 //! script runs right after each workload with the same thread count, and a third line gives
-//! the ratios (ours / PyTorch's) measured in that one run.
+//! the ratios (ours / PyTorch's), with the CPU model and our kernels' instruction set. With
+//! `--repeat N` the two alternate N times (ours, theirs, ours, theirs, ...), and the ratio line
+//! gives the median of the per-pair ratios and their range.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,6 +37,11 @@ pub struct BenchArgs {
     /// print the ratios.
     #[arg(long)]
     pub pytorch: Option<PathBuf>,
+    /// With --pytorch: run each workload this many times in interleaved pairs (ours, PyTorch's,
+    /// ours, PyTorch's, ...) and give the median of the per-pair ratios with their range, a
+    /// ratio that one noisy pair cannot move.
+    #[arg(long, default_value_t = 1, value_parser = super::positive_whole)]
+    pub repeat: usize,
     /// The reference script.
     #[arg(long, default_value = "../shared/reference/pytorch_bench.py")]
     pub reference: PathBuf,
@@ -71,27 +78,52 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if args.repeat > 1 && args.pytorch.is_none() {
+        bail!("--repeat interleaves our runs with PyTorch's; add --pytorch PYTHON (e.g. /tmp/torchref/bin/python)");
+    }
     for w in workloads {
-        let ours = run_child(&args, w)?;
-        stdout(&format!("{ours}\n"))?;
-        if let Some(python) = &args.pytorch {
-            let theirs = run_reference(python, &args, w)?;
-            stdout(&format!("{theirs}\n"))?;
-            let ratio = |key: &str| {
-                let (a, b) = (ours[key].as_f64().unwrap_or(f64::NAN), theirs[key].as_f64().unwrap_or(f64::NAN));
-                ((a / b) * 1000.0).round() / 1000.0
-            };
-            let line = json!({
-                "workload": w.name(),
-                "ratio_median": ratio("median_ms"),
-                "ratio_min": ratio("min_ms"),
-                "ratio_peak_rss": ratio("peak_rss_mb"),
-                "threads": args.threads,
-            });
-            stdout(&format!("{line}\n"))?;
+        let Some(python) = &args.pytorch else {
+            stdout(&format!("{}\n", run_child(&args, w)?))?;
+            continue;
+        };
+        // Interleaved pairs: a slow spell of the machine falls on both sides of a pair.
+        let mut pairs = Vec::new();
+        for pair in 0..args.repeat {
+            let mut ours = run_child(&args, w)?;
+            let mut theirs = run_reference(python, &args, w)?;
+            if args.repeat > 1 {
+                (ours["pair"], theirs["pair"]) = (json!(pair + 1), json!(pair + 1));
+            }
+            stdout(&format!("{ours}\n{theirs}\n"))?;
+            pairs.push((ours, theirs));
         }
+        stdout(&format!("{}\n", ratio_line(w, &pairs, args.threads)))?;
     }
     Ok(())
+}
+
+/// The ratios (ours / PyTorch's) of a workload's pairs of runs: the median over the pairs of
+/// each pair's ratio of median step times (and of min step times, and of peak memory), the
+/// range of the median ratio over the pairs, the CPU model and the instruction set our kernels
+/// chose.
+fn ratio_line(w: Workload, pairs: &[(Value, Value)], threads: usize) -> Value {
+    let ratios = |key: &str| -> Vec<f64> {
+        pairs.iter().map(|(a, b)| a[key].as_f64().unwrap_or(f64::NAN) / b[key].as_f64().unwrap_or(f64::NAN)).collect()
+    };
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    let medians = ratios("median_ms");
+    let spread = medians.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    json!({
+        "workload": w.name(),
+        "ratio_median": round(bench::median(&medians)),
+        "ratio_min": round(bench::median(&ratios("min_ms"))),
+        "ratio_peak_rss": round(bench::median(&ratios("peak_rss_mb"))),
+        "pairs": pairs.len(),
+        "ratio_median_range": [round(spread.0), round(spread.1)],
+        "threads": threads,
+        "cpu": bench::cpu_model(),
+        "kernels": crate::kernels::vector_extensions(),
+    })
 }
 
 /// This binary, `bench W --in-process`, in a child process; its JSON line.
@@ -142,4 +174,28 @@ fn json_line(output: &std::process::Output, what: &str) -> Result<Value> {
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.trim().lines().last().unwrap_or("");
     serde_json::from_str(line).with_context(|| format!("{what} printed no JSON line: '{line}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ratio line takes each pair's ratio, then the median over the pairs: one slow pair
+    /// (the second, whose PyTorch run was slowed) moves the range, not the median.
+    #[test]
+    fn the_ratio_is_the_median_of_the_pairs_ratios() {
+        let run = |median: f64, min: f64, rss: f64| json!({"median_ms": median, "min_ms": min, "peak_rss_mb": rss});
+        let pairs = vec![
+            (run(100.0, 90.0, 100.0), run(200.0, 180.0, 400.0)),
+            (run(100.0, 90.0, 100.0), run(1000.0, 900.0, 400.0)),
+            (run(120.0, 90.0, 100.0), run(200.0, 150.0, 400.0)),
+        ];
+        let line = ratio_line(Workload::W5, &pairs, 2);
+        assert_eq!(line["ratio_median"], json!(0.5));
+        assert_eq!(line["ratio_median_range"], json!([0.1, 0.6]));
+        assert_eq!(line["ratio_min"], json!(0.5));
+        assert_eq!(line["ratio_peak_rss"], json!(0.25));
+        assert_eq!(line["pairs"], json!(3));
+        assert!(line["cpu"].as_str().is_some_and(|c| !c.is_empty()) && line["kernels"].is_string());
+    }
 }

@@ -36,6 +36,21 @@ macro_rules! simd_fn {
     };
 }
 
+/// The instruction set the kernels of `simd_fn!` run on, on this CPU: "avx512", "avx2+fma"
+/// or "baseline".
+pub fn vector_extensions() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if program::has_avx512() {
+            return "avx512";
+        }
+        if program::has_avx2() {
+            return "avx2+fma";
+        }
+    }
+    "baseline"
+}
+
 pub mod attention;
 pub mod conv;
 pub mod cross_entropy;
