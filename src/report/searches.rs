@@ -11,7 +11,7 @@
 //! reward at the full child steps are left out, with a note saying why.
 
 use super::runs::{Run, RunKind, SearchFacts, by_arm};
-use super::stats::{Summary, Test, compare};
+use super::stats::{Summary, compare};
 use super::tables::Table;
 
 /// The searches of one space × child recipe × budget.
@@ -120,17 +120,8 @@ pub fn search_table(groups: &[SearchGroup]) -> Table {
                 Some(b) => {
                     let pairs = |a: &Arm| a.bests.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>();
                     let c = compare(&pairs(arm), &pairs(b));
-                    let test = match c.test {
-                        Test::Paired => ", paired by seed",
-                        Test::Welch => ", Welch",
-                        Test::None => "",
-                    };
-                    row.push(match c.ci {
-                        Some((lo, hi)) => format!("{:+.4} [{lo:+.4}, {hi:+.4}]{test}", c.diff),
-                        None if c.test == Test::None => format!("{:+.4} (no interval from one seed)", c.diff),
-                        None => format!("{:+.4} (no interval: no spread){test}", c.diff),
-                    });
-                    row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
+                    row.push(c.difference_text(4));
+                    row.push(c.p_text());
                     row.push(c.verdict.words());
                 }
                 None => row.extend(["(no random search at full fidelity here)".into(), String::new(), String::new()]),

@@ -168,6 +168,29 @@ pub struct Comparison {
     pub seeds_needed: Option<usize>,
 }
 
+impl Comparison {
+    /// The difference as a table cell, to `places` decimals: "+0.0520 [+0.0411, +0.0629],
+    /// paired by seed", or why it has no interval.
+    pub fn difference_text(&self, places: usize) -> String {
+        let test = match self.test {
+            Test::Paired => ", paired by seed",
+            Test::Welch => ", Welch",
+            Test::None => "",
+        };
+        let diff = self.diff;
+        match self.ci {
+            Some((lo, hi)) => format!("{diff:+.places$} [{lo:+.places$}, {hi:+.places$}]{test}"),
+            None if self.test == Test::None => format!("{diff:+.places$} (no interval from one seed)"),
+            None => format!("{diff:+.places$} (no interval: no spread){test}"),
+        }
+    }
+
+    /// The p-value as a table cell: three decimals, or nothing without one.
+    pub fn p_text(&self) -> String {
+        self.p.map_or(String::new(), |p| format!("{p:.3}"))
+    }
+}
+
 /// Compares `candidate` with `baseline`, each given as (seed, final accuracy) pairs.
 pub fn compare(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Comparison {
     let values = |side: &[(u64, f64)]| side.iter().map(|&(_, v)| v).collect::<Vec<f64>>();

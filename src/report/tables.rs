@@ -179,7 +179,7 @@ pub fn comparison_table(groups: &[ResultGroup], baseline: &Baseline) -> anyhow::
 }
 
 fn comparison_rows(groups: &[ResultGroup], baseline: &Baseline, strict: bool) -> anyhow::Result<Table> {
-    use super::stats::{Test, compare_directed};
+    use super::stats::compare_directed;
     let pairs = |g: &ResultGroup| g.finals.iter().map(|&(s, v)| (s.unwrap_or(0), v)).collect::<Vec<_>>();
     let metric = metric_header(groups);
     let headers = [
@@ -242,17 +242,8 @@ fn comparison_rows(groups: &[ResultGroup], baseline: &Baseline, strict: bool) ->
             }
             Some(base) => {
                 let c = compare_directed(&pairs(g), &pairs(base), g.higher_is_better);
-                let test = match c.test {
-                    Test::Paired => ", paired by seed",
-                    Test::Welch => ", Welch",
-                    Test::None => "",
-                };
-                row.push(match c.ci {
-                    Some((lo, hi)) => format!("{:+.places$} [{lo:+.places$}, {hi:+.places$}]{test}", c.diff),
-                    None if c.test == Test::None => format!("{:+.places$} (no interval from one seed)", c.diff),
-                    None => format!("{:+.places$} (no interval: no spread){test}", c.diff),
-                });
-                row.push(c.p.map_or(String::new(), |p| format!("{p:.3}")));
+                row.push(c.difference_text(places));
+                row.push(c.p_text());
                 row.push(c.verdict.words());
                 row.push(super::stats::seeds_needed_text(c.seeds_needed));
             }
