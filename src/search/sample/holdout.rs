@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use super::child::Status;
 use super::config::SampleConfig;
 use super::fisher::FisherProbe;
-use super::screen::{Screen, screen};
+use super::screen::{Screen, identity, screen};
 use super::space::TokenSpace;
 use super::store::Store;
 use super::surrogate::{K, both_knn};
@@ -174,7 +174,7 @@ impl Search {
             TokenSpace::parse(&config.space).with_context(|| format!("the space of {}", config_path.display()))?;
         let store = Store::open_read(&dir.join("search.db"))?;
         let rows = store.rows()?;
-        let held = rows.iter().map(|r| key(r.fingerprint, &r.formula)).collect();
+        let held = rows.iter().map(|r| identity(r.fingerprint, &r.formula)).collect();
         let rungs = config.fidelity.rungs(config.child.steps)?;
         let mut by_rung = Vec::new();
         if !rungs.is_full() {
@@ -204,7 +204,7 @@ impl Search {
                 continue;
             }
             functions.push(Function {
-                key: key(r.fingerprint, &r.formula),
+                key: identity(r.fingerprint, &r.formula),
                 tokens,
                 formula: r.formula.clone(),
                 rewards,
@@ -212,12 +212,6 @@ impl Search {
         }
         Ok(Search { dir: dir.to_path_buf(), config, space, functions, held })
     }
-}
-
-/// A function's identity: its fingerprint, as the surrogate and the Fisher cache key it (its
-/// formula where it has none).
-fn key(fingerprint: Option<u64>, formula: &str) -> String {
-    fingerprint.map_or_else(|| formula.to_string(), |f| format!("{f:016x}"))
 }
 
 /// Refuses two searches whose rewards do not compare: another child recipe (naming the

@@ -249,8 +249,7 @@ fn repeats_in_a_row<'r>(rows: impl Iterator<Item = &'r Row>) -> usize {
     let mut seen = HashSet::new();
     let mut run = 0;
     for r in rows {
-        let key = r.fingerprint.map_or_else(|| r.formula.clone(), |fp| format!("{fp:016x}"));
-        run = if seen.insert(key) { 0 } else { run + 1 };
+        run = if seen.insert(super::screen::identity(r.fingerprint, &r.formula)) { 0 } else { run + 1 };
     }
     run
 }

@@ -20,6 +20,13 @@ pub enum Screen {
     Reject { reason: String, fingerprint: Option<u64> },
 }
 
+/// A function's identity as text: its fingerprint in hex, or its formula for a function without
+/// one. Two proposals with one identity are one function (repeats, the surrogate's keys, the
+/// Fisher features' cache).
+pub fn identity(fingerprint: Option<u64>, formula: &str) -> String {
+    fingerprint.map_or_else(|| formula.to_string(), |f| format!("{f:016x}"))
+}
+
 /// Checks `formula` with its parameters at `init`.
 pub fn screen(formula: &Formula, init: &[f64]) -> Screen {
     let fingerprint = formula.fingerprint();

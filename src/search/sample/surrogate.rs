@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::fisher::FisherProbe;
 use super::method::{Learned, Method, nth_sequence, rng, rng_from_state, rng_state, uniform_sequence};
-use super::screen::{Screen, screen};
+use super::screen::{Screen, identity, screen};
 use super::space::TokenSpace;
 use crate::expr::Formula;
 use crate::search::predict::{Knn, OUTPUT_SAMPLES, fisher, output_features};
@@ -108,7 +108,7 @@ impl Surrogate {
     /// A candidate's identity and, unless the screen rejects it, its output features.
     fn describe(&self, tokens: &[usize]) -> Option<(String, Option<Vec<f64>>)> {
         let c = self.space.decode(tokens).ok()?;
-        let key = c.formula.fingerprint().map_or_else(|| c.formula.to_string(), |f| format!("{f:016x}"));
+        let key = identity(c.formula.fingerprint(), &c.formula.to_string());
         let features = match screen(&c.formula, &c.init) {
             Screen::Train { .. } => Some(output_features(&c.formula, &c.init)),
             Screen::Reject { .. } => None,
