@@ -176,26 +176,25 @@ impl Search {
         let rows = store.rows()?;
         let held = rows.iter().map(|r| identity(r.fingerprint, &r.formula)).collect();
         let rungs = config.fidelity.rungs(config.child.steps)?;
-        let mut by_rung = Vec::new();
+        // A halving search's rewards come from its rungs (each child's at each rung it
+        // reached), read once; a full search's from its rows.
+        let mut by_child: BTreeMap<usize, BTreeMap<usize, (f64, bool)>> = BTreeMap::new();
         if !rungs.is_full() {
             for k in 0..rungs.count() {
-                by_rung.push(store.rung_rows(k)?);
+                for g in store.rung_rows(k)?.into_iter().filter(|g| g.status != Status::Failed) {
+                    by_child.entry(g.child).or_default().insert(g.steps, (g.reward, g.status == Status::Ok));
+                }
             }
         }
         let mut functions = Vec::new();
         for r in rows.iter().filter(|r| r.trained()) {
-            let mut rewards = BTreeMap::new();
-            match rungs.is_full() {
+            let rewards = match rungs.is_full() {
                 true if r.status != Status::Failed => {
-                    rewards.insert(config.child.steps, (r.reward, r.status == Status::Ok));
+                    BTreeMap::from([(config.child.steps, (r.reward, r.status == Status::Ok))])
                 }
-                true => {}
-                false => {
-                    for rung in by_rung.iter().flatten().filter(|g| g.child == r.id && g.status != Status::Failed) {
-                        rewards.insert(rung.steps, (rung.reward, rung.status == Status::Ok));
-                    }
-                }
-            }
+                true => BTreeMap::new(),
+                false => by_child.remove(&r.id).unwrap_or_default(),
+            };
             let tokens =
                 space.parse_tokens(&r.tokens).with_context(|| format!("child {} of {}", r.id, dir.display()))?;
             let cand = space.decode(&tokens)?;
