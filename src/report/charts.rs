@@ -6,6 +6,11 @@
 //! Colors: up to [`PALETTE`]`.len()` lines per panel get distinct colors; lines marked as
 //! background (`color: None`) are drawn thin and grey under one legend entry, which is how
 //! callers keep 20+ series readable (highlight a few, group the rest, or facet into panels).
+//! The line a chart is about (`focal`) is drawn last and thickest, over the others.
+//!
+//! Legends never cover data: a legend inside the plot goes to the first corner (then edge
+//! middle) that no drawn curve crosses, found on a layout of the same chart before drawing;
+//! where every spot is taken it goes beside the plot, or below it in a narrow panel.
 
 use std::path::Path;
 use std::sync::Once;
@@ -47,8 +52,11 @@ pub struct Line {
     pub dashed: bool,
     /// Draw a dot at every point (for curves with few points, e.g. one epoch).
     pub markers: bool,
-    /// The stroke width in pixels; None is 2 for a coloured line, 1 for a background one.
+    /// The stroke width in pixels; None is 3 for the focal line, 2 for another coloured line,
+    /// 1 for a background one.
     pub width: Option<u32>,
+    /// The line the chart is about (the found function): drawn last, on top of the others.
+    pub focal: bool,
 }
 
 impl Line {
@@ -68,8 +76,9 @@ pub struct Panel {
     pub y_range: Option<(f64, f64)>,
     /// Label the x axis with whole numbers only (epochs, children).
     pub integer_x: bool,
-    /// Put the legend in a column right of the plot instead of inside it (for charts whose
-    /// curves fill the plot, such as activation functions).
+    /// Put the legend in a column right of the plot (for charts whose curves fill the plot,
+    /// such as activation functions). Otherwise it goes inside the plot where no curve
+    /// crosses it, or, where every spot is taken, beside or below the plot: never over data.
     pub legend_outside: bool,
 }
 
@@ -162,8 +171,17 @@ fn render<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) ->
         let y = 8 + (TITLE_LINE * i as u32) as i32;
         title.draw(&Text::new(line, (width as i32 / 2, y), style.clone())).map_err(|e| e.to_string())?;
     }
+    // Legend columns beside the plots are as wide as the widest needs, so that panels one
+    // above the other keep the same x axis.
+    let side = figure
+        .panels
+        .iter()
+        .filter(|p| p.legend_outside)
+        .map(|p| (legend_size(root, &entries(p, LEGEND_CHARS), 1).0 + 2 * LEGEND_PAD) as u32)
+        .max()
+        .unwrap_or(0);
     for (panel, cell) in figure.panels.iter().zip(area.split_evenly(figure.grid())) {
-        draw_panel(&cell, panel)?;
+        draw_panel(&cell, panel, side)?;
     }
     Ok(())
 }
@@ -180,9 +198,16 @@ pub(crate) fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) 
     }
 }
 
-/// Width of a legend column beside the plot, and the characters of a label per line in it.
+/// The widest a legend column beside the plot may be, and the characters of a label per line
+/// in it.
 const LEGEND_WIDTH: u32 = 360;
 const LEGEND_CHARS: usize = 40;
+/// A legend's row height, the space before a row's text (its line sample), and its padding.
+const LEGEND_ROW: i32 = 18;
+const LEGEND_SAMPLE: i32 = 36;
+const LEGEND_PAD: i32 = 8;
+/// Pixels kept clear around a legend box inside the plot.
+const LEGEND_CLEARANCE: i32 = 4;
 
 /// `text` broken at spaces into lines of at most `width` characters (a longer word keeps
 /// its own line).
@@ -200,34 +225,285 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel) -> Drawn {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    let width = cell.dim_in_pixel().0;
-    let (area, side) = match panel.legend_outside && width > 2 * LEGEND_WIDTH {
-        true => {
-            let (plot, side) = cell.split_horizontally(width - LEGEND_WIDTH);
-            (plot, Some(side))
-        }
-        false => (cell.clone(), None),
+/// Where a panel's legend goes: in a box inside the plot at this offset from the cell's
+/// top-left corner (a spot no curve crosses), in a column right of the plot, or in rows
+/// below it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Placement {
+    Inside(i32, i32),
+    Right,
+    Below,
+}
+
+/// One legend entry: the line's style, whether it is dashed, and its label's lines.
+struct Entry {
+    style: ShapeStyle,
+    dashed: bool,
+    text: Vec<String>,
+}
+
+/// A line's color and stroke width: the focal line is thickest, background lines are grey.
+fn stroke(line: &Line) -> ShapeStyle {
+    let (color, width) = match line.color {
+        Some(i) => (PALETTE[i % PALETTE.len()], line.width.unwrap_or(if line.focal { 3 } else { 2 })),
+        None => (BACKGROUND, line.width.unwrap_or(1)),
     };
-    let area = &area;
+    ShapeStyle::from(color).stroke_width(width)
+}
+
+/// The lines in drawing order: grey background lines first, then the coloured ones, and the
+/// focal lines last, on top of everything.
+fn drawing_order(lines: &[Line]) -> Vec<&Line> {
+    let rank = |l: &Line| match (l.focal, l.color) {
+        (true, _) => 2,
+        (false, Some(_)) => 1,
+        (false, None) => 0,
+    };
+    let mut order: Vec<&Line> = lines.iter().collect();
+    order.sort_by_key(|l| rank(l));
+    order
+}
+
+/// The pieces of a line that the chart draws: inside the y range, cut (not bridged) where
+/// the line leaves it.
+fn pieces(line: &Line, (y0, y1): (f64, f64)) -> Vec<Vec<(f64, f64)>> {
+    line.segments
+        .iter()
+        .flat_map(|seg| seg.split(|p| !(p.1 >= y0 && p.1 <= y1)).filter(|s| !s.is_empty()).map(<[_]>::to_vec))
+        .collect()
+}
+
+/// The panel's axis ranges: as given, else fitted to the data.
+fn ranges(panel: &Panel) -> ((f64, f64), (f64, f64)) {
     let points = || panel.lines.iter().flat_map(|l| l.segments.iter().flatten());
-    let (x0, x1) = panel.x_range.unwrap_or_else(|| extent(points().map(|p| p.0), 0.0));
-    let (y0, y1) = panel.y_range.unwrap_or_else(|| extent(points().map(|p| p.1), 0.05));
-    let mut chart = ChartBuilder::on(area)
+    let x = panel.x_range.unwrap_or_else(|| extent(points().map(|p| p.0), 0.0));
+    let y = panel.y_range.unwrap_or_else(|| extent(points().map(|p| p.1), 0.05));
+    (x, y)
+}
+
+type Chart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// The chart of `panel` on `area`, its caption and label areas laid out (not yet drawn on).
+fn chart_on<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    panel: &Panel,
+    ((x0, x1), (y0, y1)): ((f64, f64), (f64, f64)),
+) -> Result<Chart<'a, DB>, String> {
+    ChartBuilder::on(area)
         .caption(&panel.title, (FONT, 17))
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(72)
         .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(err)?;
+        .map_err(|e| e.to_string())
+}
+
+/// The legend's entries, in the order of the panel's lines, with labels wrapped to `chars`.
+fn entries(panel: &Panel, chars: usize) -> Vec<Entry> {
+    panel
+        .lines
+        .iter()
+        .filter_map(|l| Some(Entry { style: stroke(l), dashed: l.dashed, text: wrap(l.label.as_ref()?, chars) }))
+        .filter(|e| !e.text.is_empty())
+        .collect()
+}
+
+/// The pixel size of a legend box holding `entries` in `columns` columns, and the width of
+/// one column.
+fn legend_size<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+    columns: usize,
+) -> (i32, i32, i32) {
+    let font = TextStyle::from((FONT, 13).into_font());
+    let text_width = |t: &str| area.estimate_text_size(t, &font).map_or(7 * t.chars().count() as u32, |s| s.0) as i32;
+    let widest = entries.iter().flat_map(|e| e.text.iter()).map(|t| text_width(t)).max().unwrap_or(0);
+    let column = LEGEND_SAMPLE + widest + LEGEND_PAD;
+    let rows_per_column = column_rows(entries, columns.max(1));
+    let height = 2 * LEGEND_PAD + LEGEND_ROW * rows_per_column.into_iter().max().unwrap_or(0) as i32;
+    (columns.max(1) as i32 * column + LEGEND_PAD, height, column)
+}
+
+/// The text rows that each of `columns` columns holds when entries fill them in turn.
+fn column_rows(entries: &[Entry], columns: usize) -> Vec<usize> {
+    let mut rows = vec![0; columns];
+    for (i, e) in entries.iter().enumerate() {
+        rows[i % columns] += e.text.len();
+    }
+    rows
+}
+
+/// Draws the legend box with its top-left corner at `at` (pixels of `area`).
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+    columns: usize,
+    at: (i32, i32),
+) -> Drawn {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (w, h, column) = legend_size(area, entries, columns);
+    let corners = [at, (at.0 + w, at.1 + h)];
+    area.draw(&Rectangle::new(corners, WHITE.mix(0.85).filled())).map_err(err)?;
+    area.draw(&Rectangle::new(corners, ShapeStyle::from(LEGEND_BORDER))).map_err(err)?;
+    let mut rows = vec![0i32; columns.max(1)];
+    for (i, entry) in entries.iter().enumerate() {
+        let c = i % columns.max(1);
+        let x = at.0 + LEGEND_PAD + c as i32 * column;
+        let y = at.1 + LEGEND_PAD + LEGEND_ROW * rows[c] + LEGEND_ROW / 2;
+        let sample = match entry.dashed {
+            true => vec![vec![(x, y), (x + 10, y)], vec![(x + 16, y), (x + 26, y)]],
+            false => vec![vec![(x, y), (x + 26, y)]],
+        };
+        for piece in sample {
+            area.draw(&PathElement::new(piece, entry.style)).map_err(err)?;
+        }
+        for (row, text) in entry.text.iter().enumerate() {
+            let pos = (x + LEGEND_SAMPLE - LEGEND_PAD, y - 7 + LEGEND_ROW * row as i32);
+            area.draw(&Text::new(text.clone(), pos, (FONT, 13))).map_err(err)?;
+        }
+        rows[c] += entry.text.len() as i32;
+    }
+    Ok(())
+}
+
+/// The legend's box border, which also tells a legend apart in an SVG.
+const LEGEND_BORDER: RGBColor = RGBColor(180, 180, 180);
+
+/// Whether the segment from `a` to `b` passes within the rectangle `[x0, x1] x [y0, y1]`
+/// (Liang-Barsky clipping).
+fn crosses(a: (f64, f64), b: (f64, f64), (x0, y0, x1, y1): (f64, f64, f64, f64)) -> bool {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (p, q) in [(-dx, a.0 - x0), (dx, x1 - a.0), (-dy, a.1 - y0), (dy, y1 - a.1)] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return false;
+            }
+        } else {
+            let t = q / p;
+            if p < 0.0 {
+                t0 = t0.max(t);
+            } else {
+                t1 = t1.min(t);
+            }
+            if t0 > t1 {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The first spot inside the plot, of its corners, then the middles of its edges, where a
+/// `size` legend box crosses no drawn curve (nor a marker); None when every spot does.
+/// Offsets are from the top-left corner of the cell.
+fn free_spot(panel: &Panel, cell: (u32, u32), size: (i32, i32)) -> Option<(i32, i32)> {
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, cell).into_drawing_area();
+    let (x, y) = ranges(panel);
+    let chart = chart_on(&root, panel, (x, y)).ok()?;
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    // Each drawn segment in pixels, with how far its stroke (or markers) reaches from it.
+    type Reach = ((f64, f64), (f64, f64), f64);
+    let segments: Vec<Reach> = panel
+        .lines
+        .iter()
+        .flat_map(|line| {
+            let reach = stroke(line).stroke_width as f64 / 2.0 + if line.markers { 3.0 } else { 0.0 };
+            let chart = &chart;
+            pieces(line, y).into_iter().flat_map(move |piece| {
+                let px: Vec<(f64, f64)> =
+                    piece.iter().map(|p| chart.backend_coord(p)).map(|(a, b)| (a as f64, b as f64)).collect();
+                let pairs: Vec<_> = match px.len() {
+                    1 => vec![(px[0], px[0], reach)],
+                    _ => px.windows(2).map(|w| (w[0], w[1], reach)).collect(),
+                };
+                pairs
+            })
+        })
+        .collect();
+    let (w, h) = size;
+    let inset = 2 * LEGEND_CLEARANCE;
+    let (left, right) = (xs.start + inset, xs.end - inset - w);
+    let (top, bottom) = (ys.start + inset, ys.end - inset - h);
+    if right < left || bottom < top {
+        return None;
+    }
+    let (mid_x, mid_y) = ((left + right) / 2, (top + bottom) / 2);
+    let spots = [
+        (left, top),
+        (right, top),
+        (right, bottom),
+        (left, bottom),
+        (mid_x, top),
+        (mid_x, bottom),
+        (left, mid_y),
+        (right, mid_y),
+    ];
+    spots.into_iter().find(|&(sx, sy)| {
+        let c = LEGEND_CLEARANCE as f64;
+        segments.iter().all(|&(a, b, reach)| {
+            let r = (
+                sx as f64 - c - reach,
+                sy as f64 - c - reach,
+                (sx + w) as f64 + c + reach,
+                (sy + h) as f64 + c + reach,
+            );
+            !crosses(a, b, r)
+        })
+    })
+}
+
+/// Draws one panel; a legend beside its plot is at least `side` pixels wide.
+fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel, side: u32) -> Drawn {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (width, height) = cell.dim_in_pixel();
+    let legend = entries(panel, LEGEND_CHARS);
+    let side_fits = width > 2 * LEGEND_WIDTH;
+    let placement = match (legend.is_empty(), panel.legend_outside && side_fits) {
+        (true, _) => None,
+        (false, true) => Some(Placement::Right),
+        (false, false) => {
+            let (w, h, _) = legend_size(cell, &legend, 1);
+            Some(match free_spot(panel, (width, height), (w, h)) {
+                Some((x, y)) => Placement::Inside(x, y),
+                None if side_fits => Placement::Right,
+                None => Placement::Below,
+            })
+        }
+    };
+    // The plot's area, and the legend's own area with its columns and where its box starts.
+    let (area, side) = match placement {
+        None | Some(Placement::Inside(..)) => (cell.clone(), None),
+        Some(Placement::Right) => {
+            // As wide as the legend needs, at most LEGEND_WIDTH.
+            let needed = ((legend_size(cell, &legend, 1).0 + 2 * LEGEND_PAD) as u32).max(side);
+            let (plot, side) = cell.split_horizontally(width - needed.min(LEGEND_WIDTH));
+            (plot, Some((side, 1, (LEGEND_PAD, 48))))
+        }
+        Some(Placement::Below) => {
+            let columns = ((width as i32 - 24) / legend_size(cell, &legend, 1).2).clamp(1, 4) as usize;
+            let rows = column_rows(&legend, columns).into_iter().max().unwrap_or(0) as i32;
+            let below = (2 * LEGEND_PAD + LEGEND_ROW * rows + 12) as u32;
+            let (plot, side) = cell.split_vertically(height.saturating_sub(below).max(height / 2));
+            (plot, Some((side, columns, (LEGEND_PAD, 0))))
+        }
+    };
+    let (x, y) = ranges(panel);
+    let mut chart = chart_on(&area, panel, (x, y))?;
     let whole = |v: &f64| format!("{v:.0}");
     let decimal = |v: &f64| format!("{v}");
     // As many decimals as a tenth of the y range needs.
-    let y_decimals = (-((y1 - y0) / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize;
-    let y_format = |v: &f64| format!("{v:.y_decimals$}");
+    let y_decimals = (-((y.1 - y.0) / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize;
+    // A tick that rounds to zero reads "0.00", not "-0.00".
+    let y_format = |v: &f64| format!("{v:.y_decimals$}").trim_start_matches('-').to_string();
+    let y_format = |v: &f64| match y_format(v).chars().all(|c| c == '0' || c == '.') {
+        true => y_format(v),
+        false => format!("{v:.y_decimals$}"),
+    };
     let x_labels = match panel.integer_x {
-        true => ((x1 - x0).floor() as usize + 1).clamp(2, 10),
+        true => ((x.1 - x.0).floor() as usize + 1).clamp(2, 10),
         false => 10,
     };
     chart
@@ -243,59 +519,23 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel) 
         .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
-    // Background lines first, so the highlighted ones sit on top.
-    let mut order: Vec<&Line> = panel.lines.iter().filter(|l| l.color.is_none()).collect();
-    order.extend(panel.lines.iter().filter(|l| l.color.is_some()));
-    let (mut legend, mut legend_rows) = (false, 0);
-    for line in order {
-        let (color, width) = match line.color {
-            Some(i) => (PALETTE[i % PALETTE.len()], line.width.unwrap_or(2)),
-            None => (BACKGROUND, line.width.unwrap_or(1)),
-        };
-        let style = ShapeStyle::from(color).stroke_width(width);
-        // Pieces inside the y range (a line leaving it is cut, not bridged).
-        let pieces: Vec<Vec<(f64, f64)>> = line
-            .segments
-            .iter()
-            .flat_map(|seg| seg.split(|p| !(p.1 >= y0 && p.1 <= y1)).filter(|s| !s.is_empty()).map(<[_]>::to_vec))
-            .collect();
-        for (k, piece) in pieces.iter().enumerate() {
-            let drawn = match line.dashed {
+    for line in drawing_order(&panel.lines) {
+        let style = stroke(line);
+        for piece in pieces(line, y) {
+            match line.dashed {
                 true => chart.draw_series(DashedLineSeries::new(piece.clone(), 6, 4, style)).map_err(err)?,
                 false => chart.draw_series(LineSeries::new(piece.clone(), style)).map_err(err)?,
             };
-            if let (0, Some(label), Some(side)) = (k, &line.label, &side) {
-                let y = 50 + 18 * legend_rows;
-                let to = if line.dashed { 34 } else { 44 };
-                side.draw(&PathElement::new(vec![(14, y), (to, y)], style)).map_err(err)?;
-                for (row, text) in wrap(label, LEGEND_CHARS).into_iter().enumerate() {
-                    side.draw(&Text::new(text, (52, y - 8 + 18 * row as i32), (FONT, 13))).map_err(err)?;
-                    legend_rows += 1;
-                }
-            } else if let (0, Some(label)) = (k, &line.label) {
-                legend = true;
-                let dashed = line.dashed;
-                drawn.label(label.as_str()).legend(move |(x, y)| {
-                    let to = if dashed { x + 10 } else { x + 20 };
-                    PathElement::new(vec![(x, y), (to, y)], style)
-                });
-            }
             if line.markers {
                 chart.draw_series(piece.iter().map(|&p| Circle::new(p, 3, style.filled()))).map_err(err)?;
             }
         }
     }
-    if legend {
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(err)?;
+    match (placement, side) {
+        (Some(Placement::Inside(x, y)), _) => draw_legend(cell, &legend, 1, (x, y)),
+        (_, Some((side, columns, at))) => draw_legend(&side, &legend, columns, at),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -342,6 +582,138 @@ mod tests {
         assert_eq!(wrap("abcdefgh ij", 4), vec!["abcdefgh", "ij"]);
         let lines = wrap("b1*log(x) + (1 - b1)*tanh(x)  [params 0.996 (learned mean)]", LEGEND_CHARS);
         assert!(lines.len() == 2 && lines.iter().all(|l| l.chars().count() <= LEGEND_CHARS), "{lines:?}");
+    }
+
+    /// The `<polyline>`s and `<rect>`s of an SVG in document order: (tag, stroke colour,
+    /// stroke width, points; for a rect its two corners).
+    type Element = (String, String, u32, Vec<(f64, f64)>);
+
+    fn elements(svg: &str) -> Vec<Element> {
+        let attr = |el: &str, name: &str| {
+            let key = format!(" {name}=\"");
+            el.find(&key).map(|at| el[at + key.len()..].split('"').next().unwrap().to_string())
+        };
+        let num = |el: &str, name: &str| attr(el, name).map_or(0.0, |v| v.parse::<f64>().unwrap());
+        svg.split('<')
+            .filter_map(|el| {
+                let tag = el.split([' ', '/', '>']).next()?.to_string();
+                let stroke = attr(el, "stroke").unwrap_or_default();
+                let width = attr(el, "stroke-width").map_or(1, |w| w.parse().unwrap());
+                let points = match tag.as_str() {
+                    "polyline" => attr(el, "points")?
+                        .split_whitespace()
+                        .map(|p| {
+                            let (x, y) = p.split_once(',').unwrap();
+                            (x.parse().unwrap(), y.parse().unwrap())
+                        })
+                        .collect(),
+                    "rect" => {
+                        let (x, y) = (num(el, "x"), num(el, "y"));
+                        vec![(x, y), (x + num(el, "width"), y + num(el, "height"))]
+                    }
+                    _ => return None,
+                };
+                Some((tag, stroke, width, points))
+            })
+            .collect()
+    }
+
+    fn hex(c: RGBColor) -> String {
+        format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+    }
+
+    /// The data lines (palette or background colour, drawn before the legend) and the legend's
+    /// box of a one-panel SVG.
+    fn data_and_legend(svg: &str) -> (Vec<Element>, (f64, f64, f64, f64)) {
+        let all = elements(svg);
+        let border = hex(LEGEND_BORDER);
+        let at = all.iter().position(|e| e.0 == "rect" && e.1 == border).expect("a legend box");
+        let (a, b) = (all[at].3[0], all[at].3[1]);
+        let colors: Vec<String> = PALETTE.iter().chain([&BACKGROUND]).map(|&c| hex(c)).collect();
+        let data = all[..at].iter().filter(|e| e.0 == "polyline" && colors.contains(&e.1)).cloned().collect();
+        (data, (a.0, a.1, b.0, b.1))
+    }
+
+    /// Asserts that no data line of the one-panel figure crosses its legend box.
+    fn assert_legend_clear(panel: &Panel, size: (u32, u32)) {
+        let figure = Figure { panel_size: Some(size), ..Figure::single(panel.clone()) };
+        let (data, legend) = data_and_legend(&svg_string(&figure).unwrap());
+        assert!(!data.is_empty(), "{}: no data lines found", panel.title);
+        for (_, color, width, points) in &data {
+            let reach = *width as f64 / 2.0;
+            let r = (legend.0 - reach, legend.1 - reach, legend.2 + reach, legend.3 + reach);
+            for w in points.windows(2) {
+                assert!(!crosses(w[0], w[1], r), "{}: a {color} line crosses the legend {legend:?}", panel.title);
+            }
+        }
+    }
+
+    /// Best reward so far of `runs` sample searches: rising steps from the lower left that
+    /// flatten out near the top, as a search's curves do.
+    fn best_so_far(runs: usize) -> Panel {
+        let lines = (0..runs)
+            .map(|r| {
+                let points = (0..=40)
+                    .map(|c| {
+                        let t = c as f64 / 40.0;
+                        (c as f64, 0.1 + 0.03 * r as f64 + 0.5 * (1.0 - (-6.0 * t).exp()))
+                    })
+                    .collect();
+                Line::new(format!("random (search-seed-{r})"), points, r)
+            })
+            .collect();
+        Panel {
+            title: format!("{runs} runs"),
+            x_label: "children".into(),
+            y_label: "reward".into(),
+            lines,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn legends_never_cover_data() {
+        // One run, eight runs, and curves crossing every spot of the plot (the legend then
+        // goes beside or below it).
+        let waves = Panel {
+            title: "waves".into(),
+            lines: (0..8)
+                .map(|k| {
+                    let points = (0..=200).map(|i| (i as f64 / 20.0, (i as f64 / 7.0 + k as f64).sin())).collect();
+                    Line::new(format!("wave {k}"), points, k)
+                })
+                .collect(),
+            ..Default::default()
+        };
+        for panel in [best_so_far(1), best_so_far(8), waves.clone()] {
+            for size in [PANEL_SIZE, (980, 460)] {
+                assert_legend_clear(&panel, size);
+            }
+        }
+        // With every spot taken the legend leaves the plot: it is not where it would sit inside.
+        let figure = Figure::single(waves.clone());
+        let (_, legend) = data_and_legend(&svg_string(&figure).unwrap());
+        assert!(legend.1 > 300.0, "the waves' legend should be below the plot: {legend:?}");
+        let wide = Figure { panel_size: Some((980, 460)), ..Figure::single(waves) };
+        let (_, legend) = data_and_legend(&svg_string(&wide).unwrap());
+        assert!(
+            legend.0 > 980.0 - LEGEND_WIDTH as f64,
+            "the wide waves' legend should be right of the plot: {legend:?}"
+        );
+    }
+
+    #[test]
+    fn the_focal_line_is_drawn_last_and_thickest() {
+        let mut lines = best_so_far(3).lines;
+        lines[0].focal = true;
+        lines.push(Line { segments: vec![vec![(0.0, 0.2), (40.0, 0.3)]], ..Default::default() });
+        let panel = Panel { lines, legend_outside: true, ..Default::default() };
+        let svg = svg_string(&Figure { panel_size: Some((980, 460)), ..Figure::single(panel) }).unwrap();
+        let (data, _) = data_and_legend(&svg);
+        let last = data.last().unwrap();
+        assert_eq!((last.1.as_str(), last.2), (hex(PALETTE[0]).as_str(), 3));
+        assert!(data.iter().rev().skip(1).all(|e| e.2 < 3), "only the focal line is 3 px wide");
+        assert_eq!(data[0].1, hex(BACKGROUND), "the background line is drawn first");
     }
 
     #[test]
