@@ -1,5 +1,6 @@
 //! `actsearch plot FORMULA...`: the functions (and optionally their derivatives) on one chart,
-//! written as PNG or SVG. A function that cannot be drawn over the range (undefined there, or
+//! the first drawn on top of the others (with a difference panel where it hides one), written
+//! as PNG or SVG. A function that cannot be drawn over the range (undefined there, or
 //! off the chart) gets one warning line on stderr; when none can be drawn, nothing is written
 //! and the command fails.
 
@@ -17,6 +18,9 @@ pub struct PlotArgs {
     /// ("x*sigmoid(b*x)") or a search's genotype.json (drawn with its learned parameters'
     /// mean). Parameters of names and formulas are drawn at their initial value 1.
     /// A formula starting with '-' goes after `--` (plot -- -x) or in parentheses ("(-x)").
+    /// The first is the chart's subject: drawn last and thicker, over the others; where it
+    /// lies within a pixel of another over most of the range, a second panel shows their
+    /// difference.
     #[arg(required = true, value_name = "FORMULA", allow_negative_numbers = true)]
     pub formulas: Vec<String>,
     /// Output image; the extension picks the format (.png or .svg).

@@ -108,7 +108,8 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
             warnings.push(format!("{name} is undefined over the whole range {over} (no finite values): not drawn"));
             continue;
         }
-        curves.push((i, false, Line { segments: value, ..Line::new(&s.label, vec![], i) }));
+        let focal = i == 0;
+        curves.push((i, false, Line { segments: value, focal, ..Line::new(&s.label, vec![], i) }));
         if derivative {
             let slope = finite_runs(points.iter().map(|p| (p.0, p.2)));
             match slope.is_empty() {
@@ -120,6 +121,7 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
                     Line {
                         segments: slope,
                         dashed: true,
+                        focal,
                         ..Line::new(format!("d/dx of {}", s.formula.canonical()), vec![], i)
                     },
                 )),
@@ -158,7 +160,56 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
         integer_x: false,
         legend_outside: true,
     };
-    ShapeChart { figure: Figure { panel_size: Some((980, 460)), ..Figure::single(panel) }, drawn, warnings }
+    let mut panels = vec![panel];
+    if drawn.first() == Some(&0) && coincides(shapes, &drawn, &xs, hi - lo) {
+        panels.push(difference_panel(shapes, &drawn, &xs, range));
+    }
+    let size = if panels.len() == 1 { (980, 460) } else { (980, 400) };
+    ShapeChart { figure: Figure { title: None, panels, columns: 1, panel_size: Some(size) }, drawn, warnings }
+}
+
+/// The height in pixels of the plot area of a function chart's panel (400 px tall, less its
+/// caption, margins and x labels); a difference smaller than one pixel of it is invisible.
+const PLOT_PIXELS: f64 = 320.0;
+
+/// Whether the first (focal) function and some other drawn one lie within a pixel of each
+/// other (`span` is the y range drawn) over at least half of the range, so that the focal
+/// curve hides the other.
+fn coincides(shapes: &[Shape], drawn: &[usize], xs: &[f64], span: f64) -> bool {
+    let pixel = span / PLOT_PIXELS;
+    drawn.iter().skip(1).any(|&j| {
+        let close = xs
+            .iter()
+            .filter(|&&x| {
+                let d = shapes[0].at(x).0 - shapes[j].at(x).0;
+                d.is_finite() && d.abs() < pixel
+            })
+            .count();
+        2 * close >= xs.len()
+    })
+}
+
+/// `f - g` for the focal function f and each other drawn function g, with a zero line: where
+/// curves that coincide on the main chart differ, and by how much.
+fn difference_panel(shapes: &[Shape], drawn: &[usize], xs: &[f64], range: (f64, f64)) -> Panel {
+    let focal = shown(&shapes[0].formula.canonical().to_string());
+    let mut lines = vec![Line { segments: vec![vec![(range.0, 0.0), (range.1, 0.0)]], ..Default::default() }];
+    for &j in drawn.iter().skip(1) {
+        let gap = finite_runs(xs.iter().map(|&x| (x, shapes[0].at(x).0 - shapes[j].at(x).0)));
+        let name = shown(&shapes[j].formula.canonical().to_string());
+        lines.push(Line { segments: gap, ..Line::new(format!("f - {name}"), vec![], j) });
+    }
+    let (lo, hi) = y_range(&lines, range);
+    Panel {
+        title: format!("where they differ: f - baseline, f = {focal}"),
+        x_label: "x".into(),
+        y_label: "f(x) - baseline(x)".into(),
+        lines,
+        x_range: Some(range),
+        y_range: Some((lo.min(-1e-3), hi.max(1e-3))),
+        integer_x: false,
+        legend_outside: true,
+    }
 }
 
 fn round3(v: f64) -> f64 {
@@ -228,6 +279,27 @@ mod tests {
         assert_eq!(learned.params, vec![2.5]);
         assert!(learned.label.contains("2.5 (learned mean)"), "{}", learned.label);
         assert!(shape("x*").unwrap_err().to_string().contains("cannot plot"));
+    }
+
+    #[test]
+    fn the_first_function_is_focal_and_a_difference_panel_shows_what_it_hides() {
+        let [found, relu, silu] = ["max(x, 0.01*x)", "relu", "silu"].map(|f| shape(f).unwrap());
+        let chart = figure(&[found.clone(), relu.clone(), silu.clone()], (-5.0, 5.0), true, "t");
+        let main = &chart.figure.panels[0];
+        let focal: Vec<bool> = main.lines.iter().map(|l| l.focal).collect();
+        assert_eq!(focal, [true, true, false, false, false, false], "the found function and its derivative");
+        // Within a pixel of relu over most of the range: a second panel gives f - baseline.
+        assert_eq!(chart.figure.panels.len(), 2);
+        let gap = &chart.figure.panels[1];
+        let labels: Vec<_> = gap.lines.iter().filter_map(|l| l.label.as_deref()).collect();
+        assert_eq!(labels, ["f - relu(x)", "f - silu(x)"]);
+        let at = |line: &Line, x: f64| line.segments.iter().flatten().find(|p| (p.0 - x).abs() < 1e-9).unwrap().1;
+        assert!((at(&gap.lines[1], -4.0) - (-0.04)).abs() < 1e-9 && at(&gap.lines[1], 2.0).abs() < 1e-12);
+        // A function unlike the baselines needs no second panel.
+        let apart = figure(&[shape("sin(x)").unwrap(), relu, silu], (-5.0, 5.0), false, "t");
+        assert_eq!(apart.figure.panels.len(), 1);
+        let single = figure(&[found], (-5.0, 5.0), false, "t");
+        assert_eq!(single.figure.panels.len(), 1);
     }
 
     #[test]
