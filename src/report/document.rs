@@ -26,8 +26,10 @@ use super::shapes::{self, Shape};
 use super::shown;
 use super::tables::{self, ResultGroup, Table, escape};
 
-/// Ops highlighted per position in an alpha chart (by final weight); the rest are grey.
+/// Ops highlighted per position in an alpha chart (by peak weight); the rest are grey.
 const HIGHLIGHT: usize = 6;
+/// An op is highlighted when its peak weight exceeds uniform (1 / ops) by this factor.
+const ABOVE_UNIFORM: f64 = 1.05;
 /// Lines per panel before a chart is split into panels.
 const PER_PANEL: usize = 8;
 /// Rows of a sample-based search's top table.
@@ -254,19 +256,28 @@ fn alpha_panels(search: &OneShot, site: usize, title_prefix: &str) -> Vec<Panel>
                     search.epochs.iter().map(|e| (e.step.unwrap_or(e.epoch) as f64, e.weights[site][pos][op])).collect()
                 })
                 .collect();
-            let last = |op: usize| series[op].last().map_or(0.0, |p| p.1);
+            // The ops that mattered: ranked by their peak weight at any epoch, and only those
+            // that rose above uniform; the rest are grey.
+            let peak = |op: usize| series[op].iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
             let mut ranked: Vec<usize> = (0..ops.len()).collect();
-            ranked.sort_by(|&a, &b| last(b).total_cmp(&last(a)));
+            ranked.sort_by(|&a, &b| peak(b).total_cmp(&peak(a)));
+            let uniform = 1.0 / ops.len().max(1) as f64;
+            let shown = ranked.iter().take(HIGHLIGHT).take_while(|&&op| peak(op) > ABOVE_UNIFORM * uniform).count();
             let few = search.epochs.len() <= 30;
-            let mut lines: Vec<Line> = ranked
+            let mut lines: Vec<Line> = ranked[..shown]
                 .iter()
-                .take(HIGHLIGHT)
                 .enumerate()
                 .map(|(i, &op)| Line { markers: few, ..Line::new(&ops[op], series[op].clone(), i) })
                 .collect();
-            let rest = ranked.len().saturating_sub(HIGHLIGHT);
-            for (i, &op) in ranked.iter().skip(HIGHLIGHT).enumerate() {
-                let label = (i == 0).then(|| format!("{rest} other ops"));
+            let rest = &ranked[shown..];
+            for (i, &op) in rest.iter().enumerate() {
+                let label = (i == 0).then(|| {
+                    let top = rest.iter().map(|&op| peak(op)).fold(f64::NEG_INFINITY, f64::max);
+                    match top > ABOVE_UNIFORM * uniform {
+                        true => format!("{} other ops (peak weight at most {top:.3})", rest.len()),
+                        false => format!("{} other ops (never above uniform, 1/{})", rest.len(), ops.len()),
+                    }
+                });
                 lines.push(Line { label, segments: vec![series[op].clone()], markers: few, ..Default::default() });
             }
             Panel {
@@ -400,7 +411,7 @@ fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
             .map(|chunk| Panel {
                 title: "best reward so far".into(),
                 x_label: x_label.into(),
-                y_label: "reward".into(),
+                y_label: "reward (higher is better)".into(),
                 integer_x,
                 lines: chunk
                     .iter()
@@ -457,7 +468,7 @@ fn method_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
             Panel {
                 title: format!("best reward so far: {space}{budget}"),
                 x_label: format!("child-seconds spent (children: {label})"),
-                y_label: "reward".into(),
+                y_label: "reward (higher is better)".into(),
                 lines,
                 legend_outside: true,
                 ..Default::default()
@@ -645,6 +656,30 @@ mod tests {
             epochs: vec![epoch(1), epoch(2)],
             genotype: None,
         }
+    }
+
+    /// The alpha legend names the ops by their peak weight at any epoch, only those that rose
+    /// above uniform; an op heavy early and gone by the end is named, one never above uniform
+    /// is grey.
+    #[test]
+    fn alpha_legends_name_the_ops_that_mattered() {
+        let mut search = one_shot(1);
+        let weights = |w: [f64; 9]| vec![vec![w.to_vec(), vec![0.5, 0.5]]];
+        let u = 1.0 / 9.0;
+        // op0 was the heaviest in epoch 1 and faded; op8 wins at the end; op3 rose a little;
+        // the rest only fell.
+        search.epochs[0].weights = weights([0.5, u, 0.05, 0.0, 0.05, 0.05, 0.05, 0.05, 0.2]);
+        search.epochs[1].weights = weights([0.01, 0.05, 0.0, 0.14, 0.0, 0.0, 0.0, 0.0, 0.8]);
+        let panels = alpha_panels(&search, 0, "");
+        let labels: Vec<Option<&str>> = panels[0].lines.iter().map(|l| l.label.as_deref()).collect();
+        assert_eq!(
+            labels[..4],
+            [Some("op8"), Some("op0"), Some("op3"), Some("6 other ops (never above uniform, 1/9)")]
+        );
+        assert!(panels[0].lines[3..].iter().all(|l| l.color.is_none()));
+        // Every op of the binary position sat at uniform: all grey.
+        let labels: Vec<Option<&str>> = panels[1].lines.iter().map(|l| l.label.as_deref()).collect();
+        assert_eq!(labels, [Some("2 other ops (never above uniform, 1/2)"), None]);
     }
 
     #[test]
