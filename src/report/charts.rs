@@ -539,7 +539,7 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn figure() -> Figure {
@@ -586,7 +586,7 @@ mod tests {
 
     /// The `<polyline>`s and `<rect>`s of an SVG in document order: (tag, stroke colour,
     /// stroke width, points; for a rect its two corners).
-    type Element = (String, String, u32, Vec<(f64, f64)>);
+    pub(crate) type Element = (String, String, u32, Vec<(f64, f64)>);
 
     fn elements(svg: &str) -> Vec<Element> {
         let attr = |el: &str, name: &str| {
@@ -618,13 +618,13 @@ mod tests {
             .collect()
     }
 
-    fn hex(c: RGBColor) -> String {
+    pub(crate) fn hex(c: RGBColor) -> String {
         format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
     }
 
     /// The data lines (palette or background colour, drawn before the legend) and the legend's
     /// box of a one-panel SVG.
-    fn data_and_legend(svg: &str) -> (Vec<Element>, (f64, f64, f64, f64)) {
+    pub(crate) fn data_and_legend(svg: &str) -> (Vec<Element>, (f64, f64, f64, f64)) {
         let all = elements(svg);
         let border = hex(LEGEND_BORDER);
         let at = all.iter().position(|e| e.0 == "rect" && e.1 == border).expect("a legend box");
@@ -635,7 +635,7 @@ mod tests {
     }
 
     /// Asserts that no data line of the one-panel figure crosses its legend box.
-    fn assert_legend_clear(panel: &Panel, size: (u32, u32)) {
+    pub(crate) fn assert_legend_clear(panel: &Panel, size: (u32, u32)) {
         let figure = Figure { panel_size: Some(size), ..Figure::single(panel.clone()) };
         let (data, legend) = data_and_legend(&svg_string(&figure).unwrap());
         assert!(!data.is_empty(), "{}: no data lines found", panel.title);

@@ -736,6 +736,51 @@ mod tests {
         assert!(html.contains("<code>x + sin(x)</code>"));
     }
 
+    /// Every chart of a report, each panel as drawn: no legend box crosses a data line, and
+    /// the found function's curve is drawn last.
+    #[test]
+    fn no_report_chart_hides_data_under_a_legend() {
+        use crate::report::charts::tests::{assert_legend_clear, data_and_legend, hex};
+        let searches = (0..8).map(|seed| {
+            let children = (1..=30)
+                .map(|c| Child {
+                    child: c,
+                    formula: "x".into(),
+                    reward: 0.5 - 0.4 / c as f64 + 0.01 * seed as f64,
+                    steps: Some(3),
+                    seconds: Some(c as f64),
+                })
+                .collect();
+            let sample = Sample { method: "random".into(), children, ..Default::default() };
+            run(&format!("r{seed}"), seed, RunKind::Sample(sample))
+        });
+        let mut runs = vec![
+            run("a", 0, RunKind::Eval),
+            run("s", 0, RunKind::OneShot(one_shot(2))),
+            run("shared", 0, RunKind::OneShot(one_shot(1))),
+        ];
+        runs.extend(searches);
+        let report = build(&runs, &"relu(x)".into()).unwrap();
+        let mut checked = Vec::new();
+        for block in report.sections.iter().flat_map(|s| &s.blocks) {
+            let Block::Figure { file, figure, .. } = block else { continue };
+            let size = figure.panel_size.unwrap_or((640, 420));
+            for panel in figure.panels.iter().filter(|p| p.lines.iter().any(|l| l.label.is_some())) {
+                assert_legend_clear(panel, size);
+            }
+            if file.ends_with("-formula") {
+                let single = Figure { panel_size: Some(size), ..Figure::single(figure.panels[0].clone()) };
+                let (data, _) = data_and_legend(&charts::svg_string(&single).unwrap());
+                let last = data.last().unwrap();
+                assert_eq!((last.1.clone(), last.2), (hex(PALETTE[0]), 3), "the found function comes last");
+            }
+            checked.push(file.clone());
+        }
+        for file in ["eval-resnet8-on-cifar10-relu-x", "s-alphas-site0", "s-formula", "sample-best-reward"] {
+            assert!(checked.iter().any(|f| f == file), "{file} not in {checked:?}");
+        }
+    }
+
     #[test]
     fn a_found_function_that_cannot_be_drawn_is_said_not_charted() {
         let mut search = one_shot(1);
