@@ -57,6 +57,9 @@ pub struct Line {
     pub width: Option<u32>,
     /// The line the chart is about (the found function): drawn last, on top of the others.
     pub focal: bool,
+    /// A step function (a best-so-far curve): each value holds until the next point's x,
+    /// where the line rises or falls vertically, instead of a slope between the points.
+    pub steps: bool,
 }
 
 impl Line {
@@ -267,9 +270,20 @@ fn drawing_order(lines: &[Line]) -> Vec<&Line> {
 /// The pieces of a line that the chart draws: inside the y range, cut (not bridged) where
 /// the line leaves it.
 fn pieces(line: &Line, (y0, y1): (f64, f64)) -> Vec<Vec<(f64, f64)>> {
+    let stepped = |seg: &Vec<(f64, f64)>| match line.steps {
+        true => seg
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &p)| (i > 0).then(|| (p.0, seg[i - 1].1)).into_iter().chain([p]))
+            .collect(),
+        false => seg.clone(),
+    };
     line.segments
         .iter()
-        .flat_map(|seg| seg.split(|p| !(p.1 >= y0 && p.1 <= y1)).filter(|s| !s.is_empty()).map(<[_]>::to_vec))
+        .map(stepped)
+        .flat_map(|seg| {
+            seg.split(|p| !(p.1 >= y0 && p.1 <= y1)).filter(|s| !s.is_empty()).map(<[_]>::to_vec).collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -700,6 +714,15 @@ pub(crate) mod tests {
             legend.0 > 980.0 - LEGEND_WIDTH as f64,
             "the wide waves' legend should be right of the plot: {legend:?}"
         );
+    }
+
+    #[test]
+    fn a_step_line_holds_each_value_until_the_next_point() {
+        let line = Line { steps: true, ..Line::new("best", vec![(0.0, 0.0), (1.0, 1.0), (3.0, 2.0)], 0) };
+        let expected = vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (3.0, 1.0), (3.0, 2.0)];
+        assert_eq!(pieces(&line, (-10.0, 10.0)), vec![expected]);
+        let sloped = Line { steps: false, ..line };
+        assert_eq!(pieces(&sloped, (-10.0, 10.0)), vec![vec![(0.0, 0.0), (1.0, 1.0), (3.0, 2.0)]]);
     }
 
     #[test]

@@ -416,7 +416,10 @@ fn sample_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
                 lines: chunk
                     .iter()
                     .enumerate()
-                    .map(|(i, (name, points))| Line::new(name.clone(), points.clone(), i % PALETTE.len()))
+                    .map(|(i, (name, points))| Line {
+                        steps: true,
+                        ..Line::new(name.clone(), points.clone(), i % PALETTE.len())
+                    })
                     .collect(),
                 ..Default::default()
             })
@@ -456,13 +459,18 @@ fn method_blocks(samples: &[(&Run, &Sample)]) -> Vec<Block> {
                         segments: vec![curve.clone()],
                         color: Some(color),
                         width: Some(1),
+                        steps: true,
                         ..Default::default()
                     });
                 }
             }
             for (i, (arm, seeds)) in arms.iter().enumerate() {
                 let name = format!("{arm}: mean of {} seed{}", seeds.len(), if seeds.len() == 1 { "" } else { "s" });
-                lines.push(Line { width: Some(4), ..Line::new(name, mean_curve(seeds), i % PALETTE.len()) });
+                lines.push(Line {
+                    width: Some(4),
+                    steps: true,
+                    ..Line::new(name, mean_curve(seeds), i % PALETTE.len())
+                });
             }
             let budget = budget.map_or(String::new(), |b| format!(", budget {b} child steps"));
             Panel {
