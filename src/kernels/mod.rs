@@ -1,8 +1,9 @@
 //! Evaluating activations on tensors, and the CPU kernels the networks run on. `reference`
 //! composes burn tensor ops (every backend, autodiff for free, the test oracle); the op
 //! semantics come from `expr::ops`. On the `flex` CPU backend `fused` (activations and mixed
-//! cells, compiled by `program`), `conv` (with `shifted`, and `winograd` when switched on) and
-//! `norm` replace burn's ops.
+//! cells, compiled by `program`), `conv` (with `shifted`, and `winograd` when switched on),
+//! `norm` and `norm_program` (a batch norm and the activation after it in one pass) replace
+//! burn's ops.
 
 /// Defines `fn $name(args)` that runs `$imp(args)` (an `#[inline(always)]` function) compiled
 /// for the best instruction set this CPU has: AVX-512, AVX2 + FMA, or the baseline. Every
@@ -63,6 +64,7 @@ pub mod layer_norm;
 pub mod linear;
 mod matmul;
 pub mod norm;
+pub mod norm_program;
 pub mod program;
 pub mod reference;
 mod shifted;

@@ -48,17 +48,34 @@ pub use super::available;
 /// The output of training-mode batch normalization of `x` `[N, C, H, W]` and the batch's
 /// per-channel mean and biased variance (detached), for the running statistics.
 pub fn train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-    let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as NormBackend>::channel_moments(x.clone().into_dispatch()));
-    let y = Tensor::from_dispatch(<Dispatch as NormBackend>::batch_norm_train_nchw(
+    let stats = statistics(x.clone());
+    let (mean, var) = split(&stats);
+    (train_with(x, gamma, beta, stats, epsilon), mean, var)
+}
+
+/// The batch's per-channel mean and biased variance of `x` `[N, C, H, W]` as `[2, C]`
+/// (detached: the backward passes treat them as functions of x).
+pub fn statistics(x: Tensor<4>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as NormBackend>::channel_moments(x.into_dispatch()))
+}
+
+/// The mean and variance rows of [`statistics`] as `[C]` vectors.
+pub fn split(stats: &Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+    let channels = stats.dims()[1];
+    let [mean, var] = [0, 1].map(|row| stats.clone().slice([row..row + 1, 0..channels]).reshape([channels]));
+    (mean, var)
+}
+
+/// Training-mode batch normalization of `x` with its own batch statistics `stats` (from
+/// [`statistics`]).
+pub fn train_with(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f64) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as NormBackend>::batch_norm_train_nchw(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
-        stats.clone().into_dispatch(),
+        stats.into_dispatch(),
         epsilon,
-    ));
-    let channels = stats.dims()[1];
-    let [mean, var] = [0, 1].map(|row| stats.clone().slice([row..row + 1, 0..channels]).reshape([channels]));
-    (y, mean, var)
+    ))
 }
 
 /// Inference-mode batch normalization of `x` `[N, C, H, W]` with the running statistics, in
@@ -115,7 +132,7 @@ const PARTIALS: usize = 16;
 
 /// `[Σ f(a, b).0, Σ f(a, b).1]` over two equally long slices, in f64 with [`PARTIALS`] partial sums.
 #[inline(always)]
-fn sums2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f64, f64)) -> [f64; 2] {
+pub(super) fn sums2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f64, f64)) -> [f64; 2] {
     let (mut s0, mut s1) = ([0f64; PARTIALS], [0f64; PARTIALS]);
     let (ca, cb) = (a.chunks_exact(PARTIALS), b.chunks_exact(PARTIALS));
     let (mut t0, mut t1) = (0f64, 0f64);
@@ -156,7 +173,7 @@ fn moments(x: &FlexTensor) -> FlexTensor {
 }
 
 /// Per-channel `(mean, 1/sqrt(var + eps))` from the `[2, C]` statistics.
-fn centre_and_scale(stats: &[f32], channels: usize, epsilon: f64) -> Vec<(f32, f32)> {
+pub(super) fn centre_and_scale(stats: &[f32], channels: usize, epsilon: f64) -> Vec<(f32, f32)> {
     (0..channels).map(|c| (stats[c], (1.0 / (stats[channels + c] as f64 + epsilon).sqrt()) as f32)).collect()
 }
 

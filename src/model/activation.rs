@@ -11,8 +11,11 @@ use burn::prelude::*;
 use crate::expr::Formula;
 use std::sync::Arc;
 
+use burn::nn::BatchNorm;
+
+use super::layers::{normalize, training_statistics};
 use crate::kernels::program::Program;
-use crate::kernels::{fused, reference};
+use crate::kernels::{fused, norm_program, reference};
 
 #[derive(Module, Debug)]
 pub struct Activation {
@@ -74,6 +77,29 @@ impl Activation {
         reference::eval(&self.formula, x, &params)
     }
 
+    /// `self(bn(x) + residual)`: in training on the CPU one kernel (`kernels::norm_program`)
+    /// that never writes the normalized tensor; elsewhere the pieces in turn.
+    pub fn forward_normalized(&self, bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+        if norm_program::available(&x.device())
+            && let Some(stats) = training_statistics(bn, &x)
+        {
+            let params = self.params.iter().map(|p| p.val()).collect();
+            let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+            return norm_program::apply(
+                self.program.clone(),
+                x,
+                residual,
+                gamma,
+                beta,
+                stats,
+                params,
+                None,
+                bn.epsilon,
+            );
+        }
+        self.forward(plus(normalize(bn, x), residual))
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if fused::available(&x.device()) {
             return fused::apply(self.program.clone(), x, self.params.iter().map(|p| p.val()).collect(), None);
@@ -93,11 +119,29 @@ pub trait Site: Module + burn::module::ModuleDisplay {
     /// On a tensor of any rank whose last axis holds the features, each parameter per
     /// feature: the transformers' MLP hidden layers.
     fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D>;
+
+    /// `self(bn(x) + residual)` (a ResNet's site after its batch norm, and at a block's end
+    /// after the shortcut's sum). A site may do this in one pass; by default the pieces.
+    fn forward_normalized(&self, bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+        self.forward(plus(normalize(bn, x), residual))
+    }
+}
+
+/// `x + residual`, or `x` without one.
+fn plus(x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+    match residual {
+        Some(r) => x + r,
+        None => x,
+    }
 }
 
 impl Site for Activation {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         Activation::forward(self, x)
+    }
+
+    fn forward_normalized(&self, bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+        Activation::forward_normalized(self, bn, x, residual)
     }
 
     fn forward_features<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {

@@ -76,15 +76,27 @@ pub fn normalize(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         let (mean, var) = (bn.running_mean.value(), bn.running_var.value());
         return norm::infer(x, bn.gamma.val(), bn.beta.val(), mean, var, bn.epsilon);
     }
-    if !(norm::available(&device) && device.is_autodiff() && bn.training.is_enabled()) {
-        return bn.forward(x);
+    match training_statistics(bn, &x) {
+        Some(stats) => norm::train_with(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon),
+        None => bn.forward(x),
     }
-    let (y, mean, var) = norm::train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+}
+
+/// Where `bn` trains on this crate's CPU kernels (autodiff, training mode): the batch
+/// statistics of `x` (`[2, C]`, `kernels::norm::statistics`), with the running statistics
+/// updated from them as burn's `BatchNorm::forward` does. None elsewhere.
+pub fn training_statistics(bn: &BatchNorm, x: &Tensor<4>) -> Option<Tensor<2>> {
+    let device = x.device();
+    if !(norm::available(&device) && device.is_autodiff() && bn.training.is_enabled()) {
+        return None;
+    }
+    let stats = norm::statistics(x.clone());
+    let (mean, var) = norm::split(&stats);
     let m = bn.momentum;
     let running = |state: &RunningState<Tensor<1>>, batch: Tensor<1>| {
         state.update(state.value_sync().mul_scalar(1.0 - m).add(batch.mul_scalar(m)).detach());
     };
     running(&bn.running_mean, mean);
     running(&bn.running_var, var);
-    y
+    Some(stats)
 }

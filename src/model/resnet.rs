@@ -15,7 +15,7 @@ use burn::prelude::*;
 
 use super::activation::{Activation, Site};
 use super::init::Init;
-use super::layers::convolve_normalized;
+use super::layers::{convolve, convolve_normalized};
 use super::network::Network;
 use crate::expr::Formula;
 
@@ -94,7 +94,7 @@ impl<A: Site> ResNet<A> {
 
     /// Logits `[batch, classes]` for images `[batch, 3, 32, 32]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.act.forward(convolve_normalized(&self.stem_conv, &self.stem_bn, images));
+        let mut x = activate(&self.act, &self.stem_conv, &self.stem_bn, images, None);
         for block in &self.blocks {
             x = block.forward(x);
         }
@@ -165,14 +165,27 @@ impl<A: Site> Block<A> {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.act1.forward(convolve_normalized(&self.conv1, &self.bn1, x.clone()));
-        let y = convolve_normalized(&self.conv2, &self.bn2, y);
+        let y = activate(&self.act1, &self.conv1, &self.bn1, x.clone(), None);
         let shortcut = match &self.short {
             Some(s) => convolve_normalized(&s.conv, &s.bn, x),
             None => x,
         };
-        self.act2.forward(y + shortcut)
+        activate(&self.act2, &self.conv2, &self.bn2, y, Some(shortcut))
     }
+}
+
+/// `site(bn(conv(x)) + residual)`. In training the site applies the batch norm itself
+/// (`Site::forward_normalized`: one pass with the activation on the CPU); in inference the
+/// batch norm is folded into the convolution.
+fn activate<A: Site>(site: &A, conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+    if x.device().is_autodiff() {
+        return site.forward_normalized(bn, convolve(conv, x), residual);
+    }
+    let y = convolve_normalized(conv, bn, x);
+    site.forward(match residual {
+        Some(r) => y + r,
+        None => y,
+    })
 }
 
 /// A bias-free convolution with "same" padding for odd kernels.
