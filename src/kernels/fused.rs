@@ -78,7 +78,7 @@ pub fn apply<const D: usize>(
 }
 
 /// Row-major `[K, C]` parameters at channel `ch` into `out`.
-fn channel_params(p: &[f32], channels: usize, ch: usize, out: &mut Vec<f32>) {
+pub(super) fn channel_params(p: &[f32], channels: usize, ch: usize, out: &mut Vec<f32>) {
     out.clear();
     out.extend((0..p.len() / channels).map(|k| p[k * channels + ch]));
 }

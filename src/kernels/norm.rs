@@ -25,7 +25,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::{Filled, contiguous, written};
+use super::{Filled, contiguous, written, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormBackend: Backend {
@@ -132,7 +132,7 @@ const PARTIALS: usize = 16;
 
 /// `[Σ f(a, b).0, Σ f(a, b).1]` over two equally long slices, in f64 with [`PARTIALS`] partial sums.
 #[inline(always)]
-pub(super) fn sums2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f64, f64)) -> [f64; 2] {
+fn sums2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f64, f64)) -> [f64; 2] {
     let (mut s0, mut s1) = ([0f64; PARTIALS], [0f64; PARTIALS]);
     let (ca, cb) = (a.chunks_exact(PARTIALS), b.chunks_exact(PARTIALS));
     let (mut t0, mut t1) = (0f64, 0f64);
@@ -189,17 +189,61 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, stats: &FlexTe
         let (chunks, ready) = y.chunks(plane);
         chunks.zip(xs.par_chunks(plane)).enumerate().for_each(|(i, (yo, xi))| {
             let c = i % channels;
-            let (mean, inv) = norm[c];
-            // (v - mean) first, as the backward pass does: no cancellation when |mean| >> std.
-            let scale = gs[c] * inv;
-            for (o, &v) in yo.iter_mut().zip(xi) {
-                o.write((v - mean) * scale + bs[c]);
-            }
-            // SAFETY: the loop wrote every element (yo and xi are both one plane long).
-            unsafe { written(yo, ready) };
+            affine(xi, &[], zeroed(yo, ready), norm[c], gs[c], bs[c]);
         });
     }
     FlexTensor::from_data(TensorData::new(y.into_vec(), shape))
+}
+
+simd_fn! {
+    /// `z = (x - mean) * gamma * inv + beta (+ r)` for one plane: the forward pass (with a
+    /// residual `r` when it is not empty, for `norm_program`).
+    pub(super) fn affine(x: &[f32], r: &[f32], z: &mut [f32], norm: (f32, f32), gamma: f32, beta: f32) => affine_impl
+}
+
+#[inline(always)]
+fn affine_impl(x: &[f32], r: &[f32], z: &mut [f32], (mean, inv): (f32, f32), gamma: f32, beta: f32) {
+    // (v - mean) first, as the backward pass does: no cancellation when |mean| >> std.
+    let scale = gamma * inv;
+    match r.is_empty() {
+        true => z.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - mean) * scale + beta),
+        false => z.iter_mut().zip(x).zip(r).for_each(|((o, &v), &r)| *o = (v - mean) * scale + beta + r),
+    }
+}
+
+/// `[Σ dy, Σ dy x̂]` over one plane of x and dy whose channel has `(mean, 1/sqrt(var + eps))`.
+pub(super) fn gradient_sums(x: &[f32], dy: &[f32], (mean, inv): (f32, f32)) -> [f64; 2] {
+    sums2(x, dy, |v, g| (g as f64, (g * ((v - mean) * inv)) as f64))
+}
+
+/// The input's gradient from the output's (`ds`), given every channel's `[Σ dy, Σ dy x̂]`
+/// (`sums`): `gamma inv (dy - mean(dy) - x̂ mean(dy x̂))` per element.
+pub(super) fn input_gradient(
+    xs: &[f32],
+    ds: &[f32],
+    gamma: &[f32],
+    norm: &[(f32, f32)],
+    sums: &[[f64; 2]],
+    plane: usize,
+) -> Vec<f32> {
+    let channels = norm.len();
+    let count = xs.len().checked_div(channels).unwrap_or(0).max(1) as f64;
+    let mut dx = Filled::new(xs.len());
+    if plane > 0 {
+        let (chunks, ready) = dx.chunks(plane);
+        chunks.zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(|(i, (out, (p, d)))| {
+            let c = i % channels;
+            let (mean, inv) = norm[c];
+            let (mean_dy, mean_dyx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
+            let scale = gamma[c] * inv;
+            for ((o, &v), &g) in out.iter_mut().zip(p).zip(d) {
+                o.write(scale * (g - mean_dy - (v - mean) * inv * mean_dyx));
+            }
+            // SAFETY: the loop wrote every element (out, p and d are one plane long).
+            unsafe { written(out, ready) };
+        });
+    }
+    dx.into_vec()
 }
 
 /// Gradients for x, gamma and beta.
@@ -215,31 +259,14 @@ fn backward(
     let (x, gamma, stats, dy) = (contiguous(x), contiguous(gamma), contiguous(stats), contiguous(dy));
     let (xs, gs, ds) = (x.as_slice::<f32>().unwrap(), gamma.as_slice::<f32>().unwrap(), dy.as_slice::<f32>().unwrap());
     let norm = centre_and_scale(stats.as_slice::<f32>().unwrap(), channels, epsilon);
-    let count = xs.len().checked_div(channels).unwrap_or(0).max(1) as f64;
-    // [Σ dy, Σ dy x̂] per channel.
     let sums = channel_sums(xs.len(), plane, channels, |i| {
-        let (mean, inv) = norm[i % channels];
-        let (p, d) = (&xs[i * plane..(i + 1) * plane], &ds[i * plane..(i + 1) * plane]);
-        sums2(p, d, |v, g| (g as f64, (g * ((v - mean) * inv)) as f64))
+        let span = i * plane..(i + 1) * plane;
+        gradient_sums(&xs[span.clone()], &ds[span], norm[i % channels])
     });
-    let mut dx = Filled::new(xs.len());
-    if plane > 0 {
-        let (chunks, ready) = dx.chunks(plane);
-        chunks.zip(xs.par_chunks(plane).zip(ds.par_chunks(plane))).enumerate().for_each(|(i, (out, (p, d)))| {
-            let c = i % channels;
-            let (mean, inv) = norm[c];
-            let (mean_dy, mean_dyx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
-            let scale = gs[c] * inv;
-            for ((o, &v), &g) in out.iter_mut().zip(p).zip(d) {
-                o.write(scale * (g - mean_dy - (v - mean) * inv * mean_dyx));
-            }
-            // SAFETY: the loop wrote every element (out, p and d are one plane long).
-            unsafe { written(out, ready) };
-        });
-    }
+    let dx = input_gradient(xs, ds, gs, &norm, &sums, plane);
     let column = |k: usize| sums.iter().map(|s| s[k] as f32).collect::<Vec<f32>>();
     (
-        FlexTensor::from_data(TensorData::new(dx.into_vec(), shape)),
+        FlexTensor::from_data(TensorData::new(dx, shape)),
         FlexTensor::from_data(TensorData::new(column(1), [channels])),
         FlexTensor::from_data(TensorData::new(column(0), [channels])),
     )

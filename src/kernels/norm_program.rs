@@ -26,9 +26,10 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::norm::{centre_and_scale, sums2};
+use super::fused::channel_params;
+use super::norm::{affine, centre_and_scale, gradient_sums, input_gradient};
 use super::program::{Layout, Program, Scratch};
-use super::{Filled, contiguous, written, zeroed};
+use super::{Filled, contiguous, zeroed};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait NormProgramBackend: Backend {
@@ -71,19 +72,10 @@ impl Inputs<'_> {
     /// of `kernels::norm`'s forward.
     fn pre_activation(&self, i: usize, z: &mut Vec<f32>) {
         let c = i % self.channels;
-        let (mean, inv) = self.norm[c];
-        let (scale, shift) = (self.gamma[c] * inv, self.beta[c]);
         let span = i * self.plane..(i + 1) * self.plane;
         z.resize(self.plane, 0.0);
         let r = if self.rs.is_empty() { &[][..] } else { &self.rs[span.clone()] };
-        affine(&self.xs[span], r, z, mean, scale, shift);
-    }
-
-    /// Row-major `[K, C]` parameters at the channel of plane `i` into `out`.
-    fn params(&self, i: usize, out: &mut Vec<f32>) {
-        let c = i % self.channels;
-        out.clear();
-        out.extend((0..self.ps.len() / self.channels).map(|k| self.ps[k * self.channels + c]));
+        affine(&self.xs[span], r, z, self.norm[c], self.gamma[c], self.beta[c]);
     }
 }
 
@@ -91,36 +83,16 @@ fn slice(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().unwrap()
 }
 
-simd_fn! {
-    /// `z = (x - mean) * scale + shift (+ r)`, in the order of `kernels::norm`'s forward.
-    fn affine(x: &[f32], r: &[f32], z: &mut [f32], mean: f32, scale: f32, shift: f32) => affine_impl
-}
-
-#[inline(always)]
-fn affine_impl(x: &[f32], r: &[f32], z: &mut [f32], mean: f32, scale: f32, shift: f32) {
-    match r.is_empty() {
-        true => z.iter_mut().zip(x).for_each(|(o, &v)| *o = (v - mean) * scale + shift),
-        false => z.iter_mut().zip(x).zip(r).for_each(|((o, &v), &r)| *o = (v - mean) * scale + shift + r),
-    }
-}
+/// The seven inputs of one call: x, the residual, gamma, beta, the statistics, the parameter
+/// table and the weights.
+type Tensors<'a> = [&'a FlexTensor; 7];
 
 /// Runs `f` on the f32 slices of the inputs (made contiguous).
-#[allow(clippy::too_many_arguments)]
-fn with_inputs<T>(
-    x: &FlexTensor,
-    r: &FlexTensor,
-    gamma: &FlexTensor,
-    beta: &FlexTensor,
-    stats: &FlexTensor,
-    p: &FlexTensor,
-    w: &FlexTensor,
-    epsilon: f64,
-    f: impl FnOnce(&Inputs) -> T,
-) -> T {
-    let shape = x.layout().shape();
+fn with_inputs<T>(tensors: Tensors, epsilon: f64, f: impl FnOnce(&Inputs) -> T) -> T {
+    let shape = tensors[0].layout().shape();
     assert_eq!(shape.num_dims(), 4, "batch norm and a program take [N, C, H, W], got {shape:?}");
     let (channels, plane) = (shape[1], shape[2] * shape[3]);
-    let [x, r, gamma, beta, stats, p, w] = [x, r, gamma, beta, stats, p, w].map(contiguous);
+    let [x, r, gamma, beta, stats, p, w] = tensors.map(contiguous);
     let inputs = Inputs {
         xs: slice(&x),
         rs: slice(&r),
@@ -136,7 +108,13 @@ fn with_inputs<T>(
     f(&inputs)
 }
 
-fn forward(inputs: &Inputs, program: &Program) -> Vec<f32> {
+/// The forward pass as a tensor of x's shape.
+fn forward(tensors: Tensors, program: &Program, epsilon: f64) -> FlexTensor {
+    let shape = tensors[0].layout().shape().clone();
+    flex(with_inputs(tensors, epsilon, |inputs| forward_values(inputs, program)), shape)
+}
+
+fn forward_values(inputs: &Inputs, program: &Program) -> Vec<f32> {
     let mut y = Filled::new(inputs.xs.len());
     if inputs.plane > 0 {
         let (chunks, ready) = y.chunks(inputs.plane);
@@ -145,7 +123,7 @@ fn forward(inputs: &Inputs, program: &Program) -> Vec<f32> {
             |(scratch, pv, z), (i, yo)| {
                 let yo = zeroed(yo, ready);
                 inputs.pre_activation(i, z);
-                inputs.params(i, pv);
+                channel_params(inputs.ps, inputs.channels, i % inputs.channels, pv);
                 program.forward_plane(z, yo, pv, inputs.ws, scratch);
             },
         );
@@ -171,13 +149,12 @@ fn backward(inputs: &Inputs, dy: &[f32], program: &Program) -> Grads {
             |(scratch, pv, z), (i, ((dzo, gi), part))| {
                 let dzo = zeroed(dzo, ready);
                 inputs.pre_activation(i, z);
-                inputs.params(i, pv);
+                channel_params(inputs.ps, inputs.channels, i % inputs.channels, pv);
                 let (sums, rest) = part.split_at_mut(2);
                 let (dp, dw) = rest.split_at_mut(k);
                 program.backward_plane(z, gi, dzo, pv, inputs.ws, dp, dw, scratch);
-                let (mean, inv) = inputs.norm[i % channels];
                 let xi = &inputs.xs[i * plane..(i + 1) * plane];
-                sums.copy_from_slice(&sums2(xi, dzo, |v, g| (g as f64, (g * ((v - mean) * inv)) as f64)));
+                sums.copy_from_slice(&gradient_sums(xi, dzo, inputs.norm[i % channels]));
             },
         );
     }
@@ -194,28 +171,11 @@ fn backward(inputs: &Inputs, dy: &[f32], program: &Program) -> Grads {
             dw[j] += part[2 + k + j];
         }
     }
-    let count = inputs.xs.len().checked_div(channels).unwrap_or(0).max(1) as f64;
-    let mut dx = Filled::new(inputs.xs.len());
-    if plane > 0 {
-        let (chunks, ready) = dx.chunks(plane);
-        chunks.zip(inputs.xs.par_chunks(plane).zip(dz.par_chunks(plane))).enumerate().for_each(
-            |(i, (out, (xi, di)))| {
-                let c = i % channels;
-                let (mean, inv) = inputs.norm[c];
-                let (mean_dz, mean_dzx) = ((sums[c][0] / count) as f32, (sums[c][1] / count) as f32);
-                let scale = inputs.gamma[c] * inv;
-                for ((o, &v), &g) in out.iter_mut().zip(xi).zip(di) {
-                    o.write(scale * (g - mean_dz - (v - mean) * inv * mean_dzx));
-                }
-                // SAFETY: the loop wrote every element (out, xi and di are one plane long).
-                unsafe { written(out, ready) };
-            },
-        );
-    }
+    let dx = input_gradient(inputs.xs, &dz, inputs.gamma, &inputs.norm, &sums, plane);
     let to_f32 = |v: &[f64]| v.iter().map(|&g| g as f32).collect::<Vec<f32>>();
     let column = |j: usize| sums.iter().map(|s| s[j] as f32).collect::<Vec<f32>>();
     let dr = (!inputs.rs.is_empty()).then_some(dz);
-    (dx.into_vec(), dr, column(1), column(0), to_f32(&dp), to_f32(&dw))
+    (dx, dr, column(1), column(0), to_f32(&dp), to_f32(&dw))
 }
 
 /// `program(bn(x) + residual)` in training mode, with the batch statistics `stats` (`[2, C]`
@@ -271,8 +231,7 @@ impl NormProgramBackend for Flex {
         program: Arc<Program>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        let shape = x.layout().shape().clone();
-        flex(with_inputs(&x, &r, &gamma, &beta, &stats, &p, &w, epsilon, |i| forward(i, &program)), shape)
+        forward([&x, &r, &gamma, &beta, &stats, &p, &w], &program, epsilon)
     }
 }
 
@@ -290,19 +249,19 @@ impl Backward<Flex, 6> for NormProgramBackward {
         let dy = grads.consume::<Flex>(&ops.node);
         let ([x, r, gamma, beta, stats, p, w], program, epsilon) = ops.state;
         let dy = contiguous(&dy);
-        let (dx, dr, dgamma, dbeta, dp, dw) = with_inputs(&x, &r, &gamma, &beta, &stats, &p, &w, epsilon, |i| {
-            backward(i, dy.as_slice::<f32>().unwrap(), &program)
-        });
+        let (dx, dr, dgamma, dbeta, dp, dw) =
+            with_inputs([&x, &r, &gamma, &beta, &stats, &p, &w], epsilon, |i| backward(i, slice(&dy), &program));
         let shape = x.layout().shape().clone();
         let channels = shape[1];
-        let table = [p.layout().shape().num_elements() / channels.max(1), channels];
+        let table = [dp.len() / channels.max(1), channels];
+        let m = dw.len();
         let tensors = [
             Some(flex(dx, shape.clone())),
             dr.map(|dr| flex(dr, shape)),
             Some(flex(dgamma, [channels])),
             Some(flex(dbeta, [channels])),
             Some(flex(dp, table)),
-            Some(flex(dw.clone(), [dw.len()])),
+            Some(flex(dw, [m])),
         ];
         for (node, grad) in ops.parents.into_iter().zip(tensors) {
             if let (Some(n), Some(g)) = (node, grad) {
@@ -329,17 +288,12 @@ impl<C: CheckpointStrategy> NormProgramBackend for Autodiff<Flex, C> {
         match NormProgramBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let [x, r, gamma, beta, p, w] = [x, r, gamma, beta, p, w].map(|t| t.into_primitive());
-                let shape = x.layout().shape().clone();
-                let y = with_inputs(&x, &r, &gamma, &beta, &stats, &p, &w, epsilon, |i| forward(i, &program));
-                prep.finish(([x, r, gamma, beta, stats, p, w], program, epsilon), flex(y, shape))
+                let y = forward([&x, &r, &gamma, &beta, &stats, &p, &w], &program, epsilon);
+                prep.finish(([x, r, gamma, beta, stats, p, w], program, epsilon), y)
             }
             OpsKind::UnTracked(prep) => {
                 let [x, r, gamma, beta, p, w] = [&x, &r, &gamma, &beta, &p, &w].map(|t| t.primitive());
-                let shape = x.layout().shape().clone();
-                prep.finish(flex(
-                    with_inputs(x, r, gamma, beta, &stats, p, w, epsilon, |i| forward(i, &program)),
-                    shape,
-                ))
+                prep.finish(forward([x, r, gamma, beta, &stats, p, w], &program, epsilon))
             }
         }
     }

@@ -128,7 +128,7 @@ pub trait Site: Module + burn::module::ModuleDisplay {
 }
 
 /// `x + residual`, or `x` without one.
-fn plus(x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+pub fn plus(x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
     match residual {
         Some(r) => x + r,
         None => x,

@@ -13,7 +13,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 
-use super::activation::{Activation, Site};
+use super::activation::{Activation, Site, plus};
 use super::init::Init;
 use super::layers::{convolve, convolve_normalized};
 use super::network::Network;
@@ -181,11 +181,7 @@ fn activate<A: Site>(site: &A, conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, resi
     if x.device().is_autodiff() {
         return site.forward_normalized(bn, convolve(conv, x), residual);
     }
-    let y = convolve_normalized(conv, bn, x);
-    site.forward(match residual {
-        Some(r) => y + r,
-        None => y,
-    })
+    site.forward(plus(convolve_normalized(conv, bn, x), residual))
 }
 
 /// A bias-free convolution with "same" padding for odd kernels.
