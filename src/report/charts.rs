@@ -474,30 +474,29 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel, 
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let (width, height) = cell.dim_in_pixel();
     let legend = entries(panel, LEGEND_CHARS);
+    // The legend's box in one column, and that column's width.
+    let (w, h, column) = legend_size(cell, &legend, 1);
     let side_fits = width > 2 * LEGEND_WIDTH;
     let placement = match (legend.is_empty(), panel.legend_outside && side_fits) {
         (true, _) => None,
         (false, true) => Some(Placement::Right),
-        (false, false) => {
-            let (w, h, _) = legend_size(cell, &legend, 1);
-            Some(match free_spot(panel, (width, height), (w, h)) {
-                Some((x, y)) => Placement::Inside(x, y),
-                None if side_fits => Placement::Right,
-                None => Placement::Below,
-            })
-        }
+        (false, false) => Some(match free_spot(panel, (width, height), (w, h)) {
+            Some((x, y)) => Placement::Inside(x, y),
+            None if side_fits => Placement::Right,
+            None => Placement::Below,
+        }),
     };
     // The plot's area, and the legend's own area with its columns and where its box starts.
     let (area, side) = match placement {
         None | Some(Placement::Inside(..)) => (cell.clone(), None),
         Some(Placement::Right) => {
             // As wide as the legend needs, at most LEGEND_WIDTH.
-            let needed = ((legend_size(cell, &legend, 1).0 + 2 * LEGEND_PAD) as u32).max(side);
+            let needed = ((w + 2 * LEGEND_PAD) as u32).max(side);
             let (plot, side) = cell.split_horizontally(width - needed.min(LEGEND_WIDTH));
             (plot, Some((side, 1, (LEGEND_PAD, 48))))
         }
         Some(Placement::Below) => {
-            let columns = ((width as i32 - 24) / legend_size(cell, &legend, 1).2).clamp(1, 4) as usize;
+            let columns = ((width as i32 - 24) / column).clamp(1, 4) as usize;
             let rows = column_rows(&legend, columns).into_iter().max().unwrap_or(0) as i32;
             let below = (2 * LEGEND_PAD + LEGEND_ROW * rows + 12) as u32;
             let (plot, side) = cell.split_vertically(height.saturating_sub(below).max(height / 2));
@@ -511,10 +510,12 @@ fn draw_panel<DB: DrawingBackend>(cell: &DrawingArea<DB, Shift>, panel: &Panel, 
     // As many decimals as a tenth of the y range needs.
     let y_decimals = (-((y.1 - y.0) / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize;
     // A tick that rounds to zero reads "0.00", not "-0.00".
-    let y_format = |v: &f64| format!("{v:.y_decimals$}").trim_start_matches('-').to_string();
-    let y_format = |v: &f64| match y_format(v).chars().all(|c| c == '0' || c == '.') {
-        true => y_format(v),
-        false => format!("{v:.y_decimals$}"),
+    let y_format = |v: &f64| {
+        let text = format!("{v:.y_decimals$}");
+        match text.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
+            true => text.trim_start_matches('-').to_string(),
+            false => text,
+        }
     };
     let x_labels = match panel.integer_x {
         true => ((x.1 - x.0).floor() as usize + 1).clamp(2, 10),

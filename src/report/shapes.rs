@@ -94,6 +94,8 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
     let mut warnings = Vec::new();
     // (index of the shape, is it the derivative, line)
     let mut curves: Vec<(usize, bool, Line)> = Vec::new();
+    // Each function's values at xs (for the difference panel).
+    let mut values: Vec<Vec<f64>> = Vec::new();
     for (i, s) in shapes.iter().enumerate() {
         let points: Vec<(f64, f64, f64)> = xs
             .iter()
@@ -102,6 +104,7 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
                 (x, y, dy)
             })
             .collect();
+        values.push(points.iter().map(|p| p.1).collect());
         let name = shown(&s.formula.canonical().to_string());
         let value = finite_runs(points.iter().map(|p| (p.0, p.1)));
         if value.is_empty() {
@@ -161,8 +164,14 @@ pub fn figure(shapes: &[Shape], range: (f64, f64), derivative: bool, title: &str
         legend_outside: true,
     };
     let mut panels = vec![panel];
-    if drawn.first() == Some(&0) && coincides(shapes, &drawn, &xs, hi - lo) {
-        panels.push(difference_panel(shapes, &drawn, &xs, range));
+    let gaps: Vec<(usize, Vec<f64>)> = match drawn.first() {
+        Some(&0) => {
+            drawn[1..].iter().map(|&j| (j, values[0].iter().zip(&values[j]).map(|(f, g)| f - g).collect())).collect()
+        }
+        _ => Vec::new(),
+    };
+    if coincides(&gaps, hi - lo) {
+        panels.push(difference_panel(shapes, &gaps, &xs, range));
     }
     let size = if panels.len() == 1 { (980, 460) } else { (980, 400) };
     ShapeChart { figure: Figure { title: None, panels, columns: 1, panel_size: Some(size) }, drawn, warnings }
@@ -174,30 +183,21 @@ const PLOT_PIXELS: f64 = 320.0;
 
 /// Whether the first (focal) function and some other drawn one lie within a pixel of each
 /// other (`span` is the y range drawn) over at least half of the range, so that the focal
-/// curve hides the other.
-fn coincides(shapes: &[Shape], drawn: &[usize], xs: &[f64], span: f64) -> bool {
+/// curve hides the other; `gaps` are `f - g` at the sampled x for each other function g.
+fn coincides(gaps: &[(usize, Vec<f64>)], span: f64) -> bool {
     let pixel = span / PLOT_PIXELS;
-    drawn.iter().skip(1).any(|&j| {
-        let close = xs
-            .iter()
-            .filter(|&&x| {
-                let d = shapes[0].at(x).0 - shapes[j].at(x).0;
-                d.is_finite() && d.abs() < pixel
-            })
-            .count();
-        2 * close >= xs.len()
-    })
+    gaps.iter().any(|(_, gap)| 2 * gap.iter().filter(|d| d.is_finite() && d.abs() < pixel).count() >= gap.len())
 }
 
-/// `f - g` for the focal function f and each other drawn function g, with a zero line: where
-/// curves that coincide on the main chart differ, and by how much.
-fn difference_panel(shapes: &[Shape], drawn: &[usize], xs: &[f64], range: (f64, f64)) -> Panel {
+/// `f - g` for the focal function f and each other drawn function g (`gaps`, at `xs`), with a
+/// zero line: where curves that coincide on the main chart differ, and by how much.
+fn difference_panel(shapes: &[Shape], gaps: &[(usize, Vec<f64>)], xs: &[f64], range: (f64, f64)) -> Panel {
     let focal = shown(&shapes[0].formula.canonical().to_string());
     let mut lines = vec![Line { segments: vec![vec![(range.0, 0.0), (range.1, 0.0)]], ..Default::default() }];
-    for &j in drawn.iter().skip(1) {
-        let gap = finite_runs(xs.iter().map(|&x| (x, shapes[0].at(x).0 - shapes[j].at(x).0)));
-        let name = shown(&shapes[j].formula.canonical().to_string());
-        lines.push(Line { segments: gap, ..Line::new(format!("f - {name}"), vec![], j) });
+    for (j, gap) in gaps {
+        let name = shown(&shapes[*j].formula.canonical().to_string());
+        let segments = finite_runs(xs.iter().copied().zip(gap.iter().copied()));
+        lines.push(Line { segments, ..Line::new(format!("f - {name}"), vec![], *j) });
     }
     let (lo, hi) = y_range(&lines, range);
     Panel {
