@@ -12,21 +12,11 @@ use burn::tensor::ops::ConvOptions;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+use common::{assert_close, leaf};
+
 fn random(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-}
-
-fn leaf<const D: usize>(values: &[f32], shape: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape), device).require_grad()
-}
-
-/// Relative error with an absolute floor of 1.
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w as f64).abs() / (w as f64).abs().max(1.0);
-        assert!(err < tol, "{what}[{i}]: kernel {g} vs burn {w} (error {err:.2e})");
-    }
 }
 
 /// (x shape, cout, kernel, stride, padding)

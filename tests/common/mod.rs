@@ -289,3 +289,21 @@ pub fn rung_rows(out: &Path, rungs: usize) -> Vec<Vec<actsearch::search::sample:
         })
         .collect()
 }
+
+/// A tracked leaf tensor of `values` in `shape`.
+pub fn leaf<const D: usize>(
+    values: &[f32],
+    shape: [usize; D],
+    device: &burn::prelude::Device,
+) -> burn::prelude::Tensor<D> {
+    burn::prelude::Tensor::<D>::from_data(burn::prelude::TensorData::new(values.to_vec(), shape), device).require_grad()
+}
+
+/// Asserts `got` is `want` within `tol`, relative with an absolute floor of 1.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs() / (w as f64).abs().max(1.0);
+        assert!(err < tol, "{what}[{i}]: got {g}, expected {w} (error {err:.2e})");
+    }
+}
